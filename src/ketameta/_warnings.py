@@ -1,0 +1,55 @@
+"""Warning and error classes raised by ketameta.
+
+Every warning ketameta emits is a subclass of :class:`KetametaWarning`, so a
+pipeline can silence or escalate them as a group; every error is a subclass of
+the built-in exception a caller would expect (``ValueError``, ``RuntimeError``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConvergenceError",
+    "KetametaWarning",
+    "OmittedStudiesWarning",
+    "SmallSampleWarning",
+    "ZeroCellWarning",
+]
+
+
+class KetametaWarning(UserWarning):
+    """Base class of all warnings emitted by ketameta."""
+
+
+class SmallSampleWarning(KetametaWarning):
+    """The data are too few for part of the analysis (e.g. k = 1: τ² is set to 0)."""
+
+
+class OmittedStudiesWarning(KetametaWarning):
+    """Studies with missing values were left out; their indices are in ``result.omitted``."""
+
+
+class ZeroCellWarning(KetametaWarning):
+    """A 2×2 table or count had zero cells that made an effect size undefined."""
+
+
+class ConvergenceError(RuntimeError):
+    """An iterative estimator did not converge; no result is returned.
+
+    Parameters
+    ----------
+    method : str
+        The τ² estimator that failed.
+    iterations : int
+        Iterations run before giving up.
+    detail : str
+        What went wrong.
+    """
+
+    def __init__(self, method: str, iterations: int, detail: str = "") -> None:
+        self.method = method
+        self.iterations = iterations
+        msg = f"the {method} estimator of tau^2 did not converge in {iterations} iterations"
+        if detail:
+            msg += f": {detail}"
+        msg += " (raise control['maxiter'] or try another `method`)"
+        super().__init__(msg)

@@ -1,0 +1,610 @@
+"""Conversions people do by hand before (and after) a meta-analysis.
+
+Each function cites the source of its formula. All accept scalars or array-likes,
+broadcast them, and return float64 arrays (0-d inputs give 0-d arrays); inputs are
+never modified.
+
+References
+----------
+.. [1] Altman, D. G., & Bland, J. M. (2011). How to obtain the confidence interval
+   from a P value. BMJ, 343, d2090. https://doi.org/10.1136/bmj.d2090
+.. [2] Altman, D. G., & Bland, J. M. (2011). How to obtain the P value from a
+   confidence interval. BMJ, 343, d2304. https://doi.org/10.1136/bmj.d2304
+.. [3] Wan, X., Wang, W., Liu, J., & Tong, T. (2014). Estimating the sample mean and
+   standard deviation from the sample size, median, range and/or interquartile range.
+   BMC Medical Research Methodology, 14, 135. https://doi.org/10.1186/1471-2288-14-135
+.. [4] Luo, D., Wan, X., Liu, J., & Tong, T. (2018). Optimally estimating the sample
+   mean from the sample size, median, mid-range, and/or mid-quartile range.
+   Statistical Methods in Medical Research, 27(6), 1785-1805.
+   https://doi.org/10.1177/0962280216669183
+.. [5] Shi, J., Luo, D., Weng, H., Zeng, X.-T., Lin, L., Chu, H., & Tong, T. (2020).
+   Optimally estimating the sample standard deviation from the five-number summary.
+   Research Synthesis Methods, 11(5), 641-654. https://doi.org/10.1002/jrsm.1429
+.. [6] Hasselblad, V., & Hedges, L. V. (1995). Meta-analysis of screening and
+   diagnostic tests. Psychological Bulletin, 117(1), 167-178.
+   https://doi.org/10.1037/0033-2909.117.1.167
+.. [7] Chinn, S. (2000). A simple method for converting an odds ratio to effect size
+   for use in meta-analysis. Statistics in Medicine, 19(22), 3127-3131.
+.. [8] Borenstein, M., Hedges, L. V., Higgins, J. P. T., & Rothstein, H. R. (2009).
+   Introduction to Meta-Analysis, ch. 7. Wiley. https://doi.org/10.1002/9780470743386
+.. [9] Fisher, R. A. (1921). Metron, 1, 3-32.
+.. [11] Jacobs, P., & Viechtbauer, W. (2017). Estimation of the biserial correlation and
+   its sampling variance for use in meta-analysis. Research Synthesis Methods, 8(2),
+   161-180. https://doi.org/10.1002/jrsm.1218
+.. [10] Miller, J. J. (1978). The inverse of the Freeman-Tukey double arcsine
+   transformation. The American Statistician, 32(4), 138.
+   https://doi.org/10.1080/00031305.1978.10479283
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import attrs
+import numpy as np
+from scipy import special
+
+from ._typing import FloatArray
+from ._validation import check_level
+
+__all__ = [
+    "MeanSD",
+    "exp",
+    "inv_arcsine",
+    "inv_freeman_tukey",
+    "inv_logit",
+    "log_or_to_smd",
+    "mean_sd_from_median",
+    "r_to_smd",
+    "r_to_z",
+    "se_from_ci",
+    "se_from_pvalue",
+    "smd_to_log_or",
+    "smd_to_r",
+    "var_from_ci",
+    "var_from_pvalue",
+    "z_to_r",
+]
+
+_LOGISTIC = np.pi / np.sqrt(3.0)
+
+
+def _arr(x: Any, name: str) -> FloatArray:
+    try:
+        out = np.array(x, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as exc:
+        msg = f"`{name}` must be numeric, got {x!r}"
+        raise TypeError(msg) from exc
+    if np.isinf(out).any():
+        i = int(np.flatnonzero(np.isinf(out).reshape(-1))[0])
+        msg = f"`{name}` must be finite; element {i} is infinite"
+        raise ValueError(msg)
+    return out
+
+
+def _require(cond: Any, name: str, requirement: str, values: FloatArray) -> None:
+    bad = ~np.asarray(cond) & ~np.isnan(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        msg = f"`{name}` must be {requirement}; element {i} is {values.reshape(-1)[i]!r}"
+        raise ValueError(msg)
+
+
+def _crit(level: float, df: Any = None) -> FloatArray:
+    lv = check_level(level)
+    if df is None:
+        return np.asarray(special.ndtri(0.5 + lv / 2.0), dtype=np.float64)
+    d = _arr(df, "df")
+    _require(d > 0, "df", "positive", d)
+    return np.asarray(special.stdtrit(d, 0.5 + lv / 2.0), dtype=np.float64)
+
+
+def se_from_ci(
+    lower: Any, upper: Any, *, level: float = 0.95, log: bool = False, df: Any = None
+) -> FloatArray:
+    """Standard error from a symmetric confidence interval.
+
+    ``SE = (upper - lower) / (2 q)``, with ``q`` the normal quantile (or the t quantile
+    with `df` degrees of freedom) at ``(1 + level)/2`` [2]_. For ratios (odds, risk,
+    hazard ratios) pass ``log=True``: the interval is symmetric on the log scale, so
+    the SE is that of the log ratio.
+
+    Parameters
+    ----------
+    lower, upper : array_like
+        Confidence limits (positive when ``log=True``).
+    level : float
+        Confidence level of the interval, in (0, 1).
+    log : bool
+        Take logarithms of the limits first.
+    df : array_like, optional
+        Degrees of freedom when the interval was t-based.
+
+    Returns
+    -------
+    ndarray
+        Standard errors.
+
+    References
+    ----------
+    .. [2] Altman & Bland (2011), BMJ 343:d2304.
+
+    Examples
+    --------
+    An odds ratio of 1.37 (95% CI 1.03 to 1.82), from metafor's ``conv.wald`` example:
+
+    >>> from ketameta import convert
+    >>> float(convert.se_from_ci(1.03, 1.82, log=True) ** 2)
+    0.0211...
+    """
+    lo, hi = _arr(lower, "lower"), _arr(upper, "upper")
+    if log:
+        _require(lo > 0, "lower", "positive when log=True", lo)
+        _require(hi > 0, "upper", "positive when log=True", hi)
+        lo, hi = np.log(lo), np.log(hi)
+    _require(hi >= lo, "upper", "at least `lower`", hi)
+    return np.asarray((hi - lo) / (2.0 * _crit(level, df)), dtype=np.float64)
+
+
+def var_from_ci(
+    lower: Any, upper: Any, *, level: float = 0.95, log: bool = False, df: Any = None
+) -> FloatArray:
+    """Sampling variance from a confidence interval: the square of :func:`se_from_ci`.
+
+    References
+    ----------
+    .. [2] Altman & Bland (2011), BMJ 343:d2304.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> float(convert.var_from_ci(1.6, 2.23, log=True))
+    0.0072...
+    """
+    return se_from_ci(lower, upper, level=level, log=log, df=df) ** 2
+
+
+def se_from_pvalue(estimate: Any, pvalue: Any, *, log: bool = False, df: Any = None) -> FloatArray:
+    """Standard error from an estimate and its two-sided p-value.
+
+    ``SE = |estimate| / q``, with ``q`` the normal quantile (or t quantile with `df`)
+    at ``1 - p/2`` [1]_. With ``log=True`` the estimate is a ratio and the SE is that
+    of its logarithm.
+
+    Parameters
+    ----------
+    estimate : array_like
+        The point estimate (a ratio when ``log=True``).
+    pvalue : array_like
+        Two-sided p-values in (0, 1).
+    log : bool
+        Take the logarithm of the estimate.
+    df : array_like, optional
+        Degrees of freedom when the test was a t-test.
+
+    Returns
+    -------
+    ndarray
+        Standard errors (NaN-free for valid input; 0 < p < 1 required).
+
+    References
+    ----------
+    .. [1] Altman & Bland (2011), BMJ 343:d2090.
+
+    Examples
+    --------
+    An odds ratio of 0.39 with p = 0.12 (metafor's ``conv.wald`` example):
+
+    >>> from ketameta import convert
+    >>> float(convert.se_from_pvalue(0.39, 0.12, log=True) ** 2)
+    0.3668...
+    """
+    est, p = _arr(estimate, "estimate"), _arr(pvalue, "pvalue")
+    _require((p > 0) & (p < 1), "pvalue", "in (0, 1)", p)
+    if log:
+        _require(est > 0, "estimate", "positive when log=True", est)
+        est = np.log(est)
+    if df is None:
+        q = special.ndtri(1.0 - p / 2.0)
+    else:
+        d = _arr(df, "df")
+        _require(d > 0, "df", "positive", d)
+        q = special.stdtrit(d, 1.0 - p / 2.0)
+    return np.asarray(np.abs(est) / q, dtype=np.float64)
+
+
+def var_from_pvalue(
+    estimate: Any, pvalue: Any, *, log: bool = False, df: Any = None
+) -> FloatArray:
+    """Sampling variance from an estimate and its p-value: the square of :func:`se_from_pvalue`.
+
+    References
+    ----------
+    .. [1] Altman & Bland (2011), BMJ 343:d2090.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> float(convert.var_from_pvalue(1.56, 0.54, log=True))
+    0.5266...
+    """
+    return se_from_pvalue(estimate, pvalue, log=log, df=df) ** 2
+
+
+@attrs.frozen(kw_only=True)
+class MeanSD:
+    """Estimated mean and SD with the methods used (see :func:`mean_sd_from_median`)."""
+
+    mean: FloatArray
+    sd: FloatArray
+    mean_method: str
+    sd_method: str
+    assumption: str
+
+
+def mean_sd_from_median(
+    median: Any,
+    n: Any,
+    *,
+    q1: Any = None,
+    q3: Any = None,
+    min: Any = None,
+    max: Any = None,
+    iqr_width: Any = None,
+) -> MeanSD:
+    """Mean and SD from the median with the quartiles and/or the range.
+
+    The defaults of metafor's ``conv.fivenum``: the mean of Luo et al. (2018) [4]_ and
+    the SD of Wan et al. (2014) [3]_ (one spread measure) or Shi et al. (2020) [5]_
+    (both). With the range :math:`(a, b)`, quartiles :math:`(q_1, q_3)`, median
+    :math:`m` and :math:`\\xi(p) = 2\\Phi^{-1}(p)`:
+
+    * range only: mean :math:`w(a+b)/2 + (1-w)m`, :math:`w = 4/(4+n^{0.75})`; SD
+      :math:`(b-a)/\\xi((n-0.375)/(n+0.25))`;
+    * quartiles only: mean :math:`w(q_1+q_3)/2 + (1-w)m`, :math:`w = 0.7 + 0.39/n`; SD
+      :math:`(q_3-q_1)/\\xi((0.75n-0.125)/(n+0.25))`;
+    * both: mean :math:`w_1(a+b)/2 + w_2(q_1+q_3)/2 + (1-w_1-w_2)m` with
+      :math:`w_1 = 2.2/(2.2+n^{0.75})`, :math:`w_2 = 0.7 - 0.72/n^{0.55}`; SD
+      :math:`w (b-a)/\\xi_1 + (1-w)(q_3-q_1)/\\xi_2`, :math:`w = 1/(1+0.07 n^{0.6})`.
+
+    When only the IQR *width* is reported (``iqr_width``, not the quartiles), the
+    quartiles are assumed symmetric about the median, so the mean is the median and the
+    SD is Wan's quartile formula applied to the width; the result states that assumption.
+
+    Parameters
+    ----------
+    median, n : array_like
+        Median and sample size (n ≥ 2).
+    q1, q3 : array_like, optional
+        First and third quartiles.
+    min, max : array_like, optional
+        Minimum and maximum.
+    iqr_width : array_like, optional
+        ``q3 - q1`` when only the width is known (exclusive with `q1`/`q3`).
+
+    Returns
+    -------
+    MeanSD
+        ``mean``, ``sd``, the formulas used and any assumption made.
+
+    References
+    ----------
+    .. [3] Wan et al. (2014), BMC Med Res Methodol 14:135, eqs. 9 and 16.
+    .. [4] Luo et al. (2018), Stat Methods Med Res 27(6):1785-1805, eqs. 7, 11, 15.
+    .. [5] Shi et al. (2020), Res Synth Methods 11(5):641-654, eq. 10.
+
+    Examples
+    --------
+    metafor's ``conv.fivenum`` help example (median 6, quartiles 4 and 10, range 2-14, n 20):
+
+    >>> from ketameta import convert
+    >>> r = convert.mean_sd_from_median(6, 20, q1=4, q3=10, min=2, max=14)
+    >>> round(float(r.mean), 6), round(float(r.sd), 6)
+    (6.938841, 3.679435)
+    """
+    m, nn = _arr(median, "median"), _arr(n, "n")
+    _require(nn >= 2, "n", "at least 2", nn)
+    has_q = q1 is not None or q3 is not None
+    has_r = min is not None or max is not None
+    if (q1 is None) != (q3 is None):
+        msg = "give both `q1` and `q3` (or `iqr_width` when only the IQR width is known)"
+        raise TypeError(msg)
+    if (min is None) != (max is None):
+        msg = "give both `min` and `max`"
+        raise TypeError(msg)
+    if iqr_width is not None:
+        if has_q or has_r:
+            msg = "`iqr_width` cannot be combined with `q1`/`q3` or `min`/`max`"
+            raise TypeError(msg)
+        width = _arr(iqr_width, "iqr_width")
+        _require(width >= 0, "iqr_width", "non-negative", width)
+        xi2 = 2.0 * special.ndtri((0.75 * nn - 0.125) / (nn + 0.25))
+        mean = np.asarray(m + 0.0 * width, dtype=np.float64)
+        return MeanSD(
+            mean=mean,
+            sd=np.asarray(width / xi2, dtype=np.float64),
+            mean_method="median (symmetric quartiles assumed)",
+            sd_method="Wan et al. (2014) eq. 16 on the IQR width",
+            assumption="quartiles symmetric about the median (only the IQR width was given)",
+        )
+    if not (has_q or has_r):
+        msg = "give `q1`/`q3`, `min`/`max`, both, or `iqr_width`"
+        raise TypeError(msg)
+    xi1 = 2.0 * special.ndtri((nn - 0.375) / (nn + 0.25))
+    xi2 = 2.0 * special.ndtri((0.75 * nn - 0.125) / (nn + 0.25))
+    if has_q and has_r:
+        a, b, lo, hi = _arr(min, "min"), _arr(max, "max"), _arr(q1, "q1"), _arr(q3, "q3")
+        _check_order(a, lo, m, hi, b)
+        w1 = 2.2 / (2.2 + nn**0.75)
+        w2 = 0.7 - 0.72 / nn**0.55
+        mean = w1 * (a + b) / 2 + w2 * (lo + hi) / 2 + (1 - w1 - w2) * m
+        w = 1.0 / (1.0 + 0.07 * nn**0.6)
+        sd = w * (b - a) / xi1 + (1 - w) * (hi - lo) / xi2
+        return MeanSD(
+            mean=np.asarray(mean, dtype=np.float64),
+            sd=np.asarray(sd, dtype=np.float64),
+            mean_method="Luo et al. (2018) eq. 15",
+            sd_method="Shi et al. (2020) eq. 10",
+            assumption="approximately normal data",
+        )
+    if has_r:
+        a, b = _arr(min, "min"), _arr(max, "max")
+        _check_order(a, m, b)
+        w = 4.0 / (4.0 + nn**0.75)
+        mean = w * (a + b) / 2 + (1 - w) * m
+        sd = (b - a) / xi1
+        mean_method, sd_method = "Luo et al. (2018) eq. 7", "Wan et al. (2014) eq. 9"
+    else:
+        lo, hi = _arr(q1, "q1"), _arr(q3, "q3")
+        _check_order(lo, m, hi)
+        w = 0.7 + 0.39 / nn
+        mean = w * (lo + hi) / 2 + (1 - w) * m
+        sd = (hi - lo) / xi2
+        mean_method, sd_method = "Luo et al. (2018) eq. 11", "Wan et al. (2014) eq. 16"
+    return MeanSD(
+        mean=np.asarray(mean, dtype=np.float64),
+        sd=np.asarray(sd, dtype=np.float64),
+        mean_method=mean_method,
+        sd_method=sd_method,
+        assumption="approximately normal data",
+    )
+
+
+def _check_order(*values: FloatArray) -> None:
+    for lo, hi in itertools.pairwise(values):
+        with np.errstate(invalid="ignore"):
+            bad = np.asarray(lo > hi)
+        if bad.any():
+            msg = "the summary statistics must be ordered min ≤ q1 ≤ median ≤ q3 ≤ max"
+            raise ValueError(msg)
+
+
+def smd_to_log_or(d: Any, vd: Any = None) -> Any:
+    """Standardized mean difference to log odds ratio (logistic distribution).
+
+    ``log OR = d π/√3`` and ``var = vd π²/3`` (Hasselblad & Hedges 1995 [6]_; Chinn
+    2000 [7]_). Returns the log OR, or ``(log OR, variance)`` when `vd` is given.
+
+    References
+    ----------
+    .. [6] Hasselblad & Hedges (1995), Psychol Bull 117(1):167-178.
+    .. [7] Chinn (2000), Stat Med 19(22):3127-3131.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> round(float(convert.smd_to_log_or(0.5)), 6)
+    0.906900
+    """
+    y = _arr(d, "d") * _LOGISTIC
+    if vd is None:
+        return y
+    return y, _arr(vd, "vd") * _LOGISTIC**2
+
+
+def log_or_to_smd(log_or: Any, v_log_or: Any = None) -> Any:
+    """Log odds ratio to standardized mean difference: ``d = log OR · √3/π`` [6]_ [7]_.
+
+    Returns ``d``, or ``(d, variance)`` when the variance of the log OR is given.
+
+    References
+    ----------
+    .. [6] Hasselblad & Hedges (1995), Psychol Bull 117(1):167-178.
+    .. [7] Chinn (2000), Stat Med 19(22):3127-3131.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> round(float(convert.log_or_to_smd(convert.smd_to_log_or(0.5))), 12)
+    0.5
+    """
+    d = _arr(log_or, "log_or") / _LOGISTIC
+    if v_log_or is None:
+        return d
+    return d, _arr(v_log_or, "v_log_or") / _LOGISTIC**2
+
+
+def smd_to_r(d: Any, n1: Any = None, n2: Any = None) -> FloatArray:
+    """Standardized mean difference (Cohen's d, pooled SD) to point-biserial correlation.
+
+    ``r = d / sqrt(d² + h)`` with ``h = m/n1 + m/n2``, ``m = n1 + n2 - 2``: the exact
+    identity between the two-sample t statistic and r (``r = t/sqrt(t² + m)``; Jacobs &
+    Viechtbauer 2017 [11]_, as metafor's ``conv.delta``). Without group sizes, large
+    equal groups are assumed (``h = 4``; Borenstein et al. 2009, eq. 7.5 [8]_).
+
+    References
+    ----------
+    .. [8] Borenstein et al. (2009), Introduction to Meta-Analysis, ch. 7.
+    .. [11] Jacobs & Viechtbauer (2017), Res Synth Methods 8(2):161-180.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> round(float(convert.smd_to_r(0.5)), 6)
+    0.242536
+    """
+    dd = _arr(d, "d")
+    h = _group_factor(n1, n2)
+    return np.asarray(dd / np.sqrt(dd**2 + h), dtype=np.float64)
+
+
+def r_to_smd(r: Any, n1: Any = None, n2: Any = None) -> FloatArray:
+    """Point-biserial correlation to SMD: ``d = r sqrt(h) / sqrt(1 - r²)``, the inverse of
+    :func:`smd_to_r` [8]_ [11]_.
+
+    References
+    ----------
+    .. [8] Borenstein et al. (2009), Introduction to Meta-Analysis, eq. 7.7.
+    .. [11] Jacobs & Viechtbauer (2017), Res Synth Methods 8(2):161-180.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> round(float(convert.r_to_smd(convert.smd_to_r(0.5, 10, 30), 10, 30)), 12)
+    0.5
+    """
+    rr = _arr(r, "r")
+    _require((rr > -1) & (rr < 1), "r", "in (-1, 1)", rr)
+    h = _group_factor(n1, n2)
+    return np.asarray(rr * np.sqrt(h) / np.sqrt(1 - rr**2), dtype=np.float64)
+
+
+def _group_factor(n1: Any, n2: Any) -> FloatArray | float:
+    if n1 is None and n2 is None:
+        return 4.0
+    if n1 is None or n2 is None:
+        msg = "give both `n1` and `n2` (or neither, for large equal groups)"
+        raise TypeError(msg)
+    a1, a2 = _arr(n1, "n1"), _arr(n2, "n2")
+    _require(a1 >= 1, "n1", "at least 1", a1)
+    _require(a2 >= 1, "n2", "at least 1", a2)
+    _require(a1 + a2 > 2, "n2", "such that n1 + n2 > 2", a2)
+    m = a1 + a2 - 2
+    return np.asarray(m / a1 + m / a2, dtype=np.float64)
+
+
+def r_to_z(r: Any) -> FloatArray:
+    """Fisher's r-to-z transformation, ``z = atanh(r)`` [9]_.
+
+    References
+    ----------
+    .. [9] Fisher (1921), Metron 1:3-32.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> round(float(convert.r_to_z(0.5)), 6)
+    0.549306
+    """
+    rr = _arr(r, "r")
+    _require((rr > -1) & (rr < 1), "r", "in (-1, 1)", rr)
+    return np.asarray(np.arctanh(rr), dtype=np.float64)
+
+
+def z_to_r(z: Any) -> FloatArray:
+    """Inverse of Fisher's transformation, ``r = tanh(z)`` [9]_.
+
+    References
+    ----------
+    .. [9] Fisher (1921), Metron 1:3-32.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> round(float(convert.z_to_r(convert.r_to_z(0.3))), 12)
+    0.3
+    """
+    return np.asarray(np.tanh(_arr(z, "z")), dtype=np.float64)
+
+
+def exp(x: Any) -> FloatArray:
+    """Back-transform log ratios (log OR, log RR, ROM, IRLN, ...) to ratios.
+
+    References
+    ----------
+    .. [6] Hasselblad & Hedges (1995), Psychol Bull 117(1):167-178.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> round(float(convert.exp(-0.7145)), 4)
+    0.4894
+    """
+    return np.asarray(np.exp(_arr(x, "x")), dtype=np.float64)
+
+
+def inv_logit(x: Any) -> FloatArray:
+    """Back-transform logits (PLO) to proportions: ``1 / (1 + exp(-x))``.
+
+    References
+    ----------
+    .. [10] Miller (1978) discusses back-transformation of pooled proportions.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> round(float(convert.inv_logit(0.0)), 6)
+    0.5
+    """
+    return np.asarray(special.expit(_arr(x, "x")), dtype=np.float64)
+
+
+def inv_arcsine(x: Any) -> FloatArray:
+    """Back-transform arcsine square-root proportions (PAS): ``sin(x)²`` on [0, π/2].
+
+    References
+    ----------
+    .. [10] Miller (1978), The American Statistician 32(4):138.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> round(float(convert.inv_arcsine(0.7853981633974483)), 12)
+    0.5
+    """
+    xx = np.clip(_arr(x, "x"), 0.0, np.pi / 2)
+    return np.asarray(np.sin(xx) ** 2, dtype=np.float64)
+
+
+def inv_freeman_tukey(x: Any, n: Any) -> FloatArray:
+    """Back-transform Freeman-Tukey double-arcsine values (PFT) to proportions.
+
+    Miller's (1978) inverse [10]_ for metafor's scaling of the transformation
+    (``t = x/1``, half the sum of the two arcsines):
+
+    .. math:: p = \\tfrac12\\left[1 - \\operatorname{sgn}(\\cos 2x)
+              \\sqrt{1 - \\left(\\sin 2x + (\\sin 2x - 1/\\sin 2x)/n\\right)^2}\\right]
+
+    Pooled values are back-transformed with the harmonic mean of the studies' sample
+    sizes as `n` (Miller 1978). Values below the transform of 0 events give 0, above
+    that of n events give 1.
+
+    Parameters
+    ----------
+    x : array_like
+        Values on the PFT scale.
+    n : array_like
+        Sample size(s); pass ``scipy.stats.hmean(ni)`` for a pooled estimate.
+
+    References
+    ----------
+    .. [10] Miller (1978), The American Statistician 32(4):138.
+
+    Examples
+    --------
+    >>> from ketameta import convert, escalc
+    >>> es = escalc("PFT", xi=[3], ni=[11])
+    >>> round(float(convert.inv_freeman_tukey(es.yi, 11)[0]), 4)
+    0.2727
+    """
+    xx, nn = np.broadcast_arrays(_arr(x, "x"), _arr(n, "n"))
+    _require(nn > 0, "n", "positive", nn)
+    s = np.sin(2 * xx)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = 1 - (s + (s - 1 / s) / nn) ** 2
+        p = 0.5 * (1 - np.sign(np.cos(2 * xx)) * np.sqrt(np.clip(inner, 0.0, None)))
+    low = 0.5 * np.arcsin(np.sqrt(1 / (nn + 1)))  # PFT of 0 events
+    high = 0.5 * (np.arcsin(np.sqrt(nn / (nn + 1))) + np.pi / 2)  # PFT of n events
+    p = np.where(xx <= low, 0.0, np.where(xx >= high, 1.0, p))
+    return np.asarray(p, dtype=np.float64)

@@ -1,0 +1,603 @@
+"""Common-effect and random-effects meta-analysis: :func:`pool` and its result.
+
+References
+----------
+.. [1] DerSimonian, R., & Laird, N. (1986). Meta-analysis in clinical trials.
+   Controlled Clinical Trials, 7(3), 177-188. https://doi.org/10.1016/0197-2456(86)90046-2
+.. [2] Viechtbauer, W. (2005). Bias and efficiency of meta-analytic variance estimators
+   in the random-effects model. Journal of Educational and Behavioral Statistics,
+   30(3), 261-293. https://doi.org/10.3102/10769986030003261
+.. [3] Paule, R. C., & Mandel, J. (1982). Consensus values and weighting factors.
+   Journal of Research of the National Bureau of Standards, 87(5), 377-385.
+   https://doi.org/10.6028/jres.087.022
+.. [4] Hedges, L. V. (1983). A random effects model for effect sizes. Psychological
+   Bulletin, 93(2), 388-395. https://doi.org/10.1037/0033-2909.93.2.388
+.. [5] Sidik, K., & Jonkman, J. N. (2005). Simple heterogeneity variance estimation
+   for meta-analysis. Journal of the Royal Statistical Society C, 54(2), 367-384.
+   https://doi.org/10.1111/j.1467-9876.2005.00489.x
+.. [6] Hunter, J. E., & Schmidt, F. L. (2004). Methods of Meta-Analysis (2nd ed.). Sage.
+.. [7] Morris, C. N. (1983). Parametric empirical Bayes inference: Theory and
+   applications. Journal of the American Statistical Association, 78(381), 47-55.
+   https://doi.org/10.1080/01621459.1983.10477920
+.. [8] Knapp, G., & Hartung, J. (2003). Improved tests for a random effects
+   meta-regression with a single covariate. Statistics in Medicine, 22(17), 2693-2710.
+   https://doi.org/10.1002/sim.1482
+.. [9] Higgins, J. P. T., & Thompson, S. G. (2002). Quantifying heterogeneity in a
+   meta-analysis. Statistics in Medicine, 21(11), 1539-1558.
+   https://doi.org/10.1002/sim.1186
+.. [10] Viechtbauer, W. (2007). Confidence intervals for the amount of heterogeneity in
+   meta-analysis. Statistics in Medicine, 26(1), 37-52. https://doi.org/10.1002/sim.2514
+.. [11] Riley, R. D., Higgins, J. P. T., & Deeks, J. J. (2011). Interpretation of
+   random effects meta-analyses. BMJ, 342, d549. https://doi.org/10.1136/bmj.d549
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import attrs
+import numpy as np
+
+from . import _core
+from ._typing import ArrayLike, FloatArray
+from ._validation import as_float_array, check_choice, check_level, check_same_length
+from ._warnings import OmittedStudiesWarning, SmallSampleWarning
+from .effect_sizes import EffectSizes
+
+__all__ = ["METHODS", "TESTS", "PoolResult", "Tau2Interval", "pool"]
+
+#: τ² estimators accepted by :func:`pool` (``"FE"`` and ``"CE"`` are aliases of ``"EE"``)
+METHODS = (*_core.TAU2_METHODS, *_core.METHOD_ALIASES)
+#: tests (and interval types) for the pooled estimate
+TESTS = _core.TESTS
+
+_METHOD_NAMES = {
+    "EE": "Equal-effects model",
+    "DL": "DerSimonian-Laird",
+    "REML": "restricted maximum likelihood",
+    "ML": "maximum likelihood",
+    "PM": "Paule-Mandel",
+    "HE": "Hedges",
+    "SJ": "Sidik-Jonkman",
+    "HS": "Hunter-Schmidt",
+    "EB": "empirical Bayes",
+}
+
+
+def _array_eq(a: Any, b: Any) -> bool:
+    return bool(np.array_equal(a, b, equal_nan=True))
+
+
+def _readonly(x: Any) -> FloatArray:
+    arr = np.array(x, dtype=np.float64, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+def _indices(x: Any) -> tuple[int, ...]:
+    return tuple(int(i) for i in x)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class Tau2Interval:
+    """Q-profile confidence intervals for τ², τ, I² (%) and H² (metafor's ``confint()``).
+
+    Each of `tau2`, `tau`, `i2`, `h2` is an ``(estimate, lower, upper)`` tuple of floats.
+    The limits were searched in ``[0, tau2_max]``; `lower_at_limit` / `upper_at_limit`
+    say that a root lay beyond it, so the reported limit is `tau2_max` (as metafor,
+    which notes "outside search range").
+    """
+
+    tau2: tuple[float, float, float]
+    tau: tuple[float, float, float]
+    i2: tuple[float, float, float]
+    h2: tuple[float, float, float]
+    level: float
+    tau2_max: float
+    lower_at_limit: bool = False
+    upper_at_limit: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary (JSON-serialisable)."""
+        return _plain(attrs.asdict(self))  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        rows = [f"{'':8s}{'estimate':>10s}{'ci.lb':>10s}{'ci.ub':>10s}"]
+        for name, label in (("tau2", "tau^2"), ("tau", "tau"), ("i2", "I^2(%)"), ("h2", "H^2")):
+            est, lo, hi = getattr(self, name)
+            rows.append(f"{label:8s}{est:10.4f}{lo:10.4f}{hi:10.4f}")
+        return "\n".join(rows)
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class PoolResult:
+    """The result of :func:`pool`: a fitted common-effect or random-effects model.
+
+    Attributes
+    ----------
+    estimate, se, statistic, pvalue, ci_lower, ci_upper : float
+        Pooled effect μ̂, its standard error (Knapp-Hartung-adjusted for ``test="knha"``),
+        test statistic (z or t), two-sided p-value and confidence limits.
+    df : float
+        Degrees of freedom of the t reference distribution (``inf`` for ``test="z"``).
+    tau2, tau2_se, tau : float
+        Between-study variance, its standard error (NaN when fixed or EE) and τ.
+    i2, h2 : float
+        I² (percent) and H²; from τ² and the typical within-study variance
+        (Higgins & Thompson 2002), or from Q for the EE model, as metafor.
+    q, q_df, q_pvalue : float
+        Cochran's Q test of heterogeneity.
+    pred_lower, pred_upper : float
+        Prediction interval for the effect in a new study (metafor's default:
+        ``μ̂ ± crit·sqrt(τ² + SE²)``).
+    k : int
+        Number of studies used.
+    weights : ndarray
+        Study weights in percent.
+    yi, vi : ndarray
+        The effect sizes and variances used (omitted studies removed).
+    omitted : tuple of int
+        Indices (into the input) of studies left out because of NaN.
+    method, test, level, tau2_fixed, control
+        The settings used.
+    converged : bool
+    iterations : int
+    """
+
+    estimate: float
+    se: float
+    statistic: float
+    pvalue: float
+    ci_lower: float
+    ci_upper: float
+    df: float
+    tau2: float
+    tau2_se: float
+    tau: float
+    i2: float
+    h2: float
+    q: float
+    q_df: int
+    q_pvalue: float
+    pred_lower: float
+    pred_upper: float
+    k: int
+    weights: FloatArray = attrs.field(converter=_readonly, eq=attrs.cmp_using(eq=_array_eq))
+    yi: FloatArray = attrs.field(converter=_readonly, eq=attrs.cmp_using(eq=_array_eq))
+    vi: FloatArray = attrs.field(converter=_readonly, eq=attrs.cmp_using(eq=_array_eq))
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
+    method: str
+    test: str
+    level: float
+    tau2_fixed: bool = False
+    converged: bool = True
+    iterations: int = 0
+    v_typical: float = attrs.field(default=math.nan, repr=False)
+    control: dict[str, Any] = attrs.field(factory=dict, eq=False)
+
+    @property
+    def sei(self) -> FloatArray:
+        """Standard errors of the studies used."""
+        return np.sqrt(self.vi)
+
+    def tau2_ci(
+        self, level: float | None = None, *, tau2_max: float | None = None
+    ) -> Tau2Interval:
+        """Q-profile confidence interval for τ², τ, I² and H² (Viechtbauer 2007 [10]_).
+
+        The limits solve ``Q(τ²) = χ²_{k-1}`` quantiles, where ``Q(τ²)`` is the generalised
+        Q statistic; a limit is 0 when Q at τ² = 0 is already below its quantile. I² and
+        H² limits follow from the τ² limits with the typical within-study variance.
+
+        Parameters
+        ----------
+        level : float, optional
+            Confidence level; defaults to the model's `level`.
+        tau2_max : float, optional
+            Upper end of the search range. The default, ``max(100, 10 τ̂²)``, is
+            metafor's; a root beyond it is reported as `tau2_max` with
+            ``upper_at_limit=True``. Pass ``math.inf`` for the exact root.
+
+        Returns
+        -------
+        Tau2Interval
+
+        References
+        ----------
+        .. [10] Viechtbauer (2007), Stat Med 26(1):37-52.
+        """
+        lv = self.level if level is None else check_level(level)
+        if self.k < 2:
+            msg = "a confidence interval for tau^2 needs at least 2 studies"
+            raise ValueError(msg)
+        y, v = self.yi[None, :], self.vi[None, :]
+        ctl = {**_core.DEFAULT_CONTROL, **self.control}
+        limit = max(100.0, 10.0 * self.tau2) if tau2_max is None else float(tau2_max)
+        if not limit > 0:
+            msg = f"`tau2_max` must be positive, got {tau2_max!r}"
+            raise ValueError(msg)
+        lo, hi = _core.q_profile(y, v, np.ones_like(y), lv, ctl, np.array([limit]))
+        t = (self.tau2, float(lo[0]), float(hi[0]))
+        vt = self.v_typical
+        return Tau2Interval(
+            tau2=t,
+            tau=(math.sqrt(t[0]), math.sqrt(t[1]), math.sqrt(t[2])),
+            i2=(self.i2, *(100.0 * x / (x + vt) for x in t[1:])),  # type: ignore[arg-type]
+            h2=(self.h2, *((x + vt) / vt for x in t[1:])),  # type: ignore[arg-type]
+            level=lv,
+            tau2_max=limit,
+            lower_at_limit=t[1] >= limit,
+            upper_at_limit=t[2] >= limit,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
+        d = attrs.asdict(self, recurse=False)
+        d.pop("v_typical")
+        return _plain(d)  # type: ignore[no-any-return]
+
+    def to_frame(self) -> Any:
+        """A one-row pandas DataFrame of the scalar fields (requires pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - environment dependent
+            msg = "to_frame() needs pandas: pip install pandas"
+            raise ImportError(msg) from exc
+        d = self.to_dict()
+        scalars = {k: v for k, v in d.items() if not isinstance(v, list | dict)}
+        return pd.DataFrame([scalars])
+
+    def __repr__(self) -> str:
+        return (
+            f"PoolResult(method={self.method!r}, k={self.k}, estimate={self.estimate:.4g}, "
+            f"ci=[{self.ci_lower:.4g}, {self.ci_upper:.4g}], tau2={self.tau2:.4g}, "
+            f"i2={self.i2:.1f}%)"
+        )
+
+    def summary(self) -> str:
+        """A metafor-like printed summary: heterogeneity, model results, prediction interval."""
+        pct = f"{100 * self.level:g}%"
+        fixed = " (fixed)" if self.tau2_fixed else ""
+        lines = []
+        if self.method == "EE":
+            lines.append(f"Equal-effects model (k = {self.k})")
+        else:
+            lines.append(
+                f"Random-effects model (k = {self.k}; tau^2 estimator: {self.method}, "
+                f"{_METHOD_NAMES[self.method]})"
+            )
+        lines.append("")
+        if self.method != "EE":
+            se_txt = "" if math.isnan(self.tau2_se) else f" (SE = {self.tau2_se:.4f})"
+            lines.append(
+                f"tau^2 (estimated amount of total heterogeneity): {self.tau2:.4f}{se_txt}{fixed}"
+            )
+            lines.append(f"tau (square root of estimated tau^2 value):      {self.tau:.4f}")
+        lines.append(f"I^2 (total heterogeneity / total variability):   {self.i2:.2f}%")
+        lines.append(f"H^2 (total variability / sampling variability):  {self.h2:.2f}")
+        lines.append("")
+        lines.append("Test for Heterogeneity:")
+        lines.append(f"Q(df = {self.q_df}) = {self.q:.4f}, p-val {_fmt_p(self.q_pvalue)}")
+        lines.append("")
+        stat_name = "zval" if self.test == "z" else "tval"
+        df_note = "" if self.test == "z" else f" (df = {self.df:g}; test = {self.test!r})"
+        lines.append(f"Model Results{df_note}:")
+        lines.append("")
+        header = (
+            f"{'estimate':>9s} {'se':>8s} {stat_name:>8s} {'pval':>8s} {'ci.lb':>8s} {'ci.ub':>8s}"
+        )
+        lines.append(header)
+        lines.append(
+            f"{self.estimate:9.4f} {self.se:8.4f} {self.statistic:8.4f} "
+            f"{_fmt_p(self.pvalue, bare=True):>8s} {self.ci_lower:8.4f} {self.ci_upper:8.4f}"
+        )
+        lines.append("")
+        lines.append(f"{pct} prediction interval: [{self.pred_lower:.4f}, {self.pred_upper:.4f}]")
+        if self.omitted:
+            lines.append(f"Omitted studies (missing values): {list(self.omitted)}")
+        return "\n".join(lines)
+
+
+def _fmt_p(p: float, *, bare: bool = False) -> str:
+    if p < 1e-4:
+        return "<.0001" if bare else "< .0001"
+    return f"{p:.4f}" if bare else f"= {p:.4f}"
+
+
+def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> tuple[FloatArray, FloatArray]:
+    if isinstance(yi, EffectSizes):
+        if vi is not None or sei is not None:
+            msg = "pass either an EffectSizes object or `yi` with `vi`/`sei`, not both"
+            raise TypeError(msg)
+        return np.array(yi.yi, dtype=np.float64), np.array(yi.vi, dtype=np.float64)
+    y = as_float_array(yi, "yi")
+    if (vi is None) == (sei is None):
+        msg = "give exactly one of `vi` (sampling variances) or `sei=` (standard errors)"
+        raise TypeError(msg)
+    if vi is not None:
+        v = as_float_array(vi, "vi")
+        check_same_length({"yi": y, "vi": v})
+    else:
+        s = as_float_array(sei, "sei")
+        check_same_length({"yi": y, "sei": s})
+        _check_study_values(s, "sei", positive=True)
+        v = s * s
+    return y, v
+
+
+def _check_study_values(arr: FloatArray, name: str, *, positive: bool) -> None:
+    inf = np.isinf(arr)
+    if inf.any():
+        i = int(np.flatnonzero(inf)[0])
+        msg = f"`{name}` must be finite; study {i} has {name}={arr[i]!r}"
+        raise ValueError(msg)
+    if positive:
+        with np.errstate(invalid="ignore"):
+            bad = arr <= 0
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            msg = f"`{name}` must be positive; study {i} has {name}={arr[i]!r}"
+            raise ValueError(msg)
+
+
+def validate_options(
+    method: Any, test: Any, level: Any, tau2: Any, nan_policy: Any, control: Any
+) -> tuple[str, str, float, float | None, str, dict[str, Any]]:
+    """Validate the options shared by :func:`pool` and the batch engine (written once)."""
+    method = check_choice(method, "method", METHODS)
+    method = _core.METHOD_ALIASES.get(method, method)
+    test = check_choice(test, "test", TESTS)
+    lv = check_level(level)
+    nan_policy = check_choice(nan_policy, "nan_policy", ("omit", "raise"))
+    tau2_fixed: float | None = None
+    if tau2 is not None:
+        if isinstance(tau2, bool) or not isinstance(tau2, int | float | np.floating):
+            msg = f"`tau2` must be a non-negative number or None, got {tau2!r}"
+            raise TypeError(msg)
+        if not (math.isfinite(float(tau2)) and float(tau2) >= 0):
+            msg = f"`tau2` must be finite and non-negative, got {tau2!r}"
+            raise ValueError(msg)
+        tau2_fixed = float(tau2)
+        if method == "EE":
+            msg = (
+                "`tau2` cannot be fixed for the equal-effects model (method='EE'): its tau^2 is 0"
+            )
+            raise ValueError(msg)
+    ctl = dict(_core.DEFAULT_CONTROL)
+    if control is not None:
+        if not isinstance(control, dict):
+            msg = f"`control` must be a dict, got {type(control).__name__}"
+            raise TypeError(msg)
+        unknown = set(control) - set(ctl)
+        if unknown:
+            msg = f"unknown `control` keys {sorted(unknown)}; valid keys are {sorted(ctl)}"
+            raise ValueError(msg)
+        ctl.update(control)
+        if not (isinstance(ctl["maxiter"], int) and ctl["maxiter"] > 0):
+            msg = f"control['maxiter'] must be a positive integer, got {ctl['maxiter']!r}"
+            raise ValueError(msg)
+        if not (isinstance(ctl["threshold"], float | int) and ctl["threshold"] > 0):
+            msg = f"control['threshold'] must be positive, got {ctl['threshold']!r}"
+            raise ValueError(msg)
+    return method, test, lv, tau2_fixed, nan_policy, ctl
+
+
+def pool(
+    yi: ArrayLike | EffectSizes,
+    vi: ArrayLike | None = None,
+    *,
+    sei: ArrayLike | None = None,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    tau2: float | None = None,
+    nan_policy: str = "omit",
+    control: dict[str, Any] | None = None,
+) -> PoolResult:
+    """Pool effect sizes with a common-effect or random-effects model (metafor's ``rma()``).
+
+    Parameters
+    ----------
+    yi : array_like or EffectSizes
+        Effect sizes, or the result of :func:`ketameta.escalc` (then leave `vi` out).
+    vi : array_like, optional
+        Sampling variances (> 0).
+    sei : array_like, optional
+        Standard errors instead of variances. Keyword-only on purpose, so that
+        standard errors are never passed as variances by accident.
+    method : str
+        τ² estimator: ``"EE"`` (alias ``"FE"``, ``"CE"``; no heterogeneity), ``"DL"``
+        [1]_, ``"REML"`` (default) and ``"ML"`` [2]_, ``"PM"`` [3]_, ``"HE"`` [4]_,
+        ``"SJ"`` [5]_, ``"HS"`` [6]_, ``"EB"`` [7]_.
+    test : str
+        ``"z"`` (Wald), ``"t"`` (t with k-1 df), ``"knha"`` (Knapp-Hartung [8]_) or
+        ``"adhoc"`` (Knapp-Hartung never narrower than z).
+    level : float
+        Confidence level in (0, 1).
+    tau2 : float, optional
+        Fix τ² at this value instead of estimating it.
+    nan_policy : {"omit", "raise"}
+        Studies with NaN `yi` or `vi` are left out with an
+        :class:`~ketameta.OmittedStudiesWarning` (indices in ``result.omitted``), or raise.
+    control : dict, optional
+        Iteration settings: ``maxiter`` (1000), ``threshold`` (1e-10; convergence when
+        ``|Δτ²| ≤ threshold·max(1, τ²)``), ``tau2_init`` (ML/REML start; default the HE
+        estimate), ``step_adj`` (Fisher-scoring step length, 1).
+
+    Returns
+    -------
+    PoolResult
+
+    Raises
+    ------
+    ConvergenceError
+        When an iterative estimator does not converge.
+
+    Notes
+    -----
+    With :math:`w_i = 1/(v_i + \\hat\\tau^2)`, :math:`\\hat\\mu = \\sum w_i y_i / \\sum w_i`
+    and :math:`SE(\\hat\\mu) = (\\sum w_i)^{-1/2}`. DL: :math:`\\hat\\tau^2 =
+    \\max(0, (Q - (k-1)) / (\\sum w - \\sum w^2/\\sum w))` with EE weights [1]_; HE:
+    :math:`\\max(0, \\sum (y_i - \\bar y)^2/(k-1) - \\bar v)` [4]_; HS:
+    :math:`\\max(0, (Q-k)/\\sum w)` [6]_; SJ: one weighted step from
+    :math:`\\tau_0^2 = \\sum (y_i-\\bar y)^2/k` [5]_; PM and EB solve :math:`Q(\\tau^2) =
+    k - 1` [3]_ [7]_; ML and REML maximise the (restricted) likelihood by Fisher
+    scoring from the HE estimate, halving steps at the boundary [2]_. Knapp-Hartung
+    multiplies the variance of :math:`\\hat\\mu` by
+    :math:`\\sum w_i (y_i - \\hat\\mu)^2 / (k-1)` and uses t with k-1 df [8]_. I² and H²
+    follow Higgins & Thompson (2002) [9]_ with the typical within-study variance
+    :math:`\\tilde v = (k-1)\\sum w/((\\sum w)^2 - \\sum w^2)`. The prediction interval is
+    :math:`\\hat\\mu \\pm c \\sqrt{\\hat\\tau^2 + SE^2}` (z, or t with k-1 df for t-based
+    tests) [11]_.
+
+    References
+    ----------
+    .. [1] DerSimonian & Laird (1986), Control Clin Trials 7(3):177-188.
+    .. [2] Viechtbauer (2005), J Educ Behav Stat 30(3):261-293.
+    .. [3] Paule & Mandel (1982), J Res Natl Bur Stand 87(5):377-385.
+    .. [4] Hedges (1983), Psychol Bull 93(2):388-395.
+    .. [5] Sidik & Jonkman (2005), J R Stat Soc C 54(2):367-384.
+    .. [6] Hunter & Schmidt (2004), Methods of Meta-Analysis, 2nd ed.
+    .. [7] Morris (1983), JASA 78(381):47-55.
+    .. [8] Knapp & Hartung (2003), Stat Med 22(17):2693-2710.
+    .. [9] Higgins & Thompson (2002), Stat Med 21(11):1539-1558.
+    .. [11] Riley, Higgins & Deeks (2011), BMJ 342:d549.
+
+    Examples
+    --------
+    The BCG vaccine trials (Colditz et al. 1994), log risk ratios, REML:
+
+    >>> import ketameta
+    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
+    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> res = ketameta.pool(es)
+    >>> round(res.estimate, 4), round(res.tau2, 4)
+    (-0.7145, 0.3132)
+    """
+    y, v = _resolve_inputs(yi, vi, sei)
+    method, test, lv, tau2_fixed, nan_policy, ctl = validate_options(
+        method, test, level, tau2, nan_policy, control
+    )
+    _check_study_values(v, "vi", positive=True)
+    _check_study_values(y, "yi", positive=False)
+    missing = np.isnan(y) | np.isnan(v)
+    omitted: tuple[int, ...] = ()
+    if missing.any():
+        idx = np.flatnonzero(missing)
+        if nan_policy == "raise":
+            msg = f"studies {idx.tolist()} have NaN `yi` or `vi` (nan_policy='raise')"
+            raise ValueError(msg)
+        omitted = tuple(int(i) for i in idx)
+        warnings.warn(
+            f"studies {list(omitted)} have missing yi or vi and were omitted",
+            OmittedStudiesWarning,
+            stacklevel=2,
+        )
+        y, v = y[~missing], v[~missing]
+    k = y.shape[0]
+    if k == 0:
+        msg = "no studies to pool: `yi` is empty" + (" after omitting NaN" if omitted else "")
+        raise ValueError(msg)
+    if k == 1:
+        notes = "tau^2 is set to 0"
+        if test != "z":
+            notes += f" and test={test!r} is replaced by 'z'"
+            test = "z"
+        warnings.warn(f"only one study (k = 1): {notes}", SmallSampleWarning, stacklevel=2)
+    out = _core.fit(
+        y[None, :],
+        v[None, :],
+        np.ones((1, k)),
+        method=method,
+        test=test,
+        level=lv,
+        tau2_fixed=tau2_fixed,
+        control=ctl,
+    )
+    return result_from_core(
+        out,
+        0,
+        yi=y,
+        vi=v,
+        omitted=omitted,
+        method=method,
+        test=test,
+        level=lv,
+        tau2_fixed=tau2_fixed is not None,
+        control=control or {},
+    )
+
+
+def result_from_core(
+    out: dict[str, Any],
+    row: int,
+    *,
+    yi: FloatArray,
+    vi: FloatArray,
+    omitted: tuple[int, ...],
+    method: str,
+    test: str,
+    level: float,
+    tau2_fixed: bool,
+    control: dict[str, Any],
+) -> PoolResult:
+    """Build the :class:`PoolResult` of one row of the numeric core's output."""
+    k = len(yi)
+    scalars = {
+        name: float(out[name][row])
+        for name in (
+            "estimate",
+            "se",
+            "statistic",
+            "pvalue",
+            "ci_lower",
+            "ci_upper",
+            "df",
+            "tau2",
+            "tau2_se",
+            "tau",
+            "i2",
+            "h2",
+            "q",
+            "q_pvalue",
+            "pred_lower",
+            "pred_upper",
+            "v_typical",
+        )
+    }
+    weights = out["weights"][row]
+    if weights.shape[-1] != k:  # a NaN-padded batch row: keep the studies used
+        weights = weights[out["present"][row]]
+    return PoolResult(
+        **scalars,
+        q_df=int(out["q_df"][row]),
+        k=k,
+        weights=weights,
+        yi=yi,
+        vi=vi,
+        omitted=omitted,
+        method=method,
+        test=test,
+        level=level,
+        tau2_fixed=tau2_fixed,
+        converged=bool(out["converged"][row]),
+        iterations=int(out["iterations"][row]),
+        control=dict(control),
+    )
