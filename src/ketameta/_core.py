@@ -1,27 +1,32 @@
-"""The numeric core shared by :func:`ketameta.pool` and :func:`ketameta.pool_many`.
+"""The numeric core shared by :func:`ketameta.pool` and the batch engine.
 
-Everything here works on arrays of shape ``(m, k)``: ``m`` independent meta-analyses
-of up to ``k`` studies, with a boolean mask of the studies that are present (ragged
-batches are NaN-padded by the caller). A single meta-analysis is the case ``m = 1``,
-so ``pool`` and the batch engine cannot drift apart.
+Every function here is *shape-agnostic*: the studies are on the last axis, and any
+leading axes are independent meta-analyses. A single meta-analysis is a 1-D array
+(its statistics are NumPy scalars, which keeps ``pool`` fast); a batch is ``(m, k)``.
+An absent study in a ragged batch is encoded as ``y = 0, v = inf``: its weight
+``1/(v + τ²)`` is exactly 0, so no mask is needed in the weighted sums.
 
-No validation happens here: callers pass finite ``y`` and positive ``v`` where
-``present`` is True (anything where it is False is ignored).
+No validation happens here: callers pass finite ``y`` and positive ``v`` (or ``inf``).
 
 Notation follows Viechtbauer (2005): ``w_i = 1/(v_i + τ²)``, ``μ̂ = Σ w y / Σ w``, the
 generalised Q statistic ``Q(τ²) = Σ w (y - μ̂)²`` and the REML projection
 ``P = W - w wᵀ/Σ w`` with ``tr P = Σw - Σw²/Σw`` and
 ``tr P² = Σw² - 2Σw³/Σw + (Σw²/Σw)²``.
+
+The iterative estimators use the weighted moments ``M[i, j] = Σ y^i w^(j+1)``
+(i, j = 0, 1, 2), obtained with one matrix product per iteration, of effects centred at
+their equal-effects mean (so that the expansions of ``Σ w^j (y - μ̂)²`` lose no accuracy).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from scipy import special
 
-from ._typing import BoolArray, FloatArray
+from ._typing import FloatArray
 from ._warnings import ConvergenceError
 
 #: τ² estimators, in metafor's spelling; "FE" and "CE" are aliases of "EE"
@@ -31,375 +36,386 @@ METHOD_ALIASES = {"FE": "EE", "CE": "EE"}
 TESTS = ("z", "t", "knha", "adhoc")
 
 DEFAULT_CONTROL: dict[str, Any] = {
-    "maxiter": 1000,  # iterations of Fisher scoring / root finding
-    "threshold": 1e-10,  # convergence: |Δτ²| ≤ threshold · max(1, τ²)
+    "maxiter": 1000,  # iterations of the τ² root finders
+    "threshold": 1e-10,  # convergence: |Δτ²| ≤ threshold · max(1, τ²) (or tighter)
     "tau2_init": None,  # starting value for ML/REML (default: Hedges' estimate)
-    "step_adj": 1.0,  # Fisher-scoring step length (halved whenever τ² would go negative)
 }
 
+_POWERS = -np.arange(1.0, 4.0)[:, None]  # w, w², w³
+_Y_POWERS = np.arange(3.0)  # 1, y, y²
 
-class Sums:
-    """Weighted sums over the study axis for weights ``w`` (zero for absent studies)."""
-
-    __slots__ = ("mu", "r", "sw", "sw2", "w")
-
-    def __init__(self, w: FloatArray, y: FloatArray) -> None:
-        self.w = w
-        self.sw = w.sum(axis=-1)
-        self.mu = (w * y).sum(axis=-1) / self.sw
-        self.r = y - self.mu[:, None]
-        self.sw2 = (w * w).sum(axis=-1)
-
-    def q(self) -> FloatArray:
-        """Generalised Q, ``Σ w (y - μ̂)²``."""
-        return np.asarray((self.w * self.r * self.r).sum(axis=-1), dtype=np.float64)
-
-    def trace_p(self) -> FloatArray:
-        return np.asarray(self.sw - self.sw2 / self.sw, dtype=np.float64)
-
-    def trace_pp(self) -> FloatArray:
-        sw3 = (self.w * self.w * self.w).sum(axis=-1)
-        ratio = self.sw2 / self.sw
-        return np.asarray(self.sw2 - 2.0 * sw3 / self.sw + ratio * ratio, dtype=np.float64)
+Num = Any  # a NumPy scalar (single analysis) or an (m,) array (batch)
 
 
-def tolerance(threshold: float, tau2: FloatArray, v_scale: FloatArray) -> FloatArray:
-    """Convergence tolerance ``threshold · min(max(1, τ²), max(τ², v̄))``.
+def _where(cond: Num, a: Num, b: Num) -> Num:
+    """``np.where`` that stays cheap for scalars (a single meta-analysis)."""
+    if np.ndim(cond) == 0:
+        return a if cond else b
+    return np.where(cond, a, b)
 
-    Never looser than ``threshold · max(1, τ²)``, and relative to the scale of the data
-    when the variances are small, so results are equivariant under rescaling.
+
+_SCALARS = (float, np.floating)
+
+
+def _max(a: Num, b: Num) -> Num:
+    return max(a, b) if isinstance(a, _SCALARS) and isinstance(b, _SCALARS) else np.maximum(a, b)
+
+
+def _min(a: Num, b: Num) -> Num:
+    return min(a, b) if isinstance(a, _SCALARS) and isinstance(b, _SCALARS) else np.minimum(a, b)
+
+
+def _isfinite(a: Num) -> Num:
+    # np.bool_, not bool: `~` must be logical negation (~True is -2)
+    return np.bool_(math.isfinite(a)) if isinstance(a, _SCALARS) else np.isfinite(a)
+
+
+def _col(x: Num) -> Num:
+    """Per-analysis values as a column against the study axis (scalars stay scalars)."""
+    return x if np.ndim(x) == 0 else np.asarray(x)[..., None]
+
+
+class Data:
+    """One or many meta-analyses, prepared once: centred effects and their powers.
+
+    ``padded=False`` promises that every study is present (no ``v = inf``), which
+    spares the masking work for a single analysis.
     """
-    return threshold * np.minimum(np.maximum(1.0, tau2), np.maximum(tau2, v_scale))
+
+    __slots__ = ("center", "k", "present", "v", "v_scale", "y", "y_pows")
+    present: np.ndarray[Any, np.dtype[np.bool_]] | None
+
+    def __init__(self, y: FloatArray, v: FloatArray, *, padded: bool = True) -> None:
+        self.v = v
+        w0 = 1.0 / v
+        with np.errstate(invalid="ignore", divide="ignore"):
+            center = (w0 * y).sum(axis=-1) / w0.sum(axis=-1)
+            if padded:
+                self.present = np.isfinite(v)
+                self.k = self.present.sum(axis=-1)
+                # centre at the equal-effects mean: results are exactly equivariant, and the
+                # moment expansions below stay well conditioned
+                center = np.where(np.isfinite(center), center, 0.0)
+                self.y = np.where(self.present, y - _col(center), 0.0)
+                self.v_scale = np.where(self.present, v, 0.0).sum(axis=-1) / self.k
+            else:
+                self.present = None
+                self.k = np.float64(y.shape[-1])
+                self.y = y - _col(center)
+                self.v_scale = v.sum(axis=-1) / self.k
+        self.center = center
+        self.y_pows = self.y[..., None] ** _Y_POWERS
+
+    def mask(self, x: FloatArray) -> FloatArray:
+        """`x` with absent studies set to 0."""
+        return x if self.present is None else np.where(self.present, x, 0.0)
+
+    def subset(self, rows: np.ndarray[Any, Any]) -> Data:
+        """The meta-analyses `rows` of a batch."""
+        out = Data.__new__(Data)
+        for name in Data.__slots__:
+            value = getattr(self, name)
+            setattr(out, name, None if value is None else value[rows])
+        return out
 
 
-def _v_scale(v: FloatArray, pw: FloatArray) -> FloatArray:
-    return np.asarray((v * pw).sum(axis=-1) / pw.sum(axis=-1), dtype=np.float64)
+class Moments:
+    """Weighted moments ``Σ y^i w^(j+1)`` at a given τ² and the quantities derived from them."""
+
+    __slots__ = ("m", "mu", "sw")
+
+    def __init__(self, data: Data, tau2: Num) -> None:
+        wp = (data.v + _col(tau2))[..., None, :] ** _POWERS  # (..., 3, k): w, w², w³
+        m = wp @ data.y_pows  # (..., 3, 3), m[j, i] = Σ w^(j+1) y^i
+        # a single analysis: NumPy scalars (cheap arithmetic); a batch: (m,) arrays
+        self.m = list(m.reshape(9)) if m.ndim == 2 else [m[..., i // 3, i % 3] for i in range(9)]
+        self.sw = self.m[0]
+        self.mu = self.m[1] / self.sw
+
+    def get(self, i: int, j: int) -> Num:
+        """``Σ y^i w^(j+1)`` of the centred effects."""
+        return self.m[3 * j + i]
+
+    def q(self) -> Num:
+        """Generalised Q, ``Σ w (y - μ̂)²`` (never negative)."""
+        return _max(self.m[2] - self.mu * self.m[1], 0.0)
+
+    def weighted_r2(self, j: int) -> Num:
+        """``Σ w^(j+1) (y - μ̂)²``."""
+        mu, m = self.mu, self.m
+        return _max(m[3 * j + 2] - 2.0 * mu * m[3 * j + 1] + mu * mu * m[3 * j], 0.0)
+
+    def trace_p(self) -> Num:
+        return self.sw - self.m[3] / self.sw
+
+    def trace_pp(self) -> Num:
+        sw, sw2 = self.sw, self.m[3]
+        ratio = sw2 / sw
+        return sw2 - 2.0 * self.m[6] / sw + ratio * ratio
 
 
-def weights(v: FloatArray, pw: FloatArray, tau2: FloatArray) -> FloatArray:
-    """Inverse-variance weights ``pw / (v + τ²)`` (``pw`` is 1 for present studies, else 0)."""
-    return pw / (v + tau2[:, None])
+def _score(data: Data, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, Num]:
+    """(score, its derivative, Fisher information) of the equation solved for τ²."""
+    mom = Moments(data, tau2)
+    if kind == "Q":  # Q(τ²) - target, dQ/dτ² = -Σw²r²
+        s2 = mom.weighted_r2(1)
+        return mom.q() - target, -s2, s2
+    s2 = mom.weighted_r2(1)
+    s3 = mom.weighted_r2(2)
+    wr = mom.get(1, 1) - mom.mu * mom.get(0, 1)  # Σ w² (y - μ̂)
+    curvature = s3 - wr * wr / mom.sw  # yᵀPPPy
+    if kind == "REML":  # Viechtbauer (2005), eq. 13: score yᵀPPy - tr P, info tr P²
+        info = mom.trace_pp()
+        return s2 - mom.trace_p(), info - 2.0 * curvature, info
+    # ML, eq. 11: score Σw²r² - Σw, information Σw²
+    info = mom.get(0, 1)
+    return s2 - mom.sw, info - 2.0 * curvature, info
 
 
-def generalised_q(y: FloatArray, v: FloatArray, pw: FloatArray, tau2: FloatArray) -> FloatArray:
-    """``Q(τ²)`` of Viechtbauer (2007), decreasing in τ²."""
-    return Sums(weights(v, pw, tau2), y).q()
-
-
-def _unweighted(y: FloatArray, pw: FloatArray, k: FloatArray) -> tuple[FloatArray, FloatArray]:
-    ybar = (pw * y).sum(axis=-1) / k
-    resid = (y - ybar[:, None]) * pw
-    return ybar, (resid * resid).sum(axis=-1)
-
-
-def solve_q_equation(
-    y: FloatArray,
-    v: FloatArray,
-    pw: FloatArray,
-    target: FloatArray,
+def solve_tau2(
+    data: Data,
+    kind: str,
+    start: Num,
     *,
     method: str,
     maxiter: int,
     threshold: float,
-) -> tuple[FloatArray, BoolArray, FloatArray]:
-    """Solve ``Q(τ²) = target`` for τ² ≥ 0 in every row (0 where ``Q(0) ≤ target``).
+    target: Num = 0.0,
+) -> tuple[Num, Num, Num]:
+    """Root of a τ² equation on [0, ∞), by safeguarded Newton iteration.
 
-    Safeguarded Newton iteration on a bracket: ``Q`` is decreasing, ``Q(0)`` bounds it
-    from above and ``Q(τ²) ≤ RSS/τ²`` (RSS of the unweighted mean) gives the upper end
-    ``RSS/target``. ``dQ/dτ² = -Σ w² (y - μ̂)²``. Returns (τ², converged, iterations).
+    `kind` is ``"REML"`` or ``"ML"`` (zero of the (restricted) likelihood score,
+    Viechtbauer 2005) or ``"Q"`` (``Q(τ²) = target``: Paule-Mandel, empirical Bayes,
+    Q-profile limits). Each step is Newton's, or Fisher scoring's where the observed
+    information is not positive; the sign of the score brackets the root and a step
+    that leaves the bracket is replaced by bisection, so the iteration cannot oscillate
+    or diverge (plain Fisher scoring can, when one study dominates). A step below 0 is
+    replaced by τ² = 0, which is the answer when the score there is not positive.
+    Converges when ``|Δτ²| ≤ threshold · min(max(1, τ²), max(τ², v̄))`` (never looser
+    than ``threshold · max(1, τ²)``, and relative to the data's scale when variances are
+    small). Returns (τ², converged, iterations).
     """
-    m = y.shape[0]
-    k = pw.sum(axis=-1)
-    _, rss = _unweighted(y, pw, k)
-    zero = np.zeros(m)
-    q0 = generalised_q(y, v, pw, zero)
-    active = q0 > target
-    lo = zero.copy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hi = np.where(active, rss / target, 0.0)
-    tau2 = zero.copy()
-    iterations = np.zeros(m)
-    converged = ~active
-    v_scale = _v_scale(v, pw)
-    for _ in range(maxiter):
-        if not active.any():
-            break
-        idx = np.flatnonzero(active)
-        t = tau2[idx]
-        s = Sums(weights(v[idx], pw[idx], t), y[idx])
-        f = s.q() - target[idx]
-        slope = -(s.w * s.w * s.r * s.r).sum(axis=-1)
-        # keep the bracket [lo, hi] around the root
-        lo_i = np.where(f > 0, t, lo[idx])
-        hi_i = np.where(f <= 0, t, hi[idx])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = t - f / slope
-        inside = np.isfinite(newton) & (newton > lo_i) & (newton < hi_i)
-        new = np.where(inside, newton, 0.5 * (lo_i + hi_i))
-        lo[idx], hi[idx] = lo_i, hi_i
-        tol = tolerance(threshold, new, v_scale[idx])
-        done = (np.abs(new - t) <= tol) | (hi_i - lo_i <= tol)
-        tau2[idx] = new
-        iterations[idx] += 1
-        converged[idx[done]] = True
-        active[idx[done]] = False
-    if active.any():
-        raise ConvergenceError(method, maxiter, "the Q-equation root was not found")
-    return tau2, converged, iterations
+    batch = np.ndim(start) > 0
+    t = np.array(start, dtype=np.float64) if batch else np.float64(start)
+    lo = np.zeros_like(t) if batch else np.float64(0.0)
+    hi = np.full_like(t, np.inf) if batch else np.float64(np.inf)
+    iterations = np.zeros(np.shape(t))
+    converged = np.zeros(np.shape(t), dtype=bool)
+    rows = np.arange(np.size(t)) if batch else None
+    sub, tg = data, target
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for _ in range(maxiter):
+            tt = t[rows] if batch else t
+            score, deriv, info = _score(sub, tt, kind, tg)
+            at_zero = (tt == 0) & (score <= 0)  # boundary solution
+            lo_t = lo[rows] if batch else lo
+            hi_t = hi[rows] if batch else hi
+            lo_r = _where(score > 0, _max(lo_t, tt), lo_t)
+            hi_r = _where(score < 0, _min(hi_t, tt), hi_t)
+            step = _where(deriv < 0, -score / deriv, score / info)
+            new = tt + step
+            mid = 0.5 * (lo_r + hi_r)
+            new = _where(new < 0, _where(lo_r > 0, mid, 0.0 * new), new)
+            outside = (new < lo_r) | (new > hi_r) | ~_isfinite(new)
+            new = _where(outside & _isfinite(hi_r), mid, new)
+            new = _where(at_zero | (score == 0), tt, new)
+            tol = threshold * _min(_max(1.0, new), _max(new, sub.v_scale))
+            done = at_zero | (score == 0) | (abs(new - tt) <= tol) | (hi_r - lo_r <= tol)
+            if not batch:
+                t, lo, hi = new, lo_r, hi_r
+                iterations = iterations + 1
+                if done:
+                    return t, np.bool_(True), iterations
+                continue
+            assert rows is not None
+            t[rows], lo[rows], hi[rows] = new, lo_r, hi_r
+            iterations[rows] += 1
+            converged[rows[done]] = True
+            if done.all():
+                return t, converged, iterations
+            keep = ~done
+            rows = rows[keep]
+            sub = sub.subset(keep)
+            tg = tg[keep] if np.ndim(tg) else tg
+    raise ConvergenceError(method, maxiter)
 
 
-def _fisher_scoring(
-    y: FloatArray,
-    v: FloatArray,
-    pw: FloatArray,
-    start: FloatArray,
-    *,
-    reml: bool,
-    maxiter: int,
-    threshold: float,
-    step_adj: float,
-) -> tuple[FloatArray, BoolArray, FloatArray]:
-    """Maximise the (restricted) likelihood over τ² ≥ 0 by Fisher scoring.
-
-    ML step: ``(Σw²r² - Σw) / Σw²``; REML step: ``(Σw²r² - tr P) / tr P²``
-    (Viechtbauer 2005, eqs. 11 and 13). A step that would make τ² negative is halved
-    until it does not (as metafor). The sign of each step brackets the root of the score
-    equation; when a step leaves the bracket (Fisher scoring can oscillate when one study
-    dominates), the bracket is bisected instead, so every run converges. At the boundary,
-    where the score at τ² = 0 is negative, the estimate is exactly 0.
-    """
-    m = y.shape[0]
-    tau2 = start.copy()
-    lo, hi = np.zeros(m), np.full(m, np.inf)
-    v_scale = _v_scale(v, pw)
-    iterations = np.zeros(m)
-    converged = np.zeros(m, dtype=bool)
-    active = np.ones(m, dtype=bool)
-    for _ in range(maxiter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        t = tau2[idx]
-        s = Sums(weights(v[idx], pw[idx], t), y[idx])
-        wr = s.w * s.r
-        score = (wr * wr).sum(axis=-1)
-        step = (score - s.trace_p()) / s.trace_pp() if reml else (score - s.sw) / s.sw2
-        step = step * step_adj
-        lo_i = np.where(step > 0, np.maximum(lo[idx], t), lo[idx])
-        hi_i = np.where(step < 0, np.minimum(hi[idx], t), hi[idx])
-        new = t + step
-        neg = new < 0
-        if neg.any():  # halve the step until τ² stays non-negative: step / 2^j ≤ τ²
-            with np.errstate(divide="ignore", invalid="ignore"):
-                halvings = np.ceil(np.log2(-step / t))
-                halved = np.maximum(t + step / np.exp2(halvings), 0.0)
-            new = np.where(neg, np.where(t > 0, halved, 0.0), new)
-        outside = (new < lo_i) | (new > hi_i)
-        new = np.where(outside & np.isfinite(hi_i), 0.5 * (lo_i + hi_i), new)
-        lo[idx], hi[idx] = lo_i, hi_i
-        tol = tolerance(threshold, new, v_scale[idx])
-        done = (np.abs(new - t) <= tol) | (hi_i - lo_i <= tol)
-        tau2[idx] = new
-        iterations[idx] += 1
-        converged[idx[done]] = True
-        active[idx[done]] = False
-    if active.any():
-        raise ConvergenceError("REML" if reml else "ML", maxiter)
-    # boundary: if the score at 0 is not positive and we converged towards 0, τ² = 0
-    near_zero = tau2 <= 1e3 * tolerance(threshold, tau2, v_scale)
-    if near_zero.any():
-        idx = np.flatnonzero(near_zero)
-        s = Sums(weights(v[idx], pw[idx], np.zeros(idx.size)), y[idx])
-        wr = s.w * s.r
-        score = (wr * wr).sum(axis=-1) - (s.trace_p() if reml else s.sw)
-        tau2[idx[score <= 0]] = 0.0
-    return tau2, converged, iterations
+def _unweighted(data: Data) -> tuple[Num, Num]:
+    """Unweighted mean and residual sum of squares of the (centred) effects."""
+    y = data.y
+    ybar = y.sum(axis=-1) / data.k
+    resid = data.mask(y - _col(ybar))
+    return ybar, (resid * resid).sum(axis=-1)
 
 
 def estimate_tau2(
-    y: FloatArray, v: FloatArray, pw: FloatArray, method: str, control: dict[str, Any]
-) -> tuple[FloatArray, BoolArray, FloatArray]:
-    """τ² by `method` for every row; returns (τ², converged, iterations).
-
-    Rows with fewer than two studies get τ² = 0 (there is no heterogeneity to estimate).
-    """
-    m = y.shape[0]
-    k = pw.sum(axis=-1)
-    single = k < 2
-    if single.any() and method != "EE":
-        tau2, converged, iterations = np.zeros(m), np.ones(m, dtype=bool), np.zeros(m)
-        rows = np.flatnonzero(~single)
-        if rows.size:
-            t, c, i = estimate_tau2(y[rows], v[rows], pw[rows], method, control)
-            tau2[rows], converged[rows], iterations[rows] = t, c, i
-        return tau2, converged, iterations
-    ones = np.ones(m, dtype=bool)
-    zeros = np.zeros(m)
+    data: Data, method: str, control: dict[str, Any], ee: Moments | None = None
+) -> tuple[Num, Num, Num]:
+    """τ² by `method`; returns (τ², converged, iterations). Fewer than 2 studies: τ² = 0."""
+    k = data.k
+    zero = np.zeros(np.shape(k)) if np.ndim(k) else np.float64(0.0)
+    ok = np.ones(np.shape(k), dtype=bool) if np.ndim(k) else np.bool_(True)
     if method == "EE":
-        return zeros, ones, zeros
-    if method in ("DL", "HS"):
-        s = Sums(pw / v, y)
-        q = s.q()
+        return zero, ok, zero
+    ee = Moments(data, zero) if ee is None else ee
+    with np.errstate(divide="ignore", invalid="ignore"):
         if method == "DL":  # DerSimonian & Laird (1986)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                raw = (q - (k - 1)) / s.trace_p()
-        else:  # Hunter & Schmidt (2004)
-            raw = (q - k) / s.sw
-        return np.where(k > 1, np.maximum(0.0, raw), 0.0), ones, zeros
-    if method in ("HE", "SJ"):
-        _, rss = _unweighted(y, pw, k)
-        if method == "HE":  # Hedges (1983): method of moments on the unweighted mean
-            with np.errstate(divide="ignore", invalid="ignore"):
-                raw = rss / (k - 1) - (pw * v).sum(axis=-1) / k
-            return np.where(k > 1, np.maximum(0.0, raw), 0.0), ones, zeros
-        # Sidik & Jonkman (2005): one weighted step from τ0² = Σ(y - ȳ)²/k
-        tau0 = rss / k
-        s = Sums(weights(v, pw, tau0), y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            raw = tau0 * s.q() / (k - 1)
-        return np.where((k > 1) & (tau0 > 0), raw, 0.0), ones, zeros
+            raw = (ee.q() - (k - 1)) / ee.trace_p()
+            return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
+        if method == "HS":  # Hunter & Schmidt (2004)
+            raw = (ee.q() - k) / ee.sw
+            return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
+        _, rss = _unweighted(data)
+        if method == "HE":  # Hedges (1983): moments of the unweighted mean
+            raw = rss / (k - 1) - data.v_scale
+            return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
+        if method == "SJ":  # Sidik & Jonkman (2005): one weighted step from Σ(y - ȳ)²/k
+            tau0 = rss / k
+            raw = tau0 * Moments(data, tau0).q() / (k - 1)
+            return _where((k > 1) & (tau0 > 0), raw, zero), ok, zero
+    if np.ndim(k) == 0 and k < 2:
+        return zero, ok, zero
+    multi = np.ndim(k) > 0 and bool(np.any(k < 2))
+    if multi:  # solve only the rows with at least two studies
+        rows = np.flatnonzero(k >= 2)
+        tau2, conv, its = zero.copy(), ok.copy(), zero.copy()
+        if rows.size:
+            t, c, i = estimate_tau2(data.subset(rows), method, control)
+            tau2[rows], conv[rows], its[rows] = t, c, i
+        return tau2, conv, its
     maxiter, threshold = int(control["maxiter"]), float(control["threshold"])
     if method in ("PM", "EB"):  # Paule & Mandel (1982); Morris (1983): Q(τ²) = k - 1
-        return solve_q_equation(
-            y, v, pw, k - 1.0, method=method, maxiter=maxiter, threshold=threshold
+        return solve_tau2(
+            data, "Q", zero, method=method, maxiter=maxiter, threshold=threshold, target=k - 1.0
         )
     init = control["tau2_init"]
     if init is None:
-        start, _, _ = estimate_tau2(y, v, pw, "HE", control)
+        start, _, _ = estimate_tau2(data, "HE", control)
     else:
-        start = np.full(m, float(init))
-    return _fisher_scoring(
-        y,
-        v,
-        pw,
-        start,
-        reml=method == "REML",
-        maxiter=maxiter,
-        threshold=threshold,
-        step_adj=float(control["step_adj"]),
-    )
+        start = np.full(np.shape(k), float(init)) if np.ndim(k) else np.float64(init)
+    return solve_tau2(data, method, start, method=method, maxiter=maxiter, threshold=threshold)
 
 
-def tau2_standard_error(
-    y: FloatArray, v: FloatArray, pw: FloatArray, tau2: FloatArray, method: str
-) -> FloatArray:
+def tau2_standard_error(data: Data, tau2: Num, method: str, ee: Moments | None = None) -> Num:
     """Standard error of the τ² estimate, by estimator.
 
     Method-of-moments estimators ``τ̂² = (yᵀAy - tr(AV))/c`` have
     ``Var = 2 tr((A(V + τ²I))²)/c²`` (quadratic forms of normal vectors); ML and
     REML use the inverse Fisher information, ``2/Σw²`` and ``2/tr P²`` (Viechtbauer
-    2005; 2007). PM/EB use Morris' (1983) approximation ``2k²/((k-1)(Σw)²)``.
+    2005; 2007); PM and EB Morris' (1983) approximation ``2k²/((k-1)(Σw)²)``.
     """
-    k = pw.sum(axis=-1)
+    k = data.k
     t = np.maximum(tau2, 0.0)
     if method == "EE":
-        return np.full(tau2.shape, np.nan)
+        return np.full(np.shape(k), np.nan) if np.ndim(k) else np.float64(np.nan)
     if method in ("DL", "HS"):
-        s0 = Sums(pw / v, y)
-        tp, tpp = s0.trace_p(), s0.trace_pp()
+        ee = Moments(data, 0.0 * t) if ee is None else ee
+        tp, tpp = ee.trace_p(), ee.trace_pp()
         var_q = 2.0 * (k - 1) + 4.0 * t * tp + 2.0 * t * t * tpp
-        denom = tp if method == "DL" else s0.sw
-        return np.asarray(np.sqrt(var_q) / denom, dtype=np.float64)
-    if method in ("HE", "SJ"):
-        if method == "HE":
-            # A = I - J/k (unweighted residual projector), c = k - 1
-            vv = v * pw
-            sv, sv2 = vv.sum(axis=-1), (vv * vv).sum(axis=-1)
-            tr_pv = sv - sv / k
-            tr_pvpv = sv2 * (1.0 - 2.0 / k) + sv * sv / (k * k)
-            var = 2.0 * tr_pvpv + 4.0 * t * tr_pv + 2.0 * t * t * (k - 1)
-            return np.asarray(np.sqrt(var) / (k - 1), dtype=np.float64)
-        _, rss = _unweighted(y, pw, k)
+        return np.sqrt(var_q) / (tp if method == "DL" else ee.sw)
+    vv = data.mask(data.v)
+    if method == "HE":  # A = I - J/k (unweighted residual projector), c = k - 1
+        sv, sv2 = vv.sum(axis=-1), (vv * vv).sum(axis=-1)
+        tr_pv = sv - sv / k
+        tr_pvpv = sv2 * (1.0 - 2.0 / k) + sv * sv / (k * k)
+        var = 2.0 * tr_pvpv + 4.0 * t * tr_pv + 2.0 * t * t * (k - 1)
+        return np.sqrt(var) / (k - 1)
+    if method == "SJ":
+        # τ̂²_SJ = τ0² yᵀP0y/(k-1), P0 the projector for weights 1/(v + τ0²), τ0² = Σ(y-ȳ)²/k:
+        # Var = 2 τ0⁴ tr((P0 D)²)/(k-1)² with D = V + τ²I, expanded in sums
+        _, rss = _unweighted(data)
         tau0 = rss / k
-        return _sj_standard_error(v, pw, t, tau0, k)
-    s = Sums(weights(v, pw, t), y)
+        w = 1.0 / (data.v + _col(tau0))
+        sw = w.sum(axis=-1)
+        d = data.mask(vv + _col(t))
+        wd = w * d
+        wwd = (w * wd).sum(axis=-1)
+        tr = (wd * wd).sum(axis=-1) - 2.0 * (w * wd * wd).sum(axis=-1) / sw + (wwd / sw) ** 2
+        return tau0 * np.sqrt(2.0 * tr) / (k - 1)
+    mom = Moments(data, t)
     if method in ("PM", "EB"):
-        # Morris (1983): Var(τ̂²) ≈ 2 (τ² + v̄)² / (k - 1), v̄ from the mean weight Σw/k
-        return np.asarray(np.sqrt(2.0 / (k - 1)) * k / s.sw, dtype=np.float64)
+        return np.sqrt(2.0 / (k - 1)) * k / mom.sw
     if method == "ML":
-        return np.asarray(np.sqrt(2.0 / s.sw2), dtype=np.float64)
-    return np.asarray(np.sqrt(2.0 / s.trace_pp()), dtype=np.float64)
-
-
-def _sj_standard_error(
-    v: FloatArray, pw: FloatArray, t: FloatArray, tau0: FloatArray, k: FloatArray
-) -> FloatArray:
-    # τ̂²_SJ = τ0² yᵀP0y/(k-1) with P0 the weighted projector for weights 1/(v + τ0²):
-    # Var = τ0⁴ · 2 tr((P0 (V + τ²I))²) / (k-1)², expanding the trace.
-    w = weights(v, pw, tau0)
-    sw = w.sum(axis=-1)
-    vv = v * pw
-    # P0 = W - w wᵀ/sw; M = P0 (V + τ² I) ; tr(M M) via sums
-    d = vv + t[:, None] * pw  # diagonal of V + τ² I on present studies
-    a = w * d  # diag(W D)
-    wd = (w * w * d).sum(axis=-1)  # wᵀ D w
-    tr = (a * a).sum(axis=-1) - 2.0 * (w * w * w * d * d).sum(axis=-1) / sw + (wd / sw) ** 2
-    return np.asarray(tau0 * np.sqrt(2.0 * tr) / (k - 1), dtype=np.float64)
+        return np.sqrt(2.0 / mom.get(0, 1))
+    return np.sqrt(2.0 / mom.trace_pp())
 
 
 def fit(
     y: FloatArray,
     v: FloatArray,
-    pw: FloatArray,
     *,
+    padded: bool = True,
     method: str,
     test: str,
     level: float,
     tau2_fixed: float | None,
     control: dict[str, Any],
 ) -> dict[str, Any]:
-    """Fit the random-effects (or common-effect) model in every row; return a dict of arrays."""
-    k = pw.sum(axis=-1)
+    """Fit the random-effects (or common-effect) model; return a dict of statistics.
+
+    Absent studies of a ragged batch have ``v = inf``; ``padded=False`` promises none.
+    """
+    data = Data(y, v, padded=padded)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _fit(data, method, test, level, tau2_fixed, control)
+
+
+def _fit(
+    data: Data,
+    method: str,
+    test: str,
+    level: float,
+    tau2_fixed: float | None,
+    control: dict[str, Any],
+) -> dict[str, Any]:
+    k = data.k
+    single = np.ndim(k) == 0
+    zero = np.float64(0.0) if single else np.zeros(np.shape(k))
+    ee = Moments(data, zero)
     if tau2_fixed is None:
-        tau2, converged, iterations = estimate_tau2(y, v, pw, method, control)
-        tau2 = np.where(k > 1, tau2, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):  # k = 1 rows: NaN, masked below
-            tau2_se = tau2_standard_error(y, v, pw, tau2, method)
-        tau2_se = np.where(k > 1, tau2_se, np.nan)
+        tau2, converged, iterations = estimate_tau2(data, method, control, ee)
     else:  # τ² fixed: its SE is the estimator's formula evaluated there (as metafor)
-        tau2 = np.full(y.shape[0], float(tau2_fixed))
-        converged = np.ones(y.shape[0], dtype=bool)
-        iterations = np.zeros(y.shape[0])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tau2_se = tau2_standard_error(y, v, pw, tau2, method)
-        tau2_se = np.where(k > 1, tau2_se, np.nan)
+        tau2 = zero + tau2_fixed
+        converged = np.bool_(True) if single else np.ones(np.shape(k), dtype=bool)
+        iterations = zero
+    tau2 = _where(k > 1, tau2, zero)
+    tau2_se = _where(k > 1, tau2_standard_error(data, tau2, method, ee), zero + np.nan)
 
-    s0 = Sums(pw / v, y)
-    q = s0.q()
+    # heterogeneity: Cochran's Q with equal-effects weights
+    q = ee.q()
     q_df = k - 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q_pvalue = np.where(q_df > 0, special.chdtrc(np.maximum(q_df, 1), q), 1.0)
-        # typical within-study variance (Higgins & Thompson 2002, eq. 9)
-        v_typical = q_df * s0.sw / (s0.sw * s0.sw - s0.sw2)
-        if method == "EE" and tau2_fixed is None:
-            i2 = np.where(q > 0, 100.0 * np.maximum(0.0, (q - q_df) / q), 0.0)
-            h2 = np.where(q_df > 0, q / q_df, 1.0)
-        else:
-            i2 = np.where(k > 1, 100.0 * tau2 / (tau2 + v_typical), 0.0)
-            h2 = np.where(k > 1, (tau2 + v_typical) / v_typical, 1.0)
+    q_pvalue = _where(q_df > 0, special.chdtrc(_max(q_df, 1.0), q), zero + 1.0)
+    sw0, sw0_2 = ee.sw, ee.get(0, 1)
+    v_typical = q_df * sw0 / (sw0 * sw0 - sw0_2)  # Higgins & Thompson (2002), eq. 9
+    if method == "EE" and tau2_fixed is None:
+        i2 = _where(q > 0, 100.0 * _max(0.0, (q - q_df) / q), zero)
+        h2 = _where(q_df > 0, q / q_df, zero + 1.0)
+    else:
+        i2 = _where(k > 1, 100.0 * tau2 / (tau2 + v_typical), zero)
+        h2 = _where(k > 1, (tau2 + v_typical) / v_typical, zero + 1.0)
 
-    s = Sums(weights(v, pw, tau2), y)
-    mu = s.mu
-    se = 1.0 / np.sqrt(s.sw)
-    df = np.where(test == "z", np.inf, k - 1.0)
+    # the pooled effect at the final τ²
+    mom = ee if method == "EE" and tau2_fixed is None else Moments(data, tau2)
+    sw = mom.sw
+    se = 1.0 / np.sqrt(sw)
+    df = zero + np.inf if test == "z" else k - 1.0
     if test in ("knha", "adhoc"):
         # Knapp & Hartung (2003); "adhoc" never narrower than the z interval
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s2 = np.where(k > 1, s.q() / (k - 1), 1.0)
+        s2 = _where(k > 1, mom.q() / (k - 1), zero + 1.0)
         if test == "adhoc":
-            s2 = np.maximum(s2, 1.0)
+            s2 = _max(s2, 1.0)
         se = se * np.sqrt(s2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = mu / se
+    mu = mom.mu + data.center
+    stat = mu / se
     if test == "z":
-        pvalue = 2.0 * special.ndtr(-np.abs(stat))
-        crit = np.full(mu.shape, special.ndtri(0.5 + level / 2.0))
+        pvalue = 2.0 * special.ndtr(-abs(stat))
+        crit = special.ndtri(0.5 + level / 2.0)
     else:
-        pvalue = 2.0 * special.stdtr(df, -np.abs(stat))
+        pvalue = 2.0 * special.stdtr(df, -abs(stat))
         crit = special.stdtrit(df, 0.5 + level / 2.0)
     half = crit * se
     pred_half = crit * np.sqrt(tau2 + se * se)
-    weights_pct = 100.0 * s.w / s.sw[:, None]
+    w = 1.0 / (data.v + _col(tau2))
     return {
         "estimate": mu,
         "se": se,
@@ -419,7 +435,7 @@ def fit(
         "pred_lower": mu - pred_half,
         "pred_upper": mu + pred_half,
         "k": k,
-        "weights": weights_pct,
+        "weights": (100.0 / _col(sw)) * w,
         "converged": converged,
         "iterations": iterations,
         "v_typical": v_typical,
@@ -427,25 +443,29 @@ def fit(
 
 
 def q_profile(
-    y: FloatArray,
-    v: FloatArray,
-    pw: FloatArray,
-    level: float,
-    control: dict[str, Any],
-    tau2_max: FloatArray,
-) -> tuple[FloatArray, FloatArray]:
+    y: FloatArray, v: FloatArray, level: float, control: dict[str, Any], tau2_max: Num
+) -> tuple[Num, Num]:  # (used by the single analysis; the batch engine will pad)
     """Q-profile confidence limits for τ² (Viechtbauer 2007).
 
     The lower limit solves ``Q(τ²) = χ²_{k-1; (1+level)/2}`` and the upper
     ``Q(τ²) = χ²_{k-1; (1-level)/2}``; a limit is 0 when ``Q(0)`` is already below
     its target, and `tau2_max` when the root lies beyond the search range [0, tau2_max].
     """
-    k = pw.sum(axis=-1)
-    df = np.maximum(k - 1.0, 1.0)
+    data = Data(y, v, padded=False)
+    df = np.maximum(data.k - 1.0, 1.0)
     alpha = 1.0 - level
-    q_for_lower = special.chdtri(df, alpha / 2.0)  # upper-tail quantile
-    q_for_upper = special.chdtri(df, 1.0 - alpha / 2.0)
-    kw = {"method": "Q-profile", "maxiter": int(control["maxiter"]), "threshold": 1e-13}
-    lower, _, _ = solve_q_equation(y, v, pw, q_for_lower, **kw)  # type: ignore[arg-type]
-    upper, _, _ = solve_q_equation(y, v, pw, q_for_upper, **kw)  # type: ignore[arg-type]
-    return np.minimum(lower, tau2_max), np.minimum(upper, tau2_max)
+    zero = np.zeros(np.shape(data.k)) if np.ndim(data.k) else np.float64(0.0)
+    limits = []
+    for quantile in (alpha / 2.0, 1.0 - alpha / 2.0):
+        target = special.chdtri(df, quantile)  # upper-tail quantile
+        root, _, _ = solve_tau2(
+            data,
+            "Q",
+            zero,
+            method="Q-profile",
+            maxiter=int(control["maxiter"]),
+            threshold=1e-13,
+            target=target,
+        )
+        limits.append(np.minimum(root, tau2_max))
+    return limits[0], limits[1]

@@ -227,14 +227,13 @@ class PoolResult:
         if self.k < 2:
             msg = "a confidence interval for tau^2 needs at least 2 studies"
             raise ValueError(msg)
-        y, v = self.yi[None, :], self.vi[None, :]
         ctl = {**_core.DEFAULT_CONTROL, **self.control}
         limit = max(100.0, 10.0 * self.tau2) if tau2_max is None else float(tau2_max)
         if not limit > 0:
             msg = f"`tau2_max` must be positive, got {tau2_max!r}"
             raise ValueError(msg)
-        lo, hi = _core.q_profile(y, v, np.ones_like(y), lv, ctl, np.array([limit]))
-        t = (self.tau2, float(lo[0]), float(hi[0]))
+        lo, hi = _core.q_profile(self.yi, self.vi, lv, ctl, limit)
+        t = (self.tau2, float(lo), float(hi))
         vt = self.v_typical
         return Tau2Interval(
             tau2=t,
@@ -438,8 +437,8 @@ def pool(
         :class:`~ketameta.OmittedStudiesWarning` (indices in ``result.omitted``), or raise.
     control : dict, optional
         Iteration settings: ``maxiter`` (1000), ``threshold`` (1e-10; convergence when
-        ``|Δτ²| ≤ threshold·max(1, τ²)``), ``tau2_init`` (ML/REML start; default the HE
-        estimate), ``step_adj`` (Fisher-scoring step length, 1).
+        ``|Δτ²| ≤ threshold·max(1, τ²)`` or tighter), ``tau2_init`` (ML/REML start;
+        default the HE estimate).
 
     Returns
     -------
@@ -458,9 +457,10 @@ def pool(
     :math:`\\max(0, \\sum (y_i - \\bar y)^2/(k-1) - \\bar v)` [4]_; HS:
     :math:`\\max(0, (Q-k)/\\sum w)` [6]_; SJ: one weighted step from
     :math:`\\tau_0^2 = \\sum (y_i-\\bar y)^2/k` [5]_; PM and EB solve :math:`Q(\\tau^2) =
-    k - 1` [3]_ [7]_; ML and REML maximise the (restricted) likelihood by Fisher
-    scoring from the HE estimate, halving steps at the boundary [2]_. Knapp-Hartung
-    multiplies the variance of :math:`\\hat\\mu` by
+    k - 1` [3]_ [7]_; ML and REML solve the (restricted) likelihood score equation from
+    the HE estimate [2]_ by Newton steps (Fisher scoring where the observed information is
+    not positive) safeguarded by bisection, with τ² = 0 when the score at 0 is negative.
+    Knapp-Hartung multiplies the variance of :math:`\\hat\\mu` by
     :math:`\\sum w_i (y_i - \\hat\\mu)^2 / (k-1)` and uses t with k-1 df [8]_. I² and H²
     follow Higgins & Thompson (2002) [9]_ with the typical within-study variance
     :math:`\\tilde v = (k-1)\\sum w/((\\sum w)^2 - \\sum w^2)`. The prediction interval is
@@ -522,9 +522,9 @@ def pool(
             test = "z"
         warnings.warn(f"only one study (k = 1): {notes}", SmallSampleWarning, stacklevel=2)
     out = _core.fit(
-        y[None, :],
-        v[None, :],
-        np.ones((1, k)),
+        y,
+        v,
+        padded=False,
         method=method,
         test=test,
         level=lv,
@@ -533,7 +533,7 @@ def pool(
     )
     return result_from_core(
         out,
-        0,
+        None,
         yi=y,
         vi=v,
         omitted=omitted,
@@ -547,7 +547,7 @@ def pool(
 
 def result_from_core(
     out: dict[str, Any],
-    row: int,
+    row: int | None,
     *,
     yi: FloatArray,
     vi: FloatArray,
@@ -558,10 +558,10 @@ def result_from_core(
     tau2_fixed: bool,
     control: dict[str, Any],
 ) -> PoolResult:
-    """Build the :class:`PoolResult` of one row of the numeric core's output."""
+    """Build the :class:`PoolResult` of the numeric core's output (of one `row` of a batch)."""
     k = len(yi)
     scalars = {
-        name: float(out[name][row])
+        name: float(out[name] if row is None else out[name][row])
         for name in (
             "estimate",
             "se",
@@ -582,12 +582,16 @@ def result_from_core(
             "v_typical",
         )
     }
-    weights = out["weights"][row]
-    if weights.shape[-1] != k:  # a NaN-padded batch row: keep the studies used
-        weights = weights[out["present"][row]]
+
+    def take(name: str) -> Any:
+        return out[name] if row is None else out[name][row]
+
+    weights = take("weights")
+    if weights.shape[-1] != k:  # a padded batch row: keep the studies used
+        weights = weights[take("present")]
     return PoolResult(
         **scalars,
-        q_df=int(out["q_df"][row]),
+        q_df=int(take("q_df")),
         k=k,
         weights=weights,
         yi=yi,
@@ -597,7 +601,7 @@ def result_from_core(
         test=test,
         level=level,
         tau2_fixed=tau2_fixed,
-        converged=bool(out["converged"][row]),
-        iterations=int(out["iterations"][row]),
+        converged=bool(take("converged")),
+        iterations=int(take("iterations")),
         control=dict(control),
     )
