@@ -271,7 +271,7 @@ def test_convergence_error_names_method() -> None:
     ("kwargs", "error", "pattern"),
     [
         ({"yi": [1, 2], "vi": [1]}, ValueError, "`vi` has 1 studies but `yi` has 2"),
-        ({"yi": [], "vi": []}, ValueError, "no studies to pool"),
+        ({"yi": [], "vi": []}, ValueError, "no studies: `yi` is empty"),
         ({"yi": [1, 2], "vi": [1, -1]}, ValueError, r"`vi` must be positive; study 1"),
         ({"yi": [1, 2], "vi": [1, 0]}, ValueError, r"`vi` must be positive; study 1"),
         ({"yi": [1, np.inf], "vi": [1, 1]}, ValueError, r"`yi` must be finite; study 1"),

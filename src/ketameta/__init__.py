@@ -15,8 +15,26 @@ from ._warnings import (
     SmallSampleWarning,
     ZeroCellWarning,
 )
+from .bias import (
+    BeggResult,
+    EggerResult,
+    FailSafeResult,
+    TrimFillResult,
+    begg_test,
+    egger_test,
+    fail_safe_n,
+    trim_and_fill,
+)
 from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
 from .pooling import METHODS, TESTS, PoolResult, Tau2Interval, pool
+from .sensitivity import (
+    CumulativeResult,
+    InfluenceResult,
+    LeaveOneOutResult,
+    cumulative,
+    influence,
+    leave_one_out,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -24,20 +42,34 @@ __all__ = [
     "MEASURES",
     "METHODS",
     "TESTS",
+    "BeggResult",
     "ConvergenceError",
+    "CumulativeResult",
     "EffectSizes",
+    "EggerResult",
+    "FailSafeResult",
+    "InfluenceResult",
     "KetametaWarning",
+    "LeaveOneOutResult",
     "OmittedStudiesWarning",
     "PoolResult",
     "SmallSampleWarning",
     "Tau2Interval",
+    "TrimFillResult",
     "ZeroCellWarning",
     "__version__",
+    "begg_test",
     "convert",
+    "cumulative",
     "datasets",
+    "egger_test",
     "escalc",
+    "fail_safe_n",
     "hedges_correction",
+    "influence",
+    "leave_one_out",
     "pool",
+    "trim_and_fill",
 ]
 
 

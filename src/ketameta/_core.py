@@ -173,7 +173,7 @@ def _score(data: Data, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, Num
 
 
 def solve_tau2(
-    data: Data,
+    data: Any,
     kind: str,
     start: Num,
     *,
@@ -181,6 +181,7 @@ def solve_tau2(
     maxiter: int,
     threshold: float,
     target: Num = 0.0,
+    score: Any = None,
 ) -> tuple[Num, Num, Num]:
     """Root of a τ² equation on [0, ∞), by safeguarded Newton iteration.
 
@@ -194,7 +195,12 @@ def solve_tau2(
     Converges when ``|Δτ²| ≤ threshold · min(max(1, τ²), max(τ², v̄))`` (never looser
     than ``threshold · max(1, τ²)``, and relative to the data's scale when variances are
     small). Returns (τ², converged, iterations).
+
+    `data` needs ``v_scale`` (and ``subset(rows)`` for batches); `score(data, τ², kind,
+    target)` returns (score, derivative, Fisher information) and defaults to the
+    intercept-only model's (the meta-regression module passes its own).
     """
+    score = _score if score is None else score
     batch = np.ndim(start) > 0
     t = np.array(start, dtype=np.float64) if batch else np.float64(start)
     lo = np.zeros_like(t) if batch else np.float64(0.0)
@@ -206,21 +212,21 @@ def solve_tau2(
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for _ in range(maxiter):
             tt = t[rows] if batch else t
-            score, deriv, info = _score(sub, tt, kind, tg)
-            at_zero = (tt == 0) & (score <= 0)  # boundary solution
+            value, deriv, info = score(sub, tt, kind, tg)
+            at_zero = (tt == 0) & (value <= 0)  # boundary solution
             lo_t = lo[rows] if batch else lo
             hi_t = hi[rows] if batch else hi
-            lo_r = _where(score > 0, _max(lo_t, tt), lo_t)
-            hi_r = _where(score < 0, _min(hi_t, tt), hi_t)
-            step = _where(deriv < 0, -score / deriv, score / info)
+            lo_r = _where(value > 0, _max(lo_t, tt), lo_t)
+            hi_r = _where(value < 0, _min(hi_t, tt), hi_t)
+            step = _where(deriv < 0, -value / deriv, value / info)
             new = tt + step
             mid = 0.5 * (lo_r + hi_r)
-            new = _where(new < 0, _where(lo_r > 0, mid, 0.0 * new), new)
+            new = _where(new < 0, _where(lo_r > 0, mid, abs(new) * 0.0), new)  # +0, not -0
             outside = (new < lo_r) | (new > hi_r) | ~_isfinite(new)
             new = _where(outside & _isfinite(hi_r), mid, new)
-            new = _where(at_zero | (score == 0), tt, new)
+            new = _where(at_zero | (value == 0), tt, new)
             tol = threshold * _min(_max(1.0, new), _max(new, sub.v_scale))
-            done = at_zero | (score == 0) | (abs(new - tt) <= tol) | (hi_r - lo_r <= tol)
+            done = at_zero | (value == 0) | (abs(new - tt) <= tol) | (hi_r - lo_r <= tol)
             if not batch:
                 t, lo, hi = new, lo_r, hi_r
                 iterations = iterations + 1
@@ -398,7 +404,8 @@ def _fit(
     mom = ee if method == "EE" and tau2_fixed is None else Moments(data, tau2)
     sw = mom.sw
     se = 1.0 / np.sqrt(sw)
-    df = zero + np.inf if test == "z" else k - 1.0
+    # t-based tests use k - 1 df; a single study has none, so its row falls back to z
+    df = zero + np.inf if test == "z" else _where(k > 1, k - 1.0, zero + np.inf)
     if test in ("knha", "adhoc"):
         # Knapp & Hartung (2003); "adhoc" never narrower than the z interval
         s2 = _where(k > 1, mom.q() / (k - 1), zero + 1.0)
@@ -410,7 +417,7 @@ def _fit(
     if test == "z":
         pvalue = 2.0 * special.ndtr(-abs(stat))
         crit = special.ndtri(0.5 + level / 2.0)
-    else:
+    else:  # stdtr/stdtrit with df = inf are the normal distribution
         pvalue = 2.0 * special.stdtr(df, -abs(stat))
         crit = special.stdtrit(df, 0.5 + level / 2.0)
     half = crit * se

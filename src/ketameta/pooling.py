@@ -41,6 +41,7 @@ import attrs
 import numpy as np
 
 from . import _core
+from ._results import array_eq, format_p, import_pandas, plain, readonly
 from ._typing import ArrayLike, FloatArray
 from ._validation import as_float_array, check_choice, check_level, check_same_length
 from ._warnings import OmittedStudiesWarning, SmallSampleWarning
@@ -66,33 +67,8 @@ _METHOD_NAMES = {
 }
 
 
-def _array_eq(a: Any, b: Any) -> bool:
-    return bool(np.array_equal(a, b, equal_nan=True))
-
-
-def _readonly(x: Any) -> FloatArray:
-    arr = np.array(x, dtype=np.float64, copy=True)
-    arr.setflags(write=False)
-    return arr
-
-
 def _indices(x: Any) -> tuple[int, ...]:
     return tuple(int(i) for i in x)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, np.integer | np.bool_):
-        return value.item()
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 @attrs.frozen(kw_only=True)
@@ -116,7 +92,7 @@ class Tau2Interval:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (JSON-serialisable)."""
-        return _plain(attrs.asdict(self))  # type: ignore[no-any-return]
+        return plain(attrs.asdict(self))  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
         rows = [f"{'':8s}{'estimate':>10s}{'ci.lb':>10s}{'ci.ub':>10s}"]
@@ -179,9 +155,9 @@ class PoolResult:
     pred_lower: float
     pred_upper: float
     k: int
-    weights: FloatArray = attrs.field(converter=_readonly, eq=attrs.cmp_using(eq=_array_eq))
-    yi: FloatArray = attrs.field(converter=_readonly, eq=attrs.cmp_using(eq=_array_eq))
-    vi: FloatArray = attrs.field(converter=_readonly, eq=attrs.cmp_using(eq=_array_eq))
+    weights: FloatArray = attrs.field(converter=readonly, eq=attrs.cmp_using(eq=array_eq))
+    yi: FloatArray = attrs.field(converter=readonly, eq=attrs.cmp_using(eq=array_eq))
+    vi: FloatArray = attrs.field(converter=readonly, eq=attrs.cmp_using(eq=array_eq))
     omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
     method: str
     test: str
@@ -250,15 +226,11 @@ class PoolResult:
         """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
         d = attrs.asdict(self, recurse=False)
         d.pop("v_typical")
-        return _plain(d)  # type: ignore[no-any-return]
+        return plain(d)  # type: ignore[no-any-return]
 
     def to_frame(self) -> Any:
         """A one-row pandas DataFrame of the scalar fields (requires pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as exc:  # pragma: no cover - environment dependent
-            msg = "to_frame() needs pandas: pip install pandas"
-            raise ImportError(msg) from exc
+        pd = import_pandas()
         d = self.to_dict()
         scalars = {k: v for k, v in d.items() if not isinstance(v, list | dict)}
         return pd.DataFrame([scalars])
@@ -293,7 +265,7 @@ class PoolResult:
         lines.append(f"H^2 (total variability / sampling variability):  {self.h2:.2f}")
         lines.append("")
         lines.append("Test for Heterogeneity:")
-        lines.append(f"Q(df = {self.q_df}) = {self.q:.4f}, p-val {_fmt_p(self.q_pvalue)}")
+        lines.append(f"Q(df = {self.q_df}) = {self.q:.4f}, p-val {_p_with_sign(self.q_pvalue)}")
         lines.append("")
         stat_name = "zval" if self.test == "z" else "tval"
         df_note = "" if self.test == "z" else f" (df = {self.df:g}; test = {self.test!r})"
@@ -305,7 +277,7 @@ class PoolResult:
         lines.append(header)
         lines.append(
             f"{self.estimate:9.4f} {self.se:8.4f} {self.statistic:8.4f} "
-            f"{_fmt_p(self.pvalue, bare=True):>8s} {self.ci_lower:8.4f} {self.ci_upper:8.4f}"
+            f"{format_p(self.pvalue):>8s} {self.ci_lower:8.4f} {self.ci_upper:8.4f}"
         )
         lines.append("")
         lines.append(f"{pct} prediction interval: [{self.pred_lower:.4f}, {self.pred_upper:.4f}]")
@@ -314,10 +286,9 @@ class PoolResult:
         return "\n".join(lines)
 
 
-def _fmt_p(p: float, *, bare: bool = False) -> str:
-    if p < 1e-4:
-        return "<.0001" if bare else "< .0001"
-    return f"{p:.4f}" if bare else f"= {p:.4f}"
+def _p_with_sign(p: float) -> str:
+    text = format_p(p)
+    return "< .0001" if text.startswith("<") else f"= {text}"
 
 
 def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> tuple[FloatArray, FloatArray]:
@@ -354,6 +325,38 @@ def _check_study_values(arr: FloatArray, name: str, *, positive: bool) -> None:
             i = int(np.flatnonzero(bad)[0])
             msg = f"`{name}` must be positive; study {i} has {name}={arr[i]!r}"
             raise ValueError(msg)
+
+
+def prepare_studies(
+    yi: Any, vi: Any, sei: Any, *, nan_policy: str, stacklevel: int
+) -> tuple[FloatArray, FloatArray, np.ndarray[Any, np.dtype[np.intp]], tuple[int, ...]]:
+    """Validated effect sizes and variances with missing studies handled (written once).
+
+    Returns ``(yi, vi, kept, omitted)``: the studies used, the input indices of those
+    studies and of the ones left out (NaN `yi` or `vi`; an
+    :class:`~ketameta.OmittedStudiesWarning` names them, or ``nan_policy="raise"`` raises).
+    """
+    y, v = _resolve_inputs(yi, vi, sei)
+    _check_study_values(v, "vi" if sei is None else "sei", positive=True)
+    _check_study_values(y, "yi", positive=False)
+    missing = np.isnan(y) | np.isnan(v)
+    omitted: tuple[int, ...] = ()
+    if missing.any():
+        idx = np.flatnonzero(missing)
+        if nan_policy == "raise":
+            msg = f"studies {idx.tolist()} have NaN `yi` or `vi` (nan_policy='raise')"
+            raise ValueError(msg)
+        omitted = tuple(int(i) for i in idx)
+        warnings.warn(
+            f"studies {list(omitted)} have missing yi or vi and were omitted",
+            OmittedStudiesWarning,
+            stacklevel=stacklevel,
+        )
+        y, v = y[~missing], v[~missing]
+    if y.shape[0] == 0:
+        msg = "no studies: `yi` is empty" + (" after omitting NaN" if omitted else "")
+        raise ValueError(msg)
+    return y, v, np.flatnonzero(~missing), omitted
 
 
 def validate_options(
@@ -491,30 +494,11 @@ def pool(
     >>> round(res.estimate, 4), round(res.tau2, 4)
     (-0.7145, 0.3132)
     """
-    y, v = _resolve_inputs(yi, vi, sei)
     method, test, lv, tau2_fixed, nan_policy, ctl = validate_options(
         method, test, level, tau2, nan_policy, control
     )
-    _check_study_values(v, "vi", positive=True)
-    _check_study_values(y, "yi", positive=False)
-    missing = np.isnan(y) | np.isnan(v)
-    omitted: tuple[int, ...] = ()
-    if missing.any():
-        idx = np.flatnonzero(missing)
-        if nan_policy == "raise":
-            msg = f"studies {idx.tolist()} have NaN `yi` or `vi` (nan_policy='raise')"
-            raise ValueError(msg)
-        omitted = tuple(int(i) for i in idx)
-        warnings.warn(
-            f"studies {list(omitted)} have missing yi or vi and were omitted",
-            OmittedStudiesWarning,
-            stacklevel=2,
-        )
-        y, v = y[~missing], v[~missing]
+    y, v, _, omitted = prepare_studies(yi, vi, sei, nan_policy=nan_policy, stacklevel=3)
     k = y.shape[0]
-    if k == 0:
-        msg = "no studies to pool: `yi` is empty" + (" after omitting NaN" if omitted else "")
-        raise ValueError(msg)
     if k == 1:
         notes = "tau^2 is set to 0"
         if test != "z":

@@ -1,0 +1,162 @@
+"""Mixed-effects meta-regression of one analysis on a small design matrix (metafor's
+``rma(yi, vi, mods=...)``), used by the Egger-type tests and trim-and-fill.
+
+With ``W = diag(1/(v + τ²))``, ``β̂ = (XᵀWX)⁻¹XᵀWy`` and the residual projector
+``P = W - WX(XᵀWX)⁻¹XᵀW``; the τ² estimators generalise those of the intercept-only
+model (Viechtbauer 2005; Raudenbush 2009): DL and HS use ``Q_E = yᵀP₀y`` with ``τ² = 0``
+weights and ``k - p`` degrees of freedom, HE the OLS residuals, PM/EB solve
+``yᵀPy = k - p``, ML and REML the likelihood score equations.
+
+References
+----------
+.. [1] Raudenbush, S. W. (2009). Analyzing effect sizes: Random-effects models. In The
+   Handbook of Research Synthesis and Meta-Analysis (2nd ed., pp. 295-315).
+.. [2] Viechtbauer, W. (2005). J Educ Behav Stat 30(3), 261-293.
+.. [3] Knapp, G., & Hartung, J. (2003). Stat Med 22(17), 2693-2710.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+from scipy import special
+
+from . import _core
+from ._typing import FloatArray
+
+
+@attrs.frozen
+class _Design:
+    y: FloatArray
+    v: FloatArray
+    x: FloatArray
+    v_scale: float
+
+    @property
+    def k(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def p(self) -> int:
+        return int(self.x.shape[1])
+
+    def projector(self, tau2: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(P, (XᵀWX)⁻¹, w) at τ²."""
+        w = 1.0 / (self.v + tau2)
+        xw = self.x * w[:, None]
+        a_inv = np.linalg.inv(self.x.T @ xw)
+        p = np.diag(w) - xw @ a_inv @ xw.T
+        return p, a_inv, w
+
+
+def _score(d: _Design, tau2: Any, kind: str, target: Any) -> tuple[Any, Any, Any]:
+    p, _, w = d.projector(float(tau2))
+    py = p @ d.y
+    pppy = py @ p @ py  # yᵀPPPy
+    if kind == "Q":
+        s2 = py @ py
+        return np.float64(d.y @ py - target), np.float64(-s2), np.float64(s2)
+    if kind == "REML":
+        info = np.sum(p * p)
+        return np.float64(py @ py - np.trace(p)), np.float64(info - 2 * pppy), np.float64(info)
+    info = np.sum(w * w)
+    return np.float64(py @ py - w.sum()), np.float64(info - 2 * pppy), np.float64(info)
+
+
+def estimate_tau2(d: _Design, method: str, control: dict[str, Any]) -> float:
+    """τ² of the meta-regression by `method` (metafor's definitions)."""
+    k, p = d.k, d.p
+    if method == "EE":
+        return 0.0
+    if method in ("DL", "HS"):
+        p0, _, w0 = d.projector(0.0)
+        qe = d.y @ p0 @ d.y
+        raw = (qe - (k - p)) / np.trace(p0) if method == "DL" else (qe - k) / w0.sum()
+        return max(0.0, float(raw))
+    hat = d.x @ np.linalg.inv(d.x.T @ d.x) @ d.x.T
+    resid = d.y - hat @ d.y
+    rss = float(resid @ resid)
+    if method == "HE":
+        tr_pv = float(np.sum(d.v * (1.0 - np.diag(hat))))
+        return max(0.0, (rss - tr_pv) / (k - p))
+    if method == "SJ":
+        tau0 = float(np.var(d.y))  # Sidik & Jonkman's start: Σ(y - ȳ)²/k
+        if tau0 <= 0:
+            return 0.0
+        p0, _, _ = d.projector(tau0)
+        return tau0 * float(d.y @ p0 @ d.y) / (k - p)
+    maxiter, threshold = int(control["maxiter"]), float(control["threshold"])
+    if method in ("PM", "EB"):
+        start = estimate_tau2(d, "DL", control)
+        t, _, _ = _core.solve_tau2(
+            d,
+            "Q",
+            np.float64(start),
+            method=method,
+            maxiter=maxiter,
+            threshold=threshold,
+            target=float(k - p),
+            score=_score,
+        )
+        return float(t)
+    start = (
+        estimate_tau2(d, "HE", control) if control["tau2_init"] is None else control["tau2_init"]
+    )
+    t, _, _ = _core.solve_tau2(
+        d,
+        method,
+        np.float64(start),
+        method=method,
+        maxiter=maxiter,
+        threshold=threshold,
+        score=_score,
+    )
+    return float(t)
+
+
+def fit(
+    y: FloatArray,
+    v: FloatArray,
+    x: FloatArray,
+    *,
+    method: str,
+    test: str,
+    level: float,
+    control: dict[str, Any],
+) -> dict[str, Any]:
+    """Fit ``y ~ X`` with sampling variances `v`; coefficients, SEs, tests and τ²."""
+    d = _Design(y=y, v=v, x=x, v_scale=float(np.mean(v)))
+    k, p = d.k, d.p
+    tau2 = estimate_tau2(d, method, control)
+    proj, a_inv, _ = d.projector(tau2)
+    w = 1.0 / (v + tau2)
+    b = a_inv @ ((x * w[:, None]).T @ y)
+    vb = a_inv
+    df = np.inf if test == "z" else float(k - p)
+    if test in ("knha", "adhoc"):
+        s2 = float(y @ proj @ y) / (k - p)  # Knapp & Hartung (2003)
+        if test == "adhoc":
+            s2 = max(s2, 1.0)
+        vb = s2 * a_inv
+    se = np.sqrt(np.diag(vb))
+    stat = b / se
+    if test == "z":
+        pvalue = 2.0 * special.ndtr(-np.abs(stat))
+        crit = float(special.ndtri(0.5 + level / 2.0))
+    else:
+        pvalue = 2.0 * special.stdtr(df, -np.abs(stat))
+        crit = float(special.stdtrit(df, 0.5 + level / 2.0))
+    return {
+        "b": b,
+        "se": se,
+        "statistic": stat,
+        "pvalue": pvalue,
+        "ci_lower": b - crit * se,
+        "ci_upper": b + crit * se,
+        "df": df,
+        "tau2": tau2,
+        "k": k,
+        "p": p,
+    }

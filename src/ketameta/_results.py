@@ -1,0 +1,69 @@
+"""Helpers shared by the frozen result classes: conversion to plain Python and frames."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ._typing import FloatArray
+
+
+def array_eq(a: Any, b: Any) -> bool:
+    """Equality of array fields (NaN equal to NaN), for ``attrs.cmp_using``."""
+    return bool(np.array_equal(a, b, equal_nan=True))
+
+
+def readonly(x: Any) -> FloatArray:
+    """A read-only float64 copy (results never share memory with inputs)."""
+    arr = np.array(x, dtype=np.float64, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+def readonly_bool(x: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    arr = np.array(x, dtype=bool, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+def array_field() -> Any:
+    """An attrs field holding a read-only float array, compared element-wise."""
+    return attrs.field(converter=readonly, eq=attrs.cmp_using(eq=array_eq))
+
+
+def plain(value: Any) -> Any:
+    """Nested NumPy/attrs values as JSON-serialisable Python (non-finite floats → None)."""
+    if attrs.has(type(value)):
+        return {f.name: plain(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, np.ndarray):
+        return [plain(v) for v in value.tolist()]
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def import_pandas() -> Any:
+    """pandas, or an ImportError with the install hint."""
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        msg = "to_frame() needs pandas: pip install pandas"
+        raise ImportError(msg) from exc
+    return pd
+
+
+def format_p(p: float) -> str:
+    """A p-value as metafor prints it."""
+    if not math.isfinite(p):
+        return "NA"
+    return "<.0001" if p < 1e-4 else f"{p:.4f}"

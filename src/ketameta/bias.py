@@ -1,0 +1,610 @@
+"""Small-study effects: Egger's regression test, Begg's rank test, trim-and-fill and
+fail-safe N (metafor's ``regtest``, ``ranktest``, ``trimfill`` and ``fsn``).
+
+References
+----------
+.. [1] Egger, M., Davey Smith, G., Schneider, M., & Minder, C. (1997). Bias in
+   meta-analysis detected by a simple, graphical test. BMJ, 315(7109), 629-634.
+   https://doi.org/10.1136/bmj.315.7109.629
+.. [2] Sterne, J. A. C., & Egger, M. (2005). Regression methods to detect publication
+   and other bias in meta-analysis. In Publication Bias in Meta-Analysis (pp. 99-110).
+   Wiley. https://doi.org/10.1002/0470870168.ch6
+.. [3] Sterne, J. A. C., et al. (2011). Recommendations for examining and interpreting
+   funnel plot asymmetry in meta-analyses of randomised controlled trials. BMJ, 343,
+   d4002. https://doi.org/10.1136/bmj.d4002
+.. [4] Stanley, T. D., & Doucouliagos, H. (2014). Meta-regression approximations to
+   reduce publication selection bias. Research Synthesis Methods, 5(1), 60-78.
+   https://doi.org/10.1002/jrsm.1095
+.. [5] Begg, C. B., & Mazumdar, M. (1994). Operating characteristics of a rank
+   correlation test for publication bias. Biometrics, 50(4), 1088-1101.
+   https://doi.org/10.2307/2533446
+.. [6] Duval, S., & Tweedie, R. (2000). Trim and fill: A simple funnel-plot-based method
+   of testing and adjusting for publication bias in meta-analysis. Biometrics, 56(2),
+   455-463. https://doi.org/10.1111/j.0006-341X.2000.00455.x
+.. [7] Duval, S., & Tweedie, R. (2000). A nonparametric "trim and fill" method of
+   accounting for publication bias in meta-analysis. JASA, 95(449), 89-98.
+   https://doi.org/10.1080/01621459.2000.10473905
+.. [8] Rosenthal, R. (1979). The file drawer problem and tolerance for null results.
+   Psychological Bulletin, 86(3), 638-641. https://doi.org/10.1037/0033-2909.86.3.638
+.. [9] Orwin, R. G. (1983). A fail-safe N for effect size in meta-analysis. Journal of
+   Educational Statistics, 8(2), 157-159. https://doi.org/10.3102/10769986008002157
+.. [10] Rosenberg, M. S. (2005). The file-drawer problem revisited: A general weighted
+   method for calculating fail-safe numbers in meta-analysis. Evolution, 59(2), 464-468.
+   https://doi.org/10.1111/j.0014-3820.2005.tb01004.x
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import attrs
+import numpy as np
+from scipy import special
+
+from . import _core, _metareg
+from ._results import array_field, format_p, import_pandas, plain
+from ._validation import as_float_array, check_choice, check_positive, check_same_length
+from ._warnings import SmallSampleWarning
+from .effect_sizes import EffectSizes
+from .pooling import PoolResult, pool, prepare_studies, validate_options
+
+__all__ = [
+    "BeggResult",
+    "EggerResult",
+    "FailSafeResult",
+    "TrimFillResult",
+    "begg_test",
+    "egger_test",
+    "fail_safe_n",
+    "trim_and_fill",
+]
+
+PREDICTORS = ("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
+
+
+class _Frame:
+    """``to_dict`` / ``to_frame`` for result classes."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
+        return plain(self)  # type: ignore[no-any-return]
+
+    def to_frame(self) -> Any:
+        """A one-row pandas DataFrame of the scalar fields (requires pandas)."""
+        pd = import_pandas()
+        d = self.to_dict()
+        return pd.DataFrame([{k: v for k, v in d.items() if not isinstance(v, list | dict)}])
+
+
+@attrs.frozen(kw_only=True)
+class EggerResult(_Frame):
+    """Regression test for funnel-plot asymmetry (see :func:`egger_test`).
+
+    ``intercept`` is the asymmetry coefficient: Egger's intercept (the coefficient of the
+    standard error in ``y ~ sei``, equal to the intercept of the standard normal deviate
+    regressed on precision), or the coefficient of the chosen predictor. ``limit_estimate``
+    is the fitted effect where the predictor is 0 (PET for ``"sei"``, PEESE for ``"vi"``),
+    i.e. for an infinitely large study; it is NaN for ``"ni"`` and ``"sqrtni"``, which do
+    not vanish as studies grow (as metafor).
+    """
+
+    intercept: float
+    se: float
+    statistic: float
+    df: float
+    pvalue: float
+    ci_lower: float
+    ci_upper: float
+    limit_estimate: float
+    limit_ci_lower: float
+    limit_ci_upper: float
+    tau2: float
+    k: int
+    model: str
+    predictor: str
+    method: str
+    test: str
+    level: float
+
+    def summary(self) -> str:
+        """A metafor-like summary of the test."""
+        kind = (
+            "weighted regression with multiplicative dispersion"
+            if self.model == "lm"
+            else f"mixed-effects meta-regression model (tau^2 estimator: {self.method})"
+        )
+        name = "t" if math.isfinite(self.df) else "z"
+        df = f", df = {self.df:g}" if math.isfinite(self.df) else ""
+        return "\n".join(
+            [
+                "Regression Test for Funnel Plot Asymmetry",
+                "",
+                f"Model:     {kind}",
+                f"Predictor: {self.predictor}",
+                "",
+                f"Test for Funnel Plot Asymmetry: {name} = {self.statistic:.4f}{df}, "
+                f"p = {format_p(self.pvalue)}",
+                f"Asymmetry coefficient: {self.intercept:.4f} (SE = {self.se:.4f}; "
+                f"{100 * self.level:g}% CI: {self.ci_lower:.4f} to {self.ci_upper:.4f})",
+                f"Limit Estimate (as {self.predictor} -> 0): b = {self.limit_estimate:.4f} "
+                f"(CI: {self.limit_ci_lower:.4f}, {self.limit_ci_upper:.4f})",
+            ]
+        )
+
+
+def _predictor_values(predictor: str, vi: np.ndarray[Any, Any], ni: Any) -> Any:
+    if predictor == "sei":
+        return np.sqrt(vi)
+    if predictor == "vi":
+        return vi
+    if ni is None:
+        msg = f"predictor={predictor!r} needs the sample sizes `ni`"
+        raise TypeError(msg)
+    n = ni
+    return {"ni": n, "ninv": 1.0 / n, "sqrtni": np.sqrt(n), "sqrtninv": 1.0 / np.sqrt(n)}[
+        predictor
+    ]
+
+
+def egger_test(
+    yi: Any,
+    vi: Any = None,
+    *,
+    sei: Any = None,
+    ni: Any = None,
+    model: str = "lm",
+    predictor: str = "sei",
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    control: dict[str, Any] | None = None,
+) -> EggerResult:
+    """Egger's regression test for funnel-plot asymmetry (metafor's ``regtest``).
+
+    Parameters
+    ----------
+    yi, vi, sei
+        Effect sizes with variances or (keyword) standard errors, or an
+        :class:`~ketameta.EffectSizes` (whose ``ni`` is used for n-based predictors).
+    ni : array_like, optional
+        Total sample sizes, needed for the predictors ``"ni"``, ``"ninv"``, ``"sqrtni"``
+        and ``"sqrtninv"``.
+    model : {"lm", "rma"}
+        ``"lm"`` (default): the classic test of Egger et al. (1997) [1]_, weighted least
+        squares of ``yi`` on the predictor with weights ``1/vi`` and a multiplicative
+        dispersion parameter, t-test on k - 2 df. ``"rma"``: metafor's default, a
+        random-effects meta-regression on the predictor with τ² estimator `method` and
+        `test` (``"z"`` or ``"knha"``) [2]_.
+    predictor : str
+        ``"sei"`` (Egger; limit estimate = PET), ``"vi"`` (PEESE [4]_), ``"ni"``,
+        ``"ninv"``, ``"sqrtni"``, ``"sqrtninv"``.
+    method, test, level, control
+        As in :func:`ketameta.pool` (used by ``model="rma"``).
+
+    Returns
+    -------
+    EggerResult
+
+    Notes
+    -----
+    With weights :math:`w_i = 1/v_i` the classic test fits :math:`y_i = b_0 + b_1 x_i`
+    and tests :math:`b_1 = 0` with :math:`SE(b_1)^2 = s^2 [(X^T W X)^{-1}]_{11}`,
+    :math:`s^2 = \\sum w_i (y_i - \\hat y_i)^2/(k-2)`. For :math:`x_i = \\sqrt{v_i}` this
+    is identical to Egger's regression of :math:`y_i/\\sqrt{v_i}` on :math:`1/\\sqrt{v_i}`,
+    whose intercept is :math:`b_1` [1]_. Fewer than 10 studies give a
+    :class:`~ketameta.SmallSampleWarning`: the test then has too little power to
+    distinguish chance from real asymmetry [3]_.
+
+    References
+    ----------
+    .. [1] Egger et al. (1997), BMJ 315(7109):629-634.
+    .. [2] Sterne & Egger (2005), in Publication Bias in Meta-Analysis, 99-110.
+    .. [3] Sterne et al. (2011), BMJ 343:d4002.
+    .. [4] Stanley & Doucouliagos (2014), Res Synth Methods 5(1):60-78.
+
+    Examples
+    --------
+    >>> import ketameta
+    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
+    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> res = ketameta.egger_test(es)
+    >>> round(res.intercept, 4), round(res.pvalue, 4)
+    (-2.112, 0.1887)
+    """
+    model = check_choice(model, "model", ("lm", "rma"))
+    predictor = check_choice(predictor, "predictor", PREDICTORS)
+    if isinstance(yi, EffectSizes) and ni is None and not np.isnan(yi.ni).all():
+        ni = yi.ni
+    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
+    y, v, kept, omitted = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    n = None
+    if ni is not None:
+        n_all = as_float_array(ni, "ni")
+        check_same_length({"yi": np.empty(len(kept) + len(omitted)), "ni": n_all})
+        n = n_all[kept]
+        check_positive(n, "ni")
+        if np.isnan(n).any() and predictor not in ("sei", "vi"):
+            i = int(kept[np.flatnonzero(np.isnan(n))[0]])
+            msg = f"`ni` is missing for study {i}, needed by predictor={predictor!r}"
+            raise ValueError(msg)
+    x = _predictor_values(predictor, v, n)
+    k = len(y)
+    if k < 3:
+        msg = f"the regression test needs at least 3 studies, got k = {k}"
+        raise ValueError(msg)
+    if np.ptp(x) == 0:
+        msg = (
+            f"the predictor {predictor!r} is the same for all studies, so the regression "
+            "test is undefined"
+        )
+        raise ValueError(msg)
+    if k < 10:
+        warnings.warn(
+            f"only {k} studies: tests for funnel-plot asymmetry have low power with fewer "
+            "than 10 studies (Sterne et al. 2011)",
+            SmallSampleWarning,
+            stacklevel=2,
+        )
+    design = np.column_stack([np.ones(k), x])
+    if model == "lm":
+        out = _metareg.fit(y, v, design, method="EE", test="knha", level=lv, control=ctl)
+        fit_method, fit_test = "EE", "t"
+    else:
+        out = _metareg.fit(y, v, design, method=method, test=test, level=lv, control=ctl)
+        fit_method, fit_test = method, test
+    # a limit estimate exists where the predictor vanishes for infinitely large studies
+    has_limit = predictor not in ("ni", "sqrtni")
+    limit = [float(out[f][0]) if has_limit else math.nan for f in ("b", "ci_lower", "ci_upper")]
+    return EggerResult(
+        intercept=float(out["b"][1]),
+        se=float(out["se"][1]),
+        statistic=float(out["statistic"][1]),
+        df=float(out["df"]),
+        pvalue=float(out["pvalue"][1]),
+        ci_lower=float(out["ci_lower"][1]),
+        ci_upper=float(out["ci_upper"][1]),
+        limit_estimate=limit[0],
+        limit_ci_lower=limit[1],
+        limit_ci_upper=limit[2],
+        tau2=float(out["tau2"]),
+        k=k,
+        model=model,
+        predictor=predictor,
+        method=fit_method,
+        test=fit_test,
+        level=lv,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class BeggResult(_Frame):
+    """Begg and Mazumdar's rank correlation test (see :func:`begg_test`)."""
+
+    tau: float
+    pvalue: float
+    k: int
+    exact: bool
+
+    def summary(self) -> str:
+        """A metafor-like summary."""
+        return (
+            "Rank Correlation Test for Funnel Plot Asymmetry\n\n"
+            f"Kendall's tau = {self.tau:.4f}, p = {format_p(self.pvalue)}"
+            f"{' (exact)' if self.exact else ' (normal approximation)'}"
+        )
+
+
+def begg_test(yi: Any, vi: Any = None, *, sei: Any = None) -> BeggResult:
+    """Begg and Mazumdar's (1994) rank correlation test for funnel-plot asymmetry [5]_.
+
+    Kendall's τ between the standardised deviates
+    :math:`(y_i - \\hat\\theta)/\\sqrt{v_i - 1/\\sum w}` (with :math:`\\hat\\theta` the
+    equal-effects estimate, :math:`w = 1/v`) and the variances :math:`v_i`. The p-value is
+    exact for k < 50 without ties (as metafor's ``ranktest``), otherwise from the normal
+    approximation with the tie-corrected variance.
+
+    References
+    ----------
+    .. [5] Begg & Mazumdar (1994), Biometrics 50(4):1088-1101.
+
+    Examples
+    --------
+    >>> import ketameta
+    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
+    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> res = ketameta.begg_test(es)
+    >>> round(res.tau, 4), round(res.pvalue, 4)
+    (0.0256, 0.9524)
+    """
+    from scipy import stats  # heavy: imported only here
+
+    y, v, _, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    k = len(y)
+    if k < 3:
+        msg = f"the rank correlation test needs at least 3 studies, got k = {k}"
+        raise ValueError(msg)
+    w = 1.0 / v
+    theta = float(np.sum(w * y) / np.sum(w))
+    deviates = (y - theta) / np.sqrt(v - 1.0 / np.sum(w))
+    ties = len(np.unique(deviates)) < k or len(np.unique(v)) < k
+    exact = k < 50 and not ties
+    res = stats.kendalltau(deviates, v, method="exact" if exact else "asymptotic")
+    return BeggResult(tau=float(res.statistic), pvalue=float(res.pvalue), k=k, exact=exact)
+
+
+@attrs.frozen(kw_only=True)
+class TrimFillResult(_Frame):
+    """Trim-and-fill (see :func:`trim_and_fill`): the filled studies and the pooled result
+    on the augmented data (``pooled``)."""
+
+    k0: int
+    k0_se: float
+    side: str
+    estimator: str
+    filled_yi: Any = array_field()
+    filled_vi: Any = array_field()
+    pooled: PoolResult
+
+    @property
+    def estimate(self) -> float:
+        """The pooled estimate after filling."""
+        return self.pooled.estimate
+
+    def summary(self) -> str:
+        """The pooled summary with the number of filled studies."""
+        return (
+            f"Estimated number of missing studies on the {self.side} side: {self.k0} "
+            f"(SE = {self.k0_se:.4f}; estimator {self.estimator})\n\n{self.pooled.summary()}"
+        )
+
+
+def _trim_statistic(y_centered: np.ndarray[Any, Any], estimator: str) -> float:
+    from scipy.stats import rankdata  # heavy: imported only here
+
+    k = len(y_centered)
+    size = np.abs(y_centered)
+    # |deviations| equal to 10 significant digits are ties and get mid-ranks (Wilcoxon), so
+    # a mirror-symmetric funnel gives T = k(k+1)/4 whatever the rounding; metafor breaks
+    # such ties by position instead (the two differ only for exactly mirrored studies)
+    scale = size.max() if size.max() > 0 else 1.0
+    ranks = rankdata(np.round(size / scale, 10), method="average")
+    positive = y_centered > 0
+    if estimator == "R0":
+        negative = ~positive
+        if not negative.any():
+            msg = "estimator 'R0' is undefined when no study lies below the trimmed estimate"
+            raise ValueError(msg)
+        # γ*: the run of largest |deviations| that are all positive
+        gamma = int(np.sum(ranks > ranks[negative].max()))
+        return float(gamma - 1)
+    s_r = float(np.sum(ranks[positive]))  # Wilcoxon signed-rank statistic
+    if estimator == "L0":
+        return (4 * s_r - k * (k + 1)) / (2 * k - 1)
+    return k - 0.5 - math.sqrt(max(2 * k * k - 4 * s_r + 0.25, 0.0))  # Q0
+
+
+def trim_and_fill(
+    yi: Any,
+    vi: Any = None,
+    *,
+    sei: Any = None,
+    estimator: str = "L0",
+    side: str | None = None,
+    method: str = "DL",
+    test: str = "z",
+    level: float = 0.95,
+    maxiter: int = 100,
+    control: dict[str, Any] | None = None,
+) -> TrimFillResult:
+    """Duval and Tweedie's trim-and-fill method (metafor's ``trimfill``) [6]_ [7]_.
+
+    The studies are sorted so that the suspected excess lies on one side; the ``k0`` most
+    extreme are trimmed, the model is refitted, and ``k0`` is re-estimated from the
+    signed ranks of the deviations from the trimmed estimate until it stops changing. The
+    ``k0`` trimmed studies are then mirrored about the trimmed estimate and the model is
+    fitted to all studies plus the filled ones.
+
+    Parameters
+    ----------
+    yi, vi, sei
+        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes.
+    estimator : {"L0", "R0", "Q0"}
+        Estimator of the number of missing studies [7]_ (``round`` half to even, as R).
+    side : {"left", "right"}, optional
+        Side where studies are missing. By default, as metafor: ``"right"`` if the slope
+        of a meta-regression of the effects on their standard errors (with `method`) is
+        negative, else ``"left"``.
+    method, test, level, control
+        The model fitted at every step and to the filled data, as in :func:`pool`.
+    maxiter : int
+        Maximum number of trimming iterations.
+
+    Returns
+    -------
+    TrimFillResult
+
+    Notes
+    -----
+    Deviations of equal size (to 10 significant digits) get mid-ranks; metafor breaks
+    such ties by position, which matters only for exactly mirrored studies.
+    With deviations :math:`X_i` from the trimmed estimate, ranks :math:`r_i` of
+    :math:`|X_i|` and :math:`T = \\sum_{X_i > 0} r_i`: :math:`L_0 = (4T - k(k+1))/(2k-1)`,
+    :math:`R_0 = \\gamma^* - 1` (:math:`\\gamma^*` the length of the rightmost run of
+    positive ranks), :math:`Q_0 = k - 1/2 - \\sqrt{2k^2 - 4T + 1/4}` [7]_.
+
+    References
+    ----------
+    .. [6] Duval & Tweedie (2000), Biometrics 56(2):455-463.
+    .. [7] Duval & Tweedie (2000), JASA 95(449):89-98.
+
+    Examples
+    --------
+    >>> import ketameta
+    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
+    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> tf = ketameta.trim_and_fill(es)
+    >>> tf.k0, tf.side, round(tf.estimate, 4)
+    (1, 'right', -0.6561)
+    """
+    estimator = check_choice(estimator, "estimator", ("L0", "R0", "Q0"))
+    if side is not None:
+        side = check_choice(side, "side", ("left", "right"))
+    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
+    y, v, _, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    k = len(y)
+    if k < 3:
+        msg = f"trim-and-fill needs at least 3 studies, got k = {k}"
+        raise ValueError(msg)
+    if side is None:
+        if np.ptp(v) == 0:
+            msg = (
+                "all studies have the same variance, so the side of the missing studies "
+                "cannot be estimated from the funnel; pass side='left' or side='right'"
+            )
+            raise ValueError(msg)
+        design = np.column_stack([np.ones(k), np.sqrt(v)])
+        slope = _metareg.fit(y, v, design, method=method, test="z", level=lv, control=ctl)["b"][1]
+        side = "right" if slope < 0 else "left"
+    sign = -1.0 if side == "right" else 1.0  # put the excess on the right
+    ys = sign * y
+    order = np.argsort(ys, kind="stable")
+    ys, vs = ys[order], v[order]
+    k0, previous = 0, -1
+    theta = 0.0
+    for _ in range(maxiter):
+        if k0 == previous:
+            break
+        previous = k0
+        trimmed = _core.fit(
+            ys[: k - k0],
+            vs[: k - k0],
+            padded=False,
+            method=method,
+            test="z",
+            level=lv,
+            tau2_fixed=None,
+            control=ctl,
+        )
+        theta = float(trimmed["estimate"])
+        k0 = max(0, round(_trim_statistic(ys - theta, estimator)))
+        k0 = min(k0, k - 1)
+    else:
+        msg = f"trim-and-fill did not settle on k0 in {maxiter} iterations"
+        raise ValueError(msg)
+    filled_y = sign * (2 * theta - ys[k - k0 :])
+    filled_v = vs[k - k0 :]
+    if estimator == "R0":
+        k0_se = math.sqrt(2 * max(0, k0) + 2)
+    else:
+        k0_se = math.sqrt(2 * k * (k + 1)) / (2 * k - 1) if estimator == "L0" else math.nan
+    pooled = pool(
+        np.concatenate([y, filled_y]),
+        np.concatenate([v, filled_v]),
+        method=method,
+        test=test,
+        level=lv,
+        control=control,
+    )
+    return TrimFillResult(
+        k0=k0,
+        k0_se=k0_se,
+        side=side,
+        estimator=estimator,
+        filled_yi=filled_y,
+        filled_vi=filled_v,
+        pooled=pooled,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class FailSafeResult(_Frame):
+    """A fail-safe N (see :func:`fail_safe_n`)."""
+
+    n: int
+    kind: str
+    alpha: float
+    pvalue: float
+    mean_effect: float
+    target: float
+    k: int
+
+    def summary(self) -> str:
+        """A metafor-like summary."""
+        return f"Fail-safe N calculation using the {self.kind.capitalize()} approach: {self.n}"
+
+
+def fail_safe_n(
+    yi: Any,
+    vi: Any = None,
+    *,
+    sei: Any = None,
+    kind: str = "rosenthal",
+    alpha: float = 0.05,
+    target: float | None = None,
+) -> FailSafeResult:
+    """Fail-safe N: how many unpublished null studies would overturn the result.
+
+    * ``"rosenthal"`` [8]_: studies with z = 0 needed to make Stouffer's combined
+      one-sided p exceed `alpha`: :math:`N = \\lceil (\\sum z_i / z_{1-\\alpha})^2 - k \\rceil`.
+    * ``"orwin"`` [9]_: studies with effect 0 needed to bring the unweighted mean effect
+      :math:`\\bar y` down to `target` (default :math:`\\bar y/2`):
+      :math:`N = \\lceil k(\\bar y - t)/t \\rceil`.
+    * ``"rosenberg"`` [10]_: studies with effect 0 and the average weight needed to make
+      the equal-effects test non-significant at two-sided `alpha`:
+      :math:`N = \\lceil k((\\sum w y)^2/(z_{1-\\alpha/2}^2 \\sum w) - 1) \\rceil`.
+
+    N is 0 when the result is not significant to begin with (as metafor's ``fsn``).
+
+    References
+    ----------
+    .. [8] Rosenthal (1979), Psychol Bull 86(3):638-641.
+    .. [9] Orwin (1983), J Educ Stat 8(2):157-159.
+    .. [10] Rosenberg (2005), Evolution 59(2):464-468.
+
+    Examples
+    --------
+    >>> import ketameta
+    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
+    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> ketameta.fail_safe_n(es).n
+    598
+    """
+    kind = check_choice(kind, "kind", ("rosenthal", "orwin", "rosenberg"))
+    if not (isinstance(alpha, float | int) and 0 < alpha < 1):
+        msg = f"`alpha` must be in (0, 1), got {alpha!r}"
+        raise ValueError(msg)
+    y, v, _, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    k = len(y)
+    if k < 1:
+        msg = "no studies"
+        raise ValueError(msg)
+    nan = math.nan
+    if kind == "rosenthal":
+        z_sum = float(np.sum(y / np.sqrt(v)))
+        pvalue = float(special.ndtr(-abs(z_sum) / math.sqrt(k)))
+        raw = (z_sum / float(special.ndtri(1 - alpha))) ** 2 - k
+        n = 0 if pvalue >= alpha else math.ceil(max(0.0, raw))
+        return FailSafeResult(
+            n=n, kind=kind, alpha=alpha, pvalue=pvalue, mean_effect=nan, target=nan, k=k
+        )
+    if kind == "orwin":
+        mean = float(np.mean(y))
+        t = mean / 2 if target is None else float(target)
+        if t == 0 or np.sign(t) != np.sign(mean):
+            msg = f"`target` must be non-zero and of the sign of the mean effect {mean:.4g}"
+            raise ValueError(msg)
+        n = max(0, math.ceil(k * (mean - t) / t))
+        return FailSafeResult(
+            n=n, kind=kind, alpha=alpha, pvalue=nan, mean_effect=mean, target=t, k=k
+        )
+    w = 1.0 / v
+    sw, swy = float(np.sum(w)), float(np.sum(w * y))
+    mean = swy / sw
+    pvalue = float(2 * special.ndtr(-abs(swy) / math.sqrt(sw)))
+    raw = k * (swy**2 / (float(special.ndtri(1 - alpha / 2)) ** 2 * sw) - 1)
+    n = 0 if pvalue >= alpha else math.ceil(max(0.0, raw))
+    return FailSafeResult(
+        n=n, kind=kind, alpha=alpha, pvalue=pvalue, mean_effect=mean, target=nan, k=k
+    )

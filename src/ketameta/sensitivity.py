@@ -1,0 +1,393 @@
+"""Sensitivity analyses: leave-one-out, cumulative meta-analysis and influence diagnostics
+(metafor's ``leave1out``, ``cumul`` and ``influence``).
+
+Each analysis is a batch of meta-analyses over the same studies (one per omitted study,
+or one per prefix of the ordered studies), fitted in one call of the numeric core that
+also serves :func:`ketameta.pool`.
+
+References
+----------
+.. [1] Viechtbauer, W., & Cheung, M. W.-L. (2010). Outlier and influence diagnostics for
+   meta-analysis. Research Synthesis Methods, 1(2), 112-125.
+   https://doi.org/10.1002/jrsm.11
+.. [2] Lau, J., Antman, E. M., Jimenez-Silva, J., Kupelnick, B., Mosteller, F., &
+   Chalmers, T. C. (1992). Cumulative meta-analysis of therapeutic trials for myocardial
+   infarction. New England Journal of Medicine, 327(4), 248-254.
+   https://doi.org/10.1056/NEJM199207233270406
+.. [3] Belsley, D. A., Kuh, E., & Welsch, R. E. (1980). Regression Diagnostics. Wiley.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+from scipy import special
+
+from . import _core
+from ._results import array_field, format_p, import_pandas, plain, readonly_bool
+from ._typing import FloatArray
+from ._validation import as_float_array, check_same_length
+from .pooling import PoolResult, prepare_studies, validate_options
+
+__all__ = [
+    "CumulativeResult",
+    "InfluenceResult",
+    "LeaveOneOutResult",
+    "cumulative",
+    "influence",
+    "leave_one_out",
+]
+
+_ROW_FIELDS = (
+    "estimate",
+    "se",
+    "statistic",
+    "pvalue",
+    "ci_lower",
+    "ci_upper",
+    "q",
+    "q_pvalue",
+    "tau2",
+    "i2",
+    "h2",
+)
+
+
+class _Table:
+    """``to_dict`` / ``to_frame`` / ``summary`` for results with one row per study."""
+
+    study: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
+        return plain(self)  # type: ignore[no-any-return]
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame with one row per study (requires pandas)."""
+        pd = import_pandas()
+        d = self.to_dict()
+        k = len(d["study"])
+        return pd.DataFrame(
+            {name: v for name, v in d.items() if isinstance(v, list) and len(v) == k}
+        )
+
+    def _rows(self, title: str, columns: tuple[str, ...]) -> str:
+        header = f"{'study':>6s} " + " ".join(f"{c:>9s}" for c in columns)
+        lines = [title, "", header]
+        for i, study in enumerate(self.study):
+            cells = []
+            for c in columns:
+                value = float(getattr(self, c)[i])
+                cells.append(f"{format_p(value):>9s}" if c.endswith("pvalue") else f"{value:9.4f}")
+            lines.append(f"{int(study):6d} " + " ".join(cells))
+        return "\n".join(lines)
+
+
+def _fit_batch(
+    y: FloatArray,
+    v: FloatArray,
+    present: np.ndarray[Any, Any],
+    method: str,
+    test: str,
+    level: float,
+    ctl: dict[str, Any],
+) -> dict[str, Any]:
+    """Fit one meta-analysis per row of `present` (absent studies get v = inf)."""
+    yy = np.where(present, y, 0.0)
+    vv = np.where(present, v, np.inf)
+    return _core.fit(
+        yy, vv, padded=True, method=method, test=test, level=level, tau2_fixed=None, control=ctl
+    )
+
+
+@attrs.frozen(kw_only=True)
+class LeaveOneOutResult(_Table):
+    """One row per omitted study (see :func:`leave_one_out`): the model without that study."""
+
+    study: Any = array_field()
+    estimate: Any = array_field()
+    se: Any = array_field()
+    statistic: Any = array_field()
+    pvalue: Any = array_field()
+    ci_lower: Any = array_field()
+    ci_upper: Any = array_field()
+    q: Any = array_field()
+    q_pvalue: Any = array_field()
+    tau2: Any = array_field()
+    i2: Any = array_field()
+    h2: Any = array_field()
+    method: str
+    test: str
+    level: float
+
+    def summary(self) -> str:
+        """A table of the leave-one-out fits."""
+        return self._rows(
+            "Leave-one-out analysis (row i: study i omitted)",
+            ("estimate", "ci_lower", "ci_upper", "pvalue", "tau2", "i2", "q"),
+        )
+
+
+def leave_one_out(
+    yi: Any,
+    vi: Any = None,
+    *,
+    sei: Any = None,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    control: dict[str, Any] | None = None,
+) -> LeaveOneOutResult:
+    """Refit the model k times, each time without one study (metafor's ``leave1out``) [1]_.
+
+    Parameters
+    ----------
+    yi, vi, sei, method, test, level, control
+        As in :func:`ketameta.pool`.
+
+    Returns
+    -------
+    LeaveOneOutResult
+        Arrays indexed by the omitted study: estimate, se, statistic, p-value, CI, Q and
+        its p-value, τ², I², H².
+
+    References
+    ----------
+    .. [1] Viechtbauer & Cheung (2010), Res Synth Methods 1(2):112-125.
+
+    Examples
+    --------
+    >>> import ketameta
+    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
+    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> round(float(ketameta.leave_one_out(es).estimate[0]), 4)
+    -0.7071
+    """
+    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
+    y, v, kept, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    k = len(y)
+    if k < 2:
+        msg = f"leave-one-out needs at least 2 studies, got k = {k}"
+        raise ValueError(msg)
+    present = ~np.eye(k, dtype=bool)
+    out = _fit_batch(y, v, present, method, test, lv, ctl)
+    return LeaveOneOutResult(
+        study=kept, **{f: out[f] for f in _ROW_FIELDS}, method=method, test=test, level=lv
+    )
+
+
+@attrs.frozen(kw_only=True)
+class CumulativeResult(_Table):
+    """Row j: the model fitted to the first j + 1 studies in `order` (see :func:`cumulative`)."""
+
+    study: Any = array_field()
+    k: Any = array_field()
+    estimate: Any = array_field()
+    se: Any = array_field()
+    statistic: Any = array_field()
+    pvalue: Any = array_field()
+    ci_lower: Any = array_field()
+    ci_upper: Any = array_field()
+    q: Any = array_field()
+    q_pvalue: Any = array_field()
+    tau2: Any = array_field()
+    i2: Any = array_field()
+    h2: Any = array_field()
+    method: str
+    test: str
+    level: float
+
+    def summary(self) -> str:
+        """A table of the cumulative fits."""
+        return self._rows(
+            "Cumulative meta-analysis (row: study added)",
+            ("estimate", "ci_lower", "ci_upper", "pvalue", "tau2", "i2"),
+        )
+
+
+def cumulative(
+    yi: Any,
+    vi: Any = None,
+    *,
+    sei: Any = None,
+    order: Any = None,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    control: dict[str, Any] | None = None,
+) -> CumulativeResult:
+    """Cumulative meta-analysis: studies added one at a time (metafor's ``cumul``) [2]_.
+
+    Parameters
+    ----------
+    order : array_like, optional
+        A sort key, one value per study (e.g. the publication year): studies are added in
+        increasing order of it, ties in input order (as metafor's ``cumul(order=)``).
+        Default: the input order. A study with missing values is skipped (and reported by
+        an :class:`~ketameta.OmittedStudiesWarning`).
+    yi, vi, sei, method, test, level, control
+        As in :func:`ketameta.pool`. The first row has one study: τ² = 0 and a z interval.
+
+    Returns
+    -------
+    CumulativeResult
+
+    References
+    ----------
+    .. [2] Lau et al. (1992), N Engl J Med 327(4):248-254.
+
+    Examples
+    --------
+    >>> import ketameta
+    >>> data = ketameta.datasets.bcg()
+    >>> es = ketameta.escalc("RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> cm = ketameta.cumulative(es, order=data["year"])
+    >>> round(float(cm.estimate[-1]), 4) == round(ketameta.pool(es).estimate, 4)
+    True
+    """
+    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
+    y, v, kept, omitted = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    n_input = len(kept) + len(omitted)
+    if order is None:
+        sequence = kept
+    else:
+        keys = as_float_array(order, "order")
+        check_same_length({"yi": np.empty(n_input), "order": keys})
+        if np.isnan(keys).any():
+            i = int(np.flatnonzero(np.isnan(keys))[0])
+            msg = f"`order` must not be missing; study {i} has order=nan"
+            raise ValueError(msg)
+        sequence = kept[np.argsort(keys[kept], kind="stable")]  # ties keep the input order
+    position = {int(i): j for j, i in enumerate(kept)}
+    perm = np.array([position[int(i)] for i in sequence])
+    ys, vs = y[perm], v[perm]
+    k = len(ys)
+    present = np.tri(k, dtype=bool)  # row j: the first j + 1 studies
+    out = _fit_batch(ys, vs, present, method, test, lv, ctl)
+    return CumulativeResult(
+        study=sequence,
+        k=np.arange(1, k + 1),
+        **{f: out[f] for f in _ROW_FIELDS},
+        method=method,
+        test=test,
+        level=lv,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class InfluenceResult(_Table):
+    """Case-deletion diagnostics of a fitted model (see :func:`influence`)."""
+
+    study: Any = array_field()
+    rstudent: Any = array_field()
+    dffits: Any = array_field()
+    cook_d: Any = array_field()
+    cov_r: Any = array_field()
+    tau2_del: Any = array_field()
+    q_del: Any = array_field()
+    hat: Any = array_field()
+    weight: Any = array_field()
+    dfbetas: Any = array_field()
+    influential: Any = attrs.field(converter=readonly_bool, eq=attrs.cmp_using(eq=np.array_equal))
+
+    def summary(self) -> str:
+        """A table of the diagnostics, influential studies marked with ``*``."""
+        text = self._rows(
+            "Influence diagnostics",
+            ("rstudent", "dffits", "cook_d", "cov_r", "tau2_del", "q_del", "hat", "weight"),
+        )
+        lines = text.split("\n")
+        for i, flag in enumerate(self.influential):
+            if flag:
+                lines[3 + i] += " *"
+        return "\n".join(lines)
+
+
+def influence(result: object) -> InfluenceResult:
+    """Outlier and influence diagnostics of a fitted model (metafor's ``influence``) [1]_.
+
+    For each study i, with the model refitted without it (estimate :math:`\\hat\\mu_{(-i)}`,
+    its variance :math:`V_{(-i)}` and :math:`\\hat\\tau^2_{(-i)}`), the full model's
+    weights :math:`w_i` and hat values :math:`h_i = w_i/\\sum w`:
+
+    * externally studentized residual
+      :math:`(y_i - \\hat\\mu_{(-i)})/\\sqrt{v_i + \\hat\\tau^2_{(-i)} + V_{(-i)}}`;
+    * DFFITS :math:`(\\hat\\mu - \\hat\\mu_{(-i)})/\\sqrt{h_i(\\hat\\tau^2_{(-i)} + v_i)}`;
+    * Cook's distance :math:`(\\hat\\mu - \\hat\\mu_{(-i)})^2 / V`;
+    * covariance ratio :math:`V_{(-i)}/V`; DFBETAS
+      :math:`(\\hat\\mu - \\hat\\mu_{(-i)})/\\sqrt{V^*_i}`, with :math:`V^*_i` the
+      variance of the estimate from all studies at :math:`\\hat\\tau^2_{(-i)}`;
+    * τ² and Q without the study, hat values and weights (%).
+
+    A study is flagged influential, as in metafor, when
+    :math:`|DFFITS| > 3\\sqrt{p/(k-p)}`, :math:`P(\\chi^2_p \\le D_i) > 0.5`,
+    :math:`h_i > 3p/k` or :math:`|DFBETAS| > 1` (p = 1) [1]_ [3]_.
+
+    Parameters
+    ----------
+    result : PoolResult
+        A model fitted by :func:`ketameta.pool` (the refits use its method, test and level).
+
+    References
+    ----------
+    .. [1] Viechtbauer & Cheung (2010), Res Synth Methods 1(2):112-125.
+    .. [3] Belsley, Kuh & Welsch (1980), Regression Diagnostics.
+
+    Examples
+    --------
+    >>> import ketameta
+    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
+    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> inf = ketameta.influence(ketameta.pool(es))
+    >>> round(float(inf.rstudent[0]), 4), bool(inf.influential.any())
+    (-0.2181, False)
+    """
+    if not isinstance(result, PoolResult):
+        msg = f"`result` must be a PoolResult from ketameta.pool, got {type(result).__name__}"
+        raise TypeError(msg)
+    if result.tau2_fixed:
+        msg = "influence diagnostics need a model with estimated tau^2 (not tau2=...)"
+        raise ValueError(msg)
+    y, v, k = result.yi, result.vi, result.k
+    if k < 3:
+        msg = f"influence diagnostics need at least 3 studies, got k = {k}"
+        raise ValueError(msg)
+    ctl = {**_core.DEFAULT_CONTROL, **result.control}
+    out = _fit_batch(y, v, ~np.eye(k, dtype=bool), result.method, result.test, result.level, ctl)
+    mu_del, se_del, tau2_del = out["estimate"], out["se"], out["tau2"]
+    var_full = result.se**2
+    weight = result.weights
+    hat = weight / 100.0
+    delta = result.estimate - mu_del
+    rstudent = (y - mu_del) / np.sqrt(v + tau2_del + se_del**2)
+    dffits = delta / np.sqrt(hat * (tau2_del + v))
+    cook_d = delta**2 / var_full
+    cov_r = se_del**2 / var_full
+    # DFBETAS scales by the SE of the estimate on all studies at τ²_(-i) (Viechtbauer &
+    # Cheung 2010, eq. 16)
+    se_all_at_del = 1.0 / np.sqrt(np.sum(1.0 / (v[None, :] + tau2_del[:, None]), axis=-1))
+    dfbetas = delta / se_all_at_del
+    p = 1
+    influential = (
+        (np.abs(dffits) > 3 * np.sqrt(p / (k - p)))
+        | (special.chdtr(p, cook_d) > 0.5)
+        | (hat > 3 * p / k)
+        | (np.abs(dfbetas) > 1)
+    )
+    omitted = set(result.omitted)
+    study = np.array([i for i in range(k + len(omitted)) if i not in omitted])
+    return InfluenceResult(
+        study=study,
+        rstudent=rstudent,
+        dffits=dffits,
+        cook_d=cook_d,
+        cov_r=cov_r,
+        tau2_del=tau2_del,
+        q_del=out["q"],
+        hat=hat,
+        weight=weight,
+        dfbetas=dfbetas,
+        influential=influential,
+    )

@@ -1,0 +1,266 @@
+"""Small-study effects: egger_test, begg_test, trim_and_fill, fail_safe_n."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ketameta
+from ketameta import begg_test, egger_test, fail_safe_n, trim_and_fill
+
+from .conftest import as_float, load_reference
+
+REFERENCE = load_reference("metafor_bias.json")
+DATASETS = REFERENCE["datasets"]
+
+# metafor 3.8-1 was run with threshold 1e-13 for the fits the script makes itself; the fits
+# metafor makes internally (trimfill's refits, leave1out, cumul) use its default convergence
+# threshold 1e-5, so REML results there are accurate to ~1e-5 only. τ² and I² at the
+# boundary are ~1e-14 in metafor and exactly 0 here.
+RTOL = 1e-8
+RTOL_INTERNAL_REML = 5e-5
+ATOL = {"tau2": 1e-8, "tau2_del": 1e-8, "i2": 1e-6, "h2": 1e-8}
+
+
+def _cases(fn: str) -> list[dict[str, Any]]:
+    return [c for c in REFERENCE["cases"] if c["fn"] == fn]
+
+
+def _id(case: dict[str, Any]) -> str:
+    return f"{case['dataset']}: {case['call']}"
+
+
+def _data(case: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    d = DATASETS[case["dataset"]]
+    return np.array(d["yi"]), np.array(d["vi"]), np.array(d["ni"], dtype=float)
+
+
+def _close(actual: Any, expected: Any, field: str, rtol: float = RTOL) -> None:
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=float),
+        as_float(expected),
+        rtol=rtol,
+        atol=ATOL.get(field, 0.0),
+        err_msg=field,
+    )
+
+
+@pytest.mark.filterwarnings("ignore::ketameta.SmallSampleWarning")
+@pytest.mark.parametrize("case", _cases("regtest"), ids=_id)
+def test_egger_matches_metafor(case: dict[str, Any]) -> None:
+    # Oracle: metafor 3.8-1 regtest() (validation/metafor/make_bias_reference.R)
+    y, v, ni = _data(case)
+    res = egger_test(
+        y,
+        v,
+        ni=ni,
+        model=case["model"],
+        predictor=case["predictor"],
+        method=case["method"],
+        test=case["test"] if case["model"] == "rma" else "z",
+    )
+    exp = case["value"]
+    fields = {
+        "statistic": res.statistic,
+        "pvalue": res.pvalue,
+        "limit_estimate": res.limit_estimate,
+        "limit_ci_lower": res.limit_ci_lower,
+        "limit_ci_upper": res.limit_ci_upper,
+    }
+    if case["model"] == "lm":
+        fields |= {"intercept": res.intercept, "intercept_se": res.se, "df": res.df}
+    else:
+        fields |= {"slope": res.intercept, "slope_se": res.se, "tau2": res.tau2}
+    for field, actual in fields.items():
+        _close(actual, exp[field], field)
+
+
+def test_egger_bcg_and_magnesium_shared_reference(shared_reference: dict[str, Any]) -> None:
+    # Oracle: ../shared/refvals (metafor regtest on dat.bcg and dat.egger2001)
+    rr = shared_reference["bcg-escalc-RR"]["value"]
+    lm = egger_test(rr["yi"], rr["vi"])
+    ref = shared_reference["bcg-regtest-lm"]["value"]
+    _close(
+        [lm.statistic, lm.pvalue, lm.df, lm.limit_estimate, lm.intercept],
+        [
+            ref["statistic"],
+            ref["pvalue"],
+            ref["df"],
+            ref["limit_estimate"],
+            ref["egger_intercept"],
+        ],
+        "regtest lm",
+    )
+    rma = egger_test(rr["yi"], rr["vi"], model="rma")
+    ref = shared_reference["bcg-regtest-rma"]["value"]
+    _close(
+        [rma.statistic, rma.pvalue, rma.limit_estimate],
+        [ref["statistic"], ref["pvalue"], ref["limit_estimate"]],
+        "regtest rma",
+    )
+    mg = shared_reference["egger2001-escalc-OR"]["value"]
+    res = egger_test(mg["yi"], mg["vi"])
+    ref = shared_reference["egger2001-regtest-lm"]["value"]
+    _close(
+        [res.statistic, res.pvalue, res.df, res.intercept],
+        [ref["statistic"], ref["pvalue"], ref["df"], ref["egger_intercept"]],
+        "magnesium",
+    )
+
+
+def test_egger_is_the_snd_on_precision_regression() -> None:
+    # Egger et al. (1997): regress y/se on 1/se; the intercept equals our asymmetry
+    # coefficient and its OLS t statistic our statistic (checked by hand with lstsq)
+    d = DATASETS["magnesium"]
+    y, v = np.array(d["yi"]), np.array(d["vi"])
+    se = np.sqrt(v)
+    x = np.column_stack([np.ones_like(y), 1 / se])
+    coef, rss, *_ = np.linalg.lstsq(x, y / se, rcond=None)
+    s2 = rss[0] / (len(y) - 2)
+    se_int = np.sqrt(s2 * np.linalg.inv(x.T @ x)[0, 0])
+    res = egger_test(y, v)
+    assert res.intercept == pytest.approx(coef[0], rel=1e-10)
+    assert res.statistic == pytest.approx(coef[0] / se_int, rel=1e-10)
+    assert res.limit_estimate == pytest.approx(coef[1], rel=1e-10)
+
+
+@pytest.mark.parametrize("case", _cases("ranktest"), ids=_id)
+def test_begg_matches_metafor(case: dict[str, Any]) -> None:
+    # Oracle: metafor 3.8-1 ranktest()
+    y, v, _ = _data(case)
+    res = begg_test(y, v)
+    _close([res.tau, res.pvalue], [case["value"]["tau"], case["value"]["pvalue"]], "ranktest")
+
+
+@pytest.mark.parametrize("case", _cases("trimfill"), ids=_id)
+def test_trim_and_fill_matches_metafor(case: dict[str, Any]) -> None:
+    # Oracle: metafor 3.8-1 trimfill() (its internal refits use metafor's default threshold)
+    y, v, _ = _data(case)
+    res = trim_and_fill(
+        y,
+        v,
+        estimator=case["estimator"],
+        method=case["method"],
+        side=None if case["side"] == "auto" else case["side"],
+    )
+    exp = case["value"]
+    assert res.k0 == exp["k0"]
+    assert res.side == exp["side"]
+    rtol = RTOL_INTERNAL_REML if case["method"] == "REML" else RTOL
+    _close(res.estimate, exp["estimate"], "estimate", rtol)
+    _close(res.pooled.se, exp["se"], "se", rtol)
+    _close(res.pooled.tau2, exp["tau2"], "tau2", rtol)
+    if res.k0:
+        _close(np.sort(res.filled_yi), np.sort(as_float(exp["filled_yi"])), "filled_yi", rtol)
+        _close(np.sort(res.filled_vi), np.sort(as_float(exp["filled_vi"])), "filled_vi", rtol)
+
+
+@pytest.mark.parametrize("case", _cases("fsn"), ids=_id)
+def test_fail_safe_n_matches_metafor(case: dict[str, Any]) -> None:
+    # Oracle: metafor 3.8-1 fsn()
+    y, v, _ = _data(case)
+    res = fail_safe_n(y, v, kind=case["type"].lower())
+    exp = case["value"]
+    assert res.n == exp["fsnum"]
+    for field in ("pvalue", "mean_effect", "target"):
+        if exp[field] is not None:
+            _close(getattr(res, field), exp[field], field)
+
+
+def test_bcg_fail_safe_and_trimfill_shared_reference(shared_reference: dict[str, Any]) -> None:
+    # Oracle: ../shared/refvals fsn(yi, vi) and trimfill(rma(yi, vi, method="DL"))
+    rr = shared_reference["bcg-escalc-RR"]["value"]
+    assert (
+        fail_safe_n(rr["yi"], rr["vi"]).n
+        == shared_reference["bcg-fsn-rosenthal"]["value"]["fsnum"]
+    )
+    tf = trim_and_fill(rr["yi"], rr["vi"])
+    ref = shared_reference["bcg-trimfill-DL"]["value"]
+    assert (tf.k0, tf.side) == (ref["k0"], ref["side"])
+    _close([tf.estimate, tf.pooled.se], [ref["estimate"], ref["se"]], "trimfill")
+    rank = shared_reference["bcg-ranktest"]["value"]
+    b = begg_test(rr["yi"], rr["vi"])
+    _close([b.tau, b.pvalue], [rank["tau"], rank["pvalue"]], "ranktest")
+
+
+def test_results_serialise_and_summarise() -> None:
+    d = DATASETS["magnesium"]
+    y, v, ni = np.array(d["yi"]), np.array(d["vi"]), np.array(d["ni"], float)
+    for res in (
+        egger_test(y, v),
+        egger_test(y, v, ni=ni, predictor="ni", model="rma"),
+        begg_test(y, v),
+        trim_and_fill(y, v),
+        fail_safe_n(y, v, kind="orwin"),
+    ):
+        json.dumps(res.to_dict())
+        assert isinstance(res.summary(), str)
+        pytest.importorskip("pandas")
+        assert len(res.to_frame()) == 1
+    assert "Funnel Plot Asymmetry" in egger_test(y, v).summary()
+
+
+def test_effect_sizes_carry_sample_sizes() -> None:
+    es = ketameta.escalc(
+        "OR", data=ketameta.datasets.bcg(), ai="tpos", bi="tneg", ci="cpos", di="cneg"
+    )
+    a = egger_test(es, predictor="ninv")
+    b = egger_test(es.yi, es.vi, ni=es.ni, predictor="ninv")
+    assert a.statistic == b.statistic
+
+
+def test_errors_and_warnings() -> None:
+    with pytest.raises(ValueError, match="at least 3 studies, got k = 2"):
+        egger_test([0.1, 0.2], [0.01, 0.02])
+    with pytest.raises(TypeError, match="predictor='ni' needs the sample sizes `ni`"):
+        egger_test([0.1, 0.2, 0.3], [0.01, 0.02, 0.03], predictor="ni")
+    with pytest.raises(ValueError, match="unknown `predictor`"):
+        egger_test([0.1, 0.2, 0.3], [0.01, 0.02, 0.03], predictor="n")
+    with pytest.raises(ValueError, match="`ni` has 2 studies but `yi` has 3"):
+        egger_test([0.1, 0.2, 0.3], [0.01, 0.02, 0.03], ni=[10, 20], predictor="ni")
+    with pytest.warns(ketameta.SmallSampleWarning, match="low power"):
+        egger_test([0.1, 0.2, 0.35, 0.5], [0.01, 0.02, 0.03, 0.05])
+    with pytest.raises(ValueError, match="at least 3 studies"):
+        begg_test([0.1, 0.2], [0.01, 0.02])
+    with pytest.raises(ValueError, match="at least 3 studies"):
+        trim_and_fill([0.1, 0.2], [0.01, 0.02])
+    with pytest.raises(ValueError, match="unknown `kind`"):
+        fail_safe_n([0.1, 0.2], [0.01, 0.02], kind="fisher")
+    with pytest.raises(ValueError, match="unknown `estimator`"):
+        trim_and_fill([0.1, 0.2, 0.3], [0.01, 0.02, 0.03], estimator="L1")
+
+
+@pytest.mark.filterwarnings("ignore::ketameta.SmallSampleWarning")
+@given(
+    st.lists(st.floats(0.05, 3.0), min_size=3, max_size=12),
+    st.floats(-2, 2),
+)
+def test_symmetric_funnel_has_no_asymmetry(half_sds: list[float], center: float) -> None:
+    # each study mirrored about `center` with the same variance: a perfectly symmetric
+    # funnel, so Egger's coefficient is 0 and trim-and-fill finds no missing study
+    sd = np.array(half_sds)
+    offsets = sd * np.linspace(0.5, 1.5, len(sd))
+    y = np.concatenate([center + offsets, center - offsets])
+    v = np.concatenate([sd, sd]) ** 2
+    if np.ptp(v) == 0:
+        return  # the regression test is undefined for equal variances (tested below)
+    res = egger_test(y, v)
+    assert res.intercept == pytest.approx(0.0, abs=1e-8 * (1 + abs(center)) * (1 + sd.max()))
+    assert res.limit_estimate == pytest.approx(center, abs=1e-8 * (1 + abs(center)))
+    if np.ptp(v) > 0:
+        for estimator in ("L0", "R0", "Q0"):
+            assert trim_and_fill(y, v, estimator=estimator).k0 == 0
+    for side in ("left", "right"):
+        assert trim_and_fill(y, v, side=side).k0 == 0
+
+
+def test_constant_predictor_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="the predictor 'sei' is the same for all studies"):
+        egger_test([0.1, 0.2, 0.3], [0.01, 0.01, 0.01])
+    with pytest.raises(ValueError, match="pass side='left' or side='right'"):
+        trim_and_fill([0.1, 0.2, 0.3], [0.01, 0.01, 0.01])
