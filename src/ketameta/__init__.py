@@ -15,6 +15,7 @@ from ._warnings import (
     SmallSampleWarning,
     ZeroCellWarning,
 )
+from .batch import BatchEggerResult, BatchPoolResult, egger_many, pool_many
 from .bias import (
     BeggResult,
     EggerResult,
@@ -42,6 +43,8 @@ __all__ = [
     "MEASURES",
     "METHODS",
     "TESTS",
+    "BatchEggerResult",
+    "BatchPoolResult",
     "BeggResult",
     "ConvergenceError",
     "CumulativeResult",
@@ -62,6 +65,7 @@ __all__ = [
     "convert",
     "cumulative",
     "datasets",
+    "egger_many",
     "egger_test",
     "escalc",
     "fail_safe_n",
@@ -69,6 +73,7 @@ __all__ = [
     "influence",
     "leave_one_out",
     "pool",
+    "pool_many",
     "trim_and_fill",
 ]
 

@@ -84,6 +84,7 @@ class Data:
 
     __slots__ = ("center", "k", "present", "v", "v_scale", "y", "y_pows")
     present: np.ndarray[Any, np.dtype[np.bool_]] | None
+    # y_pows: a single analysis: (k, 3) columns 1, y, y²; a batch: y² (m, k)
 
     def __init__(self, y: FloatArray, v: FloatArray, *, padded: bool = True) -> None:
         self.v = v
@@ -104,7 +105,12 @@ class Data:
                 self.y = y - _col(center)
                 self.v_scale = v.sum(axis=-1) / self.k
         self.center = center
-        self.y_pows = self.y[..., None] ** _Y_POWERS
+        if self.y.ndim == 1:
+            self.y_pows = self.y[..., None] ** _Y_POWERS
+        else:  # a batch keeps y² (column-major like y, for fast row sums)
+            self.y = np.asfortranarray(self.y)
+            self.v = np.asfortranarray(v)
+            self.y_pows = self.y * self.y
 
     def mask(self, x: FloatArray) -> FloatArray:
         """`x` with absent studies set to 0."""
@@ -119,16 +125,38 @@ class Data:
         return out
 
 
+def _rowdot(a: FloatArray, b: FloatArray) -> FloatArray:
+    """``Σ_k a b`` for every row, without a temporary product array."""
+    return np.asarray(np.einsum("ij,ij->i", a, b), dtype=np.float64)
+
+
 class Moments:
-    """Weighted moments ``Σ y^i w^(j+1)`` at a given τ² and the quantities derived from them."""
+    """Weighted moments ``Σ y^i w^(j+1)`` at a given τ² and the quantities derived from them.
 
-    __slots__ = ("m", "mu", "sw")
+    `powers` (1-3) limits the weight powers computed for a batch (``w`` only for the
+    pooled estimate, up to ``w³`` for the likelihood scores); a single analysis always
+    gets all of them from one matrix product.
+    """
 
-    def __init__(self, data: Data, tau2: Num) -> None:
-        wp = (data.v + _col(tau2))[..., None, :] ** _POWERS  # (..., 3, k): w, w², w³
-        m = wp @ data.y_pows  # (..., 3, 3), m[j, i] = Σ w^(j+1) y^i
-        # a single analysis: NumPy scalars (cheap arithmetic); a batch: (m,) arrays
-        self.m = list(m.reshape(9)) if m.ndim == 2 else [m[..., i // 3, i % 3] for i in range(9)]
+    __slots__ = ("m", "mu", "sw", "w")
+
+    def __init__(self, data: Data, tau2: Num, powers: int = 3) -> None:
+        if data.v.ndim == 1:  # one analysis: a single power call is cheapest
+            wp = (data.v + tau2)[None, :] ** _POWERS  # (3, k): w, w², w³
+            m = wp @ data.y_pows  # (3, 3), m[j, i] = Σ w^(j+1) y^i
+            self.m = list(m.reshape(9))  # NumPy scalars: cheap arithmetic
+            self.w = wp[0]
+        else:  # a batch, studies in column-major chunks: fused row sums
+            y, y2 = data.y, data.y_pows
+            w = 1.0 / (data.v + _col(tau2))
+            self.w = w
+            nan = np.full(w.shape[0], np.nan)
+            self.m = [nan] * 9
+            wj = w
+            for j in range(powers):
+                if j:
+                    wj = wj * w
+                self.m[3 * j : 3 * j + 3] = [wj.sum(axis=-1), _rowdot(wj, y), _rowdot(wj, y2)]
         self.sw = self.m[0]
         self.mu = self.m[1] / self.sw
 
@@ -182,15 +210,17 @@ def solve_tau2(
     threshold: float,
     target: Num = 0.0,
     score: Any = None,
+    raise_on_failure: bool = True,
 ) -> tuple[Num, Num, Num]:
     """Root of a τ² equation on [0, ∞), by safeguarded Newton iteration.
 
     `kind` is ``"REML"`` or ``"ML"`` (zero of the (restricted) likelihood score,
     Viechtbauer 2005) or ``"Q"`` (``Q(τ²) = target``: Paule-Mandel, empirical Bayes,
-    Q-profile limits). Each step is Newton's, or Fisher scoring's where the observed
-    information is not positive; the sign of the score brackets the root and a step
-    that leaves the bracket is replaced by bisection, so the iteration cannot oscillate
-    or diverge (plain Fisher scoring can, when one study dominates). A step below 0 is
+    Q-profile limits). Each step is Newton's; the sign of the score brackets the root,
+    and a step that leaves the bracket, or where the observed information is not positive,
+    is replaced by bisection (by a Fisher-scoring step while the root is not yet bracketed
+    from above), so the iteration cannot oscillate, crawl or diverge (plain Fisher scoring
+    can, when one study dominates). A step below 0 is
     replaced by τ² = 0, which is the answer when the score there is not positive.
     Converges when ``|Δτ²| ≤ threshold · min(max(1, τ²), max(τ², v̄))`` (never looser
     than ``threshold · max(1, τ²)``, and relative to the data's scale when variances are
@@ -198,12 +228,15 @@ def solve_tau2(
 
     `data` needs ``v_scale`` (and ``subset(rows)`` for batches); `score(data, τ², kind,
     target)` returns (score, derivative, Fisher information) and defaults to the
-    intercept-only model's (the meta-regression module passes its own).
+    intercept-only model's (the meta-regression module passes its own). Rows of a batch
+    that do not converge raise :class:`ConvergenceError`, or with
+    ``raise_on_failure=False`` keep their last iterate and ``converged=False``.
     """
     score = _score if score is None else score
     batch = np.ndim(start) > 0
     t = np.array(start, dtype=np.float64) if batch else np.float64(start)
-    lo = np.zeros_like(t) if batch else np.float64(0.0)
+    # lo: the largest τ² known to lie left of the root (-1: none evaluated yet)
+    lo = np.full_like(t, -1.0) if batch else np.float64(-1.0)
     hi = np.full_like(t, np.inf) if batch else np.float64(np.inf)
     iterations = np.zeros(np.shape(t))
     converged = np.zeros(np.shape(t), dtype=bool)
@@ -220,13 +253,19 @@ def solve_tau2(
             hi_r = _where(value < 0, _min(hi_t, tt), hi_t)
             step = _where(deriv < 0, -value / deriv, value / info)
             new = tt + step
-            mid = 0.5 * (lo_r + hi_r)
-            new = _where(new < 0, _where(lo_r > 0, mid, abs(new) * 0.0), new)  # +0, not -0
-            outside = (new < lo_r) | (new > hi_r) | ~_isfinite(new)
+            mid = 0.5 * (_max(lo_r, 0.0) + hi_r)
+            # a step below 0: try τ² = 0 (+0, not -0) unless 0 is known to lie left of the root
+            new = _where(new < 0, _where(lo_r >= 0, mid, abs(new) * 0.0), new)
+            # a step onto or beyond a point already evaluated: bisect instead
+            outside = (new <= lo_r) | (new >= hi_r) | ~_isfinite(new)
+            # where the likelihood is not concave (no Newton step), Fisher steps can crawl:
+            # bisect as soon as the root is bracketed
+            outside = outside | (deriv >= 0)
             new = _where(outside & _isfinite(hi_r), mid, new)
             new = _where(at_zero | (value == 0), tt, new)
             tol = threshold * _min(_max(1.0, new), _max(new, sub.v_scale))
-            done = at_zero | (value == 0) | (abs(new - tt) <= tol) | (hi_r - lo_r <= tol)
+            width = hi_r - _max(lo_r, 0.0)
+            done = at_zero | (value == 0) | (abs(new - tt) <= tol) | (width <= tol)
             if not batch:
                 t, lo, hi = new, lo_r, hi_r
                 iterations = iterations + 1
@@ -243,6 +282,8 @@ def solve_tau2(
             rows = rows[keep]
             sub = sub.subset(keep)
             tg = tg[keep] if np.ndim(tg) else tg
+    if batch and not raise_on_failure:
+        return t, converged, iterations
     raise ConvergenceError(method, maxiter)
 
 
@@ -299,7 +340,15 @@ def estimate_tau2(
         start, _, _ = estimate_tau2(data, "HE", control)
     else:
         start = np.full(np.shape(k), float(init)) if np.ndim(k) else np.float64(init)
-    return solve_tau2(data, method, start, method=method, maxiter=maxiter, threshold=threshold)
+    return solve_tau2(
+        data,
+        method,
+        start,
+        method=method,
+        maxiter=maxiter,
+        threshold=threshold,
+        raise_on_failure=control.get("raise_on_failure", True),
+    )
 
 
 def tau2_standard_error(data: Data, tau2: Num, method: str, ee: Moments | None = None) -> Num:
@@ -401,7 +450,7 @@ def _fit(
         h2 = _where(k > 1, (tau2 + v_typical) / v_typical, zero + 1.0)
 
     # the pooled effect at the final τ²
-    mom = ee if method == "EE" and tau2_fixed is None else Moments(data, tau2)
+    mom = ee if method == "EE" and tau2_fixed is None else Moments(data, tau2, powers=1)
     sw = mom.sw
     se = 1.0 / np.sqrt(sw)
     # t-based tests use k - 1 df; a single study has none, so its row falls back to z
@@ -422,7 +471,7 @@ def _fit(
         crit = special.stdtrit(df, 0.5 + level / 2.0)
     half = crit * se
     pred_half = crit * np.sqrt(tau2 + se * se)
-    w = 1.0 / (data.v + _col(tau2))
+    w = mom.w
     return {
         "estimate": mu,
         "se": se,
@@ -450,15 +499,21 @@ def _fit(
 
 
 def q_profile(
-    y: FloatArray, v: FloatArray, level: float, control: dict[str, Any], tau2_max: Num
-) -> tuple[Num, Num]:  # (used by the single analysis; the batch engine will pad)
+    y: FloatArray,
+    v: FloatArray,
+    level: float,
+    control: dict[str, Any],
+    tau2_max: Num,
+    *,
+    padded: bool = False,
+) -> tuple[Num, Num]:
     """Q-profile confidence limits for τ² (Viechtbauer 2007).
 
     The lower limit solves ``Q(τ²) = χ²_{k-1; (1+level)/2}`` and the upper
     ``Q(τ²) = χ²_{k-1; (1-level)/2}``; a limit is 0 when ``Q(0)`` is already below
     its target, and `tau2_max` when the root lies beyond the search range [0, tau2_max].
     """
-    data = Data(y, v, padded=False)
+    data = Data(y, v, padded=padded)
     df = np.maximum(data.k - 1.0, 1.0)
     alpha = 1.0 - level
     zero = np.zeros(np.shape(data.k)) if np.ndim(data.k) else np.float64(0.0)

@@ -1,0 +1,597 @@
+"""Many meta-analyses at once: :func:`pool_many` and :func:`egger_many`, on NumPy arrays or,
+chunked along the analyses, on Dask arrays.
+
+Each row of ``Y``/``V`` is one meta-analysis; NaN marks an absent study, so rows may have
+different numbers of studies. Rows are fitted by the same numeric core as
+:func:`ketameta.pool` (in chunks of rows, vectorised within a chunk), so
+``pool_many(Y, V)[i]`` is ``pool(Y[i], V[i])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import numpy as np
+from scipy import special
+
+from . import _core
+from ._results import array_field, import_pandas, plain
+from ._typing import FloatArray
+from .pooling import PoolResult, Tau2Interval, result_from_core, validate_options
+
+__all__ = ["BatchEggerResult", "BatchPoolResult", "egger_many", "pool_many"]
+
+#: per-analysis fields of :class:`BatchPoolResult`, in order
+FIELDS = (
+    "estimate",
+    "se",
+    "statistic",
+    "pvalue",
+    "ci_lower",
+    "ci_upper",
+    "df",
+    "tau2",
+    "tau2_se",
+    "tau",
+    "i2",
+    "h2",
+    "q",
+    "q_df",
+    "q_pvalue",
+    "pred_lower",
+    "pred_upper",
+    "k",
+    "converged",
+    "iterations",
+    "v_typical",
+)
+_CI_FIELDS = ("tau2_ci_lower", "tau2_ci_upper")
+_DEFAULT_CHUNK = 32768
+
+
+def _is_dask(x: Any) -> bool:
+    return type(x).__module__.startswith("dask.")
+
+
+def _dask() -> Any:
+    try:
+        import dask.array as da
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        msg = "Dask input needs the `dask` extra: pip install 'ketameta[dask]'"
+        raise ImportError(msg) from exc
+    return da
+
+
+def _dask_compute() -> Any:
+    _dask()  # the install hint, if Dask is missing
+    from dask.base import compute
+
+    return compute
+
+
+@attrs.frozen(kw_only=True)
+class BatchPoolResult:
+    """Results of :func:`pool_many`: one array per statistic, one entry per meta-analysis.
+
+    The arrays have the shape of the analyses (``Y.shape`` without the study axis) and
+    are NumPy arrays, or Dask arrays (lazy; see :meth:`compute`) for Dask input. Fields
+    are those of :class:`~ketameta.PoolResult`; ``weights`` has the shape of ``Y`` (0 for
+    absent studies); ``failed`` maps the flat index of each analysis that could not be
+    fitted to the reason (its statistics are NaN). ``result[i]`` is the
+    :class:`~ketameta.PoolResult` of analysis ``i`` (flat index), as :func:`pool` gives it.
+    """
+
+    estimate: Any
+    se: Any
+    statistic: Any
+    pvalue: Any
+    ci_lower: Any
+    ci_upper: Any
+    df: Any
+    tau2: Any
+    tau2_se: Any
+    tau: Any
+    i2: Any
+    h2: Any
+    q: Any
+    q_df: Any
+    q_pvalue: Any
+    pred_lower: Any
+    pred_upper: Any
+    k: Any
+    converged: Any
+    iterations: Any
+    v_typical: Any = attrs.field(repr=False)
+    weights: Any = attrs.field(repr=False)
+    tau2_ci_lower: Any = None
+    tau2_ci_upper: Any = None
+    yi: Any = attrs.field(repr=False, eq=False)
+    vi: Any = attrs.field(repr=False, eq=False)
+    failed: dict[int, str] = attrs.field(factory=dict)
+    method: str
+    test: str
+    level: float
+    control: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the batch of analyses."""
+        return tuple(self.estimate.shape)
+
+    def __len__(self) -> int:
+        return int(np.prod(self.shape))
+
+    def compute(self, **kwargs: Any) -> BatchPoolResult:
+        """For Dask-backed results: compute every field (``dask.compute``) and return a
+        NumPy-backed result; ``failed`` is then filled in. NumPy results return themselves."""
+        if not _is_dask(self.estimate):
+            return self
+        compute = _dask_compute()
+        names = (*FIELDS, "weights", *(_CI_FIELDS if self.tau2_ci_lower is not None else ()))
+        values = compute(*(getattr(self, n) for n in names), **kwargs)
+        arrays = dict(zip(names, values, strict=True))
+        yi, vi = compute(self.yi, self.vi, **kwargs)
+        failed = _failures(arrays["k"].reshape(-1), arrays["converged"].reshape(-1), self.method)
+        return attrs.evolve(self, **arrays, yi=yi, vi=vi, failed=failed)
+
+    def __getitem__(self, index: int) -> PoolResult:
+        res = self.compute()
+        n = len(res)
+        if not isinstance(index, int | np.integer) or not -n <= index < n:
+            msg = f"index must be an integer in [-{n}, {n}), got {index!r}"
+            raise IndexError(msg)
+        i = int(index) % n
+        if i in res.failed:
+            msg = f"meta-analysis {i} was not fitted: {res.failed[i]}"
+            raise ValueError(msg)
+        k_axis = res.yi.shape[-1]
+        y = res.yi.reshape(-1, k_axis)[i]
+        v = res.vi.reshape(-1, k_axis)[i]
+        present = ~(np.isnan(y) | np.isnan(v))
+        row = {name: np.asarray(getattr(res, name)).reshape(-1)[i : i + 1] for name in FIELDS}
+        row["weights"] = res.weights.reshape(-1, k_axis)[i : i + 1][:, present]
+        omitted = tuple(int(j) for j in np.flatnonzero(~present))
+        test = res.test if int(row["k"][0]) > 1 else "z"
+        return result_from_core(
+            row,
+            0,
+            yi=y[present],
+            vi=v[present],
+            omitted=omitted,
+            method=res.method,
+            test=test,
+            level=res.level,
+            tau2_fixed=False,
+            control=res.control,
+        )
+
+    def tau2_interval(self, index: int) -> Tau2Interval:
+        """The Q-profile interval of analysis `index` (as ``self[index].tau2_ci()``)."""
+        return self[index].tau2_ci()
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python lists (JSON-serialisable; NaN/inf become ``None``)."""
+        res = self.compute()
+        d = {name: plain(np.asarray(getattr(res, name))) for name in (*FIELDS, "weights")}
+        if res.tau2_ci_lower is not None:
+            d |= {name: plain(np.asarray(getattr(res, name))) for name in _CI_FIELDS}
+        d |= {
+            "failed": {str(i): r for i, r in res.failed.items()},
+            "method": res.method,
+            "test": res.test,
+            "level": res.level,
+        }
+        return d
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame with one row per analysis (requires pandas)."""
+        pd = import_pandas()
+        res = self.compute()
+        names = FIELDS + (_CI_FIELDS if res.tau2_ci_lower is not None else ())
+        return pd.DataFrame({n: np.asarray(getattr(res, n)).reshape(-1) for n in names})
+
+
+def _failures(k: Any, converged: Any, method: str) -> dict[int, str]:
+    failed = {int(i): "no studies (every yi or vi is NaN)" for i in np.flatnonzero(k == 0)}
+    for i in np.flatnonzero((k > 0) & ~converged.astype(bool)):
+        failed[int(i)] = f"the {method} estimator of tau^2 did not converge"
+    return failed
+
+
+def _validate_batch(y: FloatArray, v: FloatArray, name_v: str) -> None:
+    """Reject ±inf and non-positive variances, naming the analysis and study."""
+    for arr, name in ((y, "Y"), (v, name_v)):
+        bad = np.isinf(arr)
+        if bad.any():
+            row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), arr.shape)
+            msg = f"`{name}` must be finite (NaN marks an absent study); analysis {row}, study {col} is {arr[row, col]!r}"  # noqa: E501
+            raise ValueError(msg)
+    with np.errstate(invalid="ignore"):
+        bad = v <= 0
+    if bad.any():
+        row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
+        msg = f"`{name_v}` must be positive; analysis {row}, study {col} has {v[row, col]!r}"
+        raise ValueError(msg)
+
+
+def _as_batch(x: Any, name: str) -> FloatArray:
+    if isinstance(x, str | bytes) or x is None:
+        msg = f"`{name}` must be a numeric array"
+        raise TypeError(msg)
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        msg = f"`{name}` must be a numeric array, got dtype {arr.dtype}"
+        raise TypeError(msg)
+    return np.asarray(arr, dtype=np.float64)  # no copy for float64 input (never modified)
+
+
+def _chunks(m: int, size: int) -> Iterator[slice]:
+    for start in range(0, m, size):
+        yield slice(start, min(start + size, m))
+
+
+def _fit_rows(
+    y: FloatArray,
+    v: FloatArray,
+    *,
+    method: str,
+    test: str,
+    level: float,
+    control: dict[str, Any],
+    tau2_ci: bool,
+    chunk_size: int,
+) -> dict[str, FloatArray]:
+    """Fit every row of 2-D `y`, `v` (NaN = absent) chunk by chunk; arrays of results."""
+    m, k = y.shape
+    out: dict[str, FloatArray] = {
+        name: np.full(m, np.nan) for name in FIELDS + (_CI_FIELDS if tau2_ci else ())
+    }
+    out["weights"] = np.zeros((m, k))
+    ctl = {**control, "raise_on_failure": False}
+    for rows in _chunks(m, chunk_size):
+        yc, vc = y[rows], v[rows]
+        absent = np.isnan(yc) | np.isnan(vc)
+        yy = np.where(absent, 0.0, yc)
+        vv = np.where(absent, np.inf, vc)
+        n = (~absent).sum(axis=-1)
+        ok = n > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if ok.all():
+                fit = _core.fit(
+                    yy,
+                    vv,
+                    padded=True,
+                    method=method,
+                    test=test,
+                    level=level,
+                    tau2_fixed=None,
+                    control=ctl,
+                )
+                idx = np.arange(rows.start, rows.stop)
+            else:
+                sel = np.flatnonzero(ok)
+                fit = (
+                    _core.fit(
+                        yy[sel],
+                        vv[sel],
+                        padded=True,
+                        method=method,
+                        test=test,
+                        level=level,
+                        tau2_fixed=None,
+                        control=ctl,
+                    )
+                    if sel.size
+                    else {}
+                )
+                idx = rows.start + sel
+                out["k"][rows.start + np.flatnonzero(~ok)] = 0
+                out["converged"][rows.start + np.flatnonzero(~ok)] = 0
+        for name in FIELDS:
+            if name in fit:
+                out[name][idx] = fit[name]
+        if fit:
+            out["weights"][idx] = np.where(np.isfinite(fit["weights"]), fit["weights"], 0.0)
+            bad = ~np.asarray(fit["converged"], dtype=bool)
+            if bad.any():  # never a silent wrong number: unconverged rows are NaN
+                for name in FIELDS:
+                    if name not in ("k", "converged", "iterations", "q", "q_df", "q_pvalue"):
+                        out[name][idx[bad]] = np.nan
+            if tau2_ci:
+                lo, hi = _core.q_profile(
+                    yy[idx - rows.start],
+                    vv[idx - rows.start],
+                    level,
+                    control,
+                    np.maximum(100.0, 10.0 * np.nan_to_num(fit["tau2"])),
+                    padded=True,
+                )
+                single = fit["k"] < 2
+                out["tau2_ci_lower"][idx] = np.where(single, np.nan, lo)
+                out["tau2_ci_upper"][idx] = np.where(single, np.nan, hi)
+    out["converged"] = out["converged"].astype(bool)
+    return out
+
+
+def _prepare(
+    Y: Any, V: Any, SE: Any, axis: int
+) -> tuple[FloatArray, FloatArray, tuple[int, ...], str]:
+    if (V is None) == (SE is None):
+        msg = "give exactly one of `V` (sampling variances) or `SE=` (standard errors)"
+        raise TypeError(msg)
+    y = _as_batch(Y, "Y")
+    name_v = "V" if SE is None else "SE"
+    v = _as_batch(V if SE is None else SE, name_v)
+    if y.ndim == 0:
+        msg = "`Y` must have a study axis"
+        raise ValueError(msg)
+    if y.shape != v.shape:
+        msg = f"`Y` has shape {y.shape} but `{name_v}` has shape {v.shape}"
+        raise ValueError(msg)
+    y, v = np.moveaxis(y, axis, -1), np.moveaxis(v, axis, -1)
+    batch_shape = y.shape[:-1]
+    k = y.shape[-1]
+    y2, v2 = y.reshape(-1, k), v.reshape(-1, k)
+    _validate_batch(y2, v2, name_v)
+    if SE is not None:
+        v2 = v2 * v2
+    return y2, v2, batch_shape, name_v
+
+
+def pool_many(
+    Y: Any,
+    V: Any = None,
+    *,
+    SE: Any = None,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    axis: int = -1,
+    tau2_ci: bool = False,
+    control: dict[str, Any] | None = None,
+    chunk_size: int = _DEFAULT_CHUNK,
+) -> BatchPoolResult:
+    """Pool many meta-analyses at once: :func:`ketameta.pool` vectorised over the rows.
+
+    Parameters
+    ----------
+    Y, V : array_like or dask.array.Array
+        Effect sizes and sampling variances with the studies on `axis`; every other axis
+        indexes independent meta-analyses. NaN marks an absent study (so analyses may have
+        different numbers of studies). Dask arrays chunked along the analyses give lazy,
+        Dask-backed results (the study axis must be a single chunk).
+    SE : array_like, optional
+        Standard errors instead of variances (keyword only).
+    method, test, level, control
+        As in :func:`ketameta.pool`. Analyses that do not converge get NaN statistics and
+        are listed in ``failed`` (they never spoil the others).
+    axis : int
+        The study axis.
+    tau2_ci : bool
+        Also compute the Q-profile interval of τ² (``tau2_ci_lower``/``tau2_ci_upper``),
+        with metafor's search range ``[0, max(100, 10 τ̂²)]``.
+    chunk_size : int
+        Analyses fitted together (bounds the working memory, ~30 arrays of
+        ``chunk_size × k`` doubles).
+
+    Returns
+    -------
+    BatchPoolResult
+
+    Notes
+    -----
+    The formulas are those of :func:`ketameta.pool`, computed by the same code. An
+    analysis with no study is reported in ``failed``; one with a single study has τ² = 0
+    and a z-based interval (as :func:`pool`).
+
+    References
+    ----------
+    .. [1] Viechtbauer, W. (2005). J Educ Behav Stat 30(3), 261-293.
+
+    Examples
+    --------
+    >>> import numpy as np, ketameta
+    >>> rng = np.random.default_rng(1)
+    >>> V = rng.uniform(0.01, 0.1, size=(1000, 8))
+    >>> Y = rng.normal(0.2, np.sqrt(V + 0.02))
+    >>> Y[0, 5:] = np.nan                      # a ragged row: 5 studies
+    >>> res = ketameta.pool_many(Y, V, method="DL")
+    >>> res.estimate.shape, int(res.k[0])
+    ((1000,), 5)
+    >>> bool(np.isclose(res.estimate[0], ketameta.pool(Y[0, :5], V[0, :5], method="DL").estimate))
+    True
+    """
+    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
+    if not (isinstance(chunk_size, int) and chunk_size > 0):
+        msg = f"`chunk_size` must be a positive integer, got {chunk_size!r}"
+        raise ValueError(msg)
+    if _is_dask(Y) or _is_dask(V) or _is_dask(SE):
+        return _pool_many_dask(
+            Y,
+            V,
+            SE,
+            method=method,
+            test=test,
+            level=lv,
+            axis=axis,
+            tau2_ci=tau2_ci,
+            control=ctl,
+            chunk_size=chunk_size,
+        )
+    y, v, batch_shape, _ = _prepare(Y, V, SE, axis)
+    out = _fit_rows(
+        y,
+        v,
+        method=method,
+        test=test,
+        level=lv,
+        control=ctl,
+        tau2_ci=tau2_ci,
+        chunk_size=chunk_size,
+    )
+    failed = _failures(out["k"], out["converged"], method)
+    k_axis = y.shape[-1]
+    shaped = {name: a.reshape(batch_shape) for name, a in out.items() if name != "weights"}
+    return BatchPoolResult(
+        **shaped,
+        weights=out["weights"].reshape((*batch_shape, k_axis)),
+        yi=y.reshape((*batch_shape, k_axis)),
+        vi=v.reshape((*batch_shape, k_axis)),
+        failed=failed,
+        method=method,
+        test=test,
+        level=lv,
+        control=control or {},
+    )
+
+
+def _pool_many_dask(
+    Y: Any,
+    V: Any,
+    SE: Any,
+    *,
+    method: str,
+    test: str,
+    level: float,
+    axis: int,
+    tau2_ci: bool,
+    control: dict[str, Any],
+    chunk_size: int,
+) -> BatchPoolResult:
+    da = _dask()
+    if (V is None) == (SE is None):
+        msg = "give exactly one of `V` (sampling variances) or `SE=` (standard errors)"
+        raise TypeError(msg)
+    use_se = SE is not None
+    y = da.asarray(Y)
+    v = da.asarray(SE if use_se else V)
+    if y.shape != v.shape:
+        msg = f"`Y` has shape {y.shape} but `{'SE' if use_se else 'V'}` has shape {v.shape}"
+        raise ValueError(msg)
+    if y.ndim != 2:
+        msg = "Dask input must be 2-D: (analyses, studies)"
+        raise ValueError(msg)
+    y, v = da.moveaxis(y, axis, -1), da.moveaxis(v, axis, -1)
+    if len(y.chunks[1]) != 1 or len(v.chunks[1]) != 1:
+        msg = "the study axis of Dask input must be a single chunk (chunk along the analyses)"
+        raise ValueError(msg)
+    v = v.rechunk(y.chunks)
+    names = FIELDS + (_CI_FIELDS if tau2_ci else ())
+
+    def block(yb: FloatArray, vb: FloatArray) -> FloatArray:
+        yb, vb = np.asarray(yb, dtype=np.float64), np.asarray(vb, dtype=np.float64)
+        _validate_batch(yb, vb, "SE" if use_se else "V")
+        if use_se:
+            vb = vb * vb
+        res = _fit_rows(
+            yb,
+            vb,
+            method=method,
+            test=test,
+            level=level,
+            control=control,
+            tau2_ci=tau2_ci,
+            chunk_size=chunk_size,
+        )
+        return np.column_stack([res[n].astype(np.float64) for n in names] + [res["weights"]])
+
+    k = y.shape[1]
+    packed = da.map_blocks(block, y, v, dtype=np.float64, chunks=(y.chunks[0], (len(names) + k,)))
+    fields = {n: packed[:, i] for i, n in enumerate(names)}
+    fields["converged"] = fields["converged"].astype(bool)
+    weights = packed[:, len(names) :]
+    v_out = v * v if use_se else v
+    return BatchPoolResult(
+        **fields,
+        weights=weights,
+        yi=y,
+        vi=v_out,
+        failed={},
+        method=method,
+        test=test,
+        level=level,
+        control=control,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class BatchEggerResult:
+    """Classic Egger tests of many meta-analyses (see :func:`egger_many`)."""
+
+    intercept: Any = array_field()
+    se: Any = array_field()
+    statistic: Any = array_field()
+    df: Any = array_field()
+    pvalue: Any = array_field()
+    limit_estimate: Any = array_field()
+    k: Any = array_field()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python lists (JSON-serialisable)."""
+        return plain(self)  # type: ignore[no-any-return]
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame with one row per analysis (requires pandas)."""
+        pd = import_pandas()
+        return pd.DataFrame({f.name: getattr(self, f.name) for f in attrs.fields(type(self))})
+
+
+def egger_many(Y: Any, V: Any = None, *, SE: Any = None, axis: int = -1) -> BatchEggerResult:
+    """The classic Egger test (:func:`ketameta.egger_test` with ``model="lm"``) per row.
+
+    Weighted least squares of ``y`` on ``sqrt(v)`` with weights ``1/v`` in closed form,
+    vectorised over the rows; NaN marks absent studies. Rows with fewer than 3 studies or a
+    constant standard error get NaN (no warning per row; check ``k``).
+
+    References
+    ----------
+    .. [1] Egger et al. (1997), BMJ 315(7109):629-634.
+
+    Examples
+    --------
+    >>> import numpy as np, ketameta
+    >>> rng = np.random.default_rng(7)
+    >>> V = rng.uniform(0.01, 0.2, size=(500, 12))
+    >>> Y = rng.normal(0, np.sqrt(V))
+    >>> res = ketameta.egger_many(Y, V)
+    >>> one = ketameta.egger_test(Y[3], V[3])
+    >>> bool(np.isclose(res.intercept[3], one.intercept))
+    True
+    """
+    y, v, batch_shape, _ = _prepare(Y, V, SE, axis)
+    absent = np.isnan(y) | np.isnan(v)
+    w = np.where(absent, 0.0, 1.0 / np.where(absent, 1.0, v))
+    x = np.where(absent, 0.0, np.sqrt(np.where(absent, 1.0, v)))
+    yy = np.where(absent, 0.0, y)
+    k = (~absent).sum(axis=-1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sw, swx, swy = w.sum(-1), (w * x).sum(-1), (w * yy).sum(-1)
+        xbar, ybar = swx / sw, swy / sw
+        dx = np.where(absent, 0.0, x - xbar[:, None])
+        dy = np.where(absent, 0.0, yy - ybar[:, None])
+        sxx, sxy = (w * dx * dx).sum(-1), (w * dx * dy).sum(-1)
+        slope = sxy / sxx
+        intercept0 = ybar - slope * xbar
+        resid = dy - slope[:, None] * dx
+        s2 = (w * resid * resid).sum(-1) / (k - 2)
+        se = np.sqrt(s2 / sxx)
+        stat = slope / se
+        df = k - 2
+        pvalue = 2 * special.stdtr(df, -np.abs(stat))
+        invalid = (k < 3) | ~(sxx > 0)
+    nan = np.where(invalid, np.nan, 1.0)
+
+    def shape(a: Any) -> FloatArray:
+        return np.asarray(a * nan, dtype=np.float64).reshape(batch_shape)
+
+    return BatchEggerResult(
+        intercept=shape(slope),
+        se=shape(se),
+        statistic=shape(stat),
+        df=shape(df),
+        pvalue=shape(pvalue),
+        limit_estimate=shape(intercept0),
+        k=k.reshape(batch_shape),
+    )

@@ -1,0 +1,256 @@
+"""pool_many / egger_many: row-by-row equality with pool, ragged rows, failures, Dask."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ketameta
+from ketameta import egger_many, egger_test, pool, pool_many
+
+FIELDS = (
+    "estimate",
+    "se",
+    "statistic",
+    "pvalue",
+    "ci_lower",
+    "ci_upper",
+    "tau2",
+    "tau2_se",
+    "i2",
+    "h2",
+    "q",
+    "q_pvalue",
+    "pred_lower",
+    "pred_upper",
+)
+METHODS = ["EE", "DL", "REML", "ML", "PM", "HE", "SJ", "HS", "EB"]
+
+
+def _batch(seed: int, m: int = 300, k: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(0.005, 0.3, size=(m, k)) * rng.choice([0.1, 1, 10], size=(m, 1))
+    tau2 = rng.choice([0.0, 0.02, 0.2, 1.0], size=(m, 1))
+    y = rng.normal(rng.normal(0, 1, size=(m, 1)), np.sqrt(v + tau2))
+    # ragged rows: each row keeps 2..k studies, the rest NaN
+    keep = rng.integers(2, k + 1, size=m)
+    y[np.arange(k)[None, :] >= keep[:, None]] = np.nan
+    return y, v
+
+
+def _pool_row(y: np.ndarray, v: np.ndarray, **kw: Any) -> ketameta.PoolResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ketameta.KetametaWarning)
+        return pool(y, v, **kw)
+
+
+LOCATION = ("estimate", "statistic", "ci_lower", "ci_upper", "pred_lower", "pred_upper")
+
+
+def _atol(f: str, ref: ketameta.PoolResult) -> float:
+    """Absolute slack: location fields can cross 0 (cancellation), so 1e-12 of their scale;
+    τ² and I² at the boundary 0."""
+    if f in LOCATION:
+        return 1e-12 * max(abs(ref.estimate), ref.se + math.sqrt(ref.tau2), 1e-300)
+    return 1e-10 if f in ("tau2", "i2", "tau2_se") else 0.0
+
+
+def _assert_same(a: Any, b: ketameta.PoolResult, rtol: float = 1e-12) -> None:
+    for f in FIELDS:
+        x, y = float(getattr(a, f)), float(getattr(b, f))
+        if math.isnan(x) and math.isnan(y):
+            continue
+        assert x == pytest.approx(y, rel=rtol, abs=_atol(f, b)), f
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("test", ["z", "t", "knha", "adhoc"])
+def test_rows_equal_pool(method: str, test: str) -> None:
+    # the batch engine and pool share the numeric core: equal to 1e-12 relative
+    y, v = _batch(hash((method, test)) % 1000, m=120)
+    res = pool_many(y, v, method=method, test=test)
+    assert res.estimate.shape == (120,)
+    for i in range(0, 120, 7):
+        present = ~np.isnan(y[i])
+        single = _pool_row(y[i][present], v[i][present], method=method, test=test)
+        _assert_same(res[i], single)
+        for f in FIELDS:
+            x, z = float(getattr(res, f)[i]), float(getattr(single, f))
+            same = (math.isnan(x) and math.isnan(z)) or x == pytest.approx(
+                z, rel=1e-12, abs=_atol(f, single)
+            )
+            assert same, f
+        assert int(res.k[i]) == single.k
+        np.testing.assert_allclose(res.weights[i][present], single.weights, rtol=1e-12)
+        assert np.all(res.weights[i][~present] == 0)
+
+
+def test_getitem_is_the_pool_result_with_omitted_studies() -> None:
+    y, v = _batch(5, m=10)
+    res = pool_many(y, v, method="REML")
+    row = res[3]
+    with pytest.warns(ketameta.OmittedStudiesWarning):
+        direct = pool(y[3], v[3])
+    assert row.omitted == direct.omitted
+    assert row.estimate == pytest.approx(direct.estimate, rel=1e-12)
+    assert row.tau2_ci().tau2 == pytest.approx(direct.tau2_ci().tau2, rel=1e-9)
+
+
+def test_q_profile_vectorised() -> None:
+    y, v = _batch(11, m=60)
+    res = pool_many(y, v, method="REML", tau2_ci=True)
+    for i in range(0, 60, 5):
+        present = ~np.isnan(y[i])
+        ci = _pool_row(y[i][present], v[i][present]).tau2_ci()
+        assert res.tau2_ci_lower[i] == pytest.approx(ci.tau2[1], rel=1e-9, abs=1e-12)
+        assert res.tau2_ci_upper[i] == pytest.approx(ci.tau2[2], rel=1e-9, abs=1e-12)
+
+
+def test_failed_rows_do_not_spoil_others() -> None:
+    y, v = _batch(2, m=6)
+    y[2, :] = np.nan  # no study at all
+    y[4, 1:] = np.nan  # a single study
+    res = pool_many(y, v, method="REML", test="knha")
+    assert res.failed == {2: "no studies (every yi or vi is NaN)"}
+    assert np.isnan(res.estimate[2])
+    assert res.tau2[4] == 0.0
+    assert res.estimate[4] == y[4, 0]
+    assert np.isfinite(res.estimate[[0, 1, 3, 5]]).all()
+    with pytest.raises(ValueError, match="meta-analysis 2 was not fitted"):
+        res[2]
+    with pytest.raises(IndexError):
+        res[6]
+
+
+def test_non_convergence_is_reported_per_row() -> None:
+    y, v = _batch(3, m=20)
+    res = pool_many(y, v, method="REML", control={"maxiter": 2})
+    assert res.failed
+    for i, reason in res.failed.items():
+        assert "did not converge" in reason
+        assert np.isnan(res.estimate[i])
+        assert not res.converged[i]
+
+
+def test_axis_shapes_and_standard_errors() -> None:
+    y, v = _batch(4, m=24, k=6)
+    cube_y, cube_v = y.reshape(4, 6, 6), v.reshape(4, 6, 6)
+    res = pool_many(np.moveaxis(cube_y, -1, 0), np.moveaxis(cube_v, -1, 0), axis=0, method="DL")
+    flat = pool_many(y, v, method="DL")
+    assert res.shape == (4, 6)
+    np.testing.assert_array_equal(res.estimate.reshape(-1), flat.estimate)
+    se = pool_many(y, SE=np.sqrt(v), method="DL")
+    np.testing.assert_allclose(se.estimate, flat.estimate, rtol=1e-13)
+
+
+def test_inputs_are_not_modified_and_results_serialise() -> None:
+    y, v = _batch(6, m=15)
+    y0, v0 = y.copy(), v.copy()
+    res = pool_many(y, v)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(v, v0)
+    json.dumps(res.to_dict())
+    pd = pytest.importorskip("pandas")
+    frame = res.to_frame()
+    assert isinstance(frame, pd.DataFrame)
+    assert len(frame) == 15
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"Y": np.zeros((2, 3)), "V": np.ones((2, 2))}, ValueError, "`Y` has shape"),
+        (
+            {"Y": np.zeros((2, 3)), "V": -np.ones((2, 3))},
+            ValueError,
+            r"`V` must be positive; analysis 0, study 0",
+        ),
+        (
+            {"Y": np.array([[0, np.inf, 1]]), "V": np.ones((1, 3))},
+            ValueError,
+            r"`Y` must be finite.*analysis 0, study 1",
+        ),
+        ({"Y": np.zeros((2, 3))}, TypeError, "give exactly one of `V`"),
+        ({"Y": [["a", "b"]], "V": [[1, 1]]}, TypeError, "`Y` must be a numeric array"),
+        (
+            {"Y": np.zeros((2, 3)), "V": np.ones((2, 3)), "method": "X"},
+            ValueError,
+            "unknown `method`",
+        ),
+    ],
+)
+def test_bad_input(kwargs: dict[str, Any], error: type[Exception], pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        pool_many(**kwargs)
+
+
+@given(st.integers(0, 10_000), st.sampled_from(["DL", "REML", "PM"]))
+def test_permuting_rows_permutes_results(seed: int, method: str) -> None:
+    y, v = _batch(seed, m=25, k=6)
+    order = np.random.default_rng(seed).permutation(25)
+    a = pool_many(y, v, method=method)
+    b = pool_many(y[order], v[order], method=method)
+    for f in ("estimate", "se", "tau2", "q", "pvalue"):
+        np.testing.assert_allclose(getattr(a, f)[order], getattr(b, f), rtol=1e-12, atol=1e-14)
+
+
+def test_egger_many_equals_egger_test() -> None:
+    y, v = _batch(8, m=50, k=14)
+    y[:, 10:] = y[:, 10:]  # keep raggedness from _batch
+    res = egger_many(y, v)
+    for i in range(50):
+        present = ~np.isnan(y[i])
+        if present.sum() < 3:
+            assert np.isnan(res.intercept[i])
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ketameta.SmallSampleWarning)
+            one = egger_test(y[i][present], v[i][present])
+        assert res.intercept[i] == pytest.approx(one.intercept, rel=1e-9)
+        assert res.pvalue[i] == pytest.approx(one.pvalue, rel=1e-9)
+        assert res.limit_estimate[i] == pytest.approx(one.limit_estimate, rel=1e-9, abs=1e-12)
+    json.dumps(res.to_dict())
+
+
+class TestDask:
+    da = pytest.importorskip("dask.array")
+
+    def test_dask_equals_numpy_on_a_local_cluster(self) -> None:
+        distributed = pytest.importorskip("distributed")
+        y, v = _batch(9, m=400, k=8)
+        expected = pool_many(y, v, method="REML", tau2_ci=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # cluster start-up chatter
+            cluster = distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            client = distributed.Client(cluster)
+        try:
+            lazy = pool_many(
+                self.da.from_array(y, chunks=(100, 8)),
+                self.da.from_array(v, chunks=(100, 8)),
+                method="REML",
+                tau2_ci=True,
+            )
+            assert type(lazy.estimate).__module__.startswith("dask")
+            got = lazy.compute()
+        finally:
+            client.close()
+            cluster.close()
+        for f in (*FIELDS, "k", "tau2_ci_lower", "tau2_ci_upper"):
+            np.testing.assert_array_equal(getattr(got, f), getattr(expected, f), err_msg=f)
+        np.testing.assert_array_equal(got.weights, expected.weights)
+        assert got.failed == expected.failed
+        assert got[5].estimate == expected[5].estimate
+
+    def test_dask_rejects_chunked_study_axis(self) -> None:
+        y, v = _batch(1, m=10, k=8)
+        with pytest.raises(ValueError, match="single chunk"):
+            pool_many(self.da.from_array(y, chunks=(5, 4)), self.da.from_array(v, chunks=(5, 4)))
