@@ -274,7 +274,11 @@ def test_convergence_error_names_method() -> None:
         ({"yi": [], "vi": []}, ValueError, "no studies: `yi` is empty"),
         ({"yi": [1, 2], "vi": [1, -1]}, ValueError, r"`vi` must be positive; study 1"),
         ({"yi": [1, 2], "vi": [1, 0]}, ValueError, r"`vi` must be positive; study 1"),
-        ({"yi": [1, np.inf], "vi": [1, 1]}, ValueError, r"`yi` must be finite; study 1"),
+        (
+            {"yi": [1, np.inf], "vi": [1, 1]},
+            ValueError,
+            r"`yi` must be finite.*study 1 has yi=inf",
+        ),
         ({"yi": [1, 2], "sei": [1, -1]}, ValueError, r"`sei` must be positive; study 1"),
         ({"yi": [1, "a"], "vi": [1, 1]}, TypeError, r"`yi` must be numeric \(study 1\)"),
         ({"yi": [[1, 2]], "vi": [[1, 1]]}, ValueError, "`yi` must be 1-dimensional"),

@@ -90,7 +90,7 @@ def check_same_length(arrays: Mapping[str, FloatArray]) -> int:
 def _check(arr: FloatArray, bad: np.ndarray[Any, Any], name: str, requirement: str) -> None:
     if bad.any():
         i = _first_bad(bad)
-        msg = f"`{name}` must be {requirement}; study {i} has {name}={arr.reshape(-1)[i]!r}"
+        msg = f"`{name}` must be {requirement}; study {i} has {name}={float(arr.reshape(-1)[i])!r}"
         raise ValueError(msg)
 
 

@@ -43,7 +43,14 @@ import numpy as np
 from . import _core
 from ._results import array_eq, format_p, import_pandas, plain, readonly
 from ._typing import ArrayLike, FloatArray
-from ._validation import as_float_array, check_choice, check_level, check_same_length
+from ._validation import (
+    as_float_array,
+    check_choice,
+    check_finite,
+    check_level,
+    check_positive,
+    check_same_length,
+)
 from ._warnings import OmittedStudiesWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
 
@@ -307,24 +314,9 @@ def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> tuple[FloatArray, FloatArray]
     else:
         s = as_float_array(sei, "sei")
         check_same_length({"yi": y, "sei": s})
-        _check_study_values(s, "sei", positive=True)
+        check_positive(s, "sei")
         v = s * s
     return y, v
-
-
-def _check_study_values(arr: FloatArray, name: str, *, positive: bool) -> None:
-    inf = np.isinf(arr)
-    if inf.any():
-        i = int(np.flatnonzero(inf)[0])
-        msg = f"`{name}` must be finite; study {i} has {name}={arr[i]!r}"
-        raise ValueError(msg)
-    if positive:
-        with np.errstate(invalid="ignore"):
-            bad = arr <= 0
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            msg = f"`{name}` must be positive; study {i} has {name}={arr[i]!r}"
-            raise ValueError(msg)
 
 
 def prepare_studies(
@@ -337,8 +329,8 @@ def prepare_studies(
     :class:`~ketameta.OmittedStudiesWarning` names them, or ``nan_policy="raise"`` raises).
     """
     y, v = _resolve_inputs(yi, vi, sei)
-    _check_study_values(v, "vi" if sei is None else "sei", positive=True)
-    _check_study_values(y, "yi", positive=False)
+    check_positive(v, "vi" if sei is None else "sei")
+    check_finite(y, "yi")
     missing = np.isnan(y) | np.isnan(v)
     omitted: tuple[int, ...] = ()
     if missing.any():

@@ -1,0 +1,32 @@
+"""Sphinx configuration of the ketameta documentation (built in CI with -W)."""
+
+from __future__ import annotations
+
+import ketameta
+
+project = "ketameta"
+author = "ketameta developers"
+copyright = "2026, ketameta developers"
+release = ketameta.__version__
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "myst_parser",
+    "matplotlib.sphinxext.plot_directive",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build"]
+myst_enable_extensions = ["dollarmath"]
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+autodoc_typehints = "none"
+autodoc_member_order = "bysource"
+plot_include_source = True
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 90)]
+html_theme = "pydata_sphinx_theme"
+html_theme_options = {"navigation_with_keys": False}
+html_title = "ketameta"
+suppress_warnings = ["ref.citation"]  # module docstrings list their whole bibliography

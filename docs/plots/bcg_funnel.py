@@ -1,0 +1,9 @@
+"""Contour-enhanced funnel plot of the BCG vaccine trials with the trim-and-fill study."""
+
+import ketameta
+from ketameta.plot import funnel
+
+es = ketameta.escalc(
+    "RR", data=ketameta.datasets.bcg(), ai="tpos", bi="tneg", ci="cpos", di="cneg"
+)
+funnel(ketameta.trim_and_fill(es), xlabel="log risk ratio")

@@ -1,0 +1,440 @@
+"""Forest and funnel plots (matplotlib, from the ``plot`` extra, imported only when drawing).
+
+References
+----------
+.. [1] Lewis, S., & Clarke, M. (2001). Forest plots: trying to see the wood and the trees.
+   BMJ, 322(7300), 1479-1480. https://doi.org/10.1136/bmj.322.7300.1479
+.. [2] Sterne, J. A. C., & Egger, M. (2001). Funnel plots for detecting bias in
+   meta-analysis: Guidelines on choice of axis. Journal of Clinical Epidemiology, 54(10),
+   1046-1055. https://doi.org/10.1016/S0895-4356(01)00377-8
+.. [3] Peters, J. L., Sutton, A. J., Jones, D. R., Abrams, K. R., & Rushton, L. (2008).
+   Contour-enhanced meta-analysis funnel plots help distinguish publication bias from
+   other causes of asymmetry. Journal of Clinical Epidemiology, 61(10), 991-996.
+   https://doi.org/10.1016/j.jclinepi.2007.11.010
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from ._results import format_p
+from .bias import TrimFillResult
+from .pooling import PoolResult, pool
+from .sensitivity import CumulativeResult, LeaveOneOutResult
+
+__all__ = ["forest", "funnel"]
+
+_TRANSFORMS: dict[str, Callable[[Any], Any]] = {
+    "exp": np.exp,
+    "expit": special.expit,
+    "tanh": np.tanh,
+}
+_MAX_LABEL = 32
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        msg = "plots need matplotlib: pip install 'ketameta[plot]'"
+        raise ImportError(msg) from exc
+    return plt
+
+
+def _transform(transform: str | Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    if transform is None:
+        return lambda x: np.asarray(x, dtype=float)
+    if callable(transform):
+        return transform
+    if transform not in _TRANSFORMS:
+        msg = f"unknown `transform` {transform!r}; use one of {sorted(_TRANSFORMS)} or a function"
+        raise ValueError(msg)
+    return _TRANSFORMS[transform]
+
+
+def _short(label: str) -> str:
+    label = str(label)
+    return label if len(label) <= _MAX_LABEL else label[: _MAX_LABEL - 1] + "…"
+
+
+def _figure(n_rows: int, ax: Any) -> tuple[Any, Any]:
+    plt = _pyplot()
+    if ax is not None:
+        return ax.figure, ax
+    height = 1.4 + 0.25 * max(n_rows, 1)  # a fixed row height: no overlap for 1-60 studies
+    fig, new_ax = plt.subplots(figsize=(9.0, height), layout="constrained")
+    return fig, new_ax
+
+
+def _diamond(ax: Any, y: float, est: float, lo: float, hi: float, color: str) -> None:
+    ax.fill(
+        [lo, est, hi, est], [y, y + 0.35, y, y - 0.35], color=color, zorder=3, label="_diamond"
+    )
+
+
+def forest(
+    result: object,
+    *,
+    labels: Sequence[str] | None = None,
+    groups: Sequence[Any] | None = None,
+    transform: str | Callable[[Any], Any] | None = None,
+    xlabel: str | None = None,
+    refline: float | None = 0.0,
+    show_weights: bool = True,
+    ax: Any = None,
+) -> Any:
+    """Forest plot of a pooled result, a leave-one-out or a cumulative analysis [1]_.
+
+    Each study is a square (area proportional to its weight) with its confidence
+    interval; the pooled estimate is a diamond with the prediction interval as a line
+    through it, and the heterogeneity statistics are printed beneath. Estimates, intervals
+    and weights are printed on the right.
+
+    Parameters
+    ----------
+    result : PoolResult, LeaveOneOutResult or CumulativeResult
+        What to draw.
+    labels : sequence of str, optional
+        Study labels (default "Study 1", ...); long labels are shortened with "…".
+    groups : sequence, optional
+        A subgroup label per study (PoolResult only): each subgroup is pooled with the
+        model's settings and drawn as a block with its own diamond.
+    transform : {"exp", "expit", "tanh"} or callable, optional
+        Back-transform for display (``"exp"`` for log ratios, on a log axis; ``"expit"``
+        for logits; ``"tanh"`` for Fisher's z).
+    xlabel : str, optional
+        Label of the effect axis.
+    refline : float or None
+        Position of the vertical reference line (on the analysis scale; ``None``: none).
+    show_weights : bool
+        Print the weights (%).
+    ax : matplotlib Axes, optional
+        Draw into this Axes instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    .. [1] Lewis & Clarke (2001), BMJ 322(7300):1479-1480.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import ketameta
+    >>> from ketameta.plot import forest
+    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
+    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> fig = forest(ketameta.pool(es), transform="exp", xlabel="Risk ratio")
+    >>> fig.axes[0].get_xscale()     # the second Axes holds the numbers on the right
+    'log'
+    """
+    f = _transform(transform)
+    if isinstance(result, PoolResult):
+        rows = _pool_rows(result, labels, groups)
+    elif isinstance(result, LeaveOneOutResult | CumulativeResult):
+        rows = _sensitivity_rows(result, labels)
+    else:
+        msg = f"cannot draw a forest plot of {type(result).__name__}"
+        raise TypeError(msg)
+    # a column header on top; the heterogeneity line of each pooled row beneath it
+    weight_title = "  Weight" if show_weights else ""
+    expanded: list[dict[str, Any]] = [
+        {
+            "kind": "colhead",
+            "label": "",
+            "est": np.nan,
+            "lo": np.nan,
+            "hi": np.nan,
+            "right": f"Estimate [{100 * _level(result):g}% CI]{weight_title}",
+        }
+    ]
+    for row in rows:
+        expanded.append(row)
+        if row.get("note"):
+            expanded.append(
+                {"kind": "note", "label": row["note"], "est": np.nan, "lo": np.nan, "hi": np.nan}
+            )
+    fig, ax = _figure(len(expanded), ax)
+    n = len(expanded)
+    ypos = np.arange(n, 0, -1, dtype=float)  # top to bottom
+    lows: list[float] = []
+    highs: list[float] = []
+    left_labels, right_labels = [], []
+    for y, row in zip(ypos, expanded, strict=True):
+        kind = row["kind"]
+        est, lo, hi = (float(f(row[key])) for key in ("est", "lo", "hi"))
+        left_labels.append(row["label"] if kind == "note" else _short(row["label"]))
+        if kind in ("header", "note", "colhead"):
+            right_labels.append(row.get("right", ""))
+            continue
+        lows.append(lo)
+        highs.append(hi)
+        if kind == "study":
+            ax.plot([lo, hi], [y, y], color="black", lw=1.0, zorder=2)
+            size = 4.0 + 10.0 * np.sqrt(max(row.get("weight", 10.0), 0.0) / 100.0)
+            ax.plot(
+                [est],
+                [y],
+                marker="s",
+                color="black",
+                markersize=min(size, 14.0),
+                linestyle="none",
+                zorder=3,
+            )
+        else:  # pooled or subgroup diamond, with the prediction interval
+            if row.get("pred") is not None:
+                plo, phi = (float(f(p)) for p in row["pred"])
+                ax.plot([plo, phi], [y, y], color="dimgray", lw=1.0, linestyle=":", zorder=2)
+                lows.append(plo)
+                highs.append(phi)
+            _diamond(ax, y, est, lo, hi, "black" if kind == "pooled" else "gray")
+        right = f"{est:.2f} [{lo:.2f}, {hi:.2f}]"
+        if show_weights and "weight" in row:
+            right += f" {row['weight']:5.1f}%"
+        right_labels.append(right)
+    ax.set_ylim(0.4, n + 0.6)
+    ax.set_yticks(ypos, left_labels)
+    ax.tick_params(axis="y", length=0)
+    right_ax = ax.twinx()
+    right_ax.set_ylim(ax.get_ylim())
+    right_ax.set_yticks(ypos, right_labels, family="monospace")
+    right_ax.tick_params(axis="y", length=0)
+    for tick, row in zip(ax.get_yticklabels(), expanded, strict=True):
+        if row["kind"] in ("header", "pooled", "subgroup"):
+            tick.set_fontweight("bold")
+        elif row["kind"] == "note":
+            tick.set_fontsize("small")
+            tick.set_color("dimgray")
+    right_ax.get_yticklabels()[0].set_fontweight("bold")
+    for a in (ax, right_ax):
+        for side in ("left", "right", "top"):
+            a.spines[side].set_visible(False)
+    if refline is not None:
+        ax.axvline(float(f(refline)), color="gray", lw=0.8, linestyle="--", zorder=1)
+    if transform == "exp":
+        ax.set_xscale("log")
+    finite = [x for x in lows + highs if np.isfinite(x)]
+    if finite:
+        low, high = min(finite), max(finite)
+        if transform == "exp":
+            ax.set_xlim(low / 1.1, high * 1.1)
+        else:
+            pad = 0.05 * (high - low) if high > low else 0.1
+            ax.set_xlim(low - pad, high + pad)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    return fig
+
+
+def _level(result: Any) -> float:
+    return float(getattr(result, "level", 0.95))
+
+
+def _study_ci(y: np.ndarray[Any, Any], v: np.ndarray[Any, Any], level: float) -> Any:
+    crit = float(special.ndtri(0.5 + level / 2))
+    half = crit * np.sqrt(v)
+    return y - half, y + half
+
+
+def _pooled_row(res: PoolResult, label: str, kind: str = "pooled") -> dict[str, Any]:
+    model = "EE model" if res.method == "EE" else f"RE model ({res.method})"
+    p_text = format_p(res.q_pvalue)
+    note = (
+        f"tau² = {res.tau2:.3g}, I² = {res.i2:.0f}%, Q({res.q_df}) = {res.q:.2f}, "
+        f"p {'<' if p_text.startswith('<') else '='} {p_text.lstrip('<')}"
+    )
+    pred = None if res.method == "EE" else (res.pred_lower, res.pred_upper)
+    return {
+        "kind": kind,
+        "label": label or model,
+        "est": res.estimate,
+        "lo": res.ci_lower,
+        "hi": res.ci_upper,
+        "pred": pred,
+        "note": note,
+    }
+
+
+def _pool_rows(
+    res: PoolResult, labels: Sequence[str] | None, groups: Sequence[Any] | None
+) -> list[dict[str, Any]]:
+    k = res.k
+    names = list(labels) if labels is not None else [f"Study {i + 1}" for i in range(k)]
+    if len(names) != k:
+        msg = f"`labels` has {len(names)} entries but the model has {k} studies"
+        raise ValueError(msg)
+    lo, hi = _study_ci(res.yi, res.vi, res.level)
+    study_rows = [
+        {
+            "kind": "study",
+            "label": names[i],
+            "est": res.yi[i],
+            "lo": lo[i],
+            "hi": hi[i],
+            "weight": float(res.weights[i]),
+        }
+        for i in range(k)
+    ]
+    rows: list[dict[str, Any]] = []
+    if groups is None:
+        rows.extend(study_rows)
+    else:
+        g = list(groups)
+        if len(g) != k:
+            msg = f"`groups` has {len(g)} entries but the model has {k} studies"
+            raise ValueError(msg)
+        for level_name in dict.fromkeys(g):
+            idx = [i for i in range(k) if g[i] == level_name]
+            rows.append(
+                {
+                    "kind": "header",
+                    "label": str(level_name),
+                    "est": np.nan,
+                    "lo": np.nan,
+                    "hi": np.nan,
+                }
+            )
+            rows.extend(study_rows[i] for i in idx)
+            if len(idx) > 1:
+                sub = pool(
+                    res.yi[idx], res.vi[idx], method=res.method, test=res.test, level=res.level
+                )
+                rows.append(_pooled_row(sub, f"Subgroup {level_name}", kind="subgroup"))
+    rows.append(_pooled_row(res, ""))
+    return rows
+
+
+def _sensitivity_rows(
+    res: LeaveOneOutResult | CumulativeResult, labels: Sequence[str] | None
+) -> list[dict[str, Any]]:
+    n = len(res.estimate)
+    names = list(labels) if labels is not None else [f"Study {int(s) + 1}" for s in res.study]
+    if len(names) != n:
+        msg = f"`labels` has {len(names)} entries but the result has {n} rows"
+        raise ValueError(msg)
+    prefix = "Omitting " if isinstance(res, LeaveOneOutResult) else "+ "
+    return [
+        {
+            "kind": "study",
+            "label": prefix + names[i],
+            "est": res.estimate[i],
+            "lo": res.ci_lower[i],
+            "hi": res.ci_upper[i],
+        }
+        for i in range(n)
+    ]
+
+
+def funnel(
+    result: object,
+    *,
+    contours: Sequence[float] | None = (0.90, 0.95, 0.99),
+    xlabel: str | None = None,
+    ax: Any = None,
+) -> Any:
+    """Funnel plot: effect sizes against their standard errors (axis inverted) [2]_.
+
+    The pseudo-confidence region ``μ̂ ± z·SE`` is drawn around the pooled estimate; with
+    `contours`, the regions where a study's two-sided p-value against 0 falls between the
+    given significance levels are shaded (contour-enhanced funnel plot [3]_). For a
+    trim-and-fill result the filled studies are drawn as hollow circles and the region is
+    centred on the filled estimate.
+
+    Parameters
+    ----------
+    result : PoolResult or TrimFillResult
+    contours : sequence of float or None
+        Confidence levels of the shaded contours (e.g. 0.90, 0.95, 0.99); ``None``: none.
+    xlabel : str, optional
+        Label of the effect axis.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    .. [2] Sterne & Egger (2001), J Clin Epidemiol 54(10):1046-1055.
+    .. [3] Peters et al. (2008), J Clin Epidemiol 61(10):991-996.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import ketameta
+    >>> from ketameta.plot import funnel
+    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
+    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> fig = funnel(ketameta.trim_and_fill(es))
+    >>> bool(fig.axes[0].yaxis_inverted())
+    True
+    """
+    if isinstance(result, TrimFillResult):
+        pooled = result.pooled
+        k_obs = pooled.k - result.k0
+        y_obs, v_obs = pooled.yi[:k_obs], pooled.vi[:k_obs]
+        y_fill, v_fill = result.filled_yi, result.filled_vi
+    elif isinstance(result, PoolResult):
+        pooled = result
+        y_obs, v_obs = pooled.yi, pooled.vi
+        y_fill = v_fill = np.array([])
+    else:
+        msg = f"cannot draw a funnel plot of {type(result).__name__}"
+        raise TypeError(msg)
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.0, 5.0), layout="constrained")
+    else:
+        fig = ax.figure
+    se_max = float(np.sqrt(max(np.max(v_obs), np.max(v_fill) if v_fill.size else 0.0))) * 1.05
+    se = np.linspace(0.0, se_max, 100)
+    if contours:
+        shades = ["0.92", "0.82", "0.72", "0.62"]
+        edges = sorted(float(c) for c in contours)
+        z = [float(special.ndtri(0.5 + c / 2)) for c in edges]
+        for i, zc in enumerate(z):
+            z_next = z[i + 1] if i + 1 < len(z) else None
+            outer = se * z_next if z_next is not None else np.full_like(se, np.inf)
+            for sign in (-1.0, 1.0):
+                inner_x = sign * zc * se
+                outer_x = sign * (outer if z_next is not None else np.full_like(se, 1e6))
+                ax.fill_betweenx(
+                    se,
+                    inner_x,
+                    outer_x,
+                    color=shades[i % len(shades)],
+                    zorder=0,
+                    linewidth=0,
+                    label=f"p < {1 - edges[i]:.2g}" if sign > 0 else None,
+                )
+    crit = float(special.ndtri(0.5 + pooled.level / 2))
+    ax.plot(pooled.estimate - crit * se, se, color="black", lw=0.8, linestyle="--")
+    ax.plot(pooled.estimate + crit * se, se, color="black", lw=0.8, linestyle="--")
+    ax.axvline(pooled.estimate, color="black", lw=0.8)
+    ax.scatter(y_obs, np.sqrt(v_obs), color="black", s=22, zorder=3, label="studies")
+    if y_fill.size:
+        ax.scatter(
+            y_fill,
+            np.sqrt(v_fill),
+            facecolors="white",
+            edgecolors="black",
+            s=22,
+            zorder=3,
+            label="filled (trim and fill)",
+        )
+    all_y = np.concatenate([y_obs, y_fill])
+    half = max(float(np.max(np.abs(all_y - pooled.estimate))), crit * se_max) * 1.1
+    ax.set_xlim(pooled.estimate - half, pooled.estimate + half)
+    ax.set_ylim(se_max, 0.0)
+    ax.set_ylabel("Standard error")
+    ax.set_xlabel(xlabel or "Effect size")
+    ax.legend(loc="best", fontsize="small", framealpha=0.9)
+    return fig

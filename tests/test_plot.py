@@ -1,0 +1,161 @@
+"""Forest and funnel plots, rendered with the Agg backend and inspected."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import ketameta
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+plt = pytest.importorskip("matplotlib.pyplot")
+from ketameta.plot import forest, funnel  # noqa: E402
+
+
+@pytest.fixture
+def bcg() -> tuple[ketameta.EffectSizes, list[str], dict[str, list[object]]]:
+    data = ketameta.datasets.bcg()
+    es = ketameta.escalc("RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    labels = [f"{a} ({y})" for a, y in zip(data["author"], data["year"], strict=True)]
+    return es, labels, data
+
+
+def _squares(ax: object) -> list[object]:
+    return [line for line in ax.get_lines() if line.get_marker() == "s"]  # type: ignore[attr-defined]
+
+
+def _render(fig: object) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def test_forest_of_a_pooled_result(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, labels, _ = bcg
+    res = ketameta.pool(es)
+    fig = forest(res, labels=labels, transform="exp", xlabel="Risk ratio")
+    ax = fig.axes[0]
+    squares = _squares(ax)
+    assert len(squares) == 13
+    # square size grows with the weight
+    sizes = np.array([sq.get_markersize() for sq in squares])
+    assert np.argmax(sizes) == np.argmax(res.weights)
+    assert ax.get_xscale() == "log"
+    assert ax.get_xlabel() == "Risk ratio"
+    left = [t.get_text() for t in ax.get_yticklabels()]
+    assert left[1] == "Aronson (1948)"
+    assert "RE model (REML)" in left
+    assert any(t.startswith("tau² = 0.313, I² = 92%, Q(12) = 152.23") for t in left)
+    right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert right[0].startswith("Estimate [95% CI]")
+    # the pooled row prints the back-transformed estimate and CI (exp of metafor's values)
+    assert (
+        f"{np.exp(res.estimate):.2f} [{np.exp(res.ci_lower):.2f}, {np.exp(res.ci_upper):.2f}]"
+        in right
+    )
+    assert right[1].endswith(f"{res.weights[0]:5.1f}%")
+    # one filled diamond (the pooled estimate) spanning the CI
+    (diamond,) = ax.patches
+    xs = diamond.get_xy()[:, 0]
+    assert xs.min() == pytest.approx(np.exp(res.ci_lower))
+    assert xs.max() == pytest.approx(np.exp(res.ci_upper))
+    assert _render(fig).startswith(b"\x89PNG")
+
+
+def test_forest_subgroups_and_long_labels(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, labels, data = bcg
+    long_labels = [label + " and a very long description of the trial" for label in labels]
+    fig = forest(ketameta.pool(es, method="DL"), labels=long_labels, groups=data["alloc"])
+    ax = fig.axes[0]
+    left = [t.get_text() for t in ax.get_yticklabels()]
+    assert {"random", "alternate", "systematic"} <= set(left)
+    assert "Subgroup systematic" in left
+    assert all(len(t) <= 32 for t in left if not t.startswith("tau"))
+    assert any(t.endswith("…") for t in left)
+    assert len(ax.patches) == 4  # three subgroup diamonds and the overall one
+    _render(fig)
+
+
+@pytest.mark.parametrize("k", [1, 60])
+def test_forest_scales_with_the_number_of_studies(k: int) -> None:
+    rng = np.random.default_rng(k)
+    v = rng.uniform(0.01, 0.1, k)
+    y = rng.normal(0.2, np.sqrt(v))
+    with pytest.warns(ketameta.SmallSampleWarning) if k == 1 else _nothing():
+        res = ketameta.pool(y, v)
+    fig = forest(res)
+    height = fig.get_size_inches()[1]
+    assert height == pytest.approx(1.4 + 0.25 * (k + 3))
+    assert len(_squares(fig.axes[0])) == k
+    _render(fig)
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def test_forest_of_sensitivity_results_and_own_axes(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, labels, data = bcg
+    fig, ax = plt.subplots()
+    out = forest(ketameta.leave_one_out(es), labels=labels, ax=ax)
+    assert out is fig
+    left = [t.get_text() for t in ax.get_yticklabels()]
+    assert left[1] == "Omitting Aronson (1948)"
+    assert len(_squares(ax)) == 13
+    plt.close(fig)
+    cm = ketameta.cumulative(es, order=data["year"])
+    fig = forest(cm, labels=[labels[int(i)] for i in cm.study])
+    assert fig.axes[0].get_yticklabels()[1].get_text() == "+ Aronson (1948)"
+    _render(fig)
+
+
+def test_funnel_with_trim_and_fill(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, _, _ = bcg
+    tf = ketameta.trim_and_fill(es)
+    fig = funnel(tf, xlabel="log risk ratio")
+    ax = fig.axes[0]
+    assert ax.yaxis_inverted()
+    assert ax.get_ylim()[1] == 0.0
+    observed, filled = ax.collections[-2], ax.collections[-1]
+    assert len(observed.get_offsets()) == 13
+    assert len(filled.get_offsets()) == tf.k0 == 1
+    np.testing.assert_allclose(
+        filled.get_offsets()[0], [tf.filled_yi[0], np.sqrt(tf.filled_vi[0])]
+    )
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:3] == [
+        "p < 0.1",
+        "p < 0.05",
+        "p < 0.01",
+    ]
+    # the vertical line is at the (filled) pooled estimate
+    assert ax.get_lines()[-1].get_xdata()[0] == pytest.approx(tf.estimate)
+    _render(fig)
+
+
+def test_funnel_without_contours(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, _, _ = bcg
+    fig = funnel(ketameta.pool(es), contours=None)
+    ax = fig.axes[0]
+    assert len(ax.collections) == 1
+    _render(fig)
+
+
+def test_bad_input(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, labels, _ = bcg
+    with pytest.raises(TypeError, match="cannot draw a forest plot of list"):
+        forest([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`labels` has 2 entries but the model has 13"):
+        forest(ketameta.pool(es), labels=labels[:2])
+    with pytest.raises(ValueError, match="unknown `transform`"):
+        forest(ketameta.pool(es), transform="log10")
+    with pytest.raises(TypeError, match="cannot draw a funnel plot"):
+        funnel(ketameta.leave_one_out(es))  # type: ignore[arg-type]
+    plt.close("all")
