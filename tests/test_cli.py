@@ -79,8 +79,8 @@ def test_egger_and_funnel(
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
-def test_example_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([]) == 0
+def test_example_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["example"]) == 0
     out = capsys.readouterr().out
     assert "BCG vaccine trials" in out
     assert "Pooled risk ratio 0.489" in out

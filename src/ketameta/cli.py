@@ -1,5 +1,6 @@
 """The ``ketameta`` command line.
 
+``ketameta crps``           the analyses of the bundled CRPS ketamine dataset (default)
 ``ketameta example``        worked example on the bundled BCG vaccine trials
 ``ketameta pool FILE.csv``  effect sizes (``--measure``) or ``yi``/``vi`` columns, pooled
 ``ketameta egger FILE.csv`` Egger's regression test
@@ -276,6 +277,25 @@ def cmd_example(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crps(args: argparse.Namespace) -> int:
+    from .crps import analyse_crps, forest_plots, render
+
+    report = analyse_crps()
+    if args.forest:
+        try:
+            report["forest_plots"] = forest_plots(report, args.forest)
+        except OSError as exc:
+            msg = f"cannot write the forest plots to {args.forest}: {exc}"
+            raise UsageError(msg) from exc
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+        for path in report.get("forest_plots", []):
+            print(f"forest plot written to {path}")
+    return 0
+
+
 def _add_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="CSV file (escalc column names, or yi and vi/sei)")
     p.add_argument("--measure", choices=sorted(MEASURES), help="effect size to compute")
@@ -290,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ketameta", description="Meta-analysis primitives, exact to metafor."
     )
     sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("crps", help="analyses of the bundled CRPS ketamine dataset (default)")
+    p.add_argument("--forest", metavar="DIR", help="write the forest plots into DIR")
+    p.add_argument("--json", action="store_true", help="print everything as JSON")
     sub.add_parser("example", help="worked example on the BCG vaccine trials")
     p = sub.add_parser("pool", help="pool the studies of a CSV file")
     _add_input(p)
@@ -316,8 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pool": cmd_pool,
         "egger": cmd_egger,
         "funnel": cmd_funnel,
-        None: cmd_example,
+        "crps": cmd_crps,
     }
+    if args.command is None:  # the main job: the bundled CRPS dataset
+        args = parser.parse_args(["crps"])
     try:
         return commands[args.command](args)
     except UsageError as exc:

@@ -39,6 +39,8 @@ References
 from __future__ import annotations
 
 import itertools
+import math
+from fractions import Fraction
 from typing import Any
 
 import attrs
@@ -46,11 +48,16 @@ import numpy as np
 from scipy import special
 
 from ._typing import FloatArray
-from ._validation import check_level
+from ._validation import check_choice, check_level
 
 __all__ = [
+    "GrimResult",
     "MeanSD",
+    "ReportedCheck",
+    "check_reported",
+    "counts_from_percent",
     "exp",
+    "grim_test",
     "inv_arcsine",
     "inv_freeman_tukey",
     "inv_logit",
@@ -608,3 +615,321 @@ def inv_freeman_tukey(x: Any, n: Any) -> FloatArray:
     high = 0.5 * (np.arcsin(np.sqrt(nn / (nn + 1))) + np.pi / 2)  # PFT of n events
     p = np.where(xx <= low, 0.0, np.where(xx >= high, 1.0, p))
     return np.asarray(p, dtype=np.float64)
+
+
+def _exact(x: Any, name: str) -> Fraction:
+    """A reported number as an exact fraction of its decimal representation."""
+    if isinstance(x, bool) or not isinstance(x, int | float | str | np.integer | np.floating):
+        msg = f"`{name}` must be a number, got {x!r}"
+        raise TypeError(msg)
+    try:
+        value = Fraction(str(x).strip())
+    except ValueError as exc:
+        msg = f"`{name}` must be a number, got {x!r}"
+        raise TypeError(msg) from exc
+    return value
+
+
+def counts_from_percent(
+    percent: Any, n: int, *, decimals: int = 0, rounding: str = "nearest"
+) -> tuple[int, ...]:
+    """Every integer count ``c`` (0 ≤ c ≤ n) whose ``100 c / n`` gives the reported percentage.
+
+    A GRIM-style consistency check (Brown & Heathers 2016 [12]_) applied to percentages:
+
+    * ``"nearest"``: ``|100c/n - percent| ≤ ½·10^-decimals`` (inclusive, so both
+      round-half-up and round-half-even reporting are covered);
+    * ``"truncate"``: ``percent ≤ 100c/n < percent + 10^-decimals`` (digits cut off);
+    * ``"any"``: the union of both.
+
+    The arithmetic is exact (fractions), so boundary cases are decided correctly.
+
+    Parameters
+    ----------
+    percent : number or str
+        The reported percentage, e.g. ``54`` or ``"54.5"``.
+    n : int
+        The denominator (number of patients).
+    decimals : int
+        Decimals the percentage was reported with.
+    rounding : {"nearest", "truncate", "any"}
+
+    Returns
+    -------
+    tuple of int
+        The consistent counts, ascending; empty when none is.
+
+    References
+    ----------
+    .. [12] Brown, N. J. L., & Heathers, J. A. J. (2017). The GRIM test: A simple technique
+       detects numerous anomalies in the reporting of results in psychology. Social
+       Psychological and Personality Science, 8(4), 363-369.
+       https://doi.org/10.1177/1948550616673876
+
+    Examples
+    --------
+    54% of 33 fits 18 patients only if the percentage was truncated (18/33 = 54.5%):
+
+    >>> from ketameta import convert
+    >>> convert.counts_from_percent(54, 33)
+    ()
+    >>> convert.counts_from_percent(54, 33, rounding="truncate")
+    (18,)
+    >>> convert.counts_from_percent(62, 48)      # 30/48 = 62.5%: a tie, accepted
+    (30,)
+    """
+    rounding = check_choice(rounding, "rounding", ("nearest", "truncate", "any"))
+    p = _exact(percent, "percent")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        msg = f"`n` must be a positive integer, got {n!r}"
+        raise ValueError(msg)
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+        msg = f"`decimals` must be a non-negative integer, got {decimals!r}"
+        raise ValueError(msg)
+    if not 0 <= p <= 100:
+        msg = f"`percent` must be within [0, 100], got {percent!r}"
+        raise ValueError(msg)
+    unit = Fraction(1, 10**decimals)
+    out = []
+    for c in range(int(n) + 1):
+        value = Fraction(100 * c, int(n))
+        nearest = abs(value - p) <= unit / 2
+        truncated = p <= value < p + unit
+        if (
+            (rounding == "nearest" and nearest)
+            or (rounding == "truncate" and truncated)
+            or (rounding == "any" and (nearest or truncated))
+        ):
+            out.append(c)
+    return tuple(out)
+
+
+@attrs.frozen(kw_only=True)
+class GrimResult:
+    """Result of :func:`grim_test`: whether the mean is possible, and the nearest possible ones."""
+
+    consistent: bool
+    mean: float
+    n: int
+    items: int
+    decimals: int
+    nearest_possible: tuple[float, float]
+
+
+def grim_test(mean: Any, n: int, *, decimals: int = 2, items: int = 1) -> GrimResult:
+    """The GRIM test: could a mean of integer-valued scores be the reported one? [12]_
+
+    A mean of ``n`` scores that are integers (or sums of ``items`` integer items) is a
+    multiple of ``1/(n·items)``; the reported mean is possible when such a multiple rounds to
+    it at `decimals` (half a unit either way, inclusive).
+
+    Parameters
+    ----------
+    mean : number or str
+        The reported mean.
+    n : int
+        Sample size.
+    decimals : int
+        Decimals of the reported mean.
+    items : int
+        Number of integer items averaged into each score.
+
+    Returns
+    -------
+    GrimResult
+
+    References
+    ----------
+    .. [12] Brown & Heathers (2017), Soc Psychol Personal Sci 8(4):363-369.
+
+    Examples
+    --------
+    >>> from ketameta import convert
+    >>> convert.grim_test(5.19, 28).consistent          # 145/28 = 5.1786, 146/28 = 5.2143
+    False
+    >>> convert.grim_test(5.18, 28).consistent
+    True
+    """
+    m = _exact(mean, "mean")
+    for value, name in ((n, "n"), (items, "items")):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            msg = f"`{name}` must be a positive integer, got {value!r}"
+            raise ValueError(msg)
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+        msg = f"`decimals` must be a non-negative integer, got {decimals!r}"
+        raise ValueError(msg)
+    total = int(n) * int(items)
+    below = Fraction(math.floor(m * total), total)
+    above = below + Fraction(1, total)
+    half = Fraction(1, 2 * 10**decimals)
+    consistent = abs(below - m) <= half or abs(above - m) <= half
+    return GrimResult(
+        consistent=bool(consistent),
+        mean=float(m),
+        n=int(n),
+        items=int(items),
+        decimals=decimals,
+        nearest_possible=(float(below), float(above)),
+    )
+
+
+@attrs.frozen(kw_only=True)
+class ReportedCheck:
+    """Result of :func:`check_reported`."""
+
+    estimate: float
+    ci_lower: float
+    ci_upper: float
+    se: float
+    z: float
+    pvalue_implied: float
+    pvalue_implied_range: tuple[float, float]
+    pvalue_reported: str | None
+    consistent: bool | None
+    ci_asymmetry: float
+    note: str
+
+
+def _parse_p(pvalue: Any) -> tuple[str, Fraction, str]:
+    text = str(pvalue).strip().replace(" ", "")
+    relation = "="
+    for sign in ("<=", "<", "="):
+        if text.startswith(sign):
+            relation, text = sign.replace("<=", "<"), text[len(sign) :]
+            break
+    value = _exact(text, "pvalue")
+    if not 0 <= value <= 1:
+        msg = f"`pvalue` must be within [0, 1], got {pvalue!r}"
+        raise ValueError(msg)
+    return relation, value, text
+
+
+def check_reported(
+    estimate: Any,
+    ci_lower: Any,
+    ci_upper: Any,
+    *,
+    pvalue: Any = None,
+    level: float = 0.95,
+    log: bool = False,
+) -> ReportedCheck:
+    """Check a published result: SE from its CI, the implied z and p, and the reported p.
+
+    The SE is back-calculated from the confidence interval (on the log scale for ratios,
+    ``log=True``) [2]_, the z statistic is ``estimate / SE`` and the implied two-sided p
+    is ``2Φ(-|z|)`` [1]_. Because the published numbers are rounded, the implied p is
+    also computed over every estimate and limit within half a unit of their last printed
+    decimal; a reported p (a number or a string such as ``"<0.001"``) is consistent when
+    it is compatible with that range (for an exact p, after rounding to its decimals).
+
+    Parameters
+    ----------
+    estimate, ci_lower, ci_upper : number or str
+        As published (strings keep their printed decimals).
+    pvalue : number or str, optional
+        The reported p-value, e.g. ``0.11`` or ``"<0.05"``.
+    level : float
+        Confidence level of the interval.
+    log : bool
+        Ratios (OR, RR, HR): work on the log scale.
+
+    Returns
+    -------
+    ReportedCheck
+        ``consistent`` is None when no p-value was reported. ``ci_asymmetry`` is
+        ``(upper - est) / (est - lower) - 1`` on the analysis scale (0 for a Wald interval).
+
+    References
+    ----------
+    .. [1] Altman & Bland (2011), BMJ 343:d2090.
+    .. [2] Altman & Bland (2011), BMJ 343:d2304.
+
+    Examples
+    --------
+    Collins et al. (2010), intravenous ketamine in CRPS: g = -0.65 (-1.47 to 0.16), p = 0.11:
+
+    >>> from ketameta import convert
+    >>> chk = convert.check_reported("-0.65", "-1.47", "0.16", pvalue="0.11")
+    >>> round(chk.pvalue_implied, 3), chk.consistent
+    (0.118, True)
+    """
+    lv = check_level(level)
+    values = [
+        _exact(x, name)
+        for x, name in ((estimate, "estimate"), (ci_lower, "ci_lower"), (ci_upper, "ci_upper"))
+    ]
+    halves = [Fraction(1, 2 * 10 ** _decimals_of(x)) for x in (estimate, ci_lower, ci_upper)]
+    crit = float(special.ndtri(0.5 + lv / 2.0))
+
+    def implied(est: float, lo: float, hi: float) -> tuple[float, float, float]:
+        if log:
+            if min(est, lo, hi) <= 0:
+                msg = "with log=True the estimate and limits must be positive"
+                raise ValueError(msg)
+            est, lo, hi = math.log(est), math.log(lo), math.log(hi)
+        se = (hi - lo) / (2 * crit)
+        if se <= 0:
+            msg = "`ci_upper` must exceed `ci_lower`"
+            raise ValueError(msg)
+        z = est / se
+        return se, z, float(2 * special.ndtr(-abs(z)))
+
+    est, lo, hi = (float(v) for v in values)
+    se, z, p = implied(est, lo, hi)
+    corners = []
+    for de in (-1, 1):
+        for dl in (-1, 1):
+            for dh in (-1, 1):
+                try:
+                    corners.append(
+                        implied(
+                            float(values[0] + de * halves[0]),
+                            float(values[1] + dl * halves[1]),
+                            float(values[2] + dh * halves[2]),
+                        )[2]
+                    )
+                except ValueError:
+                    continue
+    p_range = (min([*corners, p]), max([*corners, p]))
+    e, lo_s, hi_s = (math.log(x) for x in (est, lo, hi)) if log else (est, lo, hi)
+    asymmetry = (hi_s - e) / (e - lo_s) - 1 if e != lo_s else math.inf
+    consistent: bool | None = None
+    reported: str | None = None
+    note = "no p-value reported"
+    if pvalue is not None:
+        relation, value, text = _parse_p(pvalue)
+        reported = str(pvalue)
+        if relation == "<":
+            consistent = p_range[0] < float(value)
+            note = (
+                f"implied p {p:.3g} (range {p_range[0]:.3g}-{p_range[1]:.3g}) vs reported <{text}"
+            )
+        else:
+            half_p = Fraction(1, 2 * 10 ** _decimals_of(text))
+            consistent = (p_range[0] <= float(value + half_p)) and (
+                p_range[1] >= float(value - half_p)
+            )
+            note = (
+                f"implied p {p:.3g} (range {p_range[0]:.3g}-{p_range[1]:.3g}) vs reported {text}"
+            )
+    return ReportedCheck(
+        estimate=est,
+        ci_lower=lo,
+        ci_upper=hi,
+        se=se,
+        z=z,
+        pvalue_implied=p,
+        pvalue_implied_range=p_range,
+        pvalue_reported=reported,
+        consistent=consistent,
+        ci_asymmetry=asymmetry,
+        note=note,
+    )
+
+
+def _decimals_of(x: Any) -> int:
+    text = str(x).strip().lower()
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        return max(0, _decimals_of(mantissa) - int(exp))
+    return len(text.split(".")[1]) if "." in text else 0

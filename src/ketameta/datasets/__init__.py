@@ -1,7 +1,8 @@
 """Datasets bundled with ketameta.
 
 ``bcg()``: the BCG vaccine trials (Colditz et al. 1994), the standard worked example
-of meta-analysis (metafor's ``dat.bcg``).
+of meta-analysis (metafor's ``dat.bcg``). ``load_crps()``: the curated evidence on ketamine
+for complex regional pain syndrome, with its provenance.
 
 References
 ----------
@@ -14,10 +15,15 @@ References
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+from collections import namedtuple
 from importlib import resources
 from typing import Any
 
-__all__ = ["bcg"]
+import attrs
+
+__all__ = ["CRPSData", "bcg", "load_crps"]
 
 
 def _read_csv(name: str) -> dict[str, list[Any]]:
@@ -64,3 +70,127 @@ def bcg() -> dict[str, list[Any]]:
     (13, 'Aronson')
     """
     return _read_csv("bcg.csv")
+
+
+@attrs.frozen(kw_only=True)
+class CRPSData:
+    """The curated CRPS ketamine dataset (see :func:`load_crps`).
+
+    Attributes
+    ----------
+    studies, outcomes, published : tuple of records, or pandas DataFrames
+        One record (a named tuple) per row of each table; empty cells are ``None`` ("not
+        reported"), integer columns are ``int``, and every other value is the text the
+        source printed.
+    provenance : dict
+        The JSON sidecar: column descriptions, source kinds, curation rules, known gaps,
+        sha256 of each table, how to cite and how to propose a correction.
+    version : str
+        Dataset version.
+    """
+
+    studies: Any
+    outcomes: Any
+    published: Any
+    provenance: dict[str, Any] = attrs.field(repr=False)
+    version: str
+    citations: dict[str, str] = attrs.field(repr=False)
+
+    def cite(self, study_id: str) -> str:
+        """A formatted reference of a study, e.g. ``cite("SIGTERMANS2009")``."""
+        if study_id not in self.citations:
+            msg = f"unknown study {study_id!r}; known: {', '.join(sorted(self.citations))}"
+            raise KeyError(msg)
+        return str(self.citations[study_id])
+
+
+def _reference(r: Any) -> str:
+    venue = f"{r.journal}, {r.volume_pages}." if r.volume_pages else f"{r.journal}."
+    parts = [f"{r.authors} ({r.year}).", venue]
+    if r.doi:
+        parts.append(f"https://doi.org/{r.doi}")
+    if r.pmid:
+        parts.append(f"PMID {r.pmid}.")
+    return " ".join(parts)
+
+
+def _parse_cell(value: str, integer: bool, floating: bool) -> Any:
+    if value == "":
+        return None  # not reported, never 0
+    if integer:
+        return int(value)
+    if floating:
+        return float(value)
+    return value
+
+
+def _load_table(name: str, spec: dict[str, Any]) -> tuple[tuple[str, ...], list[Any]]:
+    raw = resources.files(__name__).joinpath("crps").joinpath(spec["file"]).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != spec["sha256"]:
+        msg = (
+            f"the CRPS table {spec['file']} does not match its recorded sha256 "
+            f"({digest} != {spec['sha256']}): the installed dataset is corrupted or was edited"
+        )
+        raise ValueError(msg)
+    reader = csv.DictReader(raw.decode("utf-8").splitlines())
+    columns = tuple(reader.fieldnames or ())
+    record = namedtuple(f"{name.capitalize()}Record", columns)  # type: ignore[misc]
+    integers = set(spec.get("integer_columns", ()))
+    floats = set(spec.get("float_columns", ()))
+    rows = [
+        record(**{c: _parse_cell(row[c], c in integers, c in floats) for c in columns})
+        for row in reader
+    ]
+    return columns, rows
+
+
+def load_crps(*, as_frame: bool = False) -> CRPSData:
+    """The curated dataset of clinical studies of ketamine for CRPS.
+
+    Three tables: ``studies`` (citation, design, route, agent, regimen, n, and
+    ``related_to`` for re-analyses), ``outcomes`` (every reported number with its arm, n,
+    time point, statistic, dispersion and what kind it is, p-value, responder definition
+    and source) and ``published`` (pooled results of published meta-analyses). The
+    loader checks each table against the sha256 recorded in its JSON sidecar.
+
+    Parameters
+    ----------
+    as_frame : bool
+        Return pandas DataFrames instead of tuples of records (requires pandas).
+
+    Returns
+    -------
+    CRPSData
+
+    Examples
+    --------
+    >>> from ketameta.datasets import load_crps
+    >>> crps = load_crps()
+    >>> len(crps.studies), crps.version
+    (16, '1.0.0')
+    >>> crps.cite("SIGTERMANS2009")[:45]
+    'Sigtermans MJ, van Hilten JJ, Bauer MCR, Arbo'
+    """
+    sidecar = json.loads(
+        resources.files(__name__).joinpath("crps").joinpath("crps.json").read_text("utf-8")
+    )
+    tables = {name: _load_table(name, spec) for name, spec in sidecar["tables"].items()}
+    if as_frame:
+        import pandas as pd
+
+        values = {
+            name: pd.DataFrame([r._asdict() for r in rows], columns=list(cols))
+            for name, (cols, rows) in tables.items()
+        }
+    else:
+        values = {name: tuple(rows) for name, (_, rows) in tables.items()}
+    citations = {r.study_id: _reference(r) for r in tables["studies"][1]}
+    return CRPSData(
+        studies=values["studies"],
+        outcomes=values["outcomes"],
+        published=values["published"],
+        provenance=sidecar,
+        version=sidecar["version"],
+        citations=citations,
+    )

@@ -1,0 +1,227 @@
+"""The bundled CRPS dataset (integrity, provenance) and the `ketameta crps` analyses."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ketameta
+from ketameta import convert
+from ketameta.cli import main
+from ketameta.crps import analyse_crps, render
+from ketameta.datasets import load_crps
+
+PACKAGE = resources.files("ketameta.datasets").joinpath("crps")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "crps"  # the curation source
+FILES = ("studies.csv", "outcomes.csv", "published_pooled.csv")
+
+
+@pytest.fixture(scope="module")
+def crps() -> ketameta.datasets.CRPSData:
+    return load_crps()
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    return analyse_crps()
+
+
+def _raw(name: str) -> bytes:
+    return PACKAGE.joinpath(name).read_bytes()
+
+
+def test_sha256_recorded_and_verified(crps: Any) -> None:
+    for spec in crps.provenance["tables"].values():
+        assert hashlib.sha256(_raw(spec["file"])).hexdigest() == spec["sha256"]
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the curation source ../shared/crps is not here")
+def test_tables_are_the_shared_source_verbatim() -> None:
+    # every number comes from ../shared/crps: the packaged tables are byte-identical copies
+    for name in FILES:
+        assert _raw(name) == (SHARED / name).read_bytes(), name
+
+
+def test_records_equal_the_csv_cells(crps: Any) -> None:
+    # values are the printed text; integer columns parse exactly; empty means None, never 0
+    for table, name in (
+        ("studies", "studies.csv"),
+        ("outcomes", "outcomes.csv"),
+        ("published", "published_pooled.csv"),
+    ):
+        rows = list(csv.DictReader(_raw(name).decode("utf-8").splitlines()))
+        records = getattr(crps, table)
+        assert len(records) == len(rows)
+        for record, row in zip(records, rows, strict=True):
+            for column, cell in row.items():
+                value = getattr(record, column)
+                if cell == "":
+                    assert value is None, (table, column)
+                else:
+                    assert value is not None
+                    assert str(value) == cell or float(value) == float(cell), (table, column)
+
+
+def test_identifiers_and_references(crps: Any) -> None:
+    ids = [s.study_id for s in crps.studies]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[A-Z]+\d{4}[A-Z]?", i) for i in ids)
+    assert {o.study_id for o in crps.outcomes} <= set(ids)
+    for s in crps.studies:
+        if s.related_to is not None:
+            mentioned = re.findall(r"[A-Z]+\d{4}[A-Z]?", s.related_to)
+            assert mentioned, s.study_id
+            assert set(mentioned) <= set(ids), s.study_id
+    reviews = [p.review_id for p in crps.published]
+    assert len(reviews) == len(set(reviews))
+    assert all(o.source_kind in crps.provenance["source_kinds"] for o in crps.outcomes)
+
+
+def test_provenance_documents_the_dataset(crps: Any) -> None:
+    prov = crps.provenance
+    assert crps.version == prov["version"] == "1.0.0"
+    assert len(prov["known_gaps"]) >= 5
+    for spec in prov["tables"].values():
+        header = _raw(spec["file"]).decode("utf-8").splitlines()[0].split(",")
+        assert set(spec["columns"]) == set(header)  # every column described
+    assert crps.cite("SIGTERMANS2009") == (
+        "Sigtermans MJ, van Hilten JJ, Bauer MCR, Arbous MS, Marinus J, Sarton EY, Dahan A "
+        "(2009). Pain, 145(3):304-311. https://doi.org/10.1016/j.pain.2009.06.023 "
+        "PMID 19604642."
+    )
+    with pytest.raises(KeyError, match="unknown study 'NOPE2000'"):
+        crps.cite("NOPE2000")
+
+
+def test_as_frame() -> None:
+    pd = pytest.importorskip("pandas")
+    frames = load_crps(as_frame=True)
+    assert isinstance(frames.outcomes, pd.DataFrame)
+    assert frames.outcomes.shape == (32, 15)
+    assert frames.cite("COHEN2023").startswith("Cohen SP")
+
+
+def test_counts_from_percent_on_the_dataset_cases() -> None:
+    # ../shared/crps/README.md: the consistency of each percentage with a count
+    assert convert.counts_from_percent(65, 20) == (13,)  # KIEFER2008A
+    assert convert.counts_from_percent(48, 48) == (23,)  # MANGNUS2021 T2
+    assert convert.counts_from_percent(62, 48) == (30,)  # 62.5% rounds both ways
+    assert convert.counts_from_percent(54, 33) == ()  # CORRELL2004 ...
+    assert convert.counts_from_percent(54, 33, rounding="truncate") == (18,)  # ... truncated
+    assert convert.counts_from_percent(60, 16, rounding="any") == ()  # GOLDBERG2010
+    assert convert.counts_from_percent("54.5", 33, decimals=1) == (18,)
+    with pytest.raises(ValueError, match="`percent` must be within"):
+        convert.counts_from_percent(120, 10)
+    with pytest.raises(ValueError, match="`n` must be a positive integer"):
+        convert.counts_from_percent(50, 0)
+
+
+def test_grim() -> None:
+    # Brown & Heathers (2017): with n = 28 integer scores, means are multiples of 1/28
+    assert not convert.grim_test(5.19, 28).consistent
+    assert convert.grim_test(5.18, 28).consistent
+    assert convert.grim_test(5.18, 28).nearest_possible == pytest.approx((145 / 28, 146 / 28))
+    assert convert.grim_test(2.68, 30, items=1).consistent is False  # 80/30 = 2.667, 81/30 = 2.7
+    assert convert.grim_test(2.7, 30, decimals=1).consistent
+
+
+def test_check_reported_on_published_results() -> None:
+    # Collins 2010: g = -0.65 (-1.47, 0.16), p = 0.11; Zhu 2024: -0.78 (-1.51, -0.05), p = 0.04
+    collins = convert.check_reported("-0.65", "-1.47", "0.16", pvalue="0.11")
+    se = (0.16 + 1.47) / (2 * 1.959963984540054)
+    assert collins.se == pytest.approx(se, rel=1e-12)
+    assert collins.consistent is True
+    zhu = convert.check_reported("-0.78", "-1.51", "-0.05", pvalue="0.04")
+    assert zhu.consistent is True
+    assert not convert.check_reported("-0.78", "-1.51", "-0.05", pvalue="0.20").consistent
+    assert convert.check_reported("-1.83", "-2.35", "-1.31", pvalue="<0.0001").consistent
+    ratio = convert.check_reported(0.5, 0.25, 1.0, log=True)
+    assert ratio.ci_asymmetry == pytest.approx(0.0, abs=1e-12)
+    assert ratio.consistent is None
+
+
+def test_evidence_table_counts_patients_once(report: dict[str, Any]) -> None:
+    ev = report["evidence"]
+    rows = {r["study_id"]: r for r in ev["studies"]}
+    assert rows["DAHAN2011"]["why_not_counted"] == "re-analysis of SIGTERMANS2009"
+    assert rows["FINCH2009"]["counted_once"] is False
+    crps = load_crps()
+    expected = sum(r.n_analysed for r in crps.studies if r.study_id in ev["studies_counted"])
+    assert ev["patients_counted_once"] == expected
+    assert "DAHAN2011" not in ev["studies_counted"]
+
+
+def test_responder_analysis(report: dict[str, Any]) -> None:
+    r = report["responders"]
+    use = {s["study_id"]: (s["use"], s["count"]) for s in r["studies"]}
+    assert use == {
+        "COHEN2023": ("main", 33),
+        "KIEFER2008A": ("main", 13),
+        "MANGNUS2021": ("main", 23),
+        "CORRELL2004": ("sensitivity", 18),
+        "GOLDBERG2010": ("excluded", None),
+    }
+    main = next(
+        a
+        for a in r["analyses"]
+        if a["set"] == "main" and a["measure"] == "logit" and a["method"] == "DL"
+    )
+    es = ketameta.escalc("PLO", xi=[33, 13, 23], ni=[71, 20, 48])
+    direct = ketameta.pool(es, method="DL")
+    assert main["estimate"] == pytest.approx(100 * float(convert.inv_logit(direct.estimate)))
+    assert r["published"]["estimate"] == 58.0
+    assert r["assumptions"]
+
+
+def test_change_scenarios_cover_every_assumption(report: dict[str, Any]) -> None:
+    c = report["change"]
+    combos = {(s["plus_minus_as"], s["correlation"]) for s in c["scenarios"]}
+    assert combos == {(pm, r) for pm in ("SE", "SD") for r in (0.2, 0.5, 0.8)}
+    main = next(s for s in c["scenarios"] if s["main"])
+    assert (main["plus_minus_as"], main["correlation"]) == ("SE", 0.5)
+    # SIGTERMANS2010 under SE, r = 0.5: by hand, SD = 0.2·√10 and 0.3·√10
+    sd1, sd2 = 0.2 * np.sqrt(10), 0.3 * np.sqrt(10)
+    yi, vi = main["studies"]["SIGTERMANS2010"]
+    assert yi == pytest.approx(5.8)
+    assert vi == pytest.approx((sd1**2 + sd2**2 - 2 * 0.5 * sd1 * sd2) / 10)
+    assert main["studies"]["PATIL2012"] == pytest.approx([7.2, 0.51**2])
+
+
+def test_randomized_section(report: dict[str, Any]) -> None:
+    rz = report["randomized"]
+    main = next(t for t in rz["trial"]["estimates"] if t["main"])
+    assert main["md"] == pytest.approx(2.68 - 5.45)
+    assert {p["review_id"] for p in rz["published"]} == {"COLLINS2010", "ZHU2024", "ORHURHU2019"}
+    assert all(p["consistent"] for p in rz["published"])
+
+
+def test_render_and_cli(
+    report: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = render(report)
+    for heading in (
+        "1. Evidence table",
+        "2. Responder rates",
+        "3. Pain change",
+        "4. Randomized evidence",
+        "5. Small-study effects",
+        "Summary",
+    ):
+        assert heading in text
+    assert "Assumptions:" in text
+    assert main([]) == 0  # the main job is the default command
+    assert capsys.readouterr().out.startswith("Ketamine for CRPS")
+    assert main(["crps", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["small_study"]["run"] is False
+    pytest.importorskip("matplotlib")
+    assert main(["crps", "--forest", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "crps_responders.png").read_bytes().startswith(b"\x89PNG")
