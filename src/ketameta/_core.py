@@ -410,8 +410,8 @@ def fit(
 
     Absent studies of a ragged batch have ``v = inf``; ``padded=False`` promises none.
     """
-    data = Data(y, v, padded=padded)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        data = Data(y, v, padded=padded)
         return _fit(data, method, test, level, tau2_fixed, control)
 
 

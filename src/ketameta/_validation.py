@@ -113,6 +113,32 @@ def check_positive(arr: FloatArray, name: str) -> None:
         _check(arr, (arr <= 0).reshape(-1), name, "positive")
 
 
+#: representable range of effect sizes and variances for the pooling core: weights up to
+#: their cubes, and squared effects times weights, must stay within double precision
+MAX_ABS_EFFECT = 1e50
+VARIANCE_RANGE = (1e-100, 1e100)
+
+
+def check_magnitudes(y: FloatArray, v: FloatArray, name_y: str, name_v: str) -> None:
+    """Reject effects beyond ±1e50 and variances outside [1e-100, 1e100] (documented
+    limits: beyond them the weighted moments overflow double precision)."""
+    with np.errstate(invalid="ignore"):
+        _check(
+            y,
+            (np.abs(y) > MAX_ABS_EFFECT).reshape(-1),
+            name_y,
+            f"at most {MAX_ABS_EFFECT:g} in absolute value",
+        )
+        low, high = VARIANCE_RANGE
+        label = "standard errors" if name_v in ("sei", "SE") else "variances"
+        _check(
+            v,
+            ((v < low) | (v > high)).reshape(-1),
+            name_v,
+            f"{label} within [{low:g}, {high:g}] (as variances)",
+        )
+
+
 def check_within(arr: FloatArray, name: str, low: float, high: float) -> None:
     """Reject values outside the closed interval [low, high]."""
     check_finite(arr, name)

@@ -19,6 +19,7 @@ from scipy import special
 from . import _core
 from ._results import array_field, import_pandas, plain
 from ._typing import FloatArray
+from ._validation import MAX_ABS_EFFECT, VARIANCE_RANGE
 from .pooling import PoolResult, Tau2Interval, result_from_core, validate_options
 
 __all__ = ["BatchEggerResult", "BatchPoolResult", "egger_many", "pool_many"]
@@ -133,7 +134,12 @@ class BatchPoolResult:
         values = compute(*(getattr(self, n) for n in names), **kwargs)
         arrays = dict(zip(names, values, strict=True))
         yi, vi = compute(self.yi, self.vi, **kwargs)
-        failed = _failures(arrays["k"].reshape(-1), arrays["converged"].reshape(-1), self.method)
+        failed = _failures(
+            arrays["k"].reshape(-1),
+            arrays["converged"].reshape(-1),
+            self.method,
+            arrays["estimate"].reshape(-1),
+        )
         return attrs.evolve(self, **arrays, yi=yi, vi=vi, failed=failed)
 
     def __getitem__(self, index: int) -> PoolResult:
@@ -193,10 +199,14 @@ class BatchPoolResult:
         return pd.DataFrame({n: np.asarray(getattr(res, n)).reshape(-1) for n in names})
 
 
-def _failures(k: Any, converged: Any, method: str) -> dict[int, str]:
+def _failures(k: Any, converged: Any, method: str, estimate: Any = None) -> dict[int, str]:
     failed = {int(i): "no studies (every yi or vi is NaN)" for i in np.flatnonzero(k == 0)}
     for i in np.flatnonzero((k > 0) & ~converged.astype(bool)):
         failed[int(i)] = f"the {method} estimator of tau^2 did not converge"
+    if estimate is not None:
+        overflow = (k > 0) & converged.astype(bool) & ~np.isfinite(estimate)
+        for i in np.flatnonzero(overflow):
+            failed[int(i)] = "yi or vi too large: the computation overflows"
     return failed
 
 
@@ -213,6 +223,17 @@ def _validate_batch(y: FloatArray, v: FloatArray, name_v: str) -> None:
     if bad.any():
         row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
         msg = f"`{name_v}` must be positive; analysis {row}, study {col} has {v[row, col]!r}"
+        raise ValueError(msg)
+    v2 = v * v if name_v == "SE" else v
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = (np.abs(y) > MAX_ABS_EFFECT) | (v2 < VARIANCE_RANGE[0]) | (v2 > VARIANCE_RANGE[1])
+    if bad.any():
+        row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
+        msg = (
+            f"`Y` must be at most {MAX_ABS_EFFECT:g} in absolute value and `{name_v}` give "
+            f"variances within [{VARIANCE_RANGE[0]:g}, {VARIANCE_RANGE[1]:g}]; analysis {row}, "
+            f"study {col} has Y={y[row, col]!r}, {name_v}={v[row, col]!r}"
+        )
         raise ValueError(msg)
 
 
@@ -257,7 +278,7 @@ def _fit_rows(
         vv = np.where(absent, np.inf, vc)
         n = (~absent).sum(axis=-1)
         ok = n > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if ok.all():
                 fit = _core.fit(
                     yy,
@@ -431,7 +452,11 @@ def pool_many(
         tau2_ci=tau2_ci,
         chunk_size=chunk_size,
     )
-    failed = _failures(out["k"], out["converged"], method)
+    failed = _failures(out["k"], out["converged"], method, out["estimate"])
+    for i in failed:
+        for name in FIELDS:
+            if name not in ("k", "converged", "iterations"):
+                out[name][i] = np.nan
     k_axis = y.shape[-1]
     shaped = {name: a.reshape(batch_shape) for name, a in out.items() if name != "weights"}
     return BatchPoolResult(

@@ -90,6 +90,15 @@ def _arr(x: Any, name: str) -> FloatArray:
     return out
 
 
+def _checked(result: Any, name: str) -> FloatArray:
+    """Results overflowing from finite inputs are a named error, not inf with a warning."""
+    out = np.asarray(result, dtype=np.float64)
+    if np.isinf(out).any():
+        msg = f"`{name}` is too large: the result overflows the floating-point range"
+        raise ValueError(msg)
+    return out
+
+
 def _require(cond: Any, name: str, requirement: str, values: FloatArray) -> None:
     bad = ~np.asarray(cond) & ~np.isnan(values)
     if bad.any():
@@ -151,7 +160,8 @@ def se_from_ci(
         _require(hi > 0, "upper", "positive when log=True", hi)
         lo, hi = np.log(lo), np.log(hi)
     _require(hi >= lo, "upper", "at least `lower`", hi)
-    return np.asarray((hi - lo) / (2.0 * _crit(level, df)), dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _checked((hi - lo) / (2.0 * _crit(level, df)), "upper")
 
 
 def var_from_ci(
@@ -169,7 +179,8 @@ def var_from_ci(
     >>> float(convert.var_from_ci(1.6, 2.23, log=True))
     0.0072...
     """
-    return se_from_ci(lower, upper, level=level, log=log, df=df) ** 2
+    with np.errstate(over="ignore"):
+        return _checked(se_from_ci(lower, upper, level=level, log=log, df=df) ** 2, "upper")
 
 
 def se_from_pvalue(estimate: Any, pvalue: Any, *, log: bool = False, df: Any = None) -> FloatArray:
@@ -218,7 +229,8 @@ def se_from_pvalue(estimate: Any, pvalue: Any, *, log: bool = False, df: Any = N
         d = _arr(df, "df")
         _require(d > 0, "df", "positive", d)
         q = special.stdtrit(d, 1.0 - p / 2.0)
-    return np.asarray(np.abs(est) / q, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return _checked(np.abs(est) / q, "estimate")
 
 
 def var_from_pvalue(
@@ -236,7 +248,8 @@ def var_from_pvalue(
     >>> float(convert.var_from_pvalue(1.56, 0.54, log=True))
     0.5266...
     """
-    return se_from_pvalue(estimate, pvalue, log=log, df=df) ** 2
+    with np.errstate(over="ignore"):
+        return _checked(se_from_pvalue(estimate, pvalue, log=log, df=df) ** 2, "estimate")
 
 
 @attrs.frozen(kw_only=True)
@@ -345,9 +358,10 @@ def mean_sd_from_median(
         _check_order(a, lo, m, hi, b)
         w1 = 2.2 / (2.2 + nn**0.75)
         w2 = 0.7 - 0.72 / nn**0.55
-        mean = w1 * (a + b) / 2 + w2 * (lo + hi) / 2 + (1 - w1 - w2) * m
-        w = 1.0 / (1.0 + 0.07 * nn**0.6)
-        sd = w * (b - a) / xi1 + (1 - w) * (hi - lo) / xi2
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = _checked(w1 * (a + b) / 2 + w2 * (lo + hi) / 2 + (1 - w1 - w2) * m, "max")
+            w = 1.0 / (1.0 + 0.07 * nn**0.6)
+            sd = _checked(w * (b - a) / xi1 + (1 - w) * (hi - lo) / xi2, "max")
         return MeanSD(
             mean=np.asarray(mean, dtype=np.float64),
             sd=np.asarray(sd, dtype=np.float64),
@@ -359,15 +373,17 @@ def mean_sd_from_median(
         a, b = _arr(min, "min"), _arr(max, "max")
         _check_order(a, m, b)
         w = 4.0 / (4.0 + nn**0.75)
-        mean = w * (a + b) / 2 + (1 - w) * m
-        sd = (b - a) / xi1
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = _checked(w * (a + b) / 2 + (1 - w) * m, "max")
+            sd = _checked((b - a) / xi1, "max")
         mean_method, sd_method = "Luo et al. (2018) eq. 7", "Wan et al. (2014) eq. 9"
     else:
         lo, hi = _arr(q1, "q1"), _arr(q3, "q3")
         _check_order(lo, m, hi)
         w = 0.7 + 0.39 / nn
-        mean = w * (lo + hi) / 2 + (1 - w) * m
-        sd = (hi - lo) / xi2
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = _checked(w * (lo + hi) / 2 + (1 - w) * m, "q3")
+            sd = _checked((hi - lo) / xi2, "q3")
         mean_method, sd_method = "Luo et al. (2018) eq. 11", "Wan et al. (2014) eq. 16"
     return MeanSD(
         mean=np.asarray(mean, dtype=np.float64),
@@ -607,8 +623,8 @@ def inv_freeman_tukey(x: Any, n: Any) -> FloatArray:
     """
     xx, nn = np.broadcast_arrays(_arr(x, "x"), _arr(n, "n"))
     _require(nn > 0, "n", "positive", nn)
-    s = np.sin(2 * xx)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = np.sin(2 * xx)
         inner = 1 - (s + (s - 1 / s) / nn) ** 2
         p = 0.5 * (1 - np.sign(np.cos(2 * xx)) * np.sqrt(np.clip(inner, 0.0, None)))
     low = 0.5 * np.arcsin(np.sqrt(1 / (nn + 1)))  # PFT of 0 events

@@ -339,24 +339,36 @@ def _binary(a: Arrays, o: Options, measure: str) -> tuple[FloatArray, FloatArray
             vi = 1 / hyper_var
     if o["drop00"]:
         yi[both_zero], vi[both_zero] = np.nan, np.nan
-    _warn_undefined(yi, vi, a, measure)
     return yi, vi, n_total
 
 
-def _warn_undefined(yi: FloatArray, vi: FloatArray, a: Arrays, measure: str) -> None:
+def _undefined(yi: FloatArray, vi: FloatArray, a: Arrays, measure: str) -> None:
+    """Studies with complete inputs but no finite effect size: counts with zero cells get
+    NaN and a :class:`ZeroCellWarning`; anything else (a zero SD, values so large that the
+    arithmetic overflows) is an error naming the study."""
     present = np.ones(yi.shape, dtype=bool)
     for arr in a.values():
         present &= ~np.isnan(arr)
     undefined = present & ~(np.isfinite(yi) & np.isfinite(vi))
-    _nan_if_nonfinite(yi, vi)
-    if undefined.any():
-        idx = np.flatnonzero(undefined).tolist()
+    if not undefined.any():
+        return
+    idx = np.flatnonzero(undefined).tolist()
+    if measure in _COUNT_MEASURES:
+        _nan_if_nonfinite(yi, vi)
+        yi[undefined], vi[undefined] = np.nan, np.nan
         warnings.warn(
             f"{measure} is undefined for studies {idx} (zero cells or counts; see `add`/`to`); "
             "their yi and vi are NaN",
             ZeroCellWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
+        return
+    names = ", ".join(f"{k}={float(v[idx[0]])!r}" for k, v in a.items())
+    msg = (
+        f"{measure} is undefined for study {idx[0]} ({names}): a zero standard deviation, a "
+        "zero mean for a ratio, or values so large that the computation overflows"
+    )
+    raise ValueError(msg)
 
 
 def _or(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -400,7 +412,6 @@ def _proportion(a: Arrays, o: Options, measure: str) -> tuple[FloatArray, FloatA
                 np.arcsin(np.sqrt(xi / (ni + 1))) + np.arcsin(np.sqrt((xi + 1) / (ni + 1)))
             )
             vi = 1 / (4 * ni + 2)
-    _warn_undefined(yi, vi, a, measure)
     return yi, vi, n_orig
 
 
@@ -454,7 +465,6 @@ def _rate(a: Arrays, o: Options, measure: str) -> tuple[FloatArray, FloatArray, 
             else:  # IRD
                 yi, vi = x1 / t1 - x2 / t2, x1 / t1**2 + x2 / t2**2
     yi, vi = np.array(yi, dtype=np.float64), np.array(vi, dtype=np.float64)
-    _warn_undefined(yi, vi, a, measure)
     return yi, vi, np.full(yi.shape, np.nan)
 
 
@@ -474,6 +484,10 @@ def _ird(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
     return _rate(a, o, "IRD")
 
 
+#: measures computed from counts: an undefined value (zero cells) is NaN with a warning
+_COUNT_MEASURES = frozenset(
+    {"OR", "RR", "RD", "AS", "PETO", "PR", "PLN", "PLO", "PAS", "PFT", "IR", "IRLN", "IRR", "IRD"}
+)
 #: measures defined at zero counts: their default `add` is 0 (as metafor)
 _NO_DEFAULT_ADD = frozenset({"AS", "PAS", "PFT"})
 
@@ -691,9 +705,10 @@ def escalc(
     cols = {name: _resolve(name, given[name], data) for name in names}
     _validate_columns(code, cols)
     options: Options = {"vtype": vtype, "add": float(add), "to": to, "drop00": bool(drop00)}
-    yi, vi, ni = spec.impl(cols, options)
-    yi, vi = np.asarray(yi, dtype=np.float64), np.asarray(vi, dtype=np.float64)
-    _nan_if_nonfinite(yi, vi)
+    with np.errstate(all="ignore"):
+        yi, vi, ni = spec.impl(cols, options)
+    yi, vi = np.array(yi, dtype=np.float64), np.array(vi, dtype=np.float64)
+    _undefined(yi, vi, cols, code)
     missing = np.isnan(yi) | np.isnan(vi)
     yi[missing], vi[missing] = np.nan, np.nan
     return EffectSizes(yi=yi, vi=vi, measure=code, ni=ni, options=options)

@@ -48,6 +48,7 @@ from ._validation import (
     check_choice,
     check_finite,
     check_level,
+    check_magnitudes,
     check_positive,
     check_same_length,
 )
@@ -331,6 +332,7 @@ def prepare_studies(
     y, v = _resolve_inputs(yi, vi, sei)
     check_positive(v, "vi" if sei is None else "sei")
     check_finite(y, "yi")
+    check_magnitudes(y, v, "yi", "vi" if sei is None else "sei")
     missing = np.isnan(y) | np.isnan(v)
     omitted: tuple[int, ...] = ()
     if missing.any():
@@ -507,6 +509,12 @@ def pool(
         tau2_fixed=tau2_fixed,
         control=ctl,
     )
+    if not (np.isfinite(out["estimate"]) and np.isfinite(out["se"]) and np.isfinite(out["q"])):
+        msg = (
+            "`yi` or `vi` is too large: the computation overflows the floating-point range "
+            f"(largest |yi| = {np.max(np.abs(y)):.3g}, largest vi = {np.max(v):.3g})"
+        )
+        raise ValueError(msg)
     return result_from_core(
         out,
         None,
