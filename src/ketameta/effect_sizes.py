@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import attrs
@@ -371,26 +372,6 @@ def _undefined(yi: FloatArray, vi: FloatArray, a: Arrays, measure: str) -> None:
     raise ValueError(msg)
 
 
-def _or(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _binary(a, o, "OR")
-
-
-def _rr(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _binary(a, o, "RR")
-
-
-def _rd(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _binary(a, o, "RD")
-
-
-def _as(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _binary(a, o, "AS")
-
-
-def _peto(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _binary(a, o, "PETO")
-
-
 def _proportion(a: Arrays, o: Options, measure: str) -> tuple[FloatArray, FloatArray, FloatArray]:
     xi, ni = a["xi"].copy(), a["ni"].copy()
     mi = ni - xi
@@ -413,26 +394,6 @@ def _proportion(a: Arrays, o: Options, measure: str) -> tuple[FloatArray, FloatA
             )
             vi = 1 / (4 * ni + 2)
     return yi, vi, n_orig
-
-
-def _pr(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _proportion(a, o, "PR")
-
-
-def _pln(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _proportion(a, o, "PLN")
-
-
-def _plo(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _proportion(a, o, "PLO")
-
-
-def _pas(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _proportion(a, o, "PAS")
-
-
-def _pft(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _proportion(a, o, "PFT")
 
 
 def _cor(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -466,22 +427,6 @@ def _rate(a: Arrays, o: Options, measure: str) -> tuple[FloatArray, FloatArray, 
                 yi, vi = x1 / t1 - x2 / t2, x1 / t1**2 + x2 / t2**2
     yi, vi = np.array(yi, dtype=np.float64), np.array(vi, dtype=np.float64)
     return yi, vi, np.full(yi.shape, np.nan)
-
-
-def _ir(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _rate(a, o, "IR")
-
-
-def _irln(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _rate(a, o, "IRLN")
-
-
-def _irr(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _rate(a, o, "IRR")
-
-
-def _ird(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _rate(a, o, "IRD")
 
 
 #: measures computed from counts: an undefined value (zero cells) is NaN with a warning
@@ -522,22 +467,36 @@ _REGISTRY: dict[str, _Measure] = {
         "standardized mean change, raw-score (pre) SD",
         optional=("sd2i",),
     ),
-    "OR": _Measure(_or, _TABLE, "log odds ratio", (_TABLE_N,)),
-    "RR": _Measure(_rr, _TABLE, "log risk ratio", (_TABLE_N,)),
-    "RD": _Measure(_rd, _TABLE, "risk difference", (_TABLE_N,)),
-    "AS": _Measure(_as, _TABLE, "arcsine square-root risk difference", (_TABLE_N,)),
-    "PETO": _Measure(_peto, _TABLE, "Peto's log odds ratio", (_TABLE_N,)),
-    "PR": _Measure(_pr, ("xi", "ni"), "raw proportion"),
-    "PLN": _Measure(_pln, ("xi", "ni"), "log proportion"),
-    "PLO": _Measure(_plo, ("xi", "ni"), "logit proportion"),
-    "PAS": _Measure(_pas, ("xi", "ni"), "arcsine square-root proportion"),
-    "PFT": _Measure(_pft, ("xi", "ni"), "Freeman-Tukey double-arcsine proportion"),
+    "OR": _Measure(partial(_binary, measure="OR"), _TABLE, "log odds ratio", (_TABLE_N,)),
+    "RR": _Measure(partial(_binary, measure="RR"), _TABLE, "log risk ratio", (_TABLE_N,)),
+    "RD": _Measure(partial(_binary, measure="RD"), _TABLE, "risk difference", (_TABLE_N,)),
+    "AS": _Measure(
+        partial(_binary, measure="AS"), _TABLE, "arcsine square-root risk difference", (_TABLE_N,)
+    ),
+    "PETO": _Measure(
+        partial(_binary, measure="PETO"), _TABLE, "Peto's log odds ratio", (_TABLE_N,)
+    ),
+    "PR": _Measure(partial(_proportion, measure="PR"), ("xi", "ni"), "raw proportion"),
+    "PLN": _Measure(partial(_proportion, measure="PLN"), ("xi", "ni"), "log proportion"),
+    "PLO": _Measure(partial(_proportion, measure="PLO"), ("xi", "ni"), "logit proportion"),
+    "PAS": _Measure(
+        partial(_proportion, measure="PAS"), ("xi", "ni"), "arcsine square-root proportion"
+    ),
+    "PFT": _Measure(
+        partial(_proportion, measure="PFT"),
+        ("xi", "ni"),
+        "Freeman-Tukey double-arcsine proportion",
+    ),
     "COR": _Measure(_cor, ("ri", "ni"), "raw correlation"),
     "ZCOR": _Measure(_zcor, ("ri", "ni"), "Fisher's r-to-z transformed correlation"),
-    "IR": _Measure(_ir, ("xi", "ti"), "incidence rate"),
-    "IRLN": _Measure(_irln, ("xi", "ti"), "log incidence rate"),
-    "IRR": _Measure(_irr, ("x1i", "t1i", "x2i", "t2i"), "log incidence rate ratio"),
-    "IRD": _Measure(_ird, ("x1i", "t1i", "x2i", "t2i"), "incidence rate difference"),
+    "IR": _Measure(partial(_rate, measure="IR"), ("xi", "ti"), "incidence rate"),
+    "IRLN": _Measure(partial(_rate, measure="IRLN"), ("xi", "ti"), "log incidence rate"),
+    "IRR": _Measure(
+        partial(_rate, measure="IRR"), ("x1i", "t1i", "x2i", "t2i"), "log incidence rate ratio"
+    ),
+    "IRD": _Measure(
+        partial(_rate, measure="IRD"), ("x1i", "t1i", "x2i", "t2i"), "incidence rate difference"
+    ),
 }
 
 #: measure codes accepted by :func:`escalc`, with a one-line description of each
