@@ -52,6 +52,31 @@ def plain(value: Any) -> Any:
     return value
 
 
+class RecordResult:
+    """``to_dict`` / ``to_frame`` of a frozen result describing one analysis."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
+        return plain(self)  # type: ignore[no-any-return]
+
+    def to_frame(self) -> Any:
+        """A one-row pandas DataFrame of the scalar fields (requires pandas)."""
+        pd = import_pandas()
+        d = self.to_dict()
+        return pd.DataFrame([{k: v for k, v in d.items() if not isinstance(v, list | dict)}])
+
+
+class TableResult(RecordResult):
+    """A frozen result with one entry per study or analysis: ``to_frame`` gives one row each."""
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame with a row per entry of the array fields (requires pandas)."""
+        pd = import_pandas()
+        d = self.to_dict()
+        n = next(len(v) for v in d.values() if isinstance(v, list))
+        return pd.DataFrame({k: v for k, v in d.items() if isinstance(v, list) and len(v) == n})
+
+
 def import_pandas() -> Any:
     """pandas, or an ImportError with the install hint."""
     try:

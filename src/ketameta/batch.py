@@ -17,7 +17,7 @@ import numpy as np
 from scipy import special
 
 from . import _core
-from ._results import array_field, import_pandas, plain
+from ._results import TableResult, array_field, import_pandas, plain
 from ._typing import FloatArray
 from ._validation import MAX_ABS_EFFECT, VARIANCE_RANGE
 from .pooling import PoolResult, Tau2Interval, result_from_core, validate_options
@@ -542,7 +542,7 @@ def _pool_many_dask(
 
 
 @attrs.frozen(kw_only=True)
-class BatchEggerResult:
+class BatchEggerResult(TableResult):
     """Classic Egger tests of many meta-analyses (see :func:`egger_many`)."""
 
     intercept: Any = array_field()
@@ -552,15 +552,6 @@ class BatchEggerResult:
     pvalue: Any = array_field()
     limit_estimate: Any = array_field()
     k: Any = array_field()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python lists (JSON-serialisable)."""
-        return plain(self)  # type: ignore[no-any-return]
-
-    def to_frame(self) -> Any:
-        """A pandas DataFrame with one row per analysis (requires pandas)."""
-        pd = import_pandas()
-        return pd.DataFrame({f.name: getattr(self, f.name) for f in attrs.fields(type(self))})
 
 
 def egger_many(Y: Any, V: Any = None, *, SE: Any = None, axis: int = -1) -> BatchEggerResult:

@@ -44,7 +44,7 @@ import numpy as np
 from scipy import special
 
 from . import _core, _metareg
-from ._results import array_field, format_p, import_pandas, plain
+from ._results import RecordResult, array_field, format_p
 from ._validation import as_float_array, check_choice, check_positive, check_same_length
 from ._warnings import SmallSampleWarning
 from .effect_sizes import EffectSizes
@@ -64,22 +64,8 @@ __all__ = [
 PREDICTORS = ("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
 
 
-class _Frame:
-    """``to_dict`` / ``to_frame`` for result classes."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
-        return plain(self)  # type: ignore[no-any-return]
-
-    def to_frame(self) -> Any:
-        """A one-row pandas DataFrame of the scalar fields (requires pandas)."""
-        pd = import_pandas()
-        d = self.to_dict()
-        return pd.DataFrame([{k: v for k, v in d.items() if not isinstance(v, list | dict)}])
-
-
 @attrs.frozen(kw_only=True)
-class EggerResult(_Frame):
+class EggerResult(RecordResult):
     """Regression test for funnel-plot asymmetry (see :func:`egger_test`).
 
     ``intercept`` is the asymmetry coefficient: Egger's intercept (the coefficient of the
@@ -279,7 +265,7 @@ def egger_test(
 
 
 @attrs.frozen(kw_only=True)
-class BeggResult(_Frame):
+class BeggResult(RecordResult):
     """Begg and Mazumdar's rank correlation test (see :func:`begg_test`)."""
 
     tau: float
@@ -335,7 +321,7 @@ def begg_test(yi: Any, vi: Any = None, *, sei: Any = None) -> BeggResult:
 
 
 @attrs.frozen(kw_only=True)
-class TrimFillResult(_Frame):
+class TrimFillResult(RecordResult):
     """Trim-and-fill (see :func:`trim_and_fill`): the filled studies and the pooled result
     on the augmented data (``pooled``)."""
 
@@ -519,7 +505,7 @@ def trim_and_fill(
 
 
 @attrs.frozen(kw_only=True)
-class FailSafeResult(_Frame):
+class FailSafeResult(RecordResult):
     """A fail-safe N (see :func:`fail_safe_n`)."""
 
     n: int

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import special
 
 from . import _core
-from ._results import array_field, format_p, import_pandas, plain, readonly_bool
+from ._results import TableResult, array_field, format_p, readonly_bool
 from ._typing import FloatArray
 from ._validation import as_float_array, check_same_length
 from .pooling import PoolResult, prepare_studies, validate_options
@@ -55,23 +55,10 @@ _ROW_FIELDS = (
 )
 
 
-class _Table:
-    """``to_dict`` / ``to_frame`` / ``summary`` for results with one row per study."""
+class _Table(TableResult):
+    """Results with one row per study: a text table for ``summary``."""
 
     study: Any
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
-        return plain(self)  # type: ignore[no-any-return]
-
-    def to_frame(self) -> Any:
-        """A pandas DataFrame with one row per study (requires pandas)."""
-        pd = import_pandas()
-        d = self.to_dict()
-        k = len(d["study"])
-        return pd.DataFrame(
-            {name: v for name, v in d.items() if isinstance(v, list) and len(v) == k}
-        )
 
     def _rows(self, title: str, columns: tuple[str, ...]) -> str:
         header = f"{'study':>6s} " + " ".join(f"{c:>9s}" for c in columns)
