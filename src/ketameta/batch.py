@@ -20,34 +20,19 @@ from . import _core
 from ._results import TableResult, array_field, import_pandas, plain
 from ._typing import FloatArray
 from ._validation import MAX_ABS_EFFECT, VARIANCE_RANGE
-from .pooling import PoolResult, Tau2Interval, result_from_core, validate_options
+from .pooling import (
+    CORE_COUNT_FIELDS,
+    CORE_FLOAT_FIELDS,
+    PoolResult,
+    Tau2Interval,
+    result_from_core,
+    validate_options,
+)
 
 __all__ = ["BatchEggerResult", "BatchPoolResult", "egger_many", "pool_many"]
 
 #: per-analysis fields of :class:`BatchPoolResult`, in order
-FIELDS = (
-    "estimate",
-    "se",
-    "statistic",
-    "pvalue",
-    "ci_lower",
-    "ci_upper",
-    "df",
-    "tau2",
-    "tau2_se",
-    "tau",
-    "i2",
-    "h2",
-    "q",
-    "q_df",
-    "q_pvalue",
-    "pred_lower",
-    "pred_upper",
-    "k",
-    "converged",
-    "iterations",
-    "v_typical",
-)
+FIELDS = CORE_FLOAT_FIELDS + CORE_COUNT_FIELDS
 _CI_FIELDS = ("tau2_ci_lower", "tau2_ci_upper")
 _DEFAULT_CHUNK = 32768
 

@@ -61,6 +61,28 @@ __all__ = ["METHODS", "TESTS", "PoolResult", "Tau2Interval", "pool"]
 METHODS = (*_core.TAU2_METHODS, *_core.METHOD_ALIASES)
 #: tests (and interval types) for the pooled estimate
 TESTS = _core.TESTS
+#: per-analysis float statistics of the numeric core (``_core.fit``), shared by the batch engine
+CORE_FLOAT_FIELDS = (
+    "estimate",
+    "se",
+    "statistic",
+    "pvalue",
+    "ci_lower",
+    "ci_upper",
+    "df",
+    "tau2",
+    "tau2_se",
+    "tau",
+    "i2",
+    "h2",
+    "q",
+    "q_pvalue",
+    "pred_lower",
+    "pred_upper",
+    "v_typical",
+)
+#: per-analysis counts and flags of the numeric core
+CORE_COUNT_FIELDS = ("q_df", "k", "converged", "iterations")
 
 _METHOD_NAMES = {
     "EE": "Equal-effects model",
@@ -545,26 +567,7 @@ def result_from_core(
     """Build the :class:`PoolResult` of the numeric core's output (of one `row` of a batch)."""
     k = len(yi)
     scalars = {
-        name: float(out[name] if row is None else out[name][row])
-        for name in (
-            "estimate",
-            "se",
-            "statistic",
-            "pvalue",
-            "ci_lower",
-            "ci_upper",
-            "df",
-            "tau2",
-            "tau2_se",
-            "tau",
-            "i2",
-            "h2",
-            "q",
-            "q_pvalue",
-            "pred_lower",
-            "pred_upper",
-            "v_typical",
-        )
+        name: float(out[name] if row is None else out[name][row]) for name in CORE_FLOAT_FIELDS
     }
 
     def take(name: str) -> Any:

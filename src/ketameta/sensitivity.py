@@ -90,8 +90,8 @@ def _fit_batch(
 
 
 @attrs.frozen(kw_only=True)
-class LeaveOneOutResult(_Table):
-    """One row per omitted study (see :func:`leave_one_out`): the model without that study."""
+class _RowFits(_Table):
+    """One fitted model per row: the fields shared by leave-one-out and cumulative results."""
 
     study: Any = array_field()
     estimate: Any = array_field()
@@ -108,6 +108,11 @@ class LeaveOneOutResult(_Table):
     method: str
     test: str
     level: float
+
+
+@attrs.frozen(kw_only=True)
+class LeaveOneOutResult(_RowFits):
+    """One row per omitted study (see :func:`leave_one_out`): the model without that study."""
 
     def summary(self) -> str:
         """A table of the leave-one-out fits."""
@@ -166,25 +171,10 @@ def leave_one_out(
 
 
 @attrs.frozen(kw_only=True)
-class CumulativeResult(_Table):
+class CumulativeResult(_RowFits):
     """Row j: the model fitted to the first j + 1 studies in `order` (see :func:`cumulative`)."""
 
-    study: Any = array_field()
     k: Any = array_field()
-    estimate: Any = array_field()
-    se: Any = array_field()
-    statistic: Any = array_field()
-    pvalue: Any = array_field()
-    ci_lower: Any = array_field()
-    ci_upper: Any = array_field()
-    q: Any = array_field()
-    q_pvalue: Any = array_field()
-    tau2: Any = array_field()
-    i2: Any = array_field()
-    h2: Any = array_field()
-    method: str
-    test: str
-    level: float
 
     def summary(self) -> str:
         """A table of the cumulative fits."""
