@@ -58,6 +58,7 @@ import attrs
 import numpy as np
 from scipy import special
 
+from ._results import array_field, import_pandas
 from ._typing import FloatArray
 from ._validation import (
     as_float_array,
@@ -72,16 +73,6 @@ from ._validation import (
 from ._warnings import ZeroCellWarning
 
 __all__ = ["MEASURES", "EffectSizes", "escalc", "hedges_correction"]
-
-
-def _array_eq(a: FloatArray, b: FloatArray) -> bool:
-    return bool(np.array_equal(a, b, equal_nan=True))
-
-
-def _readonly(x: Any) -> FloatArray:
-    arr = np.array(x, dtype=np.float64, copy=True)
-    arr.setflags(write=False)
-    return arr
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -103,10 +94,10 @@ class EffectSizes:
         The options used (``vtype``, ``add``, ``to``, ``drop00``).
     """
 
-    yi: FloatArray = attrs.field(converter=_readonly, eq=attrs.cmp_using(eq=_array_eq))
-    vi: FloatArray = attrs.field(converter=_readonly, eq=attrs.cmp_using(eq=_array_eq))
+    yi: FloatArray = array_field()
+    vi: FloatArray = array_field()
     measure: str
-    ni: FloatArray = attrs.field(converter=_readonly, eq=attrs.cmp_using(eq=_array_eq))
+    ni: FloatArray = array_field()
     options: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
@@ -142,17 +133,8 @@ class EffectSizes:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame with columns ``yi``, ``vi``, ``sei`` (requires pandas)."""
-        pd = _import_pandas()
+        pd = import_pandas()
         return pd.DataFrame({"yi": self.yi, "vi": self.vi, "sei": self.sei})
-
-
-def _import_pandas() -> Any:
-    try:
-        import pandas as pd
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        msg = "to_frame() needs pandas: pip install pandas"
-        raise ImportError(msg) from exc
-    return pd
 
 
 def hedges_correction(m: Any) -> FloatArray:

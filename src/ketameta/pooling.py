@@ -41,7 +41,7 @@ import attrs
 import numpy as np
 
 from . import _core
-from ._results import array_eq, format_p, import_pandas, plain, readonly
+from ._results import array_field, format_p, import_pandas, plain
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
     as_float_array,
@@ -185,9 +185,9 @@ class PoolResult:
     pred_lower: float
     pred_upper: float
     k: int
-    weights: FloatArray = attrs.field(converter=readonly, eq=attrs.cmp_using(eq=array_eq))
-    yi: FloatArray = attrs.field(converter=readonly, eq=attrs.cmp_using(eq=array_eq))
-    vi: FloatArray = attrs.field(converter=readonly, eq=attrs.cmp_using(eq=array_eq))
+    weights: FloatArray = array_field()
+    yi: FloatArray = array_field()
+    vi: FloatArray = array_field()
     omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
     method: str
     test: str
