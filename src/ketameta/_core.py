@@ -87,23 +87,23 @@ class Data:
     # y_pows: a single analysis: (k, 3) columns 1, y, y²; a batch: y² (m, k)
 
     def __init__(self, y: FloatArray, v: FloatArray, *, padded: bool = True) -> None:
+        # callers hold np.errstate: empty rows of a batch divide 0 by 0 harmlessly
         self.v = v
         w0 = 1.0 / v
-        with np.errstate(invalid="ignore", divide="ignore"):
-            center = (w0 * y).sum(axis=-1) / w0.sum(axis=-1)
-            if padded:
-                self.present = np.isfinite(v)
-                self.k = self.present.sum(axis=-1)
-                # centre at the equal-effects mean: results are exactly equivariant, and the
-                # moment expansions below stay well conditioned
-                center = np.where(np.isfinite(center), center, 0.0)
-                self.y = np.where(self.present, y - _col(center), 0.0)
-                self.v_scale = np.where(self.present, v, 0.0).sum(axis=-1) / self.k
-            else:
-                self.present = None
-                self.k = np.float64(y.shape[-1])
-                self.y = y - _col(center)
-                self.v_scale = v.sum(axis=-1) / self.k
+        center = (w0 * y).sum(axis=-1) / w0.sum(axis=-1)
+        if padded:
+            self.present = np.isfinite(v)
+            self.k = self.present.sum(axis=-1)
+            # centre at the equal-effects mean: results are exactly equivariant, and the
+            # moment expansions below stay well conditioned
+            center = np.where(np.isfinite(center), center, 0.0)
+            self.y = np.where(self.present, y - _col(center), 0.0)
+            self.v_scale = np.where(self.present, v, 0.0).sum(axis=-1) / self.k
+        else:
+            self.present = None
+            self.k = np.float64(y.shape[-1])
+            self.y = y - _col(center)
+            self.v_scale = v.sum(axis=-1) / self.k
         self.center = center
         if self.y.ndim == 1:
             self.y_pows = self.y[..., None] ** _Y_POWERS
@@ -305,21 +305,21 @@ def estimate_tau2(
     if method == "EE":
         return zero, ok, zero
     ee = Moments(data, zero) if ee is None else ee
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if method == "DL":  # DerSimonian & Laird (1986)
-            raw = (ee.q() - (k - 1)) / ee.trace_p()
-            return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
-        if method == "HS":  # Hunter & Schmidt (2004)
-            raw = (ee.q() - k) / ee.sw
-            return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
-        _, rss = _unweighted(data)
-        if method == "HE":  # Hedges (1983): moments of the unweighted mean
-            raw = rss / (k - 1) - data.v_scale
-            return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
-        if method == "SJ":  # Sidik & Jonkman (2005): one weighted step from Σ(y - ȳ)²/k
-            tau0 = rss / k
-            raw = tau0 * Moments(data, tau0).q() / (k - 1)
-            return _where((k > 1) & (tau0 > 0), raw, zero), ok, zero
+    # (called inside the np.errstate of fit(): k = 1 rows divide by zero harmlessly)
+    if method == "DL":  # DerSimonian & Laird (1986)
+        raw = (ee.q() - (k - 1)) / ee.trace_p()
+        return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
+    if method == "HS":  # Hunter & Schmidt (2004)
+        raw = (ee.q() - k) / ee.sw
+        return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
+    _, rss = _unweighted(data)
+    if method == "HE":  # Hedges (1983): moments of the unweighted mean
+        raw = rss / (k - 1) - data.v_scale
+        return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
+    if method == "SJ":  # Sidik & Jonkman (2005): one weighted step from Σ(y - ȳ)²/k
+        tau0 = rss / k
+        raw = tau0 * Moments(data, tau0).q() / (k - 1)
+        return _where((k > 1) & (tau0 > 0), raw, zero), ok, zero
     if np.ndim(k) == 0 and k < 2:
         return zero, ok, zero
     multi = np.ndim(k) > 0 and bool(np.any(k < 2))
@@ -513,7 +513,8 @@ def q_profile(
     ``Q(τ²) = χ²_{k-1; (1-level)/2}``; a limit is 0 when ``Q(0)`` is already below
     its target, and `tau2_max` when the root lies beyond the search range [0, tau2_max].
     """
-    data = Data(y, v, padded=padded)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        data = Data(y, v, padded=padded)
     df = np.maximum(data.k - 1.0, 1.0)
     alpha = 1.0 - level
     zero = np.zeros(np.shape(data.k)) if np.ndim(data.k) else np.float64(0.0)

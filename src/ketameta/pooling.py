@@ -44,6 +44,8 @@ from . import _core
 from ._results import array_field, format_p, import_pandas, plain
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
+    MAX_ABS_EFFECT,
+    VARIANCE_RANGE,
     as_float_array,
     check_choice,
     check_finite,
@@ -352,9 +354,13 @@ def prepare_studies(
     :class:`~ketameta.OmittedStudiesWarning` names them, or ``nan_policy="raise"`` raises).
     """
     y, v = _resolve_inputs(yi, vi, sei)
-    check_positive(v, "vi" if sei is None else "sei")
-    check_finite(y, "yi")
-    check_magnitudes(y, v, "yi", "vi" if sei is None else "sei")
+    low, high = VARIANCE_RANGE
+    with np.errstate(invalid="ignore"):  # one combined test; details only if it fails
+        valid = bool(np.all((np.abs(y) <= MAX_ABS_EFFECT) & (v >= low) & (v <= high)))
+    if not valid:
+        check_positive(v, "vi" if sei is None else "sei")
+        check_finite(y, "yi")
+        check_magnitudes(y, v, "yi", "vi" if sei is None else "sei")
     missing = np.isnan(y) | np.isnan(v)
     omitted: tuple[int, ...] = ()
     if missing.any():
