@@ -101,7 +101,8 @@ class Data:
             self.v_scale = np.where(self.present, v, 0.0).sum(axis=-1) / self.k
         else:
             self.present = None
-            self.k = np.float64(y.shape[-1])
+            n = float(y.shape[-1])
+            self.k = np.float64(n) if y.ndim == 1 else np.full(y.shape[:-1], n)
             self.y = y - _col(center)
             self.v_scale = v.sum(axis=-1) / self.k
         self.center = center

@@ -196,30 +196,28 @@ def _failures(k: Any, converged: Any, method: str, estimate: Any = None) -> dict
 
 
 def _validate_batch(y: FloatArray, v: FloatArray, name_v: str) -> None:
-    """Reject ±inf and non-positive variances, naming the analysis and study."""
-    for arr, name in ((y, "Y"), (v, name_v)):
-        bad = np.isinf(arr)
-        if bad.any():
-            row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), arr.shape)
-            msg = f"`{name}` must be finite (NaN marks an absent study); analysis {row}, study {col} is {arr[row, col]!r}"  # noqa: E501
-            raise ValueError(msg)
-    with np.errstate(invalid="ignore"):
-        bad = v <= 0
-    if bad.any():
-        row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
-        msg = f"`{name_v}` must be positive; analysis {row}, study {col} has {v[row, col]!r}"
-        raise ValueError(msg)
+    """Reject ±inf, non-positive variances and values beyond the documented limits, naming
+    the analysis and study (NaN marks an absent study and passes)."""
     v2 = v * v if name_v == "SE" else v
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # one combined test first
         bad = (np.abs(y) > MAX_ABS_EFFECT) | (v2 < VARIANCE_RANGE[0]) | (v2 > VARIANCE_RANGE[1])
-    if bad.any():
-        row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
+    if not bad.any():
+        return
+    row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
+    yv, vv = y[row, col], v[row, col]
+    where = f"analysis {row}, study {col}"
+    if np.isinf(yv) or np.isinf(vv):
+        name, value = ("Y", yv) if np.isinf(yv) else (name_v, vv)
+        msg = f"`{name}` must be finite (NaN marks an absent study); {where} is {float(value)!r}"
+    elif vv <= 0:
+        msg = f"`{name_v}` must be positive; {where} has {float(vv)!r}"
+    else:
         msg = (
             f"`Y` must be at most {MAX_ABS_EFFECT:g} in absolute value and `{name_v}` give "
-            f"variances within [{VARIANCE_RANGE[0]:g}, {VARIANCE_RANGE[1]:g}]; analysis {row}, "
-            f"study {col} has Y={y[row, col]!r}, {name_v}={v[row, col]!r}"
+            f"variances within [{VARIANCE_RANGE[0]:g}, {VARIANCE_RANGE[1]:g}]; {where} has "
+            f"Y={float(yv)!r}, {name_v}={float(vv)!r}"
         )
-        raise ValueError(msg)
+    raise ValueError(msg)
 
 
 def _as_batch(x: Any, name: str) -> FloatArray:
@@ -257,49 +255,47 @@ def _fit_rows(
     out["weights"] = np.zeros((m, k))
     ctl = {**control, "raise_on_failure": False}
     for rows in _chunks(m, chunk_size):
-        yc, vc = y[rows], v[rows]
-        absent = np.isnan(yc) | np.isnan(vc)
-        yy = np.where(absent, 0.0, yc)
-        vv = np.where(absent, np.inf, vc)
-        n = (~absent).sum(axis=-1)
-        ok = n > 0
+        # column-major chunks: the core's row sums then run over contiguous memory
+        yc, vc = np.asfortranarray(y[rows]), np.asfortranarray(v[rows])
+        complete = not (np.isnan(yc.sum()) or np.isnan(vc.sum()))  # validated: no inf
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if ok.all():
-                fit = _core.fit(
+            if complete:  # every study present: no masks needed
+                sel = np.arange(yc.shape[0])
+                yy, vv = yc, vc
+            else:
+                absent = np.isnan(yc) | np.isnan(vc)
+                yy = np.where(absent, 0.0, yc)
+                vv = np.where(absent, np.inf, vc)
+                ok = (~absent).any(axis=-1)
+                sel = np.flatnonzero(ok)
+                empty = rows.start + np.flatnonzero(~ok)
+                out["k"][empty] = 0
+                out["converged"][empty] = 0
+                if sel.size < yc.shape[0]:
+                    yy, vv = yy[sel], vv[sel]
+            fit = (
+                _core.fit(
                     yy,
                     vv,
-                    padded=True,
+                    padded=not complete,
                     method=method,
                     test=test,
                     level=level,
                     tau2_fixed=None,
                     control=ctl,
                 )
-                idx = np.arange(rows.start, rows.stop)
-            else:
-                sel = np.flatnonzero(ok)
-                fit = (
-                    _core.fit(
-                        yy[sel],
-                        vv[sel],
-                        padded=True,
-                        method=method,
-                        test=test,
-                        level=level,
-                        tau2_fixed=None,
-                        control=ctl,
-                    )
-                    if sel.size
-                    else {}
-                )
-                idx = rows.start + sel
-                out["k"][rows.start + np.flatnonzero(~ok)] = 0
-                out["converged"][rows.start + np.flatnonzero(~ok)] = 0
+                if sel.size
+                else {}
+            )
+            idx = rows.start + sel
         for name in FIELDS:
             if name in fit:
                 out[name][idx] = fit[name]
         if fit:
-            out["weights"][idx] = np.where(np.isfinite(fit["weights"]), fit["weights"], 0.0)
+            weights = fit["weights"]
+            out["weights"][idx] = (
+                weights if complete else np.where(np.isfinite(weights), weights, 0.0)
+            )
             bad = ~np.asarray(fit["converged"], dtype=bool)
             if bad.any():  # never a silent wrong number: unconverged rows are NaN
                 for name in FIELDS:
@@ -307,12 +303,12 @@ def _fit_rows(
                         out[name][idx[bad]] = np.nan
             if tau2_ci:
                 lo, hi = _core.q_profile(
-                    yy[idx - rows.start],
-                    vv[idx - rows.start],
+                    yy,
+                    vv,
                     level,
                     control,
                     np.maximum(100.0, 10.0 * np.nan_to_num(fit["tau2"])),
-                    padded=True,
+                    padded=not complete,
                 )
                 single = fit["k"] < 2
                 out["tau2_ci_lower"][idx] = np.where(single, np.nan, lo)

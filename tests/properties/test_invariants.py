@@ -53,7 +53,9 @@ def test_location_scale_equivariance(
         abs=1e-8 * (s * factor + abs(shift) + abs(a.estimate) * factor),
     )
     assert b.tau2 == pytest.approx(a.tau2 * factor**2, rel=1e-6, abs=1e-8 * (s * factor) ** 2)
-    assert b.i2 == pytest.approx(a.i2, rel=1e-6, abs=1e-6)
+    # I² (percent) inherits the absolute slack of τ² near the boundary, where τ² is ill
+    # conditioned (its score is flat): 1e-4 percentage points
+    assert b.i2 == pytest.approx(a.i2, rel=1e-6, abs=1e-4)
     assert b.q == pytest.approx(a.q, rel=1e-6, abs=1e-8)
 
 
