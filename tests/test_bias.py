@@ -247,12 +247,12 @@ def test_symmetric_funnel_has_no_asymmetry(half_sds: list[float], center: float)
     offsets = sd * np.linspace(0.5, 1.5, len(sd))
     y = np.concatenate([center + offsets, center - offsets])
     v = np.concatenate([sd, sd]) ** 2
-    if np.ptp(v) == 0:
+    if np.ptp(v) <= 1e-8 * v.max():
         return  # the regression test is undefined for equal variances (tested below)
     res = egger_test(y, v)
     assert res.intercept == pytest.approx(0.0, abs=1e-8 * (1 + abs(center)) * (1 + sd.max()))
     assert res.limit_estimate == pytest.approx(center, abs=1e-8 * (1 + abs(center)))
-    if np.ptp(v) > 0:
+    if np.ptp(v) > 1e-8 * v.max():
         for estimator in ("L0", "R0", "Q0"):
             assert trim_and_fill(y, v, estimator=estimator).k0 == 0
     for side in ("left", "right"):
@@ -260,7 +260,9 @@ def test_symmetric_funnel_has_no_asymmetry(half_sds: list[float], center: float)
 
 
 def test_constant_predictor_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="the predictor 'sei' is the same for all studies"):
+    with pytest.raises(
+        ValueError, match="the predictor 'sei' is \\(nearly\\) the same for all studies"
+    ):
         egger_test([0.1, 0.2, 0.3], [0.01, 0.01, 0.01])
     with pytest.raises(ValueError, match="pass side='left' or side='right'"):
         trim_and_fill([0.1, 0.2, 0.3], [0.01, 0.01, 0.01])

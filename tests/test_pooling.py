@@ -373,12 +373,14 @@ def test_location_and_scale_equivariance(
     spread = np.abs(yi).max() + np.sqrt(vi.max())
     shifted = pool(yi + shift, vi, method=method)
     assert shifted.estimate == pytest.approx(a.estimate + shift, abs=1e-7 * (spread + abs(shift)))
-    assert shifted.tau2 == pytest.approx(a.tau2, rel=1e-6, abs=1e-10 * spread**2)
+    # τ² converges to threshold · (typical variance) = 1e-10 · v̄ in absolute terms, so values
+    # far below v̄ (near the boundary) get that slack, with a margin: 1e-8 · spread²
+    assert shifted.tau2 == pytest.approx(a.tau2, rel=1e-6, abs=1e-8 * spread**2)
     assert shifted.q == pytest.approx(a.q, rel=1e-6, abs=1e-9)
     assert shifted.i2 == pytest.approx(a.i2, rel=1e-6, abs=1e-7)
     scaled = pool(yi * s, vi * s * s, method=method)
     assert scaled.estimate == pytest.approx(a.estimate * s, rel=1e-7, abs=1e-9 * s * spread)
-    assert scaled.tau2 == pytest.approx(a.tau2 * s * s, rel=1e-6, abs=1e-10 * (s * spread) ** 2)
+    assert scaled.tau2 == pytest.approx(a.tau2 * s * s, rel=1e-6, abs=1e-8 * (s * spread) ** 2)
     assert scaled.ci_upper - scaled.ci_lower == pytest.approx(
         s * (a.ci_upper - a.ci_lower), rel=1e-6
     )

@@ -305,13 +305,12 @@ def estimate_tau2(
     ok = np.ones(np.shape(k), dtype=bool) if np.ndim(k) else np.bool_(True)
     if method == "EE":
         return zero, ok, zero
-    ee = Moments(data, zero) if ee is None else ee
     # (called inside the np.errstate of fit(): k = 1 rows divide by zero harmlessly)
-    if method == "DL":  # DerSimonian & Laird (1986)
-        raw = (ee.q() - (k - 1)) / ee.trace_p()
-        return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
-    if method == "HS":  # Hunter & Schmidt (2004)
-        raw = (ee.q() - k) / ee.sw
+    if method in ("DL", "HS"):
+        mom = Moments(data, zero) if ee is None else ee
+        # DerSimonian & Laird (1986); Hunter & Schmidt (2004)
+        dl = method == "DL"
+        raw = (mom.q() - (k - 1)) / mom.trace_p() if dl else (mom.q() - k) / mom.sw
         return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
     _, rss = _unweighted(data)
     if method == "HE":  # Hedges (1983): moments of the unweighted mean
@@ -333,8 +332,17 @@ def estimate_tau2(
         return tau2, conv, its
     maxiter, threshold = int(control["maxiter"]), float(control["threshold"])
     if method in ("PM", "EB"):  # Paule & Mandel (1982); Morris (1983): Q(τ²) = k - 1
+        # Q(τ²) decreases, so the root is unique; DL (a one-step approximation) starts close
+        start, _, _ = estimate_tau2(data, "DL", control, ee)
         return solve_tau2(
-            data, "Q", zero, method=method, maxiter=maxiter, threshold=threshold, target=k - 1.0
+            data,
+            "Q",
+            start,
+            method=method,
+            maxiter=maxiter,
+            threshold=threshold,
+            target=k - 1.0,
+            raise_on_failure=control.get("raise_on_failure", True),
         )
     init = control["tau2_init"]
     if init is None:

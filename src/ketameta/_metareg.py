@@ -46,7 +46,11 @@ class _Design:
         """(P, (XᵀWX)⁻¹, w) at τ²."""
         w = 1.0 / (self.v + tau2)
         xw = self.x * w[:, None]
-        a_inv = np.linalg.inv(self.x.T @ xw)
+        try:
+            a_inv = np.linalg.inv(self.x.T @ xw)
+        except np.linalg.LinAlgError as exc:
+            msg = "the moderators are collinear: the meta-regression is not identifiable"
+            raise ValueError(msg) from exc
         p = np.diag(w) - xw @ a_inv @ xw.T
         return p, a_inv, w
 
@@ -141,6 +145,12 @@ def fit(
             s2 = max(s2, 1.0)
         vb = s2 * a_inv
     se = np.sqrt(np.diag(vb))
+    if not np.all(se > 0):
+        msg = (
+            "the regression fits the studies exactly (zero residual variance, e.g. identical "
+            "effects): standard errors are 0 and the test is undefined"
+        )
+        raise ValueError(msg)
     stat = b / se
     if test == "z":
         pvalue = 2.0 * special.ndtr(-np.abs(stat))

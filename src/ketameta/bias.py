@@ -220,10 +220,10 @@ def egger_test(
     if k < 3:
         msg = f"the regression test needs at least 3 studies, got k = {k}"
         raise ValueError(msg)
-    if np.ptp(x) == 0:
+    if np.ptp(x) <= 1e-8 * np.max(np.abs(x)):  # (nearly) constant: no slope to estimate
         msg = (
-            f"the predictor {predictor!r} is the same for all studies, so the regression "
-            "test is undefined"
+            f"the predictor {predictor!r} is (nearly) the same for all studies, so the "
+            "regression test is undefined"
         )
         raise ValueError(msg)
     if k < 10:
@@ -313,7 +313,15 @@ def begg_test(yi: Any, vi: Any = None, *, sei: Any = None) -> BeggResult:
         raise ValueError(msg)
     w = 1.0 / v
     theta = float(np.sum(w * y) / np.sum(w))
-    deviates = (y - theta) / np.sqrt(v - 1.0 / np.sum(w))
+    spread = v - 1.0 / np.sum(w)  # variance of y_i - θ̂
+    if not np.all(spread > 0):
+        i = int(np.flatnonzero(spread <= 0)[0])
+        msg = (
+            f"`vi`: study {i} carries all the weight (vi - 1/Σw ≤ 0 to machine precision), "
+            "so the standardised deviates of the rank test are undefined"
+        )
+        raise ValueError(msg)
+    deviates = (y - theta) / np.sqrt(spread)
     ties = len(np.unique(deviates)) < k or len(np.unique(v)) < k
     exact = k < 50 and not ties
     res = stats.kendalltau(deviates, v, method="exact" if exact else "asymptotic")
@@ -444,7 +452,7 @@ def trim_and_fill(
         msg = f"trim-and-fill needs at least 3 studies, got k = {k}"
         raise ValueError(msg)
     if side is None:
-        if np.ptp(v) == 0:
+        if np.ptp(v) <= 1e-8 * np.max(v):
             msg = (
                 "all studies have the same variance, so the side of the missing studies "
                 "cannot be estimated from the funnel; pass side='left' or side='right'"
