@@ -140,11 +140,12 @@ def fit(
     vb = a_inv
     df = np.inf if test == "z" else float(k - p)
     if test in ("knha", "adhoc"):
-        s2 = float(y @ proj @ y) / (k - p)  # Knapp & Hartung (2003)
+        # Knapp & Hartung (2003); an exact fit can round to a tiny negative residual sum
+        s2 = max(float(y @ proj @ y), 0.0) / (k - p)
         if test == "adhoc":
             s2 = max(s2, 1.0)
         vb = s2 * a_inv
-    se = np.sqrt(np.diag(vb))
+    se = np.sqrt(np.maximum(np.diag(vb), 0.0))
     if not np.all(se > 0):
         msg = (
             "the regression fits the studies exactly (zero residual variance, e.g. identical "
