@@ -184,14 +184,14 @@ class BatchPoolResult:
         return pd.DataFrame({n: np.asarray(getattr(res, n)).reshape(-1) for n in names})
 
 
-def _failures(k: Any, converged: Any, method: str, estimate: Any = None) -> dict[int, str]:
+def _failures(k: Any, converged: Any, method: str, estimate: Any) -> dict[int, str]:
+    """Why each unfitted analysis (NaN estimate) was not fitted, by flat index."""
     failed = {int(i): "no studies (every yi or vi is NaN)" for i in np.flatnonzero(k == 0)}
     for i in np.flatnonzero((k > 0) & ~converged.astype(bool)):
         failed[int(i)] = f"the {method} estimator of tau^2 did not converge"
-    if estimate is not None:
-        overflow = (k > 0) & converged.astype(bool) & ~np.isfinite(estimate)
-        for i in np.flatnonzero(overflow):
-            failed[int(i)] = "yi or vi too large: the computation overflows"
+    overflow = (k > 0) & converged.astype(bool) & ~np.isfinite(estimate)
+    for i in np.flatnonzero(overflow):
+        failed[int(i)] = "yi or vi too large: the computation overflows"
     return failed
 
 
@@ -296,10 +296,12 @@ def _fit_rows(
             out["weights"][idx] = (
                 weights if complete else np.where(np.isfinite(weights), weights, 0.0)
             )
-            bad = ~np.asarray(fit["converged"], dtype=bool)
-            if bad.any():  # never a silent wrong number: unconverged rows are NaN
+            # never a silent wrong number: rows that did not converge or overflowed are NaN
+            # (their reason is derived from k, converged and the estimate by _failures)
+            bad = ~np.asarray(fit["converged"], dtype=bool) | ~np.isfinite(fit["estimate"])
+            if bad.any():
                 for name in FIELDS:
-                    if name not in ("k", "converged", "iterations", "q", "q_df", "q_pvalue"):
+                    if name not in ("k", "converged", "iterations"):
                         out[name][idx[bad]] = np.nan
             if tau2_ci:
                 lo, hi = _core.q_profile(
@@ -434,10 +436,6 @@ def pool_many(
         chunk_size=chunk_size,
     )
     failed = _failures(out["k"], out["converged"], method, out["estimate"])
-    for i in failed:
-        for name in FIELDS:
-            if name not in ("k", "converged", "iterations"):
-                out[name][i] = np.nan
     k_axis = y.shape[-1]
     shaped = {name: a.reshape(batch_shape) for name, a in out.items() if name != "weights"}
     return BatchPoolResult(
