@@ -87,6 +87,16 @@ def check_same_length(arrays: Mapping[str, FloatArray]) -> int:
     return int(first.shape[-1])
 
 
+def check_length(arr: FloatArray, name: str, n: int, of: str = "yi") -> None:
+    """Check that a per-study array has one entry for each of the `n` studies of `of`."""
+    if arr.shape[-1] != n:
+        msg = (
+            f"`{name}` has {arr.shape[-1]} studies but `{of}` has {n}; all inputs must have "
+            "the same length"
+        )
+        raise ValueError(msg)
+
+
 def _check(arr: FloatArray, bad: np.ndarray[Any, Any], name: str, requirement: str) -> None:
     if bad.any():
         i = _first_bad(bad)

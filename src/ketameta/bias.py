@@ -45,7 +45,7 @@ from scipy import special
 
 from . import _core, _metareg
 from ._results import RecordResult, array_field, format_p
-from ._validation import as_float_array, check_choice, check_positive, check_same_length
+from ._validation import as_float_array, check_choice, check_length, check_positive
 from ._warnings import SmallSampleWarning
 from .effect_sizes import EffectSizes
 from .pooling import PoolResult, pool, prepare_studies, validate_options
@@ -208,7 +208,7 @@ def egger_test(
     n = None
     if ni is not None:
         n_all = as_float_array(ni, "ni")
-        check_same_length({"yi": np.empty(len(kept) + len(omitted)), "ni": n_all})
+        check_length(n_all, "ni", len(kept) + len(omitted))
         n = n_all[kept]
         check_positive(n, "ni")
         if np.isnan(n).any() and predictor not in ("sei", "vi"):

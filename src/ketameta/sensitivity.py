@@ -28,7 +28,7 @@ from scipy import special
 from . import _core
 from ._results import TableResult, array_field, format_p, readonly_bool
 from ._typing import FloatArray
-from ._validation import as_float_array, check_same_length
+from ._validation import as_float_array, check_length
 from .pooling import PoolResult, prepare_studies, validate_options
 
 __all__ = [
@@ -231,7 +231,7 @@ def cumulative(
         sequence = kept
     else:
         keys = as_float_array(order, "order")
-        check_same_length({"yi": np.empty(n_input), "order": keys})
+        check_length(keys, "order", n_input)
         if np.isnan(keys).any():
             i = int(np.flatnonzero(np.isnan(keys))[0])
             msg = f"`order` must not be missing; study {i} has order=nan"
