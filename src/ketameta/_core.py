@@ -42,32 +42,45 @@ DEFAULT_CONTROL: dict[str, Any] = {
 }
 
 _POWERS = -np.arange(1.0, 4.0)[:, None]  # w, w², w³
-_Y_POWERS = np.arange(3.0)  # 1, y, y²
 
 Num = Any  # a NumPy scalar (single analysis) or an (m,) array (batch)
+#: weight powers of the final moments that the SE of τ̂² needs (ML: Σw², REML: tr P²)
+_SE_POWERS = {"ML": 2, "REML": 3}
+
+
+_SCALAR_BOOLS = (bool, np.bool_)
+_SCALAR_FLOATS = (float, np.float64)
 
 
 def _where(cond: Num, a: Num, b: Num) -> Num:
     """``np.where`` that stays cheap for scalars (a single meta-analysis)."""
-    if np.ndim(cond) == 0:
+    if type(cond) in _SCALAR_BOOLS:
         return a if cond else b
     return np.where(cond, a, b)
 
 
-_SCALARS = (float, np.floating)
-
-
 def _max(a: Num, b: Num) -> Num:
-    return max(a, b) if isinstance(a, _SCALARS) and isinstance(b, _SCALARS) else np.maximum(a, b)
+    if type(a) in _SCALAR_FLOATS and type(b) in _SCALAR_FLOATS:
+        return b if b > a else a  # as builtin max: `a` when either is NaN
+    return np.maximum(a, b)
 
 
 def _min(a: Num, b: Num) -> Num:
-    return min(a, b) if isinstance(a, _SCALARS) and isinstance(b, _SCALARS) else np.minimum(a, b)
+    if type(a) in _SCALAR_FLOATS and type(b) in _SCALAR_FLOATS:
+        return b if b < a else a
+    return np.minimum(a, b)
+
+
+def _div(a: Num, b: Num) -> Num:
+    """``a / b`` with IEEE semantics for Python floats too (``x / 0`` is ±inf or NaN)."""
+    if type(b) is float and b == 0.0:
+        return np.float64(a) / b  # (callers hold np.errstate)
+    return a / b
 
 
 def _isfinite(a: Num) -> Num:
     # np.bool_, not bool: `~` must be logical negation (~True is -2)
-    return np.bool_(math.isfinite(a)) if isinstance(a, _SCALARS) else np.isfinite(a)
+    return np.bool_(math.isfinite(a)) if type(a) in _SCALAR_FLOATS else np.isfinite(a)
 
 
 def _col(x: Num) -> Num:
@@ -82,7 +95,7 @@ class Data:
     spares the masking work for a single analysis.
     """
 
-    __slots__ = ("center", "k", "present", "v", "v_scale", "y", "y_pows")
+    __slots__ = ("center", "k", "present", "single", "v", "v_scale", "y", "y_pows")
     present: np.ndarray[Any, np.dtype[np.bool_]] | None
     # y_pows: a single analysis: (k, 3) columns 1, y, y²; a batch: y² (m, k)
 
@@ -90,6 +103,18 @@ class Data:
         # callers hold np.errstate: empty rows of a batch divide 0 by 0 harmlessly
         self.v = v
         w0 = 1.0 / v
+        self.single = y.ndim == 1
+        if self.single:  # one analysis: all studies present
+            center = np.dot(w0, y) / w0.sum()
+            self.present, self.k = None, np.float64(y.shape[0])
+            self.y = y - center
+            self.v_scale = float(v.sum()) / y.shape[0]
+            self.center = center
+            self.y_pows = np.empty((y.shape[0], 3))  # columns 1, y, y²
+            self.y_pows[:, 0] = 1.0
+            self.y_pows[:, 1] = self.y
+            np.multiply(self.y, self.y, out=self.y_pows[:, 2])
+            return
         center = (w0 * y).sum(axis=-1) / w0.sum(axis=-1)
         if padded:
             self.present = np.isfinite(v)
@@ -101,17 +126,21 @@ class Data:
             self.v_scale = np.where(self.present, v, 0.0).sum(axis=-1) / self.k
         else:
             self.present = None
-            n = float(y.shape[-1])
-            self.k = np.float64(n) if y.ndim == 1 else np.full(y.shape[:-1], n)
+            self.k = np.full(y.shape[:-1], float(y.shape[-1]))
             self.y = y - _col(center)
             self.v_scale = v.sum(axis=-1) / self.k
         self.center = center
-        if self.y.ndim == 1:
-            self.y_pows = self.y[..., None] ** _Y_POWERS
-        else:  # a batch keeps y² (column-major like y, for fast row sums)
-            self.y = np.asfortranarray(self.y)
-            self.v = np.asfortranarray(v)
-            self.y_pows = self.y * self.y
+        # a batch keeps y² (column-major like y, for fast row sums)
+        self.y = np.asfortranarray(self.y)
+        self.v = np.asfortranarray(v)
+        self.y_pows = self.y * self.y
+
+    def full(self, value: float) -> Num:
+        """`value` for every analysis: a NumPy scalar for one, an (m,) array for a batch."""
+        return np.float64(value) if self.single else np.full(self.k.shape, value)
+
+    def all_true(self) -> Num:
+        return np.bool_(True) if self.single else np.ones(self.k.shape, dtype=bool)
 
     def mask(self, x: FloatArray) -> FloatArray:
         """`x` with absent studies set to 0."""
@@ -120,9 +149,11 @@ class Data:
     def subset(self, rows: np.ndarray[Any, Any]) -> Data:
         """The meta-analyses `rows` of a batch."""
         out = Data.__new__(Data)
+        out.single = False
         for name in Data.__slots__:
-            value = getattr(self, name)
-            setattr(out, name, None if value is None else value[rows])
+            if name != "single":
+                value = getattr(self, name)
+                setattr(out, name, None if value is None else value[rows])
         return out
 
 
@@ -142,11 +173,15 @@ class Moments:
     __slots__ = ("m", "mu", "sw", "w")
 
     def __init__(self, data: Data, tau2: Num, powers: int = 3) -> None:
-        if data.v.ndim == 1:  # one analysis: a single power call is cheapest
+        if data.single:  # one analysis: a single power call is cheapest
             wp = (data.v + tau2)[None, :] ** _POWERS  # (3, k): w, w², w³
-            m = wp @ data.y_pows  # (3, 3), m[j, i] = Σ w^(j+1) y^i
-            self.m = list(m.reshape(9))  # NumPy scalars: cheap arithmetic
+            # m[3j + i] = Σ w^(j+1) y^i as Python floats, whose arithmetic is cheapest
+            self.m = np.dot(wp, data.y_pows).ravel().tolist()
             self.w = wp[0]
+            sw = self.m[0]
+            # Σw is positive for a finite τ²; were it 0 or NaN, a NumPy scalar divides by it
+            # with IEEE semantics (Python floats raise ZeroDivisionError)
+            self.sw = sw if sw > 0.0 else np.float64(sw)
         else:  # a batch, studies in column-major chunks: fused row sums
             y, y2 = data.y, data.y_pows
             w = 1.0 / (data.v + _col(tau2))
@@ -158,7 +193,7 @@ class Moments:
                 if j:
                     wj = wj * w
                 self.m[3 * j : 3 * j + 3] = [wj.sum(axis=-1), _rowdot(wj, y), _rowdot(wj, y2)]
-        self.sw = self.m[0]
+            self.sw = self.m[0]
         self.mu = self.m[1] / self.sw
 
     def get(self, i: int, j: int) -> Num:
@@ -201,6 +236,70 @@ def _score(data: Data, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, Num
     return s2 - mom.sw, info - 2.0 * curvature, info
 
 
+def _newton_step(
+    t: Num,
+    value: Num,
+    deriv: Num,
+    info: Num,
+    lo: Num,
+    hi: Num,
+    v_scale: Num,
+    threshold: float,
+) -> tuple[Num, Num, Num, Num]:
+    """One safeguarded Newton step of :func:`solve_tau2` for every row of a batch.
+
+    `value`, `deriv`, `info`: the score at `t`, its derivative and the Fisher information;
+    `lo`/`hi`: the bracket so far (``lo = -1``: no point left of the root evaluated yet).
+    Returns the next τ², the updated bracket and whether the row has converged.
+    """
+    at_zero = (t == 0) & (value <= 0)  # boundary solution
+    lo = np.where(value > 0, np.maximum(lo, t), lo)
+    hi = np.where(value < 0, np.minimum(hi, t), hi)
+    new = t + value / np.where(deriv < 0, -deriv, info)
+    mid = 0.5 * (np.maximum(lo, 0.0) + hi)
+    # a step below 0: try τ² = 0 (+0, not -0) unless 0 is known to lie left of the root
+    new = np.where(new < 0, np.where(lo >= 0, mid, abs(new) * 0.0), new)
+    # a step onto or beyond a point already evaluated, or where the likelihood is not
+    # concave (no Newton step; Fisher steps can crawl): bisect once the root is bracketed
+    outside = (new <= lo) | (new >= hi) | ~np.isfinite(new) | (deriv >= 0)
+    new = np.where(outside & np.isfinite(hi), mid, new)
+    new = np.where(at_zero | (value == 0), t, new)
+    tol = threshold * np.minimum(np.maximum(1.0, new), np.maximum(new, v_scale))
+    width = hi - np.maximum(lo, 0.0)
+    done = at_zero | (value == 0) | (abs(new - t) <= tol) | (width <= tol)
+    return new, lo, hi, done
+
+
+def _newton_step_scalar(
+    t: float,
+    value: float,
+    deriv: float,
+    info: float,
+    lo: float,
+    hi: float,
+    v_scale: float,
+    threshold: float,
+) -> tuple[float, float, float, bool]:
+    """:func:`_newton_step` for a single analysis, in Python floats (the same rule, ~5x
+    cheaper than NumPy scalars; ``tests/test_core.py`` checks that the two agree)."""
+    if (t == 0.0 and value <= 0.0) or value == 0.0:  # boundary solution, or exact root
+        return t, lo, hi, True
+    if value > 0.0:
+        lo = max(lo, t)
+    elif value < 0.0:
+        hi = min(hi, t)
+    new = t + _div(value, -deriv if deriv < 0.0 else info)
+    mid = 0.5 * (max(lo, 0.0) + hi)
+    if new < 0.0:
+        new = mid if lo >= 0.0 else abs(new) * 0.0
+    outside = new <= lo or new >= hi or not math.isfinite(new) or deriv >= 0.0
+    if outside and math.isfinite(hi):
+        new = mid
+    tol = threshold * min(max(1.0, new), max(new, v_scale))
+    done = abs(new - t) <= tol or hi - max(lo, 0.0) <= tol
+    return new, lo, hi, done
+
+
 def solve_tau2(
     data: Any,
     kind: str,
@@ -234,56 +333,56 @@ def solve_tau2(
     ``raise_on_failure=False`` keep their last iterate and ``converged=False``.
     """
     score = _score if score is None else score
-    batch = np.ndim(start) > 0
-    t = np.array(start, dtype=np.float64) if batch else np.float64(start)
-    # lo: the largest τ² known to lie left of the root (-1: none evaluated yet)
-    lo = np.full_like(t, -1.0) if batch else np.float64(-1.0)
-    hi = np.full_like(t, np.inf) if batch else np.float64(np.inf)
-    iterations = np.zeros(np.shape(t))
-    converged = np.zeros(np.shape(t), dtype=bool)
-    rows = np.arange(np.size(t)) if batch else None
-    sub, tg = data, target
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for _ in range(maxiter):
-            tt = t[rows] if batch else t
-            value, deriv, info = score(sub, tt, kind, tg)
-            at_zero = (tt == 0) & (value <= 0)  # boundary solution
-            lo_t = lo[rows] if batch else lo
-            hi_t = hi[rows] if batch else hi
-            lo_r = _where(value > 0, _max(lo_t, tt), lo_t)
-            hi_r = _where(value < 0, _min(hi_t, tt), hi_t)
-            step = _where(deriv < 0, -value / deriv, value / info)
-            new = tt + step
-            mid = 0.5 * (_max(lo_r, 0.0) + hi_r)
-            # a step below 0: try τ² = 0 (+0, not -0) unless 0 is known to lie left of the root
-            new = _where(new < 0, _where(lo_r >= 0, mid, abs(new) * 0.0), new)
-            # a step onto or beyond a point already evaluated: bisect instead
-            outside = (new <= lo_r) | (new >= hi_r) | ~_isfinite(new)
-            # where the likelihood is not concave (no Newton step), Fisher steps can crawl:
-            # bisect as soon as the root is bracketed
-            outside = outside | (deriv >= 0)
-            new = _where(outside & _isfinite(hi_r), mid, new)
-            new = _where(at_zero | (value == 0), tt, new)
-            tol = threshold * _min(_max(1.0, new), _max(new, sub.v_scale))
-            width = hi_r - _max(lo_r, 0.0)
-            done = at_zero | (value == 0) | (abs(new - tt) <= tol) | (width <= tol)
-            if not batch:
-                t, lo, hi = new, lo_r, hi_r
-                iterations = iterations + 1
+        if np.ndim(start) == 0:
+            t, lo, hi = float(start), -1.0, math.inf
+            for iteration in range(1, maxiter + 1):
+                value, deriv, info = score(data, t, kind, target)
+                t, lo, hi, done = _newton_step_scalar(
+                    t, value, deriv, info, lo, hi, data.v_scale, threshold
+                )
                 if done:
-                    return t, np.bool_(True), iterations
-                continue
-            assert rows is not None
-            t[rows], lo[rows], hi[rows] = new, lo_r, hi_r
-            iterations[rows] += 1
-            converged[rows[done]] = True
-            if done.all():
-                return t, converged, iterations
-            keep = ~done
-            rows = rows[keep]
-            sub = sub.subset(keep)
-            tg = tg[keep] if np.ndim(tg) else tg
-    if batch and not raise_on_failure:
+                    return t, np.bool_(True), np.float64(iteration)
+            raise ConvergenceError(method, maxiter)
+        return _solve_batch(
+            data, kind, start, score, target, method, maxiter, threshold, raise_on_failure
+        )
+
+
+def _solve_batch(
+    data: Any,
+    kind: str,
+    start: FloatArray,
+    score: Any,
+    target: Num,
+    method: str,
+    maxiter: int,
+    threshold: float,
+    raise_on_failure: bool,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """:func:`solve_tau2` for a batch: iterate only the rows not yet converged."""
+    t = np.array(start, dtype=np.float64)
+    # lo: the largest τ² known to lie left of the root (-1: none evaluated yet)
+    lo, hi = np.full_like(t, -1.0), np.full_like(t, np.inf)
+    iterations, converged = np.zeros(t.shape), np.zeros(t.shape, dtype=bool)
+    rows = np.arange(t.size)
+    sub, tg = data, target
+    for _ in range(maxiter):
+        tt = t[rows]
+        value, deriv, info = score(sub, tt, kind, tg)
+        new, lo_r, hi_r, done = _newton_step(
+            tt, value, deriv, info, lo[rows], hi[rows], sub.v_scale, threshold
+        )
+        t[rows], lo[rows], hi[rows] = new, lo_r, hi_r
+        iterations[rows] += 1
+        converged[rows[done]] = True
+        if done.all():
+            return t, converged, iterations
+        keep = ~done
+        rows = rows[keep]
+        sub = sub.subset(keep)
+        tg = tg[keep] if np.ndim(tg) else tg
+    if not raise_on_failure:
         return t, converged, iterations
     raise ConvergenceError(method, maxiter)
 
@@ -301,8 +400,7 @@ def estimate_tau2(
 ) -> tuple[Num, Num, Num]:
     """τ² by `method`; returns (τ², converged, iterations). Fewer than 2 studies: τ² = 0."""
     k = data.k
-    zero = np.zeros(np.shape(k)) if np.ndim(k) else np.float64(0.0)
-    ok = np.ones(np.shape(k), dtype=bool) if np.ndim(k) else np.bool_(True)
+    zero, ok = data.full(0.0), data.all_true()
     if method == "EE":
         return zero, ok, zero
     # (called inside the np.errstate of fit(): k = 1 rows divide by zero harmlessly)
@@ -311,18 +409,18 @@ def estimate_tau2(
         # DerSimonian & Laird (1986); Hunter & Schmidt (2004)
         dl = method == "DL"
         raw = (mom.q() - (k - 1)) / mom.trace_p() if dl else (mom.q() - k) / mom.sw
-        return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
+        return _where(k > 1, _max(raw, zero), zero), ok, zero
     _, rss = _unweighted(data)
     if method == "HE":  # Hedges (1983): moments of the unweighted mean
         raw = rss / (k - 1) - data.v_scale
-        return _where(k > 1, np.maximum(0.0, raw), zero), ok, zero
+        return _where(k > 1, _max(raw, zero), zero), ok, zero
     if method == "SJ":  # Sidik & Jonkman (2005): one weighted step from Σ(y - ȳ)²/k
         tau0 = rss / k
         raw = tau0 * Moments(data, tau0).q() / (k - 1)
         return _where((k > 1) & (tau0 > 0), raw, zero), ok, zero
-    if np.ndim(k) == 0 and k < 2:
+    if data.single and k < 2:
         return zero, ok, zero
-    multi = np.ndim(k) > 0 and bool(np.any(k < 2))
+    multi = not data.single and bool(np.any(k < 2))
     if multi:  # solve only the rows with at least two studies
         rows = np.flatnonzero(k >= 2)
         tau2, conv, its = zero.copy(), ok.copy(), zero.copy()
@@ -348,7 +446,7 @@ def estimate_tau2(
     if init is None:
         start, _, _ = estimate_tau2(data, "HE", control)
     else:
-        start = np.full(np.shape(k), float(init)) if np.ndim(k) else np.float64(init)
+        start = data.full(float(init))
     return solve_tau2(
         data,
         method,
@@ -360,18 +458,25 @@ def estimate_tau2(
     )
 
 
-def tau2_standard_error(data: Data, tau2: Num, method: str, ee: Moments | None = None) -> Num:
+def tau2_standard_error(
+    data: Data,
+    tau2: Num,
+    method: str,
+    ee: Moments | None = None,
+    mom: Moments | None = None,
+) -> Num:
     """Standard error of the τ² estimate, by estimator.
 
     Method-of-moments estimators ``τ̂² = (yᵀAy - tr(AV))/c`` have
     ``Var = 2 tr((A(V + τ²I))²)/c²`` (quadratic forms of normal vectors); ML and
     REML use the inverse Fisher information, ``2/Σw²`` and ``2/tr P²`` (Viechtbauer
     2005; 2007); PM and EB Morris' (1983) approximation ``2k²/((k-1)(Σw)²)``.
+    `ee` and `mom` are the moments at τ² = 0 and at `tau2`, if the caller has them.
     """
     k = data.k
     t = np.maximum(tau2, 0.0)
     if method == "EE":
-        return np.full(np.shape(k), np.nan) if np.ndim(k) else np.float64(np.nan)
+        return data.full(np.nan)
     if method in ("DL", "HS"):
         ee = Moments(data, 0.0 * t) if ee is None else ee
         tp, tpp = ee.trace_p(), ee.trace_pp()
@@ -396,12 +501,12 @@ def tau2_standard_error(data: Data, tau2: Num, method: str, ee: Moments | None =
         wwd = (w * wd).sum(axis=-1)
         tr = (wd * wd).sum(axis=-1) - 2.0 * (w * wd * wd).sum(axis=-1) / sw + (wwd / sw) ** 2
         return tau0 * np.sqrt(2.0 * tr) / (k - 1)
-    mom = Moments(data, t)
+    mom = Moments(data, t) if mom is None else mom
     if method in ("PM", "EB"):
         return np.sqrt(2.0 / (k - 1)) * k / mom.sw
     if method == "ML":
-        return np.sqrt(2.0 / mom.get(0, 1))
-    return np.sqrt(2.0 / mom.trace_pp())
+        return np.sqrt(_div(2.0, mom.get(0, 1)))
+    return np.sqrt(_div(2.0, mom.trace_pp()))
 
 
 def fit(
@@ -433,17 +538,21 @@ def _fit(
     control: dict[str, Any],
 ) -> dict[str, Any]:
     k = data.k
-    single = np.ndim(k) == 0
-    zero = np.float64(0.0) if single else np.zeros(np.shape(k))
+    zero = data.full(0.0)
     ee = Moments(data, zero)
     if tau2_fixed is None:
         tau2, converged, iterations = estimate_tau2(data, method, control, ee)
     else:  # τ² fixed: its SE is the estimator's formula evaluated there (as metafor)
         tau2 = zero + tau2_fixed
-        converged = np.bool_(True) if single else np.ones(np.shape(k), dtype=bool)
+        converged = data.all_true()
         iterations = zero
     tau2 = _where(k > 1, tau2, zero)
-    tau2_se = _where(k > 1, tau2_standard_error(data, tau2, method, ee), zero + np.nan)
+    # the moments at the final τ², for the pooled effect (and the SE of τ̂²)
+    if method == "EE" and tau2_fixed is None:
+        mom = ee
+    else:
+        mom = Moments(data, tau2, powers=_SE_POWERS.get(method, 1))
+    tau2_se = _where(k > 1, tau2_standard_error(data, tau2, method, ee, mom), zero + np.nan)
 
     # heterogeneity: Cochran's Q with equal-effects weights
     q = ee.q()
@@ -459,7 +568,6 @@ def _fit(
         h2 = _where(k > 1, (tau2 + v_typical) / v_typical, zero + 1.0)
 
     # the pooled effect at the final τ²
-    mom = ee if method == "EE" and tau2_fixed is None else Moments(data, tau2, powers=1)
     sw = mom.sw
     se = 1.0 / np.sqrt(sw)
     # t-based tests use k - 1 df; a single study has none, so its row falls back to z
@@ -526,7 +634,7 @@ def q_profile(
         data = Data(y, v, padded=padded)
     df = np.maximum(data.k - 1.0, 1.0)
     alpha = 1.0 - level
-    zero = np.zeros(np.shape(data.k)) if np.ndim(data.k) else np.float64(0.0)
+    zero = data.full(0.0)
     limits = []
     for quantile in (alpha / 2.0, 1.0 - alpha / 2.0):
         target = special.chdtri(df, quantile)  # upper-tail quantile

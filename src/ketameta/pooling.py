@@ -355,9 +355,11 @@ def prepare_studies(
     """
     y, v = _resolve_inputs(yi, vi, sei)
     low, high = VARIANCE_RANGE
-    with np.errstate(invalid="ignore"):  # one combined test; details only if it fails
-        valid = bool(np.all((np.abs(y) <= MAX_ABS_EFFECT) & (v >= low) & (v <= high)))
-    if not valid:
+    # one quick test (NaN fails it too); the detailed checks only if it fails
+    valid = y.size > 0 and np.abs(y).max() <= MAX_ABS_EFFECT and low <= v.min() <= v.max() <= high
+    if valid:
+        return y, v, np.arange(y.shape[0]), ()
+    if y.size:
         check_positive(v, "vi" if sei is None else "sei")
         check_finite(y, "yi")
         check_magnitudes(y, v, "yi", "vi" if sei is None else "sei")
