@@ -80,6 +80,49 @@ def test_pool_matches_metafor(case: dict[str, Any]) -> None:
         )
 
 
+MULTIMODAL = load_reference("metafor_multimodal.json")["cases"]
+MULTIMODAL_FITS = [(i, m) for i, c in enumerate(MULTIMODAL) for m in sorted(c["fits"])]
+
+
+def _assert_matches_multimodal_reference(res: Any, expected: dict[str, Any]) -> None:
+    # metafor stops ~1e-14 short of a boundary τ² = 0: absolute tolerance there
+    np.testing.assert_allclose(res.tau2, expected["tau2"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(res.estimate, expected["estimate"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(res.se, expected["se"], rtol=1e-8)
+
+
+@pytest.mark.parametrize(("index", "method"), MULTIMODAL_FITS)
+def test_several_likelihood_maxima_as_metafor(index: int, method: str) -> None:
+    # Oracle: metafor 3.8-1 rma(yi, vi, method=m, control=list(threshold=1e-13)) on
+    # datasets whose likelihood has several local maxima in τ²
+    # (validation/metafor/make_multimodal_reference.R): the same maximum is reached from
+    # the Hedges start, and where metafor warns that it "may have gotten stuck at a local
+    # maximum" and sets τ² = 0, ketameta does and warns too.
+    case = MULTIMODAL[index]
+    expected = case["fits"][method]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = pool(case["yi"], case["vi"], method=method)
+    zeroed = [w for w in caught if issubclass(w.category, ketameta.LocalMaximumWarning)]
+    assert bool(zeroed) == expected["zeroed"]
+    _assert_matches_multimodal_reference(res, expected)
+
+
+def test_several_likelihood_maxima_batch_equals_metafor() -> None:
+    # the batch engine (vectorised Newton steps and likelihood check) reaches the same
+    # maxima as pool() and metafor, for all datasets at once (ragged rows)
+    k = max(len(c["yi"]) for c in MULTIMODAL)
+    Y = np.full((len(MULTIMODAL), k), np.nan)
+    V = np.full_like(Y, np.nan)
+    for i, c in enumerate(MULTIMODAL):
+        Y[i, : len(c["yi"])], V[i, : len(c["vi"])] = c["yi"], c["vi"]
+    for method in ("ML", "REML"):
+        batch = ketameta.pool_many(Y, V, method=method)
+        for i, c in enumerate(MULTIMODAL):
+            if method in c["fits"]:
+                _assert_matches_multimodal_reference(batch[i], c["fits"][method])
+
+
 @pytest.mark.parametrize(
     "case", [c for c in GENERATED["cases"] if c.get("kind") == "confint"], ids=_case_id
 )

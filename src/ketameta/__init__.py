@@ -11,6 +11,7 @@ from . import convert, datasets
 from ._warnings import (
     ConvergenceError,
     KetametaWarning,
+    LocalMaximumWarning,
     OmittedStudiesWarning,
     SmallSampleWarning,
     ZeroCellWarning,
@@ -54,6 +55,7 @@ __all__ = [
     "InfluenceResult",
     "KetametaWarning",
     "LeaveOneOutResult",
+    "LocalMaximumWarning",
     "OmittedStudiesWarning",
     "PoolResult",
     "SmallSampleWarning",

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ConvergenceError",
     "KetametaWarning",
+    "LocalMaximumWarning",
     "OmittedStudiesWarning",
     "SmallSampleWarning",
     "ZeroCellWarning",
@@ -26,6 +27,11 @@ class SmallSampleWarning(KetametaWarning):
 
 class OmittedStudiesWarning(KetametaWarning):
     """Studies with missing values were left out; their indices are in ``result.omitted``."""
+
+
+class LocalMaximumWarning(KetametaWarning):
+    """The ML/REML score's root reached from the start is a local maximum of the
+    likelihood lower than the likelihood at τ² = 0, so τ² is set to 0 (as metafor)."""
 
 
 class ZeroCellWarning(KetametaWarning):

@@ -54,7 +54,7 @@ from ._validation import (
     check_positive,
     check_same_length,
 )
-from ._warnings import OmittedStudiesWarning, SmallSampleWarning
+from ._warnings import LocalMaximumWarning, OmittedStudiesWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
 
 __all__ = ["METHODS", "TESTS", "PoolResult", "Tau2Interval", "pool"]
@@ -545,6 +545,14 @@ def pool(
             f"(largest |yi| = {np.max(np.abs(y)):.3g}, largest vi = {np.max(v):.3g})"
         )
         raise ValueError(msg)
+    if out["zeroed"]:
+        warnings.warn(
+            f"the {method} score's root reached from the start is a local maximum of the "
+            "likelihood below its value at tau^2 = 0: tau^2 is set to 0 (as metafor; "
+            "check the likelihood profile)",
+            LocalMaximumWarning,
+            stacklevel=2,
+        )
     return result_from_core(
         out,
         None,
