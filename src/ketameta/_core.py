@@ -412,7 +412,7 @@ def _unweighted(data: Data) -> tuple[Num, Num]:
     y = data.y
     ybar = y.sum(axis=-1) / data.k
     resid = data.mask(y - _col(ybar))
-    return ybar, (resid * resid).sum(axis=-1)
+    return ybar, (np.dot(resid, resid) if data.single else (resid * resid).sum(axis=-1))
 
 
 def estimate_tau2(
@@ -587,7 +587,7 @@ def _fit(
     else:
         mom = Moments(data, tau2, powers=_SE_POWERS.get(method, 1))
     zeroed = data.flag(False)
-    if method in ("ML", "REML") and tau2_fixed is None:
+    if method in ("ML", "REML") and tau2_fixed is None and (not data.single or tau2 > 0):
         # as metafor: a root of the score whose likelihood is below the likelihood at
         # τ² = 0 (a lower local maximum) gives way to τ² = 0
         zeroed = _zero_is_more_likely(data, tau2, method, ee, mom)

@@ -539,7 +539,7 @@ def pool(
         tau2_fixed=tau2_fixed,
         control=ctl,
     )
-    if not (np.isfinite(out["estimate"]) and np.isfinite(out["se"]) and np.isfinite(out["q"])):
+    if not all(math.isfinite(out[name]) for name in ("estimate", "se", "q")):
         msg = (
             "`yi` or `vi` is too large: the computation overflows the floating-point range "
             f"(largest |yi| = {np.max(np.abs(y)):.3g}, largest vi = {np.max(v):.3g})"

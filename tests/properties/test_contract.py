@@ -21,6 +21,11 @@ from ketameta import (
     trim_and_fill,
 )
 
+# Random datasets can have a likelihood whose maximum at τ² = 0 beats the interior one
+# reached from the start: pool() then sets τ² = 0 and warns, as metafor does
+# (tested in test_pooling.py::test_several_likelihood_maxima_as_metafor).
+pytestmark = pytest.mark.filterwarnings("ignore::ketameta.LocalMaximumWarning")
+
 Y = [0.12, 0.35, -0.05, 0.41, 0.22, 0.3, 0.18, 0.05, 0.27, 0.33, 0.2, 0.15]
 V = [0.01, 0.02, 0.015, 0.03, 0.012, 0.025, 0.018, 0.02, 0.011, 0.03, 0.016, 0.022]
 
