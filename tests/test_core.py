@@ -19,6 +19,7 @@ finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 tau2 = st.one_of(st.just(0.0), st.floats(0.0, 1e3, allow_nan=False))
 lower = st.one_of(st.just(-1.0), st.floats(0.0, 1e3, allow_nan=False))
 upper = st.one_of(st.just(math.inf), st.floats(0.0, 1e3, allow_nan=False))
+previous = st.one_of(st.just(math.inf), st.floats(0.0, 1e3, allow_nan=False))
 information = st.one_of(st.just(0.0), st.floats(0.0, 1e6, allow_nan=False))
 
 
@@ -29,13 +30,16 @@ information = st.one_of(st.just(0.0), st.floats(0.0, 1e6, allow_nan=False))
     info=information,
     lo=lower,
     hi=upper,
+    prev=previous,
     v_scale=st.floats(1e-8, 1e3),
 )
-@example(t=0.0, value=-1.0, deriv=-2.0, info=1.0, lo=-1.0, hi=math.inf, v_scale=1.0)
-@example(t=0.5, value=1.0, deriv=0.0, info=0.0, lo=-1.0, hi=math.inf, v_scale=1.0)
-@example(t=0.5, value=1.0, deriv=0.0, info=0.0, lo=0.1, hi=2.0, v_scale=1.0)
-@example(t=0.5, value=-1.0, deriv=-0.5, info=1.0, lo=0.2, hi=math.inf, v_scale=1.0)
-@example(t=2.0, value=1e-12, deriv=-1.0, info=1.0, lo=-1.0, hi=math.inf, v_scale=1e-3)
+@example(t=0.0, value=-1.0, deriv=-2.0, info=1.0, lo=-1.0, hi=math.inf, prev=math.inf, v_scale=1.0)
+@example(t=0.5, value=1.0, deriv=0.0, info=0.0, lo=-1.0, hi=math.inf, prev=math.inf, v_scale=1.0)
+@example(t=0.5, value=1.0, deriv=0.0, info=0.0, lo=0.1, hi=2.0, prev=math.inf, v_scale=1.0)
+@example(t=0.5, value=-1.0, deriv=-0.5, info=1.0, lo=0.2, hi=math.inf, prev=math.inf, v_scale=1.0)
+@example(
+    t=2.0, value=1e-12, deriv=-1.0, info=1.0, lo=-1.0, hi=math.inf, prev=math.inf, v_scale=1e-3
+)
 def test_scalar_newton_step_is_the_batch_step(
     t: float,
     value: float,
@@ -43,16 +47,17 @@ def test_scalar_newton_step_is_the_batch_step(
     info: float,
     lo: float,
     hi: float,
+    prev: float,
     v_scale: float,
 ) -> None:
     threshold = 1e-10
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        scalar = _core._newton_step_scalar(t, value, deriv, info, lo, hi, v_scale, threshold)
+        scalar = _core._newton_step_scalar(t, value, deriv, info, lo, hi, prev, v_scale, threshold)
         batch = _core._newton_step(
-            *(np.array([x]) for x in (t, value, deriv, info, lo, hi, v_scale)), threshold
+            *(np.array([x]) for x in (t, value, deriv, info, lo, hi, prev, v_scale)), threshold
         )
     # the next τ² and the verdict always; the bracket matters only for a further step
-    for i in (0, 3) if scalar[3] else (0, 1, 2, 3):
+    for i in (0, 3) if scalar[3] else (0, 1, 2, 3, 4):
         np.testing.assert_array_equal(np.array([scalar[i]]), batch[i])
 
 

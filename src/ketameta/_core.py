@@ -95,13 +95,25 @@ class Data:
     spares the masking work for a single analysis.
     """
 
-    __slots__ = ("center", "k", "present", "single", "v", "v_harmonic", "v_scale", "y", "y_pows")
+    __slots__ = (
+        "center",
+        "k",
+        "last",
+        "present",
+        "single",
+        "v",
+        "v_harmonic",
+        "v_scale",
+        "y",
+        "y_pows",
+    )
     present: np.ndarray[Any, np.dtype[np.bool_]] | None
     # y_pows: a single analysis: (k, 3) columns 1, y, y²; a batch: y² (m, k)
 
     def __init__(self, y: FloatArray, v: FloatArray, *, padded: bool = True) -> None:
         # callers hold np.errstate: empty rows of a batch divide 0 by 0 harmlessly
         self.v = v
+        self.last: Moments | None = None  # a single analysis: the score's latest moments
         w0 = 1.0 / v
         self.single = y.ndim == 1
         if self.single:  # one analysis: all studies present
@@ -154,9 +166,9 @@ class Data:
     def subset(self, rows: np.ndarray[Any, Any]) -> Data:
         """The meta-analyses `rows` of a batch."""
         out = Data.__new__(Data)
-        out.single = False
+        out.single, out.last = False, None
         for name in Data.__slots__:
-            if name != "single":
+            if name not in ("single", "last"):
                 value = getattr(self, name)
                 setattr(out, name, None if value is None else value[rows])
         return out
@@ -175,9 +187,10 @@ class Moments:
     gets all of them from one matrix product.
     """
 
-    __slots__ = ("m", "mu", "sw", "w")
+    __slots__ = ("m", "mu", "sw", "tau2", "w")
 
     def __init__(self, data: Data, tau2: Num, powers: int = 3) -> None:
+        self.tau2 = tau2
         if data.single:  # one analysis: a single power call is cheapest
             wp = (data.v + tau2)[None, :] ** _POWERS  # (3, k): w, w², w³
             # m[3j + i] = Σ w^(j+1) y^i as Python floats, whose arithmetic is cheapest
@@ -235,6 +248,7 @@ def _score(data: Data, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, Num
     The information is scaled alike, so a Fisher step is unchanged.
     """
     mom = Moments(data, tau2)
+    data.last = mom
     a = data.v_harmonic + tau2
     if kind == "Q":  # Q(τ²) - target, dQ/dτ² = -Σw²r²
         s2 = mom.weighted_r2(1)
@@ -261,14 +275,19 @@ def _newton_step(
     info: Num,
     lo: Num,
     hi: Num,
+    prev: Num,
     v_scale: Num,
     threshold: float,
-) -> tuple[Num, Num, Num, Num]:
+) -> tuple[Num, Num, Num, Num, Num]:
     """One safeguarded Newton step of :func:`solve_tau2` for every row of a batch.
 
     `value`, `deriv`, `info`: the score at `t`, its derivative and the Fisher information;
-    `lo`/`hi`: the bracket so far (``lo = -1``: no point left of the root evaluated yet).
-    Returns the next τ², the updated bracket and whether the row has converged.
+    `lo`/`hi`: the bracket so far (``lo = -1``: no point left of the root evaluated yet);
+    `prev`: the size of the previous step if it was a Newton step, else inf. Returns the
+    next τ², the updated bracket, whether the row has converged and this step's size (inf
+    unless a Newton step). Converged: the step is within the tolerance, or two successive
+    Newton steps ``s₁ > s₂`` predict (quadratic convergence, next step ``≈ s₂³/s₁²``)
+    that the next would be below ``threshold · τ² / 100``.
     """
     at_zero = (t == 0) & (value <= 0)  # boundary solution
     lo = np.where(value > 0, np.maximum(lo, t), lo)
@@ -277,17 +296,27 @@ def _newton_step(
     # bisection point; τ² = 0 while no point left of the root is known (lo < 0): the
     # boundary is either the answer or the bracket's left end
     mid = np.where(lo >= 0, 0.5 * (lo + hi), 0.0)
-    # a step below 0: try τ² = 0 unless 0 is known to lie left of the root
-    new = np.where(new < 0, mid, new)
-    # a step onto or beyond a point already evaluated, or where the likelihood is not
-    # concave (no Newton step; Fisher steps can crawl): bisect once the root is bracketed
+    # a step below 0, onto or beyond a point already evaluated, or where the likelihood
+    # is not concave (no Newton step; Fisher steps can crawl): bisect once the root is
+    # bracketed; below 0, try τ² = 0 unless 0 is known to lie left of the root
+    below = new < 0
     outside = (new <= lo) | (new >= hi) | ~np.isfinite(new) | (deriv >= 0)
-    new = np.where(outside & np.isfinite(hi), mid, new)
-    new = np.where(at_zero | (value == 0), t, new)
+    newton = ~below & ~outside
+    new = np.where(below | (outside & np.isfinite(hi)), mid, new)
+    exact = at_zero | (value == 0)
+    new = np.where(exact, t, new)
+    step = np.where(newton & ~exact, abs(new - t), np.inf)
     tol = threshold * np.minimum(np.maximum(1.0, new), np.maximum(new, v_scale))
     width = hi - np.maximum(lo, 0.0)
-    done = at_zero | (value == 0) | (abs(new - t) <= tol) | (width <= tol)
-    return new, lo, hi, done
+    # (the predicted step is held to a relative tolerance, with a margin of 100 for the
+    # prediction's own error: never looser than the step rule)
+    predicted = (
+        np.isfinite(prev)
+        & (step < prev)
+        & (step * step * step <= 0.01 * threshold * new * prev * prev)
+    )
+    done = exact | (abs(new - t) <= tol) | (width <= tol) | predicted
+    return new, lo, hi, done, step
 
 
 def _newton_step_scalar(
@@ -297,27 +326,35 @@ def _newton_step_scalar(
     info: float,
     lo: float,
     hi: float,
+    prev: float,
     v_scale: float,
     threshold: float,
-) -> tuple[float, float, float, bool]:
+) -> tuple[float, float, float, bool, float]:
     """:func:`_newton_step` for a single analysis, in Python floats (the same rule, ~5x
     cheaper than NumPy scalars; ``tests/test_core.py`` checks that the two agree)."""
     if (t == 0.0 and value <= 0.0) or value == 0.0:  # boundary solution, or exact root
-        return t, lo, hi, True
+        return t, lo, hi, True, math.inf
     if value > 0.0:
         lo = max(lo, t)
     elif value < 0.0:
         hi = min(hi, t)
     new = t + _div(value, -deriv if deriv < 0.0 else info)
     mid = 0.5 * (lo + hi) if lo >= 0.0 else 0.0
-    if new < 0.0:
-        new = mid
+    below = new < 0.0
     outside = new <= lo or new >= hi or not math.isfinite(new) or deriv >= 0.0
-    if outside and math.isfinite(hi):
+    step = math.inf
+    if below or (outside and math.isfinite(hi)):
         new = mid
+    elif not outside:
+        step = abs(new - t)
     tol = threshold * min(max(1.0, new), max(new, v_scale))
-    done = abs(new - t) <= tol or hi - max(lo, 0.0) <= tol
-    return new, lo, hi, done
+    predicted = (
+        math.isfinite(prev)
+        and step < prev
+        and step * step * step <= 0.01 * threshold * new * prev * prev
+    )
+    done = abs(new - t) <= tol or hi - max(lo, 0.0) <= tol or predicted
+    return new, lo, hi, done, step
 
 
 def solve_tau2(
@@ -344,7 +381,10 @@ def solve_tau2(
     replaced by τ² = 0, which is the answer when the score there is not positive.
     Converges when ``|Δτ²| ≤ threshold · min(max(1, τ²), max(τ², v̄))`` (never looser
     than ``threshold · max(1, τ²)``, and relative to the data's scale when variances are
-    small). Returns (τ², converged, iterations).
+    small), or when two successive Newton steps predict that the next ``|Δτ²|`` would be
+    below ``threshold · τ² / 100`` (quadratic convergence: ``s₃ ≈ s₂³/s₁²``), which spares the
+    step that would only confirm it. Returns (τ², converged, iterations). Callers hold ``np.errstate``
+    (divisions by zero give inf/NaN, which the steps handle).
 
     `data` needs ``v_scale`` (and ``subset(rows)`` for batches); `score(data, τ², kind,
     target)` returns (score, derivative, Fisher information) and defaults to the
@@ -353,20 +393,20 @@ def solve_tau2(
     ``raise_on_failure=False`` keep their last iterate and ``converged=False``.
     """
     score = _score if score is None else score
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if np.ndim(start) == 0:
-            t, lo, hi = float(start), -1.0, math.inf
-            for iteration in range(1, maxiter + 1):
-                value, deriv, info = score(data, t, kind, target)
-                t, lo, hi, done = _newton_step_scalar(
-                    t, value, deriv, info, lo, hi, data.v_scale, threshold
-                )
-                if done:
-                    return t, np.bool_(True), np.float64(iteration)
-            raise ConvergenceError(method, maxiter)
+    if np.ndim(start) > 0:
         return _solve_batch(
             data, kind, start, score, target, method, maxiter, threshold, raise_on_failure
         )
+    t, lo, hi, prev = float(start), -1.0, math.inf, math.inf
+    for iteration in range(1, maxiter + 1):
+        value, deriv, info = score(data, t, kind, target)
+        new, lo, hi, done, prev = _newton_step_scalar(
+            t, value, deriv, info, lo, hi, prev, data.v_scale, threshold
+        )
+        if done:
+            return new, np.bool_(True), np.float64(iteration)
+        t = new
+    raise ConvergenceError(method, maxiter)
 
 
 def _solve_batch(
@@ -383,17 +423,17 @@ def _solve_batch(
     """:func:`solve_tau2` for a batch: iterate only the rows not yet converged."""
     t = np.array(start, dtype=np.float64)
     # lo: the largest τ² known to lie left of the root (-1: none evaluated yet)
-    lo, hi = np.full_like(t, -1.0), np.full_like(t, np.inf)
+    lo, hi, prev = np.full_like(t, -1.0), np.full_like(t, np.inf), np.full_like(t, np.inf)
     iterations, converged = np.zeros(t.shape), np.zeros(t.shape, dtype=bool)
     rows = np.arange(t.size)
     sub, tg = data, target
     for _ in range(maxiter):
         tt = t[rows]
         value, deriv, info = score(sub, tt, kind, tg)
-        new, lo_r, hi_r, done = _newton_step(
-            tt, value, deriv, info, lo[rows], hi[rows], sub.v_scale, threshold
+        new, lo_r, hi_r, done, step = _newton_step(
+            tt, value, deriv, info, lo[rows], hi[rows], prev[rows], sub.v_scale, threshold
         )
-        t[rows], lo[rows], hi[rows] = new, lo_r, hi_r
+        t[rows], lo[rows], hi[rows], prev[rows] = new, lo_r, hi_r, step
         iterations[rows] += 1
         converged[rows[done]] = True
         if done.all():
@@ -537,6 +577,15 @@ def _zero_is_more_likely(data: Data, tau2: Num, method: str, ee: Moments, mom: M
     ``ll(0) - ll(τ²) = ½ [Σ log(1 + τ²/v_i) + Q(τ²) - Q(0) (+ log(Σw(τ²)/Σw(0)))]``.
     `ee` and `mom` are the moments at 0 and at `tau2`.
     """
+    if data.single:
+        # log is concave: Σ log(1 + τ²/v_i) ≤ k log(1 + τ² Σ(1/v_i)/k); a bound ≤ 0 settles
+        # the usual case (one maximum) without another pass over the studies
+        n = float(data.k)
+        bound = n * math.log1p(tau2 * ee.sw / n) + (mom.q() - ee.q())
+        if method == "REML":
+            bound += math.log(mom.sw / ee.sw)
+        if not bound > 0.0:
+            return np.bool_(False)
     gain = np.log1p(_col(tau2) / data.v).sum(axis=-1) + (mom.q() - ee.q())
     if method == "REML":
         gain = gain + np.log(mom.sw / ee.sw)
@@ -584,6 +633,8 @@ def _fit(
     # the moments at the final τ², for the pooled effect (and the SE of τ̂²)
     if method == "EE" and tau2_fixed is None:
         mom = ee
+    elif data.single and data.last is not None and data.last.tau2 == tau2:
+        mom = data.last  # the solver stopped where it evaluated the score (e.g. τ² = 0)
     else:
         mom = Moments(data, tau2, powers=_SE_POWERS.get(method, 1))
     zeroed = data.flag(False)
@@ -673,8 +724,13 @@ def q_profile(
     ``Q(τ²) = χ²_{k-1; (1-level)/2}``; a limit is 0 when ``Q(0)`` is already below
     its target, and `tau2_max` when the root lies beyond the search range [0, tau2_max].
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        data = Data(y, v, padded=padded)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _q_profile(Data(y, v, padded=padded), level, control, tau2_max)
+
+
+def _q_profile(
+    data: Data, level: float, control: dict[str, Any], tau2_max: Num
+) -> tuple[Num, Num]:
     df = np.maximum(data.k - 1.0, 1.0)
     alpha = 1.0 - level
     zero = data.full(0.0)

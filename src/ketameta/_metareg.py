@@ -94,29 +94,31 @@ def estimate_tau2(d: _Design, method: str, control: dict[str, Any]) -> float:
     maxiter, threshold = int(control["maxiter"]), float(control["threshold"])
     if method in ("PM", "EB"):
         start = estimate_tau2(d, "DL", control)
-        t, _, _ = _core.solve_tau2(
-            d,
-            "Q",
-            np.float64(start),
-            method=method,
-            maxiter=maxiter,
-            threshold=threshold,
-            target=float(k - p),
-            score=_score,
-        )
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            t, _, _ = _core.solve_tau2(
+                d,
+                "Q",
+                np.float64(start),
+                method=method,
+                maxiter=maxiter,
+                threshold=threshold,
+                target=float(k - p),
+                score=_score,
+            )
         return float(t)
     start = (
         estimate_tau2(d, "HE", control) if control["tau2_init"] is None else control["tau2_init"]
     )
-    t, _, _ = _core.solve_tau2(
-        d,
-        method,
-        np.float64(start),
-        method=method,
-        maxiter=maxiter,
-        threshold=threshold,
-        score=_score,
-    )
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t, _, _ = _core.solve_tau2(
+            d,
+            method,
+            np.float64(start),
+            method=method,
+            maxiter=maxiter,
+            threshold=threshold,
+            score=_score,
+        )
     return float(t)
 
 
