@@ -382,9 +382,9 @@ def solve_tau2(
     Converges when ``|Δτ²| ≤ threshold · min(max(1, τ²), max(τ², v̄))`` (never looser
     than ``threshold · max(1, τ²)``, and relative to the data's scale when variances are
     small), or when two successive Newton steps predict that the next ``|Δτ²|`` would be
-    below ``threshold · τ² / 100`` (quadratic convergence: ``s₃ ≈ s₂³/s₁²``), which spares the
-    step that would only confirm it. Returns (τ², converged, iterations). Callers hold ``np.errstate``
-    (divisions by zero give inf/NaN, which the steps handle).
+    below ``threshold · τ² / 100`` (quadratic convergence: ``s₃ ≈ s₂³/s₁²``), which
+    spares the step that would only confirm it. Returns (τ², converged, iterations).
+    Callers hold ``np.errstate`` (divisions by zero give inf/NaN, which the steps handle).
 
     `data` needs ``v_scale`` (and ``subset(rows)`` for batches); `score(data, τ², kind,
     target)` returns (score, derivative, Fisher information) and defaults to the
