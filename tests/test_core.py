@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from scipy import special
 
 from ketameta import _core
 
@@ -68,7 +70,9 @@ def test_single_analysis_moments_are_python_floats_and_match_the_batch() -> None
     y, v = rng.normal(size=9), rng.uniform(0.01, 1.0, 9)
     with np.errstate(all="ignore"):
         single = _core.Moments(_core.Data(y, v, padded=False), 0.25)
-        batch = _core.Moments(_core.Data(y[None, :], v[None, :], padded=False), np.array([0.25]))
+        batch = _core.Moments(
+            _core.Data(y[None, :], v[None, :], padded=False), np.array([0.25]), scores=True
+        )
     centred = y - np.sum(y / v) / np.sum(1 / v)
     w = 1.0 / (v + 0.25)
     for j in range(3):
@@ -88,3 +92,17 @@ def test_zero_weight_sum_divides_with_ieee_semantics() -> None:
         assert math.isnan(mom.trace_p())
         assert _core._div(1.0, 0.0) == math.inf
         assert math.isnan(_core._div(0.0, 0.0))
+
+
+@pytest.mark.parametrize("df", [*range(1, 70), 2.5, 100.0])
+def test_batch_chi_square_tail_equals_incomplete_gamma(df: float) -> None:
+    """The batch's closed-form χ² tail (A&S 26.4.4-5) equals scipy's incomplete-gamma
+    ``chdtrc`` (which a single analysis uses) to 1e-12 relative, from p ≈ 1 to p ≈ 1e-300
+    (non-integer or large df go to ``chdtrc`` itself)."""
+    rng = np.random.default_rng(int(df * 10))
+    x = np.concatenate([np.geomspace(1e-8, 1400.0, 500), rng.chisquare(df, 500), [0.0]])
+    expected = special.chdtrc(df, x)
+    got = _core.chi2_sf(np.full(x.size, df), x)
+    shown = expected > 1e-300
+    np.testing.assert_allclose(got[shown], expected[shown], rtol=1e-12)
+    assert np.all(got[~shown] <= 1e-290)

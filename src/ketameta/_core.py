@@ -182,14 +182,15 @@ def _rowdot(a: FloatArray, b: FloatArray) -> FloatArray:
 class Moments:
     """Weighted moments ``Σ y^i w^(j+1)`` at a given τ² and the quantities derived from them.
 
-    `powers` (1-3) limits the weight powers computed for a batch (``w`` only for the
-    pooled estimate, up to ``w³`` for the likelihood scores); a single analysis always
-    gets all of them from one matrix product.
+    For a batch, `powers` (1-3) limits the weight powers computed (``w`` only for the
+    pooled estimate, up to ``w³`` for the likelihood scores), and of the higher powers only
+    ``Σ w^(j+1)`` is summed unless `scores` asks for the ``Σ w^(j+1) y^i`` that the τ²
+    scores need; a single analysis always gets all of them from one matrix product.
     """
 
     __slots__ = ("m", "mu", "sw", "tau2", "w")
 
-    def __init__(self, data: Data, tau2: Num, powers: int = 3) -> None:
+    def __init__(self, data: Data, tau2: Num, powers: int = 3, *, scores: bool = False) -> None:
         self.tau2 = tau2
         if data.single:  # one analysis: a single power call is cheapest
             wp = (data.v + tau2)[None, :] ** _POWERS  # (3, k): w, w², w³
@@ -205,12 +206,13 @@ class Moments:
             w = 1.0 / (data.v + _col(tau2))
             self.w = w
             nan = np.full(w.shape[0], np.nan)
-            self.m = [nan] * 9
+            self.m = [w.sum(axis=-1), _rowdot(w, y), _rowdot(w, y2)] + [nan] * 6
             wj = w
-            for j in range(powers):
-                if j:
-                    wj = wj * w
-                self.m[3 * j : 3 * j + 3] = [wj.sum(axis=-1), _rowdot(wj, y), _rowdot(wj, y2)]
+            for j in range(1, powers):
+                wj = wj * w
+                self.m[3 * j] = wj.sum(axis=-1)
+                if scores:
+                    self.m[3 * j + 1], self.m[3 * j + 2] = _rowdot(wj, y), _rowdot(wj, y2)
             self.sw = self.m[0]
         self.mu = self.m[1] / self.sw
 
@@ -247,7 +249,7 @@ def _score(data: Data, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, Num
     has several maxima, stay in the basin of the start as Fisher scoring does (metafor).
     The information is scaled alike, so a Fisher step is unchanged.
     """
-    mom = Moments(data, tau2)
+    mom = Moments(data, tau2, scores=True)
     data.last = mom
     a = data.v_harmonic + tau2
     if kind == "Q":  # Q(τ²) - target, dQ/dτ² = -Σw²r²
@@ -476,7 +478,7 @@ def estimate_tau2(
         return _where(k > 1, _max(raw, zero), zero), ok, zero
     if method == "SJ":  # Sidik & Jonkman (2005): one weighted step from Σ(y - ȳ)²/k
         tau0 = rss / k
-        raw = tau0 * Moments(data, tau0).q() / (k - 1)
+        raw = tau0 * Moments(data, tau0, powers=1).q() / (k - 1)
         return _where((k > 1) & (tau0 > 0), raw, zero), ok, zero
     if data.single and k < 2:
         return zero, ok, zero
@@ -569,6 +571,48 @@ def tau2_standard_error(
     return np.sqrt(_div(2.0, mom.trace_pp()))
 
 
+#: largest degrees of freedom (and x/2) for which chi2_sf sums its closed-form series
+_CHI2_SERIES_MAX_DF = 64
+_CHI2_SERIES_MAX_HALF_X = 600.0
+
+
+def chi2_sf(df: Num, x: Num) -> Num:
+    """Survival function of the χ² distribution, ``P(X > x)``, ``X ~ χ²(df)``.
+
+    A single value goes to :func:`scipy.special.chdtrc`. For a batch, integer `df` ≤ 64
+    (the Q test's k - 1) use the closed forms (Abramowitz & Stegun 26.4.4-5), which
+    cost a few passes instead of an incomplete-gamma evaluation per row: with ``h = x/2``,
+    even ``df = 2n``: ``e^{-h} Σ_{j<n} h^j/j!``; odd ``df = 2n+1``:
+    ``erfc(√h) + e^{-h} √(2/π) Σ_{j=1..n} x^{j-1/2}/(1·3···(2j-1))``. Every term is
+    positive, so the sum is accurate to rounding; other rows use ``chdtrc``.
+    """
+    if np.ndim(x) == 0:
+        return special.chdtrc(df, x)
+    df = np.broadcast_to(df, np.shape(x))
+    h = 0.5 * x
+    series = (df == np.round(df)) & (df >= 1) & (df <= _CHI2_SERIES_MAX_DF)
+    series &= (h >= 0) & (h <= _CHI2_SERIES_MAX_HALF_X)
+    out = np.empty(np.shape(x))
+    rest = ~series
+    if rest.any():
+        out[rest] = special.chdtrc(df[rest], x[rest])
+    if not series.any():
+        return out
+    d, h = df[series], h[series]
+    odd = (d % 2) == 1
+    n = np.floor(d / 2)  # even: terms j = 0..n-1; odd: j = 1..n
+    # term_0 of the even series is 1; term_1 of the odd series is √x = √(2h)
+    term = np.where(odd, np.sqrt(2.0 * h), 1.0)
+    total = np.where(odd, np.where(n >= 1, term, 0.0), 1.0)
+    for j in range(1, int(n.max()) + 1):
+        # even: term_j = term_{j-1} h/j (j < n); odd: term_{j+1} = term_j 2h/(2j+1) (j < n)
+        term = term * np.where(odd, 2.0 * h / (2 * j + 1), h / j)
+        total = total + np.where(j < n, term, 0.0)
+    tail = np.exp(-h) * np.where(odd, math.sqrt(2.0 / math.pi), 1.0) * total
+    out[series] = np.where(odd, special.erfc(np.sqrt(h)) + tail, tail)
+    return out
+
+
 def _zero_is_more_likely(data: Data, tau2: Num, method: str, ee: Moments, mom: Moments) -> Num:
     """Whether the (restricted) likelihood at τ² = 0 exceeds that at `tau2` (> 0).
 
@@ -650,7 +694,7 @@ def _fit(
     # heterogeneity: Cochran's Q with equal-effects weights
     q = ee.q()
     q_df = k - 1
-    q_pvalue = _where(q_df > 0, special.chdtrc(_max(q_df, 1.0), q), zero + 1.0)
+    q_pvalue = _where(q_df > 0, chi2_sf(_max(q_df, 1.0), q), zero + 1.0)
     sw0, sw0_2 = ee.sw, ee.get(0, 1)
     v_typical = q_df * sw0 / (sw0 * sw0 - sw0_2)  # Higgins & Thompson (2002), eq. 9
     if method == "EE" and tau2_fixed is None:
