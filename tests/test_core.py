@@ -106,3 +106,15 @@ def test_batch_chi_square_tail_equals_incomplete_gamma(df: float) -> None:
     shown = expected > 1e-300
     np.testing.assert_allclose(got[shown], expected[shown], rtol=1e-12)
     assert np.all(got[~shown] <= 1e-290)
+
+
+def test_batch_chi_square_tail_with_mixed_df() -> None:
+    """Ragged batches mix df (and may hold NaN): each row equals ``chdtrc``."""
+    rng = np.random.default_rng(3)
+    df = rng.integers(1, 90, 3000).astype(float)
+    df[::7] += 0.5
+    x = rng.chisquare(df) * rng.uniform(0.2, 3.0, df.size)
+    x[::11] = np.nan
+    expected = special.chdtrc(df, x)
+    got = _core.chi2_sf(df, x)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)

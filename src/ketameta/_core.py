@@ -580,37 +580,55 @@ def chi2_sf(df: Num, x: Num) -> Num:
     """Survival function of the χ² distribution, ``P(X > x)``, ``X ~ χ²(df)``.
 
     A single value goes to :func:`scipy.special.chdtrc`. For a batch, integer `df` ≤ 64
-    (the Q test's k - 1) use the closed forms (Abramowitz & Stegun 26.4.4-5), which
-    cost a few passes instead of an incomplete-gamma evaluation per row: with ``h = x/2``,
-    even ``df = 2n``: ``e^{-h} Σ_{j<n} h^j/j!``; odd ``df = 2n+1``:
+    (the Q test's k - 1) use the closed forms (Abramowitz & Stegun 26.4.4-5), a few
+    passes per distinct df instead of an incomplete-gamma evaluation per row: with
+    ``h = x/2``, even ``df = 2n``: ``e^{-h} Σ_{j<n} h^j/j!``; odd ``df = 2n+1``:
     ``erfc(√h) + e^{-h} √(2/π) Σ_{j=1..n} x^{j-1/2}/(1·3···(2j-1))``. Every term is
-    positive, so the sum is accurate to rounding; other rows use ``chdtrc``.
+    positive, so the sums are accurate to rounding; other rows use ``chdtrc``.
     """
     if np.ndim(x) == 0:
         return special.chdtrc(df, x)
     df = np.broadcast_to(df, np.shape(x))
-    h = 0.5 * x
-    series = (df == np.round(df)) & (df >= 1) & (df <= _CHI2_SERIES_MAX_DF)
-    series &= (h >= 0) & (h <= _CHI2_SERIES_MAX_HALF_X)
+    series = (x >= 0) & (x <= 2.0 * _CHI2_SERIES_MAX_HALF_X)
+    first = df.flat[0] if df.size else 1.0
+    groups = [first] if np.all(df == first) else np.unique(df).tolist()
     out = np.empty(np.shape(x))
-    rest = ~series
+    done = np.zeros(np.shape(x), dtype=bool)
+    for d in groups:
+        if not (d == round(d) and 1 <= d <= _CHI2_SERIES_MAX_DF):
+            continue
+        rows = series & (df == d) if len(groups) > 1 else series
+        if rows.all():
+            out[...] = _chi2_sf_series(int(d), x)
+        else:
+            out[rows] = _chi2_sf_series(int(d), x[rows])
+        done |= rows
+    rest = ~done
     if rest.any():
         out[rest] = special.chdtrc(df[rest], x[rest])
-    if not series.any():
-        return out
-    d, h = df[series], h[series]
-    odd = (d % 2) == 1
-    n = np.floor(d / 2)  # even: terms j = 0..n-1; odd: j = 1..n
-    # term_0 of the even series is 1; term_1 of the odd series is √x = √(2h)
-    term = np.where(odd, np.sqrt(2.0 * h), 1.0)
-    total = np.where(odd, np.where(n >= 1, term, 0.0), 1.0)
-    for j in range(1, int(n.max()) + 1):
-        # even: term_j = term_{j-1} h/j (j < n); odd: term_{j+1} = term_j 2h/(2j+1) (j < n)
-        term = term * np.where(odd, 2.0 * h / (2 * j + 1), h / j)
-        total = total + np.where(j < n, term, 0.0)
-    tail = np.exp(-h) * np.where(odd, math.sqrt(2.0 / math.pi), 1.0) * total
-    out[series] = np.where(odd, special.erfc(np.sqrt(h)) + tail, tail)
     return out
+
+
+def _chi2_sf_series(df: int, x: FloatArray) -> FloatArray:
+    """:func:`chi2_sf` for one integer `df` (≥ 1) and 0 ≤ x ≤ 1200, by its finite series."""
+    h = 0.5 * x
+    n = df // 2
+    if df % 2 == 0:  # e^{-h} (1 + h + h²/2! + ... + h^(n-1)/(n-1)!)
+        term, total = np.ones_like(h), np.ones_like(h)
+        for j in range(1, n):
+            term *= h * (1.0 / j)
+            total += term
+        return np.exp(-h) * total
+    tail = special.erfc(np.sqrt(h))
+    if n == 0:
+        return tail
+    # √(2/π) e^{-h} (√x + x^{3/2}/3 + x^{5/2}/(3·5) + ...), n terms
+    term = np.sqrt(x)
+    total = term.copy()
+    for j in range(1, n):
+        term *= x * (1.0 / (2 * j + 1))
+        total += term
+    return tail + math.sqrt(2.0 / math.pi) * np.exp(-h) * total
 
 
 def _zero_is_more_likely(data: Data, tau2: Num, method: str, ee: Moments, mom: Moments) -> Num:
