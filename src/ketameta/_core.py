@@ -104,6 +104,7 @@ class Data:
         "v",
         "v_harmonic",
         "v_scale",
+        "w0",
         "y",
         "y_pows",
     )
@@ -115,6 +116,7 @@ class Data:
         self.v = v
         self.last: Moments | None = None  # a single analysis: the score's latest moments
         w0 = 1.0 / v
+        self.w0 = w0  # the equal-effects weights
         self.single = y.ndim == 1
         if self.single:  # one analysis: all studies present
             sw0 = float(w0.sum())
@@ -130,7 +132,7 @@ class Data:
             np.multiply(self.y, self.y, out=self.y_pows[:, 2])
             return
         sw0 = w0.sum(axis=-1)
-        center = (w0 * y).sum(axis=-1) / sw0
+        center = _rowdot(w0, y) / sw0
         if padded:
             self.present = np.isfinite(v)
             self.k = self.present.sum(axis=-1)
@@ -190,7 +192,15 @@ class Moments:
 
     __slots__ = ("m", "mu", "sw", "tau2", "w")
 
-    def __init__(self, data: Data, tau2: Num, powers: int = 3, *, scores: bool = False) -> None:
+    def __init__(
+        self,
+        data: Data,
+        tau2: Num,
+        powers: int = 3,
+        *,
+        scores: bool = False,
+        w: FloatArray | None = None,
+    ) -> None:
         self.tau2 = tau2
         if data.single:  # one analysis: a single power call is cheapest
             wp = (data.v + tau2)[None, :] ** _POWERS  # (3, k): w, w², w³
@@ -203,7 +213,8 @@ class Moments:
             self.sw = sw if sw > 0.0 else np.float64(sw)
         else:  # a batch, studies in column-major chunks: fused row sums
             y, y2 = data.y, data.y_pows
-            w = 1.0 / (data.v + _col(tau2))
+            if w is None:  # (or the caller's weights 1/(v + τ²))
+                w = 1.0 / (data.v + _col(tau2))
             self.w = w
             nan = np.full(w.shape[0], np.nan)
             self.m = [w.sum(axis=-1), _rowdot(w, y), _rowdot(w, y2)] + [nan] * 6
@@ -619,7 +630,7 @@ def _chi2_sf_series(df: int, x: FloatArray) -> FloatArray:
             term *= h * (1.0 / j)
             total += term
         return np.exp(-h) * total
-    tail = special.erfc(np.sqrt(h))
+    tail: FloatArray = special.erfc(np.sqrt(h))
     if n == 0:
         return tail
     # √(2/π) e^{-h} (√x + x^{3/2}/3 + x^{5/2}/(3·5) + ...), n terms
@@ -628,7 +639,9 @@ def _chi2_sf_series(df: int, x: FloatArray) -> FloatArray:
     for j in range(1, n):
         term *= x * (1.0 / (2 * j + 1))
         total += term
-    return tail + math.sqrt(2.0 / math.pi) * np.exp(-h) * total
+    total *= math.sqrt(2.0 / math.pi) * np.exp(-h)
+    total += tail
+    return total
 
 
 def _zero_is_more_likely(data: Data, tau2: Num, method: str, ee: Moments, mom: Moments) -> Num:
@@ -684,7 +697,7 @@ def _fit(
 ) -> dict[str, Any]:
     k = data.k
     zero = data.full(0.0)
-    ee = Moments(data, zero)
+    ee = Moments(data, zero, w=data.w0)
     if tau2_fixed is None:
         tau2, converged, iterations = estimate_tau2(data, method, control, ee)
     else:  # τ² fixed: its SE is the estimator's formula evaluated there (as metafor)

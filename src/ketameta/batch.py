@@ -198,9 +198,22 @@ def _failures(k: Any, converged: Any, method: str, estimate: Any) -> dict[int, s
 def _validate_batch(y: FloatArray, v: FloatArray, name_v: str) -> None:
     """Reject ±inf, non-positive variances and values beyond the documented limits, naming
     the analysis and study (NaN marks an absent study and passes)."""
-    v2 = v * v if name_v == "SE" else v
-    with np.errstate(invalid="ignore", over="ignore"):  # one combined test first
-        bad = (np.abs(y) > MAX_ABS_EFFECT) | (v2 < VARIANCE_RANGE[0]) | (v2 > VARIANCE_RANGE[1])
+    if y.size == 0:
+        return
+    with np.errstate(invalid="ignore", over="ignore"):
+        v2 = v * v if name_v == "SE" else v
+        # quick test first: NaN-ignoring extremes, no temporaries (an all-NaN input fails it
+        # harmlessly and goes on to the detailed test)
+        low, high = VARIANCE_RANGE
+        if (
+            -MAX_ABS_EFFECT
+            <= np.fmin.reduce(y, axis=None)
+            <= np.fmax.reduce(y, axis=None)
+            <= MAX_ABS_EFFECT
+            and low <= np.fmin.reduce(v2, axis=None) <= np.fmax.reduce(v2, axis=None) <= high
+        ):
+            return
+        bad = (np.abs(y) > MAX_ABS_EFFECT) | (v2 < low) | (v2 > high)
     if not bad.any():
         return
     row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
@@ -249,10 +262,11 @@ def _fit_rows(
 ) -> dict[str, FloatArray]:
     """Fit every row of 2-D `y`, `v` (NaN = absent) chunk by chunk; arrays of results."""
     m, k = y.shape
+    # every row of the outputs is written below (fitted, or NaN / 0 when it has no study)
     out: dict[str, FloatArray] = {
-        name: np.full(m, np.nan) for name in FIELDS + (_CI_FIELDS if tau2_ci else ())
+        name: np.empty(m) for name in FIELDS + (_CI_FIELDS if tau2_ci else ())
     }
-    out["weights"] = np.zeros((m, k))
+    out["weights"] = np.empty((m, k))
     ctl = {**control, "raise_on_failure": False}
     for rows in _chunks(m, chunk_size):
         # column-major chunks: the core's row sums then run over contiguous memory
@@ -263,14 +277,12 @@ def _fit_rows(
                 sel = np.arange(yc.shape[0])
                 yy, vv = yc, vc
             else:
+                for name, arr in out.items():  # rows without studies, absent studies
+                    arr[rows] = 0.0 if name in ("k", "converged", "weights") else np.nan
                 absent = np.isnan(yc) | np.isnan(vc)
                 yy = np.where(absent, 0.0, yc)
                 vv = np.where(absent, np.inf, vc)
-                ok = (~absent).any(axis=-1)
-                sel = np.flatnonzero(ok)
-                empty = rows.start + np.flatnonzero(~ok)
-                out["k"][empty] = 0
-                out["converged"][empty] = 0
+                sel = np.flatnonzero((~absent).any(axis=-1))
                 if sel.size < yc.shape[0]:
                     yy, vv = yy[sel], vv[sel]
             fit = (
@@ -287,7 +299,10 @@ def _fit_rows(
                 if sel.size
                 else {}
             )
-            idx = rows.start + sel
+            # a slice where every row of the chunk was fitted (fancy indexing costs twice)
+            idx: slice | np.ndarray[Any, Any] = (
+                rows if sel.size == yc.shape[0] else rows.start + sel
+            )
         for name in FIELDS:
             if name in fit:
                 out[name][idx] = fit[name]
@@ -300,9 +315,10 @@ def _fit_rows(
             # (their reason is derived from k, converged and the estimate by _failures)
             bad = ~np.asarray(fit["converged"], dtype=bool) | ~np.isfinite(fit["estimate"])
             if bad.any():
+                bad_rows = rows.start + sel[bad]
                 for name in FIELDS:
                     if name not in ("k", "converged", "iterations"):
-                        out[name][idx[bad]] = np.nan
+                        out[name][bad_rows] = np.nan
             if tau2_ci:
                 lo, hi = _core.q_profile(
                     yy,
