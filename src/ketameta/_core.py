@@ -641,7 +641,7 @@ def _chi2_sf_series(df: int, x: FloatArray) -> FloatArray:
         total += term
     total *= math.sqrt(2.0 / math.pi) * np.exp(-h)
     total += tail
-    return total
+    return np.asarray(total, dtype=np.float64)
 
 
 def _zero_is_more_likely(data: Data, tau2: Num, method: str, ee: Moments, mom: Moments) -> Num:
