@@ -122,14 +122,14 @@ class Data:
             sw0 = float(w0.sum())
             center = np.dot(w0, y) / sw0
             self.present, self.k = None, np.float64(y.shape[0])
-            self.y = y - center
+            rows = np.empty((3, y.shape[0]))  # 1, y, y² (filled in place: fewest calls)
+            rows[0] = 1.0
+            np.subtract(y, center, out=rows[1])
+            np.multiply(rows[1], rows[1], out=rows[2])
+            self.y, self.y_pows = rows[1], rows.T
             self.v_scale = float(v.sum()) / y.shape[0]
             self.v_harmonic = y.shape[0] / sw0
             self.center = center
-            self.y_pows = np.empty((y.shape[0], 3))  # columns 1, y, y²
-            self.y_pows[:, 0] = 1.0
-            self.y_pows[:, 1] = self.y
-            np.multiply(self.y, self.y, out=self.y_pows[:, 2])
             return
         sw0 = w0.sum(axis=-1)
         center = _rowdot(w0, y) / sw0

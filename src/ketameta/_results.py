@@ -16,9 +16,20 @@ def array_eq(a: Any, b: Any) -> bool:
     return bool(np.array_equal(a, b, equal_nan=True))
 
 
+class Owned:
+    """A float64 array that ketameta itself just created and hands to a result: taken
+    over without a copy (every other array a result receives is copied)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: FloatArray) -> None:
+        self.array = array
+
+
 def readonly(x: Any) -> FloatArray:
-    """A read-only float64 copy (results never share memory with inputs)."""
-    arr = np.array(x, dtype=np.float64, copy=True)
+    """A read-only float64 copy (results never share memory with inputs), or the array of
+    an :class:`Owned` made read-only."""
+    arr = x.array if type(x) is Owned else np.array(x, dtype=np.float64, copy=True)
     arr.setflags(write=False)
     return arr
 

@@ -36,6 +36,8 @@ def as_float_array(x: Any, name: str, *, ndim: int = 1) -> FloatArray:
     Scalars become length-1 arrays when ``ndim == 1``. Raises ``TypeError`` naming the
     first non-numeric element and ``ValueError`` for the wrong number of dimensions.
     """
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == ndim:
+        return np.array(x, dtype=np.float64)  # the common case, fast (a copy)
     if x is None:
         msg = f"`{name}` is required"
         raise TypeError(msg)

@@ -41,7 +41,7 @@ import attrs
 import numpy as np
 
 from . import _core
-from ._results import array_field, format_p, import_pandas, plain
+from ._results import Owned, array_field, format_p, import_pandas, plain
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
     MAX_ABS_EFFECT,
@@ -564,6 +564,7 @@ def pool(
         level=lv,
         tau2_fixed=tau2_fixed is not None,
         control=control or {},
+        owned=True,  # prepare_studies copied the inputs; the core made the weights
     )
 
 
@@ -579,8 +580,13 @@ def result_from_core(
     level: float,
     tau2_fixed: bool,
     control: dict[str, Any],
+    owned: bool = False,
 ) -> PoolResult:
-    """Build the :class:`PoolResult` of the numeric core's output (of one `row` of a batch)."""
+    """Build the :class:`PoolResult` of the numeric core's output (of one `row` of a batch).
+
+    ``owned=True``: `yi`, `vi` and the core's weights are fresh arrays that nothing else
+    holds, which the result takes over without copying.
+    """
     k = len(yi)
     scalars = {
         name: float(out[name] if row is None else out[name][row]) for name in CORE_FLOAT_FIELDS
@@ -592,13 +598,16 @@ def result_from_core(
     weights = take("weights")
     if weights.shape[-1] != k:  # a padded batch row: keep the studies used
         weights = weights[take("present")]
+    arrays: tuple[Any, ...] = (
+        (Owned(weights), Owned(yi), Owned(vi)) if owned else (weights, yi, vi)
+    )
     return PoolResult(
         **scalars,
         q_df=int(take("q_df")),
         k=k,
-        weights=weights,
-        yi=yi,
-        vi=vi,
+        weights=arrays[0],
+        yi=arrays[1],
+        vi=arrays[2],
         omitted=omitted,
         method=method,
         test=test,
