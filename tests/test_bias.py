@@ -266,3 +266,26 @@ def test_constant_predictor_is_a_clear_error() -> None:
         egger_test([0.1, 0.2, 0.3], [0.01, 0.01, 0.01])
     with pytest.raises(ValueError, match="pass side='left' or side='right'"):
         trim_and_fill([0.1, 0.2, 0.3], [0.01, 0.01, 0.01])
+
+
+MULTIMODAL_REGTEST = [
+    (i, c)
+    for i, c in enumerate(load_reference("metafor_multimodal.json")["cases"])
+    if "tau2" in (c.get("regtest") or {})
+]
+
+
+@pytest.mark.filterwarnings("ignore::ketameta.SmallSampleWarning")  # k < 10: low power
+@pytest.mark.parametrize(
+    "case", [c for _, c in MULTIMODAL_REGTEST], ids=[str(i) for i, _ in MULTIMODAL_REGTEST]
+)
+def test_egger_rma_on_hard_likelihoods_matches_metafor(case: dict[str, Any]) -> None:
+    # Oracle: metafor 3.8-1 regtest(rma(yi, vi, method="REML", control=list(threshold=1e-13)),
+    # model="rma") on datasets whose intercept-only likelihood has several maxima
+    # (validation/metafor/make_multimodal_reference.R); the meta-regression's REML uses
+    # the same scaled Newton steps and the same check of the likelihood at tau^2 = 0
+    expected = case["regtest"]
+    res = egger_test(case["yi"], case["vi"], model="rma")
+    np.testing.assert_allclose(res.tau2, expected["tau2"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(res.statistic, expected["zval"], rtol=1e-7)
+    np.testing.assert_allclose(res.pvalue, expected["pval"], rtol=1e-7)

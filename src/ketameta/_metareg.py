@@ -56,17 +56,46 @@ class _Design:
 
 
 def _score(d: _Design, tau2: Any, kind: str, target: Any) -> tuple[Any, Any, Any]:
-    p, _, w = d.projector(float(tau2))
+    """(score, derivative, information), scaled by ``(v̄_h + τ²)^p`` as the
+    intercept-only model's (:func:`ketameta._core._score`: same roots, fewer steps, the
+    start's basin)."""
+    t = float(tau2)
+    p, _, w = d.projector(t)
     py = p @ d.y
     pppy = py @ p @ py  # yᵀPPPy
+    a = d.k / float(np.sum(1.0 / d.v)) + t
     if kind == "Q":
         s2 = py @ py
-        return np.float64(d.y @ py - target), np.float64(-s2), np.float64(s2)
+        value = d.y @ py - target
+        return np.float64(value * a), np.float64(value - s2 * a), np.float64(s2 * a)
     if kind == "REML":
         info = np.sum(p * p)
-        return np.float64(py @ py - np.trace(p)), np.float64(info - 2 * pppy), np.float64(info)
-    info = np.sum(w * w)
-    return np.float64(py @ py - w.sum()), np.float64(info - 2 * pppy), np.float64(info)
+        value = py @ py - np.trace(p)
+    else:
+        info = np.sum(w * w)
+        value = py @ py - w.sum()
+    g = a * a
+    return (
+        np.float64(value * g),
+        np.float64((info - 2 * pppy) * g + 2.0 * value * a),
+        np.float64(info * g),
+    )
+
+
+def _zero_is_more_likely(d: _Design, tau2: float, method: str) -> bool:
+    """Whether the (restricted) likelihood at τ² = 0 exceeds that at `tau2` (as metafor).
+
+    ``ll(τ²) = -½ [Σ log(v_i + τ²) + yᵀPy (+ log det XᵀWX for REML)]`` up to a constant.
+    """
+
+    def minus_twice_ll(t: float) -> float:
+        p, a_inv, _ = d.projector(t)
+        value = float(np.sum(np.log(d.v + t)) + d.y @ p @ d.y)
+        if method == "REML":
+            value -= float(np.linalg.slogdet(a_inv)[1])  # log det XᵀWX
+        return value
+
+    return tau2 > 0 and minus_twice_ll(0.0) < minus_twice_ll(tau2)
 
 
 def estimate_tau2(d: _Design, method: str, control: dict[str, Any]) -> float:
@@ -119,7 +148,8 @@ def estimate_tau2(d: _Design, method: str, control: dict[str, Any]) -> float:
             threshold=threshold,
             score=_score,
         )
-    return float(t)
+    # as metafor: a lower local maximum than the likelihood at τ² = 0 gives way to 0
+    return 0.0 if _zero_is_more_likely(d, float(t), method) else float(t)
 
 
 def fit(

@@ -476,6 +476,17 @@ def pool(
     ConvergenceError
         When an iterative estimator does not converge.
 
+    Warns
+    -----
+    SmallSampleWarning
+        k = 1: τ² is 0 and the test is z.
+    OmittedStudiesWarning
+        Studies with NaN `yi` or `vi` were left out (``nan_policy="omit"``).
+    LocalMaximumWarning
+        ML/REML: the likelihood has several maxima and the one reached from the start is
+        lower than the likelihood at τ² = 0, so τ² is set to 0 (metafor does the same and
+        warns that Fisher scoring "may have gotten stuck at a local maximum").
+
     Notes
     -----
     With :math:`w_i = 1/(v_i + \\hat\\tau^2)`, :math:`\\hat\\mu = \\sum w_i y_i / \\sum w_i`
@@ -485,8 +496,12 @@ def pool(
     :math:`\\max(0, (Q-k)/\\sum w)` [6]_; SJ: one weighted step from
     :math:`\\tau_0^2 = \\sum (y_i-\\bar y)^2/k` [5]_; PM and EB solve :math:`Q(\\tau^2) =
     k - 1` [3]_ [7]_; ML and REML solve the (restricted) likelihood score equation from
-    the HE estimate [2]_ by Newton steps (Fisher scoring where the observed information is
-    not positive) safeguarded by bisection, with τ² = 0 when the score at 0 is negative.
+    the HE estimate [2]_ by Newton steps on the score times :math:`(\bar v_h + \tau^2)^2`
+    (:math:`\bar v_h` the harmonic mean of the :math:`v_i`; linear in τ² when the
+    :math:`v_i` are equal, so the steps stay in the start's basin, as metafor's Fisher
+    scoring does), Fisher scoring where the observed information is not positive,
+    safeguarded by bisection, with τ² = 0 when the score at 0 is negative; as metafor, a
+    root whose likelihood is below the likelihood at τ² = 0 gives way to τ² = 0.
     Knapp-Hartung multiplies the variance of :math:`\\hat\\mu` by
     :math:`\\sum w_i (y_i - \\hat\\mu)^2 / (k-1)` and uses t with k-1 df [8]_. I² and H²
     follow Higgins & Thompson (2002) [9]_ with the typical within-study variance

@@ -6,7 +6,8 @@
 # over orders of magnitude; found on a grid of the profile), so that the estimate depends
 # on which maximum the algorithm reaches from the Hedges start, and on metafor's check of
 # the likelihood at tau^2 = 0 ("Fisher scoring algorithm may have gotten stuck at a local
-# maximum. Setting tau^2 = 0."). Simulated here (seeded) and stored with the answers.
+# maximum. Setting tau^2 = 0."); also regtest(model="rma") on each (the meta-regression
+# path). Simulated here (seeded) and stored with the answers.
 suppressMessages({library(metafor); library(jsonlite)})
 set.seed(20261126)
 ctrl <- list(threshold=1e-13, maxiter=100000)
@@ -46,8 +47,13 @@ while (length(cases) < 60 && tried < 20000) {
     fits[[m]] <- list(tau2=res$tau2, estimate=res$b[1], se=res$se, zeroed=warned,
                       multimodal=unname(multi[m]))
   }
+  # the Egger-type meta-regression on the same data (ketameta: egger_test(model="rma"))
+  reg <- tryCatch(regtest(rma(yi, vi, method="REML", control=ctrl), model="rma"),
+                  error=function(e) NULL, warning=function(w) NULL)
+  regtest_fit <- if (is.null(reg)) NULL else
+    list(tau2=reg$fit$tau2, zval=reg$zval, pval=reg$pval, est=reg$est)
   cases[[length(cases) + 1]] <- list(
-    yi=yi, vi=vi, fits=fits,
+    yi=yi, vi=vi, fits=fits, regtest=regtest_fit,
     call="rma(yi, vi, method=m, control=list(threshold=1e-13, maxiter=100000))")
 }
 out <- list(
