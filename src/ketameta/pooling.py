@@ -496,8 +496,8 @@ def pool(
     :math:`\\max(0, (Q-k)/\\sum w)` [6]_; SJ: one weighted step from
     :math:`\\tau_0^2 = \\sum (y_i-\\bar y)^2/k` [5]_; PM and EB solve :math:`Q(\\tau^2) =
     k - 1` [3]_ [7]_; ML and REML solve the (restricted) likelihood score equation from
-    the HE estimate [2]_ by Newton steps on the score times :math:`(\bar v_h + \tau^2)^2`
-    (:math:`\bar v_h` the harmonic mean of the :math:`v_i`; linear in τ² when the
+    the HE estimate [2]_ by Newton steps on the score times :math:`(\\bar v_h + \\tau^2)^2`
+    (:math:`\\bar v_h` the harmonic mean of the :math:`v_i`; linear in τ² when the
     :math:`v_i` are equal, so the steps stay in the start's basin, as metafor's Fisher
     scoring does), Fisher scoring where the observed information is not positive,
     safeguarded by bisection, with τ² = 0 when the score at 0 is negative; as metafor, a
