@@ -300,7 +300,7 @@ def _newton_step(
     next τ², the updated bracket, whether the row has converged and this step's size (inf
     unless a Newton step). Converged: the step is within the tolerance, or two successive
     Newton steps ``s₁ > s₂`` predict (quadratic convergence, next step ``≈ s₂³/s₁²``)
-    that the next would be below ``threshold · τ² / 100``.
+    that the next would be below ``threshold · τ² / 10``.
     """
     at_zero = (t == 0) & (value <= 0)  # boundary solution
     lo = np.where(value > 0, np.maximum(lo, t), lo)
@@ -321,12 +321,12 @@ def _newton_step(
     step = np.where(newton & ~exact, abs(new - t), np.inf)
     tol = threshold * np.minimum(np.maximum(1.0, new), np.maximum(new, v_scale))
     width = hi - np.maximum(lo, 0.0)
-    # (the predicted step is held to a relative tolerance, with a margin of 100 for the
+    # (the predicted step is held to a relative tolerance, with a margin of 10 for the
     # prediction's own error: never looser than the step rule)
     predicted = (
         np.isfinite(prev)
         & (step < prev)
-        & (step * step * step <= 0.01 * threshold * new * prev * prev)
+        & (step * step * step <= 0.1 * threshold * new * prev * prev)
     )
     done = exact | (abs(new - t) <= tol) | (width <= tol) | predicted
     return new, lo, hi, done, step
@@ -364,7 +364,7 @@ def _newton_step_scalar(
     predicted = (
         math.isfinite(prev)
         and step < prev
-        and step * step * step <= 0.01 * threshold * new * prev * prev
+        and step * step * step <= 0.1 * threshold * new * prev * prev
     )
     done = abs(new - t) <= tol or hi - max(lo, 0.0) <= tol or predicted
     return new, lo, hi, done, step
@@ -395,7 +395,7 @@ def solve_tau2(
     Converges when ``|Δτ²| ≤ threshold · min(max(1, τ²), max(τ², v̄))`` (never looser
     than ``threshold · max(1, τ²)``, and relative to the data's scale when variances are
     small), or when two successive Newton steps predict that the next ``|Δτ²|`` would be
-    below ``threshold · τ² / 100`` (quadratic convergence: ``s₃ ≈ s₂³/s₁²``), which
+    below ``threshold · τ² / 10`` (quadratic convergence: ``s₃ ≈ s₂³/s₁²``), which
     spares the step that would only confirm it. Returns (τ², converged, iterations).
     Callers hold ``np.errstate`` (divisions by zero give inf/NaN, which the steps handle).
 
