@@ -78,6 +78,13 @@ def _div(a: Num, b: Num) -> Num:
     return a / b
 
 
+def _sqrt(a: Num) -> Num:
+    """``np.sqrt`` that keeps a non-negative Python float a Python float."""
+    if type(a) is float and a >= 0.0:
+        return math.sqrt(a)
+    return np.sqrt(a)
+
+
 def _isfinite(a: Num) -> Num:
     # np.bool_, not bool: `~` must be logical negation (~True is -2)
     return np.bool_(math.isfinite(a)) if type(a) in _SCALAR_FLOATS else np.isfinite(a)
@@ -109,6 +116,7 @@ class Data:
         "y_pows",
     )
     present: np.ndarray[Any, np.dtype[np.bool_]] | None
+    k: Num  # number of studies: a Python float for one analysis, an (m,) array for a batch
     # y_pows: a single analysis: (k, 3) columns 1, y, y²; a batch: y² (m, k)
 
     def __init__(self, y: FloatArray, v: FloatArray, *, padded: bool = True) -> None:
@@ -120,8 +128,10 @@ class Data:
         self.single = y.ndim == 1
         if self.single:  # one analysis: all studies present
             sw0 = float(w0.sum())
-            center = np.dot(w0, y) / sw0
-            self.present, self.k = None, np.float64(y.shape[0])
+            center: Num = float(np.dot(w0, y)) / sw0
+            # Python floats throughout: cheap arithmetic (divisions that can meet 0 go
+            # through _div)
+            self.present, self.k = None, float(y.shape[0])
             rows = np.empty((3, y.shape[0]))  # 1, y, y² (filled in place: fewest calls)
             rows[0] = 1.0
             np.subtract(y, center, out=rows[1])
@@ -154,12 +164,12 @@ class Data:
         self.y_pows = self.y * self.y
 
     def full(self, value: float) -> Num:
-        """`value` for every analysis: a NumPy scalar for one, an (m,) array for a batch."""
-        return np.float64(value) if self.single else np.full(self.k.shape, value)
+        """`value` for every analysis: a Python float for one, an (m,) array for a batch."""
+        return float(value) if self.single else np.full(np.shape(self.k), value)
 
     def flag(self, value: bool) -> Num:
         """`value` for every analysis (a NumPy bool or an (m,) bool array)."""
-        return np.bool_(value) if self.single else np.full(self.k.shape, value)
+        return np.bool_(value) if self.single else np.full(np.shape(self.k), value)
 
     def mask(self, x: FloatArray) -> FloatArray:
         """`x` with absent studies set to 0."""
@@ -306,6 +316,9 @@ def _newton_step(
     lo = np.where(value > 0, np.maximum(lo, t), lo)
     hi = np.where(value < 0, np.minimum(hi, t), hi)
     new = t + value / np.where(deriv < 0, -deriv, info)
+    # a Newton step that overflows gives way to Fisher's, and that to an expansion step
+    new = np.where(np.isfinite(new), new, t + value / info)
+    new = np.where(np.isfinite(new) | np.isfinite(hi), new, 2.0 * t + v_scale)
     # bisection point; τ² = 0 while no point left of the root is known (lo < 0): the
     # boundary is either the answer or the bracket's left end
     mid = np.where(lo >= 0, 0.5 * (lo + hi), 0.0)
@@ -328,7 +341,7 @@ def _newton_step(
         & (step < prev)
         & (step * step * step <= 0.1 * threshold * new * prev * prev)
     )
-    done = exact | (abs(new - t) <= tol) | (width <= tol) | predicted
+    done = exact | (np.isfinite(new) & ((abs(new - t) <= tol) | (width <= tol) | predicted))
     return new, lo, hi, done, step
 
 
@@ -352,6 +365,10 @@ def _newton_step_scalar(
     elif value < 0.0:
         hi = min(hi, t)
     new = t + _div(value, -deriv if deriv < 0.0 else info)
+    if not math.isfinite(new):  # an overflowing Newton step: Fisher's, or an expansion
+        new = t + _div(value, info)
+        if not (math.isfinite(new) or math.isfinite(hi)):
+            new = 2.0 * t + v_scale
     mid = 0.5 * (lo + hi) if lo >= 0.0 else 0.0
     below = new < 0.0
     outside = new <= lo or new >= hi or not math.isfinite(new) or deriv >= 0.0
@@ -366,7 +383,7 @@ def _newton_step_scalar(
         and step < prev
         and step * step * step <= 0.1 * threshold * new * prev * prev
     )
-    done = abs(new - t) <= tol or hi - max(lo, 0.0) <= tol or predicted
+    done = math.isfinite(new) and (abs(new - t) <= tol or hi - max(lo, 0.0) <= tol or predicted)
     return new, lo, hi, done, step
 
 
@@ -481,15 +498,15 @@ def estimate_tau2(
         mom = Moments(data, zero) if ee is None else ee
         # DerSimonian & Laird (1986); Hunter & Schmidt (2004)
         dl = method == "DL"
-        raw = (mom.q() - (k - 1)) / mom.trace_p() if dl else (mom.q() - k) / mom.sw
+        raw = _div(mom.q() - (k - 1), mom.trace_p()) if dl else (mom.q() - k) / mom.sw
         return _where(k > 1, _max(raw, zero), zero), ok, zero
     _, rss = _unweighted(data)
     if method == "HE":  # Hedges (1983): moments of the unweighted mean
-        raw = rss / (k - 1) - data.v_scale
+        raw = _div(rss, k - 1) - data.v_scale
         return _where(k > 1, _max(raw, zero), zero), ok, zero
     if method == "SJ":  # Sidik & Jonkman (2005): one weighted step from Σ(y - ȳ)²/k
         tau0 = rss / k
-        raw = tau0 * Moments(data, tau0, powers=1).q() / (k - 1)
+        raw = _div(tau0 * Moments(data, tau0, powers=1).q(), k - 1)
         return _where((k > 1) & (tau0 > 0), raw, zero), ok, zero
     if data.single and k < 2:
         return zero, ok, zero
@@ -554,7 +571,7 @@ def tau2_standard_error(
         ee = Moments(data, 0.0 * t) if ee is None else ee
         tp, tpp = ee.trace_p(), ee.trace_pp()
         var_q = 2.0 * (k - 1) + 4.0 * t * tp + 2.0 * t * t * tpp
-        return np.sqrt(var_q) / (tp if method == "DL" else ee.sw)
+        return _div(_sqrt(var_q), tp if method == "DL" else ee.sw)
     vv = data.mask(data.v)
     if method == "HE":  # A = I - J/k (unweighted residual projector), c = k - 1
         sv, sv2 = vv.sum(axis=-1), (vv * vv).sum(axis=-1)
@@ -576,10 +593,10 @@ def tau2_standard_error(
         return tau0 * np.sqrt(2.0 * tr) / (k - 1)
     mom = Moments(data, t) if mom is None else mom
     if method in ("PM", "EB"):
-        return np.sqrt(2.0 / (k - 1)) * k / mom.sw
+        return _sqrt(_div(2.0, k - 1)) * k / mom.sw
     if method == "ML":
-        return np.sqrt(_div(2.0, mom.get(0, 1)))
-    return np.sqrt(_div(2.0, mom.trace_pp()))
+        return _sqrt(_div(2.0, mom.get(0, 1)))
+    return _sqrt(_div(2.0, mom.trace_pp()))
 
 
 #: largest degrees of freedom (and x/2) for which chi2_sf sums its closed-form series
@@ -727,27 +744,27 @@ def _fit(
     q_df = k - 1
     q_pvalue = _where(q_df > 0, chi2_sf(_max(q_df, 1.0), q), zero + 1.0)
     sw0, sw0_2 = ee.sw, ee.get(0, 1)
-    v_typical = q_df * sw0 / (sw0 * sw0 - sw0_2)  # Higgins & Thompson (2002), eq. 9
+    v_typical = _div(q_df * sw0, sw0 * sw0 - sw0_2)  # Higgins & Thompson (2002), eq. 9
     if method == "EE" and tau2_fixed is None:
-        i2 = _where(q > 0, 100.0 * _max(0.0, (q - q_df) / q), zero)
-        h2 = _where(q_df > 0, q / q_df, zero + 1.0)
+        i2 = _where(q > 0, 100.0 * _max(0.0, _div(q - q_df, q)), zero)
+        h2 = _where(q_df > 0, _div(q, q_df), zero + 1.0)
     else:
-        i2 = _where(k > 1, 100.0 * tau2 / (tau2 + v_typical), zero)
-        h2 = _where(k > 1, (tau2 + v_typical) / v_typical, zero + 1.0)
+        i2 = _where(k > 1, _div(100.0 * tau2, tau2 + v_typical), zero)
+        h2 = _where(k > 1, _div(tau2 + v_typical, v_typical), zero + 1.0)
 
     # the pooled effect at the final τ²
     sw = mom.sw
-    se = 1.0 / np.sqrt(sw)
+    se = _div(1.0, _sqrt(sw))
     # t-based tests use k - 1 df; a single study has none, so its row falls back to z
     df = zero + np.inf if test == "z" else _where(k > 1, k - 1.0, zero + np.inf)
     if test in ("knha", "adhoc"):
         # Knapp & Hartung (2003); "adhoc" never narrower than the z interval
-        s2 = _where(k > 1, mom.q() / (k - 1), zero + 1.0)
+        s2 = _where(k > 1, _div(mom.q(), k - 1), zero + 1.0)
         if test == "adhoc":
             s2 = _max(s2, 1.0)
-        se = se * np.sqrt(s2)
+        se = se * _sqrt(s2)
     mu = mom.mu + data.center
-    stat = mu / se
+    stat = _div(mu, se)
     if test == "z":
         pvalue = 2.0 * special.ndtr(-abs(stat))
         crit = special.ndtri(0.5 + level / 2.0)
@@ -755,7 +772,7 @@ def _fit(
         pvalue = 2.0 * special.stdtr(df, -abs(stat))
         crit = special.stdtrit(df, 0.5 + level / 2.0)
     half = crit * se
-    pred_half = crit * np.sqrt(tau2 + se * se)
+    pred_half = crit * _sqrt(tau2 + se * se)
     w = mom.w
     return {
         "estimate": mu,
@@ -767,7 +784,7 @@ def _fit(
         "df": df,
         "tau2": tau2,
         "tau2_se": tau2_se,
-        "tau": np.sqrt(tau2),
+        "tau": _sqrt(tau2),
         "i2": i2,
         "h2": h2,
         "q": q,
