@@ -15,6 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from scipy import special
 
+import ketameta
 from ketameta import _core
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
@@ -118,3 +119,17 @@ def test_batch_chi_square_tail_with_mixed_df() -> None:
     expected = special.chdtrc(df, x)
     got = _core.chi2_sf(df, x)
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_overflowing_newton_step_never_converges_to_infinity() -> None:
+    """Found by fuzzing: variances 1 and 1e-38 made the scaled score's Newton step overflow
+    at τ² = 0, and the infinite step passed the (then infinite) tolerance. Now the Fisher
+    step takes over and the fit is finite, in pool and in a batch (leave-one-out)."""
+    y, v = [0.0, 0.0, 1.0], [1.0, 1.0, 1.1754943508222875e-38]
+    res = ketameta.pool(y, v)
+    assert 0.0 < res.tau2 < 1.0
+    assert 0.0 < res.estimate < 1.0
+    assert res.converged
+    loo = ketameta.leave_one_out(y, v)
+    assert np.all(np.isfinite(loo.se))
+    assert np.all(np.isfinite(loo.tau2))
