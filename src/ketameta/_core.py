@@ -110,6 +110,7 @@ class Data:
         "single",
         "v",
         "v_harmonic",
+        "v_row",
         "v_scale",
         "w0",
         "y",
@@ -122,6 +123,7 @@ class Data:
     def __init__(self, y: FloatArray, v: FloatArray, *, padded: bool = True) -> None:
         # callers hold np.errstate: empty rows of a batch divide 0 by 0 harmlessly
         self.v = v
+        self.v_row = v[None, :] if v.ndim == 1 else None  # one analysis: v as a (1, k) row
         self.last: Moments | None = None  # a single analysis: the score's latest moments
         w0 = 1.0 / v
         self.w0 = w0  # the equal-effects weights
@@ -200,7 +202,7 @@ class Moments:
     scores need; a single analysis always gets all of them from one matrix product.
     """
 
-    __slots__ = ("m", "mu", "sw", "tau2", "w")
+    __slots__ = ("_w", "m", "mu", "sw", "tau2", "wp")
 
     def __init__(
         self,
@@ -213,10 +215,11 @@ class Moments:
     ) -> None:
         self.tau2 = tau2
         if data.single:  # one analysis: a single power call is cheapest
-            wp = (data.v + tau2)[None, :] ** _POWERS  # (3, k): w, w², w³
+            self.wp = (data.v_row + tau2) ** _POWERS  # (3, k): w, w², w³
+            self._w = None
             # m[3j + i] = Σ w^(j+1) y^i as Python floats, whose arithmetic is cheapest
-            self.m = np.dot(wp, data.y_pows).ravel().tolist()
-            self.w = wp[0]
+            m = np.dot(self.wp, data.y_pows).tolist()
+            self.m = m[0] + m[1] + m[2]
             sw = self.m[0]
             # Σw is positive for a finite τ²; were it 0 or NaN, a NumPy scalar divides by it
             # with IEEE semantics (Python floats raise ZeroDivisionError)
@@ -225,7 +228,7 @@ class Moments:
             y, y2 = data.y, data.y_pows
             if w is None:  # (or the caller's weights 1/(v + τ²))
                 w = 1.0 / (data.v + _col(tau2))
-            self.w = w
+            self._w, self.wp = w, None
             nan = np.full(w.shape[0], np.nan)
             self.m = [w.sum(axis=-1), _rowdot(w, y), _rowdot(w, y2)] + [nan] * 6
             wj = w
@@ -236,6 +239,11 @@ class Moments:
                     self.m[3 * j + 1], self.m[3 * j + 2] = _rowdot(wj, y), _rowdot(wj, y2)
             self.sw = self.m[0]
         self.mu = self.m[1] / self.sw
+
+    @property
+    def w(self) -> FloatArray:
+        """The weights ``1/(v + τ²)`` of every study."""
+        return self.wp[0] if self._w is None else self._w
 
     def get(self, i: int, j: int) -> Num:
         """``Σ y^i w^(j+1)`` of the centred effects."""
