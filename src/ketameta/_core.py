@@ -65,12 +65,6 @@ def _max(a: Num, b: Num) -> Num:
     return np.maximum(a, b)
 
 
-def _min(a: Num, b: Num) -> Num:
-    if type(a) in _SCALAR_FLOATS and type(b) in _SCALAR_FLOATS:
-        return b if b < a else a
-    return np.minimum(a, b)
-
-
 def _div(a: Num, b: Num) -> Num:
     """``a / b`` with IEEE semantics for Python floats too (``x / 0`` is ±inf or NaN)."""
     if type(b) is float and b == 0.0:
@@ -83,11 +77,6 @@ def _sqrt(a: Num) -> Num:
     if type(a) is float and a >= 0.0:
         return math.sqrt(a)
     return np.sqrt(a)
-
-
-def _isfinite(a: Num) -> Num:
-    # np.bool_, not bool: `~` must be logical negation (~True is -2)
-    return np.bool_(math.isfinite(a)) if type(a) in _SCALAR_FLOATS else np.isfinite(a)
 
 
 def _col(x: Num) -> Num:
@@ -267,24 +256,32 @@ class Moments:
         return sw2 - 2.0 * self.m[6] / sw + ratio * ratio
 
 
-def _score(data: Data, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, Num]:
-    """(score, its derivative, Fisher information) of the equation solved for τ².
+def scale_score(kind: str, value: Num, deriv: Num, info: Num, a: Num) -> tuple[Num, Num, Num]:
+    """(score, its derivative, Fisher information) times ``g = a^p``, ``a = v̄_h + τ²``.
 
-    The score is scaled by ``g = (c + τ²)^p`` (``c``: the harmonic mean of the ``v_i``;
-    ``p = 1`` for Q, 2 for the likelihoods), which keeps its sign and roots but makes it
-    linear in τ² when all ``v_i`` are equal (``w = 1/(c + τ²)``: the REML score
-    ``w² Σr² - (k-1) w`` becomes ``Σr² - (k-1)(c + τ²)``). Newton steps on the scaled
-    score overshoot far less, so they converge in fewer steps and, where the likelihood
-    has several maxima, stay in the basin of the start as Fisher scoring does (metafor).
-    The information is scaled alike, so a Fisher step is unchanged.
+    ``v̄_h`` is the harmonic mean of the ``v_i``; ``p = 1`` for Q, 2 for the likelihoods.
+    The scaling keeps the score's sign and roots but makes it linear in τ² when all
+    ``v_i`` are equal (``w = 1/(v̄_h + τ²)``: the REML score ``w² Σr² - (k-1) w`` becomes
+    ``Σr² - (k-1)(v̄_h + τ²)``). Newton steps on the scaled score overshoot far less, so
+    they converge in fewer steps and, where the likelihood has several maxima, stay in the
+    basin of the start as Fisher scoring does (metafor). The information is scaled alike,
+    so a Fisher step is unchanged.
     """
+    if kind == "Q":
+        return value * a, deriv * a + value, info * a
+    g = a * a
+    return value * g, deriv * g + 2.0 * value * a, info * g
+
+
+def _score(data: Data, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, Num]:
+    """(score, its derivative, Fisher information) of the equation solved for τ², scaled
+    by :func:`scale_score`."""
     mom = Moments(data, tau2, scores=True)
     data.last = mom
     a = data.v_harmonic + tau2
     if kind == "Q":  # Q(τ²) - target, dQ/dτ² = -Σw²r²
         s2 = mom.weighted_r2(1)
-        value = mom.q() - target
-        return value * a, value - s2 * a, s2 * a
+        return scale_score(kind, mom.q() - target, -s2, s2, a)
     s2 = mom.weighted_r2(1)
     s3 = mom.weighted_r2(2)
     wr = mom.get(1, 1) - mom.mu * mom.get(0, 1)  # Σ w² (y - μ̂)
@@ -295,8 +292,7 @@ def _score(data: Data, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, Num
     else:  # ML, eq. 11: score Σw²r² - Σw, information Σw²
         info = mom.get(0, 1)
         value = s2 - mom.sw
-    g = a * a
-    return value * g, (info - 2.0 * curvature) * g + 2.0 * value * a, info * g
+    return scale_score(kind, value, info - 2.0 * curvature, info, a)
 
 
 def _newton_step(

@@ -33,6 +33,7 @@ class _Design:
     v: FloatArray
     x: FloatArray
     v_scale: float
+    v_harmonic: float  # k / Σ(1/v_i), the scale of the τ² score (_core.scale_score)
 
     @property
     def k(self) -> int:
@@ -56,30 +57,26 @@ class _Design:
 
 
 def _score(d: _Design, tau2: Any, kind: str, target: Any) -> tuple[Any, Any, Any]:
-    """(score, derivative, information), scaled by ``(v̄_h + τ²)^p`` as the
-    intercept-only model's (:func:`ketameta._core._score`: same roots, fewer steps, the
-    start's basin)."""
+    """(score, derivative, information), scaled as the intercept-only model's
+    (:func:`ketameta._core.scale_score`: same roots, fewer steps, the start's basin)."""
     t = float(tau2)
     p, _, w = d.projector(t)
     py = p @ d.y
-    pppy = py @ p @ py  # yᵀPPPy
-    a = d.k / float(np.sum(1.0 / d.v)) + t
+    a = d.v_harmonic + t
     if kind == "Q":
         s2 = py @ py
-        value = d.y @ py - target
-        return np.float64(value * a), np.float64(value - s2 * a), np.float64(s2 * a)
-    if kind == "REML":
-        info = np.sum(p * p)
-        value = py @ py - np.trace(p)
+        scaled = _core.scale_score(kind, d.y @ py - target, -s2, s2, a)
     else:
-        info = np.sum(w * w)
-        value = py @ py - w.sum()
-    g = a * a
-    return (
-        np.float64(value * g),
-        np.float64((info - 2 * pppy) * g + 2.0 * value * a),
-        np.float64(info * g),
-    )
+        pppy = py @ p @ py  # yᵀPPPy
+        if kind == "REML":
+            info = np.sum(p * p)
+            value = py @ py - np.trace(p)
+        else:
+            info = np.sum(w * w)
+            value = py @ py - w.sum()
+        scaled = _core.scale_score(kind, value, info - 2 * pppy, info, a)
+    value_s, deriv_s, info_s = scaled
+    return np.float64(value_s), np.float64(deriv_s), np.float64(info_s)
 
 
 def _zero_is_more_likely(d: _Design, tau2: float, method: str) -> bool:
@@ -163,7 +160,9 @@ def fit(
     control: dict[str, Any],
 ) -> dict[str, Any]:
     """Fit ``y ~ X`` with sampling variances `v`; coefficients, SEs, tests and τ²."""
-    d = _Design(y=y, v=v, x=x, v_scale=float(np.mean(v)))
+    d = _Design(
+        y=y, v=v, x=x, v_scale=float(np.mean(v)), v_harmonic=len(v) / float(np.sum(1.0 / v))
+    )
     k, p = d.k, d.p
     tau2 = estimate_tau2(d, method, control)
     proj, a_inv, _ = d.projector(tau2)
