@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+import zlib
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,11 @@ def _batch(seed: int, m: int = 300, k: int = 12) -> tuple[np.ndarray, np.ndarray
     return y, v
 
 
+def _seed(*parts: object) -> int:
+    """A seed per test case that is the same in every run (unlike ``hash`` of strings)."""
+    return zlib.crc32(repr(parts).encode()) % 1000
+
+
 def _pool_row(y: np.ndarray, v: np.ndarray, **kw: Any) -> ketameta.PoolResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ketameta.KetametaWarning)
@@ -79,7 +85,7 @@ def _assert_same(a: Any, b: ketameta.PoolResult, rtol: float = 1e-12) -> None:
 @pytest.mark.parametrize("test", ["z", "t", "knha", "adhoc"])
 def test_rows_equal_pool(method: str, test: str) -> None:
     # the batch engine and pool share the numeric core: equal to 1e-12 relative
-    y, v = _batch(hash((method, test)) % 1000, m=120)
+    y, v = _batch(_seed(method, test), m=120)
     res = pool_many(y, v, method=method, test=test)
     assert res.estimate.shape == (120,)
     for i in range(0, 120, 7):
@@ -95,6 +101,82 @@ def test_rows_equal_pool(method: str, test: str) -> None:
         assert int(res.k[i]) == single.k
         np.testing.assert_allclose(res.weights[i][present], single.weights, rtol=1e-12)
         assert np.all(res.weights[i][~present] == 0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("test", ["z", "t", "knha", "adhoc"])
+@pytest.mark.parametrize("k", [1, 2, 9])
+def test_complete_rows_equal_pool(method: str, test: str, k: int) -> None:
+    # a batch without absent studies takes the core's unmasked path (k the same for all)
+    y, v = _batch(_seed(method, test, k), m=40, k=max(k, 2))
+    y, v = np.where(np.isnan(y), 0.3, y)[:, :k], v[:, :k]
+    res = pool_many(y, v, method=method, test=test)
+    assert not res.failed
+    for i in range(0, 40, 3):
+        single = _pool_row(y[i], v[i], method=method, test=test)
+        _assert_same(res[i], single)
+        for f in FIELDS:
+            x, z = float(getattr(res, f)[i]), float(getattr(single, f))
+            same = (math.isnan(x) and math.isnan(z)) or x == pytest.approx(
+                z, rel=1e-12, abs=_atol(f, single)
+            )
+            assert same, f
+        assert res.k[i] == single.k
+        assert res.df[i] == single.df
+        np.testing.assert_allclose(res.weights[i], single.weights, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["DL", "REML", "PM"])
+def test_threads_and_chunks_do_not_change_results(method: str) -> None:
+    # chunks of 7 rows: complete chunks (unmasked path) beside ragged ones, in 1 or 3
+    # threads; a NaN variance (not effect) marks an absent study too
+    y, v = _batch(12, m=60, k=5)
+    y[:35] = np.where(np.isnan(y[:35]), 0.1, y[:35])
+    v[40, 2], y[40, 2] = np.nan, 0.5
+    one = pool_many(y, v, method=method, workers=1, chunk_size=7)
+    assert one.k[40] == np.sum(~np.isnan(y[40] + v[40]))
+    for kwargs in ({"workers": 3, "chunk_size": 7}, {"workers": 2}, {"chunk_size": 1000}):
+        other = pool_many(y, v, method=method, **kwargs)  # type: ignore[arg-type]
+        for f in (*FIELDS, "k", "df", "q_df", "iterations"):
+            a, b = getattr(one, f), getattr(other, f)
+            if kwargs.get("chunk_size") == 7:  # the same chunks: the same arithmetic
+                np.testing.assert_array_equal(a, b, err_msg=f)
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=f)
+        np.testing.assert_array_equal(one.converged, other.converged)
+
+
+def test_weights_are_derived_on_access() -> None:
+    y, v = _batch(13, m=8, k=4)
+    y[2, :] = np.nan  # no study: weights 0
+    res = pool_many(y, v, method="REML", control={"maxiter": 2})  # some rows fail
+    weights = res.weights
+    assert weights.shape == y.shape
+    assert np.all(weights[2] == 0.0)
+    present = ~np.isnan(y)
+    np.testing.assert_array_equal(weights[~present], 0.0)
+    for i in range(8):
+        if i in res.failed and i != 2:  # not fitted: NaN weights of its studies
+            assert np.isnan(weights[i][present[i]]).all()
+        elif i not in res.failed:  # 100 w_i / Σ w, w_i = 1 / (v_i + τ̂²)
+            w = 1.0 / (v[i][present[i]] + res.tau2[i])
+            np.testing.assert_allclose(weights[i][present[i]], 100 * w / w.sum(), rtol=1e-14)
+    assert res.failed.keys() - {2}  # the check above saw failed rows
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"workers": 0}, "`workers` must be None, -1 or a positive integer"),
+        ({"workers": 1.5}, "`workers` must be None"),
+        ({"workers": True}, "`workers` must be None"),
+        ({"chunk_size": 0}, "`chunk_size` must be a positive integer"),
+        ({"chunk_size": True}, "`chunk_size` must be a positive integer"),
+    ],
+)
+def test_bad_workers_and_chunk_size(kwargs: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        pool_many(np.zeros((2, 3)), np.ones((2, 3)), **kwargs)
 
 
 def test_getitem_is_the_pool_result_with_omitted_studies() -> None:
@@ -252,6 +334,8 @@ class TestDask:
         for f in (*FIELDS, "k", "tau2_ci_lower", "tau2_ci_upper"):
             np.testing.assert_array_equal(getattr(got, f), getattr(expected, f), err_msg=f)
         np.testing.assert_array_equal(got.weights, expected.weights)
+        assert type(lazy.weights).__module__.startswith("dask")  # derived lazily
+        np.testing.assert_allclose(lazy.weights.compute(), expected.weights, rtol=1e-15)
         assert got.failed == expected.failed
         assert got[5].estimate == expected[5].estimate
 

@@ -88,25 +88,32 @@ class Data:
     """One or many meta-analyses, prepared once: centred effects and their powers.
 
     ``padded=False`` promises that every study is present (no ``v = inf``), which
-    spares the masking work for a single analysis.
+    spares the masking work; then every analysis has the same number of studies and ``k``
+    is a Python float, for a batch too (per-analysis selections by ``k`` cost nothing).
     """
 
     __slots__ = (
+        "_v_scale",
         "center",
         "k",
         "last",
         "present",
         "single",
+        "sw0",
         "v",
         "v_harmonic",
         "v_row",
-        "v_scale",
         "w0",
         "y",
         "y_pows",
     )
     present: np.ndarray[Any, np.dtype[np.bool_]] | None
-    k: Num  # number of studies: a Python float for one analysis, an (m,) array for a batch
+    # the equal-effects weights 1/v and their sums (None in a subset for the root finders)
+    w0: FloatArray | None
+    sw0: Num
+    # number of studies: a Python float for one analysis or a complete batch, else an (m,)
+    # array
+    k: Num
     # y_pows: a single analysis: (k, 3) columns 1, y, y²; a batch: y² (m, k)
 
     def __init__(self, y: FloatArray, v: FloatArray, *, padded: bool = True) -> None:
@@ -114,11 +121,13 @@ class Data:
         self.v = v
         self.v_row = v[None, :] if v.ndim == 1 else None  # one analysis: v as a (1, k) row
         self.last: Moments | None = None  # a single analysis: the score's latest moments
+        self._v_scale: Num = None
         w0 = 1.0 / v
         self.w0 = w0  # the equal-effects weights
         self.single = y.ndim == 1
         if self.single:  # one analysis: all studies present
             sw0 = float(w0.sum())
+            self.sw0 = sw0
             center: Num = float(np.dot(w0, y)) / sw0
             # Python floats throughout: cheap arithmetic (divisions that can meet 0 go
             # through _div)
@@ -128,11 +137,11 @@ class Data:
             np.subtract(y, center, out=rows[1])
             np.multiply(rows[1], rows[1], out=rows[2])
             self.y, self.y_pows = rows[1], rows.T
-            self.v_scale = float(v.sum()) / y.shape[0]
             self.v_harmonic = y.shape[0] / sw0
             self.center = center
             return
         sw0 = w0.sum(axis=-1)
+        self.sw0 = sw0
         center = _rowdot(w0, y) / sw0
         if padded:
             self.present = np.isfinite(v)
@@ -141,12 +150,10 @@ class Data:
             # moment expansions below stay well conditioned
             center = np.where(np.isfinite(center), center, 0.0)
             self.y = np.where(self.present, y - _col(center), 0.0)
-            self.v_scale = np.where(self.present, v, 0.0).sum(axis=-1) / self.k
         else:
             self.present = None
-            self.k = np.full(y.shape[:-1], float(y.shape[-1]))
+            self.k = float(y.shape[-1])
             self.y = y - _col(center)
-            self.v_scale = v.sum(axis=-1) / self.k
         self.center = center
         self.v_harmonic = self.k / sw0
         # a batch keeps y² (column-major like y, for fast row sums)
@@ -154,26 +161,39 @@ class Data:
         self.v = np.asfortranarray(v)
         self.y_pows = self.y * self.y
 
+    @property
+    def v_scale(self) -> Num:
+        """The mean sampling variance (the root finders' scale; computed when first used)."""
+        if self._v_scale is None:
+            if self.single:
+                self._v_scale = float(self.v.sum()) / self.k
+            else:
+                self._v_scale = self.mask(self.v).sum(axis=-1) / self.k
+        return self._v_scale
+
     def full(self, value: float) -> Num:
         """`value` for every analysis: a Python float for one, an (m,) array for a batch."""
-        return float(value) if self.single else np.full(np.shape(self.k), value)
+        return float(value) if self.single else np.full(np.shape(self.v_harmonic), value)
 
     def flag(self, value: bool) -> Num:
         """`value` for every analysis (a NumPy bool or an (m,) bool array)."""
-        return np.bool_(value) if self.single else np.full(np.shape(self.k), value)
+        return np.bool_(value) if self.single else np.full(np.shape(self.v_harmonic), value)
 
     def mask(self, x: FloatArray) -> FloatArray:
         """`x` with absent studies set to 0."""
         return x if self.present is None else np.where(self.present, x, 0.0)
 
     def subset(self, rows: np.ndarray[Any, Any]) -> Data:
-        """The meta-analyses `rows` of a batch."""
+        """The meta-analyses `rows` of a batch (for the root finders: without the
+        equal-effects weights, which only the fit's first moments use)."""
         out = Data.__new__(Data)
-        out.single, out.last = False, None
+        out.single, out.last, out.w0, out.sw0 = False, None, None, None
         for name in Data.__slots__:
-            if name not in ("single", "last"):
+            if name not in ("single", "last", "w0", "sw0"):
                 value = getattr(self, name)
-                setattr(out, name, None if value is None else value[rows])
+                # (None: not computed or no mask; a float k: the same for every analysis)
+                keep = value is None or isinstance(value, float)
+                setattr(out, name, value if keep else value[rows])
         return out
 
 
@@ -188,7 +208,9 @@ class Moments:
     For a batch, `powers` (1-3) limits the weight powers computed (``w`` only for the
     pooled estimate, up to ``w³`` for the likelihood scores), and of the higher powers only
     ``Σ w^(j+1)`` is summed unless `scores` asks for the ``Σ w^(j+1) y^i`` that the τ²
-    scores need; a single analysis always gets all of them from one matrix product.
+    scores need; ``r2=False`` skips ``Σ w y²`` (which only Q needs), and `w`, `sw` pass
+    weights and their sums already at hand. A single analysis always gets all of them
+    from one matrix product.
     """
 
     __slots__ = ("_w", "m", "mu", "sw", "tau2", "wp")
@@ -200,7 +222,9 @@ class Moments:
         powers: int = 3,
         *,
         scores: bool = False,
+        r2: bool = True,
         w: FloatArray | None = None,
+        sw: Num = None,
     ) -> None:
         self.tau2 = tau2
         if data.single:  # one analysis: a single power call is cheapest
@@ -219,7 +243,11 @@ class Moments:
                 w = 1.0 / (data.v + _col(tau2))
             self._w, self.wp = w, None
             nan = np.full(w.shape[0], np.nan)
-            self.m = [w.sum(axis=-1), _rowdot(w, y), _rowdot(w, y2)] + [nan] * 6
+            self.m = [
+                w.sum(axis=-1) if sw is None else sw,
+                _rowdot(w, y),
+                _rowdot(w, y2) if r2 else nan,
+            ] + [nan] * 6
             wj = w
             for j in range(1, powers):
                 wj = wj * w
@@ -620,10 +648,13 @@ def chi2_sf(df: Num, x: Num) -> Num:
     """
     if np.ndim(x) == 0:
         return special.chdtrc(df, x)
-    df = np.broadcast_to(df, np.shape(x))
     series = (x >= 0) & (x <= 2.0 * _CHI2_SERIES_MAX_HALF_X)
-    first = df.flat[0] if df.size else 1.0
-    groups = [first] if np.all(df == first) else np.unique(df).tolist()
+    if np.ndim(df) == 0:  # one df for every row (a batch of complete analyses)
+        groups = [float(df)]
+    else:
+        first = df.flat[0] if df.size else 1.0
+        groups = [first] if np.all(df == first) else np.unique(df).tolist()
+    df = np.broadcast_to(df, np.shape(x))
     out = np.empty(np.shape(x))
     done = np.zeros(np.shape(x), dtype=bool)
     for d in groups:
@@ -651,11 +682,12 @@ def _chi2_sf_series(df: int, x: FloatArray) -> FloatArray:
             term *= h * (1.0 / j)
             total += term
         return np.exp(-h) * total
-    tail: FloatArray = special.erfc(np.sqrt(h))
+    root_h = np.sqrt(h)
+    tail: FloatArray = special.erfc(root_h)
     if n == 0:
         return tail
     # √(2/π) e^{-h} (√x + x^{3/2}/3 + x^{5/2}/(3·5) + ...), n terms
-    term = np.sqrt(x)
+    term = math.sqrt(2.0) * root_h  # √x
     total = term.copy()
     for j in range(1, n):
         term *= x * (1.0 / (2 * j + 1))
@@ -718,7 +750,7 @@ def _fit(
 ) -> dict[str, Any]:
     k = data.k
     zero = data.full(0.0)
-    ee = Moments(data, zero, w=data.w0)
+    ee = Moments(data, zero, w=data.w0, sw=data.sw0)
     if tau2_fixed is None:
         tau2, converged, iterations = estimate_tau2(data, method, control, ee)
     else:  # τ² fixed: its SE is the estimator's formula evaluated there (as metafor)
@@ -732,7 +764,9 @@ def _fit(
     elif data.single and data.last is not None and data.last.tau2 == tau2:
         mom = data.last  # the solver stopped where it evaluated the score (e.g. τ² = 0)
     else:
-        mom = Moments(data, tau2, powers=_SE_POWERS.get(method, 1))
+        # (Q at τ̂², from Σ w y², for Knapp-Hartung and the likelihood check below)
+        needs_q = test in ("knha", "adhoc") or method in ("ML", "REML")
+        mom = Moments(data, tau2, powers=_SE_POWERS.get(method, 1), r2=needs_q)
     zeroed = data.flag(False)
     if method in ("ML", "REML") and tau2_fixed is None and (not data.single or tau2 > 0):
         # as metafor: a root of the score whose likelihood is below the likelihood at
@@ -741,29 +775,29 @@ def _fit(
         if zeroed.any():
             tau2 = _where(zeroed, zero, tau2)
             mom = Moments(data, tau2, powers=_SE_POWERS[method])
-    tau2_se = _where(k > 1, tau2_standard_error(data, tau2, method, ee, mom), zero + np.nan)
+    tau2_se = _where(k > 1, tau2_standard_error(data, tau2, method, ee, mom), np.nan)
 
     # heterogeneity: Cochran's Q with equal-effects weights
     q = ee.q()
     q_df = k - 1
-    q_pvalue = _where(q_df > 0, chi2_sf(_max(q_df, 1.0), q), zero + 1.0)
+    q_pvalue = _where(q_df > 0, chi2_sf(_max(q_df, 1.0), q), 1.0)
     sw0, sw0_2 = ee.sw, ee.get(0, 1)
     v_typical = _div(q_df * sw0, sw0 * sw0 - sw0_2)  # Higgins & Thompson (2002), eq. 9
     if method == "EE" and tau2_fixed is None:
         i2 = _where(q > 0, 100.0 * _max(0.0, _div(q - q_df, q)), zero)
-        h2 = _where(q_df > 0, _div(q, q_df), zero + 1.0)
+        h2 = _where(q_df > 0, _div(q, q_df), 1.0)
     else:
         i2 = _where(k > 1, _div(100.0 * tau2, tau2 + v_typical), zero)
-        h2 = _where(k > 1, _div(tau2 + v_typical, v_typical), zero + 1.0)
+        h2 = _where(k > 1, _div(tau2 + v_typical, v_typical), 1.0)
 
     # the pooled effect at the final τ²
     sw = mom.sw
     se = _div(1.0, _sqrt(sw))
     # t-based tests use k - 1 df; a single study has none, so its row falls back to z
-    df = zero + np.inf if test == "z" else _where(k > 1, k - 1.0, zero + np.inf)
+    df = np.inf if test == "z" else _where(k > 1, k - 1.0, np.inf)
     if test in ("knha", "adhoc"):
         # Knapp & Hartung (2003); "adhoc" never narrower than the z interval
-        s2 = _where(k > 1, _div(mom.q(), k - 1), zero + 1.0)
+        s2 = _where(k > 1, _div(mom.q(), k - 1), 1.0)
         if test == "adhoc":
             s2 = _max(s2, 1.0)
         se = se * _sqrt(s2)
@@ -777,7 +811,6 @@ def _fit(
         crit = special.stdtrit(df, 0.5 + level / 2.0)
     half = crit * se
     pred_half = crit * _sqrt(tau2 + se * se)
-    w = mom.w
     return {
         "estimate": mu,
         "se": se,
@@ -797,7 +830,9 @@ def _fit(
         "pred_lower": mu - pred_half,
         "pred_upper": mu + pred_half,
         "k": k,
-        "weights": (100.0 / _col(sw)) * w,
+        # percent weights of a single analysis (a batch derives them on demand from τ²:
+        # an (m, k) output would cost more than the whole fit)
+        "weights": (100.0 / sw) * mom.w if data.single else None,
         "converged": converged,
         "iterations": iterations,
         "v_typical": v_typical,

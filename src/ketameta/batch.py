@@ -9,7 +9,9 @@ different numbers of studies. Rows are fitted by the same numeric core as
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -34,7 +36,9 @@ __all__ = ["BatchEggerResult", "BatchPoolResult", "egger_many", "pool_many"]
 #: per-analysis fields of :class:`BatchPoolResult`, in order
 FIELDS = CORE_FLOAT_FIELDS + CORE_COUNT_FIELDS
 _CI_FIELDS = ("tau2_ci_lower", "tau2_ci_upper")
-_DEFAULT_CHUNK = 32768
+#: doubles per (chunk × k) working array by default: 1 MiB, which a core's cache holds
+#: (and which stays clear of the allocator returning memory to the system after each chunk)
+_CHUNK_DOUBLES = 2**17
 
 
 def _is_dask(x: Any) -> bool:
@@ -63,8 +67,8 @@ class BatchPoolResult:
 
     The arrays have the shape of the analyses (``Y.shape`` without the study axis) and
     are NumPy arrays, or Dask arrays (lazy; see :meth:`compute`) for Dask input. Fields
-    are those of :class:`~ketameta.PoolResult`; ``weights`` has the shape of ``Y`` (0 for
-    absent studies); ``failed`` maps the flat index of each analysis that could not be
+    are those of :class:`~ketameta.PoolResult`; the study weights (:attr:`weights`) are
+    derived on access; ``failed`` maps the flat index of each analysis that could not be
     fitted to the reason (its statistics are NaN). ``result[i]`` is the
     :class:`~ketameta.PoolResult` of analysis ``i`` (flat index), as :func:`pool` gives it.
     """
@@ -90,7 +94,6 @@ class BatchPoolResult:
     converged: Any
     iterations: Any
     v_typical: Any = attrs.field(repr=False)
-    weights: Any = attrs.field(repr=False)
     tau2_ci_lower: Any = None
     tau2_ci_upper: Any = None
     yi: Any = attrs.field(repr=False, eq=False)
@@ -109,13 +112,24 @@ class BatchPoolResult:
     def __len__(self) -> int:
         return int(np.prod(self.shape))
 
+    @property
+    def weights(self) -> Any:
+        """Study weights in percent, shaped like ``yi``: ``100 w_i / Σ w`` with
+        ``w_i = 1/(v_i + τ̂²)``; 0 for absent studies, NaN in analyses not fitted.
+
+        Computed on each access from ``vi`` and ``tau2`` (lazily for Dask-backed results):
+        an ``(m, k)`` array costs more than the fit itself, so it is not made unless asked
+        for; keep a reference to reuse it.
+        """
+        return _percent_weights(self.yi, self.vi, self.tau2)
+
     def compute(self, **kwargs: Any) -> BatchPoolResult:
         """For Dask-backed results: compute every field (``dask.compute``) and return a
         NumPy-backed result; ``failed`` is then filled in. NumPy results return themselves."""
         if not _is_dask(self.estimate):
             return self
         compute = _dask_compute()
-        names = (*FIELDS, "weights", *(_CI_FIELDS if self.tau2_ci_lower is not None else ()))
+        names = (*FIELDS, *(_CI_FIELDS if self.tau2_ci_lower is not None else ()))
         values = compute(*(getattr(self, n) for n in names), **kwargs)
         arrays = dict(zip(names, values, strict=True))
         yi, vi = compute(self.yi, self.vi, **kwargs)
@@ -142,7 +156,7 @@ class BatchPoolResult:
         v = res.vi.reshape(-1, k_axis)[i]
         present = ~(np.isnan(y) | np.isnan(v))
         row = {name: np.asarray(getattr(res, name)).reshape(-1)[i : i + 1] for name in FIELDS}
-        row["weights"] = res.weights.reshape(-1, k_axis)[i : i + 1][:, present]
+        row["weights"] = _percent_weights(y[present], v[present], row["tau2"][0])[None, :]
         omitted = tuple(int(j) for j in np.flatnonzero(~present))
         test = res.test if int(row["k"][0]) > 1 else "z"
         return result_from_core(
@@ -165,7 +179,8 @@ class BatchPoolResult:
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain Python lists (JSON-serialisable; NaN/inf become ``None``)."""
         res = self.compute()
-        d = {name: plain(np.asarray(getattr(res, name))) for name in (*FIELDS, "weights")}
+        d = {name: plain(np.asarray(getattr(res, name))) for name in FIELDS}
+        d["weights"] = plain(np.asarray(res.weights))
         if res.tau2_ci_lower is not None:
             d |= {name: plain(np.asarray(getattr(res, name))) for name in _CI_FIELDS}
         d |= {
@@ -184,6 +199,16 @@ class BatchPoolResult:
         return pd.DataFrame({n: np.asarray(getattr(res, n)).reshape(-1) for n in names})
 
 
+def _percent_weights(yi: Any, vi: Any, tau2: Any) -> Any:
+    """``100 w_i / Σ w`` with ``w_i = 1/(v_i + τ²)`` along the last axis (NumPy or Dask):
+    0 where ``yi`` or ``vi`` is NaN (absent), NaN where τ² is NaN (not fitted)."""
+    present = ~(np.isnan(yi) | np.isnan(vi))
+    # v > 0 and τ² ≥ 0: no division by 0; NaN propagates without a warning
+    w = np.where(present, 1.0 / (vi + tau2[..., None] if np.ndim(tau2) else vi + tau2), 0.0)
+    total = w.sum(axis=-1, keepdims=True)
+    return (100.0 / np.where(total > 0.0, total, 1.0)) * w
+
+
 def _failures(k: Any, converged: Any, method: str, estimate: Any) -> dict[int, str]:
     """Why each unfitted analysis (NaN estimate) was not fitted, by flat index."""
     failed = {int(i): "no studies (every yi or vi is NaN)" for i in np.flatnonzero(k == 0)}
@@ -195,27 +220,33 @@ def _failures(k: Any, converged: Any, method: str, estimate: Any) -> dict[int, s
     return failed
 
 
-def _validate_batch(y: FloatArray, v: FloatArray, name_v: str) -> None:
+def _validate_batch(y: FloatArray, v: FloatArray, name_v: str) -> bool:
     """Reject ±inf, non-positive variances and values beyond the documented limits, naming
-    the analysis and study (NaN marks an absent study and passes)."""
+    the analysis and study (NaN marks an absent study and passes). Returns whether every
+    study is present (no NaN)."""
     if y.size == 0:
-        return
+        return True
     with np.errstate(invalid="ignore", over="ignore"):
         v2 = v * v if name_v == "SE" else v
-        # quick test first: NaN-ignoring extremes, no temporaries (an all-NaN input fails it
-        # harmlessly and goes on to the detailed test)
+        # quick tests first, without temporaries: the extremes (NaN if any value is NaN),
+        # then the NaN-ignoring extremes (an all-NaN input fails both harmlessly and goes
+        # on to the detailed test)
         low, high = VARIANCE_RANGE
-        if (
-            -MAX_ABS_EFFECT
-            <= np.fmin.reduce(y, axis=None)
-            <= np.fmax.reduce(y, axis=None)
-            <= MAX_ABS_EFFECT
-            and low <= np.fmin.reduce(v2, axis=None) <= np.fmax.reduce(v2, axis=None) <= high
+        for lowest, highest, complete in (
+            (np.minimum, np.maximum, True),
+            (np.fmin, np.fmax, False),
         ):
-            return
+            if (
+                -MAX_ABS_EFFECT
+                <= lowest.reduce(y, axis=None)
+                <= highest.reduce(y, axis=None)
+                <= MAX_ABS_EFFECT
+                and low <= lowest.reduce(v2, axis=None) <= highest.reduce(v2, axis=None) <= high
+            ):
+                return complete
         bad = (np.abs(y) > MAX_ABS_EFFECT) | (v2 < low) | (v2 > high)
     if not bad.any():
-        return
+        return False
     row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
     yv, vv = y[row, col], v[row, col]
     where = f"analysis {row}, study {col}"
@@ -258,86 +289,113 @@ def _fit_rows(
     level: float,
     control: dict[str, Any],
     tau2_ci: bool,
-    chunk_size: int,
+    chunk_size: int | None,
+    workers: int = 1,
+    complete: bool = False,
 ) -> dict[str, FloatArray]:
-    """Fit every row of 2-D `y`, `v` (NaN = absent) chunk by chunk; arrays of results."""
-    m, k = y.shape
+    """Fit every row of 2-D `y`, `v` (NaN = absent) chunk by chunk, `workers` chunks at a
+    time in threads; arrays of results. ``complete=True``: the caller knows that no value
+    is NaN."""
+    m = y.shape[0]
     # every row of the outputs is written below (fitted, or NaN / 0 when it has no study)
     out: dict[str, FloatArray] = {
         name: np.empty(m) for name in FIELDS + (_CI_FIELDS if tau2_ci else ())
     }
-    out["weights"] = np.empty((m, k))
     ctl = {**control, "raise_on_failure": False}
-    for rows in _chunks(m, chunk_size):
+
+    def fit_chunk(rows: slice) -> None:
         # column-major chunks: the core's row sums then run over contiguous memory
         yc, vc = np.asfortranarray(y[rows]), np.asfortranarray(v[rows])
-        complete = not (np.isnan(yc.sum()) or np.isnan(vc.sum()))  # validated: no inf
+        # (validated: no inf)
+        full = complete or not (np.isnan(yc.sum()) or np.isnan(vc.sum()))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if complete:  # every study present: no masks needed
+            if full:  # every study present: no masks needed
                 sel = np.arange(yc.shape[0])
                 yy, vv = yc, vc
             else:
-                for name, arr in out.items():  # rows without studies, absent studies
-                    arr[rows] = 0.0 if name in ("k", "converged", "weights") else np.nan
+                for name, arr in out.items():  # rows without studies
+                    arr[rows] = 0.0 if name in ("k", "converged") else np.nan
                 absent = np.isnan(yc) | np.isnan(vc)
                 yy = np.where(absent, 0.0, yc)
                 vv = np.where(absent, np.inf, vc)
                 sel = np.flatnonzero((~absent).any(axis=-1))
                 if sel.size < yc.shape[0]:
                     yy, vv = yy[sel], vv[sel]
-            fit = (
-                _core.fit(
-                    yy,
-                    vv,
-                    padded=not complete,
-                    method=method,
-                    test=test,
-                    level=level,
-                    tau2_fixed=None,
-                    control=ctl,
-                )
-                if sel.size
-                else {}
+            if not sel.size:
+                return
+            fit = _core.fit(
+                yy,
+                vv,
+                padded=not full,
+                method=method,
+                test=test,
+                level=level,
+                tau2_fixed=None,
+                control=ctl,
             )
             # a slice where every row of the chunk was fitted (fancy indexing costs twice)
             idx: slice | np.ndarray[Any, Any] = (
                 rows if sel.size == yc.shape[0] else rows.start + sel
             )
         for name in FIELDS:
-            if name in fit:
-                out[name][idx] = fit[name]
-        if fit:
-            weights = fit["weights"]
-            out["weights"][idx] = (
-                weights if complete else np.where(np.isfinite(weights), weights, 0.0)
+            out[name][idx] = fit[name]
+        # never a silent wrong number: rows that did not converge or overflowed are NaN
+        # (their reason is derived from k, converged and the estimate by _failures)
+        bad = ~np.asarray(fit["converged"], dtype=bool) | ~np.isfinite(fit["estimate"])
+        if bad.any():
+            bad_rows = rows.start + sel[bad]
+            for name in FIELDS:
+                if name not in ("k", "converged", "iterations"):
+                    out[name][bad_rows] = np.nan
+        if tau2_ci:
+            lo, hi = _core.q_profile(
+                yy,
+                vv,
+                level,
+                control,
+                np.maximum(100.0, 10.0 * np.nan_to_num(fit["tau2"])),
+                padded=not full,
             )
-            # never a silent wrong number: rows that did not converge or overflowed are NaN
-            # (their reason is derived from k, converged and the estimate by _failures)
-            bad = ~np.asarray(fit["converged"], dtype=bool) | ~np.isfinite(fit["estimate"])
-            if bad.any():
-                bad_rows = rows.start + sel[bad]
-                for name in FIELDS:
-                    if name not in ("k", "converged", "iterations"):
-                        out[name][bad_rows] = np.nan
-            if tau2_ci:
-                lo, hi = _core.q_profile(
-                    yy,
-                    vv,
-                    level,
-                    control,
-                    np.maximum(100.0, 10.0 * np.nan_to_num(fit["tau2"])),
-                    padded=not complete,
-                )
-                single = fit["k"] < 2
-                out["tau2_ci_lower"][idx] = np.where(single, np.nan, lo)
-                out["tau2_ci_upper"][idx] = np.where(single, np.nan, hi)
+            single = fit["k"] < 2
+            out["tau2_ci_lower"][idx] = np.where(single, np.nan, lo)
+            out["tau2_ci_upper"][idx] = np.where(single, np.nan, hi)
+
+    if chunk_size is None:
+        chunk_size = max(256, _CHUNK_DOUBLES // max(y.shape[1], 1))
+    chunks = list(_chunks(m, chunk_size))
+    if workers > 1 and len(chunks) > 1:
+        # NumPy and SciPy release the GIL in their loops: chunks in threads run in parallel
+        with ThreadPoolExecutor(min(workers, len(chunks))) as executor:
+            for _ in executor.map(fit_chunk, chunks):
+                pass  # (re-raises an exception of any chunk)
+    else:
+        for rows in chunks:
+            fit_chunk(rows)
     out["converged"] = out["converged"].astype(bool)
     return out
 
 
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _resolve_workers(workers: Any) -> int:
+    if workers is None or workers == -1:
+        return _available_cpus()
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+        msg = f"`workers` must be None, -1 or a positive integer, got {workers!r}"
+        raise ValueError(msg)
+    return int(workers)
+
+
 def _prepare(
     Y: Any, V: Any, SE: Any, axis: int
-) -> tuple[FloatArray, FloatArray, tuple[int, ...], str]:
+) -> tuple[FloatArray, FloatArray, tuple[int, ...], bool]:
+    """2-D (analyses, studies) float arrays of valid input, the shape of the analyses and
+    whether every study is present."""
     if (V is None) == (SE is None):
         msg = "give exactly one of `V` (sampling variances) or `SE=` (standard errors)"
         raise TypeError(msg)
@@ -354,10 +412,10 @@ def _prepare(
     batch_shape = y.shape[:-1]
     k = y.shape[-1]
     y2, v2 = y.reshape(-1, k), v.reshape(-1, k)
-    _validate_batch(y2, v2, name_v)
+    complete = _validate_batch(y2, v2, name_v)
     if SE is not None:
         v2 = v2 * v2
-    return y2, v2, batch_shape, name_v
+    return y2, v2, batch_shape, complete
 
 
 def pool_many(
@@ -371,7 +429,8 @@ def pool_many(
     axis: int = -1,
     tau2_ci: bool = False,
     control: dict[str, Any] | None = None,
-    chunk_size: int = _DEFAULT_CHUNK,
+    chunk_size: int | None = None,
+    workers: int | None = None,
 ) -> BatchPoolResult:
     """Pool many meta-analyses at once: :func:`ketameta.pool` vectorised over the rows.
 
@@ -392,9 +451,14 @@ def pool_many(
     tau2_ci : bool
         Also compute the Q-profile interval of τ² (``tau2_ci_lower``/``tau2_ci_upper``),
         with metafor's search range ``[0, max(100, 10 τ̂²)]``.
-    chunk_size : int
-        Analyses fitted together (bounds the working memory, ~30 arrays of
-        ``chunk_size × k`` doubles).
+    chunk_size : int, optional
+        Analyses fitted together (bounds the working memory: ~30 arrays of
+        ``chunk_size × k`` doubles per worker). Default: ``2**17 // k`` (at least 256), so
+        that each of those arrays is about 1 MiB.
+    workers : int, optional
+        Threads fitting chunks in parallel (NumPy and SciPy release the GIL in their
+        loops). ``None`` or ``-1``: every CPU available to the process; ``1``: no threads.
+        Dask input is parallelised by Dask's scheduler instead (one thread per block).
 
     Returns
     -------
@@ -427,9 +491,12 @@ def pool_many(
     True
     """
     method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    if not (isinstance(chunk_size, int) and chunk_size > 0):
+    if chunk_size is not None and not (
+        isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size > 0
+    ):
         msg = f"`chunk_size` must be a positive integer, got {chunk_size!r}"
         raise ValueError(msg)
+    n_workers = _resolve_workers(workers)
     if _is_dask(Y) or _is_dask(V) or _is_dask(SE):
         return _pool_many_dask(
             Y,
@@ -443,7 +510,7 @@ def pool_many(
             control=ctl,
             chunk_size=chunk_size,
         )
-    y, v, batch_shape, _ = _prepare(Y, V, SE, axis)
+    y, v, batch_shape, complete = _prepare(Y, V, SE, axis)
     out = _fit_rows(
         y,
         v,
@@ -453,13 +520,13 @@ def pool_many(
         control=ctl,
         tau2_ci=tau2_ci,
         chunk_size=chunk_size,
+        workers=n_workers,
+        complete=complete,
     )
     failed = _failures(out["k"], out["converged"], method, out["estimate"])
     k_axis = y.shape[-1]
-    shaped = {name: a.reshape(batch_shape) for name, a in out.items() if name != "weights"}
     return BatchPoolResult(
-        **shaped,
-        weights=out["weights"].reshape((*batch_shape, k_axis)),
+        **{name: a.reshape(batch_shape) for name, a in out.items()},
         yi=y.reshape((*batch_shape, k_axis)),
         vi=v.reshape((*batch_shape, k_axis)),
         failed=failed,
@@ -481,7 +548,7 @@ def _pool_many_dask(
     axis: int,
     tau2_ci: bool,
     control: dict[str, Any],
-    chunk_size: int,
+    chunk_size: int | None,
 ) -> BatchPoolResult:
     da = _dask()
     if (V is None) == (SE is None):
@@ -505,7 +572,7 @@ def _pool_many_dask(
 
     def block(yb: FloatArray, vb: FloatArray) -> FloatArray:
         yb, vb = np.asarray(yb, dtype=np.float64), np.asarray(vb, dtype=np.float64)
-        _validate_batch(yb, vb, "SE" if use_se else "V")
+        complete = _validate_batch(yb, vb, "SE" if use_se else "V")
         if use_se:
             vb = vb * vb
         res = _fit_rows(
@@ -517,18 +584,16 @@ def _pool_many_dask(
             control=control,
             tau2_ci=tau2_ci,
             chunk_size=chunk_size,
+            complete=complete,
         )
-        return np.column_stack([res[n].astype(np.float64) for n in names] + [res["weights"]])
+        return np.column_stack([res[n].astype(np.float64) for n in names])
 
-    k = y.shape[1]
-    packed = da.map_blocks(block, y, v, dtype=np.float64, chunks=(y.chunks[0], (len(names) + k,)))
+    packed = da.map_blocks(block, y, v, dtype=np.float64, chunks=(y.chunks[0], (len(names),)))
     fields = {n: packed[:, i] for i, n in enumerate(names)}
     fields["converged"] = fields["converged"].astype(bool)
-    weights = packed[:, len(names) :]
     v_out = v * v if use_se else v
     return BatchPoolResult(
         **fields,
-        weights=weights,
         yi=y,
         vi=v_out,
         failed={},
