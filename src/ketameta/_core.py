@@ -20,6 +20,7 @@ their equal-effects mean (so that the expansions of ``Σ w^j (y - μ̂)²`` lose
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -104,12 +105,14 @@ class Data:
         "v_harmonic",
         "v_row",
         "w0",
+        "wp0",
         "y",
         "y_pows",
     )
     present: np.ndarray[Any, np.dtype[np.bool_]] | None
     # the equal-effects weights 1/v and their sums (None in a subset for the root finders)
     w0: FloatArray | None
+    wp0: FloatArray | None
     sw0: Num
     # number of studies: a Python float for one analysis or a complete batch, else an (m,)
     # array
@@ -122,9 +125,12 @@ class Data:
         self.v_row = v[None, :] if v.ndim == 1 else None  # one analysis: v as a (1, k) row
         self.last: Moments | None = None  # a single analysis: the score's latest moments
         self._v_scale: Num = None
-        w0 = 1.0 / v
-        self.w0 = w0  # the equal-effects weights
         self.single = y.ndim == 1
+        # a single analysis keeps the powers w0, w0², w0³ of the equal-effects weights
+        # (the moments at τ² = 0 reuse them); a batch only w0
+        self.wp0 = v[None, :] ** _POWERS if self.single else None
+        w0 = self.wp0[0] if self.wp0 is not None else 1.0 / v
+        self.w0 = w0  # the equal-effects weights
         if self.single:  # one analysis: all studies present
             sw0 = float(w0.sum())
             self.sw0 = sw0
@@ -187,9 +193,9 @@ class Data:
         """The meta-analyses `rows` of a batch (for the root finders: without the
         equal-effects weights, which only the fit's first moments use)."""
         out = Data.__new__(Data)
-        out.single, out.last, out.w0, out.sw0 = False, None, None, None
+        out.single, out.last, out.w0, out.sw0, out.wp0 = False, None, None, None, None
         for name in Data.__slots__:
-            if name not in ("single", "last", "w0", "sw0"):
+            if name not in ("single", "last", "w0", "sw0", "wp0"):
                 value = getattr(self, name)
                 # (None: not computed or no mask; a float k: the same for every analysis)
                 keep = value is None or isinstance(value, float)
@@ -228,7 +234,9 @@ class Moments:
     ) -> None:
         self.tau2 = tau2
         if data.single:  # one analysis: a single power call is cheapest
-            self.wp = (data.v_row + tau2) ** _POWERS  # (3, k): w, w², w³
+            # (3, k): w, w², w³ (at τ² = 0 those of the data)
+            wp0 = data.wp0
+            self.wp = wp0 if tau2 == 0.0 and wp0 is not None else (data.v_row + tau2) ** _POWERS
             self._w = None
             # m[3j + i] = Σ w^(j+1) y^i as Python floats, whose arithmetic is cheapest
             m = np.dot(self.wp, data.y_pows).tolist()
@@ -455,7 +463,7 @@ def solve_tau2(
     ``raise_on_failure=False`` keep their last iterate and ``converged=False``.
     """
     score = _score if score is None else score
-    if np.ndim(start) > 0:
+    if type(start) is not float and np.ndim(start) > 0:
         return _solve_batch(
             data, kind, start, score, target, method, maxiter, threshold, raise_on_failure
         )
@@ -509,12 +517,19 @@ def _solve_batch(
     raise ConvergenceError(method, maxiter)
 
 
-def _unweighted(data: Data) -> tuple[Num, Num]:
-    """Unweighted mean and residual sum of squares of the (centred) effects."""
-    y = data.y
-    ybar = y.sum(axis=-1) / data.k
-    resid = data.mask(y - _col(ybar))
-    return ybar, (np.dot(resid, resid) if data.single else (resid * resid).sum(axis=-1))
+def _unweighted_rss(data: Data) -> Num:
+    """Residual sum of squares about the unweighted mean, ``Σ(y - ȳ)²``.
+
+    From the sums as ``Σy² - (Σy)²/k``: the effects are centred at their equal-effects
+    mean, which lies within their range, so ``Σy²`` exceeds the result by at most the
+    factor ``k`` and the cancellation costs at most ``log10(k)`` digits.
+    """
+    if data.single:  # columns 1, y, y² of the centred effects: one call for both sums
+        _, sy, syy = data.y_pows.sum(axis=0).tolist()
+        return _max(syy - sy * sy / data.k, 0.0)
+    # (absent studies of a batch are 0 in y and y²)
+    sy = data.y.sum(axis=-1)
+    return np.maximum(data.y_pows.sum(axis=-1) - sy * sy / data.k, 0.0)
 
 
 def estimate_tau2(
@@ -532,7 +547,7 @@ def estimate_tau2(
         dl = method == "DL"
         raw = _div(mom.q() - (k - 1), mom.trace_p()) if dl else (mom.q() - k) / mom.sw
         return _where(k > 1, _max(raw, zero), zero), ok, zero
-    _, rss = _unweighted(data)
+    rss = _unweighted_rss(data) if method in ("HE", "SJ") else None
     if method == "HE":  # Hedges (1983): moments of the unweighted mean
         raw = _div(rss, k - 1) - data.v_scale
         return _where(k > 1, _max(raw, zero), zero), ok, zero
@@ -596,7 +611,7 @@ def tau2_standard_error(
     `ee` and `mom` are the moments at τ² = 0 and at `tau2`, if the caller has them.
     """
     k = data.k
-    t = np.maximum(tau2, 0.0)
+    t = _max(tau2, 0.0)
     if method == "EE":
         return data.full(np.nan)
     if method in ("DL", "HS"):
@@ -614,8 +629,7 @@ def tau2_standard_error(
     if method == "SJ":
         # τ̂²_SJ = τ0² yᵀP0y/(k-1), P0 the projector for weights 1/(v + τ0²), τ0² = Σ(y-ȳ)²/k:
         # Var = 2 τ0⁴ tr((P0 D)²)/(k-1)² with D = V + τ²I, expanded in sums
-        _, rss = _unweighted(data)
-        tau0 = rss / k
+        tau0 = _unweighted_rss(data) / k
         w = 1.0 / (data.v + _col(tau0))
         sw = w.sum(axis=-1)
         d = data.mask(vv + _col(t))
@@ -720,6 +734,12 @@ def _zero_is_more_likely(data: Data, tau2: Num, method: str, ee: Moments, mom: M
     return (tau2 > 0.0) & (gain > 0.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _critical_z(level: float) -> float:
+    """The two-sided normal critical value of `level` (a Python float: cheap arithmetic)."""
+    return float(special.ndtri(0.5 + level / 2.0))
+
+
 def fit(
     y: FloatArray,
     v: FloatArray,
@@ -772,7 +792,7 @@ def _fit(
         # as metafor: a root of the score whose likelihood is below the likelihood at
         # τ² = 0 (a lower local maximum) gives way to τ² = 0
         zeroed = _zero_is_more_likely(data, tau2, method, ee, mom)
-        if zeroed.any():
+        if zeroed if data.single else zeroed.any():
             tau2 = _where(zeroed, zero, tau2)
             mom = Moments(data, tau2, powers=_SE_POWERS[method])
     tau2_se = _where(k > 1, tau2_standard_error(data, tau2, method, ee, mom), np.nan)
@@ -805,7 +825,7 @@ def _fit(
     stat = _div(mu, se)
     if test == "z":
         pvalue = 2.0 * special.ndtr(-abs(stat))
-        crit = special.ndtri(0.5 + level / 2.0)
+        crit = _critical_z(level)
     else:  # stdtr/stdtrit with df = inf are the normal distribution
         pvalue = 2.0 * special.stdtr(df, -abs(stat))
         crit = special.stdtrit(df, 0.5 + level / 2.0)
