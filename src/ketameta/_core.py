@@ -132,7 +132,7 @@ class Data:
         w0 = self.wp0[0] if self.wp0 is not None else 1.0 / v
         self.w0 = w0  # the equal-effects weights
         if self.single:  # one analysis: all studies present
-            sw0 = float(w0.sum())
+            sw0 = float(np.add.reduce(w0))
             self.sw0 = sw0
             center: Num = float(np.dot(w0, y)) / sw0
             # Python floats throughout: cheap arithmetic (divisions that can meet 0 go
@@ -172,7 +172,7 @@ class Data:
         """The mean sampling variance (the root finders' scale; computed when first used)."""
         if self._v_scale is None:
             if self.single:
-                self._v_scale = float(self.v.sum()) / self.k
+                self._v_scale = float(np.add.reduce(self.v)) / self.k
             else:
                 self._v_scale = self.mask(self.v).sum(axis=-1) / self.k
         return self._v_scale
@@ -525,7 +525,7 @@ def _unweighted_rss(data: Data) -> Num:
     factor ``k`` and the cancellation costs at most ``log10(k)`` digits.
     """
     if data.single:  # columns 1, y, y² of the centred effects: one call for both sums
-        _, sy, syy = data.y_pows.sum(axis=0).tolist()
+        _, sy, syy = np.add.reduce(data.y_pows, axis=0).tolist()
         return _max(syy - sy * sy / data.k, 0.0)
     # (absent studies of a batch are 0 in y and y²)
     sy = data.y.sum(axis=-1)

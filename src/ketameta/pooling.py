@@ -356,7 +356,12 @@ def prepare_studies(
     y, v = _resolve_inputs(yi, vi, sei)
     low, high = VARIANCE_RANGE
     # one quick test (NaN fails it too); the detailed checks only if it fails
-    valid = y.size > 0 and np.abs(y).max() <= MAX_ABS_EFFECT and low <= v.min() <= v.max() <= high
+    # (ufunc reductions: the ndarray methods add a Python-level wrapper per call)
+    valid = (
+        y.size > 0
+        and np.maximum.reduce(np.abs(y)) <= MAX_ABS_EFFECT
+        and low <= np.minimum.reduce(v) <= np.maximum.reduce(v) <= high
+    )
     if valid:
         return y, v, np.arange(y.shape[0]), ()
     if y.size:
