@@ -2,7 +2,10 @@
 
 Every function here is *shape-agnostic*: the studies are on the last axis, and any
 leading axes are independent meta-analyses. A single meta-analysis is a 1-D array
-(its statistics are NumPy scalars, which keeps ``pool`` fast); a batch is ``(m, k)``.
+(its statistics are Python floats, whose arithmetic keeps ``pool`` fast); a batch is
+``(m, k)``, fitted in chunks of rows by the batch engine (its statistics are ``(m,)``
+arrays, or Python floats where they are the same for every row, such as ``k`` when no
+study is absent).
 An absent study in a ragged batch is encoded as ``y = 0, v = inf``: its weight
 ``1/(v + τ²)`` is exactly 0, so no mask is needed in the weighted sums.
 
@@ -521,8 +524,9 @@ def _unweighted_rss(data: Data) -> Num:
     """Residual sum of squares about the unweighted mean, ``Σ(y - ȳ)²``.
 
     From the sums as ``Σy² - (Σy)²/k``: the effects are centred at their equal-effects
-    mean, which lies within their range, so ``Σy²`` exceeds the result by at most the
-    factor ``k`` and the cancellation costs at most ``log10(k)`` digits.
+    mean, which lies within their range, so some effect lies on the other side of 0 than
+    ``ȳ``, ``Σ(y - ȳ)² ≥ ȳ²`` and ``Σy² = Σ(y - ȳ)² + kȳ²`` is at most ``k + 1`` times
+    the result: the cancellation costs at most ``log10(k + 1)`` digits.
     """
     if data.single:  # columns 1, y, y² of the centred effects: one call for both sums
         _, sy, syy = np.add.reduce(data.y_pows, axis=0).tolist()

@@ -466,9 +466,11 @@ def pool_many(
 
     Notes
     -----
-    The formulas are those of :func:`ketameta.pool`, computed by the same code. An
-    analysis with no study is reported in ``failed``; one with a single study has τ² = 0
-    and a z-based interval (as :func:`pool`). Warnings that :func:`pool` gives for one
+    The formulas are those of :func:`ketameta.pool`, computed by the same code, chunk by
+    chunk; the results do not depend on the number of threads. The study weights are not
+    stored but derived from ``vi`` and ``tau2`` when :attr:`BatchPoolResult.weights` is
+    read. An analysis with no study is reported in ``failed``; one with a single study has
+    τ² = 0 and a z-based interval (as :func:`pool`). Warnings that :func:`pool` gives for one
     analysis are not repeated per row: an ML/REML row whose likelihood is higher at τ² = 0
     than at the maximum reached from the start gets τ² = 0 (as :func:`pool`, which warns
     with :class:`~ketameta.LocalMaximumWarning`, and metafor).
