@@ -324,6 +324,16 @@ def _p_with_sign(p: float) -> str:
 
 
 def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> tuple[FloatArray, FloatArray]:
+    if (
+        type(yi) is np.ndarray
+        and type(vi) is np.ndarray
+        and sei is None
+        and yi.dtype == vi.dtype == np.float64
+        and yi.ndim == vi.ndim == 1
+        and yi.shape == vi.shape
+    ):  # the common case: one copy of both, rows of a (2, k) array
+        both = np.array((yi, vi))
+        return both[0], both[1]
     if isinstance(yi, EffectSizes):
         if vi is not None or sei is not None:
             msg = "pass either an EffectSizes object or `yi` with `vi`/`sei`, not both"
@@ -353,15 +363,21 @@ def prepare_studies(
     studies and of the ones left out (NaN `yi` or `vi`; an
     :class:`~ketameta.OmittedStudiesWarning` names them, or ``nan_policy="raise"`` raises).
     """
-    y, v = _resolve_inputs(yi, vi, sei)
+    both = _resolve_inputs(yi, vi, sei)
+    y, v = both[0], both[1]
     low, high = VARIANCE_RANGE
     # one quick test (NaN fails it too); the detailed checks only if it fails
-    # (ufunc reductions: the ndarray methods add a Python-level wrapper per call)
-    valid = (
-        y.size > 0
-        and np.maximum.reduce(np.abs(y)) <= MAX_ABS_EFFECT
-        and low <= np.minimum.reduce(v) <= np.maximum.reduce(v) <= high
-    )
+    valid = False
+    if y.size:
+        # (the extremes of y and v in two ufunc reductions; the ndarray methods would add a
+        # Python-level wrapper per call)
+        (y_min, v_min), (y_max, v_max) = (
+            np.minimum.reduce(both, axis=1).tolist(),
+            np.maximum.reduce(both, axis=1).tolist(),
+        )
+        valid = (
+            -MAX_ABS_EFFECT <= y_min <= y_max <= MAX_ABS_EFFECT and low <= v_min <= v_max <= high
+        )
     if valid:
         return y, v, np.arange(y.shape[0]), ()
     if y.size:
