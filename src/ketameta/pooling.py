@@ -323,7 +323,8 @@ def _p_with_sign(p: float) -> str:
     return "< .0001" if text.startswith("<") else f"= {text}"
 
 
-def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> tuple[FloatArray, FloatArray]:
+def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> FloatArray:
+    """The effect sizes and variances as the rows of a new ``(2, k)`` float64 array."""
     if (
         type(yi) is np.ndarray
         and type(vi) is np.ndarray
@@ -331,14 +332,13 @@ def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> tuple[FloatArray, FloatArray]
         and yi.dtype == vi.dtype == np.float64
         and yi.ndim == vi.ndim == 1
         and yi.shape == vi.shape
-    ):  # the common case: one copy of both, rows of a (2, k) array
-        both = np.array((yi, vi))
-        return both[0], both[1]
+    ):  # the common case: one copy of both
+        return np.array((yi, vi))
     if isinstance(yi, EffectSizes):
         if vi is not None or sei is not None:
             msg = "pass either an EffectSizes object or `yi` with `vi`/`sei`, not both"
             raise TypeError(msg)
-        return np.array(yi.yi, dtype=np.float64), np.array(yi.vi, dtype=np.float64)
+        return np.array((yi.yi, yi.vi), dtype=np.float64)
     y = as_float_array(yi, "yi")
     if (vi is None) == (sei is None):
         msg = "give exactly one of `vi` (sampling variances) or `sei=` (standard errors)"
@@ -351,7 +351,7 @@ def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> tuple[FloatArray, FloatArray]
         check_same_length({"yi": y, "sei": s})
         check_positive(s, "sei")
         v = s * s
-    return y, v
+    return np.stack((y, v))
 
 
 def prepare_studies(
