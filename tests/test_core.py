@@ -97,16 +97,18 @@ def test_zero_weight_sum_divides_with_ieee_semantics() -> None:
 
 @pytest.mark.parametrize("df", [*range(1, 70), 2.5, 100.0])
 def test_batch_chi_square_tail_equals_incomplete_gamma(df: float) -> None:
-    """The batch's closed-form χ² tail (A&S 26.4.4-5) equals scipy's incomplete-gamma
-    ``chdtrc`` (which a single analysis uses) to 1e-12 relative, from p ≈ 1 to p ≈ 1e-300
-    (non-integer or large df go to ``chdtrc`` itself)."""
+    """The closed-form χ² tail (A&S 26.4.4-5), for a batch (arrays) and a single analysis
+    (Python floats), equals scipy's incomplete-gamma ``chdtrc`` to 1e-12 relative, from
+    p ≈ 1 to p ≈ 1e-300 (non-integer or large df go to ``chdtrc`` itself)."""
     rng = np.random.default_rng(int(df * 10))
     x = np.concatenate([np.geomspace(1e-8, 1400.0, 500), rng.chisquare(df, 500), [0.0]])
     expected = special.chdtrc(df, x)
     got = _core.chi2_sf(np.full(x.size, df), x)
+    single = np.array([_core.chi2_sf(float(df), xi) for xi in x.tolist()])
     shown = expected > 1e-300
-    np.testing.assert_allclose(got[shown], expected[shown], rtol=1e-12)
-    assert np.all(got[~shown] <= 1e-290)
+    for values in (got, single):
+        np.testing.assert_allclose(values[shown], expected[shown], rtol=1e-12)
+        assert np.all(values[~shown] <= 1e-290)
 
 
 def test_batch_chi_square_tail_with_mixed_df() -> None:

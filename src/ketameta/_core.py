@@ -657,14 +657,21 @@ _CHI2_SERIES_MAX_HALF_X = 600.0
 def chi2_sf(df: Num, x: Num) -> Num:
     """Survival function of the χ² distribution, ``P(X > x)``, ``X ~ χ²(df)``.
 
-    A single value goes to :func:`scipy.special.chdtrc`. For a batch, integer `df` ≤ 64
-    (the Q test's k - 1) use the closed forms (Abramowitz & Stegun 26.4.4-5), a few
-    passes per distinct df instead of an incomplete-gamma evaluation per row: with
+    Integer `df` ≤ 64 (the Q test's k - 1) use the closed forms (Abramowitz & Stegun
+    26.4.4-5): for a batch a few passes per distinct df instead of an incomplete-gamma
+    evaluation per row, for a single value a few Python-float operations: with
     ``h = x/2``, even ``df = 2n``: ``e^{-h} Σ_{j<n} h^j/j!``; odd ``df = 2n+1``:
     ``erfc(√h) + e^{-h} √(2/π) Σ_{j=1..n} x^{j-1/2}/(1·3···(2j-1))``. Every term is
     positive, so the sums are accurate to rounding; other rows use ``chdtrc``.
     """
     if np.ndim(x) == 0:
+        if (
+            type(x) is float
+            and 0.0 <= x <= 2.0 * _CHI2_SERIES_MAX_HALF_X
+            and df == round(df)
+            and 1 <= df <= _CHI2_SERIES_MAX_DF
+        ):  # one analysis: the series in Python floats
+            return _chi2_sf_series(int(df), x)
         return special.chdtrc(df, x)
     series = (x >= 0) & (x <= 2.0 * _CHI2_SERIES_MAX_HALF_X)
     if np.ndim(df) == 0:  # one df for every row (a batch of complete analyses)
@@ -690,29 +697,32 @@ def chi2_sf(df: Num, x: Num) -> Num:
     return out
 
 
-def _chi2_sf_series(df: int, x: FloatArray) -> FloatArray:
-    """:func:`chi2_sf` for one integer `df` (≥ 1) and 0 ≤ x ≤ 1200, by its finite series."""
+def _chi2_sf_series(df: int, x: Num) -> Num:
+    """:func:`chi2_sf` for one integer `df` (≥ 1) and 0 ≤ x ≤ 1200, by its finite series
+    (a Python float, or an array)."""
     h = 0.5 * x
     n = df // 2
+    one = type(x) is float
+    exp_minus_h = math.exp(-h) if one else np.exp(-h)
     if df % 2 == 0:  # e^{-h} (1 + h + h²/2! + ... + h^(n-1)/(n-1)!)
-        term, total = np.ones_like(h), np.ones_like(h)
+        term, total = (1.0, 1.0) if one else (np.ones_like(h), np.ones_like(h))
         for j in range(1, n):
             term *= h * (1.0 / j)
             total += term
-        return np.exp(-h) * total
-    root_h = np.sqrt(h)
-    tail: FloatArray = special.erfc(root_h)
+        return exp_minus_h * total
+    root_h = math.sqrt(h) if one else np.sqrt(h)
+    tail = math.erfc(root_h) if one else special.erfc(root_h)
     if n == 0:
         return tail
     # √(2/π) e^{-h} (√x + x^{3/2}/3 + x^{5/2}/(3·5) + ...), n terms
     term = math.sqrt(2.0) * root_h  # √x
-    total = term.copy()
+    total = term * 1.0  # (a new array for an array)
     for j in range(1, n):
         term *= x * (1.0 / (2 * j + 1))
         total += term
-    total *= math.sqrt(2.0 / math.pi) * np.exp(-h)
+    total *= math.sqrt(2.0 / math.pi) * exp_minus_h
     total += tail
-    return np.asarray(total, dtype=np.float64)
+    return total if one else np.asarray(total, dtype=np.float64)
 
 
 def _zero_is_more_likely(data: Data, tau2: Num, method: str, ee: Moments, mom: Moments) -> Num:
@@ -736,6 +746,14 @@ def _zero_is_more_likely(data: Data, tau2: Num, method: str, ee: Moments, mom: M
     if method == "REML":
         gain = gain + np.log(mom.sw / ee.sw)
     return (tau2 > 0.0) & (gain > 0.0)
+
+
+def _two_sided_normal_p(z: Num) -> Num:
+    """``2 Φ(-|z|) = erfc(|z|/√2)``; a Python float through :func:`math.erfc` (accurate to
+    a few ulp, without a ufunc call's overhead), arrays through SciPy."""
+    if type(z) is float and not math.isnan(z):
+        return math.erfc(abs(z) / math.sqrt(2.0))
+    return 2.0 * special.ndtr(-abs(z))
 
 
 @functools.lru_cache(maxsize=16)
@@ -828,7 +846,7 @@ def _fit(
     mu = mom.mu + data.center
     stat = _div(mu, se)
     if test == "z":
-        pvalue = 2.0 * special.ndtr(-abs(stat))
+        pvalue = _two_sided_normal_p(stat)
         crit = _critical_z(level)
     else:  # stdtr/stdtrit with df = inf are the normal distribution
         pvalue = 2.0 * special.stdtr(df, -abs(stat))

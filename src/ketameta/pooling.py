@@ -100,7 +100,7 @@ _METHOD_NAMES = {
 
 
 def _indices(x: Any) -> tuple[int, ...]:
-    return tuple(int(i) for i in x)
+    return tuple(int(i) for i in x) if len(x) else ()
 
 
 @attrs.frozen(kw_only=True)
@@ -575,7 +575,9 @@ def pool(
         tau2_fixed=tau2_fixed,
         control=ctl,
     )
-    if not all(math.isfinite(out[name]) for name in ("estimate", "se", "q")):
+    if not (
+        math.isfinite(out["estimate"]) and math.isfinite(out["se"]) and math.isfinite(out["q"])
+    ):
         msg = (
             "`yi` or `vi` is too large: the computation overflows the floating-point range "
             f"(largest |yi| = {np.max(np.abs(y)):.3g}, largest vi = {np.max(v):.3g})"
