@@ -664,7 +664,7 @@ def chi2_sf(df: Num, x: Num) -> Num:
     ``erfc(√h) + e^{-h} √(2/π) Σ_{j=1..n} x^{j-1/2}/(1·3···(2j-1))``. Every term is
     positive, so the sums are accurate to rounding; other rows use ``chdtrc``.
     """
-    if np.ndim(x) == 0:
+    if type(x) is float or np.ndim(x) == 0:  # (np.ndim would make an array of a float)
         if (
             type(x) is float
             and 0.0 <= x <= 2.0 * _CHI2_SERIES_MAX_HALF_X
