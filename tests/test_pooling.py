@@ -137,6 +137,27 @@ def test_random_datasets_as_metafor(method: str) -> None:
     assert compared >= 110
 
 
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_random_datasets_as_metafor_in_one_batch(test: str) -> None:
+    # the same oracle for pool_many: the 60 datasets as one ragged batch per estimator
+    k = max(len(c["yi"]) for c in RANDOM)
+    y = np.full((len(RANDOM), k), np.nan)
+    v = np.full_like(y, np.nan)
+    for i, case in enumerate(RANDOM):
+        y[i, : len(case["yi"])], v[i, : len(case["vi"])] = case["yi"], case["vi"]
+    for method in ("EE", "DL", "REML", "ML", "PM", "HE", "SJ", "HS", "EB"):
+        batch = ketameta.pool_many(y, v, method=method, test=test)
+        for i, case in enumerate(RANDOM):
+            expected = case["fits"].get(f"{method} {test}")
+            if expected is None:
+                continue
+            for field in ("tau2", "estimate", "se", "pvalue", "q", "i2", "pred_upper"):
+                want, slack = expected[field], RANDOM_FIELDS[field]
+                if want is not None:
+                    got = float(getattr(batch, field)[i])
+                    assert got == pytest.approx(want, rel=1e-8, abs=slack), (method, i, field)
+
+
 MULTIMODAL = load_reference("metafor_multimodal.json")["cases"]
 MULTIMODAL_FITS = [(i, m) for i, c in enumerate(MULTIMODAL) for m in sorted(c["fits"])]
 
