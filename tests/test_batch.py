@@ -81,6 +81,17 @@ def _assert_same(a: Any, b: ketameta.PoolResult, rtol: float = 1e-12) -> None:
         assert x == pytest.approx(y, rel=rtol, abs=_atol(f, b)), f
 
 
+def _assert_row_same(res: Any, i: int, single: ketameta.PoolResult) -> None:
+    """Row `i` of a batch result equals `single`: as ``res[i]`` and in the field arrays."""
+    _assert_same(res[i], single)
+    for f in FIELDS:
+        x, z = float(getattr(res, f)[i]), float(getattr(single, f))
+        same = (math.isnan(x) and math.isnan(z)) or x == pytest.approx(
+            z, rel=1e-12, abs=_atol(f, single)
+        )
+        assert same, f
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("test", ["z", "t", "knha", "adhoc"])
 def test_rows_equal_pool(method: str, test: str) -> None:
@@ -91,13 +102,7 @@ def test_rows_equal_pool(method: str, test: str) -> None:
     for i in range(0, 120, 7):
         present = ~np.isnan(y[i])
         single = _pool_row(y[i][present], v[i][present], method=method, test=test)
-        _assert_same(res[i], single)
-        for f in FIELDS:
-            x, z = float(getattr(res, f)[i]), float(getattr(single, f))
-            same = (math.isnan(x) and math.isnan(z)) or x == pytest.approx(
-                z, rel=1e-12, abs=_atol(f, single)
-            )
-            assert same, f
+        _assert_row_same(res, i, single)
         assert int(res.k[i]) == single.k
         np.testing.assert_allclose(res.weights[i][present], single.weights, rtol=1e-12)
         assert np.all(res.weights[i][~present] == 0)
@@ -114,13 +119,7 @@ def test_complete_rows_equal_pool(method: str, test: str, k: int) -> None:
     assert not res.failed
     for i in range(0, 40, 3):
         single = _pool_row(y[i], v[i], method=method, test=test)
-        _assert_same(res[i], single)
-        for f in FIELDS:
-            x, z = float(getattr(res, f)[i]), float(getattr(single, f))
-            same = (math.isnan(x) and math.isnan(z)) or x == pytest.approx(
-                z, rel=1e-12, abs=_atol(f, single)
-            )
-            assert same, f
+        _assert_row_same(res, i, single)
         assert res.k[i] == single.k
         assert res.df[i] == single.df
         np.testing.assert_allclose(res.weights[i], single.weights, rtol=1e-12)

@@ -47,7 +47,7 @@ DEFAULT_CONTROL: dict[str, Any] = {
 
 _POWERS = -np.arange(1.0, 4.0)[:, None]  # w, w², w³
 
-Num = Any  # a NumPy scalar (single analysis) or an (m,) array (batch)
+Num = Any  # a Python float (single analysis, or a batch's per-row constant) or an (m,) array
 #: weight powers of the final moments that the SE of τ̂² needs (ML: Σw², REML: tr P²)
 _SE_POWERS = {"ML": 2, "REML": 3}
 
@@ -665,13 +665,8 @@ def chi2_sf(df: Num, x: Num) -> Num:
     positive, so the sums are accurate to rounding; other rows use ``chdtrc``.
     """
     if type(x) is float or np.ndim(x) == 0:  # (np.ndim would make an array of a float)
-        if (
-            type(x) is float
-            and 0.0 <= x <= 2.0 * _CHI2_SERIES_MAX_HALF_X
-            and df == round(df)
-            and 1 <= df <= _CHI2_SERIES_MAX_DF
-        ):  # one analysis: the series in Python floats
-            return _chi2_sf_series(int(df), x)
+        if type(x) is float and 0.0 <= x <= 2.0 * _CHI2_SERIES_MAX_HALF_X and _series_df(df):
+            return _chi2_sf_series(int(df), x)  # one analysis: the series in Python floats
         return special.chdtrc(df, x)
     series = (x >= 0) & (x <= 2.0 * _CHI2_SERIES_MAX_HALF_X)
     if np.ndim(df) == 0:  # one df for every row (a batch of complete analyses)
@@ -683,7 +678,7 @@ def chi2_sf(df: Num, x: Num) -> Num:
     out = np.empty(np.shape(x))
     done = np.zeros(np.shape(x), dtype=bool)
     for d in groups:
-        if not (d == round(d) and 1 <= d <= _CHI2_SERIES_MAX_DF):
+        if not _series_df(d):
             continue
         rows = series & (df == d) if len(groups) > 1 else series
         if rows.all():
@@ -695,6 +690,11 @@ def chi2_sf(df: Num, x: Num) -> Num:
     if rest.any():
         out[rest] = special.chdtrc(df[rest], x[rest])
     return out
+
+
+def _series_df(df: float) -> bool:
+    """Whether :func:`chi2_sf` has the closed-form series for `df` (an integer 1-64)."""
+    return bool(df == round(df) and 1 <= df <= _CHI2_SERIES_MAX_DF)
 
 
 def _chi2_sf_series(df: int, x: Num) -> Num:

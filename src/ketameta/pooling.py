@@ -634,8 +634,6 @@ def result_from_core(
         return out[name] if row is None else out[name][row]
 
     weights = take("weights")
-    if weights.shape[-1] != k:  # a padded batch row: keep the studies used
-        weights = weights[take("present")]
     arrays: tuple[Any, ...] = (
         (Owned(weights), Owned(yi), Owned(vi)) if owned else (weights, yi, vi)
     )
