@@ -8,7 +8,9 @@ the built-in exception a caller would expect (``ValueError``, ``RuntimeError``).
 from __future__ import annotations
 
 __all__ = [
+    "CollinearityWarning",
     "ConvergenceError",
+    "DegenerateDataWarning",
     "KetametaWarning",
     "LocalMaximumWarning",
     "OmittedStudiesWarning",
@@ -36,6 +38,16 @@ class LocalMaximumWarning(KetametaWarning):
 
 class ZeroCellWarning(KetametaWarning):
     """A 2×2 table or count had zero cells that made an effect size undefined."""
+
+
+class DegenerateDataWarning(KetametaWarning):
+    """The data leave a statistic undefined (e.g. an exact fit: the residual variance is 0
+    and a test has no reference distribution); it is reported as NaN."""
+
+
+class CollinearityWarning(KetametaWarning):
+    """Moderators that are linear combinations of others were dropped from the model (as
+    metafor); their names are in the message and in ``result.dropped``."""
 
 
 class ConvergenceError(RuntimeError):

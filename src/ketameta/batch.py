@@ -10,15 +10,13 @@ different numbers of studies. Rows are fitted by the same numeric core as
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
 import numpy as np
-from scipy import special
 
-from . import _core
+from . import _engine
+from ._engine import rows as _rows
 from ._results import TableResult, array_field, import_pandas, plain
 from ._typing import FloatArray
 from ._validation import MAX_ABS_EFFECT, VARIANCE_RANGE
@@ -36,9 +34,6 @@ __all__ = ["BatchEggerResult", "BatchPoolResult", "egger_many", "pool_many"]
 #: per-analysis fields of :class:`BatchPoolResult`, in order
 FIELDS = CORE_FLOAT_FIELDS + CORE_COUNT_FIELDS
 _CI_FIELDS = ("tau2_ci_lower", "tau2_ci_upper")
-#: doubles per (chunk × k) working array by default: 1 MiB, which a core's cache holds
-#: (and which stays clear of the allocator returning memory to the system after each chunk)
-_CHUNK_DOUBLES = 2**17
 
 
 def _is_dask(x: Any) -> bool:
@@ -133,11 +128,11 @@ class BatchPoolResult:
         values = compute(*(getattr(self, n) for n in names), **kwargs)
         arrays = dict(zip(names, values, strict=True))
         yi, vi = compute(self.yi, self.vi, **kwargs)
-        failed = _failures(
+        failed = _rows.failures(
             arrays["k"].reshape(-1),
             arrays["converged"].reshape(-1),
-            self.method,
             arrays["estimate"].reshape(-1),
+            self.method,
         )
         return attrs.evolve(self, **arrays, yi=yi, vi=vi, failed=failed)
 
@@ -209,17 +204,6 @@ def _percent_weights(yi: Any, vi: Any, tau2: Any) -> Any:
     return (100.0 / np.where(total > 0.0, total, 1.0)) * w
 
 
-def _failures(k: Any, converged: Any, method: str, estimate: Any) -> dict[int, str]:
-    """Why each unfitted analysis (NaN estimate) was not fitted, by flat index."""
-    failed = {int(i): "no studies (every yi or vi is NaN)" for i in np.flatnonzero(k == 0)}
-    for i in np.flatnonzero((k > 0) & ~converged.astype(bool)):
-        failed[int(i)] = f"the {method} estimator of tau^2 did not converge"
-    overflow = (k > 0) & converged.astype(bool) & ~np.isfinite(estimate)
-    for i in np.flatnonzero(overflow):
-        failed[int(i)] = "yi or vi too large: the computation overflows"
-    return failed
-
-
 def _validate_batch(y: FloatArray, v: FloatArray, name_v: str) -> bool:
     """Reject ±inf, non-positive variances and values beyond the documented limits, naming
     the analysis and study (NaN marks an absent study and passes). Returns whether every
@@ -275,11 +259,6 @@ def _as_batch(x: Any, name: str) -> FloatArray:
     return np.asarray(arr, dtype=np.float64)  # no copy for float64 input (never modified)
 
 
-def _chunks(m: int, size: int) -> Iterator[slice]:
-    for start in range(0, m, size):
-        yield slice(start, min(start + size, m))
-
-
 def _fit_rows(
     y: FloatArray,
     v: FloatArray,
@@ -293,86 +272,24 @@ def _fit_rows(
     workers: int = 1,
     complete: bool = False,
 ) -> dict[str, FloatArray]:
-    """Fit every row of 2-D `y`, `v` (NaN = absent) chunk by chunk, `workers` chunks at a
-    time in threads; arrays of results. ``complete=True``: the caller knows that no value
-    is NaN."""
-    m = y.shape[0]
-    # every row of the outputs is written below (fitted, or NaN / 0 when it has no study)
-    out: dict[str, FloatArray] = {
-        name: np.empty(m) for name in FIELDS + (_CI_FIELDS if tau2_ci else ())
-    }
-    ctl = {**control, "raise_on_failure": False}
-
-    def fit_chunk(rows: slice) -> None:
-        # column-major chunks: the core's row sums then run over contiguous memory
-        yc, vc = np.asfortranarray(y[rows]), np.asfortranarray(v[rows])
-        # (validated: no inf)
-        full = complete or not (np.isnan(yc.sum()) or np.isnan(vc.sum()))
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if full:  # every study present: no masks needed
-                sel = np.arange(yc.shape[0])
-                yy, vv = yc, vc
-            else:
-                for name, arr in out.items():  # rows without studies
-                    arr[rows] = 0.0 if name in ("k", "converged") else np.nan
-                absent = np.isnan(yc) | np.isnan(vc)
-                yy = np.where(absent, 0.0, yc)
-                vv = np.where(absent, np.inf, vc)
-                sel = np.flatnonzero((~absent).any(axis=-1))
-                if sel.size < yc.shape[0]:
-                    yy, vv = yy[sel], vv[sel]
-            if not sel.size:
-                return
-            fit = _core.fit(
-                yy,
-                vv,
-                padded=not full,
-                method=method,
-                test=test,
-                level=level,
-                tau2_fixed=None,
-                control=ctl,
-            )
-            # a slice where every row of the chunk was fitted (fancy indexing costs twice)
-            idx: slice | np.ndarray[Any, Any] = (
-                rows if sel.size == yc.shape[0] else rows.start + sel
-            )
-        for name in FIELDS:
-            out[name][idx] = fit[name]
-        # never a silent wrong number: rows that did not converge or overflowed are NaN
-        # (their reason is derived from k, converged and the estimate by _failures)
-        bad = ~np.asarray(fit["converged"], dtype=bool) | ~np.isfinite(fit["estimate"])
-        if bad.any():
-            bad_rows = rows.start + sel[bad]
-            for name in FIELDS:
-                if name not in ("k", "converged", "iterations"):
-                    out[name][bad_rows] = np.nan
-        if tau2_ci:
-            lo, hi = _core.q_profile(
-                yy,
-                vv,
-                level,
-                control,
-                np.maximum(100.0, 10.0 * np.nan_to_num(fit["tau2"])),
-                padded=not full,
-            )
-            single = fit["k"] < 2
-            out["tau2_ci_lower"][idx] = np.where(single, np.nan, lo)
-            out["tau2_ci_upper"][idx] = np.where(single, np.nan, hi)
-
-    if chunk_size is None:
-        chunk_size = max(256, _CHUNK_DOUBLES // max(y.shape[1], 1))
-    chunks = list(_chunks(m, chunk_size))
-    if workers > 1 and len(chunks) > 1:
-        # NumPy and SciPy release the GIL in their loops: chunks in threads run in parallel
-        with ThreadPoolExecutor(min(workers, len(chunks))) as executor:
-            for _ in executor.map(fit_chunk, chunks):
-                pass  # (re-raises an exception of any chunk)
-    else:
-        for rows in chunks:
-            fit_chunk(rows)
+    """The intercept-only model of every row (see :func:`ketameta._engine.rows.fit_rows`),
+    with the coefficient statistics as ``(m,)`` arrays named as in :class:`PoolResult`."""
+    out = _rows.fit_rows(
+        y,
+        v,
+        method=method,
+        test=test,
+        level=level,
+        control=control,
+        tau2_ci=tau2_ci,
+        chunk_size=chunk_size,
+        workers=workers,
+        complete=complete,
+    )
+    for name, key in _engine.COEF_FIELDS.items():
+        out[name] = out.pop(key)[:, 0]
     out["converged"] = out["converged"].astype(bool)
-    return out
+    return {name: out[name] for name in FIELDS + (_CI_FIELDS if tau2_ci else ())}
 
 
 def _available_cpus() -> int:
@@ -525,7 +442,7 @@ def pool_many(
         workers=n_workers,
         complete=complete,
     )
-    failed = _failures(out["k"], out["converged"], method, out["estimate"])
+    failed = _rows.failures(out["k"], out["converged"], out["estimate"], method)
     k_axis = y.shape[-1]
     return BatchPoolResult(
         **{name: a.reshape(batch_shape) for name, a in out.items()},
@@ -622,9 +539,13 @@ class BatchEggerResult(TableResult):
 def egger_many(Y: Any, V: Any = None, *, SE: Any = None, axis: int = -1) -> BatchEggerResult:
     """The classic Egger test (:func:`ketameta.egger_test` with ``model="lm"``) per row.
 
-    Weighted least squares of ``y`` on ``sqrt(v)`` with weights ``1/v`` in closed form,
-    vectorised over the rows; NaN marks absent studies. Rows with fewer than 3 studies or a
-    constant standard error get NaN (no warning per row; check ``k``).
+    Weighted least squares of ``y`` on ``sqrt(v)`` with weights ``1/v`` and a
+    multiplicative dispersion (the engine's equal-effects meta-regression with the
+    Knapp-Hartung variance), vectorised over the rows; NaN marks absent studies. Rows with
+    fewer than 3 studies, standard errors that are constant (to within the rank tolerance
+    of :func:`ketameta.egger_test`) or an exact fit (residuals that are rounding noise: the
+    test is undefined, where :func:`~ketameta.egger_test` warns) get NaN, without a
+    warning per row; ``k`` tells the first case apart.
 
     References
     ----------
@@ -641,38 +562,32 @@ def egger_many(Y: Any, V: Any = None, *, SE: Any = None, axis: int = -1) -> Batc
     >>> bool(np.isclose(res.intercept[3], one.intercept))
     True
     """
-    y, v, batch_shape, _ = _prepare(Y, V, SE, axis)
-    absent = np.isnan(y) | np.isnan(v)
-    w = np.where(absent, 0.0, 1.0 / np.where(absent, 1.0, v))
-    x = np.where(absent, 0.0, np.sqrt(np.where(absent, 1.0, v)))
-    yy = np.where(absent, 0.0, y)
-    k = (~absent).sum(axis=-1).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sw, swx, swy = w.sum(-1), (w * x).sum(-1), (w * yy).sum(-1)
-        xbar, ybar = swx / sw, swy / sw
-        dx = np.where(absent, 0.0, x - xbar[:, None])
-        dy = np.where(absent, 0.0, yy - ybar[:, None])
-        sxx, sxy = (w * dx * dx).sum(-1), (w * dx * dy).sum(-1)
-        slope = sxy / sxx
-        intercept0 = ybar - slope * xbar
-        resid = dy - slope[:, None] * dx
-        s2 = (w * resid * resid).sum(-1) / (k - 2)
-        se = np.sqrt(s2 / sxx)
-        stat = slope / se
-        df = k - 2
-        pvalue = 2 * special.stdtr(df, -np.abs(stat))
-        invalid = (k < 3) | ~(sxx > 0)
-    nan = np.where(invalid, np.nan, 1.0)
+    y, v, batch_shape, complete = _prepare(Y, V, SE, axis)
+    x = np.ones((*y.shape, 2))
+    x[..., 1] = np.sqrt(v)
+    out = _rows.fit_rows(
+        y,
+        v,
+        x,
+        intercept=True,
+        method="EE",
+        test="knha",
+        level=0.95,
+        control=dict(_engine.DEFAULT_CONTROL),
+        complete=complete,
+    )
+    k = out["k"]
+    invalid = (k < 3) | (out["exact_fit"] > 0)
 
     def shape(a: Any) -> FloatArray:
-        return np.asarray(a * nan, dtype=np.float64).reshape(batch_shape)
+        return np.asarray(np.where(invalid, np.nan, a), dtype=np.float64).reshape(batch_shape)
 
     return BatchEggerResult(
-        intercept=shape(slope),
-        se=shape(se),
-        statistic=shape(stat),
-        df=shape(df),
-        pvalue=shape(pvalue),
-        limit_estimate=shape(intercept0),
+        intercept=shape(out["coef"][:, 1]),
+        se=shape(out["se"][:, 1]),
+        statistic=shape(out["statistic"][:, 1]),
+        df=shape(out["df"]),
+        pvalue=shape(out["pvalue"][:, 1]),
+        limit_estimate=shape(out["coef"][:, 0]),
         k=k.reshape(batch_shape),
     )

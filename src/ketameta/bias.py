@@ -43,10 +43,10 @@ import attrs
 import numpy as np
 from scipy import special
 
-from . import _core, _metareg
+from . import _engine
 from ._results import RecordResult, array_field, format_p
 from ._validation import as_float_array, check_choice, check_length, check_positive
-from ._warnings import SmallSampleWarning
+from ._warnings import DegenerateDataWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
 from .pooling import PoolResult, pool, prepare_studies, validate_options
 
@@ -220,12 +220,28 @@ def egger_test(
     if k < 3:
         msg = f"the regression test needs at least 3 studies, got k = {k}"
         raise ValueError(msg)
-    if np.ptp(x) <= 1e-8 * np.max(np.abs(x)):  # (nearly) constant: no slope to estimate
+    design = np.column_stack([np.ones(k), x])
+    # model="lm": weighted least squares with a multiplicative dispersion, i.e. the
+    # equal-effects meta-regression with the Knapp-Hartung variance
+    fit_method, fit_test = ("EE", "t") if model == "lm" else (method, test)
+    try:
+        out = _engine.fit(
+            y,
+            v,
+            design,
+            padded=False,
+            intercept=True,
+            method=fit_method,
+            test="knha" if model == "lm" else test,
+            level=lv,
+            control=ctl,
+        )
+    except np.linalg.LinAlgError:  # (nearly) constant: no slope to estimate
         msg = (
             f"the predictor {predictor!r} is (nearly) the same for all studies, so the "
             "regression test is undefined"
         )
-        raise ValueError(msg)
+        raise ValueError(msg) from None
     if k < 10:
         warnings.warn(
             f"only {k} studies: tests for funnel-plot asymmetry have low power with fewer "
@@ -233,18 +249,21 @@ def egger_test(
             SmallSampleWarning,
             stacklevel=2,
         )
-    design = np.column_stack([np.ones(k), x])
-    if model == "lm":
-        out = _metareg.fit(y, v, design, method="EE", test="knha", level=lv, control=ctl)
-        fit_method, fit_test = "EE", "t"
-    else:
-        out = _metareg.fit(y, v, design, method=method, test=test, level=lv, control=ctl)
-        fit_method, fit_test = method, test
+    if out["exact_fit"]:
+        warnings.warn(
+            "the regression fits the studies exactly (the residuals are rounding noise, e.g. "
+            "identical effects): the dispersion is 0 and the test is undefined; its "
+            "statistic, p-value and intervals are NaN",
+            DegenerateDataWarning,
+            stacklevel=2,
+        )
+        for name in ("se", "statistic", "pvalue", "ci_lower", "ci_upper"):
+            out[name] = [math.nan] * len(out[name])
     # a limit estimate exists where the predictor vanishes for infinitely large studies
     has_limit = predictor not in ("ni", "sqrtni")
-    limit = [float(out[f][0]) if has_limit else math.nan for f in ("b", "ci_lower", "ci_upper")]
+    limit = [float(out[f][0]) if has_limit else math.nan for f in ("coef", "ci_lower", "ci_upper")]
     return EggerResult(
-        intercept=float(out["b"][1]),
+        intercept=float(out["coef"][1]),
         se=float(out["se"][1]),
         statistic=float(out["statistic"][1]),
         df=float(out["df"]),
@@ -459,7 +478,17 @@ def trim_and_fill(
             )
             raise ValueError(msg)
         design = np.column_stack([np.ones(k), np.sqrt(v)])
-        slope = _metareg.fit(y, v, design, method=method, test="z", level=lv, control=ctl)["b"][1]
+        slope = _engine.fit(
+            y,
+            v,
+            design,
+            padded=False,
+            intercept=True,
+            method=method,
+            test="z",
+            level=lv,
+            control=ctl,
+        )["coef"][1]
         side = "right" if slope < 0 else "left"
     sign = -1.0 if side == "right" else 1.0  # put the excess on the right
     ys = sign * y
@@ -471,17 +500,16 @@ def trim_and_fill(
         if k0 == previous:
             break
         previous = k0
-        trimmed = _core.fit(
+        trimmed = _engine.fit(
             ys[: k - k0],
             vs[: k - k0],
             padded=False,
             method=method,
             test="z",
             level=lv,
-            tau2_fixed=None,
             control=ctl,
         )
-        theta = float(trimmed["estimate"])
+        theta = float(trimmed["coef"][0])
         k0 = max(0, round(_trim_statistic(ys - theta, estimator)))
         k0 = min(k0, k - 1)
     else:

@@ -40,7 +40,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from . import _core
+from . import _engine
 from ._results import Owned, array_field, format_p, import_pandas, plain
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
@@ -60,9 +60,9 @@ from .effect_sizes import EffectSizes
 __all__ = ["METHODS", "TESTS", "PoolResult", "Tau2Interval", "pool"]
 
 #: τ² estimators accepted by :func:`pool` (``"FE"`` and ``"CE"`` are aliases of ``"EE"``)
-METHODS = (*_core.TAU2_METHODS, *_core.METHOD_ALIASES)
+METHODS = (*_engine.TAU2_METHODS, *_engine.METHOD_ALIASES)
 #: tests (and interval types) for the pooled estimate
-TESTS = _core.TESTS
+TESTS = _engine.TESTS
 #: per-analysis float statistics of the numeric core (``_core.fit``), shared by the batch engine
 CORE_FLOAT_FIELDS = (
     "estimate",
@@ -235,12 +235,12 @@ class PoolResult:
         if self.k < 2:
             msg = "a confidence interval for tau^2 needs at least 2 studies"
             raise ValueError(msg)
-        ctl = {**_core.DEFAULT_CONTROL, **self.control}
+        ctl = {**_engine.DEFAULT_CONTROL, **self.control}
         limit = max(100.0, 10.0 * self.tau2) if tau2_max is None else float(tau2_max)
         if not limit > 0:
             msg = f"`tau2_max` must be positive, got {tau2_max!r}"
             raise ValueError(msg)
-        lo, hi = _core.q_profile(self.yi, self.vi, lv, ctl, limit)
+        lo, hi = _engine.tau2_interval(self.yi, self.vi, level=lv, control=ctl, tau2_max=limit)
         t = (self.tau2, float(lo), float(hi))
         vt = self.v_typical
         return Tau2Interval(
@@ -409,7 +409,7 @@ def validate_options(
 ) -> tuple[str, str, float, float | None, str, dict[str, Any]]:
     """Validate the options shared by :func:`pool` and the batch engine (written once)."""
     method = check_choice(method, "method", METHODS)
-    method = _core.METHOD_ALIASES.get(method, method)
+    method = _engine.METHOD_ALIASES.get(method, method)
     test = check_choice(test, "test", TESTS)
     lv = check_level(level)
     nan_policy = check_choice(nan_policy, "nan_policy", ("omit", "raise"))
@@ -427,7 +427,7 @@ def validate_options(
                 "`tau2` cannot be fixed for the equal-effects model (method='EE'): its tau^2 is 0"
             )
             raise ValueError(msg)
-    ctl = dict(_core.DEFAULT_CONTROL)
+    ctl = dict(_engine.DEFAULT_CONTROL)
     if control is not None:
         if not isinstance(control, dict):
             msg = f"`control` must be a dict, got {type(control).__name__}"
@@ -565,15 +565,18 @@ def pool(
             notes += f" and test={test!r} is replaced by 'z'"
             test = "z"
         warnings.warn(f"only one study (k = 1): {notes}", SmallSampleWarning, stacklevel=2)
-    out = _core.fit(
-        y,
-        v,
-        padded=False,
-        method=method,
-        test=test,
-        level=lv,
-        tau2_fixed=tau2_fixed,
-        control=ctl,
+    out = _engine.intercept_view(
+        _engine.fit(
+            y,
+            v,
+            padded=False,
+            method=method,
+            test=test,
+            level=lv,
+            tau2_fixed=tau2_fixed,
+            control=ctl,
+            btt=(),  # (no omnibus test of the intercept-only model)
+        )
     )
     if not (
         math.isfinite(out["estimate"]) and math.isfinite(out["se"]) and math.isfinite(out["q"])

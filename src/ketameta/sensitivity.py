@@ -25,7 +25,7 @@ import attrs
 import numpy as np
 from scipy import special
 
-from . import _core
+from . import _engine
 from ._results import TableResult, array_field, format_p, readonly_bool
 from ._typing import FloatArray
 from ._validation import as_float_array, check_length
@@ -84,9 +84,8 @@ def _fit_batch(
     """Fit one meta-analysis per row of `present` (absent studies get v = inf)."""
     yy = np.where(present, y, 0.0)
     vv = np.where(present, v, np.inf)
-    return _core.fit(
-        yy, vv, padded=True, method=method, test=test, level=level, tau2_fixed=None, control=ctl
-    )
+    out = _engine.fit(yy, vv, padded=True, method=method, test=test, level=level, control=ctl)
+    return _engine.intercept_view(out)
 
 
 @attrs.frozen(kw_only=True)
@@ -331,7 +330,7 @@ def influence(result: object) -> InfluenceResult:
     if k < 3:
         msg = f"influence diagnostics need at least 3 studies, got k = {k}"
         raise ValueError(msg)
-    ctl = {**_core.DEFAULT_CONTROL, **result.control}
+    ctl = {**_engine.DEFAULT_CONTROL, **result.control}
     out = _fit_batch(y, v, ~np.eye(k, dtype=bool), result.method, result.test, result.level, ctl)
     mu_del, se_del, tau2_del = out["estimate"], out["se"], out["tau2"]
     var_full = result.se**2

@@ -1,0 +1,140 @@
+"""Arithmetic that serves one analysis and a batch with the same code.
+
+The engine's statistics are *numbers per analysis*: a Python float when one meta-analysis
+is fitted (whose arithmetic costs a fraction of a NumPy scalar's), an ``(m,)`` float64
+array for a batch. Python floats differ from NumPy in a few places — a division by zero
+raises, ``math`` functions reject arrays, ``~`` on a bool is an integer — so every
+operation where the two differ goes through a helper here, which picks the cheap scalar
+path or the NumPy ufunc. Plain ``+ - * / <`` and ``& |`` on comparisons are the same for
+both and are written directly.
+
+Callers hold ``np.errstate(divide="ignore", invalid="ignore", over="ignore")``: a batch
+row that divides by zero gets inf/NaN, as a Python float does through :func:`div`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypeAlias
+
+import numpy as np
+
+from .._typing import BoolArray, FloatArray
+
+#: a number per analysis: a Python float (one analysis) or an (m,) array (a batch)
+Num: TypeAlias = float | FloatArray
+#: a flag per analysis
+Flag: TypeAlias = bool | BoolArray
+
+
+def is_scalar(x: Num) -> bool:
+    """Whether `x` is one analysis's number (a Python float or a NumPy scalar)."""
+    return isinstance(x, float | int)
+
+
+def where(cond: Flag, a: Num, b: Num) -> Num:
+    """``np.where`` that stays a Python float for one analysis."""
+    if isinstance(cond, bool | np.bool_):
+        return a if cond else b
+    return np.where(cond, a, b)
+
+
+def maximum(a: Num, b: Num) -> Num:
+    """``np.maximum`` (NaN propagates from `a`; a Python float for one analysis)."""
+    if isinstance(a, float | int) and isinstance(b, float | int):
+        return b if b > a else a  # `a` when either is NaN and `a` is
+    return np.maximum(a, b)
+
+
+def minimum(a: Num, b: Num) -> Num:
+    """``np.minimum`` (a Python float for one analysis)."""
+    if isinstance(a, float | int) and isinstance(b, float | int):
+        return b if b < a else a
+    return np.minimum(a, b)
+
+
+def div(a: Num, b: Num) -> Num:
+    """``a / b`` with IEEE semantics for Python floats too (``x / 0`` is ±inf or NaN)."""
+    try:
+        return a / b
+    except ZeroDivisionError:  # (Python floats only; the caller holds np.errstate)
+        return float(np.float64(a) / b)
+
+
+def sqrt(a: Num) -> Num:
+    """``np.sqrt`` (NaN below 0); a Python float stays a Python float."""
+    if isinstance(a, float | int):
+        return math.sqrt(a) if a >= 0.0 else math.nan
+    return np.sqrt(a)
+
+
+def log(a: Num) -> Num:
+    """``np.log`` (-inf at 0, NaN below); a Python float stays a Python float."""
+    if isinstance(a, float | int):
+        return math.log(a) if a > 0.0 else (-math.inf if a == 0.0 else math.nan)
+    return np.log(a)
+
+
+def isfinite(a: Num) -> Flag:
+    """``np.isfinite``."""
+    if isinstance(a, float | int):
+        return math.isfinite(a)
+    return np.isfinite(a)
+
+
+def negate(a: Flag) -> Flag:
+    """Logical not (``~`` on a Python bool would be an integer)."""
+    if isinstance(a, bool | np.bool_):
+        return not a
+    return ~a
+
+
+def as_flag(a: Flag) -> Flag:
+    """A comparison's result as a Python bool for one analysis."""
+    return bool(a) if isinstance(a, np.bool_) else a
+
+
+class ScalarOps:
+    """The helpers above for one analysis's Python floats, without the type dispatch
+    (for the root finder's step, which runs a few times per fit)."""
+
+    @staticmethod
+    def where(cond: Flag, a: Num, b: Num) -> Num:
+        return a if cond else b
+
+    @staticmethod
+    def maximum(a: Num, b: Num) -> Num:
+        return b if b > a else a
+
+    @staticmethod
+    def minimum(a: Num, b: Num) -> Num:
+        return b if b < a else a
+
+    @staticmethod
+    def isfinite(a: Num) -> Flag:
+        return math.isfinite(a)  # type: ignore[arg-type]
+
+    @staticmethod
+    def negate(a: Flag) -> Flag:
+        return not a
+
+    div = staticmethod(div)
+
+
+class ArrayOps:
+    """The helpers above for a batch's arrays."""
+
+    where = staticmethod(np.where)
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+    isfinite = staticmethod(np.isfinite)
+    negate = staticmethod(np.logical_not)
+
+    @staticmethod
+    def div(a: Num, b: Num) -> Num:
+        return a / b
+
+
+def ops(x: Num) -> type[ScalarOps] | type[ArrayOps]:
+    """The helpers for `x`'s kind of number."""
+    return ScalarOps if isinstance(x, float | int) else ArrayOps

@@ -1,0 +1,360 @@
+"""The data of one or many meta-analyses as the engine fits them: the only owner of padding.
+
+A :class:`Design` holds ``m`` meta-analyses of up to ``k`` studies (``m = 1`` and 1-D
+arrays for a single analysis) and their design matrix: none for the intercept-only model,
+``(k, p)`` shared by every analysis, or ``(m, k, p)`` per analysis. An absent study of a
+ragged batch is stored as ``y = 0, v = inf`` (weight ``1/(v + τ²) = 0``), so no mask is
+needed in the weighted sums.
+
+Two reparametrisations make every later step well conditioned and exactly equivariant,
+without changing any fitted quantity:
+
+* **Basis.** ``X = Q R`` with ``R`` upper triangular and the columns of ``Q`` orthogonal
+  over the studies present, each with ``Σ q² = k`` (Gram-Schmidt, twice; the intercept
+  column stays exactly 1). Fitted values, residuals, τ² and every test are invariant to
+  the basis; only the coefficients and their covariance are mapped back through ``R``.
+  ``QᵀWQ`` then has a condition number bounded by the ratio of the largest to the
+  smallest weight, however collinear or badly scaled the moderators are (a publication
+  year near 2000 with an intercept squares ``X``'s condition number into ``XᵀWX``'s).
+* **Centring.** The effects are stored minus their equal-effects fit ``Qβ₀``
+  (``β₀ = (QᵀW₀Q)⁻¹QᵀW₀y``, ``W₀ = V⁻¹``): for the intercept-only model, minus the
+  weighted mean. The residual sums of squares below are expansions in the centred
+  effects, which loses no accuracy (Viechtbauer 2005's notation; the expansions are in
+  :mod:`ketameta._engine.moments`).
+
+No validation happens here: callers pass finite ``y``, positive ``v`` (or ``inf``) and
+a design whose columns are linearly independent over the studies present (a batch row
+where they are not is reported by :attr:`Design.singular`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._typing import BoolArray, FloatArray
+from . import _num as nm
+from ._num import Num
+from .kernels import kernels
+from .layout import layout, pairs
+from .linalg import Factor, Mat, Vec
+
+#: a column whose part orthogonal to the earlier columns has a norm below this fraction
+#: of its own norm is taken as a linear combination of them (R's ``lm``/``qr`` tolerance)
+RANK_TOLERANCE = 1e-7
+
+_POWERS = -np.arange(1.0, 4.0)[:, None]  # w, w², w³ of one analysis
+
+
+def rowdot(a: FloatArray, b: FloatArray) -> FloatArray:
+    """``Σ_k a b`` for every row, without a temporary product array."""
+    return np.asarray(np.einsum("ij,ij->i", a, b), dtype=np.float64)
+
+
+class Design:
+    """One meta-analysis (1-D `y`) or a batch (2-D `y`) and its design, prepared once.
+
+    Parameters
+    ----------
+    y, v
+        Effects and sampling variances, ``(k,)`` or ``(m, k)``; ``v = inf`` marks an
+        absent study of a batch (with ``y = 0``).
+    x
+        The design: ``None`` (intercept only), ``(k, p)`` or ``(m, k, p)``. A first column
+        of ones is recognised as the intercept and kept as such in the basis.
+    padded
+        ``False`` promises that every study is present (no ``v = inf``): no masks, and
+        ``k`` is a Python float for a batch too.
+    """
+
+    __slots__ = (
+        "_v_scale",
+        "basis",
+        "beta0",
+        "intercept",
+        "k",
+        "last",
+        "layout",
+        "p",
+        "present",
+        "r",
+        "shared",
+        "single",
+        "singular",
+        "v",
+        "v_harmonic",
+        "v_row",
+        "w0",
+        "wp0",
+        "y",
+        "y2",
+        "z",
+    )
+
+    def __init__(
+        self,
+        y: FloatArray,
+        v: FloatArray,
+        x: FloatArray | None = None,
+        *,
+        padded: bool = True,
+        intercept: bool | None = None,
+    ) -> None:
+        self.single = single = y.ndim == 1
+        self.last: Any = None  # one analysis: the moments the solver evaluated last
+        self._v_scale: Num | None = None
+        self.v_row = v[None, :] if single else None
+        self.present: BoolArray | None = None
+        if single or not padded:
+            self.k: Num = float(y.shape[-1])
+        else:
+            self.present = np.isfinite(v)
+            self.k = self.present.sum(axis=-1).astype(np.float64)
+        self.p = 1 if x is None else int(x.shape[-1])
+        self.intercept = x is None if intercept is None else intercept
+        self.layout = layout(self.p, self.intercept)
+        self.shared = x is None or x.ndim == 2
+        self.singular: nm.Flag = False  # batch rows whose design is singular
+        self.z: FloatArray | None = None
+        self.y2: FloatArray | None = None
+        self.basis: FloatArray | None = None
+        self.r: Mat | None = None
+        if x is not None:
+            self.basis, self.r = self._orthogonalise(x)
+        # equal-effects weights (one analysis: w, w², w³ of 1/v; the moments at τ² = 0
+        # reuse them)
+        self.wp0 = v[None, :] ** _POWERS if single else None
+        w0 = self.wp0[0] if self.wp0 is not None else 1.0 / v
+        self.w0 = w0
+        self.v = v
+        # the equal-effects fit, and the effects centred at it
+        self.y = y
+        self.beta0: Vec = [0.0] * self.p
+        sums0 = self._ee_sums(w0) if single else self.sums([w0], yy=False)[0]
+        _, beta0 = kernels(self.p, self.intercept).solve(sums0)
+        if self.present is not None:  # (rows without studies)
+            beta0 = [np.where(np.isfinite(b), b, 0.0) for b in beta0]
+        self.beta0 = beta0
+        y = y - self.fitted(beta0)
+        if self.present is not None:
+            y = np.where(self.present, y, 0.0)
+        self.v_harmonic: Num = nm.div(self.k, sums0[self.layout.ones])
+        if single:
+            self.y = y
+            # columns: products of the basis columns, basis × y, y² (and 1 without an
+            # intercept): one matrix product gives every weighted sum
+            self.z = self._product_columns(y)
+        else:
+            # column-major: the row sums run over contiguous memory
+            self.y = np.asfortranarray(y)
+            self.v = np.asfortranarray(v)
+            self.y2 = self.y * self.y
+            if self.basis is not None:
+                self.z = self._basis_products()
+                if self.present is not None and self.shared and self.p > 1:
+                    self.singular = self._singular_rows()
+
+    # -- the basis -------------------------------------------------------------------------
+
+    def _orthogonalise(self, x: FloatArray) -> tuple[FloatArray, Mat]:
+        """Gram-Schmidt (twice): ``X = Q R``, the columns of ``Q`` orthogonal with
+        ``Σ q_j² = n`` (``n`` the studies present; all rows of a shared design).
+
+        A per-analysis design ``(m, k, p)`` is orthogonalised over each analysis's studies
+        present; a shared design ``(k, p)`` once over all its rows (a row of a ragged batch
+        then checks its own rank in :meth:`_singular_rows`).
+        """
+        p = x.shape[-1]
+        mask = self.present if x.ndim == 3 else None
+        n: Num = float(x.shape[-2]) if mask is None else self.k
+        cols: list[FloatArray] = []
+        r: Mat = [[0.0] * p for _ in range(p)]
+        singular: nm.Flag = False
+
+        def total(a: FloatArray) -> Num:
+            s = a.sum(axis=-1)
+            return float(s) if np.ndim(s) == 0 else np.asarray(s, dtype=np.float64)
+
+        for j in range(p):
+            col = x[..., j] if mask is None else np.where(mask, x[..., j], 0.0)
+            if j == 0 and self.intercept:
+                cols.append(np.ones(col.shape) if mask is None else mask.astype(np.float64))
+                r[0][0] = 1.0
+                continue
+            norm0 = nm.sqrt(total(col * col) / n)
+            for _ in range(2):  # twice is enough (Giraud et al. 2005)
+                for i in range(j):
+                    coef = total(cols[i] * col) / n
+                    col = col - _col(coef) * cols[i]
+                    r[i][j] = r[i][j] + coef
+            scale = nm.sqrt(total(col * col) / n)
+            bad = nm.negate(scale > RANK_TOLERANCE * norm0)
+            if isinstance(bad, bool):
+                if bad:
+                    msg = "the columns of the design are linearly dependent"
+                    raise np.linalg.LinAlgError(msg)
+            else:
+                singular = bad if isinstance(singular, bool) else singular | bad
+                scale = np.where(bad, 1.0, scale)
+            cols.append(col / _col(scale))
+            r[j][j] = scale
+        self.singular = singular
+        return np.stack(cols, axis=-1), r
+
+    def _singular_rows(self) -> nm.Flag:
+        """Rows of a ragged batch whose studies present do not identify a shared design:
+        a pivot of the unweighted ``QᵀQ`` over them below the rank tolerance."""
+        assert self.present is not None
+        gram = self.layout.matrix(
+            self.sums([self.present.astype(np.float64)], xy=False, yy=False)[0]
+        )
+        factor = Factor(gram)
+        bad: nm.Flag = False
+        for j in range(self.p):
+            pivot = factor.low[j][j] ** 2
+            row_bad = ~(pivot > (RANK_TOLERANCE**2) * gram[j][j])
+            bad = row_bad if isinstance(bad, bool) else bad | row_bad
+        return bad
+
+    def fitted(self, beta: Vec) -> FloatArray:
+        """``Q β`` for every study (of every analysis), in the basis."""
+        if self.basis is None:
+            return _col(beta[0])  # type: ignore[return-value]  # (broadcasts against y)
+        q = self.basis
+        out = q[..., 0] * _col(beta[0])
+        for j in range(1, self.p):
+            out = out + q[..., j] * _col(beta[j])
+        return np.asarray(out, dtype=np.float64)
+
+    def _ee_sums(self, w0: FloatArray) -> list[Num]:
+        """One analysis: the row of sums (``XᵀW₀X``, ``XᵀW₀y``, ``Σw₀``) of the uncentred
+        effects (the equal-effects fit), computed directly (``yᵀW₀y`` is NaN)."""
+        y = self.y
+        if self.basis is None:
+            s0 = float(np.add.reduce(w0))
+            return [s0, float(np.dot(w0, y)), math.nan]
+        q = self.basis
+        wq = q * w0[:, None]
+        xx = (q.T @ wq).tolist()
+        row: list[Num] = [xx[a][b] for a, b in pairs(self.p)]
+        row += (y @ wq).tolist()
+        row.append(math.nan)
+        if not self.intercept:
+            row.append(float(np.add.reduce(w0)))
+        return row
+
+    def _product_columns(self, y: FloatArray) -> FloatArray:
+        """One analysis: the columns ``q_a q_b`` (a ≤ b), ``q_a y``, ``y²`` (and 1)."""
+        if self.basis is None:
+            z = np.empty((y.shape[0], 3))  # 1, y, y² (the intercept-only model)
+            z[:, 0] = 1.0
+            z[:, 1] = y
+            np.multiply(y, y, out=z[:, 2])
+            return z
+        q = self.basis
+        cols = [q[:, a] * q[:, b] for a, b in pairs(self.p)]
+        cols += [q[:, a] * y for a in range(self.p)]
+        cols.append(y * y)
+        if not self.intercept:
+            cols.append(np.ones_like(y))
+        return np.stack(cols, axis=-1)
+
+    def _basis_products(self) -> FloatArray:
+        """A batch: the products ``q_a q_b`` (a ≤ b), ``(k, n)`` shared or ``(m, k, n)``."""
+        q = self.basis
+        assert q is not None
+        cols = [q[..., a] * q[..., b] for a, b in pairs(self.p)]
+        if not self.intercept:
+            cols.append(np.ones(q.shape[:-1]))
+        return np.stack(cols, axis=-1)
+
+    # -- weighted sums ---------------------------------------------------------------------
+
+    def sums(
+        self, weights: FloatArray | list[FloatArray], *, xy: bool = True, yy: bool = True
+    ) -> list[list[Num]]:
+        """The rows of sums (see :class:`Layout`) of the current ``y``, in the basis, for
+        each weight array ``u`` of `weights` (each shaped like ``y``). One analysis: Python
+        floats from one matrix product; a batch: ``(m,)`` arrays (`xy`/`yy` ``False`` skip
+        those sums, left NaN)."""
+        if self.single:
+            assert self.z is not None
+            return np.dot(weights, self.z).tolist()  # type: ignore[no-any-return]
+        return [self._batch_sums(u, xy=xy, yy=yy) for u in weights]
+
+    def _batch_sums(self, u: FloatArray, *, xy: bool, yy: bool) -> list[Num]:
+        p, y = self.p, self.y
+        nan = np.full(u.shape[0], np.nan)
+        yyv = rowdot(u, self.y2 if self.y2 is not None else y * y) if yy else nan
+        if self.basis is None:  # the intercept-only model
+            return [u.sum(axis=-1), rowdot(u, y) if xy else nan, yyv]
+        z = self.z if self.z is not None else self._basis_products()
+        # Σ u q_a q_b (and Σ u): one matrix product for a shared design
+        prods = u @ z if z.ndim == 2 else np.einsum("mk,mkn->mn", u, z)
+        n = len(pairs(p))
+        row: list[Num] = [prods[:, i] for i in range(n)]
+        if not xy:
+            row += [nan] * p
+        elif self.basis.ndim == 2:
+            s_xy = (u * y) @ self.basis
+            row += [s_xy[:, a] for a in range(p)]
+        else:
+            uy = u * y
+            row += [rowdot(uy, self.basis[..., a]) for a in range(p)]
+        row.append(yyv)
+        if not self.intercept:
+            row.append(prods[:, n])
+        return row
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def v_scale(self) -> Num:
+        """The mean sampling variance (the root finders' scale; computed when first used)."""
+        if self._v_scale is None:
+            if self.single:
+                self._v_scale = float(np.add.reduce(self.v)) / float(self.k)
+            else:
+                self._v_scale = self.mask(self.v).sum(axis=-1) / self.k
+        return self._v_scale
+
+    def full(self, value: float) -> Num:
+        """`value` for every analysis: a Python float for one, an (m,) array for a batch."""
+        return float(value) if self.single else np.full(self.y.shape[0], value)
+
+    def flag(self, value: bool) -> nm.Flag:
+        """`value` for every analysis."""
+        return value if self.single else np.full(self.y.shape[0], value)
+
+    def mask(self, x: FloatArray) -> FloatArray:
+        """`x` with absent studies set to 0."""
+        return x if self.present is None else np.where(self.present, x, 0.0)
+
+    def weights(self, tau2: Num) -> FloatArray:
+        """``1/(v + τ²)`` of every study (0 for absent ones)."""
+        return 1.0 / (self.v + _col(tau2))
+
+    def subset(self, rows: BoolArray) -> Design:
+        """The analyses `rows` of a batch (for the root finders)."""
+        out = Design.__new__(Design)
+        for name in Design.__slots__:
+            value = getattr(self, name)
+            setattr(out, name, _take(value, rows))
+        out.last = None
+        return out
+
+
+def _take(value: Any, rows: BoolArray) -> Any:
+    """Rows of a per-analysis value (arrays, lists of them); scalars and shared arrays kept."""
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == rows.shape[0]:
+        return value[rows]
+    if isinstance(value, list):
+        return [_take(v, rows) for v in value]
+    return value
+
+
+def _col(x: Num) -> Num:
+    """Per-analysis numbers as a column against the study axis (scalars stay scalars)."""
+    return x if nm.is_scalar(x) else np.asarray(x)[..., None]

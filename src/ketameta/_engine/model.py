@@ -1,0 +1,273 @@
+"""Fitting the mixed-effects model of a :class:`~ketameta._engine.design.Design`: τ², the
+coefficients and their tests, heterogeneity, and the omnibus test of moderators.
+
+One function, :func:`fit_design`, serves one analysis and a batch, the intercept-only
+model and meta-regression; its output is a dict of numbers per analysis (Python floats
+for one analysis, ``(m,)`` arrays for a batch; vectors and matrices as lists of them).
+
+References
+----------
+.. [1] Viechtbauer, W. (2005). J Educ Behav Stat 30(3), 261-293.
+.. [2] Knapp, G., & Hartung, J. (2003). Improved tests for a random effects
+   meta-regression with a single covariate. Stat Med 22(17), 2693-2710.
+   https://doi.org/10.1002/sim.1482
+.. [3] Higgins, J. P. T., & Thompson, S. G. (2002). Quantifying heterogeneity in a
+   meta-analysis. Stat Med 21(11), 1539-1558. https://doi.org/10.1002/sim.1186
+.. [4] Raudenbush, S. W. (2009). Analyzing effect sizes: Random-effects models. In The
+   Handbook of Research Synthesis and Meta-Analysis (2nd ed.). Russell Sage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _num as nm
+from . import tau2 as tau2_mod
+from ._num import Flag, Num
+from .design import Design
+from .inference import chi2_sf, critical_value, f_sf, two_sided_p
+from .linalg import Factor, Mat, Vec, dot, quad
+from .moments import Moments
+
+
+def fit_design(
+    design: Design,
+    *,
+    method: str,
+    test: str,
+    level: float,
+    tau2_fixed: float | None,
+    control: dict[str, Any],
+    btt: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Fit the model; return a dict of statistics (see the module docstring).
+
+    `btt`: the coefficients of the omnibus test (default: all but the intercept, or the
+    intercept of an intercept-only model). Callers hold ``np.errstate(divide="ignore",
+    invalid="ignore", over="ignore")``.
+    """
+    k, p = design.k, design.p
+    zero = design.full(0.0)
+    ee = Moments(design, zero, w=design.w0)
+    entry = tau2_mod.TAU2_ESTIMATORS[method]
+    if tau2_fixed is None:
+        tau2, converged, iterations = tau2_mod.estimate(design, method, control, ee)
+    else:  # τ² fixed: its SE is the estimator's formula evaluated there (as metafor)
+        tau2, converged, iterations = zero + tau2_fixed, design.flag(True), zero
+    tau2 = nm.where(k > p, tau2, zero)
+    # the moments at the final τ², for the coefficients (and the SE of τ̂²)
+    if method == "EE" and tau2_fixed is None:
+        mom = ee
+    elif design.single and design.last is not None and design.last.tau2 == tau2:
+        mom = design.last  # the solver stopped where it evaluated the score (e.g. τ² = 0)
+    else:
+        # (Q at τ̂², from yᵀWy, for Knapp-Hartung and the likelihood check below)
+        needs_q = test in ("knha", "adhoc") or entry.likelihood
+        mom = Moments(design, tau2, entry.se_powers, r2=needs_q)
+    zeroed: Flag = design.flag(False)
+    if entry.likelihood and tau2_fixed is None and (not design.single or tau2 > 0):
+        # as metafor: a root of the score whose likelihood is below the likelihood at
+        # τ² = 0 (a lower local maximum) gives way to τ² = 0
+        zeroed = zero_is_more_likely(design, tau2, method, ee, mom)
+        if zeroed if isinstance(zeroed, bool) else zeroed.any():
+            tau2 = nm.where(zeroed, zero, tau2)
+            mom = Moments(design, tau2, entry.se_powers)
+    tau2_se = nm.where(k > p, entry.standard_error(design, tau2, ee, mom), math.nan)
+
+    # heterogeneity: the residual Q with equal-effects weights
+    q = ee.q()
+    q_df = k - p
+    q_pvalue = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
+    v_typical = nm.div(q_df, ee.trace_p())  # Higgins & Thompson (2002), eq. 9
+    if method == "EE" and tau2_fixed is None:
+        i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
+        h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
+    else:
+        i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
+        h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
+
+    # the coefficients at the final τ² (in the basis, then mapped back through R)
+    vcov_q = mom.inv
+    beta_q = [b0 + d for b0, d in zip(design.beta0, mom.delta, strict=True)]
+    # t-based tests use k - p df; a fit without residual df falls back to z
+    df: Num = math.inf if test == "z" else nm.where(k > p, k - p + 0.0, math.inf)
+    if test in ("knha", "adhoc"):
+        # Knapp & Hartung (2003); "adhoc" never narrower than the z interval
+        s2 = nm.where(k > p, nm.div(mom.q(), k - p), 1.0)
+        if test == "adhoc":
+            s2 = nm.maximum(s2, 1.0)
+        vcov_q = [[s2 * c for c in row] for row in vcov_q]
+    exact_fit: Flag = False
+    if test in ("knha", "adhoc"):
+        exact_fit = is_exact_fit(design, mom)
+    coef, vcov = _from_basis(design, beta_q, vcov_q)
+    se = [nm.sqrt(vcov[j][j]) for j in range(p)]
+    stat = [nm.div(coef[j], se[j]) for j in range(p)]
+    pvalue = [two_sided_p(s, df, test) for s in stat]
+    crit = critical_value(level, df, test)
+    half = [crit * s for s in se]
+    out: dict[str, Any] = {
+        "coef": coef,
+        "vcov": vcov,
+        "se": se,
+        "statistic": stat,
+        "pvalue": pvalue,
+        "ci_lower": [b - h for b, h in zip(coef, half, strict=True)],
+        "ci_upper": [b + h for b, h in zip(coef, half, strict=True)],
+        "crit": crit,
+        "df": df,
+        "tau2": tau2,
+        "tau2_se": tau2_se,
+        "tau": nm.sqrt(tau2),
+        "i2": i2,
+        "h2": h2,
+        "q": q,
+        "q_df": q_df,
+        "q_pvalue": q_pvalue,
+        "k": k,
+        "converged": converged,
+        "iterations": iterations,
+        "v_typical": v_typical,
+        "zeroed": zeroed,
+        "singular": design.singular,
+        "exact_fit": exact_fit,
+        # percent weights of one analysis (a batch derives them on demand from τ²)
+        "weights": mom.percent_weights() if design.single else None,
+    }
+    if p == 1 and design.intercept:
+        pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
+        out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
+    btt = default_btt(design) if btt is None else btt
+    if btt:  # (an empty `btt`: no omnibus test)
+        out.update(moderator_test(coef, vcov, btt, df, test))
+    return out
+
+
+def is_exact_fit(design: Design, mom: Moments) -> Flag:
+    """Whether the residuals are rounding noise: ``Σwr² ≤ (16 k ε)² Σwy²`` (ε the machine
+    epsilon), where the effects lie in the column space of the design (e.g. identical
+    effects of an intercept-only model). The residual variance of Knapp-Hartung's test is
+    then 0 to within rounding, and the test undefined."""
+    s, lay = mom.s[0], design.layout
+    b0 = design.beta0
+    # Σ w y² of the uncentred effects
+    total = s[lay.yy] + 2.0 * dot(b0, lay.vector(s)) + quad(lay.matrix(s), b0)
+    bound = 16.0 * design.k * np.finfo(np.float64).eps
+    return nm.as_flag(mom.q() <= bound * bound * total)
+
+
+def default_btt(design: Design) -> list[int]:
+    """The coefficients of the default omnibus test: all but the intercept (all of an
+    intercept-only model)."""
+    if design.intercept and design.p > 1:
+        return list(range(1, design.p))
+    return list(range(design.p))
+
+
+def moderator_test(coef: Vec, vcov: Mat, btt: Sequence[int], df: Num, test: str) -> dict[str, Any]:
+    """The Wald test that the coefficients `btt` are all 0 (metafor's ``QM``).
+
+    ``QM = b_Sᵀ V_S⁻¹ b_S`` ~ χ²(m) for ``test="z"``; for t-based tests ``QM/m`` ~
+    F(m, k - p), reported as the F statistic (as metafor).
+    """
+    idx = list(btt)
+    m = len(idx)
+    sub_v = [[vcov[i][j] for j in idx] for i in idx]
+    sub_b = [coef[i] for i in idx]
+    qm = Factor(sub_v).inverse_quad(sub_b)
+    if test == "z":
+        return {"qm": qm, "qm_df": float(m), "qm_pvalue": chi2_sf(float(m), nm.maximum(qm, 0.0))}
+    f = qm / m
+    return {"qm": f, "qm_df": float(m), "qm_pvalue": f_sf(float(m), df, nm.maximum(f, 0.0))}
+
+
+def _from_basis(design: Design, beta_q: Vec, vcov_q: Mat) -> tuple[Vec, Mat]:
+    """Coefficients and covariance of ``X = Q R``'s parametrisation: ``β = R⁻¹β_Q``,
+    ``V = R⁻¹ V_Q R⁻ᵀ`` (back-substitution; R upper triangular)."""
+    r = design.r
+    if r is None:
+        return beta_q, vcov_q
+    p = design.p
+    # T = R⁻¹, upper triangular, column by column
+    t: Mat = [[0.0] * p for _ in range(p)]
+    for j in range(p):
+        for i in reversed(range(j + 1)):
+            s: Num = 1.0 if i == j else 0.0
+            for m in range(i + 1, j + 1):
+                s = s - r[i][m] * t[m][j]
+            t[i][j] = nm.div(s, r[i][i])
+    beta: Vec = []
+    for i in range(p):
+        s = t[i][i] * beta_q[i]
+        for m in range(i + 1, p):
+            s = s + t[i][m] * beta_q[m]
+        beta.append(s)
+    # V = T V_Q Tᵀ
+    tv: Mat = [
+        [_dot_upper(t, i, [vcov_q[m][j] for m in range(p)]) for j in range(p)] for i in range(p)
+    ]
+    vcov: Mat = [[_dot_upper(t, j, tv[i]) for j in range(p)] for i in range(p)]
+    return beta, vcov
+
+
+def _dot_upper(t: Mat, i: int, col: Vec) -> Num:
+    """Row `i` of the upper-triangular `t` times `col`."""
+    s = t[i][i] * col[i]
+    for m in range(i + 1, len(col)):
+        s = s + t[i][m] * col[m]
+    return s
+
+
+def zero_is_more_likely(design: Design, tau2: Num, method: str, ee: Moments, mom: Moments) -> Flag:
+    """Whether the (restricted) likelihood at τ² = 0 exceeds that at `tau2` (> 0).
+
+    Up to a constant, ``-2 ll(τ²) = Σ log(v_i + τ²) + yᵀPy`` for ML, plus
+    ``log det XᵀWX`` for REML (Viechtbauer 2005, eqs. 5 and 7; β profiled out), so
+    ``2 (ll(0) - ll(τ²)) = Σ log(1 + τ²/v_i) + Q(τ²) - Q(0) (+ log det A(τ²) - log det A(0))``.
+    `ee` and `mom` are the moments at 0 and at `tau2`.
+    """
+    rest = mom.q() - ee.q()
+    if method == "REML":
+        rest = rest + (mom.logdet() - ee.logdet())
+    if design.single:
+        # log is concave: Σ log(1 + τ²/v_i) ≤ k log(1 + τ² Σ(1/v_i)/k); a bound ≤ 0 settles
+        # the usual case (one maximum) without another pass over the studies
+        n = float(design.k)
+        if not n * math.log1p(float(tau2) * float(ee.sw) / n) + float(rest) > 0.0:
+            return False
+        gain = float(np.log1p(float(tau2) / design.v).sum()) + float(rest)
+        return bool(gain > 0.0)
+    t = np.asarray(tau2)
+    gain = np.log1p(t[:, None] / design.v).sum(axis=-1) + rest
+    return np.asarray((t > 0.0) & (gain > 0.0))
+
+
+def q_profile(
+    design: Design, level: float, control: dict[str, Any], tau2_max: Num
+) -> tuple[Num, Num]:
+    """Q-profile confidence limits for τ² (Viechtbauer 2007).
+
+    The lower limit solves ``Q(τ²) = χ²_{k-p; (1+level)/2}`` and the upper
+    ``Q(τ²) = χ²_{k-p; (1-level)/2}`` (upper-tail quantiles); a limit is 0 when ``Q(0)``
+    is already below its target, and `tau2_max` when the root lies beyond the search range
+    ``[0, tau2_max]``.
+    """
+    from scipy import special
+
+    df = nm.maximum(design.k - design.p, 1.0)
+    alpha = 1.0 - level
+    zero = design.full(0.0)
+    ctl = {**control, "threshold": 1e-13}
+    limits = []
+    for quantile in (alpha / 2.0, 1.0 - alpha / 2.0):
+        target = special.chdtri(df, quantile)
+        target = float(target) if np.ndim(target) == 0 else target
+        root, _, _ = tau2_mod.solve(
+            design, "Q", zero, control=ctl, method="Q-profile", target=target
+        )
+        limits.append(nm.minimum(root, tau2_max))
+    return limits[0], limits[1]

@@ -1,0 +1,153 @@
+"""The weighted sums of a model at a given τ² and the quadratic forms built from them.
+
+With ``W = diag(w)``, ``w_i = 1/(v_i + τ²)``, ``A = XᵀWX``, ``β̂ = A⁻¹XᵀWy`` and the
+residual projector ``P = W - WXA⁻¹XᵀW`` (Viechtbauer 2005; Raudenbush 2009), every
+quantity the τ² estimators and tests need is a function of the sums ``XᵀW^jX``,
+``XᵀW^jy``, ``yᵀW^jy`` and ``Σw^j`` (j = 1, 2, 3) — no ``k × k`` matrix is formed:
+
+* residuals ``r = y - Xβ̂`` and ``Σ w^j r² = yᵀW^jy - 2β̂ᵀXᵀW^jy + β̂ᵀXᵀW^jXβ̂``
+  (``yᵀPy = Σwr²``, the generalised Q; ``yᵀP²y = Σw²r²`` since ``Py = Wr``);
+* ``yᵀP³y = Σw³r² - gᵀA⁻¹g`` with ``g = XᵀW²r``;
+* ``tr P = Σw - tr(A⁻¹XᵀW²X)`` and
+  ``tr P² = Σw² - 2 tr(A⁻¹XᵀW³X) + tr((A⁻¹XᵀW²X)²)``.
+
+For the intercept-only model these are the familiar ``Q = Σw(y - μ̂)²``,
+``tr P = Σw - Σw²/Σw`` and ``tr P² = Σw² - 2Σw³/Σw + (Σw²/Σw)²``.
+
+References
+----------
+.. [1] Viechtbauer, W. (2005). Bias and efficiency of meta-analytic variance estimators
+   in the random-effects model. J Educ Behav Stat 30(3), 261-293.
+   https://doi.org/10.3102/10769986030003261
+.. [2] Raudenbush, S. W. (2009). Analyzing effect sizes: Random-effects models. In The
+   Handbook of Research Synthesis and Meta-Analysis (2nd ed., pp. 295-315). Russell Sage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._typing import FloatArray
+from . import _num as nm
+from ._num import Num
+from .design import _POWERS, Design, _col
+from .kernels import kernels
+from .linalg import Factor, trace_product
+
+
+class Moments:
+    """The sums of a design at τ² for the weight powers ``w^j``, ``j = 1..powers``.
+
+    ``s[j - 1]`` is the row of sums of ``w^j`` (see :class:`~ketameta._engine.design.Layout`).
+    For a batch, `scores` asks for the ``XᵀW^jy``, ``yᵀW^jy`` of ``j ≥ 2`` (which only the
+    likelihood scores need), ``r2=False`` skips ``yᵀWy`` (which only Q needs), and `w`
+    passes the weights if the caller has them. One analysis always gets every sum, from
+    one matrix product. The quadratic forms are evaluated by straight-line kernels
+    generated for ``p`` (:mod:`ketameta._engine.kernels`): one analysis runs them in
+    Python-float arithmetic, a batch on arrays.
+    """
+
+    __slots__ = ("_w", "delta", "design", "inv", "kernels", "s", "tau2")
+
+    def __init__(
+        self,
+        design: Design,
+        tau2: Num,
+        powers: int = 3,
+        *,
+        scores: bool = False,
+        r2: bool = True,
+        w: FloatArray | None = None,
+    ) -> None:
+        self.design, self.tau2 = design, tau2
+        if design.single:
+            assert design.v_row is not None
+            assert design.wp0 is not None
+            wp = design.wp0 if tau2 == 0.0 else (design.v_row + tau2) ** _POWERS
+            self._w = wp[0]
+            self.s: list[list[Num]] = design.sums(wp)
+        else:
+            if w is None:
+                w = design.weights(tau2)
+            self._w = w
+            sums = design.sums([w], yy=r2)
+            wj = w
+            for _ in range(1, powers):
+                wj = wj * w
+                sums += design.sums([wj], xy=scores, yy=scores)
+            self.s = sums
+        self.kernels = k = kernels(design.p, design.intercept)
+        #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
+        try:
+            self.inv, self.delta = k.solve(self.s[0])
+        except ZeroDivisionError:  # one analysis with Σw = 0 (τ² = inf): IEEE semantics
+            self.inv, self.delta = k.solve([np.float64(x) for x in self.s[0]])
+
+    @property
+    def w(self) -> FloatArray:
+        """The weights ``1/(v + τ²)`` of every study."""
+        return self._w
+
+    @property
+    def sw(self) -> Num:
+        """``Σw``."""
+        return self.s[0][self.design.layout.ones]
+
+    def _nonnegative(self, x: Num) -> Num:
+        # (NaN stays NaN)
+        if self.design.single:
+            return 0.0 if x < 0.0 else x
+        return np.maximum(x, 0.0)
+
+    def rss(self, j: int = 1) -> Num:
+        """``Σ w^j r²`` at β̂ (never negative); ``rss(1) = yᵀPy``, the generalised Q."""
+        if j == 1:
+            return self._nonnegative(self.kernels.rss1(self.s[0], self.delta))
+        return self._nonnegative(self.kernels.rss(self.s[j - 1], self.delta))
+
+    def q(self) -> Num:
+        """The generalised Q statistic ``yᵀPy = Σ w (y - Xβ̂)²``."""
+        return self.rss(1)
+
+    def trace_p(self) -> Num:
+        """``tr P = Σw - tr(A⁻¹XᵀW²X)``."""
+        return self.sw - self.kernels.trace(self.inv, self.s[1])
+
+    def trace_pp(self) -> Num:
+        """``tr P² = Σw² - 2 tr(A⁻¹XᵀW³X) + tr((A⁻¹XᵀW²X)²)``."""
+        k, row2 = self.kernels, self.s[1]
+        sw2 = row2[self.design.layout.ones]
+        return sw2 - 2.0 * k.trace(self.inv, self.s[2]) + k.trace_sq(self.inv, row2)
+
+    def pppy(self) -> Num:
+        """``yᵀP³y = Σw³r² - gᵀA⁻¹g``, ``g = XᵀW²r``."""
+        return self.rss(3) - self.kernels.g_quad(self.inv, self.s[1], self.delta)
+
+    def logdet(self) -> Num:
+        """``log det A = Σ log D_j`` (``A = LDLᵀ``, in the basis)."""
+        pivots = self.kernels.pivots(self.s[0])
+        total = nm.log(pivots[0])
+        for d in pivots[1:]:
+            total = total + nm.log(d)
+        return total
+
+    def percent_weights(self) -> FloatArray:
+        """Study weights in percent, ``100 w/Σw``."""
+        return (100.0 / _col(self.sw)) * self._w  # type: ignore[no-any-return]
+
+
+def projected_trace_sq(design: Design, u: FloatArray, d: FloatArray) -> Num:
+    """``tr((P_u D)²)`` for the projector ``P_u = U - UX(XᵀUX)⁻¹XᵀU`` of weights `u` and
+    ``D = diag(d)``: ``Σu²d² - 2 tr(A⁻¹XᵀU³D²X) + tr((A⁻¹XᵀU²DX)²)``, ``A = XᵀUX``.
+
+    The variance of a quadratic form ``yᵀP_uy`` of normal ``y`` with covariance ``D`` is
+    ``2 tr((P_u D)²)`` (the standard errors of the HE and SJ estimators).
+    """
+    ud = u * d
+    lay = design.layout
+    a, b, c = design.sums([u, u * ud * ud, u * ud], xy=False, yy=False)
+    factor = Factor(lay.matrix(a))
+    m = factor.solve_matrix(lay.matrix(c))
+    total = np.sum(design.mask(ud * ud), axis=-1)
+    total_num: Num = float(total) if design.single else total
+    return total_num - 2.0 * factor.trace_solve(lay.matrix(b)) + trace_product(m, m)
