@@ -314,7 +314,7 @@ run_dataset <- function(ds) {
   dat <- ds$data
   form <- as.formula(ds$formula)
   fits <- list()
-  per_method <- list()
+  per_method <- structure(list(), names = character())  # written as {} even when empty
   X_info <- NULL
   for (m in METHODS) {
     zfit <- NULL
