@@ -131,7 +131,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from ._results import array_field
+from ._results import Owned, array_field
 from ._typing import FloatArray
 
 __all__ = [
@@ -251,6 +251,11 @@ class _FormulaSpec:
 Spec = _ArraySpec | _ColumnsSpec | _FormulaSpec
 
 
+def _owned(x: FloatArray) -> Any:
+    """A fresh array this module made, taken over by the result without a copy."""
+    return Owned(x)
+
+
 def _names_field() -> Any:
     return attrs.field(converter=tuple)
 
@@ -298,15 +303,20 @@ class ModelMatrix:
         """
         idx = _rows_index(rows, self.x.shape[0])
         keep = _independent(self.x[idx])
-        x = np.array(self.x[:, keep], dtype=np.float64)
-        names = tuple(self.names[j] for j in keep)
-        dropped = tuple(nm for j, nm in enumerate(self.names) if j not in keep)
-        cols = [self.columns[j] for j in keep]
+        p = self.x.shape[1]
+        dropped: tuple[str, ...]
+        if len(keep) == p:
+            x = self.x
+            names, dropped, cols = self.names, (), list(self.columns)
+        else:
+            x = self.x[:, keep]
+            names = tuple(self.names[j] for j in keep)
+            dropped = tuple(nm for j, nm in enumerate(self.names) if j not in keep)
+            cols = [self.columns[j] for j in keep]
         intercept = self.intercept
         if not intercept and idx.size:
-            sub = x[idx]
             with np.errstate(invalid="ignore"):
-                ones = np.flatnonzero(np.all(np.abs(sub - 1.0) < ONES_TOL, axis=0))
+                ones = np.flatnonzero(np.all(np.abs(x[idx] - 1.0) < ONES_TOL, axis=0))
             if ones.size:
                 j = int(ones[0])
                 order = [j] + [i for i in range(x.shape[1]) if i != j]
@@ -315,8 +325,10 @@ class ModelMatrix:
                 names = (INTERCEPT, *(names[i] for i in order[1:]))
                 cols = [-1, *(cols[i] for i in order[1:])]
                 intercept = True
+        if x is self.x and intercept == self.intercept:
+            return self, dropped
         out = ModelMatrix(
-            x=x,
+            x=_owned(np.ascontiguousarray(x, dtype=np.float64)),
             names=names,
             intercept=intercept,
             missing=self.missing,
@@ -536,22 +548,29 @@ def drop_redundant(
 
 
 def _independent(sub: FloatArray) -> list[int]:
-    """Indices of the columns of ``sub`` kept by R's rule (see :func:`drop_redundant`)."""
-    if not np.all(np.isfinite(sub)):
+    """Indices of the columns of ``sub`` kept by R's rule (see :func:`drop_redundant`):
+    Gram-Schmidt, left to right, each column against the columns kept before it
+    (twice, so the residual is exact to rounding)."""
+    if not np.isfinite(sub).all():
         msg = "`x` has missing or non-finite values in the rows of the fit"
         raise ValueError(msg)
+    n, p = sub.shape
+    if n == 0:
+        return []
+    work = np.array(sub, dtype=np.float64, order="F")
+    norms = np.sqrt(np.einsum("ij,ij->j", work, work))
     keep: list[int] = []
-    basis = np.empty((sub.shape[0], 0))
-    for j in range(sub.shape[1]):
-        col = sub[:, j]
-        norm = float(np.linalg.norm(col))
-        resid = col - basis @ (basis.T @ col)
-        resid = resid - basis @ (basis.T @ resid)  # re-orthogonalised: exact to rounding
-        left = float(np.linalg.norm(resid))
-        if left < REDUNDANCY_TOL * (norm if norm > 0 else 1.0):
+    for j in range(p):
+        col = work[:, j]
+        left = math.sqrt(float(col @ col))
+        if left < REDUNDANCY_TOL * (norms[j] if norms[j] > 0 else 1.0):
             continue
         keep.append(j)
-        basis = np.column_stack([basis, resid / left])
+        if j + 1 < p:
+            q = col / left
+            rest = work[:, j + 1 :]
+            rest -= q[:, None] * (q @ rest)
+            rest -= q[:, None] * (q @ rest)
     return keep
 
 
@@ -690,6 +709,12 @@ def _object_values(values: Any) -> npt.NDArray[Any]:
 
 def _as_numeric(values: Any, name: str, *, ndim: int | None) -> FloatArray:
     """A new float64 array; None/NaN/masked/pd.NA → NaN; bool → 0/1; strings → TypeError."""
+    if type(values) is np.ndarray and values.dtype.kind in "fiu":  # the common case, fast
+        out: FloatArray = np.array(values, dtype=np.float64)
+        if ndim is not None and out.ndim != ndim:
+            msg = f"`{name}` must be {ndim}-dimensional, got an array of shape {out.shape}"
+            raise ValueError(msg)
+        return out
     if isinstance(values, str | bytes):
         msg = f"`{name}` must be numeric, got the string {values!r}"
         raise TypeError(msg)
@@ -788,15 +813,23 @@ def _from_array(mods: Any, intercept: bool, k: int) -> ModelMatrix:
     if arr.shape[1] == 0:
         msg = "`mods` has no columns"
         raise ValueError(msg)
-    for j in range(arr.shape[1]):
-        if k and np.isnan(arr[:, j]).all():
+    nan = np.isnan(arr)
+    missing: tuple[int, ...] = ()
+    if nan.any():
+        if k and nan.all(axis=0).any():
+            j = int(np.flatnonzero(nan.all(axis=0))[0])
             msg = f"`mods` column {labels[j]!r} is missing for every study"
             raise ValueError(msg)
-    x = np.column_stack([np.ones(k), arr]) if intercept else arr
+        missing = tuple(int(i) for i in np.flatnonzero(nan.any(axis=1)))
+    if intercept:
+        x = np.empty((k, arr.shape[1] + 1))
+        x[:, 0] = 1.0
+        x[:, 1:] = arr
+    else:
+        x = arr
     names = ((INTERCEPT,) if intercept else ()) + labels
-    missing = tuple(int(i) for i in np.flatnonzero(np.isnan(arr).any(axis=1)))
     return ModelMatrix(
-        x=x,
+        x=_owned(x),
         names=names,
         intercept=intercept,
         missing=missing,
@@ -1021,7 +1054,7 @@ def _from_columns(cols: Mapping[str, Any], intercept: bool, k: int) -> ModelMatr
     names = design.names()
     missing = _missing_rows(values)
     return ModelMatrix(
-        x=x,
+        x=_owned(x),
         names=names,
         intercept=intercept,
         missing=missing,
@@ -1372,7 +1405,7 @@ def _from_formula(formula: str, data: Any, intercept: bool, k: int) -> ModelMatr
     x = design.assemble(values, k)
     names = design.names()
     return ModelMatrix(
-        x=x,
+        x=_owned(x),
         names=names,
         intercept=has_intercept,
         missing=_missing_rows(values),
