@@ -302,7 +302,12 @@ def test_inputs_are_not_modified() -> None:
         ({"g": ["a"] * 13}, {}, ValueError, r"factor 'g' has 1 level \('a'\)"),
         ([np.nan] * 13, {}, ValueError, r"missing for every study"),
         ({"a": [None] * 13}, {}, ValueError, r"'a' is missing for every study"),
-        ({"g": ["a", 1.0, *["b"] * 11]}, {}, TypeError, r"column 'g' mixes numbers and str"),
+        (
+            {"g": ["a", 1.0, *["b"] * 11]},
+            {},
+            TypeError,
+            r"column 'g' mixes strings and numbers \(study 0: 'a'; study 1: 1.0\)",
+        ),
         (np.ones((13, 2, 2)), {}, ValueError, r"1- or 2-dimensional"),
         (np.ones((13, 0)), {}, ValueError, r"no columns"),
         ("ablat", {}, ValueError, r"neither a formula .* nor a column of `data`"),
@@ -366,8 +371,13 @@ def test_new_rows() -> None:
         mm.new_rows(data=pd.DataFrame({"ablat": [50], "alloc": ["alternate"]})),
         [[1, 50, 0, 0, 1]],
     )
+    np.testing.assert_array_equal(
+        mm.new_rows({"ablat": 35, "alloc": "systematic"}), [[1, 35, 0, 1, 1]]
+    )
     with pytest.raises(ValueError, match=r"not one of the levels"):
         mm.new_rows({"ablat": [20.0], "alloc": ["quasi"]})
+    with pytest.raises(ValueError, match=r"not one of the levels"):
+        model_matrix("~ C(year)", data=BCG, k=13).new_rows({"year": [1950]})
     with pytest.raises(ValueError, match=r"has no column 'alloc'"):
         mm.new_rows({"ablat": [20.0]})
     # positional: the columns without the intercept, or all of them
@@ -578,3 +588,33 @@ def test_shifting_a_moderator_changes_one_column(table: tuple[dict[str, Any], in
     mm2 = model_matrix(shifted, k=k)
     np.testing.assert_allclose(mm2.x[:, 1], mm.x[:, 1] + 7.0)
     np.testing.assert_array_equal(mm2.x[:, 2:], mm.x[:, 2:])
+
+
+_ELEMENTS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**6), 10**6),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.sampled_from([np.float32(1.5), np.int64(3), np.bool_(True), pd.NA, np.nan]),
+)
+
+
+@given(st.lists(_ELEMENTS, min_size=1, max_size=8), st.booleans())
+def test_any_column_gives_a_matrix_or_a_named_error(values: list[Any], intercept: bool) -> None:
+    """Every kind of value in an array or a mapping column: a design, or a TypeError /
+    ValueError naming `mods` (never another exception or a NumPy warning)."""
+    k = len(values)
+    for mods in (values, {"m": values}, pd.Series(values, dtype=object)):
+        try:
+            mm = model_matrix(mods, intercept=intercept, k=k)
+        except (TypeError, ValueError) as exc:
+            message = str(exc)
+        else:
+            message = ""
+        if message:
+            assert "`mods`" in message
+            continue
+        assert mm.x.shape[0] == k
+        bad = set(mm.missing)
+        assert all(np.isfinite(mm.x[i]).all() for i in range(k) if i not in bad)

@@ -375,6 +375,10 @@ class ModelMatrix:
             msg = "`newmods` is required"
             raise TypeError(msg)
         if _is_table(newmods):
+            if isinstance(newmods, Mapping) and all(
+                isinstance(v, str) or not hasattr(v, "__len__") for v in newmods.values()
+            ):
+                newmods = {key: [v] for key, v in newmods.items()}  # one row of scalars
             keys = _table_keys(newmods)
             moderators = [nm for nm in self.names if nm != INTERCEPT]
             if isinstance(spec, _ColumnsSpec | _FormulaSpec):
@@ -903,15 +907,22 @@ def _prepare_column(values: Any, key: str, what: str, *, like: _Column | None = 
         col = _Column(key=key, kind=_FACTOR, levels=tuple(sorted(set(present))))
         return _recode_values(obj, col, label)
     if any(is_str) or any(is_bool):
-        i = next(
-            i
-            for i, v in enumerate(obj)
-            if not _is_missing(v) and not isinstance(v, str | bool | np.bool_)
-        )
-        j = next(i for i, v in enumerate(obj) if isinstance(v, str | bool | np.bool_))
+
+        def sort(v: Any) -> str:
+            return (
+                "string"
+                if isinstance(v, str)
+                else "logical"
+                if isinstance(v, bool | np.bool_)
+                else "number"
+            )
+
+        seen = [(i, v) for i, v in enumerate(obj) if not _is_missing(v)]
+        i, first = seen[0]
+        j, other = next((j, v) for j, v in seen if sort(v) != sort(first))
         msg = (
-            f"{label} mixes numbers and strings or logicals (study {i}: {obj[i]!r}; "
-            f"study {j}: {obj[j]!r})"
+            f"{label} mixes {sort(first)}s and {sort(other)}s (study {i}: {first!r}; "
+            f"study {j}: {other!r})"
         )
         raise TypeError(msg)
     out = _as_numeric(obj, f"{what}[{key!r}]", ndim=1)
