@@ -464,6 +464,25 @@ def model_matrix(mods: Any, *, data: Any = None, intercept: bool = True, k: int)
     non-numeric values, ±inf, the wrong number of rows, a factor with one level, a
     moderator missing in every study, or a formula without terms; ``ImportError`` with the
     install hint for a formula without formulaic.
+
+    Examples
+    --------
+    >>> from ketameta._modelmatrix import model_matrix
+    >>> mods = {"ablat": [44, 55, 13, 27], "alloc": ["random", "alternate", "random", None]}
+    >>> mm = model_matrix(mods, k=4)
+    >>> mm.names, mm.missing
+    (('intrcpt', 'ablat', 'allocrandom'), (3,))
+    >>> mm.x
+    array([[ 1., 44.,  1.],
+           [ 1., 55.,  0.],
+           [ 1., 13.,  1.],
+           [ 1., 27., nan]])
+    >>> mm.new_rows({"ablat": [30], "alloc": ["alternate"]})
+    array([[ 1., 30.,  0.]])
+    >>> twice = model_matrix({"ablat": [44, 55, 13, 27], "double": [88, 110, 26, 54]}, k=4)
+    >>> reduced, dropped = twice.reduce([0, 1, 2, 3])
+    >>> reduced.names, dropped
+    (('intrcpt', 'ablat'), ('double',))
     """
     intercept = _check_bool(intercept, "intercept")
     if mods is None:
