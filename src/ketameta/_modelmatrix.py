@@ -256,7 +256,7 @@ def _owned(x: FloatArray) -> Any:
     return Owned(x)
 
 
-def _names_field() -> Any:
+def _tuple_field() -> Any:
     return attrs.field(converter=tuple)
 
 
@@ -282,11 +282,11 @@ class ModelMatrix:
     """
 
     x: FloatArray = array_field()
-    names: tuple[str, ...] = _names_field()
+    names: tuple[str, ...] = _tuple_field()
     intercept: bool
-    missing: tuple[int, ...] = _names_field()
+    missing: tuple[int, ...] = _tuple_field()
     spec: Spec = attrs.field(eq=False, repr=False)
-    columns: tuple[int, ...] = _names_field()
+    columns: tuple[int, ...] = _tuple_field()
 
     @property
     def p(self) -> int:
