@@ -31,6 +31,7 @@ import numpy as np
 from scipy import special
 
 from ._typing import FloatArray
+from ._validation import critical_value
 from ._warnings import ConvergenceError
 
 #: τ² estimators, in metafor's spelling; "FE" and "CE" are aliases of "EE"
@@ -759,7 +760,7 @@ def _two_sided_normal_p(z: Num) -> Num:
 @functools.lru_cache(maxsize=16)
 def _critical_z(level: float) -> float:
     """The two-sided normal critical value of `level` (a Python float: cheap arithmetic)."""
-    return float(special.ndtri(0.5 + level / 2.0))
+    return float(critical_value(level))  # from the tail 1 - level: finite up to 1 - ulp
 
 
 def fit(
@@ -850,7 +851,7 @@ def _fit(
         crit = _critical_z(level)
     else:  # stdtr/stdtrit with df = inf are the normal distribution
         pvalue = 2.0 * special.stdtr(df, -abs(stat))
-        crit = special.stdtrit(df, 0.5 + level / 2.0)
+        crit = critical_value(level, df)  # from the tail 1 - level: finite up to 1 - ulp
     half = crit * se
     pred_half = crit * _sqrt(tau2 + se * se)
     return {

@@ -25,6 +25,7 @@ from scipy import special
 
 from . import _core
 from ._typing import FloatArray
+from ._validation import critical_value
 
 
 @attrs.frozen
@@ -186,10 +187,10 @@ def fit(
     stat = b / se
     if test == "z":
         pvalue = 2.0 * special.ndtr(-np.abs(stat))
-        crit = float(special.ndtri(0.5 + level / 2.0))
+        crit = float(critical_value(level))
     else:
         pvalue = 2.0 * special.stdtr(df, -np.abs(stat))
-        crit = float(special.stdtrit(df, 0.5 + level / 2.0))
+        crit = float(critical_value(level, df))
     return {
         "b": b,
         "se": se,

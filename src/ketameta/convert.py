@@ -48,7 +48,7 @@ import numpy as np
 from scipy import special
 
 from ._typing import FloatArray
-from ._validation import check_choice, check_level
+from ._validation import as_float, check_choice, check_level, critical_value
 
 __all__ = [
     "GrimResult",
@@ -78,11 +78,9 @@ _LOGISTIC = np.pi / np.sqrt(3.0)
 
 
 def _arr(x: Any, name: str) -> FloatArray:
-    try:
-        out = np.array(x, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as exc:
-        msg = f"`{name}` must be numeric, got {x!r}"
-        raise TypeError(msg) from exc
+    # the shared conversion: masked entries, pd.NA and nullable-dtype NA become NaN (NaN
+    # out); Decimal / NumPy scalars accepted; named errors for every other input class
+    out = as_float(x, name)
     if np.isinf(out).any():
         i = int(np.flatnonzero(np.isinf(out).reshape(-1))[0])
         msg = f"`{name}` must be finite; element {i} is infinite"
@@ -110,10 +108,10 @@ def _require(cond: Any, name: str, requirement: str, values: FloatArray) -> None
 def _crit(level: float, df: Any = None) -> FloatArray:
     lv = check_level(level)
     if df is None:
-        return np.asarray(special.ndtri(0.5 + lv / 2.0), dtype=np.float64)
+        return np.asarray(critical_value(lv), dtype=np.float64)
     d = _arr(df, "df")
     _require(d > 0, "df", "positive", d)
-    return np.asarray(special.stdtrit(d, 0.5 + lv / 2.0), dtype=np.float64)
+    return np.asarray(critical_value(lv, d), dtype=np.float64)
 
 
 def se_from_ci(
@@ -875,7 +873,7 @@ def check_reported(
         for x, name in ((estimate, "estimate"), (ci_lower, "ci_lower"), (ci_upper, "ci_upper"))
     ]
     halves = [Fraction(1, 2 * 10 ** _decimals_of(x)) for x in (estimate, ci_lower, ci_upper)]
-    crit = float(special.ndtri(0.5 + lv / 2.0))
+    crit = float(critical_value(lv))
 
     def implied(est: float, lo: float, hi: float) -> tuple[float, float, float]:
         if log:
