@@ -10,7 +10,7 @@ import datetime as _dt
 import math
 from collections.abc import Collection, Mapping
 from decimal import Decimal
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ __all__ = [
     "check_nonnegative",
     "check_not_empty",
     "check_positive",
+    "check_positive_int",
     "check_same_length",
     "check_within",
     "critical_value",
@@ -338,7 +339,19 @@ def check_choice(value: Any, name: str, choices: Collection[str]) -> str:
     return value
 
 
-def check_level(level: Any, name: str = "level") -> float:
+def check_positive_int(value: Any, name: str) -> int:
+    """A count option (``maxiter``, ...) as an int: Python and NumPy integers >= 1;
+    ``ValueError`` naming the option for 0, negatives, bools, floats and anything else."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Integral):
+        msg = f"`{name}` must be a positive integer, got {_short(value)}"
+        raise ValueError(msg)
+    if value < 1:
+        msg = f"`{name}` must be a positive integer (at least 1), got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def check_level(level: Any, name: str = "level", example: str = "0.95") -> float:
     """Return a confidence level in the open interval (0, 1) (any number type:
     ``Decimal``, NumPy scalars and 0-d arrays too).
 
@@ -356,7 +369,7 @@ def check_level(level: Any, name: str = "level") -> float:
         msg = f"`{name}` must be a number in (0, 1), got {_short(level)}"
         raise TypeError(msg) from None
     if not 0.0 < lv < 1.0:
-        msg = f"`{name}` must be in (0, 1) (e.g. 0.95), got {_short(level)}"
+        msg = f"`{name}` must be in (0, 1) (e.g. {example}), got {_short(level)}"
         raise ValueError(msg)
     return lv
 

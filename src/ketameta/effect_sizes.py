@@ -622,15 +622,22 @@ def _hyp2f1_minus_one(
     return out
 
 
-def _correlation_variance(yi: FloatArray, ni: FloatArray, vtype: str) -> FloatArray:
+def _correlation_variance(
+    yi: FloatArray, ni: FloatArray, vtype: str, one_minus_sq: FloatArray | None = None
+) -> FloatArray:
     """Large-sample variance ``(1 - r²)²/(n - 1)`` of a correlation (Borenstein 2009,
-    eq. 12.27), with the study's own r (``"LS"``) or the sample-size weighted average of
+    eq. 12.27), with the study's own r (``"LS"``; `one_minus_sq`: ``1 - r²`` if the caller
+    has it more accurately than from the rounded r) or the sample-size weighted average of
     the studies' r (``"AV"``; studies with missing values left out of the average)."""
-    r = yi
     if vtype == "AV":
         present = ~(np.isnan(yi) | np.isnan(ni))
         r = np.full(yi.shape, np.sum(ni[present] * yi[present]) / np.sum(ni[present]))
-    return ((1 - r) * (1 + r)) ** 2 / (ni - 1)
+        one_minus_sq = None
+    else:
+        r = yi
+    if one_minus_sq is None:
+        one_minus_sq = (1 - r) * (1 + r)
+    return one_minus_sq**2 / (ni - 1)
 
 
 def _cor(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -651,7 +658,9 @@ def _ucor(a: Arrays, o: Options) -> tuple[FloatArray, FloatArray, FloatArray]:
     h = _hyp2f1_minus_one(0.5, 0.5, (ni - 2) / 2, z, w)
     yi = ri + ri * h
     if o["vtype"] != "UB":
-        return yi, _correlation_variance(yi, ni, o["vtype"]), ni
+        # 1 - r_u² = (1 - r²) - r²(2h + h²): accurate where r_u rounds to ±1
+        one_minus_sq = z - w * (2 * h + h * h)
+        return yi, _correlation_variance(yi, ni, o["vtype"], one_minus_sq), ni
     g = _hyp2f1_minus_one(1.0, 1.0, ni / 2, z, w)
     # r_u² - ρ²_u arranged so that no two O(1) terms cancel (both are ≈ r² for large n)
     vi = w * (2 * h + h * h) + z * g - z * (1 + g) / (ni - 2)

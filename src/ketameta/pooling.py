@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from numbers import Integral
 from typing import Any
 
 import attrs
@@ -54,6 +53,7 @@ from ._validation import (
     check_level,
     check_magnitudes,
     check_positive,
+    check_positive_int,
     check_same_length,
     fixed_tau2,
     sei_to_variance,
@@ -430,14 +430,7 @@ def validate_options(
             msg = f"unknown `control` keys {sorted(unknown)}; valid keys are {sorted(ctl)}"
             raise ValueError(msg)
         ctl.update(control)
-        maxiter = ctl["maxiter"]
-        if isinstance(maxiter, bool | np.bool_) or not isinstance(maxiter, Integral):
-            msg = f"`control['maxiter']` must be a positive integer, got {maxiter!r}"
-            raise ValueError(msg)
-        if maxiter < 1:
-            msg = f"`control['maxiter']` must be a positive integer (at least 1), got {maxiter!r}"
-            raise ValueError(msg)
-        ctl["maxiter"] = int(maxiter)
+        ctl["maxiter"] = check_positive_int(ctl["maxiter"], "control['maxiter']")
         try:
             threshold = as_number(ctl["threshold"], "control['threshold']")
         except TypeError:
