@@ -1021,3 +1021,27 @@ def test_extreme_weights_pool_many_is_exact(
     batch = ketameta.pool_many([yi, yi[::-1]], [vi, vi[::-1]], method=method)
     got = np.asarray(getattr(batch, field), dtype=float)
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-300)
+
+
+SEI_FUNCTIONS = [
+    name for name, fn in _public_functions().items() if "sei" in inspect.signature(fn).parameters
+]
+
+
+@pytest.mark.parametrize("name", SEI_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("sei", "pattern"),
+    [
+        (-0.3, r"`sei` must be positive; study 1 has sei=-0\.3$"),
+        (0.0, r"`sei` must be positive; study 1 has sei=0\.0$"),
+        (1e-60, r"`sei` must be standard errors within \[1e-50, 1e\+50\]; study 1 has sei=1e-60"),
+        (1e-170, r"study 1 has sei=1e-170"),  # its square underflows to 0
+        (1e170, r"study 1 has sei=1e\+170"),  # its square overflows to inf
+    ],
+)
+def test_standard_errors_are_reported_as_given(name: str, sei: float, pattern: str) -> None:
+    fn = _public_functions()[name]
+    se = [math.sqrt(v) for v in VK]
+    se[1] = sei
+    with pytest.raises(ValueError, match=pattern):
+        fn(YK, sei=se)
