@@ -1045,3 +1045,88 @@ def test_standard_errors_are_reported_as_given(name: str, sei: float, pattern: s
     se[1] = sei
     with pytest.raises(ValueError, match=pattern):
         fn(YK, sei=se)
+
+
+def _extreme_args(name: str, data: str, ratio: float) -> dict[str, Any]:
+    yi, vi = _extreme(data, ratio)
+    k = len(yi)
+    args: dict[str, Any] = {"yi": yi}
+    recipe = RECIPES[name]
+    if "vi" in recipe.args:
+        args["vi"] = vi
+    if "sei" in recipe.args:
+        args["sei"] = [math.sqrt(v) for v in vi]
+    if "ni" in recipe.args:
+        args["ni"] = [40 + 10 * i for i in range(k)]
+    if "order" in recipe.args:
+        args["order"] = list(range(k))
+    return args
+
+
+#: not strict: whether these fits pass the exact-fit and collinearity checks depends on the
+#: rounding of NumPy's reductions (memory alignment), so it changes from run to run; remove
+#: the mark when the fix lands
+EGGER_PENDING = pytest.mark.xfail(
+    strict=False, reason="extreme weights: egger_test's small meta-regression (lead)"
+)
+#: egger_test (predictor sqrtninv) calls these weighted fits exact (zero residual variance)
+#: or collinear although they are neither: the small meta-regression loses the digits
+_EGGER_EXACT_FIT = {
+    (_HET, 1e9),
+    (_HET, 1e13),
+    (_HET, 1e15),
+    (_OUT, 1e11),
+    (_OUT, 1e13),
+    (_OUT, 1e15),
+}
+
+
+def _extreme_contract_cases() -> list[Any]:
+    out = []
+    for name, recipe in RECIPES.items():
+        if recipe.kind != "studies" or name.startswith("ketameta.escalc"):
+            continue
+        for data in EXTREME_DATA:
+            for ratio in RATIOS:
+                pending = name == "ketameta.egger_test" and (data, ratio) in _EGGER_EXACT_FIT
+                out.append(
+                    pytest.param(
+                        name,
+                        data,
+                        ratio,
+                        id=f"{name}-{data}-{ratio:g}",
+                        marks=[EGGER_PENDING] if pending else [],
+                    )
+                )
+    return out
+
+
+@pytest.mark.parametrize(("name", "data", "ratio"), _extreme_contract_cases())
+def test_extreme_weights_through_every_study_function(name: str, data: str, ratio: float) -> None:
+    # the contract for one study carrying almost all the weight: results without ±inf and
+    # without NumPy warnings (checked by _outcome), for every function of a set of studies
+    recipe = RECIPES[name]
+    outcome = _run(recipe, _extreme_args(name, data, ratio))
+    assert outcome[0] == "ok", outcome
+    infinite = [(key, x) for key, x in json_items(outcome[1]) if math.isinf(x) and key != "df"]
+    assert not infinite
+
+
+@pytest.mark.parametrize("data", list(EXTREME_DATA))
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_extreme_weights_subsets_are_exact(data: str, ratio: float) -> None:
+    # Oracle: exact rational arithmetic for the EE fit of every leave-one-out and cumulative
+    # subset (the precise study in and out)
+    yi, vi = _extreme(data, ratio)
+    k = len(yi)
+    loo = leave_one_out(yi, vi, method="EE")
+    cum = cumulative(yi, vi, method="EE")
+    for i in range(k):
+        keep = [j for j in range(k) if j != i]
+        exact = _exact_fit([yi[j] for j in keep], [vi[j] for j in keep], "EE")
+        assert loo.estimate[i] == pytest.approx(_float(exact["estimate"]), rel=1e-10)
+        assert loo.se[i] == pytest.approx(_float(exact["se"]), rel=1e-10)
+        if i >= 1:
+            exact = _exact_fit(yi[: i + 1], vi[: i + 1], "EE")
+            assert cum.estimate[i] == pytest.approx(_float(exact["estimate"]), rel=1e-10)
+            assert cum.se[i] == pytest.approx(_float(exact["se"]), rel=1e-10)
