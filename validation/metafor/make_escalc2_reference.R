@@ -65,10 +65,12 @@ ml <- dat.molloy2014
 mlt <- list(ri=ml$ri, ni=ml$ni)
 for (vt in c("LS", "UB", "AV")) add_case("UCOR", mlt, list(vtype=vt), source="dat.molloy2014")
 add_case("COR", mlt, list(vtype="AV"), source="dat.molloy2014")
-corr <- list(ri=c(-0.5, 0, 0.2, 0.45, 0.9, 0.33, -0.1, 0.7, 1, -1, 0.999, -0.02),
+corr <- list(ri=c(-0.5, 0, 0.2, 0.45, 0.9, 0.33, -0.1, 0.7, 1, -1, 0.99, -0.02),
              ni=c(10, 25, 40, 100, 15, 60, 200, 8, 12, 30, 7, 6))
-# (gsl's 2F1, used by metafor, is off by 1.3e-10 at r = 0.999, n = 5 against 50-digit
-# mpmath; such inputs are tested against mpmath in tests/test_escalc_measures.py)
+# (metafor is off by more than 1e-10 against 50-digit mpmath for |r| near 1 with vtype UB
+# -- 7e-10 at r = 0.999, n = 7: r_u^2 - rho^2_u cancels -- and, through gsl's 2F1, for
+# tiny |r| at small n; such inputs are tested against mpmath in
+# tests/test_escalc_measures.py)
 for (vt in c("LS", "UB", "AV")) add_case("UCOR", corr, list(vtype=vt), source="constructed")
 add_case("COR", corr, list(vtype="AV"), source="constructed")
 corrna <- list(ri=c(0.5, NA, 0.2, 0.35), ni=c(10, 20, 30, NA))
