@@ -14,6 +14,7 @@ from ._warnings import (
     LocalMaximumWarning,
     OmittedStudiesWarning,
     SmallSampleWarning,
+    UndefinedEffectWarning,
     ZeroCellWarning,
 )
 from .batch import BatchEggerResult, BatchPoolResult, egger_many, pool_many
@@ -61,6 +62,7 @@ __all__ = [
     "SmallSampleWarning",
     "Tau2Interval",
     "TrimFillResult",
+    "UndefinedEffectWarning",
     "ZeroCellWarning",
     "__version__",
     "begg_test",

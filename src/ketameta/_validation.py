@@ -6,23 +6,36 @@ offending study (0-based, as in NumPy), and say what was expected and what came 
 
 from __future__ import annotations
 
+import datetime as _dt
+import math
 from collections.abc import Collection, Mapping
-from numbers import Real
+from decimal import Decimal
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
+from ._engine.inference import critical_value
 from ._typing import FloatArray
 
 __all__ = [
+    "as_float",
     "as_float_array",
+    "as_number",
+    "check_batch",
     "check_choice",
     "check_finite",
     "check_level",
     "check_nonnegative",
+    "check_not_empty",
     "check_positive",
+    "check_positive_int",
     "check_same_length",
     "check_within",
+    "critical_value",
+    "fixed_tau2",
+    "prepare_batch",
+    "sei_to_variance",
 ]
 
 
@@ -30,49 +43,207 @@ def _first_bad(mask: np.ndarray[Any, Any]) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def as_float_array(x: Any, name: str, *, ndim: int = 1) -> FloatArray:
-    """Return `x` as a new float64 array of `ndim` dimensions (a copy: inputs are never modified).
+def _where(i: int, ndim: int) -> str:
+    return f"study {i}" if ndim == 1 else f"element {i}"
 
-    Scalars become length-1 arrays when ``ndim == 1``. Raises ``TypeError`` naming the
-    first non-numeric element and ``ValueError`` for the wrong number of dimensions.
+
+def _is_pandas_na(value: object) -> bool:
+    """``pd.NA`` (pandas' missing-value scalar), recognised without importing pandas."""
+    cls = type(value)
+    return cls.__name__ == "NAType" and cls.__module__.startswith("pandas")
+
+
+def _short(value: object) -> str:
+    """A repr that stays readable for integers of thousands of digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _element_to_float(value: object, name: str, where: str | None) -> float:
+    """One element of an object array (`where`: "study 3") or an option (`where` None) as a
+    float: None and ``pd.NA`` are missing (NaN); numbers (Python, NumPy, ``Decimal``,
+    ``Fraction``, bools) are converted; numbers beyond the double-precision range and
+    nested sequences are a ``ValueError``, anything else a ``TypeError``."""
+    at = f" ({where})" if where else ""
+    if value is None or _is_pandas_na(value):
+        return math.nan
+    if isinstance(value, _dt.timedelta | _dt.date | np.timedelta64 | np.datetime64):
+        # (before the numbers: NumPy registers timedelta64 as an Integral)
+        msg = (
+            f"`{name}` must be numeric{at}: got the date/time value {_short(value)}; "
+            "convert durations or dates to numbers first"
+        )
+        raise TypeError(msg)
+    if isinstance(value, Real | Decimal | np.bool_):
+        try:
+            out = float(value)
+        except OverflowError:
+            out = math.inf
+        except (TypeError, ValueError) as exc:  # e.g. Decimal('sNaN')
+            msg = f"`{name}` must be numeric{at}: got {_short(value)}"
+            raise TypeError(msg) from exc
+        if math.isinf(out) and not _is_infinite_number(value):
+            msg = (
+                f"`{name}` is beyond the double-precision range{at}: got {_short(value)}; "
+                "numbers must be below about 1.8e308 in absolute value"
+            )
+            raise ValueError(msg)
+        return out
+    if isinstance(value, list | tuple | np.ndarray):
+        msg = (
+            f"`{name}` must hold one number per study{at}: got the sequence "
+            f"{_short(value)} (a ragged nested input?)"
+        )
+        raise ValueError(msg)
+    msg = f"`{name}` must be numeric{at}: got {_short(value)}"
+    raise TypeError(msg)
+
+
+def _is_infinite_number(value: object) -> bool:
+    """True for numbers that are infinite themselves (float('inf'), Decimal('Infinity'))."""
+    if isinstance(value, Decimal):
+        return value.is_infinite()
+    if isinstance(value, float | np.floating):
+        return math.isinf(value)
+    return False
+
+
+def _object_to_float(arr: np.ndarray[Any, Any], name: str) -> FloatArray:
+    flat = arr.reshape(-1)
+    out = np.empty(flat.shape, dtype=np.float64)
+    for i, value in enumerate(flat):
+        out[i] = _element_to_float(value, name, _where(i, arr.ndim))
+    result: FloatArray = out.reshape(arr.shape)
+    return result
+
+
+def _from_pandas(x: Any) -> Any:
+    """A pandas Series / Index / array as a NumPy array; nullable numeric and boolean
+    dtypes (``Float64``, ``Int64``, ``boolean``) give float64 with NaN where they hold
+    ``pd.NA``."""
+    dtype = getattr(x, "dtype", None)
+    if (
+        dtype is not None
+        and not isinstance(dtype, np.dtype)
+        and getattr(dtype, "kind", "O") in "biuf"
+    ):
+        return x.to_numpy(dtype=np.float64, na_value=np.nan)
+    return x.to_numpy()
+
+
+def as_float(x: Any, name: str) -> FloatArray:
+    """Return `x` (of any shape) as a new float64 array: the one conversion of every
+    numeric input of ketameta (a copy: inputs are never modified).
+
+    Input classes and what they get (``docs/contract.md``):
+
+    * NumPy arrays of bools, integers and floats of any width; Python numbers, ``Decimal``,
+      ``Fraction`` and NumPy scalars (also as elements of lists or object arrays);
+    * missing values -- NaN, ``None``, ``pd.NA``, the masked entries of a NumPy masked array
+      and the NA entries of pandas' nullable ``Float64`` / ``Int64`` / ``boolean`` dtypes --
+      become NaN, which every public function treats as missing (omitted with an
+      :class:`~ketameta.OmittedStudiesWarning`, or NaN out);
+    * ``TypeError`` naming the argument for strings, complex numbers and dates or
+      durations (``datetime64`` / ``timedelta64``), ``ValueError`` for ragged nested
+      sequences and for numbers beyond the double-precision range (a Python integer of
+      400 digits, a long double of 1e400).
     """
-    if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == ndim:
-        return np.array(x, dtype=np.float64)  # the common case, fast (a copy)
     if x is None:
         msg = f"`{name}` is required"
         raise TypeError(msg)
     if isinstance(x, str | bytes):
-        msg = f"`{name}` must be numeric, got the string {x!r}"
+        msg = f"`{name}` must be numeric, got the string {_short(x)}"
         raise TypeError(msg)
+    if np.ma.isMaskedArray(x):
+        mask = np.ma.getmaskarray(x)
+        data = np.ma.getdata(x)
+        if data.dtype.kind in "OUS":  # masked entries may hold anything: skip them
+            data = data.astype(object)
+            data[mask] = None
+        out = as_float(np.asarray(data), name)
+        out[mask] = np.nan
+        return out
     if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):
-        x = x.to_numpy()  # pandas Series / Index
-    arr = np.asarray(x)
-    if arr.dtype.kind in "biuf":
-        out = np.array(arr, dtype=np.float64, copy=True)
-    elif arr.dtype.kind == "c":
+        x = _from_pandas(x)  # pandas Series / Index / extension array
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:  # NumPy >= 1.24 refuses ragged nested sequences
+        msg = (
+            f"`{name}` must be a flat sequence of numbers (one per study), got a ragged "
+            "nested sequence (rows of unequal length)"
+        )
+        raise ValueError(msg) from exc
+    kind = arr.dtype.kind
+    if kind in "biu":
+        return np.array(arr, dtype=np.float64, copy=True)
+    if kind == "f":
+        if arr.dtype.itemsize <= 8:
+            return np.array(arr, dtype=np.float64, copy=True)
+        with np.errstate(over="ignore"):  # long double: values beyond the double range
+            out = np.array(arr, dtype=np.float64, copy=True)
+        overflow = (np.isinf(out) & np.isfinite(arr)).reshape(-1)
+        if overflow.any():
+            i = _first_bad(overflow)
+            msg = (
+                f"`{name}` is beyond the double-precision range ({_where(i, arr.ndim)}): "
+                f"got {arr.reshape(-1)[i]!r}"
+            )
+            raise ValueError(msg)
+        return out
+    if kind == "c":
         msg = f"`{name}` must be real-valued, got complex numbers"
         raise TypeError(msg)
-    else:
-        if arr.dtype.kind in "US":  # a list mixing numbers and strings: find the string
-            arr = np.asarray(x, dtype=object)
-        flat = arr.reshape(-1)
-        out_flat = np.empty(flat.shape, dtype=np.float64)
-        for i, value in enumerate(flat):
-            if value is None:
-                out_flat[i] = np.nan
-            elif isinstance(value, Real | np.bool_):
-                out_flat[i] = float(value)
-            else:
-                where = f" (study {i})" if arr.ndim == 1 else f" (element {i})"
-                msg = f"`{name}` must be numeric{where}: got {value!r}"
-                raise TypeError(msg)
-        out = out_flat.reshape(arr.shape)
+    if kind in "mM":
+        what = "durations (timedelta64)" if kind == "m" else "dates (datetime64)"
+        msg = f"`{name}` must be numeric, got {what}; convert them to numbers first"
+        raise TypeError(msg)
+    if kind in "US":  # a list mixing numbers and strings: find the string
+        arr = np.asarray(x, dtype=object)
+    return _object_to_float(arr, name)
+
+
+def as_float_array(x: Any, name: str, *, ndim: int = 1) -> FloatArray:
+    """Return `x` as a new float64 array of `ndim` dimensions (a copy: inputs are never
+    modified), converted by :func:`as_float` (masked arrays, nullable pandas dtypes,
+    ``Decimal`` and NumPy scalars, ``pd.NA``; named errors for everything else).
+
+    Scalars become length-1 arrays when ``ndim == 1``. Raises ``ValueError`` for the wrong
+    number of dimensions.
+    """
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == ndim:
+        return np.array(x, dtype=np.float64)  # the common case, fast (a copy)
+    out = as_float(x, name)
     if ndim == 1 and out.ndim == 0:
         out = out.reshape(1)
     if out.ndim != ndim:
         msg = f"`{name}` must be {ndim}-dimensional, got an array of shape {out.shape}"
         raise ValueError(msg)
     return out
+
+
+def check_not_empty(arr: FloatArray, name: str) -> None:
+    """Reject an input without studies: ``ValueError`` "no studies: `name` is empty"."""
+    if arr.size == 0:
+        msg = f"no studies: `{name}` is empty"
+        raise ValueError(msg)
+
+
+def as_number(value: Any, name: str) -> float:
+    """One number given as an option (``level``, ``tau2``, ``add``, ...) as a float.
+
+    Accepts Python ints and floats, ``Decimal``, ``Fraction``, NumPy scalars and 0-d
+    arrays; ``TypeError`` for bools, strings and anything else, ``ValueError`` for a
+    number beyond the double-precision range. NaN and ±inf are returned as they are:
+    the caller checks the range it needs.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real | Decimal):
+        msg = f"`{name}` must be a number, got {_short(value)}"
+        raise TypeError(msg)
+    return _element_to_float(value, name, None)
 
 
 def check_same_length(arrays: Mapping[str, FloatArray]) -> int:
@@ -170,13 +341,159 @@ def check_choice(value: Any, name: str, choices: Collection[str]) -> str:
     return value
 
 
-def check_level(level: Any, name: str = "level") -> float:
-    """Return a confidence level in the open interval (0, 1)."""
-    if isinstance(level, bool) or not isinstance(level, Real):
+def check_positive_int(value: Any, name: str) -> int:
+    """A count option (``maxiter``, ...) as an int: Python and NumPy integers >= 1;
+    ``ValueError`` naming the option for 0, negatives, bools, floats and anything else."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Integral):
+        msg = f"`{name}` must be a positive integer, got {_short(value)}"
+        raise ValueError(msg)
+    if value < 1:
+        msg = f"`{name}` must be a positive integer (at least 1), got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def check_level(level: Any, name: str = "level", example: str = "0.95") -> float:
+    """Return a confidence level in the open interval (0, 1) (any number type:
+    ``Decimal``, NumPy scalars and 0-d arrays too).
+
+    Every level in the open interval is usable, up to ``np.nextafter(1, 0)``: critical
+    values are computed from the tail probability ``1 - level`` (:func:`critical_value`),
+    which is exact there, so intervals stay finite (as metafor, which works with
+    ``alpha = 1 - level``).
+    """
+    if isinstance(level, bool | np.bool_):
         msg = f"`{name}` must be a number in (0, 1), got {level!r}"
         raise TypeError(msg)
-    lv = float(level)
+    try:
+        lv = as_number(level, name)
+    except TypeError:
+        msg = f"`{name}` must be a number in (0, 1), got {_short(level)}"
+        raise TypeError(msg) from None
     if not 0.0 < lv < 1.0:
-        msg = f"`{name}` must be in (0, 1) (e.g. 0.95), got {level!r}"
+        msg = f"`{name}` must be in (0, 1) (e.g. {example}), got {_short(level)}"
         raise ValueError(msg)
     return lv
+
+
+def fixed_tau2(tau2: Any) -> float | None:
+    """A user-fixed τ² as a float (None stays None): a number in [0, 1e100].
+
+    The upper bound is the largest variance the pooling core accepts
+    (``VARIANCE_RANGE[1]``): beyond it the weights ``1/(v + τ²)`` and their sums lose
+    the precision the moments need, and near the largest double they overflow.
+    """
+    if tau2 is None:
+        return None
+    try:
+        value = as_number(tau2, "tau2")
+    except TypeError:
+        msg = f"`tau2` must be a non-negative number or None, got {_short(tau2)}"
+        raise TypeError(msg) from None
+    high = VARIANCE_RANGE[1]
+    if not (math.isfinite(value) and 0.0 <= value <= high):
+        msg = f"`tau2` must be finite and within [0, {high:g}] (a variance), got {_short(tau2)}"
+        raise ValueError(msg)
+    return value
+
+
+def sei_to_variance(sei: FloatArray, name: str = "sei") -> FloatArray:
+    """Variances from standard errors, checked as given: positive, finite and within the
+    square roots of ``VARIANCE_RANGE`` -- so messages report the `sei` the user passed,
+    never its square (which could also underflow to 0 or overflow to inf)."""
+    check_positive(sei, name)
+    low, high = (math.sqrt(b) for b in VARIANCE_RANGE)
+    with np.errstate(invalid="ignore"):
+        bad = ((sei < low) | (sei > high)).reshape(-1)
+    _check(sei, bad, name, f"standard errors within [{low:g}, {high:g}]")
+    return sei * sei
+
+
+# -- many analyses: (analyses, studies) arrays ----------------------------------------------
+
+
+def check_batch(y: FloatArray, v: FloatArray, name_v: str, row_offset: int = 0) -> bool:
+    """Reject ±inf, non-positive variances or standard errors and values beyond the
+    documented limits in 2-D `y`, `v` (`v` holds standard errors when `name_v` is
+    ``"SE"``), naming the analysis (``row_offset`` + row: the index in the whole input, for
+    a block of a Dask array) and the study, and the value as given. NaN marks an absent
+    study and passes. Returns whether every study is present (no NaN)."""
+    if y.size == 0:
+        return True
+    se = name_v == "SE"
+    with np.errstate(invalid="ignore", over="ignore"):
+        v2 = v * v if se else v
+        # quick tests first, without temporaries: the extremes (NaN if any value is NaN),
+        # then the NaN-ignoring extremes (an all-NaN input fails both harmlessly and goes
+        # on to the detailed test)
+        low, high = VARIANCE_RANGE
+        for lowest, highest, complete in (
+            (np.minimum, np.maximum, True),
+            (np.fmin, np.fmax, False),
+        ):
+            if (
+                -MAX_ABS_EFFECT
+                <= lowest.reduce(y, axis=None)
+                <= highest.reduce(y, axis=None)
+                <= MAX_ABS_EFFECT
+                and low <= lowest.reduce(v2, axis=None) <= highest.reduce(v2, axis=None) <= high
+                and (not se or lowest.reduce(v, axis=None) > 0.0)
+            ):
+                return complete
+        bad = (np.abs(y) > MAX_ABS_EFFECT) | (v2 < low) | (v2 > high) | (v <= 0.0)
+    if not bad.any():
+        return False
+    row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
+    yv, vv = y[row, col], v[row, col]
+    where = f"analysis {int(row) + row_offset}, study {col}"
+    if np.isinf(yv) or np.isinf(vv):
+        name, value = ("Y", yv) if np.isinf(yv) else (name_v, vv)
+        msg = f"`{name}` must be finite (NaN marks an absent study); {where} is {float(value)!r}"
+    elif vv <= 0:
+        msg = f"`{name_v}` must be positive; {where} has {name_v}={float(vv)!r}"
+    else:
+        msg = (
+            f"`Y` must be at most {MAX_ABS_EFFECT:g} in absolute value and `{name_v}` give "
+            f"variances within [{VARIANCE_RANGE[0]:g}, {VARIANCE_RANGE[1]:g}]; {where} has "
+            f"Y={float(yv)!r}, {name_v}={float(vv)!r}"
+        )
+    raise ValueError(msg)
+
+
+def prepare_batch(
+    Y: Any, V: Any, SE: Any, axis: int
+) -> tuple[FloatArray, FloatArray, tuple[int, ...], bool]:
+    """The 2-D (analyses, studies) float64 arrays of valid effects and variances (new
+    arrays: results never share memory with the input), the shape of the analyses and
+    whether every study is present. Every input class of :func:`as_float` is accepted
+    (masked entries and pandas NA are absent studies)."""
+    if (V is None) == (SE is None):
+        msg = "give exactly one of `V` (sampling variances) or `SE=` (standard errors)"
+        raise TypeError(msg)
+    name_v = "V" if SE is None else "SE"
+    y = as_float(Y, "Y")
+    v = as_float(V if SE is None else SE, name_v)
+    if y.ndim == 0:
+        msg = "`Y` must have a study axis"
+        raise ValueError(msg)
+    if y.shape != v.shape:
+        msg = f"`Y` has shape {y.shape} but `{name_v}` has shape {v.shape}"
+        raise ValueError(msg)
+    if not -y.ndim <= axis < y.ndim:
+        msg = (
+            f"`axis` must be in [-{y.ndim}, {y.ndim}) for arrays of shape {y.shape}, got {axis!r}"
+        )
+        raise ValueError(msg)
+    y, v = np.moveaxis(y, axis, -1), np.moveaxis(v, axis, -1)
+    batch_shape = y.shape[:-1]
+    k = y.shape[-1]
+    y2, v2 = y.reshape(-1, k), v.reshape(-1, k)
+    # a missing value in either marks the study absent in both
+    absent = np.isnan(y2) | np.isnan(v2)
+    if absent.any():
+        y2[absent] = np.nan
+        v2[absent] = np.nan
+    complete = check_batch(y2, v2, name_v)
+    if SE is not None:
+        np.multiply(v2, v2, out=v2)
+    return y2, v2, batch_shape, complete

@@ -15,6 +15,7 @@ __all__ = [
     "LocalMaximumWarning",
     "OmittedStudiesWarning",
     "SmallSampleWarning",
+    "UndefinedEffectWarning",
     "ZeroCellWarning",
 ]
 
@@ -36,7 +37,13 @@ class LocalMaximumWarning(KetametaWarning):
     likelihood lower than the likelihood at τ² = 0, so τ² is set to 0 (as metafor)."""
 
 
-class ZeroCellWarning(KetametaWarning):
+class UndefinedEffectWarning(KetametaWarning):
+    """An effect size is undefined for some studies although their inputs are complete
+    (e.g. Fisher's z of a correlation of ±1): their ``yi`` and ``vi`` are NaN, as metafor's
+    ``NA``, and the warning names them."""
+
+
+class ZeroCellWarning(UndefinedEffectWarning):
     """A 2×2 table or count had zero cells that made an effect size undefined."""
 
 

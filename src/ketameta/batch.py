@@ -19,7 +19,7 @@ from . import _engine
 from ._engine import rows as _rows
 from ._results import TableResult, array_field, import_pandas, plain
 from ._typing import FloatArray
-from ._validation import MAX_ABS_EFFECT, VARIANCE_RANGE
+from ._validation import check_batch, prepare_batch
 from .pooling import (
     CORE_COUNT_FIELDS,
     CORE_FLOAT_FIELDS,
@@ -204,61 +204,6 @@ def _percent_weights(yi: Any, vi: Any, tau2: Any) -> Any:
     return (100.0 / np.where(total > 0.0, total, 1.0)) * w
 
 
-def _validate_batch(y: FloatArray, v: FloatArray, name_v: str) -> bool:
-    """Reject ±inf, non-positive variances and values beyond the documented limits, naming
-    the analysis and study (NaN marks an absent study and passes). Returns whether every
-    study is present (no NaN)."""
-    if y.size == 0:
-        return True
-    with np.errstate(invalid="ignore", over="ignore"):
-        v2 = v * v if name_v == "SE" else v
-        # quick tests first, without temporaries: the extremes (NaN if any value is NaN),
-        # then the NaN-ignoring extremes (an all-NaN input fails both harmlessly and goes
-        # on to the detailed test)
-        low, high = VARIANCE_RANGE
-        for lowest, highest, complete in (
-            (np.minimum, np.maximum, True),
-            (np.fmin, np.fmax, False),
-        ):
-            if (
-                -MAX_ABS_EFFECT
-                <= lowest.reduce(y, axis=None)
-                <= highest.reduce(y, axis=None)
-                <= MAX_ABS_EFFECT
-                and low <= lowest.reduce(v2, axis=None) <= highest.reduce(v2, axis=None) <= high
-            ):
-                return complete
-        bad = (np.abs(y) > MAX_ABS_EFFECT) | (v2 < low) | (v2 > high)
-    if not bad.any():
-        return False
-    row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), v.shape)
-    yv, vv = y[row, col], v[row, col]
-    where = f"analysis {row}, study {col}"
-    if np.isinf(yv) or np.isinf(vv):
-        name, value = ("Y", yv) if np.isinf(yv) else (name_v, vv)
-        msg = f"`{name}` must be finite (NaN marks an absent study); {where} is {float(value)!r}"
-    elif vv <= 0:
-        msg = f"`{name_v}` must be positive; {where} has {float(vv)!r}"
-    else:
-        msg = (
-            f"`Y` must be at most {MAX_ABS_EFFECT:g} in absolute value and `{name_v}` give "
-            f"variances within [{VARIANCE_RANGE[0]:g}, {VARIANCE_RANGE[1]:g}]; {where} has "
-            f"Y={float(yv)!r}, {name_v}={float(vv)!r}"
-        )
-    raise ValueError(msg)
-
-
-def _as_batch(x: Any, name: str) -> FloatArray:
-    if isinstance(x, str | bytes) or x is None:
-        msg = f"`{name}` must be a numeric array"
-        raise TypeError(msg)
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "biuf":
-        msg = f"`{name}` must be a numeric array, got dtype {arr.dtype}"
-        raise TypeError(msg)
-    return np.asarray(arr, dtype=np.float64)  # no copy for float64 input (never modified)
-
-
 def _fit_rows(
     y: FloatArray,
     v: FloatArray,
@@ -306,33 +251,6 @@ def _resolve_workers(workers: Any) -> int:
         msg = f"`workers` must be None, -1 or a positive integer, got {workers!r}"
         raise ValueError(msg)
     return int(workers)
-
-
-def _prepare(
-    Y: Any, V: Any, SE: Any, axis: int
-) -> tuple[FloatArray, FloatArray, tuple[int, ...], bool]:
-    """2-D (analyses, studies) float arrays of valid input, the shape of the analyses and
-    whether every study is present."""
-    if (V is None) == (SE is None):
-        msg = "give exactly one of `V` (sampling variances) or `SE=` (standard errors)"
-        raise TypeError(msg)
-    y = _as_batch(Y, "Y")
-    name_v = "V" if SE is None else "SE"
-    v = _as_batch(V if SE is None else SE, name_v)
-    if y.ndim == 0:
-        msg = "`Y` must have a study axis"
-        raise ValueError(msg)
-    if y.shape != v.shape:
-        msg = f"`Y` has shape {y.shape} but `{name_v}` has shape {v.shape}"
-        raise ValueError(msg)
-    y, v = np.moveaxis(y, axis, -1), np.moveaxis(v, axis, -1)
-    batch_shape = y.shape[:-1]
-    k = y.shape[-1]
-    y2, v2 = y.reshape(-1, k), v.reshape(-1, k)
-    complete = _validate_batch(y2, v2, name_v)
-    if SE is not None:
-        v2 = v2 * v2
-    return y2, v2, batch_shape, complete
 
 
 def pool_many(
@@ -429,7 +347,7 @@ def pool_many(
             control=ctl,
             chunk_size=chunk_size,
         )
-    y, v, batch_shape, complete = _prepare(Y, V, SE, axis)
+    y, v, batch_shape, complete = prepare_batch(Y, V, SE, axis)
     out = _fit_rows(
         y,
         v,
@@ -491,7 +409,7 @@ def _pool_many_dask(
 
     def block(yb: FloatArray, vb: FloatArray) -> FloatArray:
         yb, vb = np.asarray(yb, dtype=np.float64), np.asarray(vb, dtype=np.float64)
-        complete = _validate_batch(yb, vb, "SE" if use_se else "V")
+        complete = check_batch(yb, vb, "SE" if use_se else "V")
         if use_se:
             vb = vb * vb
         res = _fit_rows(
@@ -562,7 +480,7 @@ def egger_many(Y: Any, V: Any = None, *, SE: Any = None, axis: int = -1) -> Batc
     >>> bool(np.isclose(res.intercept[3], one.intercept))
     True
     """
-    y, v, batch_shape, complete = _prepare(Y, V, SE, axis)
+    y, v, batch_shape, complete = prepare_batch(Y, V, SE, axis)
     x = np.ones((*y.shape, 2))
     x[..., 1] = np.sqrt(v)
     out = _rows.fit_rows(

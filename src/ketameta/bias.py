@@ -45,7 +45,14 @@ from scipy import special
 
 from . import _engine
 from ._results import RecordResult, array_field, format_p
-from ._validation import as_float_array, check_choice, check_length, check_positive
+from ._validation import (
+    as_float_array,
+    check_choice,
+    check_length,
+    check_level,
+    check_positive,
+    check_positive_int,
+)
 from ._warnings import DegenerateDataWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
 from .pooling import PoolResult, pool, prepare_studies, validate_options
@@ -462,6 +469,7 @@ def trim_and_fill(
     (1, 'right', -0.6561)
     """
     estimator = check_choice(estimator, "estimator", ("L0", "R0", "Q0"))
+    maxiter = check_positive_int(maxiter, "maxiter")
     if side is not None:
         side = check_choice(side, "side", ("left", "right"))
     method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
@@ -594,9 +602,7 @@ def fail_safe_n(
     598
     """
     kind = check_choice(kind, "kind", ("rosenthal", "orwin", "rosenberg"))
-    if not (isinstance(alpha, float | int) and 0 < alpha < 1):
-        msg = f"`alpha` must be in (0, 1), got {alpha!r}"
-        raise ValueError(msg)
+    alpha = check_level(alpha, "alpha", example="0.05")  # any number type
     y, v, _, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
     k = len(y)
     if k < 1:

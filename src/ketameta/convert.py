@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -48,7 +49,7 @@ import numpy as np
 from scipy import special
 
 from ._typing import FloatArray
-from ._validation import check_choice, check_level
+from ._validation import as_float, check_choice, check_level, critical_value
 
 __all__ = [
     "GrimResult",
@@ -78,11 +79,9 @@ _LOGISTIC = np.pi / np.sqrt(3.0)
 
 
 def _arr(x: Any, name: str) -> FloatArray:
-    try:
-        out = np.array(x, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as exc:
-        msg = f"`{name}` must be numeric, got {x!r}"
-        raise TypeError(msg) from exc
+    # the shared conversion: masked entries, pd.NA and nullable-dtype NA become NaN (NaN
+    # out); Decimal / NumPy scalars accepted; named errors for every other input class
+    out = as_float(x, name)
     if np.isinf(out).any():
         i = int(np.flatnonzero(np.isinf(out).reshape(-1))[0])
         msg = f"`{name}` must be finite; element {i} is infinite"
@@ -110,10 +109,10 @@ def _require(cond: Any, name: str, requirement: str, values: FloatArray) -> None
 def _crit(level: float, df: Any = None) -> FloatArray:
     lv = check_level(level)
     if df is None:
-        return np.asarray(special.ndtri(0.5 + lv / 2.0), dtype=np.float64)
+        return np.asarray(critical_value(lv), dtype=np.float64)
     d = _arr(df, "df")
     _require(d > 0, "df", "positive", d)
-    return np.asarray(special.stdtrit(d, 0.5 + lv / 2.0), dtype=np.float64)
+    return np.asarray(critical_value(lv, d), dtype=np.float64)
 
 
 def se_from_ci(
@@ -159,7 +158,7 @@ def se_from_ci(
         _require(lo > 0, "lower", "positive when log=True", lo)
         _require(hi > 0, "upper", "positive when log=True", hi)
         lo, hi = np.log(lo), np.log(hi)
-    _require(hi >= lo, "upper", "at least `lower`", hi)
+    _require((hi >= lo) | np.isnan(lo), "upper", "at least `lower`", hi)  # NaN: missing
     with np.errstate(over="ignore", invalid="ignore"):
         return _checked((hi - lo) / (2.0 * _crit(level, df)), "upper")
 
@@ -502,7 +501,7 @@ def _group_factor(n1: Any, n2: Any) -> FloatArray | float:
     a1, a2 = _arr(n1, "n1"), _arr(n2, "n2")
     _require(a1 >= 1, "n1", "at least 1", a1)
     _require(a2 >= 1, "n2", "at least 1", a2)
-    _require(a1 + a2 > 2, "n2", "such that n1 + n2 > 2", a2)
+    _require((a1 + a2 > 2) | np.isnan(a1), "n2", "such that n1 + n2 > 2", a2)
     m = a1 + a2 - 2
     return np.asarray(m / a1 + m / a2, dtype=np.float64)
 
@@ -634,16 +633,33 @@ def inv_freeman_tukey(x: Any, n: Any) -> FloatArray:
 
 
 def _exact(x: Any, name: str) -> Fraction:
-    """A reported number as an exact fraction of its decimal representation."""
-    if isinstance(x, bool) or not isinstance(x, int | float | str | np.integer | np.floating):
+    """A reported number as an exact fraction of its decimal representation (Python and
+    NumPy numbers, ``Decimal`` and strings)."""
+    if isinstance(x, bool) or not isinstance(
+        x, int | float | str | Decimal | np.integer | np.floating
+    ):
         msg = f"`{name}` must be a number, got {x!r}"
         raise TypeError(msg)
-    try:
-        value = Fraction(str(x).strip())
-    except ValueError as exc:
-        msg = f"`{name}` must be a number, got {x!r}"
-        raise TypeError(msg) from exc
+    if isinstance(x, int | np.integer):
+        value = Fraction(int(x))  # (str() of an integer of > 4300 digits raises)
+    else:
+        try:
+            value = Fraction(str(x).strip())
+        except ValueError as exc:
+            msg = f"`{name}` must be a number, got {x!r}"
+            raise TypeError(msg) from exc
+    if abs(value) > _LARGEST_DOUBLE:
+        msg = f"`{name}` is beyond the double-precision range (about 1.8e308)"
+        raise ValueError(msg)
     return value
+
+
+_LARGEST_DOUBLE = Fraction(np.finfo(np.float64).max)
+
+
+def _is_count(value: Any) -> bool:
+    """A Python or NumPy integer (not a bool)."""
+    return not isinstance(value, bool | np.bool_) and isinstance(value, int | np.integer)
 
 
 def counts_from_percent(
@@ -696,12 +712,13 @@ def counts_from_percent(
     """
     rounding = check_choice(rounding, "rounding", ("nearest", "truncate", "any"))
     p = _exact(percent, "percent")
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+    if not _is_count(n) or n < 1:
         msg = f"`n` must be a positive integer, got {n!r}"
         raise ValueError(msg)
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+    if not _is_count(decimals) or decimals < 0:
         msg = f"`decimals` must be a non-negative integer, got {decimals!r}"
         raise ValueError(msg)
+    decimals = int(decimals)
     if not 0 <= p <= 100:
         msg = f"`percent` must be within [0, 100], got {percent!r}"
         raise ValueError(msg)
@@ -768,12 +785,13 @@ def grim_test(mean: Any, n: int, *, decimals: int = 2, items: int = 1) -> GrimRe
     """
     m = _exact(mean, "mean")
     for value, name in ((n, "n"), (items, "items")):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        if not _is_count(value) or value < 1:
             msg = f"`{name}` must be a positive integer, got {value!r}"
             raise ValueError(msg)
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+    if not _is_count(decimals) or decimals < 0:
         msg = f"`decimals` must be a non-negative integer, got {decimals!r}"
         raise ValueError(msg)
+    decimals = int(decimals)
     total = int(n) * int(items)
     below = Fraction(math.floor(m * total), total)
     above = below + Fraction(1, total)
@@ -875,7 +893,7 @@ def check_reported(
         for x, name in ((estimate, "estimate"), (ci_lower, "ci_lower"), (ci_upper, "ci_upper"))
     ]
     halves = [Fraction(1, 2 * 10 ** _decimals_of(x)) for x in (estimate, ci_lower, ci_upper)]
-    crit = float(special.ndtri(0.5 + lv / 2.0))
+    crit = float(critical_value(lv))
 
     def implied(est: float, lo: float, hi: float) -> tuple[float, float, float]:
         if log:

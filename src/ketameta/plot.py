@@ -22,6 +22,7 @@ import numpy as np
 from scipy import special
 
 from ._results import format_p
+from ._validation import check_level, critical_value
 from .bias import TrimFillResult
 from .pooling import PoolResult, pool
 from .sensitivity import CumulativeResult, LeaveOneOutResult
@@ -238,7 +239,7 @@ def _level(result: Any) -> float:
 
 
 def _study_ci(y: np.ndarray[Any, Any], v: np.ndarray[Any, Any], level: float) -> Any:
-    crit = float(special.ndtri(0.5 + level / 2))
+    crit = float(critical_value(level))
     half = crit * np.sqrt(v)
     return y - half, y + half
 
@@ -351,7 +352,8 @@ def funnel(
     ----------
     result : PoolResult or TrimFillResult
     contours : sequence of float or None
-        Confidence levels of the shaded contours (e.g. 0.90, 0.95, 0.99); ``None``: none.
+        Confidence levels of the shaded contours (e.g. 0.90, 0.95, 0.99), each in
+        (0, 1) (a ``ValueError`` otherwise); ``None``: none.
     xlabel : str, optional
         Label of the effect axis.
     ax : matplotlib Axes, optional
@@ -396,10 +398,12 @@ def funnel(
         fig = ax.figure
     se_max = float(np.sqrt(max(np.max(v_obs), np.max(v_fill) if v_fill.size else 0.0))) * 1.05
     se = np.linspace(0.0, se_max, 100)
+    if contours is not None and np.ndim(contours) == 0:
+        contours = [contours]  # type: ignore[list-item]  # one level given as a number
     if contours:
         shades = ["0.92", "0.82", "0.72", "0.62"]
-        edges = sorted(float(c) for c in contours)
-        z = [float(special.ndtri(0.5 + c / 2)) for c in edges]
+        edges = sorted(check_level(c, "contours") for c in contours)
+        z = [float(critical_value(c)) for c in edges]
         for i, zc in enumerate(z):
             z_next = z[i + 1] if i + 1 < len(z) else None
             outer = se * z_next if z_next is not None else np.full_like(se, np.inf)
@@ -415,7 +419,7 @@ def funnel(
                     linewidth=0,
                     label=f"p < {1 - edges[i]:.2g}" if sign > 0 else None,
                 )
-    crit = float(special.ndtri(0.5 + pooled.level / 2))
+    crit = float(critical_value(pooled.level))
     ax.plot(pooled.estimate - crit * se, se, color="black", lw=0.8, linestyle="--")
     ax.plot(pooled.estimate + crit * se, se, color="black", lw=0.8, linestyle="--")
     ax.axvline(pooled.estimate, color="black", lw=0.8)

@@ -47,12 +47,16 @@ from ._validation import (
     MAX_ABS_EFFECT,
     VARIANCE_RANGE,
     as_float_array,
+    as_number,
     check_choice,
     check_finite,
     check_level,
     check_magnitudes,
     check_positive,
+    check_positive_int,
     check_same_length,
+    fixed_tau2,
+    sei_to_variance,
 )
 from ._warnings import LocalMaximumWarning, OmittedStudiesWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
@@ -349,8 +353,7 @@ def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> FloatArray:
     else:
         s = as_float_array(sei, "sei")
         check_same_length({"yi": y, "sei": s})
-        check_positive(s, "sei")
-        v = s * s
+        v = sei_to_variance(s, "sei")  # checked as given, then squared
     return np.stack((y, v))
 
 
@@ -413,20 +416,10 @@ def validate_options(
     test = check_choice(test, "test", TESTS)
     lv = check_level(level)
     nan_policy = check_choice(nan_policy, "nan_policy", ("omit", "raise"))
-    tau2_fixed: float | None = None
-    if tau2 is not None:
-        if isinstance(tau2, bool) or not isinstance(tau2, int | float | np.floating):
-            msg = f"`tau2` must be a non-negative number or None, got {tau2!r}"
-            raise TypeError(msg)
-        if not (math.isfinite(float(tau2)) and float(tau2) >= 0):
-            msg = f"`tau2` must be finite and non-negative, got {tau2!r}"
-            raise ValueError(msg)
-        tau2_fixed = float(tau2)
-        if method == "EE":
-            msg = (
-                "`tau2` cannot be fixed for the equal-effects model (method='EE'): its tau^2 is 0"
-            )
-            raise ValueError(msg)
+    tau2_fixed = fixed_tau2(tau2)  # a number in [0, VARIANCE_RANGE[1]] or None
+    if tau2_fixed is not None and method == "EE":
+        msg = "`tau2` cannot be fixed for the equal-effects model (method='EE'): its tau^2 is 0"
+        raise ValueError(msg)
     ctl = dict(_engine.DEFAULT_CONTROL)
     if control is not None:
         if not isinstance(control, dict):
@@ -437,12 +430,15 @@ def validate_options(
             msg = f"unknown `control` keys {sorted(unknown)}; valid keys are {sorted(ctl)}"
             raise ValueError(msg)
         ctl.update(control)
-        if not (isinstance(ctl["maxiter"], int) and ctl["maxiter"] > 0):
-            msg = f"control['maxiter'] must be a positive integer, got {ctl['maxiter']!r}"
+        ctl["maxiter"] = check_positive_int(ctl["maxiter"], "control['maxiter']")
+        try:
+            threshold = as_number(ctl["threshold"], "control['threshold']")
+        except TypeError:
+            threshold = math.nan
+        if not (math.isfinite(threshold) and threshold > 0):
+            msg = f"`control['threshold']` must be a positive number, got {ctl['threshold']!r}"
             raise ValueError(msg)
-        if not (isinstance(ctl["threshold"], float | int) and ctl["threshold"] > 0):
-            msg = f"control['threshold'] must be positive, got {ctl['threshold']!r}"
-            raise ValueError(msg)
+        ctl["threshold"] = threshold
     return method, test, lv, tau2_fixed, nan_policy, ctl
 
 
@@ -477,16 +473,20 @@ def pool(
         ``"z"`` (Wald), ``"t"`` (t with k-1 df), ``"knha"`` (Knapp-Hartung [8]_) or
         ``"adhoc"`` (Knapp-Hartung never narrower than z).
     level : float
-        Confidence level in (0, 1).
+        Confidence level in (0, 1); any number type (``Decimal``, NumPy scalars). Levels
+        up to the largest double below 1 give finite intervals: critical values come from
+        the tail ``1 - level``, as metafor's ``alpha``.
     tau2 : float, optional
-        Fix τ² at this value instead of estimating it.
+        Fix τ² at this value instead of estimating it: a number in [0, 1e100] (the
+        variance range the core accepts, ``VARIANCE_RANGE``); larger values are a
+        ``ValueError``.
     nan_policy : {"omit", "raise"}
         Studies with NaN `yi` or `vi` are left out with an
         :class:`~ketameta.OmittedStudiesWarning` (indices in ``result.omitted``), or raise.
     control : dict, optional
-        Iteration settings: ``maxiter`` (1000), ``threshold`` (1e-10; convergence when
-        ``|Δτ²| ≤ threshold·max(1, τ²)`` or tighter), ``tau2_init`` (ML/REML start;
-        default the HE estimate).
+        Iteration settings: ``maxiter`` (1000; a positive integer), ``threshold``
+        (1e-10; convergence when ``|Δτ²| ≤ threshold·max(1, τ²)`` or tighter),
+        ``tau2_init`` (ML/REML start; default the HE estimate).
 
     Returns
     -------

@@ -102,7 +102,21 @@ def two_sided_normal_p(z: Num) -> Num:
 @functools.lru_cache(maxsize=16)
 def critical_z(level: float) -> float:
     """The two-sided normal critical value of `level` (a Python float: cheap arithmetic)."""
-    return float(special.ndtri(0.5 + level / 2.0))
+    return float(-special.ndtri((1.0 - level) / 2.0))
+
+
+def critical_value(level: float, df: Num | None = None) -> Num:
+    """Two-sided critical value of a confidence `level`: the upper ``(1 - level)/2``
+    quantile of the standard normal (`df` None or inf) or of Student's t with `df`.
+
+    Computed from the tail probability ``1 - level`` (exact in floating point for every
+    level in [0.5, 1) by Sterbenz' lemma), never from ``0.5 + level/2``, which rounds to 1
+    -- an infinite critical value -- for levels within an ulp or two of 1.
+    """
+    if df is None:
+        return critical_z(level)
+    c = -special.stdtrit(df, (1.0 - level) / 2.0)
+    return float(c) if np.ndim(c) == 0 else c
 
 
 def two_sided_p(stat: Num, df: Num, test: str) -> Num:
@@ -114,12 +128,9 @@ def two_sided_p(stat: Num, df: Num, test: str) -> Num:
     return float(p) if isinstance(stat, float) and np.ndim(df) == 0 else p
 
 
-def critical_value(level: float, df: Num, test: str) -> Num:
-    """The two-sided critical value of `level`: normal for ``test="z"``, else t(`df`)."""
-    if test == "z":
-        return critical_z(level)
-    c = special.stdtrit(df, 0.5 + level / 2.0)
-    return float(c) if np.ndim(c) == 0 else c
+def test_critical_value(level: float, df: Num, test: str) -> Num:
+    """The two-sided critical value of `level` for `test`: normal for ``"z"``, else t(`df`)."""
+    return critical_z(level) if test == "z" else critical_value(level, df)
 
 
 def f_sf(dfn: float, dfd: Num, x: Num) -> Num:

@@ -29,7 +29,7 @@ from . import _num as nm
 from . import tau2 as tau2_mod
 from ._num import Flag, Num
 from .design import Design
-from .inference import chi2_sf, critical_value, f_sf, two_sided_p
+from .inference import chi2_sf, f_sf, test_critical_value, two_sided_p
 from .linalg import Factor, Mat, Vec, dot, quad
 from .moments import Moments
 
@@ -108,7 +108,7 @@ def fit_design(
     se = [nm.sqrt(vcov[j][j]) for j in range(p)]
     stat = [nm.div(coef[j], se[j]) for j in range(p)]
     pvalue = [two_sided_p(s, df, test) for s in stat]
-    crit = critical_value(level, df, test)
+    crit = test_critical_value(level, df, test)
     half = [crit * s for s in se]
     out: dict[str, Any] = {
         "coef": coef,

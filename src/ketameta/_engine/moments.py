@@ -110,14 +110,50 @@ class Moments:
         return self.rss(1)
 
     def trace_p(self) -> Num:
-        """``tr P = Σw - tr(A⁻¹XᵀW²X)``."""
-        return self.sw - self.kernels.trace(self.inv, self.s[1])
+        """``tr P = Σw - tr(A⁻¹XᵀW²X)`` (see :meth:`_dominant_traces` for one dominant
+        weight)."""
+        trace = self.sw - self.kernels.trace(self.inv, self.s[1])
+        return self._dominant_traces(trace, 0)
 
     def trace_pp(self) -> Num:
         """``tr P² = Σw² - 2 tr(A⁻¹XᵀW³X) + tr((A⁻¹XᵀW²X)²)``."""
         k, row2 = self.kernels, self.s[1]
         sw2 = row2[self.design.layout.ones]
-        return sw2 - 2.0 * k.trace(self.inv, self.s[2]) + k.trace_sq(self.inv, row2)
+        trace = sw2 - 2.0 * k.trace(self.inv, self.s[2]) + k.trace_sq(self.inv, row2)
+        return self._dominant_traces(trace, 1)
+
+    def _dominant_traces(self, trace: Num, which: int) -> Num:
+        """`trace` (``tr P`` for `which` 0, ``tr P²`` for 1), recomputed without
+        cancellation where one study carries almost all the weight (intercept-only model).
+
+        With ``S = Σw``, ``tr P = Σw - Σw²/S`` cancels when one weight ``w_M`` is nearly
+        all of ``S`` (a variance ratio of 1e15 leaves no correct digit). The same
+        quantities as sums of positive terms (``S_{-i} = Σ_{j≠i} w_j``, summed directly
+        for the largest weight): ``tr P = Σ w_i S_{-i} / S`` and
+        ``tr P² = Σ w_i² (S_{-i}² + Σ_{j≠i} w_j²) / S²``; used where ``Σw² > 0.99 S²``
+        (the largest weight above 99% of the total), which the sums at hand tell.
+        """
+        design = self.design
+        if design.p != 1 or not design.intercept:
+            return trace
+        ones = design.layout.ones
+        sw, sw2 = self.s[0][ones], self.s[1][ones]
+        dominated = sw2 > 0.99 * sw * sw
+        if design.single:
+            if not dominated:
+                return trace
+            w = self._w[None, :]
+        else:
+            if not np.any(dominated):
+                return trace
+            rows = np.flatnonzero(dominated)
+            w = self._w[rows]
+        stable = _traces_without_cancellation(w)[which]
+        if design.single:
+            return float(stable[0])
+        out = np.array(trace, dtype=np.float64)
+        out[rows] = stable
+        return out
 
     def pppy(self) -> Num:
         """``yᵀP³y = Σw³r² - gᵀA⁻¹g``, ``g = XᵀW²r``."""
@@ -134,6 +170,26 @@ class Moments:
     def percent_weights(self) -> FloatArray:
         """Study weights in percent, ``100 w/Σw``."""
         return (100.0 / _col(self.sw)) * self._w  # type: ignore[no-any-return]
+
+
+def _traces_without_cancellation(w: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """``tr P`` and ``tr P²`` of the intercept-only model with weights `w` (rows of a
+    batch; absent studies 0) as sums of positive terms (see
+    :meth:`Moments._dominant_traces`)."""
+    rows = np.arange(w.shape[0])
+    top = np.argmax(w, axis=-1)
+    w2 = w * w
+    rest = w.copy()
+    rest[rows, top] = 0.0
+    rest2 = rest * rest
+    s, s2 = w.sum(axis=-1), w2.sum(axis=-1)
+    others = s[:, None] - w  # S_{-i}: no cancellation where w_i is not the largest
+    others[rows, top] = rest.sum(axis=-1)  # summed directly for the largest weight
+    others2 = s2[:, None] - w2
+    others2[rows, top] = rest2.sum(axis=-1)
+    trace_p = (w * others).sum(axis=-1) / s
+    trace_pp = (w2 * (others * others + others2)).sum(axis=-1) / (s * s)
+    return trace_p, trace_pp
 
 
 def projected_trace_sq(design: Design, u: FloatArray, d: FloatArray) -> Num:
