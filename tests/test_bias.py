@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+from collections import Counter
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -135,6 +139,103 @@ def test_begg_matches_metafor(case: dict[str, Any]) -> None:
     y, v, _ = _data(case)
     res = begg_test(y, v)
     _close([res.tau, res.pvalue], [case["value"]["tau"], case["value"]["pvalue"]], "ranktest")
+
+
+RANKTEST = load_reference("metafor_ranktest.json")["cases"]
+
+
+@pytest.mark.parametrize("case", RANKTEST, ids=[f"k{c['k']}-{c['shape']}" for c in RANKTEST])
+def test_begg_matches_metafor_for_every_k(case: dict[str, Any]) -> None:
+    # Oracle: metafor 3.8-1 ranktest(yi, vi) (validation/metafor/make_ranktest_reference.R),
+    # k = 3 to 200: exact p-value without ties for any k (cor.test(exact = TRUE)), the
+    # tie-corrected normal approximation with ties. R computes an upper tail as
+    # 1 - P(C <= q - 1), so its p-values carry an absolute rounding error that reaches
+    # ~2e-13 at k = 150 (atol below); from k = 171 R's exact distribution overflows (NaN).
+    # `pvalue_exact` is the exact p-value the script computes independently (direct
+    # convolution in R, checked against cor.test where R has one): agreement to 1e-12.
+    res = begg_test(case["yi"], case["vi"])
+    assert res.exact is (not case["ties"])
+    np.testing.assert_allclose(res.tau, case["tau"], rtol=1e-13, atol=1e-15)
+    metafor_p = float(case["pvalue"])
+    if np.isfinite(metafor_p) and (case["k"] <= 170 or case["ties"]):
+        np.testing.assert_allclose(res.pvalue, metafor_p, rtol=1e-9, atol=1e-12)
+    if not case["ties"]:
+        np.testing.assert_allclose(res.pvalue, case["pvalue_exact"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_kendall_exact_distribution_is_the_permutation_distribution(n: int) -> None:
+    # Oracle: enumeration of all n! permutations (exact fractions): the lower tail at every
+    # count, and R's two-sided p, min(1, 2 min(P(C <= c), P(C >= c))), at every count c of
+    # concordant pairs (C has the distribution of the inversions D, C = N - D)
+    from ketameta.bias import _kendall_exact_pvalue, kendall_lower_tail
+
+    total = math.factorial(n)
+    pairs = list(itertools.combinations(range(n), 2))
+    inversions = Counter(
+        sum(p[i] > p[j] for i, j in pairs) for p in itertools.permutations(range(n))
+    )
+    n_pairs = len(pairs)
+    concordant = Counter({n_pairs - d: c for d, c in inversions.items()})
+    for m in range(-1, n_pairs + 2):
+        exact = Fraction(sum(c for d, c in inversions.items() if d <= m), total)
+        assert kendall_lower_tail(n, m) == pytest.approx(float(exact), rel=1e-15, abs=0)
+    for c in range(n_pairs + 1) if n >= 2 else ():
+        lower = Fraction(sum(m for x, m in concordant.items() if x <= c), total)
+        upper = Fraction(sum(m for x, m in concordant.items() if x >= c), total)
+        expected = min(Fraction(1), 2 * min(lower, upper))
+        assert _kendall_exact_pvalue(n, c) == pytest.approx(float(expected), rel=1e-15)
+
+
+def _mahonian_counts(n: int, m: int) -> list[int]:
+    """Permutations of n items with d inversions, d = 0..m, as Python integers: the
+    coefficients of prod_j (1 + x + ... + x^(j-1)) truncated at degree m."""
+    counts = [1] + [0] * m
+    for j in range(2, n + 1):
+        prefix = list(itertools.accumulate(counts))
+        counts = [prefix[d] - (prefix[d - j] if d >= j else 0) for d in range(m + 1)]
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("n", "m"), [(60, 600), (120, 2000), (150, 3000), (200, 2000), (200, 6000), (300, 3000)]
+)
+def test_kendall_exact_tail_against_exact_integers(n: int, m: int) -> None:
+    # Oracle: the Mahonian counts as Python integers divided by n! exactly (Fractions);
+    # tails from 1e-4 down to 1e-187
+    from ketameta.bias import kendall_lower_tail
+
+    exact = Fraction(sum(_mahonian_counts(n, m)), math.factorial(n))
+    assert kendall_lower_tail(n, m) == pytest.approx(float(exact), rel=1e-13)
+
+
+def test_kendall_exact_at_k_500_down_to_subnormal_tails() -> None:
+    # Oracle: exact integers as above at k = 500 (1/500! ~ 1e-1135 is far below the
+    # smallest double): a tail of 2e-298 to 1e-13 relative, a subnormal one (~9e-322)
+    # to the spacing of subnormals; the centre by symmetry
+    from ketameta.bias import kendall_lower_tail
+
+    n, m = 500, 9000
+    counts = _mahonian_counts(n, m)
+    total = math.factorial(n)
+    assert kendall_lower_tail(n, m) == pytest.approx(
+        float(Fraction(sum(counts), total)), rel=1e-13
+    )
+    subnormal = float(Fraction(sum(counts[:8001]), total))
+    assert 0 < subnormal < 2.3e-308
+    assert kendall_lower_tail(n, 8000) == pytest.approx(subnormal, rel=0, abs=2e-323)
+    n_pairs = n * (n - 1) // 2  # 124750, even: P(C <= N/2) + P(C <= N/2 - 1) = 1
+    centre = kendall_lower_tail(n, n_pairs // 2) + kendall_lower_tail(n, n_pairs // 2 - 1)
+    assert centre == pytest.approx(1.0, rel=1e-13)
+
+
+def test_begg_undefined_when_tau_is() -> None:
+    with pytest.raises(ValueError, match="`vi`: all studies have the same variance"):
+        begg_test([0.1, 0.5, 0.3, 0.2], [0.04, 0.04, 0.04, 0.04])
+    with pytest.raises(ValueError, match="`yi`: the standardised deviates of all studies"):
+        begg_test([0.3, 0.3, 0.3, 0.3], [0.01, 0.02, 0.03, 0.04])
+    with pytest.raises(TypeError, match="`exact` must be True or False"):
+        begg_test([0.1, 0.5, 0.3], [0.01, 0.02, 0.03], exact="yes")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("case", _cases("trimfill"), ids=_id)

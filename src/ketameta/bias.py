@@ -31,6 +31,10 @@ References
 .. [10] Rosenberg, M. S. (2005). The file-drawer problem revisited: A general weighted
    method for calculating fail-safe numbers in meta-analysis. Evolution, 59(2), 464-468.
    https://doi.org/10.1111/j.0014-3820.2005.tb01004.x
+.. [11] Kendall, M. G. (1938). A new measure of rank correlation. Biometrika, 30(1/2),
+   81-93. https://doi.org/10.1093/biomet/30.1-2.81
+.. [12] Kendall, M. G., & Gibbons, J. D. (1990). Rank Correlation Methods (5th ed.),
+   ch. 4. Edward Arnold.
 """
 
 from __future__ import annotations
@@ -266,9 +270,16 @@ def egger_test(
 
 @attrs.frozen(kw_only=True)
 class BeggResult(RecordResult):
-    """Begg and Mazumdar's rank correlation test (see :func:`begg_test`)."""
+    """Begg and Mazumdar's rank correlation test (see :func:`begg_test`).
+
+    ``tau`` is Kendall's τ (τ_b when there are ties), ``statistic`` Kendall's score
+    ``S`` (concordant minus discordant pairs), ``pvalue`` the two-sided p-value, exact
+    (``exact=True``: from the permutation distribution of ``S``) or from the normal
+    approximation with the tie-corrected variance.
+    """
 
     tau: float
+    statistic: float
     pvalue: float
     k: int
     exact: bool
@@ -282,18 +293,117 @@ class BeggResult(RecordResult):
         )
 
 
-def begg_test(yi: Any, vi: Any = None, *, sei: Any = None) -> BeggResult:
+#: the exact distribution is held scaled by 2**_SCALE: probabilities far below the smallest
+#: double (1/k! for k > 170) stay representable, and the largest (at most 1) cannot overflow
+_SCALE = 1000
+
+
+def kendall_lower_tail(n: int, m: int) -> float:
+    """P(D ≤ m) for D the number of inversions of a uniformly random permutation of n items.
+
+    D is the number of discordant pairs of n untied pairs under independence (the number of
+    concordant pairs has the same, symmetric, distribution on 0..n(n-1)/2). Its counts are
+    the Mahonian numbers, whose generating function is the product of
+    ``1 + x + ... + x^(j-1)`` over j = 1..n (Kendall 1938 [11]_): each step adds a uniform
+    increment on 0..j-1, so ``P_j(d) = (1/j) Σ_{i<j} P_{j-1}(d - i)``. Only ``d ≤ m`` is
+    needed; the window sums are differences of cumulative sums taken where the
+    distribution still rises (``d ≤ N_j/2``, so there is no cancellation) and the rest
+    follows from the symmetry ``P_j(d) = P_j(N_j - d)``. Cost O(n·m): well under a second
+    at n = 500.
+    """
+    total = n * (n - 1) // 2
+    if m < 0:
+        return 0.0
+    if m >= total:
+        return 1.0
+    p = np.zeros(m + 1)
+    p[0] = math.ldexp(1.0, _SCALE)
+    for j in range(2, n + 1):
+        top = min(m, j * (j - 1) // 2)  # support of P_j within 0..m
+        half = min(top, j * (j - 1) // 4)  # the rising half
+        cumulative = np.cumsum(p[: half + 1])
+        if half >= j:
+            cumulative[j:] -= cumulative[: half + 1 - j].copy()
+        p[: half + 1] = cumulative / j
+        if top > half:  # reflect the falling part
+            n_j = j * (j - 1) // 2
+            p[half + 1 : top + 1] = p[n_j - top : n_j - half][::-1]
+    return math.ldexp(math.fsum(p), -_SCALE)
+
+
+def _kendall_exact_pvalue(n: int, concordant: int) -> float:
+    """Two-sided exact p-value of `concordant` pairs among n untied pairs, as R's
+    ``cor.test(method = "kendall", exact = TRUE)``: ``min(1, 2 min(P(C ≤ c), P(C ≥ c)))``."""
+    total = n * (n - 1) // 2
+    return min(1.0, 2.0 * kendall_lower_tail(n, min(concordant, total - concordant)))
+
+
+def _tie_sizes(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    counts = np.unique(x, return_counts=True)[1]
+    return counts[counts > 1].astype(float)
+
+
+def _kendall_normal_pvalue(tau_b: float, x: Any, y: Any) -> tuple[float, float]:
+    """Kendall's score S and its two-sided p from the normal approximation with the
+    tie-corrected variance (Kendall 1970 [12]_, as R's ``cor.test``; no continuity
+    correction)."""
+    n = len(x)
+    n0 = n * (n - 1) / 2
+    tx, ty = _tie_sizes(x), _tie_sizes(y)
+    score = tau_b * math.sqrt((n0 - np.sum(tx * (tx - 1)) / 2) * (n0 - np.sum(ty * (ty - 1)) / 2))
+    var = (
+        (
+            n * (n - 1) * (2 * n + 5)
+            - np.sum(tx * (tx - 1) * (2 * tx + 5))
+            - np.sum(ty * (ty - 1) * (2 * ty + 5))
+        )
+        / 18
+        + np.sum(tx * (tx - 1)) * np.sum(ty * (ty - 1)) / (2 * n * (n - 1))
+        + np.sum(tx * (tx - 1) * (tx - 2))
+        * np.sum(ty * (ty - 1) * (ty - 2))
+        / (9 * n * (n - 1) * (n - 2))
+    )
+    return score, float(2 * special.ndtr(-abs(score) / math.sqrt(var)))
+
+
+def begg_test(yi: Any, vi: Any = None, *, sei: Any = None, exact: bool = True) -> BeggResult:
     """Begg and Mazumdar's (1994) rank correlation test for funnel-plot asymmetry [5]_.
 
     Kendall's τ between the standardised deviates
     :math:`(y_i - \\hat\\theta)/\\sqrt{v_i - 1/\\sum w}` (with :math:`\\hat\\theta` the
-    equal-effects estimate, :math:`w = 1/v`) and the variances :math:`v_i`. The p-value is
-    exact for k < 50 without ties (as metafor's ``ranktest``), otherwise from the normal
-    approximation with the tie-corrected variance.
+    equal-effects estimate, :math:`w = 1/v`) and the variances :math:`v_i`, as metafor's
+    ``ranktest``.
+
+    Parameters
+    ----------
+    yi, vi, sei
+        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes.
+    exact : bool
+        ``True`` (default, as metafor): the p-value comes from the exact permutation
+        distribution of Kendall's score whenever there are no ties, for any k; with ties
+        (or ``exact=False``) from the normal approximation with the tie-corrected
+        variance [12]_.
+
+    Returns
+    -------
+    BeggResult
+
+    Notes
+    -----
+    With C concordant pairs among the :math:`N = k(k-1)/2` pairs, the exact two-sided
+    p-value is :math:`\\min(1, 2\\min\\{P(C' \\le C), P(C' \\ge C)\\})` under the
+    permutation distribution of :math:`C'` (that of R's ``cor.test``), computed from the
+    Mahonian numbers [11]_ to full double precision for any k (R itself returns NaN
+    from k = 171, where k! overflows). Without ties :math:`\\tau = (2C - N)/N`; with
+    ties, τ is Kendall's :math:`\\tau_b`.
 
     References
     ----------
     .. [5] Begg & Mazumdar (1994), Biometrics 50(4):1088-1101.
+    .. [11] Kendall, M. G. (1938). A new measure of rank correlation. Biometrika,
+       30(1/2), 81-93. https://doi.org/10.1093/biomet/30.1-2.81
+    .. [12] Kendall, M. G., & Gibbons, J. D. (1990). Rank Correlation Methods (5th ed.),
+       ch. 4. Edward Arnold.
 
     Examples
     --------
@@ -306,7 +416,10 @@ def begg_test(yi: Any, vi: Any = None, *, sei: Any = None) -> BeggResult:
     """
     from scipy import stats  # heavy: imported only here
 
-    y, v, _, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    if not isinstance(exact, bool | np.bool_):
+        msg = f"`exact` must be True or False, got {exact!r}"
+        raise TypeError(msg)
+    y, v, kept, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
     k = len(y)
     if k < 3:
         msg = f"the rank correlation test needs at least 3 studies, got k = {k}"
@@ -315,17 +428,34 @@ def begg_test(yi: Any, vi: Any = None, *, sei: Any = None) -> BeggResult:
     theta = float(np.sum(w * y) / np.sum(w))
     spread = v - 1.0 / np.sum(w)  # variance of y_i - θ̂
     if not np.all(spread > 0):
-        i = int(np.flatnonzero(spread <= 0)[0])
+        i = int(kept[np.flatnonzero(spread <= 0)[0]])
         msg = (
             f"`vi`: study {i} carries all the weight (vi - 1/Σw ≤ 0 to machine precision), "
             "so the standardised deviates of the rank test are undefined"
         )
         raise ValueError(msg)
+    if np.ptp(v) == 0:
+        msg = (
+            "`vi`: all studies have the same variance, so Kendall's tau between the "
+            "deviates and the variances (the rank test) is undefined"
+        )
+        raise ValueError(msg)
     deviates = (y - theta) / np.sqrt(spread)
+    if np.ptp(deviates) == 0:
+        msg = (
+            "`yi`: the standardised deviates of all studies are equal (every effect equals "
+            "the pooled estimate), so Kendall's tau (the rank test) is undefined"
+        )
+        raise ValueError(msg)
+    tau = float(stats.kendalltau(deviates, v, method="asymptotic").statistic)
     ties = len(np.unique(deviates)) < k or len(np.unique(v)) < k
-    exact = k < 50 and not ties
-    res = stats.kendalltau(deviates, v, method="exact" if exact else "asymptotic")
-    return BeggResult(tau=float(res.statistic), pvalue=float(res.pvalue), k=k, exact=exact)
+    n_pairs = k * (k - 1) // 2
+    if exact and not ties:
+        concordant = round((tau + 1.0) * n_pairs / 2.0)
+        score, pvalue = float(2 * concordant - n_pairs), _kendall_exact_pvalue(k, concordant)
+    else:
+        score, pvalue = _kendall_normal_pvalue(tau, deviates, v)
+    return BeggResult(tau=tau, statistic=score, pvalue=pvalue, k=k, exact=bool(exact and not ties))
 
 
 @attrs.frozen(kw_only=True)
