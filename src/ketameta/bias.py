@@ -416,7 +416,7 @@ def begg_test(yi: Any, vi: Any = None, *, sei: Any = None, exact: bool = True) -
     """
     from scipy import stats  # heavy: imported only here
 
-    if not isinstance(exact, bool | np.bool_):
+    if type(exact) not in (bool, np.bool_):  # not 0/1 or a string
         msg = f"`exact` must be True or False, got {exact!r}"
         raise TypeError(msg)
     y, v, kept, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
