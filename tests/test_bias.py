@@ -261,6 +261,154 @@ def test_trim_and_fill_matches_metafor(case: dict[str, Any]) -> None:
         _close(np.sort(res.filled_vi), np.sort(as_float(exp["filled_vi"])), "filled_vi", rtol)
 
 
+TRIMFILL = load_reference("metafor_trimfill.json")
+
+
+@pytest.mark.parametrize(
+    "case",
+    TRIMFILL["cases"],
+    ids=[f"{c['dataset']}-{c['method']}-{c['estimator']}-{c['side']}" for c in TRIMFILL["cases"]],
+)
+def test_trim_and_fill_k0_and_its_se_match_metafor(case: dict[str, Any]) -> None:
+    # Oracle: metafor 3.8-1 trimfill() (validation/metafor/make_trimfill_reference.R): k0,
+    # se.k0 (Duval & Tweedie's variance of the rank statistic at the unrounded estimate;
+    # NaN where that variance is negative), the side, the filled estimate (refitted to
+    # tight convergence; trimfill's own refits use threshold 1e-5), and metafor's error
+    # where Q0 is undefined
+    d = TRIMFILL["datasets"][case["dataset"]]
+    kwargs: dict[str, Any] = {"estimator": case["estimator"], "method": case["method"]}
+    if case["side"] != "auto":
+        kwargs["side"] = case["side"]
+    if case["error"] is not None:
+        assert case["estimator"] == "Q0"  # the only estimator metafor stops on here
+        with pytest.raises(ValueError, match="estimator 'Q0' is undefined for these data"):
+            trim_and_fill(d["yi"], d["vi"], **kwargs)
+        return
+    res = trim_and_fill(d["yi"], d["vi"], **kwargs)
+    exp = case["value"]
+    assert (res.k0, res.side) == (exp["k0"], exp["side"])
+    np.testing.assert_allclose(res.k0_se, float(exp["se_k0"]), rtol=1e-12)
+    rtol = RTOL_INTERNAL_REML if case["method"] == "REML" else RTOL
+    np.testing.assert_allclose(res.estimate, exp["estimate"], rtol=rtol)
+    if res.k0:  # mirrored about metafor's trimmed estimate (REML: to ~1e-5, its threshold)
+        atol = 2e-5 if case["method"] == "REML" else 0.0
+        np.testing.assert_allclose(
+            np.sort(res.filled_yi), np.sort(as_float(exp["filled_yi"])), rtol=rtol, atol=atol
+        )
+
+
+def test_trim_and_fill_bcg_published(published: dict[str, Any]) -> None:
+    # Source: metafor's trimfill help page on dat.bcg (published.json "bcg_trimfill"), 4 dp:
+    # EE model k0 = 4 (SE 2.3853), R0 k0 = 4 (SE 3.1623); REML k0 = 1 (SE 2.4528)
+    from .conftest import assert_printed
+
+    case = published["bcg_trimfill"]
+    exp, cols = case["expected"], case["dataset"]["columns"]
+    es = ketameta.escalc("RR", ai=cols["tpos"], bi=cols["tneg"], ci=cols["cpos"], di=cols["cneg"])
+    ee = trim_and_fill(es, method="EE")
+    assert (ee.k0, ee.side, ee.pooled.k) == (exp["EE_k0"], exp["EE_side"], exp["EE_k_filled"])
+    assert_printed(ee.k0_se, exp["EE_k0_se"], 4)
+    assert_printed([ee.estimate, ee.pooled.se], [exp["EE_estimate"], exp["EE_se"]], 4)
+    assert_printed(np.sort(ee.filled_yi), np.sort(exp["EE_filled_yi"]), 8)
+    r0 = trim_and_fill(es, method="EE", estimator="R0")
+    assert r0.k0 == exp["EE_R0_k0"]
+    assert_printed(r0.k0_se, exp["EE_R0_k0_se"], 4)
+    re = trim_and_fill(es, method="REML")
+    assert (re.k0, re.side, re.pooled.k) == (exp["RE_k0"], exp["RE_side"], exp["RE_k_filled"])
+    assert_printed(re.k0_se, exp["RE_k0_se"], 4)
+    assert_printed(
+        [re.estimate, re.pooled.se, re.pooled.tau2],
+        [exp["RE_estimate"], exp["RE_se"], exp["RE_tau2"]],
+        4,
+    )
+    assert_printed(re.pooled.q, exp["RE_Q"], 3)
+    # the page's "equal-random" case: filled with the EE model, the filled data fitted by REML
+    mixed = ketameta.pool(
+        np.concatenate([es.yi, ee.filled_yi]), np.concatenate([es.vi, ee.filled_vi])
+    )
+    assert_printed(
+        [mixed.estimate, mixed.se, mixed.tau2, mixed.statistic],
+        [exp[f"EqualRandom_{f}"] for f in ("estimate", "se", "tau2", "z")],
+        4,
+    )
+
+
+def _bcg_rr(published: dict[str, Any], key: str) -> Any:
+    cols = published[key]["dataset"]["columns"]
+    return ketameta.escalc(
+        "RR", ai=cols["tpos"], bi=cols["tneg"], ci=cols["cpos"], di=cols["cneg"]
+    ), cols
+
+
+def test_bias_tests_bcg_published(published: dict[str, Any]) -> None:
+    # Source: metafor's ranktest, fsn and regtest help pages on dat.bcg (published.json
+    # "bcg_ranktest_begg", "bcg_failsafe_N", "bcg_regtest_egger"), printed to 4 dp.
+    # fsn's weighted Orwin (97) and type="General" are metafor >= 4.4 features, not here.
+    from .conftest import assert_printed
+
+    es, cols = _bcg_rr(published, "bcg_ranktest_begg")
+    rank = published["bcg_ranktest_begg"]["expected"]
+    b = begg_test(es)
+    assert b.exact
+    assert_printed([b.tau, b.pvalue], [rank["kendall_tau"], rank["p"]], 4)
+    fsn = published["bcg_failsafe_N"]["expected"]
+    assert fail_safe_n(es).n == fsn["rosenthal_N"]
+    orwin = fail_safe_n(es, kind="orwin", target=math.log(0.95))  # the page's target
+    assert orwin.n == fsn["orwin_unweighted_N"]
+    assert_printed(
+        [orwin.mean_effect, orwin.target],
+        [fsn["orwin_unweighted_mean"], fsn["orwin_target"]],
+        4,
+    )
+    assert fail_safe_n(es, kind="rosenberg").n == fsn["rosenberg_N"]
+    reg = published["bcg_regtest_egger"]["expected"]
+    ni = np.add.reduce([np.asarray(cols[c], float) for c in ("tpos", "tneg", "cpos", "cneg")])
+    for model, predictor, stat in (
+        ("lm", "sei", "t"),
+        ("rma", "sei", "z"),
+        ("lm", "ni", "t"),
+        ("lm", "ninv", "t"),
+        ("rma", "ni", "z"),
+        ("rma", "ninv", "z"),
+    ):
+        res = egger_test(es, ni=ni, model=model, predictor=predictor)
+        key = f"{model}_{predictor}"
+        assert_printed([res.statistic, res.pvalue], [reg[f"{key}_{stat}"], reg[f"{key}_p"]], 4)
+        if f"{key}_limit_b" in reg:
+            assert_printed(
+                [res.limit_estimate, res.limit_ci_lower, res.limit_ci_upper],
+                [reg[f"{key}_limit_b"], reg[f"{key}_limit_ci_lb"], reg[f"{key}_limit_ci_ub"]],
+                4,
+            )
+
+
+def test_bias_tests_magnesium_published(published: dict[str, Any]) -> None:
+    # Source: metafor's regtest and ranktest help pages on dat.egger2001 (published.json
+    # "egger2001_magnesium_regtest_ranktest"): log ORs with 0.5 added to the table with a
+    # zero cell; k15 = all trials but ISIS-4. The moderator (year) models are not here.
+    from .conftest import assert_printed
+
+    case = published["egger2001_magnesium_regtest_ranktest"]
+    cols, exp = case["dataset"]["columns"], case["expected"]
+    es = ketameta.escalc("OR", ai=cols["ai"], n1i=cols["n1i"], ci=cols["ci"], n2i=cols["n2i"])
+    b16 = begg_test(es)
+    assert_printed([b16.tau], [exp["k16_ranktest_tau"]], 2)
+    assert_printed([b16.pvalue], [exp["k16_ranktest_p"]], 4)
+    rma16 = egger_test(es, model="rma")
+    assert_printed([rma16.statistic], [exp["k16_regtest_rma_sei_z"]], 4)
+    y, v = np.asarray(es.yi)[:15], np.asarray(es.vi)[:15]
+    ni = (np.asarray(cols["n1i"], float) + np.asarray(cols["n2i"], float))[:15]
+    for model, predictor, stat in (("lm", "sei", "t"), ("rma", "sei", "z"), ("lm", "ninv", "t")):
+        res = egger_test(y, v, ni=ni, model=model, predictor=predictor)
+        ref = exp[f"k15_regtest_{model}_{predictor}"]
+        assert_printed([res.statistic, res.pvalue], [ref[stat], ref["p"]], 4)
+        assert_printed(
+            [res.limit_estimate, res.limit_ci_lower, res.limit_ci_upper],
+            [ref["limit_b"], ref["limit_ci_lb"], ref["limit_ci_ub"]],
+            4,
+        )
+
+
 @pytest.mark.parametrize("case", _cases("fsn"), ids=_id)
 def test_fail_safe_n_matches_metafor(case: dict[str, Any]) -> None:
     # Oracle: metafor 3.8-1 fsn()

@@ -461,7 +461,12 @@ def begg_test(yi: Any, vi: Any = None, *, sei: Any = None, exact: bool = True) -
 @attrs.frozen(kw_only=True)
 class TrimFillResult(RecordResult):
     """Trim-and-fill (see :func:`trim_and_fill`): the filled studies and the pooled result
-    on the augmented data (``pooled``)."""
+    on the augmented data (``pooled``).
+
+    ``k0`` is the estimated number of missing studies and ``k0_se`` its standard error
+    (Duval and Tweedie's, at the unrounded estimate; NaN where their variance formula is
+    negative, as metafor).
+    """
 
     k0: int
     k0_se: float
@@ -480,11 +485,30 @@ class TrimFillResult(RecordResult):
         """The pooled summary with the number of filled studies."""
         return (
             f"Estimated number of missing studies on the {self.side} side: {self.k0} "
-            f"(SE = {self.k0_se:.4f}; estimator {self.estimator})\n\n{self.pooled.summary()}"
+            f"(SE = {_na(self.k0_se)}; estimator {self.estimator})\n\n{self.pooled.summary()}"
         )
 
 
-def _trim_statistic(y_centered: np.ndarray[Any, Any], estimator: str) -> float:
+def _na(x: float) -> str:
+    return f"{x:.4f}" if math.isfinite(x) else "NA"
+
+
+def _rank_statistic_variance(k: int, k0: float) -> float:
+    """Duval & Tweedie's (2000) variance of the Wilcoxon statistic T of k studies of which
+    k0 are unmatched on one side [7]_ (``k0`` unrounded, as metafor)."""
+    return (
+        k * (k + 1) * (2 * k + 1)
+        + 10 * k0**3
+        + 27 * k0**2
+        + 17 * k0
+        - 18 * k * k0**2
+        - 18 * k * k0
+        + 6 * k**2 * k0
+    ) / 24
+
+
+def _trim_statistic(y_centered: np.ndarray[Any, Any], estimator: str) -> tuple[float, float]:
+    """The unrounded estimate of the number of missing studies and its standard error."""
     from scipy.stats import rankdata  # heavy: imported only here
 
     k = len(y_centered)
@@ -501,12 +525,29 @@ def _trim_statistic(y_centered: np.ndarray[Any, Any], estimator: str) -> float:
             msg = "estimator 'R0' is undefined when no study lies below the trimmed estimate"
             raise ValueError(msg)
         # γ*: the run of largest |deviations| that are all positive
-        gamma = int(np.sum(ranks > ranks[negative].max()))
-        return float(gamma - 1)
-    s_r = float(np.sum(ranks[positive]))  # Wilcoxon signed-rank statistic
+        r0 = float(np.sum(ranks > ranks[negative].max()) - 1)
+        return r0, math.sqrt(2 * max(0.0, r0) + 2)
+    t = float(np.sum(ranks[positive]))  # Wilcoxon signed-rank statistic
     if estimator == "L0":
-        return (4 * s_r - k * (k + 1)) / (2 * k - 1)
-    return k - 0.5 - math.sqrt(max(2 * k * k - 4 * s_r + 0.25, 0.0))  # Q0
+        l0 = (4 * t - k * (k + 1)) / (2 * k - 1)
+        var_t = _rank_statistic_variance(k, l0)
+        se = 4 * math.sqrt(var_t) / (2 * k - 1) if var_t >= 0 else math.nan
+        return l0, se
+    radicand = 2 * k * k - 4 * t + 0.25
+    if radicand < 0:
+        msg = (
+            f"estimator 'Q0' is undefined for these data: the signed-rank statistic T = {t:g} "
+            f"of the {k} studies exceeds k²/2 + 1/16 = {k * k / 2 + 1 / 16:g}, so "
+            "Q0 = k - 1/2 - sqrt(2k² - 4T + 1/4) has no real value (metafor stops with an "
+            "error); use estimator='L0' or 'R0'"
+        )
+        raise ValueError(msg)
+    root = math.sqrt(radicand)
+    q0 = k - 0.5 - root
+    var_t = _rank_statistic_variance(k, q0)
+    # delta method: dQ0/dT = 2/sqrt(2k² - 4T + 1/4)
+    se = 2 * math.sqrt(var_t) / root if var_t >= 0 else math.nan
+    return q0, se
 
 
 def trim_and_fill(
@@ -558,6 +599,20 @@ def trim_and_fill(
     :math:`R_0 = \\gamma^* - 1` (:math:`\\gamma^*` the length of the rightmost run of
     positive ranks), :math:`Q_0 = k - 1/2 - \\sqrt{2k^2 - 4T + 1/4}` [7]_.
 
+    The standard error of ``k0`` (``k0_se``, as metafor) evaluates Duval and Tweedie's
+    variance of :math:`T` when :math:`k_0` studies are unmatched [7]_,
+
+    .. math:: \\operatorname{Var}(T) = \\tfrac{1}{24}\\{k(k+1)(2k+1) + 10k_0^3 + 27k_0^2
+              + 17k_0 - 18kk_0^2 - 18kk_0 + 6k^2k_0\\},
+
+    at the unrounded estimate of the last iteration: :math:`4\\sqrt{\\operatorname{Var}(T)}
+    /(2k-1)` for L0, :math:`2\\sqrt{\\operatorname{Var}(T)}/\\sqrt{2k^2 - 4T + 1/4}` for Q0
+    (the delta method), and :math:`\\sqrt{2\\max(0, R_0) + 2}` for R0. Where the variance
+    formula is negative (only for estimates far below 0, i.e. when the excess lies on the
+    other side) ``k0_se`` is NaN, as in metafor. Q0 has no real value when
+    :math:`2k^2 - 4T + 1/4 < 0`; metafor then stops with an error and so does this
+    function (a ``ValueError`` naming the estimator).
+
     References
     ----------
     .. [6] Duval & Tweedie (2000), Biometrics 56(2):455-463.
@@ -596,7 +651,7 @@ def trim_and_fill(
     order = np.argsort(ys, kind="stable")
     ys, vs = ys[order], v[order]
     k0, previous = 0, -1
-    theta = 0.0
+    theta, k0_se = 0.0, math.nan
     for _ in range(maxiter):
         if k0 == previous:
             break
@@ -612,17 +667,15 @@ def trim_and_fill(
             control=ctl,
         )
         theta = float(trimmed["estimate"])
-        k0 = max(0, round(_trim_statistic(ys - theta, estimator)))
-        k0 = min(k0, k - 1)
+        estimate, k0_se = _trim_statistic(ys - theta, estimator)
+        # L0 ≤ k(k+1)/(2k-1) and a real Q0 ≤ k - 1 round to at most k - 1, R0 ≤ k - 2:
+        # at least one study is always left to trim
+        k0 = max(0, round(estimate))
     else:
         msg = f"trim-and-fill did not settle on k0 in {maxiter} iterations"
         raise ValueError(msg)
     filled_y = sign * (2 * theta - ys[k - k0 :])
     filled_v = vs[k - k0 :]
-    if estimator == "R0":
-        k0_se = math.sqrt(2 * max(0, k0) + 2)
-    else:
-        k0_se = math.sqrt(2 * k * (k + 1)) / (2 * k - 1) if estimator == "L0" else math.nan
     pooled = pool(
         np.concatenate([y, filled_y]),
         np.concatenate([v, filled_v]),
