@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 from collections import Counter
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -542,3 +543,55 @@ def test_egger_rma_on_hard_likelihoods_matches_metafor(case: dict[str, Any]) -> 
     np.testing.assert_allclose(res.tau2, expected["tau2"], rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(res.statistic, expected["zval"], rtol=1e-7)
     np.testing.assert_allclose(res.pvalue, expected["pval"], rtol=1e-7)
+
+
+def test_fail_safe_n_extreme_targets_are_exact_or_named_errors() -> None:
+    # Orwin's N = ceil(k (mean - target) / target) (Orwin 1983). A target 1e-300 times the
+    # mean gives an N far beyond the double range: checked against exact rational arithmetic
+    y, v = [0.1, 0.3, 0.2, 0.5], [0.01, 0.02, 0.015, 0.03]
+    mean = Fraction(float(np.mean(y)))
+    for target in (5e-324, 1e-310):  # k (mean - target) / target overflows a double
+        expected = math.ceil(4 * (mean - Fraction(target)) / Fraction(target))
+        assert fail_safe_n(y, v, kind="orwin", target=target).n == expected
+    # below the overflow, in double precision as metafor (to the rounding of the quotient)
+    big = fail_safe_n(y, v, kind="orwin", target=2.5e-300).n
+    assert big == pytest.approx(4 * (mean - Fraction(2.5e-300)) / Fraction(2.5e-300), rel=1e-15)
+    assert fail_safe_n(y, v, kind="orwin", target=0.1).n == 7  # ceil(4 * 0.175 / 0.1)
+    # numbers of every type; beyond the double range, not finite, not numbers: named errors
+    for target in (np.float32(0.1), Decimal("0.1"), Fraction(1, 10)):
+        assert fail_safe_n(y, v, kind="orwin", target=target).n == 7
+    for target in (
+        10**400,
+        -(10**5000),
+        Decimal("1e400"),
+        Decimal("1e-400"),
+        Fraction(1, 10**400),
+    ):
+        with pytest.raises(ValueError, match=r"`target` .* outside the double-precision range"):
+            fail_safe_n(y, v, kind="orwin", target=target)
+    for target in (math.inf, -math.inf, math.nan, Decimal("NaN")):
+        with pytest.raises(ValueError, match="`target` must be a finite effect size"):
+            fail_safe_n(y, v, kind="orwin", target=target)
+    for target in ("0.1", True, [0.1]):
+        with pytest.raises(TypeError, match="`target` must be a real number"):
+            fail_safe_n(y, v, kind="orwin", target=target)
+
+
+def test_fail_safe_n_tiny_alpha_uses_the_exact_quantile() -> None:
+    # 20 studies with z = 10 each: Stouffer's p ~ 1e-436, significant at any alpha. With
+    # alpha = 1e-30, 1 - alpha rounds to 1 in double precision, so the quantile must come
+    # from the lower tail. Oracle: mpmath's normal quantile at 260 digits, then Rosenthal's
+    # N = ceil((sum z / z_(1-alpha))^2 - k) and Rosenberg's N = ceil(k (z_FE^2 / z^2 - 1))
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 260  # 1 - 2e-200 must be distinct from 1
+    y, v = [1.0] * 20, [0.01] * 20
+    for alpha in (1e-30, 1e-200, 0.05):
+        z1 = -mpmath.sqrt(2) * mpmath.erfinv(2 * mpmath.mpf(alpha) - 1)
+        z2 = -mpmath.sqrt(2) * mpmath.erfinv(mpmath.mpf(alpha) - 1)
+        rosenthal = int(mpmath.ceil((200 / z1) ** 2 - 20))
+        rosenberg = int(mpmath.ceil(20 * ((mpmath.mpf(10) * mpmath.sqrt(20)) ** 2 / z2**2 - 1)))
+        assert fail_safe_n(y, v, alpha=alpha).n == rosenthal
+        assert fail_safe_n(y, v, alpha=alpha, kind="rosenberg").n == rosenberg
+    for alpha in (0, 1, 10**400, math.nan):
+        with pytest.raises(ValueError, match="`alpha`"):
+            fail_safe_n(y, v, alpha=alpha)

@@ -41,6 +41,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from decimal import Decimal
+from fractions import Fraction
+from numbers import Real
 from typing import Any
 
 import attrs
@@ -749,7 +752,8 @@ def fail_safe_n(
     598
     """
     kind = check_choice(kind, "kind", ("rosenthal", "orwin", "rosenberg"))
-    if not (isinstance(alpha, float | int) and 0 < alpha < 1):
+    a = _real_number(alpha, "alpha")
+    if not 0 < a < 1:
         msg = f"`alpha` must be in (0, 1), got {alpha!r}"
         raise ValueError(msg)
     y, v, _, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
@@ -761,27 +765,70 @@ def fail_safe_n(
     if kind == "rosenthal":
         z_sum = float(np.sum(y / np.sqrt(v)))
         pvalue = float(special.ndtr(-abs(z_sum) / math.sqrt(k)))
-        raw = (z_sum / float(special.ndtri(1 - alpha))) ** 2 - k
-        n = 0 if pvalue >= alpha else math.ceil(max(0.0, raw))
+        z_alpha = -float(special.ndtri(a))  # z_{1-α}, accurate for α far below 1e-16
+        n = 0 if pvalue >= a else _count((z_sum / z_alpha) ** 2 - k, "alpha")
         return FailSafeResult(
-            n=n, kind=kind, alpha=alpha, pvalue=pvalue, mean_effect=nan, target=nan, k=k
+            n=n, kind=kind, alpha=a, pvalue=pvalue, mean_effect=nan, target=nan, k=k
         )
     if kind == "orwin":
         mean = float(np.mean(y))
-        t = mean / 2 if target is None else float(target)
+        t = mean / 2 if target is None else _real_number(target, "target")
+        if not math.isfinite(t):
+            msg = f"`target` must be a finite effect size, got {target!r}"
+            raise ValueError(msg)
         if t == 0 or np.sign(t) != np.sign(mean):
             msg = f"`target` must be non-zero and of the sign of the mean effect {mean:.4g}"
             raise ValueError(msg)
-        n = max(0, math.ceil(k * (mean - t) / t))
-        return FailSafeResult(
-            n=n, kind=kind, alpha=alpha, pvalue=nan, mean_effect=mean, target=t, k=k
-        )
+        with np.errstate(over="ignore"):
+            raw = k * (mean - t) / t
+        if math.isfinite(raw):
+            n = max(0, math.ceil(raw))
+        else:  # a target ~1e-300 times the mean: N beyond the double range, exactly
+            exact = k * (Fraction(mean) - Fraction(t)) / Fraction(t)
+            n = max(0, math.ceil(exact))
+        return FailSafeResult(n=n, kind=kind, alpha=a, pvalue=nan, mean_effect=mean, target=t, k=k)
     w = 1.0 / v
     sw, swy = float(np.sum(w)), float(np.sum(w * y))
     mean = swy / sw
-    pvalue = float(2 * special.ndtr(-abs(swy) / math.sqrt(sw)))
-    raw = k * (swy**2 / (float(special.ndtri(1 - alpha / 2)) ** 2 * sw) - 1)
-    n = 0 if pvalue >= alpha else math.ceil(max(0.0, raw))
+    z_fe = swy / math.sqrt(sw)  # the equal-effects z statistic
+    pvalue = float(2 * special.ndtr(-abs(z_fe)))
+    z_alpha = -float(special.ndtri(a / 2))  # z_{1-α/2}
+    n = 0 if pvalue >= a else _count(k * ((z_fe / z_alpha) ** 2 - 1), "alpha")
     return FailSafeResult(
-        n=n, kind=kind, alpha=alpha, pvalue=pvalue, mean_effect=mean, target=nan, k=k
+        n=n, kind=kind, alpha=a, pvalue=pvalue, mean_effect=mean, target=nan, k=k
     )
+
+
+def _real_number(value: Any, name: str) -> float:
+    """A real number (int, float, NumPy scalar, Decimal, Fraction) as a float; bools,
+    strings and numbers beyond the double range are named errors."""
+    number: Any = value  # not narrowed by the type check below
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real | Decimal):
+        msg = f"`{name}` must be a real number, got {value!r}"
+        raise TypeError(msg)
+    try:
+        out = float(number)
+    except OverflowError:  # a Python int or Fraction beyond the double range
+        out = math.inf
+    exact = isinstance(number, int | np.integer | Fraction | Decimal) and not _special(number)
+    if exact and (math.isinf(out) or (out == 0 and number != 0)):
+        shown = (
+            f"an integer of about {int(int(number).bit_length() * math.log10(2)) + 1} digits"
+            if isinstance(number, int | np.integer)
+            else repr(number)
+        )
+        msg = f"`{name}` ({shown[:60]}) is outside the double-precision range (5e-324 to 1.8e308)"
+        raise ValueError(msg)
+    return out
+
+
+def _special(value: Any) -> bool:
+    return isinstance(value, Decimal) and not value.is_finite()
+
+
+def _count(raw: float, name: str) -> int:
+    """ceil(max(0, raw)) for a fail-safe number computed in floating point."""
+    if not math.isfinite(raw):
+        msg = f"the fail-safe number overflows for this `{name}`"
+        raise ValueError(msg)
+    return math.ceil(max(0.0, raw))
