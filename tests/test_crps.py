@@ -246,6 +246,6 @@ def test_loader_names_the_cell_of_an_edited_table(
     sidecar_path.write_text(json.dumps(sidecar), "utf-8")
     monkeypatch.setattr(ds.resources, "files", lambda name: copy)
     with pytest.raises(
-        ValueError, match="outcomes.csv, line 2, column 'n': 'thirty' is not an integer"
+        ValueError, match=r"outcomes\.csv, line 2, column 'n': 'thirty' is not an integer"
     ):
         load_crps()
