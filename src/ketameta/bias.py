@@ -301,7 +301,7 @@ class BeggResult(RecordResult):
 _SCALE = 1000
 
 
-def kendall_lower_tail(n: int, m: int) -> float:
+def _kendall_lower_tail(n: int, m: int) -> float:
     """P(D ≤ m) for D the number of inversions of a uniformly random permutation of n items.
 
     D is the number of discordant pairs of n untied pairs under independence (the number of
@@ -338,7 +338,7 @@ def _kendall_exact_pvalue(n: int, concordant: int) -> float:
     """Two-sided exact p-value of `concordant` pairs among n untied pairs, as R's
     ``cor.test(method = "kendall", exact = TRUE)``: ``min(1, 2 min(P(C ≤ c), P(C ≥ c)))``."""
     total = n * (n - 1) // 2
-    return min(1.0, 2.0 * kendall_lower_tail(n, min(concordant, total - concordant)))
+    return min(1.0, 2.0 * _kendall_lower_tail(n, min(concordant, total - concordant)))
 
 
 def _tie_sizes(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
