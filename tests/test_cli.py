@@ -119,3 +119,241 @@ def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["pool", "x.csv", "--method", "XX"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def _write(tmp_path: Path, text: str, name: str = "input.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ketameta: error: ")
+    assert "Traceback" not in err
+    return err
+
+
+def test_duplicate_header_names_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, "yi,vi,yi\n0.1,0.01,0.5\n0.2,0.02,0.6\n")
+    err = _fails(["pool", str(path)], capsys)
+    assert "line 1: the header names column 'yi' twice (columns 1 and 3)" in err
+    # a name repeated after stripping blanks is the same name
+    path = _write(tmp_path, "yi, vi ,vi\n0.1,0.01,0.5\n")
+    assert "column 'vi' twice (columns 2 and 3)" in _fails(["egger", str(path)], capsys)
+
+
+def test_unnamed_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a trailing comma (an empty unnamed column) is harmless; values without a name are not
+    path = _write(tmp_path, "yi,vi,\n0.1,0.01,\n0.3,0.02,\n0.2,0.015,\n")
+    assert main(["pool", str(path), "--json", "--method", "EE"]) == 0
+    assert json.loads(capsys.readouterr().out)["k"] == 3
+    path = _write(tmp_path, "yi,vi,\n0.1,0.01,\n0.3,0.02,7\n")
+    assert "line 3: column 3 has values but no name" in _fails(["pool", str(path)], capsys)
+
+
+BLANKS = "yi,vi,g\n\n0.1,0.01,a\n\n\n0.3,0.02,b\n0.2,-0.015,b\n0.25,0.02,a\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pool"], "`vi` must be positive; line 7 has vi=-0.015"),
+        (["egger"], "`vi` must be positive; line 7 has vi=-0.015"),
+        (["pool", "--by", "g"], "(group g = 'b'): `vi` must be positive; line 7 has vi=-0.015"),
+    ],
+)
+def test_line_numbers_count_blank_lines_and_groups(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    # the bad study is the 3rd data row (index 2 in the file, index 1 in group 'b'); it is
+    # on line 7 of the file, after three blank lines
+    path = _write(tmp_path, BLANKS)
+    assert message in _fails([argv[0], str(path), *argv[1:]], capsys)
+
+
+def test_cell_errors_name_the_line_after_blank_lines_and_quoted_newlines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = 'study,yi,vi\n"A\nsecond line",0.1,0.01\n\nB,abc,0.02\n'
+    path = _write(tmp_path, text)
+    assert "line 5, column 'yi': 'abc' is not a number" in _fails(["pool", str(path)], capsys)
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("1" * 400, "is beyond the double-precision range"),
+        ("-1e400", "'-1e400' is beyond the double-precision range"),
+        ("inf", "'inf' is not finite"),
+        ("-Infinity", "'-Infinity' is not finite"),
+    ],
+)
+def test_numbers_beyond_the_double_range_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cell: str, message: str
+) -> None:
+    path = _write(tmp_path, f"yi,vi\n0.1,0.01\n{cell},0.02\n0.3,0.03\n")
+    err = _fails(["pool", str(path)], capsys)
+    assert "line 3, column 'yi'" in err
+    assert message in err
+
+
+@pytest.mark.parametrize("command", ["pool", "egger", "by"])
+def test_omitted_studies_are_reported_with_their_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    # docs/contract.md: a study with a missing value is never dropped silently
+    text = "study,yi,vi,g\nA,0.1,0.01,x\n\nB,,0.02,x\nC,0.3,0.03,x\nD,0.5,NA,x\nE,0.2,0.01,x\n"
+    text += "F,0.4,0.02,x\n"
+    path = _write(tmp_path, text)
+    argv = ["pool", str(path), "--by", "g"] if command == "by" else [command, str(path)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "ketameta: warning: " in err
+    assert "lines 4, 6 have missing values and were left out" in err
+
+
+def test_labels_longer_than_the_csv_field_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    limit = csv.field_size_limit()
+    label = "x" * 200_000
+    path = _write(tmp_path, f"study,yi,vi\n{label},0.1,0.01\nB,0.3,0.02\nC,0.2,0.03\n")
+    assert main(["pool", str(path), "--json", "--method", "EE"]) == 0
+    assert json.loads(capsys.readouterr().out)["k"] == 3
+    assert csv.field_size_limit() == limit  # the process-wide limit is restored
+
+
+class _CountingKeys(list):  # type: ignore[type-arg]
+    """A column whose elements count how often they are read."""
+
+    reads = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for item in super().__iter__():
+            _CountingKeys.reads += 1
+            yield item
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        _CountingKeys.reads += 1
+        return super().__getitem__(i)
+
+
+def test_pool_by_groups_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 4,000 groups of 2 rows: the grouping column is read a bounded number of times per
+    # row (the old code rescanned it for every group: 8,000 x 4,000 reads)
+    import argparse
+    import types
+
+    from ketameta import cli
+
+    n_groups = 4000
+    keys = _CountingKeys(f"g{i // 2}" for i in range(2 * n_groups))
+    table = cli.Table("big.csv", {"g": keys, "yi": ["0.1"] * len(keys)}, list(range(2, 8002)))
+    monkeypatch.setattr(cli, "read_table", lambda path: table)
+    seen: list[list[int]] = []
+    fitted = types.SimpleNamespace(to_dict=dict)  # stands in for a PoolResult
+    monkeypatch.setattr(cli, "_pool", lambda args, sub, what="": seen.append(sub.lines) or fitted)
+    monkeypatch.setattr(cli, "_progress", lambda done, total: None)
+    args = argparse.Namespace(file="big.csv", by="g", json=True)
+    _CountingKeys.reads = 0
+    assert cli._pool_by(args) == 0
+    assert len(seen) == n_groups
+    assert sorted(line for lines in seen for line in lines) == table.lines  # a partition
+    assert _CountingKeys.reads <= 3 * len(keys)
+
+
+def test_pool_by_many_groups_finishes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # an end-to-end run with 1,500 groups (moderately large; no timing asserted)
+    rows = "".join(f"g{i},0.{i % 7 + 1},0.0{i % 5 + 1}\ng{i},0.2,0.03\n" for i in range(1500))
+    path = _write(tmp_path, "g,yi,vi\n" + rows)
+    assert main(["pool", str(path), "--by", "g", "--method", "EE", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data) == 1500
+    assert data["g10"]["k"] == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["egger", "--test", "knha"],
+            "ketameta egger cannot use --test (used only with --model rma)",
+        ),
+        (["egger", "--method", "DL"], "cannot use --method (used only with --model rma)"),
+        (["funnel", "-o", "f.png", "--json"], "ketameta funnel cannot use --json"),
+        (["funnel", "-o", "f.png", "--test", "knha"], "ketameta funnel cannot use --test"),
+        (["pool", "--by", "alloc", "--forest", "f.png"], "cannot use --forest (with --by)"),
+    ],
+)
+def test_options_a_command_cannot_use_are_refused(
+    bcg_csv: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    err = _fails([argv[0], str(bcg_csv), "--measure", "RR", *argv[1:]], capsys)
+    assert message in err
+
+
+def test_egger_uses_level_and_rma_options(
+    bcg_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    rows = [line.split(",") for line in BCG.strip().splitlines()[1:]]
+    cells = {name: [float(r[i + 1]) for r in rows] for i, name in enumerate("abcd")}
+    es = ketameta.escalc("RR", ai=cells["a"], bi=cells["b"], ci=cells["c"], di=cells["d"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ketameta.SmallSampleWarning)
+        lm90 = ketameta.egger_test(es, level=0.9)
+        rma = ketameta.egger_test(es, model="rma", method="DL", test="knha")
+    assert main(["egger", str(bcg_csv), "--measure", "RR", "--level", "0.9", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["level"] == 0.9
+    assert out["ci_lower"] == pytest.approx(lm90.ci_lower, rel=1e-12)
+    argv = ["egger", str(bcg_csv), "--measure", "RR", "--model", "rma", "--method", "DL"]
+    assert main([*argv, "--test", "knha", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["statistic"] == pytest.approx(rma.statistic, rel=1e-12)
+    assert "only 6 studies" in captured.err  # the small-sample warning is shown, not hidden
+
+
+def test_level_outside_0_1_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["pool", "x.csv", "--level", "95"])
+    assert exc.value.code == 2
+    assert "must be in (0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        ("outcomes.csv", lambda b: b.replace(b"SIGTERMANS2009", b"SIGTERMANS2010", 1), "sha256"),
+        ("crps.json", lambda b: b[:-20], "not valid JSON"),
+        ("crps.json", lambda b: b.replace(b'"version"', b'"versio"', 1), "lacks the entry"),
+    ],
+)
+def test_crps_on_a_tampered_dataset_exits_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    file: str,
+    edit: object,
+    message: str,
+) -> None:
+    import shutil
+    from importlib import resources
+
+    import ketameta.datasets as ds
+
+    copy = tmp_path / "datasets"
+    shutil.copytree(Path(str(resources.files("ketameta.datasets"))), copy)
+    target = copy / "crps" / file
+    target.write_bytes(edit(target.read_bytes()))  # type: ignore[operator]
+    monkeypatch.setattr(ds.resources, "files", lambda name: copy)
+    err = _fails(["crps"], capsys)
+    assert "the bundled CRPS dataset cannot be used" in err
+    assert message in err

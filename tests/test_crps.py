@@ -225,3 +225,27 @@ def test_render_and_cli(
     pytest.importorskip("matplotlib")
     assert main(["crps", "--forest", str(tmp_path / "plots")]) == 0
     assert (tmp_path / "plots" / "crps_responders.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_loader_names_the_cell_of_an_edited_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an edit that also updates the recorded sha256: a cell that is not of its column's
+    # type is named by table, line and column (not Python's "invalid literal for int()")
+    import shutil
+
+    import ketameta.datasets as ds
+
+    copy = tmp_path / "datasets"
+    shutil.copytree(Path(str(resources.files("ketameta.datasets"))), copy)
+    table = copy / "crps" / "outcomes.csv"
+    table.write_bytes(table.read_bytes().replace(b"ketamine,30,", b"ketamine,thirty,", 1))
+    sidecar_path = copy / "crps" / "crps.json"
+    sidecar = json.loads(sidecar_path.read_text("utf-8"))
+    sidecar["tables"]["outcomes"]["sha256"] = hashlib.sha256(table.read_bytes()).hexdigest()
+    sidecar_path.write_text(json.dumps(sidecar), "utf-8")
+    monkeypatch.setattr(ds.resources, "files", lambda name: copy)
+    with pytest.raises(
+        ValueError, match=r"outcomes\.csv, line 2, column 'n': 'thirty' is not an integer"
+    ):
+        load_crps()

@@ -159,3 +159,50 @@ def test_bad_input(bcg) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TypeError, match="cannot draw a funnel plot"):
         funnel(ketameta.leave_one_out(es))  # type: ignore[arg-type]
     plt.close("all")
+
+
+def test_forest_exp_of_huge_log_ratios_draws_and_prints_exactly() -> None:
+    # a study with almost no information (vi = 1e6: CI of the log OR ±1960) and one with a
+    # log ratio of 800 (its ratio, e^800, overflows a double): no overflow warning (pytest
+    # turns warnings into errors), the intervals end in arrows at the edge of the axis, and
+    # the printed numbers are exact (e^800 = 10^347.43..., written from the logarithm)
+    y, v = np.array([-0.5, -0.2, 0.1, 3.0]), np.array([0.04, 0.09, 0.05, 1e6])
+    res = ketameta.pool(y, v)
+    fig = forest(res, transform="exp")
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert low > 1e-5  # the axis follows the informative studies
+    assert high < 1e5
+    arrows = [line for line in ax.get_lines() if line.get_marker() in ("<", ">")]
+    assert len(arrows) == 2
+    right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    lo, hi = 3.0 - 1.959963984540054 * 1e3, 3.0 + 1.959963984540054 * 1e3
+    assert right[4].startswith(f"20.09 [{_sci(lo)}, {_sci(hi)}]")
+    _render(fig)
+    fig = forest(ketameta.pool([-0.5, -0.2, 800.0], [0.04, 0.09, 0.05]), transform="exp")
+    right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert right[3].startswith(_sci(800.0) + " [")
+    assert max(fig.axes[0].get_xlim()) < 1e110
+    _render(fig)
+
+
+def _sci(log_value: float) -> str:
+    """exp(log_value) in scientific notation from the logarithm (exact: mpmath)."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(30):
+        text = mpmath.nstr(mpmath.exp(mpmath.mpf(log_value)), 3, min_fixed=1, max_fixed=0)
+    mantissa, exponent = text.split("e")
+    return f"{float(mantissa):.2f}e{int(exponent):+d}"
+
+
+def test_forest_refline_must_be_finite(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, _, _ = bcg
+    with pytest.raises(ValueError, match="`refline` must be a finite number"):
+        forest(ketameta.pool(es), refline=float("inf"))
+
+
+@pytest.mark.parametrize("contours", [(0.9, 95), (0.0,), (1.0,), (float("nan"),)])
+def test_funnel_contours_must_be_levels(bcg, contours) -> None:  # type: ignore[no-untyped-def]
+    es, _, _ = bcg
+    with pytest.raises(ValueError, match=r"`contours` must be in \(0, 1\)"):
+        funnel(ketameta.pool(es), contours=contours)

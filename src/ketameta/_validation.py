@@ -10,6 +10,7 @@ import datetime as _dt
 import math
 from collections.abc import Collection, Mapping
 from decimal import Decimal
+from fractions import Fraction
 from numbers import Integral, Real
 from typing import Any
 
@@ -56,7 +57,14 @@ def _is_pandas_na(value: object) -> bool:
 def _short(value: object) -> str:
     """A repr that stays readable for integers of thousands of digits."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
-        return f"an integer of {len(str(abs(value)))} digits"
+        # (str() of an integer of more than 4300 digits raises: count them from the bits)
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"an integer of about {digits} digits"
+    if (
+        isinstance(value, Fraction)
+        and max(abs(value.numerator), value.denominator).bit_length() > 256
+    ):
+        return "a fraction of integers of hundreds of digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -88,6 +96,12 @@ def _element_to_float(value: object, name: str, where: str | None) -> float:
             msg = (
                 f"`{name}` is beyond the double-precision range{at}: got {_short(value)}; "
                 "numbers must be below about 1.8e308 in absolute value"
+            )
+            raise ValueError(msg)
+        if out == 0.0 and isinstance(value, int | Fraction | Decimal) and value != 0:
+            msg = (
+                f"`{name}` is outside the double-precision range{at}: got {_short(value)}; "
+                "nonzero numbers must be above about 5e-324 in absolute value"
             )
             raise ValueError(msg)
         return out

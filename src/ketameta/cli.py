@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import datasets
-from ._warnings import KetametaWarning
+from ._warnings import KetametaWarning, OmittedStudiesWarning
 from .bias import egger_test
 from .effect_sizes import MEASURES, EffectSizes, escalc
 from .pooling import METHODS, TESTS, PoolResult, pool
@@ -39,8 +41,44 @@ class UsageError(Exception):
     """A problem with the command's input, reported in one line with exit status 2."""
 
 
-def read_table(path: str) -> dict[str, list[str]]:
-    """The columns of a CSV file as lists of strings (header row required)."""
+class Table:
+    """The columns of a CSV file, with the file line on which each data row starts."""
+
+    def __init__(self, path: str, columns: dict[str, list[str]], lines: list[int]) -> None:
+        self.path = path
+        self.columns = columns
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def subset(self, rows: Sequence[int]) -> Table:
+        """The rows `rows` (indices into this table), keeping their file lines."""
+        return Table(
+            self.path,
+            {name: [values[i] for i in rows] for name, values in self.columns.items()},
+            [self.lines[i] for i in rows],
+        )
+
+    def where(self, message: str) -> str:
+        """A message naming studies by index (0-based, in this table) with file lines."""
+
+        def lines(match: re.Match[str]) -> str:
+            numbers = [str(self.lines[int(i)]) for i in re.findall(r"\d+", match[1])]
+            return f"line{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
+
+        message = re.sub(r"\bstudies \[([\d, ]*)\]", lines, message)
+        return re.sub(r"\bstudy (\d+)", lambda m: f"line {self.lines[int(m[1])]}", message)
+
+
+#: the csv module refuses fields over 131,072 characters by default; a study label may be
+#: longer (the file's size bounds it anyway)
+_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
+
+
+def read_table(path: str) -> Table:
+    """The columns of a CSV file as lists of strings (header row required), with the line
+    each row starts on (blank lines are skipped but counted)."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8-sig")
@@ -50,63 +88,120 @@ def read_table(path: str) -> dict[str, list[str]]:
     except (OSError, UnicodeDecodeError) as exc:
         msg = f"{path}: cannot read the file ({exc})"
         raise UsageError(msg) from exc
-    rows = list(csv.reader(text.splitlines()))
-    if not rows or not any(cell.strip() for cell in rows[0]):
+    previous_limit = csv.field_size_limit(_FIELD_LIMIT)
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        records, last = [], 0
+        for row in reader:
+            records.append((last + 1, row))  # a quoted field may span several lines
+            last = reader.line_num
+    except csv.Error as exc:
+        msg = f"{path}, line {last + 1}: not a valid CSV row ({exc})"
+        raise UsageError(msg) from exc
+    finally:
+        csv.field_size_limit(previous_limit)
+    if not records or not any(cell.strip() for cell in records[0][1]):
         msg = f"{path}: empty file (a header row naming the columns is required)"
         raise UsageError(msg)
-    header = [h.strip() for h in rows[0]]
-    columns: dict[str, list[str]] = {h: [] for h in header}
-    for line_no, row in enumerate(rows[1:], start=2):
+    header = [h.strip() for h in records[0][1]]
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if name and name in seen:
+            msg = (
+                f"{path}, line {records[0][0]}: the header names column {name!r} twice "
+                f"(columns {seen[name]} and {position}); rename one of them"
+            )
+            raise UsageError(msg)
+        seen.setdefault(name, position)
+    cells: list[list[str]] = [[] for _ in header]
+    lines = []
+    for line_no, row in records[1:]:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
             msg = f"{path}, line {line_no}: {len(row)} fields, but the header has {len(header)}"
             raise UsageError(msg)
-        for name, cell in zip(header, row, strict=True):
-            columns[name].append(cell.strip())
-    return columns
+        for values, cell in zip(cells, row, strict=True):
+            values.append(cell.strip())
+        lines.append(line_no)
+    columns: dict[str, list[str]] = {}
+    for position, (name, values) in enumerate(zip(header, cells, strict=True), start=1):
+        if not name:
+            if any(values):
+                i = next(i for i, v in enumerate(values) if v)
+                msg = f"{path}, line {lines[i]}: column {position} has values but no name"
+                raise UsageError(msg)
+            continue  # an unnamed, empty column (a trailing comma)
+        columns[name] = values
+    return Table(path, columns, lines)
 
 
-def numeric_column(columns: dict[str, list[str]], name: str, path: str) -> list[float]:
-    """A column as floats (empty cells are NaN); a bad cell names its line and column."""
-    if name not in columns:
-        msg = f"{path}: no column {name!r} (columns: {', '.join(columns)})"
+def numeric_column(table: Table, name: str) -> list[float]:
+    """A column as floats (empty cells and NA are NaN); a bad cell names its line and column."""
+    path = table.path
+    if name not in table.columns:
+        msg = f"{path}: no column {name!r} (columns: {', '.join(table.columns)})"
         raise UsageError(msg)
     values = []
-    for i, cell in enumerate(columns[name]):
-        if cell == "" or cell.upper() == "NA":
+    for line, cell in zip(table.lines, table.columns[name], strict=True):
+        if cell == "" or cell.upper() in ("NA", "NAN"):
             values.append(math.nan)
             continue
         try:
-            values.append(float(cell))
+            value = float(cell)
         except ValueError as exc:
-            msg = f"{path}, line {i + 2}, column {name!r}: {cell!r} is not a number"
+            msg = f"{path}, line {line}, column {name!r}: {cell!r} is not a number"
             raise UsageError(msg) from exc
+        if not math.isfinite(value):
+            shown = cell if len(cell) <= 40 else f"{cell[:20]}...({len(cell)} characters)"
+            what = (
+                "is not finite"
+                if cell.lstrip("+-").lower() in ("inf", "infinity")
+                else "is beyond the double-precision range (±1.8e308)"
+            )
+            msg = f"{path}, line {line}, column {name!r}: {shown!r} {what}"
+            raise UsageError(msg)
+        values.append(value)
     return values
 
 
-def effect_sizes(
-    args: argparse.Namespace, columns: dict[str, list[str]] | None = None
-) -> tuple[Any, Any, Any, list[str]]:
-    """(yi or EffectSizes, vi, sei, labels) from the CSV named in `args` (or its `columns`)."""
-    path = args.file
-    if columns is None:
-        columns = read_table(path)
-    n = len(next(iter(columns.values())))
+def effect_sizes(args: argparse.Namespace, table: Table) -> tuple[Any, Any, Any, list[str]]:
+    """(yi or EffectSizes, vi, sei, labels) from the rows of `table`."""
+    path = table.path
+    columns = table.columns
     label_column = next((c for c in _LABEL_COLUMNS if c in columns), None)
-    labels = columns[label_column] if label_column else [f"Study {i + 1}" for i in range(n)]
+    labels = (
+        columns[label_column] if label_column else [f"Study {i + 1}" for i in range(len(table))]
+    )
     if args.measure is None:
         if "yi" not in columns:
             msg = f"{path}: give --measure, or columns 'yi' and 'vi' (or 'sei')"
             raise UsageError(msg)
-        yi = numeric_column(columns, "yi", path)
+        yi = numeric_column(table, "yi")
         if "vi" in columns:
-            return yi, numeric_column(columns, "vi", path), None, labels
+            return yi, numeric_column(table, "vi"), None, labels
         if "sei" in columns:
-            return yi, None, numeric_column(columns, "sei", path), labels
+            return yi, None, numeric_column(table, "sei"), labels
         msg = f"{path}: column 'yi' needs 'vi' or 'sei' beside it"
         raise UsageError(msg)
-    known = {
+    given: dict[str, Any] = {
+        name: numeric_column(table, name) for name in columns if name in _ESCALC_COLUMNS
+    }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", KetametaWarning)
+            es = escalc(args.measure, **given)
+    except KetametaWarning as exc:
+        msg = f"{path}: {table.where(str(exc))}"
+        raise UsageError(msg) from exc
+    except (TypeError, ValueError) as exc:
+        msg = f"{path}: {table.where(str(exc))}"
+        raise UsageError(msg) from exc
+    return es, None, None, labels
+
+
+_ESCALC_COLUMNS = frozenset(
+    [
         "m1i",
         "sd1i",
         "n1i",
@@ -125,41 +220,50 @@ def effect_sizes(
         "x2i",
         "t2i",
         "ti",
-    }
-    given: dict[str, Any] = {
-        name: numeric_column(columns, name, path) for name in columns if name in known
-    }
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", KetametaWarning)
-            es = escalc(args.measure, **given)
-    except KetametaWarning as exc:
-        msg = f"{path}: {exc}"
-        raise UsageError(msg) from exc
-    except (TypeError, ValueError) as exc:
-        msg = f"{path}: {_rows_one_based(str(exc))}"
-        raise UsageError(msg) from exc
-    return es, None, None, labels
+    ]
+)
 
 
-def _rows_one_based(message: str) -> str:
-    """escalc names 0-based study indices; on the command line, name the CSV line."""
-    import re
+def _run(table: Table, call: Any, what: str = "") -> Any:
+    """Run an analysis on the rows of `table`: errors and ketameta's warnings (omitted
+    studies, small samples) are reported with the CSV lines of the studies they name."""
+    prefix = f"{table.path}{what}: "
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KetametaWarning)
+        try:
+            result = call()
+        except (TypeError, ValueError) as exc:
+            msg = prefix + table.where(str(exc))
+            raise UsageError(msg) from exc
+    for w in caught:
+        if issubclass(w.category, OmittedStudiesWarning):
+            found = re.search(r"\[([\d, ]*)\]", str(w.message))
+            numbers = [
+                str(table.lines[int(i)]) for i in re.findall(r"\d+", found[1] if found else "")
+            ]
+            what = (
+                f"line {numbers[0]} has a missing value and was left out"
+                if len(numbers) == 1
+                else f"lines {', '.join(numbers)} have missing values and were left out"
+            )
+            print(f"ketameta: warning: {prefix}{what}", file=sys.stderr)
+        elif issubclass(w.category, KetametaWarning):
+            print(f"ketameta: warning: {prefix}{table.where(str(w.message))}", file=sys.stderr)
+        else:  # not ours: let Python report it as usual
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
 
-    return re.sub(r"study (\d+)", lambda m: f"line {int(m.group(1)) + 2}", message)
 
+def _pool(args: argparse.Namespace, table: Table, what: str = "") -> PoolResult:
+    yi, vi, sei, _ = effect_sizes(args, table)
 
-def _pool(args: argparse.Namespace, columns: dict[str, list[str]] | None = None) -> PoolResult:
-    yi, vi, sei, _ = effect_sizes(args, columns)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", KetametaWarning)
-            if isinstance(yi, EffectSizes):
-                return pool(yi, method=args.method, test=args.test, level=args.level)
-            return pool(yi, vi, sei=sei, method=args.method, test=args.test, level=args.level)
-    except (TypeError, ValueError) as exc:
-        msg = f"{args.file}: {_rows_one_based(str(exc))}"
-        raise UsageError(msg) from exc
+    def fit() -> PoolResult:
+        if isinstance(yi, EffectSizes):
+            return pool(yi, method=args.method, test=args.test, level=args.level)
+        return pool(yi, vi, sei=sei, method=args.method, test=args.test, level=args.level)
+
+    result: PoolResult = _run(table, fit, what)
+    return result
 
 
 def _progress(done: int, total: int) -> None:
@@ -177,7 +281,8 @@ def _progress(done: int, total: int) -> None:
 def cmd_pool(args: argparse.Namespace) -> int:
     if args.by:
         return _pool_by(args)
-    result = _pool(args)
+    table = read_table(args.file)
+    result = _pool(args, table)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -185,25 +290,30 @@ def cmd_pool(args: argparse.Namespace) -> int:
     if args.forest:
         from .plot import forest
 
-        _, _, _, labels = effect_sizes(args)
-        kept = [lab for i, lab in enumerate(labels) if i not in set(result.omitted)]
+        _, _, _, labels = effect_sizes(args, table)
+        omitted = set(result.omitted)
+        kept = [lab for i, lab in enumerate(labels) if i not in omitted]
         _save(forest(result, labels=kept), args.forest)
     return 0
 
 
+def group_rows(keys: Sequence[str]) -> dict[str, list[int]]:
+    """The row indices of each value of `keys`, in order of first appearance: one pass."""
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
 def _pool_by(args: argparse.Namespace) -> int:
-    columns = read_table(args.file)
-    if args.by not in columns:
+    table = read_table(args.file)
+    if args.by not in table.columns:
         msg = f"{args.file}: no column {args.by!r} to group by"
         raise UsageError(msg)
-    keys = columns[args.by]
-    groups = list(dict.fromkeys(keys))
+    groups = group_rows(table.columns[args.by])
     out: dict[str, Any] = {}
-    for done, key in enumerate(groups, start=1):
-        rows = [i for i, k in enumerate(keys) if k == key]
-        out[key] = _pool(
-            args, {name: [values[i] for i in rows] for name, values in columns.items()}
-        )
+    for done, (key, rows) in enumerate(groups.items(), start=1):
+        out[key] = _pool(args, table.subset(rows), f" (group {args.by} = {key!r})")
         _progress(done, len(groups))
     if args.json:
         print(json.dumps({key: res.to_dict() for key, res in out.items()}, indent=2))
@@ -218,22 +328,21 @@ def _pool_by(args: argparse.Namespace) -> int:
 
 
 def cmd_egger(args: argparse.Namespace) -> int:
-    yi, vi, sei, _ = effect_sizes(args)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", KetametaWarning)
-            res = egger_test(
-                yi,
-                vi,
-                sei=sei,
-                model=args.model,
-                predictor=args.predictor,
-                method=args.method,
-                test=args.test,
-            )
-    except (TypeError, ValueError) as exc:
-        msg = f"{args.file}: {exc}"
-        raise UsageError(msg) from exc
+    table = read_table(args.file)
+    yi, vi, sei, _ = effect_sizes(args, table)
+    res = _run(
+        table,
+        lambda: egger_test(
+            yi,
+            vi,
+            sei=sei,
+            model=args.model,
+            predictor=args.predictor,
+            method=args.method,
+            test=args.test,
+            level=args.level,
+        ),
+    )
     print(json.dumps(res.to_dict(), indent=2) if args.json else res.summary())
     return 0
 
@@ -241,7 +350,7 @@ def cmd_egger(args: argparse.Namespace) -> int:
 def cmd_funnel(args: argparse.Namespace) -> int:
     from .plot import funnel
 
-    result = _pool(args)
+    result = _pool(args, read_table(args.file))
     _save(funnel(result), args.output)
     print(f"funnel plot of {result.k} studies written to {args.output}")
     return 0
@@ -279,8 +388,14 @@ def cmd_example(args: argparse.Namespace) -> int:
 
 def cmd_crps(args: argparse.Namespace) -> int:
     from .crps import analyse_crps, forest_plots, render
+    from .datasets import load_crps
 
-    report = analyse_crps()
+    try:
+        data = load_crps()
+    except (OSError, ValueError, KeyError) as exc:  # a damaged or edited installation
+        msg = f"the bundled CRPS dataset cannot be used: {exc}"
+        raise UsageError(msg) from exc
+    report = analyse_crps(data)
     if args.forest:
         try:
             report["forest_plots"] = forest_plots(report, args.forest)
@@ -296,13 +411,51 @@ def cmd_crps(args: argparse.Namespace) -> int:
     return 0
 
 
+#: options every command that reads a CSV file accepts, with their defaults (None in the
+#: parser, so that an option given to a command that cannot use it is refused)
+_DEFAULTS = {"method": "REML", "test": "z", "level": 0.95, "json": False}
+
+
 def _add_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="CSV file (escalc column names, or yi and vi/sei)")
     p.add_argument("--measure", choices=sorted(MEASURES), help="effect size to compute")
-    p.add_argument("--method", default="REML", choices=METHODS, help="tau^2 estimator")
-    p.add_argument("--test", default="z", choices=TESTS, help="test for the pooled effect")
-    p.add_argument("--level", type=float, default=0.95, help="confidence level (0.95)")
-    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--method", choices=METHODS, help="tau^2 estimator (REML)")
+    p.add_argument("--test", choices=TESTS, help="test for the pooled effect (z)")
+    p.add_argument("--level", type=_level, help="confidence level (0.95)")
+    p.add_argument("--json", action="store_true", default=None, help="print the result as JSON")
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        msg = f"not a number: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from exc
+    if not 0 < value < 1:
+        msg = f"must be in (0, 1), e.g. 0.95; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _options(args: argparse.Namespace) -> argparse.Namespace:
+    """Refuse the options a command cannot use (instead of ignoring them); fill defaults."""
+    unused: list[str] = []
+    if args.command == "egger" and getattr(args, "model", "lm") == "lm":
+        # the classic test is a weighted regression with its own t test
+        unused += [f"--{o}" for o in ("method", "test") if getattr(args, o) is not None]
+        if unused:
+            unused[-1] += " (used only with --model rma)"
+    if args.command == "pool" and args.by and args.forest:
+        unused.append("--forest (with --by)")
+    if args.command == "funnel":
+        unused += [f"--{o}" for o in ("test", "json") if getattr(args, o) is not None]
+    if unused:
+        msg = f"ketameta {args.command} cannot use {', '.join(unused)}"
+        raise UsageError(msg)
+    for name, default in _DEFAULTS.items():
+        if getattr(args, name, default) is None:
+            setattr(args, name, default)
+    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # the main job: the bundled CRPS dataset
         args = parser.parse_args(["crps"])
     try:
-        return commands[args.command](args)
+        return commands[args.command](_options(args))
     except UsageError as exc:
         print(f"ketameta: error: {exc}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ import numpy as np
 from scipy import special
 
 from ._typing import FloatArray
-from ._validation import as_float, check_choice, check_level, critical_value
+from ._validation import as_float, check_choice, check_level
 
 __all__ = [
     "GrimResult",
@@ -78,15 +78,51 @@ __all__ = [
 _LOGISTIC = np.pi / np.sqrt(3.0)
 
 
+_MAX = float(np.finfo(np.float64).max)
+_TINY = float(np.finfo(np.float64).tiny)  # smallest normal double
+_LN2 = math.log(2.0)
+
+
 def _arr(x: Any, name: str) -> FloatArray:
-    # the shared conversion: masked entries, pd.NA and nullable-dtype NA become NaN (NaN
-    # out); Decimal / NumPy scalars accepted; named errors for every other input class
+    """`x` as a new float64 array: the shared conversion (masked entries, ``pd.NA`` and
+    nullable-dtype NA are NaN, so NaN out; ``Decimal``, ``Fraction``, NumPy scalars and long
+    doubles accepted; named errors for values beyond the double range, strings, complex and
+    date-time values); infinities are refused."""
     out = as_float(x, name)
     if np.isinf(out).any():
         i = int(np.flatnonzero(np.isinf(out).reshape(-1))[0])
         msg = f"`{name}` must be finite; element {i} is infinite"
         raise ValueError(msg)
     return out
+
+
+def _same_shape(**arrays: FloatArray | None) -> None:
+    """Inputs combined element by element must have one shape (or be scalars); the message
+    names both arguments (NumPy's broadcasting error names neither)."""
+    given = [(name, a) for name, a in arrays.items() if a is not None and a.ndim > 0]
+    for (first, a), (second, b) in itertools.pairwise(given):
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            n_a = a.shape[0] if a.ndim == 1 else a.shape
+            n_b = b.shape[0] if b.ndim == 1 else b.shape
+            msg = (
+                f"`{second}` has {n_b} elements but `{first}` has {n_a}; give them the same "
+                "length (or a single number for either)"
+            )
+            raise ValueError(msg) from None
+
+
+def _no_underflow(se: FloatArray, scale: FloatArray, name: str) -> None:
+    """A standard error that underflows to 0 from a non-zero scale is a named error."""
+    bad = (np.asarray(se) == 0) & (np.asarray(scale) != 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        msg = (
+            f"the standard error underflows the floating-point range (below 5e-324) for "
+            f"this `{name}`; element {i}"
+        )
+        raise ValueError(msg)
 
 
 def _checked(result: Any, name: str) -> FloatArray:
@@ -106,13 +142,105 @@ def _require(cond: Any, name: str, requirement: str, values: FloatArray) -> None
         raise ValueError(msg)
 
 
-def _crit(level: float, df: Any = None) -> FloatArray:
-    lv = check_level(level)
+def _normal_quantile(p: FloatArray, c: FloatArray) -> FloatArray:
+    """q with P(|Z| > q) = p for a standard normal Z, given p and c = 1 - p (each to full
+    relative precision where it is the smaller one): from the tail that keeps every digit,
+    down to p = 5e-324."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upper = np.where(
+            p >= _TINY,
+            -special.ndtri(p / 2.0),
+            -special.ndtri_exp(np.log(np.where(p > 0, p, np.nan)) - _LN2),
+        )
+        central = np.sqrt(2.0) * special.erfinv(c)
+    return np.asarray(np.where(p <= 0.5, upper, central), dtype=np.float64)
+
+
+def _t_quantile_reciprocal(p: FloatArray, c: FloatArray, df: FloatArray) -> FloatArray:
+    """1/q with P(|T| > q) = p for Student's t with `df` degrees of freedom, given p and
+    c = 1 - p (the reciprocal: q itself overflows for df ≤ 1 and p below ~1e-308).
+
+    P(|T| > q) = I_x(df/2, 1/2) with x = df/(df + q²) (Abramowitz & Stegun 26.7.1), so
+    1/q = sqrt(x / (df y)), y = 1 - x. Both x and y come from inverses of the incomplete
+    beta function (regularised or complementary) of the smaller of p and c, so neither
+    is formed as 1 minus the other. Where x is tiny, I_x(a, 1/2) = x^a / (a B(a, 1/2))
+    (1 + O(x)) gives x in closed form; for subnormal p with larger df the root is found on
+    the logarithmic scale (:func:`_t_log_quantile`).
+    """
+    p, c, df = np.broadcast_arrays(p, c, df)
+    a = df / 2.0
+    upper = p <= 0.5
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        x = np.where(upper, special.betaincinv(a, 0.5, p), _betainccinv(a, 0.5, c))
+        y = np.where(upper, _betainccinv(0.5, a, p), special.betaincinv(0.5, a, c))
+        out = np.sqrt(x / (df * y))
+        # sqrt(x / df) with x^a = p a B(a, 1/2); in logarithms where p a B is subnormal
+        log_base = np.log(np.where(p > 0, p, np.nan)) + np.log(a) + special.betaln(a, 0.5)
+        base = np.exp(log_base)
+        sqrt_x = np.where(base >= _TINY, base ** (0.5 / a), np.exp(log_base * (0.5 / a)))
+        small = np.exp(log_base / a) < 1e-16  # relative error of the closed form ~ x
+        out = np.where(small, sqrt_x / np.sqrt(df), out)
+    hard = np.flatnonzero(((p < _TINY) & ~small).reshape(-1))
+    if hard.size:
+        out = np.array(out, dtype=np.float64)
+        flat, p_flat, df_flat = out.reshape(-1), p.reshape(-1), df.reshape(-1)
+        for i in hard:
+            flat[i] = math.exp(-_t_log_quantile(float(p_flat[i]), float(df_flat[i])))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _betainccinv(a: Any, b: Any, q: Any) -> Any:
+    """x with 1 - I_x(a, b) = q (SciPy ≥ 1.11 has it; earlier: through 1 - q)."""
+    inverse = getattr(special, "betainccinv", None)
+    if inverse is not None:
+        return inverse(a, b, q)
+    return special.betaincinv(a, b, 1.0 - q)  # pragma: no cover - old SciPy
+
+
+def _t_log_tail(log_q: float, df: float) -> float:
+    """log P(|T| > q) = log I_x(a, 1/2), x = df/(df + q²), a = df/2, from
+    I_x(a, b) = x^a (1 - x)^b / (a B(a, b)) 2F1(a + b, 1; a + 1; x) (DLMF 8.17.8 with
+    15.8.1), in logarithms, for probabilities below the smallest double."""
+    a = df / 2.0
+    ratio = math.exp(2.0 * log_q) / df  # q² / df
+    log_x = -math.log1p(ratio)
+    log_y = 2.0 * log_q - math.log(df) - math.log1p(ratio)
+    hyp = float(special.hyp2f1(a + 0.5, 1.0, a + 1.0, math.exp(log_x)))
+    return a * log_x + 0.5 * log_y - math.log(a) - float(special.betaln(a, 0.5)) + math.log(hyp)
+
+
+def _t_log_quantile(p: float, df: float) -> float:
+    """log q with P(|T| > q) = p, for subnormal p: the t quantile exceeds the normal
+    one (38.5 at p = 5e-324), so the root of the monotone log tail is bracketed above it."""
+    from scipy.optimize import brentq  # heavy: only for p below the smallest normal double
+
+    target = math.log(p)
+    low = math.log(float(-special.ndtri_exp(target - _LN2)))
+    high = low + 8.0
+    while _t_log_tail(high, df) > target:
+        high += 8.0
+    return float(brentq(lambda u: _t_log_tail(u, df) - target, low, high, xtol=1e-15))
+
+
+def _quantile_reciprocal(p: FloatArray, c: FloatArray, df: FloatArray | None) -> FloatArray:
+    """1/q for the two-sided quantile q (P(|Z| > q) = p, or Student's t with `df`)."""
     if df is None:
-        return np.asarray(critical_value(lv), dtype=np.float64)
-    d = _arr(df, "df")
-    _require(d > 0, "df", "positive", d)
-    return np.asarray(critical_value(lv, d), dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            return np.asarray(1.0 / _normal_quantile(p, c), dtype=np.float64)
+    return _t_quantile_reciprocal(p, c, df)
+
+
+def _crit_reciprocal(level: float, df: Any = None) -> FloatArray:
+    """1/q for the quantile q of a two-sided interval at `level` (normal, or t with `df`)."""
+    lv = check_level(level)
+    d = None
+    if df is not None:
+        d = _arr(df, "df")
+        _require(d > 0, "df", "positive", d)
+    # P(|Z| > q) = 1 - level: 1 - level is exact for level ≥ 1/2, and level itself is the
+    # complement, so levels within one ulp of 1 (or near 0) keep every digit
+    one = np.float64(1.0)
+    return _quantile_reciprocal(np.asarray(one - lv), np.asarray(np.float64(lv)), d)
 
 
 def se_from_ci(
@@ -154,13 +282,16 @@ def se_from_ci(
     0.0211...
     """
     lo, hi = _arr(lower, "lower"), _arr(upper, "upper")
+    _same_shape(lower=lo, upper=hi, df=None if df is None else _arr(df, "df"))
     if log:
         _require(lo > 0, "lower", "positive when log=True", lo)
         _require(hi > 0, "upper", "positive when log=True", hi)
         lo, hi = np.log(lo), np.log(hi)
-    _require((hi >= lo) | np.isnan(lo), "upper", "at least `lower`", hi)  # NaN: missing
+    _require(hi >= lo, "upper", "at least `lower`", hi)
     with np.errstate(over="ignore", invalid="ignore"):
-        return _checked((hi - lo) / (2.0 * _crit(level, df)), "upper")
+        se = (hi - lo) / 2.0 * _crit_reciprocal(level, df)
+    _no_underflow(se, hi - lo, "level")
+    return _checked(se, "upper")
 
 
 def var_from_ci(
@@ -205,6 +336,13 @@ def se_from_pvalue(estimate: Any, pvalue: Any, *, log: bool = False, df: Any = N
     ndarray
         Standard errors (NaN-free for valid input; 0 < p < 1 required).
 
+    Notes
+    -----
+    The quantile comes from the smaller tail (``-Φ⁻¹(p/2)``, or through the incomplete
+    beta function for t: ``P(|T| > q) = I_x(df/2, 1/2)``, ``x = df/(df + q²)``), so
+    p-values far below 1e-16, down to the smallest positive double (5e-324), keep full
+    precision: ``1 - p/2`` would round to 1 and give a standard error of 0.
+
     References
     ----------
     .. [1] Altman & Bland (2011), BMJ 343:d2090.
@@ -218,18 +356,20 @@ def se_from_pvalue(estimate: Any, pvalue: Any, *, log: bool = False, df: Any = N
     0.3668...
     """
     est, p = _arr(estimate, "estimate"), _arr(pvalue, "pvalue")
+    d = None if df is None else _arr(df, "df")
+    _same_shape(estimate=est, pvalue=p, df=d)
     _require((p > 0) & (p < 1), "pvalue", "in (0, 1)", p)
     if log:
         _require(est > 0, "estimate", "positive when log=True", est)
         est = np.log(est)
-    if df is None:
-        q = special.ndtri(1.0 - p / 2.0)
-    else:
-        d = _arr(df, "df")
+    if d is not None:
         _require(d > 0, "df", "positive", d)
-        q = special.stdtrit(d, 1.0 - p / 2.0)
-    with np.errstate(over="ignore"):
-        return _checked(np.abs(est) / q, "estimate")
+    # the quantile from the smaller tail: exact for p down to 5e-324 (1 - p/2 is 1 in
+    # double precision below p ~ 2e-16)
+    with np.errstate(over="ignore", under="ignore"):
+        se = np.abs(est) * _quantile_reciprocal(p, 1.0 - p, d)
+    _no_underflow(se, est, "pvalue")
+    return _checked(se, "estimate")
 
 
 def var_from_pvalue(
@@ -323,6 +463,21 @@ def mean_sd_from_median(
     (6.938841, 3.679435)
     """
     m, nn = _arr(median, "median"), _arr(n, "n")
+    _same_shape(
+        median=m,
+        n=nn,
+        **{
+            name: _arr(value, name)
+            for name, value in (
+                ("q1", q1),
+                ("q3", q3),
+                ("min", min),
+                ("max", max),
+                ("iqr_width", iqr_width),
+            )
+            if value is not None
+        },
+    )
     _require(nn >= 2, "n", "at least 2", nn)
     has_q = q1 is not None or q3 is not None
     has_r = min is not None or max is not None
@@ -350,7 +505,9 @@ def mean_sd_from_median(
     if not (has_q or has_r):
         msg = "give `q1`/`q3`, `min`/`max`, both, or `iqr_width`"
         raise TypeError(msg)
-    xi1 = 2.0 * special.ndtri((nn - 0.375) / (nn + 0.25))
+    # ξ((n - 0.375)/(n + 0.25)) from the upper tail, 1 - 0.625/(n + 0.25): the
+    # argument itself rounds to 1 for n beyond ~1e16
+    xi1 = -2.0 * special.ndtri(0.625 / (nn + 0.25))
     xi2 = 2.0 * special.ndtri((0.75 * nn - 0.125) / (nn + 0.25))
     if has_q and has_r:
         a, b, lo, hi = _arr(min, "min"), _arr(max, "max"), _arr(q1, "q1"), _arr(q3, "q3")
@@ -419,10 +576,14 @@ def smd_to_log_or(d: Any, vd: Any = None) -> Any:
     >>> round(float(convert.smd_to_log_or(0.5)), 6)
     0.906900
     """
-    y = _arr(d, "d") * _LOGISTIC
-    if vd is None:
-        return y
-    return y, _arr(vd, "vd") * _LOGISTIC**2
+    dd = _arr(d, "d")
+    v = None if vd is None else _arr(vd, "vd")
+    _same_shape(d=dd, vd=v)
+    with np.errstate(over="ignore"):
+        y = _checked(dd * _LOGISTIC, "d")
+        if v is None:
+            return y
+        return y, _checked(v * _LOGISTIC**2, "vd")
 
 
 def log_or_to_smd(log_or: Any, v_log_or: Any = None) -> Any:
@@ -441,10 +602,13 @@ def log_or_to_smd(log_or: Any, v_log_or: Any = None) -> Any:
     >>> round(float(convert.log_or_to_smd(convert.smd_to_log_or(0.5))), 12)
     0.5
     """
-    d = _arr(log_or, "log_or") / _LOGISTIC
-    if v_log_or is None:
+    lor = _arr(log_or, "log_or")
+    v = None if v_log_or is None else _arr(v_log_or, "v_log_or")
+    _same_shape(log_or=lor, v_log_or=v)
+    d = lor / _LOGISTIC
+    if v is None:
         return d
-    return d, _arr(v_log_or, "v_log_or") / _LOGISTIC**2
+    return d, v / _LOGISTIC**2
 
 
 def smd_to_r(d: Any, n1: Any = None, n2: Any = None) -> FloatArray:
@@ -467,8 +631,10 @@ def smd_to_r(d: Any, n1: Any = None, n2: Any = None) -> FloatArray:
     0.242536
     """
     dd = _arr(d, "d")
-    h = _group_factor(n1, n2)
-    return np.asarray(dd / np.sqrt(dd**2 + h), dtype=np.float64)
+    h = _group_factor(n1, n2, d=dd)
+    # d / sqrt(d² + h) without forming d² (which overflows beyond |d| ~ 1e154): the limits
+    # ±1 as |d| grows
+    return np.asarray(dd / np.hypot(dd, np.sqrt(h)), dtype=np.float64)
 
 
 def r_to_smd(r: Any, n1: Any = None, n2: Any = None) -> FloatArray:
@@ -488,20 +654,22 @@ def r_to_smd(r: Any, n1: Any = None, n2: Any = None) -> FloatArray:
     """
     rr = _arr(r, "r")
     _require((rr > -1) & (rr < 1), "r", "in (-1, 1)", rr)
-    h = _group_factor(n1, n2)
-    return np.asarray(rr * np.sqrt(h) / np.sqrt(1 - rr**2), dtype=np.float64)
+    h = _group_factor(n1, n2, r=rr)
+    # 1 - r² as (1 - r)(1 + r): no cancellation for r near ±1
+    return np.asarray(rr * np.sqrt(h) / np.sqrt((1 - rr) * (1 + rr)), dtype=np.float64)
 
 
-def _group_factor(n1: Any, n2: Any) -> FloatArray | float:
+def _group_factor(n1: Any, n2: Any, **effect: FloatArray) -> FloatArray | float:
     if n1 is None and n2 is None:
         return 4.0
     if n1 is None or n2 is None:
         msg = "give both `n1` and `n2` (or neither, for large equal groups)"
         raise TypeError(msg)
     a1, a2 = _arr(n1, "n1"), _arr(n2, "n2")
+    _same_shape(**effect, n1=a1, n2=a2)
     _require(a1 >= 1, "n1", "at least 1", a1)
     _require(a2 >= 1, "n2", "at least 1", a2)
-    _require((a1 + a2 > 2) | np.isnan(a1), "n2", "such that n1 + n2 > 2", a2)
+    _require(a1 + a2 > 2, "n2", "such that n1 + n2 > 2", a2)
     m = a1 + a2 - 2
     return np.asarray(m / a1 + m / a2, dtype=np.float64)
 
@@ -543,6 +711,9 @@ def z_to_r(z: Any) -> FloatArray:
 def exp(x: Any) -> FloatArray:
     """Back-transform log ratios (log OR, log RR, ROM, IRLN, ...) to ratios.
 
+    Values above 709.78 (whose exponential overflows the double range) are a named
+    ``ValueError``; very negative values give 0, the correctly rounded ratio.
+
     References
     ----------
     .. [6] Hasselblad & Hedges (1995), Psychol Bull 117(1):167-178.
@@ -553,7 +724,17 @@ def exp(x: Any) -> FloatArray:
     >>> round(float(convert.exp(-0.7145)), 4)
     0.4894
     """
-    return np.asarray(np.exp(_arr(x, "x")), dtype=np.float64)
+    xx = _arr(x, "x")
+    with np.errstate(over="ignore"):
+        out = np.exp(xx)
+    if np.isinf(out).any():
+        i = int(np.flatnonzero(np.isinf(out).reshape(-1))[0])
+        msg = (
+            f"`x` is too large to back-transform: exp(x) overflows the floating-point range "
+            f"for x > 709.78; element {i} is {xx.reshape(-1)[i]!r}"
+        )
+        raise ValueError(msg)
+    return np.asarray(out, dtype=np.float64)
 
 
 def inv_logit(x: Any) -> FloatArray:
@@ -620,7 +801,9 @@ def inv_freeman_tukey(x: Any, n: Any) -> FloatArray:
     >>> round(float(convert.inv_freeman_tukey(es.yi, 11)[0]), 4)
     0.2727
     """
-    xx, nn = np.broadcast_arrays(_arr(x, "x"), _arr(n, "n"))
+    x_in, n_in = _arr(x, "x"), _arr(n, "n")
+    _same_shape(x=x_in, n=n_in)
+    xx, nn = np.broadcast_arrays(x_in, n_in)
     _require(nn > 0, "n", "positive", nn)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         s = np.sin(2 * xx)
@@ -633,33 +816,40 @@ def inv_freeman_tukey(x: Any, n: Any) -> FloatArray:
 
 
 def _exact(x: Any, name: str) -> Fraction:
-    """A reported number as an exact fraction of its decimal representation (Python and
-    NumPy numbers, ``Decimal`` and strings)."""
-    if isinstance(x, bool) or not isinstance(
-        x, int | float | str | Decimal | np.integer | np.floating
+    """A reported number as an exact fraction of its decimal representation (integers
+    and Decimals exactly; floats as their shortest decimal; strings as printed)."""
+    if isinstance(x, bool | np.bool_) or not isinstance(
+        x, int | float | str | np.integer | np.floating | Decimal | Fraction
     ):
         msg = f"`{name}` must be a number, got {x!r}"
         raise TypeError(msg)
     if isinstance(x, int | np.integer):
-        value = Fraction(int(x))  # (str() of an integer of > 4300 digits raises)
+        value = Fraction(int(x))
+    elif isinstance(x, Decimal | Fraction) and not (isinstance(x, Decimal) and not x.is_finite()):
+        value = Fraction(x)
     else:
         try:
             value = Fraction(str(x).strip())
         except ValueError as exc:
-            msg = f"`{name}` must be a number, got {x!r}"
-            raise TypeError(msg) from exc
-    if abs(value) > _LARGEST_DOUBLE:
+            msg = f"`{name}` must be a finite number, got {x!r}"
+            raise (TypeError if isinstance(x, str) else ValueError)(msg) from exc
+    if abs(value) > _MAX:
         msg = f"`{name}` is beyond the double-precision range (about 1.8e308)"
         raise ValueError(msg)
     return value
 
 
-_LARGEST_DOUBLE = Fraction(np.finfo(np.float64).max)
-
-
-def _is_count(value: Any) -> bool:
-    """A Python or NumPy integer (not a bool)."""
-    return not isinstance(value, bool | np.bool_) and isinstance(value, int | np.integer)
+def _as_count(n: Any, name: str) -> int:
+    """A positive integer (a count), at most the largest exactly representable double."""
+    if isinstance(n, bool | np.bool_) or not isinstance(n, int | np.integer) or n < 1:
+        msg = f"`{name}` must be a positive integer, got {n!r}"
+        raise ValueError(msg)
+    if n > 2**53:
+        msg = (
+            f"`{name}` must be at most 2**53 (a count of patients or items), got a larger integer"
+        )
+        raise ValueError(msg)
+    return int(n)
 
 
 def counts_from_percent(
@@ -712,29 +902,38 @@ def counts_from_percent(
     """
     rounding = check_choice(rounding, "rounding", ("nearest", "truncate", "any"))
     p = _exact(percent, "percent")
-    if not _is_count(n) or n < 1:
-        msg = f"`n` must be a positive integer, got {n!r}"
-        raise ValueError(msg)
-    if not _is_count(decimals) or decimals < 0:
-        msg = f"`decimals` must be a non-negative integer, got {decimals!r}"
-        raise ValueError(msg)
-    decimals = int(decimals)
+    count = _as_count(n, "n")
+    _check_decimals(decimals)
     if not 0 <= p <= 100:
         msg = f"`percent` must be within [0, 100], got {percent!r}"
         raise ValueError(msg)
     unit = Fraction(1, 10**decimals)
-    out = []
-    for c in range(int(n) + 1):
-        value = Fraction(100 * c, int(n))
-        nearest = abs(value - p) <= unit / 2
-        truncated = p <= value < p + unit
-        if (
-            (rounding == "nearest" and nearest)
-            or (rounding == "truncate" and truncated)
-            or (rounding == "any" and (nearest or truncated))
-        ):
-            out.append(c)
-    return tuple(out)
+    # 100 c / n within [low, high] (inclusive) or [p, p + unit) (truncation): the counts
+    # are the integers of an interval, found exactly without visiting every c ≤ n
+    runs = []
+    if rounding in ("nearest", "any"):
+        low, high = (p - unit / 2) * count / 100, (p + unit / 2) * count / 100
+        runs.append(range(max(0, math.ceil(low)), min(count, math.floor(high)) + 1))
+    if rounding in ("truncate", "any"):
+        low, high = p * count / 100, (p + unit) * count / 100
+        runs.append(range(max(0, math.ceil(low)), min(count, math.ceil(high) - 1) + 1))
+    if sum(len(r) for r in runs) > 1_000_000:
+        msg = (
+            f"more than 1,000,000 counts out of `n` = {count} give {percent!r}% at "
+            f"{decimals} decimals: the percentage says almost nothing about the count"
+        )
+        raise ValueError(msg)
+    return tuple(sorted({c for r in runs for c in r}))
+
+
+def _check_decimals(decimals: Any) -> None:
+    if (
+        isinstance(decimals, bool)
+        or not isinstance(decimals, int | np.integer)
+        or not 0 <= decimals <= 50
+    ):
+        msg = f"`decimals` must be an integer from 0 to 50, got {decimals!r}"
+        raise ValueError(msg)
 
 
 @attrs.frozen(kw_only=True)
@@ -784,15 +983,9 @@ def grim_test(mean: Any, n: int, *, decimals: int = 2, items: int = 1) -> GrimRe
     True
     """
     m = _exact(mean, "mean")
-    for value, name in ((n, "n"), (items, "items")):
-        if not _is_count(value) or value < 1:
-            msg = f"`{name}` must be a positive integer, got {value!r}"
-            raise ValueError(msg)
-    if not _is_count(decimals) or decimals < 0:
-        msg = f"`decimals` must be a non-negative integer, got {decimals!r}"
-        raise ValueError(msg)
-    decimals = int(decimals)
-    total = int(n) * int(items)
+    n, items = _as_count(n, "n"), _as_count(items, "items")
+    _check_decimals(decimals)
+    total = n * items
     below = Fraction(math.floor(m * total), total)
     above = below + Fraction(1, total)
     half = Fraction(1, 2 * 10**decimals)
@@ -802,7 +995,7 @@ def grim_test(mean: Any, n: int, *, decimals: int = 2, items: int = 1) -> GrimRe
         mean=float(m),
         n=int(n),
         items=int(items),
-        decimals=decimals,
+        decimals=int(decimals),
         nearest_possible=(float(below), float(above)),
     )
 
@@ -893,7 +1086,7 @@ def check_reported(
         for x, name in ((estimate, "estimate"), (ci_lower, "ci_lower"), (ci_upper, "ci_upper"))
     ]
     halves = [Fraction(1, 2 * 10 ** _decimals_of(x)) for x in (estimate, ci_lower, ci_upper)]
-    crit = float(critical_value(lv))
+    crit = 1.0 / float(_crit_reciprocal(lv))
 
     def implied(est: float, lo: float, hi: float) -> tuple[float, float, float]:
         if log:

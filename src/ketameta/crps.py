@@ -393,8 +393,14 @@ def _printed(x: float) -> str:
     return repr(float(x))
 
 
-def analyse_crps() -> dict[str, Any]:
+def analyse_crps(data: CRPSData | None = None) -> dict[str, Any]:
     """All analyses of the bundled CRPS dataset, as plain (JSON-serialisable) data.
+
+    Parameters
+    ----------
+    data : CRPSData, optional
+        The dataset as loaded by :func:`~ketameta.datasets.load_crps` (loaded here if not
+        given).
 
     Returns
     -------
@@ -414,7 +420,8 @@ def analyse_crps() -> dict[str, Any]:
     >>> [r["study_id"] for r in report["responders"]["studies"] if r["use"] == "main"]
     ['COHEN2023', 'KIEFER2008A', 'MANGNUS2021']
     """
-    data = load_crps()
+    if data is None:
+        data = load_crps()
     responders = _responders(data)
     change = _change_scores(data)
     randomized = _randomized(data)

@@ -15,6 +15,7 @@ References
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +36,9 @@ _TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "tanh": np.tanh,
 }
 _MAX_LABEL = 32
+#: with transform="exp", log ratios are drawn within ±log(1e100): their exponentials
+#: overflow from 709.8 on, and a log axis needs room for its margins and tick decades
+_LOG_CAP = math.log(1e100)
 
 
 def _pyplot() -> Any:
@@ -55,6 +59,30 @@ def _transform(transform: str | Callable[[Any], Any] | None) -> Callable[[Any], 
         msg = f"unknown `transform` {transform!r}; use one of {sorted(_TRANSFORMS)} or a function"
         raise ValueError(msg)
     return _TRANSFORMS[transform]
+
+
+def _number(value: float, *, ratio: bool = False) -> str:
+    """A printed estimate: 2 decimals; scientific notation from 1e5 on, and for ratios
+    below 0.005 (which 2 decimals would print as 0.00)."""
+    if not math.isfinite(value):
+        return "NA"
+    if abs(value) < 1e5 and (not ratio or value == 0 or abs(value) >= 0.005):
+        return f"{value:.2f}"
+    return f"{value:.2e}"
+
+
+def _ratio(log_value: float) -> str:
+    """exp(log_value) printed as :func:`_number` would, from the logarithm (no overflow)."""
+    if not math.isfinite(log_value):
+        return "NA"
+    if abs(log_value) < 700:
+        return _number(math.exp(log_value), ratio=True)
+    decimal = log_value / math.log(10)
+    exponent = math.floor(decimal)
+    mantissa = round(10 ** (decimal - exponent), 2)
+    if mantissa >= 10:
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.2f}e{exponent:+d}"
 
 
 def _short(label: str) -> str:
@@ -106,7 +134,10 @@ def forest(
         model's settings and drawn as a block with its own diamond.
     transform : {"exp", "expit", "tanh"} or callable, optional
         Back-transform for display (``"exp"`` for log ratios, on a log axis; ``"expit"``
-        for logits; ``"tanh"`` for Fisher's z).
+        for logits; ``"tanh"`` for Fisher's z). With ``"exp"``, a log ratio beyond
+        ±230 (a ratio beyond 1e±100: a study with almost no information, whose ratio
+        would overflow) is drawn to the edge of the axis and its interval ends in an
+        arrow; the numbers on the right are exact (scientific notation, from the logs).
     xlabel : str, optional
         Label of the effect axis.
     refline : float or None
@@ -136,7 +167,14 @@ def forest(
     >>> fig.axes[0].get_xscale()     # the second Axes holds the numbers on the right
     'log'
     """
-    f = _transform(transform)
+    back = _transform(transform)
+    if refline is not None and not (isinstance(refline, int | float) and math.isfinite(refline)):
+        msg = f"`refline` must be a finite number on the analysis scale or None, got {refline!r}"
+        raise ValueError(msg)
+
+    def text(x: float) -> str:
+        return _ratio(float(x)) if transform == "exp" else _number(float(back(x)))
+
     if isinstance(result, PoolResult):
         rows = _pool_rows(result, labels, groups)
     elif isinstance(result, LeaveOneOutResult | CumulativeResult):
@@ -145,7 +183,7 @@ def forest(
         msg = f"cannot draw a forest plot of {type(result).__name__}"
         raise TypeError(msg)
     # a column header on top; the heterogeneity line of each pooled row beneath it
-    weight_title = "  Weight" if show_weights else ""
+    weight_title = "  Weight" if show_weights and any("weight" in r for r in rows) else ""
     expanded: list[dict[str, Any]] = [
         {
             "kind": "colhead",
@@ -162,6 +200,11 @@ def forest(
             expanded.append(
                 {"kind": "note", "label": row["note"], "est": np.nan, "lo": np.nan, "hi": np.nan}
             )
+    window = _window(rows, transform == "exp")
+
+    def f(x: Any) -> Any:  # the drawing position of a value on the analysis scale
+        return back(np.clip(np.asarray(x, dtype=float), *window))
+
     fig, ax = _figure(len(expanded), ax)
     n = len(expanded)
     ypos = np.arange(n, 0, -1, dtype=float)  # top to bottom
@@ -179,6 +222,13 @@ def forest(
         highs.append(hi)
         if kind == "study":
             ax.plot([lo, hi], [y, y], color="black", lw=1.0, zorder=2)
+            # an interval reaching beyond the axis ends in an arrow at its edge
+            for end, marker, outside in (
+                (row["lo"], "<", float(row["lo"]) < window[0]),
+                (row["hi"], ">", float(row["hi"]) > window[1]),
+            ):
+                if outside:
+                    ax.plot([float(f(end))], [y], marker=marker, color="black", ms=5, zorder=3)
             size = 4.0 + 10.0 * np.sqrt(max(row.get("weight", 10.0), 0.0) / 100.0)
             ax.plot(
                 [est],
@@ -196,7 +246,7 @@ def forest(
                 lows.append(plo)
                 highs.append(phi)
             _diamond(ax, y, est, lo, hi, "black" if kind == "pooled" else "gray")
-        right = f"{est:.2f} [{lo:.2f}, {hi:.2f}]"
+        right = f"{text(row['est'])} [{text(row['lo'])}, {text(row['hi'])}]"
         if show_weights and "weight" in row:
             right += f" {row['weight']:5.1f}%"
         right_labels.append(right)
@@ -232,6 +282,33 @@ def forest(
     if xlabel:
         ax.set_xlabel(xlabel)
     return fig
+
+
+def _window(rows: list[dict[str, Any]], log_ratios: bool) -> tuple[float, float]:
+    """The range of the effect axis, on the analysis scale.
+
+    It holds every study estimate and every pooled interval (CI and prediction interval);
+    study intervals may reach twice that span beyond it, and are clipped there (drawn with
+    an arrow), so that one uninformative study (a huge interval) cannot shrink the others
+    to a point. Log ratios stay within ±log(1e100), well inside the double range.
+    """
+    core: list[float] = []
+    for row in rows:
+        if row["kind"] == "header":
+            continue
+        core.append(float(row["est"]))
+        if row["kind"] != "study" or row.get("pooled_interval"):
+            core += [float(row["lo"]), float(row["hi"])]
+            core += [float(x) for x in row.get("pred") or ()]
+    values = [x for x in core if math.isfinite(x)]
+    if not values:
+        return (-math.inf, math.inf)
+    low, high = min(values), max(values)
+    width = high - low if high > low else max(abs(low), 1.0)
+    low, high = low - 2 * width, high + 2 * width
+    if log_ratios:
+        low, high = max(low, -_LOG_CAP), min(high, _LOG_CAP)
+    return (low, high)
 
 
 def _level(result: Any) -> float:
@@ -328,6 +405,7 @@ def _sensitivity_rows(
             "est": res.estimate[i],
             "lo": res.ci_lower[i],
             "hi": res.ci_upper[i],
+            "pooled_interval": True,  # a pooled result's CI: part of the axis range
         }
         for i in range(n)
     ]

@@ -138,10 +138,23 @@ def _load_table(name: str, spec: dict[str, Any]) -> tuple[tuple[str, ...], list[
     record = namedtuple(f"{name.capitalize()}Record", columns)  # type: ignore[misc]
     integers = set(spec.get("integer_columns", ()))
     floats = set(spec.get("float_columns", ()))
-    rows = [
-        record(**{c: _parse_cell(row[c], c in integers, c in floats) for c in columns})
-        for row in reader
-    ]
+    rows = []
+    for row in reader:
+        if None in row or None in row.values():
+            msg = f"the CRPS table {spec['file']}, line {reader.line_num}: wrong number of fields"
+            raise ValueError(msg)
+        values = {}
+        for c in columns:
+            try:
+                values[c] = _parse_cell(row[c], c in integers, c in floats)
+            except ValueError as exc:
+                kind = "an integer" if c in integers else "a number"
+                msg = (
+                    f"the CRPS table {spec['file']}, line {reader.line_num}, column {c!r}: "
+                    f"{row[c]!r} is not {kind}"
+                )
+                raise ValueError(msg) from exc
+        rows.append(record(**values))
     return columns, rows
 
 
@@ -172,10 +185,22 @@ def load_crps(*, as_frame: bool = False) -> CRPSData:
     >>> crps.cite("SIGTERMANS2009")[:45]
     'Sigtermans MJ, van Hilten JJ, Bauer MCR, Arbo'
     """
-    sidecar = json.loads(
-        resources.files(__name__).joinpath("crps").joinpath("crps.json").read_text("utf-8")
-    )
-    tables = {name: _load_table(name, spec) for name, spec in sidecar["tables"].items()}
+    try:
+        sidecar = json.loads(
+            resources.files(__name__).joinpath("crps").joinpath("crps.json").read_text("utf-8")
+        )
+        specs = sidecar["tables"]
+        tables = {name: _load_table(name, spec) for name, spec in specs.items()}
+        version, studies = sidecar["version"], tables["studies"][1]
+    except json.JSONDecodeError as exc:
+        msg = f"the CRPS sidecar crps.json is not valid JSON ({exc})"
+        raise ValueError(msg) from exc
+    except KeyError as exc:
+        msg = f"the CRPS sidecar crps.json lacks the entry {exc}: the installation is damaged"
+        raise ValueError(msg) from exc
+    except OSError as exc:
+        msg = f"a file of the CRPS dataset cannot be read ({exc})"
+        raise ValueError(msg) from exc
     if as_frame:
         import pandas as pd
 
@@ -185,12 +210,12 @@ def load_crps(*, as_frame: bool = False) -> CRPSData:
         }
     else:
         values = {name: tuple(rows) for name, (_, rows) in tables.items()}
-    citations = {r.study_id: _reference(r) for r in tables["studies"][1]}
+    citations = {r.study_id: _reference(r) for r in studies}
     return CRPSData(
         studies=values["studies"],
         outcomes=values["outcomes"],
         published=values["published"],
         provenance=sidecar,
-        version=sidecar["version"],
+        version=version,
         citations=citations,
     )
