@@ -7,8 +7,9 @@ estimator, and the diagnostics built on them.
 
 from __future__ import annotations
 
-from . import convert, datasets
+from . import convert, datasets, priors
 from ._warnings import (
+    AccuracyWarning,
     ConvergenceError,
     KetametaWarning,
     LocalMaximumWarning,
@@ -16,6 +17,7 @@ from ._warnings import (
     SmallSampleWarning,
     ZeroCellWarning,
 )
+from .bayes import BatchBayesResult, BayesPoolResult, bayes_pool, bayes_pool_many
 from .batch import BatchEggerResult, BatchPoolResult, egger_many, pool_many
 from .bias import (
     BeggResult,
@@ -44,7 +46,10 @@ __all__ = [
     "MEASURES",
     "METHODS",
     "TESTS",
+    "AccuracyWarning",
+    "BatchBayesResult",
     "BatchEggerResult",
+    "BayesPoolResult",
     "BatchPoolResult",
     "BeggResult",
     "ConvergenceError",
@@ -63,6 +68,8 @@ __all__ = [
     "TrimFillResult",
     "ZeroCellWarning",
     "__version__",
+    "bayes_pool",
+    "bayes_pool_many",
     "begg_test",
     "convert",
     "cumulative",
@@ -76,6 +83,7 @@ __all__ = [
     "leave_one_out",
     "pool",
     "pool_many",
+    "priors",
     "trim_and_fill",
 ]
 
