@@ -33,6 +33,7 @@ from typing import Any
 
 import attrs
 import numpy as np
+from scipy import special
 
 from ._engine import bayes as _eng
 from ._results import array_field, import_pandas, plain
@@ -88,6 +89,15 @@ def _tail(prior: TauPrior, mu_prior: NormalPrior | None, k: int) -> float:
     return a + ((k - 1) if mu_prior is None else k)
 
 
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def _nan_field() -> Any:
+    """A float field that may be NaN (a statistic that does not exist), NaN equal to NaN."""
+    return attrs.field(eq=attrs.cmp_using(eq=_same))
+
+
 @attrs.frozen(kw_only=True)
 class _Mixture:
     w: FloatArray
@@ -130,18 +140,18 @@ class BayesPoolResult:
     """
 
     tau_median: float
-    tau_mean: float
-    tau_sd: float
+    tau_mean: float = _nan_field()
+    tau_sd: float = _nan_field()
     tau_ci_lower: float
     tau_ci_upper: float
     mu_median: float
-    mu_mean: float
-    mu_sd: float
+    mu_mean: float = _nan_field()
+    mu_sd: float = _nan_field()
     mu_ci_lower: float
     mu_ci_upper: float
     pred_median: float
-    pred_mean: float
-    pred_sd: float
+    pred_mean: float = _nan_field()
+    pred_sd: float = _nan_field()
     pred_lower: float
     pred_upper: float
     theta_median: FloatArray = array_field()
@@ -149,9 +159,9 @@ class BayesPoolResult:
     theta_sd: FloatArray = array_field()
     theta_ci_lower: FloatArray = array_field()
     theta_ci_upper: FloatArray = array_field()
-    log_marginal_likelihood: float
-    bf_tau0: float
-    bf_mu0: float
+    log_marginal_likelihood: float = _nan_field()
+    bf_tau0: float = _nan_field()
+    bf_mu0: float = _nan_field()
     k: int
     yi: FloatArray = array_field()
     vi: FloatArray = array_field()
@@ -550,16 +560,15 @@ def _bayes_factors(post: Any, row: int = 0) -> tuple[float, float, float]:
     bf_tau = math.nan
     if tau_proper:
         ll0, _, _ = post.conditional(np.zeros((post.y.shape[0], 1)))
-        bf_tau = math.exp(float(ll0[row, 0]) - logz)
+        with np.errstate(over="ignore"):
+            bf_tau = float(np.exp(float(ll0[row, 0]) - logz))
     bf_mu = math.nan
-    if mu_prior is not None:
-        dens = float(_eng.mixture_pdf(
-            np.zeros((1, 1)),
-            post.weights()[row : row + 1],
-            post.muhat[row : row + 1],
-            np.sqrt(post.var[row : row + 1]),
-        )[0, 0])
-        bf_mu = dens / math.exp(float(mu_prior.logpdf(0.0)))
+    if mu_prior is not None:  # log of sum_j w_j N(0; mu_j, V_j), then over the prior at 0
+        var = post.var[row]
+        terms = post.logw[row] - 0.5 * (np.log(2 * math.pi * var) + post.muhat[row] ** 2 / var)
+        log_post0 = float(special.logsumexp(terms))
+        with np.errstate(over="ignore"):
+            bf_mu = float(np.exp(log_post0 - float(mu_prior.logpdf(0.0))))
     return logml, bf_tau, bf_mu
 
 

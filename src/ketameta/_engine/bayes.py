@@ -232,7 +232,7 @@ class Posterior:
             with np.errstate(under="ignore", over="ignore"):
                 return f, np.exp(lf)
 
-        t = _newton(fun, x, lo, hi, xtol=1e-14)
+        t = _newton(fun, x, lo, hi, xtol=1e-14 * (hi - lo))
         return self.tau_of(t)
 
     # --- mixtures over the nodes -------------------------------------------------------------
@@ -247,11 +247,12 @@ def _newton(
     lo: FloatArray,
     hi: FloatArray,
     *,
-    xtol: float,
+    xtol: float | FloatArray,
     maxiter: int = 200,
 ) -> FloatArray:
     """Vectorised Newton's method safeguarded by bisection on a bracket [lo, hi] of an
-    increasing function (``fun`` returns its value and derivative)."""
+    increasing function (``fun`` returns its value and derivative); stops when the steps
+    are below the absolute tolerance `xtol` (or 4 ulp of x)."""
     x, lo, hi = x.copy(), lo.copy(), hi.copy()
     for _ in range(maxiter):
         f, d = fun(x)
@@ -262,9 +263,10 @@ def _newton(
             xn = x - step
         bad = ~((xn > lo) & (xn < hi)) | ~np.isfinite(xn)
         xn = np.where(bad, 0.5 * (lo + hi), xn)
-        done = (np.abs(xn - x) <= xtol * np.maximum(1.0, np.abs(x))) | (f == 0)
+        tol = np.maximum(xtol, 4.0 * np.spacing(np.abs(x)))
+        done = (np.abs(xn - x) <= tol) | (f == 0)
         x = np.where(f == 0, x, xn)
-        if done.all() or (hi - lo <= xtol * np.maximum(1.0, np.abs(lo))).all():
+        if done.all() or (hi - lo <= tol).all():
             break
     return x
 
@@ -298,7 +300,9 @@ def mixture_quantile(p: FloatArray, w: FloatArray, mean: FloatArray, sd: FloatAr
     def fun(x: FloatArray) -> tuple[FloatArray, FloatArray]:
         return mixture_cdf(x, w, mean, sd) - p, mixture_pdf(x, w, mean, sd)
 
-    return _newton(fun, start, lo, hi, xtol=1e-12)
+    # steps below 1e-13 of the narrowest significant component's SD
+    spread = np.where(big, sd, np.inf).min(axis=1)[:, None]
+    return _newton(fun, start, lo, hi, xtol=1e-13 * spread)
 
 
 def mixture_mode(
@@ -316,7 +320,8 @@ def mixture_mode(
         return -d1, -d2  # -f' increases through the mode
 
     x = 0.5 * (lo + hi)
-    return _newton(fun, x, lo.astype(np.float64), hi.astype(np.float64), xtol=1e-13)
+    spread = np.where(w > 1e-300, sd, np.inf).min(axis=1)
+    return _newton(fun, x, lo.astype(np.float64), hi.astype(np.float64), xtol=1e-13 * spread)
 
 
 def golden_max(
