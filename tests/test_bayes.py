@@ -199,7 +199,9 @@ def test_exact_against_mpmath(data, prior_factor: float, normal_mu: bool) -> Non
     # lose digits in any double-precision evaluation
     ptol = 1e-8 + 1e-14 * float(np.max(np.abs(y))) / math.sqrt(float(np.min(v)))
     # τ: quantiles through the exact CDF, and the mean
-    for p, q in zip((0.025, 0.5, 0.975), (res.tau_ci_lower, res.tau_median, res.tau_ci_upper), strict=True):
+    for p, q in zip(
+        (0.025, 0.5, 0.975), (res.tau_ci_lower, res.tau_median, res.tau_ci_upper), strict=True
+    ):
         assert float(ref.tau_cdf(q)) == pytest.approx(p, abs=ptol)
     assert res.tau_mean == pytest.approx(float(ref.expect(lambda t: t)), rel=1e-8)
     # μ and θ_new: quantiles through the exact mixture CDF, the mean
@@ -327,8 +329,17 @@ def test_bayes_pool_many_rows_equal_bayes_pool() -> None:
             assert batch.k[i] == 0
             continue
         one = ketameta.bayes_pool(Y[i, keep], V[i, keep], tau_prior=prior, mu_prior=(0, 2))
-        for f in ("tau_median", "tau_mean", "mu_median", "mu_mean", "mu_sd", "mu_ci_lower",
-                  "pred_upper", "log_marginal_likelihood", "bf_tau0"):
+        for f in (
+            "tau_median",
+            "tau_mean",
+            "mu_median",
+            "mu_mean",
+            "mu_sd",
+            "mu_ci_lower",
+            "pred_upper",
+            "log_marginal_likelihood",
+            "bf_tau0",
+        ):
             assert getattr(batch, f)[i] == pytest.approx(getattr(one, f), rel=1e-9, abs=1e-11), f
     assert len(batch) == m
     json.dumps(batch.to_dict())
@@ -404,7 +415,9 @@ def test_distribution_functions_are_consistent(schools1) -> None:
         q = schools1.quantile(param, [0.1, 0.5, 0.9])
         assert schools1.cdf(param, q) == pytest.approx([0.1, 0.5, 0.9], abs=1e-10)
         lo, hi = float(q[0]), float(q[2])
-        mass, _ = integrate.quad(lambda x, p=param: float(schools1.pdf(p, x)), lo, hi, epsabs=1e-12)
+        mass, _ = integrate.quad(
+            lambda x, p=param: float(schools1.pdf(p, x)), lo, hi, epsabs=1e-12
+        )
         assert mass == pytest.approx(0.8, abs=1e-8)
     lo, hi = schools1.interval("mu", kind="shortest")
     assert float(schools1.pdf("mu", lo)) == pytest.approx(float(schools1.pdf("mu", hi)), rel=1e-5)

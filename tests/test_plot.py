@@ -199,7 +199,9 @@ def test_bayes_forest_shows_shrinkage(schools: ketameta.BayesPoolResult) -> None
 
     fig = bayes_forest(schools, labels=list("ABCDEFGH"), xlabel="Score change")
     ax = fig.axes[0]
-    circles = [line for line in ax.get_lines() if line.get_marker() == "o" and len(line.get_xdata())]
+    circles = [
+        line for line in ax.get_lines() if line.get_marker() == "o" and len(line.get_xdata())
+    ]
     assert [float(c.get_xdata()[0]) for c in circles] == pytest.approx(list(schools.theta_median))
     right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
     assert right[-2] == (

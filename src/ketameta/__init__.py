@@ -17,8 +17,8 @@ from ._warnings import (
     SmallSampleWarning,
     ZeroCellWarning,
 )
-from .bayes import BatchBayesResult, BayesPoolResult, bayes_pool, bayes_pool_many
 from .batch import BatchEggerResult, BatchPoolResult, egger_many, pool_many
+from .bayes import BatchBayesResult, BayesPoolResult, bayes_pool, bayes_pool_many
 from .bias import (
     BeggResult,
     EggerResult,
@@ -49,8 +49,8 @@ __all__ = [
     "AccuracyWarning",
     "BatchBayesResult",
     "BatchEggerResult",
-    "BayesPoolResult",
     "BatchPoolResult",
+    "BayesPoolResult",
     "BeggResult",
     "ConvergenceError",
     "CumulativeResult",

@@ -113,8 +113,8 @@ class BayesPoolResult:
     ----------
     tau_median, tau_mean, tau_sd, tau_ci_lower, tau_ci_upper : float
         Marginal posterior of τ: median, mean, standard deviation and the central
-        (equal-tailed) credible interval at `level` (modes: :meth:`mode`). A mean or SD that does not exist
-        (heavy posterior tail) is NaN.
+        (equal-tailed) credible interval at `level` (modes: :meth:`mode`). A mean or SD
+        that does not exist (heavy posterior tail) is NaN.
     mu_median, mu_mean, mu_sd, mu_ci_lower, mu_ci_upper : float
         Marginal posterior of the overall effect μ.
     pred_median, pred_mean, pred_sd, pred_lower, pred_upper : float
@@ -237,7 +237,7 @@ class BayesPoolResult:
         else:
             mix = self._mixture(param, study)
             out = _eng.mixture_quantile(flat, mix.w, mix.mean, mix.sd)
-        return out.reshape(pp.shape)
+        return out.reshape(pp.shape)  # type: ignore[no-any-return]
 
     def probability(
         self,
@@ -387,12 +387,17 @@ class BayesPoolResult:
         lines = [
             "Bayesian random-effects meta-analysis (normal-normal hierarchical model)",
             "",
-            f"{self.k} estimates" + (f"; omitted (missing values): {list(self.omitted)}" if self.omitted else ""),
+            f"{self.k} estimates"
+            + (f"; omitted (missing values): {list(self.omitted)}" if self.omitted else ""),
             "",
             f"tau prior ({'proper' if self.tau_prior.proper else 'improper'}): "
             f"{self.tau_prior.describe()}",
             f"mu prior ({'improper' if self.mu_prior is None else 'proper'}): "
-            + ("uniform(min = -Inf, max = Inf)" if self.mu_prior is None else self.mu_prior.describe()),
+            + (
+                "uniform(min = -Inf, max = Inf)"
+                if self.mu_prior is None
+                else self.mu_prior.describe()
+            ),
             "",
             "ML and MAP estimates:",
             f"{'':13s}{'tau':>10s}{'mu':>10s}",
@@ -421,7 +426,8 @@ class BayesPoolResult:
             "",
             "Bayes factors (> 1 favours the hypothesis):",
             f"  tau = 0: {_bf(self.bf_tau0)}    mu = 0: {_bf(self.bf_mu0)}",
-            f"relative heterogeneity I^2 at the posterior median of tau: {100 * float(self.i2()):.1f}%",
+            "relative heterogeneity I^2 at the posterior median of tau: "
+            f"{100 * float(self.i2()):.1f}%",
             f"integration: {self.n_nodes} nodes in tau, estimated relative error "
             f"{self.integration_error:.1e} (requested {self.rtol:g})",
         ]
@@ -484,8 +490,9 @@ def _maximise(fun: Any, a: FloatArray, b: FloatArray) -> FloatArray:
             out[r] = a[r]
             continue
         tol = 1e-12 * max(1.0, abs(float(b[r])))
-        res = minimize_scalar(g, bounds=(float(a[r]), float(b[r])), method="bounded",
-                              options={"xatol": tol})
+        res = minimize_scalar(
+            g, bounds=(float(a[r]), float(b[r])), method="bounded", options={"xatol": tol}
+        )
         out[r] = res.x
     return out
 
@@ -506,7 +513,7 @@ def _tau_mode(post: Any) -> FloatArray:
 
     mode = _maximise(f, a, b)
     at0 = f(np.zeros_like(mode))
-    return np.where(at0 >= f(mode), 0.0, mode)  # type: ignore[no-any-return]
+    return np.where(at0 >= f(mode), 0.0, mode)
 
 
 def _map_joint(post: Any) -> tuple[FloatArray, FloatArray]:
@@ -523,7 +530,7 @@ def _map_joint(post: Any) -> tuple[FloatArray, FloatArray]:
         out = -0.5 * (ld + r) + post.prior.log_density_data(tt, post.v, post.present)
         if post.mu_prior is not None:
             out = out + post.mu_prior.logpdf(muhat)
-        return np.where(np.isnan(out), -np.inf, out)  # type: ignore[no-any-return]
+        return np.where(np.isnan(out), -np.inf, out)
 
     def profile(t: FloatArray) -> FloatArray:
         return profile_at(t[:, None])[:, 0]

@@ -33,6 +33,7 @@ def _quiet_pool(*args: Any, **kwargs: Any) -> PoolResult:
         warnings.simplefilter("ignore", KetametaWarning)
         return pool(*args, **kwargs)
 
+
 #: half-normal priors on τ for each metric: (main scale, wider scale, why)
 TAU_PRIOR_SCALES: dict[str, tuple[float, float, str]] = {
     "logit": (
@@ -101,7 +102,7 @@ def _few_studies(
         "pvalue": knha.pvalue,
         "pred_lower": out(pi[0]),
         "pred_upper": out(pi[1]),
-        "pred_method": f"mu +/- t(k-1) * sqrt(tau^2 + SE^2) with the HKSJ SE (Riley et al. 2011)",
+        "pred_method": "mu +/- t(k-1) * sqrt(tau^2 + SE^2) with the HKSJ SE (Riley et al. 2011)",
         "pred_outside_range": outside,
         "tau2": knha.tau2,
         "tau2_ci": [ci.tau2[1], ci.tau2[2]],
@@ -150,7 +151,6 @@ def _few_studies(
         "bayesian": bayes,
         "prior_choice": why,
     }
-
 
 
 def _summary_of(res: PoolResult, back: Any = None) -> dict[str, Any]:
@@ -315,8 +315,14 @@ def _responders(data: CRPSData) -> dict[str, Any]:
     )
     published = next(p for p in data.published if p.review_id == "ZHAO2018_1TO3MONTHS")
     few = _few_studies(
-        [float(x) for x in escalc("PLO", xi=[r["count"] for r in main], ni=[r["n"] for r in main]).yi],
-        [float(x) for x in escalc("PLO", xi=[r["count"] for r in main], ni=[r["n"] for r in main]).vi],
+        [
+            float(x)
+            for x in escalc("PLO", xi=[r["count"] for r in main], ni=[r["n"] for r in main]).yi
+        ],
+        [
+            float(x)
+            for x in escalc("PLO", xi=[r["count"] for r in main], ni=[r["n"] for r in main]).vi
+        ],
         metric="logit",
         back=convert.inv_logit,
         threshold=(0.0, "responder rate > 50%"),
@@ -571,27 +577,34 @@ def analyse_crps() -> dict[str, Any]:
     collins = next(p for p in data.published if p.review_id == "COLLINS2010")
     p_resp = next(v for k, v in br["probabilities"].items() if k.startswith("P(pooled"))
     p_mcid = next(v for k, v in bc["probabilities"].items() if k.startswith("P(pooled"))
+    br_ci = _rng(br["mu_ci"][0], br["mu_ci"][1])
+    br_pi = _rng(br["pred_interval"][0], br["pred_interval"][1])
+    fc_i2 = f"{_i2(fc['i2_ci'][0])} to {_i2(fc['i2_ci'][1])}"
+    bc_ci = _rng(bc["mu_ci"][0], bc["mu_ci"][1])
+    p_mcid_wide = next(
+        v for k, v in few_c["bayesian"][1]["probabilities"].items() if k.startswith("P(pooled")
+    )
     summary = [
         f"Responders 3 weeks to 3 months after treatment: only {k_resp} uncontrolled studies "
         f"report counts; pooled, about {fr['estimate']:.0f}% respond (REML with the "
         f"Hartung-Knapp-Sidik-Jonkman interval: 95% CI {_rng(fr['ci_lower'], fr['ci_upper'])}%; "
         f"Bayesian, half-normal(1) prior on tau: {br['mu_median']:.0f}%, 95% credible interval "
-        f"{_rng(*br['mu_ci'])}%; Zhao 2018: 58%). Whether settings differ cannot be told from "
+        f"{br_ci}%; Zhao 2018: 58%). Whether settings differ cannot be told from "
         f"three studies: I² is estimated at {fr['i2']:.0f}% but its 95% confidence interval runs "
         f"from {fr['i2_ci'][0]:.0f}% to {fr['i2_ci'][1]:.1f}%, so the data allow anything from "
         "no to very large differences between settings; a new setting's responder rate could "
-        f"lie anywhere from {_rng(*br['pred_interval'])}% (Bayesian 95% prediction interval). "
+        f"lie anywhere from {br_pi}% (Bayesian 95% prediction interval). "
         f"The probability that the typical responder rate exceeds 50% is {p_resp:.2f}: the "
         "data cannot say whether most patients respond. Each study defines a responder "
         "differently.",
         f"Pain change by the end of treatment in three uncontrolled series: about "
         f"{fc['estimate']:.1f} points on a 0-10 scale, but the three studies differ widely "
-        f"(I² {fc['i2']:.0f}%, 95% CI {_i2(fc['i2_ci'][0])} to {_i2(fc['i2_ci'][1])}%), so the HKSJ 95% CI "
+        f"(I² {fc['i2']:.0f}%, 95% CI {fc_i2}%), so the HKSJ 95% CI "
         f"runs from {_rng(fc['ci_lower'], fc['ci_upper'])} points (the z interval "
         f"{_rng(fc['sensitivity_z']['ci_lower'], fc['sensitivity_z']['ci_upper'])}, too narrow "
         f"with k = 3); the Bayesian analysis gives {bc['mu_median']:.1f} "
-        f"({_rng(*bc['mu_ci'])}) with P(mean reduction > 2 points, the minimal clinically "
-        f"important difference) = {p_mcid:.2f}, {few_c['bayesian'][1]['probabilities'][next(iter(few_c['bayesian'][1]['probabilities']))]:.2f} "
+        f"({bc_ci}) with P(mean reduction > 2 points, the minimal clinically "
+        f"important difference) = {p_mcid:.2f}, {p_mcid_wide:.2f} "
         "with the wider prior. The prediction interval for a new series "
         f"({_rng(fc['pred_lower'], fc['pred_upper'])} points, HKSJ) runs beyond the ends "
         "of the 0-10 scale: the model cannot say more than that results differ widely. "
@@ -676,20 +689,27 @@ def _pct(a: dict[str, Any]) -> str:
 def _render_few(few: dict[str, Any], unit: str) -> list[str]:
     f, z = few["frequentist"], few["frequentist"]["sensitivity_z"]
     d = 0 if unit == "%" else 2
+    ci = _rng(f["ci_lower"], f["ci_upper"], d)
+    pi = _rng(f["pred_lower"], f["pred_upper"], d)
+    tau2_ci = _rng(f["tau2_ci"][0], f["tau2_ci"][1], 2)
     out = [
         f"  Main analysis, REML with the Hartung-Knapp-Sidik-Jonkman (HKSJ) interval "
         f"(t, {f['k'] - 1} df):",
-        f"    pooled {f['estimate']:.{d}f}{unit}, 95% CI {_rng(f['ci_lower'], f['ci_upper'], d)}{unit}; "
-        f"95% prediction interval {_rng(f['pred_lower'], f['pred_upper'], d)}{unit}",
+        f"    pooled {f['estimate']:.{d}f}{unit}, 95% CI {ci}{unit}; "
+        f"95% prediction interval {pi}{unit}",
     ]
     if f["pred_outside_range"]:
         out += _wrap("! " + f["pred_outside_range"], 92, "    ")
-    out += [
-        f"    heterogeneity: tau² {f['tau2']:.3g} (95% CI {_rng(*f['tau2_ci'], 2)}), "
-        f"I² {f['i2']:.0f}% (95% CI {_i2(f['i2_ci'][0])} to {_i2(f['i2_ci'][1])}%; Q-profile)",
+    out += _wrap(
+        f"heterogeneity: tau² {f['tau2']:.3g} (95% CI {tau2_ci}), I² {f['i2']:.0f}% "
+        f"(95% CI {_i2(f['i2_ci'][0])} to {_i2(f['i2_ci'][1])}%; Q-profile)",
+        92,
+        "    ",
+    )
+    out.append(
         f"  Sensitivity, z (Wald) interval: 95% CI {_rng(z['ci_lower'], z['ci_upper'], d)}{unit} "
-        "(too narrow with few studies)",
-    ]
+        "(too narrow with few studies)"
+    )
     for b in few["bayesian"]:
         flag = "  [outside the scale]" if b["pred_outside_range"] else ""
         out.append(
@@ -697,8 +717,9 @@ def _render_few(few: dict[str, Any], unit: str) -> list[str]:
         )
         out += _wrap(
             f"median {b['mu_median']:.{d}f}{unit}, 95% credible interval "
-            f"{_rng(*b['mu_ci'], d)}{unit}; tau {b['tau_median']:.2f} "
-            f"({_rng(*b['tau_ci'], 2)}); new study {_rng(*b['pred_interval'], d)}{unit}{flag}",
+            f"{_rng(b['mu_ci'][0], b['mu_ci'][1], d)}{unit}; tau {b['tau_median']:.2f} "
+            f"({_rng(b['tau_ci'][0], b['tau_ci'][1], 2)}); new study "
+            f"{_rng(b['pred_interval'][0], b['pred_interval'][1], d)}{unit}{flag}",
             92,
             "    ",
         )
@@ -791,8 +812,8 @@ def render(report: dict[str, Any]) -> str:
     for t in rz["trial"]["estimates"]:
         out += _wrap(
             f"SIGTERMANS2009 week 1, +/- as {t['plus_minus_as']}: MD {t['md']:.2f} "
-            f"(95% CI {_rng(*t['md_ci'], 2)}); SMD {t['smd']:.2f} "
-            f"(95% CI {_rng(*t['smd_ci'], 2)})",
+            f"(95% CI {_rng(t['md_ci'][0], t['md_ci'][1], 2)}); SMD {t['smd']:.2f} "
+            f"(95% CI {_rng(t['smd_ci'][0], t['smd_ci'][1], 2)})",
             92,
             "  ",
         )
@@ -815,9 +836,7 @@ def render(report: dict[str, Any]) -> str:
     out += _wrap("Not run: " + report["small_study"]["why"], 92, "  ")
     out += ["", "Summary", ""]
     for line in report["summary"]:
-        out += _wrap(line, 92, "- ")[:1] + [
-            "  " + x[2:] for x in _wrap(line, 92, "- ")[1:]
-        ]
+        out += _wrap(line, 92, "- ")[:1] + ["  " + x[2:] for x in _wrap(line, 92, "- ")[1:]]
     return "\n".join(out)
 
 

@@ -521,7 +521,12 @@ def posterior(
     a, b = result.interval(param, kind=kind)
     inside = (x >= a) & (x <= b)
     ax.fill_between(
-        x[inside], 0, dens[inside], color="0.8", lw=0, label=f"{100 * result.level:g}% {kind} interval"
+        x[inside],
+        0,
+        dens[inside],
+        color="0.8",
+        lw=0,
+        label=f"{100 * result.level:g}% {kind} interval",
     )
     med = float(result.quantile(param, 0.5))
     ax.plot([med, med], [0, float(result.pdf(param, med))], color="black", lw=1.0)
@@ -538,8 +543,14 @@ def posterior(
         else:
             from scipy import stats
 
-            ax.plot(x, stats.norm.pdf(x, result.mu_prior.mean, result.mu_prior.sd),
-                    color="dimgray", lw=1.0, ls="--", label="prior")
+            ax.plot(
+                x,
+                stats.norm.pdf(x, result.mu_prior.mean, result.mu_prior.sd),
+                color="dimgray",
+                lw=1.0,
+                ls="--",
+                label="prior",
+            )
     if label_prior:
         ax.plot([], [], " ", label=label_prior)
     ax.set_xlim(*xlim)
@@ -549,8 +560,9 @@ def posterior(
     for side in ("right", "top"):
         ax.spines[side].set_visible(False)
     ax.legend(frameon=False, fontsize="small")
-    ax.set_title(f"median {med:.3g}, {100 * result.level:g}% interval {a:.3g} to {b:.3g}",
-                 fontsize="medium")
+    ax.set_title(
+        f"median {med:.3g}, {100 * result.level:g}% interval {a:.3g} to {b:.3g}", fontsize="medium"
+    )
     return fig
 
 
@@ -640,7 +652,11 @@ def bayes_forest(
     ax.plot([p_lo, p_hi], [y_pred, y_pred], color="black", lw=3.0, solid_capstyle="butt")
     xs += [a, b, p_lo, p_hi]
     left += ["", "Effect μ (posterior)", "New study (prediction)"]
-    right += ["", f"{m:.2f} [{a:.2f}, {b:.2f}]", f"{float(f(result.pred_median)):.2f} [{p_lo:.2f}, {p_hi:.2f}]"]
+    right += [
+        "",
+        f"{m:.2f} [{a:.2f}, {b:.2f}]",
+        f"{float(f(result.pred_median)):.2f} [{p_lo:.2f}, {p_hi:.2f}]",
+    ]
     ax.set_ylim(0.4, n_rows + 0.6)
     ax.set_yticks(ypos, left)
     ax.tick_params(axis="y", length=0)
@@ -668,5 +684,7 @@ def bayes_forest(
     ax.plot([], [], color="gray", marker="o", markersize=4, label="shrinkage (credible interval)")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False, fontsize="small")
     prior = result.tau_prior.describe()
-    ax.set_xlabel((xlabel + "\n" if xlabel else "") + f"tau prior: {prior}; central {100 * lv:g}% intervals")
+    ax.set_xlabel(
+        (xlabel + "\n" if xlabel else "") + f"tau prior: {prior}; central {100 * lv:g}% intervals"
+    )
     return fig

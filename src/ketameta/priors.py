@@ -147,7 +147,8 @@ class TauPrior:
 
     def describe(self) -> str:
         """The prior as printed in summaries, e.g. ``half-normal(scale = 0.5)``."""
-        fields = ", ".join(f"{a.name} = {getattr(self, a.name):g}" for a in attrs.fields(type(self)))  # type: ignore[arg-type]
+        cls: Any = type(self)
+        fields = ", ".join(f"{a.name} = {getattr(self, a.name):g}" for a in attrs.fields(cls))
         return f"{self.name}({fields})"
 
     def log_density_data(self, tau: FloatArray, v: FloatArray, present: Any) -> FloatArray:
@@ -192,14 +193,14 @@ class HalfStudentT(TauPrior):
     definition: ClassVar[str] = "p(tau) = 2/scale * t_df(tau/scale), tau >= 0"
     reference: ClassVar[str] = "Gelman (2006), Bayesian Anal 1(3):515-534"
 
-    @property  # type: ignore[misc]
+    @property
     def tail_exponent(self) -> float:  # type: ignore[override]
         return self.df + 1.0
 
     def logpdf(self, tau: Any) -> FloatArray:
         t = _arr(tau)
         out = _LOG2 + stats.t.logpdf(t / self.scale, self.df) - math.log(self.scale)
-        return np.where(t >= 0, out, -np.inf)  # type: ignore[no-any-return]
+        return np.where(t >= 0, out, -np.inf)
 
     def cdf(self, tau: Any) -> FloatArray:
         t = np.maximum(_arr(tau), 0.0)
@@ -247,7 +248,7 @@ class Exponential(TauPrior):
         return np.where(t >= 0, math.log(self.rate) - self.rate * t, -np.inf)
 
     def cdf(self, tau: Any) -> FloatArray:
-        return -np.expm1(-self.rate * np.maximum(_arr(tau), 0.0))  # type: ignore[no-any-return]
+        return -np.expm1(-self.rate * np.maximum(_arr(tau), 0.0))
 
     def scale_hint(self) -> float:
         return math.log(10.0) / self.rate
@@ -352,7 +353,7 @@ class LogStudentTTau2(TauPrior):
         with np.errstate(divide="ignore", invalid="ignore"):
             lt = np.log(t)
             out = stats.t.logpdf((lt - self.location / 2.0) / s, self.df) - math.log(s) - lt
-        return np.where(t > 0, out, -np.inf)  # type: ignore[no-any-return]
+        return np.where(t > 0, out, -np.inf)
 
     def cdf(self, tau: Any) -> FloatArray:
         t = _arr(tau)
@@ -467,11 +468,11 @@ class UserPrior(TauPrior):
             msg = f"`density` must be callable, got {type(value).__name__}"
             raise TypeError(msg)
 
-    @property  # type: ignore[misc]
+    @property
     def proper(self) -> bool:  # type: ignore[override]
         return self.is_proper
 
-    @property  # type: ignore[misc]
+    @property
     def tail_exponent(self) -> float:  # type: ignore[override]
         return self.tail
 
@@ -502,7 +503,7 @@ class NormalPrior:
 
     def logpdf(self, mu: Any) -> FloatArray:
         z = (_arr(mu) - self.mean) / self.sd
-        return -_LOG_SQRT_2PI - math.log(self.sd) - 0.5 * z * z  # type: ignore[no-any-return]
+        return -_LOG_SQRT_2PI - math.log(self.sd) - 0.5 * z * z
 
 
 #: τ priors by name (the classes; instantiate with their parameters)

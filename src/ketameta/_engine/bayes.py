@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+
 import numpy as np
 from scipy import special
 
@@ -142,7 +143,7 @@ class Posterior:
     def log_jacobian(self, t: FloatArray) -> FloatArray:
         c = self.scale.reshape((-1,) + (1,) * (t.ndim - 1))
         if self.bounded:
-            return np.broadcast_to(np.log(c), np.broadcast_shapes(c.shape, t.shape)).copy()
+            return np.broadcast_to(np.log(c), np.broadcast_shapes(c.shape, t.shape)).copy()  # type: ignore[no-any-return]
         with np.errstate(divide="ignore"):
             return np.log(c) - 2.0 * np.log1p(-t)
 
@@ -206,7 +207,7 @@ class Posterior:
         with np.errstate(under="ignore", over="ignore"):
             f = np.exp(lf).reshape(m, q, 15)
         inside = (f * KRONROD_W).sum(axis=2) * half
-        return np.clip(before + inside, 0.0, 1.0)
+        return np.clip(before + inside, 0.0, 1.0)  # type: ignore[no-any-return]
 
     def tau_cdf(self, tau: FloatArray) -> FloatArray:
         if self.point:
@@ -216,7 +217,7 @@ class Posterior:
     def tau_quantile(self, p: FloatArray) -> FloatArray:
         """Posterior quantiles of τ (``p`` of shape ``(m, q)``), by safeguarded Newton in t."""
         if self.point:
-            return np.broadcast_to(self.tau[:, :1], p.shape).copy()
+            return np.broadcast_to(self.tau[:, :1], p.shape).copy()  # type: ignore[no-any-return]
         cum = self.cum_mass_end  # (m, P): mass up to the end of each panel
         j = np.empty(p.shape, dtype=np.intp)
         for r in range(p.shape[0]):
@@ -414,7 +415,9 @@ def fit(
         new_a = np.concatenate((a[~split], a[split], mid))
         new_b = np.concatenate((b[~split], mid, b[split]))
         order = np.argsort(new_a, kind="stable")
-        fresh = _eval_panels(post, np.concatenate((a[split], mid)), np.concatenate((mid, b[split])))
+        fresh = _eval_panels(
+            post, np.concatenate((a[split], mid)), np.concatenate((mid, b[split]))
+        )
         logf = np.concatenate((logf[:, ~split], fresh), axis=1)[:, order]
         a, b = new_a[order], new_b[order]
     else:
@@ -479,4 +482,3 @@ def eval_at(post: Posterior, tau: FloatArray) -> tuple[FloatArray, FloatArray, F
 
 def logsumexp_rows(x: FloatArray) -> FloatArray:
     return special.logsumexp(x, axis=1)  # type: ignore[no-any-return]
-
