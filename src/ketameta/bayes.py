@@ -126,7 +126,8 @@ class BayesPoolResult:
         log p(y): NaN unless both priors are proper (it is not defined otherwise).
     bf_tau0, bf_mu0 : float
         Bayes factors for τ = 0 and μ = 0 against the model (Savage-Dickey ratios
-        p(τ=0 | y)/p(τ=0) = p(y | τ=0)/p(y) and likewise for μ [4]_; > 1 favours the
+        p(τ=0 | y)/p(τ=0) = p(y | τ=0)/p(y) and likewise for μ (Verdinelli & Wasserman
+        1995); > 1 favours the
         point hypothesis). NaN when the tested parameter's prior is improper.
     k : int
         Number of studies used; `yi`, `vi` the data used; `omitted` the input indices

@@ -165,7 +165,8 @@ def _halfnormal_logpdf(tau: FloatArray, scale: float) -> FloatArray:
 
 @attrs.frozen
 class HalfNormal(TauPrior):
-    """Half-normal prior: τ = |X|, X ~ N(0, scale²) (weakly informative; Friede et al. 2017)."""
+    """Half-normal prior: τ is the absolute value of X ~ N(0, scale²) (weakly informative;
+    Friede et al. 2017)."""
 
     scale: float = attrs.field(converter=float, validator=_positive("scale"))
     name: ClassVar[str] = "half-normal"
@@ -185,7 +186,7 @@ class HalfNormal(TauPrior):
 
 @attrs.frozen
 class HalfStudentT(TauPrior):
-    """Half-Student-t prior: τ = |X|, X ~ scale · t_df (Gelman 2006)."""
+    """Half-Student-t prior: τ is the absolute value of X ~ scale · t_df (Gelman 2006)."""
 
     scale: float = attrs.field(converter=float, validator=_positive("scale"))
     df: float = attrs.field(converter=float, validator=_positive("df"))
@@ -212,7 +213,8 @@ class HalfStudentT(TauPrior):
 
 @attrs.frozen
 class HalfCauchy(TauPrior):
-    """Half-Cauchy prior: τ = |X|, X ~ Cauchy(0, scale) (Gelman 2006; half-Student-t, df=1)."""
+    """Half-Cauchy prior: τ is the absolute value of X ~ Cauchy(0, scale) (Gelman 2006;
+    the half-Student-t with df = 1)."""
 
     scale: float = attrs.field(converter=float, validator=_positive("scale"))
     name: ClassVar[str] = "half-Cauchy"

@@ -262,10 +262,11 @@ def _newton(
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             step = f / d
             xn = x - step
-        bad = ~((xn > lo) & (xn < hi)) | ~np.isfinite(xn)
-        xn = np.where(bad, 0.5 * (lo + hi), xn)
         tol = np.maximum(xtol, 4.0 * np.spacing(np.abs(x)))
-        done = (np.abs(xn - x) <= tol) | (f == 0)
+        small = np.abs(xn - x) <= tol  # converged: accept the step even on the bracket
+        bad = ~((xn > lo) & (xn < hi)) | ~np.isfinite(xn)
+        xn = np.where(bad & ~small, 0.5 * (lo + hi), xn)
+        done = small | (f == 0)
         x = np.where(f == 0, x, xn)
         if done.all() or (hi - lo <= tol).all():
             break
