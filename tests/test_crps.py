@@ -225,6 +225,7 @@ def test_render_and_cli(
     pytest.importorskip("matplotlib")
     assert main(["crps", "--forest", str(tmp_path / "plots")]) == 0
     assert (tmp_path / "plots" / "crps_responders.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "plots" / "crps_pain_change_bayes.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_few_studies_main_results(report: dict[str, Any]) -> None:

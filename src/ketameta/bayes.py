@@ -71,7 +71,8 @@ def _posterior_proper(prior: TauPrior, mu_prior: NormalPrior | None, k: int) -> 
     if math.isnan(a):
         return  # unknown tail: the quadrature's convergence check decides
     if a + lik <= 1.0:
-        need = 3 if mu_prior is None else 2
+        # the smallest k with a + k - 1 > 1 (flat mu prior) or a + k > 1 (normal mu prior)
+        need = math.floor((2.0 if mu_prior is None else 1.0) - a) + 1
         msg = (
             f"the posterior is improper: the {prior.describe()} prior on tau needs at least "
             f"{need} studies with this mu prior (k = {k}); use a proper prior on tau"

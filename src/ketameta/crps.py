@@ -844,7 +844,7 @@ def forest_plots(report: dict[str, Any], directory: str) -> list[str]:
     """Write the forest plots of the pooled analyses into `directory`; return the paths."""
     from pathlib import Path
 
-    from .plot import forest
+    from .plot import bayes_forest, forest
 
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -869,6 +869,15 @@ def forest_plots(report: dict[str, Any], directory: str) -> list[str]:
         xlabel="Pain reduction (points, 0-10)",
     )
     path = out_dir / "crps_pain_change.png"
+    fig.savefig(path, dpi=150)
+    paths.append(str(path))
+    main_scale = TAU_PRIOR_SCALES["points"][0]
+    fig = bayes_forest(
+        _quiet_bayes(list(yi), list(vi), tau_prior=HalfNormal(main_scale)),
+        labels=list(scenario["studies"]),
+        xlabel="Pain reduction (points, 0-10); grey: shrinkage estimates",
+    )
+    path = out_dir / "crps_pain_change_bayes.png"
     fig.savefig(path, dpi=150)
     paths.append(str(path))
     return paths
