@@ -667,7 +667,7 @@ def bayes_pool(
     Every posterior quantity (densities, CDFs, moments, the mixture over τ itself) uses
     the same nodes and weights; quantiles solve CDF = p by Newton steps safeguarded by
     bisection to 1e-14 relative. The tests check every quantity against adaptive
-    quadrature in mpmath (30 digits) to 1e-8 on generated data.
+    quadrature in mpmath (tanh-sinh) to 1e-8 on generated data.
 
     Improper τ priors are accepted when the posterior is proper: p(y | τ) falls like
     :math:`\\tau^{-(k-1)}` (flat μ prior) or :math:`\\tau^{-k}` (normal μ prior), so a prior
