@@ -225,6 +225,7 @@ def test_render_and_cli(
     pytest.importorskip("matplotlib")
     assert main(["crps", "--forest", str(tmp_path / "plots")]) == 0
     assert (tmp_path / "plots" / "crps_responders.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "plots" / "crps_pain_change_bayes.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_loader_names_the_cell_of_an_edited_table(
@@ -249,3 +250,68 @@ def test_loader_names_the_cell_of_an_edited_table(
         ValueError, match=r"outcomes\.csv, line 2, column 'n': 'thirty' is not an integer"
     ):
         load_crps()
+
+
+def test_few_studies_main_results(report: dict[str, Any]) -> None:
+    """HKSJ is the main frequentist result, z the sensitivity analysis (issue 15)."""
+    c = report["change"]["few_studies"]["frequentist"]
+    main = next(s for s in report["change"]["scenarios"] if s["main"])
+    yi, vi = (list(x) for x in zip(*main["studies"].values(), strict=True))
+    kh = ketameta.pool(yi, vi, method="REML", test="knha")
+    z = ketameta.pool(yi, vi, method="REML", test="z")
+    assert c["ci_lower"] == pytest.approx(kh.ci_lower, rel=1e-12)
+    assert c["ci_upper"] == pytest.approx(kh.ci_upper, rel=1e-12)
+    assert round(c["ci_lower"], 2) == -1.68  # the issue's figures
+    assert round(c["ci_upper"], 2) == 11.67
+    assert c["sensitivity_z"]["ci_lower"] == pytest.approx(z.ci_lower, rel=1e-12)
+    assert c["pred_outside_range"] is not None  # -8.2 to 18.2 on a 0-10 scale
+    ci = kh.tau2_ci(tau2_max=float("inf"))
+    assert c["i2_ci"] == pytest.approx([ci.i2[1], ci.i2[2]])
+    r = report["responders"]["few_studies"]["frequentist"]
+    assert r["i2"] < 1
+    assert round(r["i2_ci"][1], 1) == 98.6  # what the interval allows
+
+
+def test_few_studies_bayesian(report: dict[str, Any]) -> None:
+    few = report["change"]["few_studies"]
+    b = few["bayesian"][0]
+    main = next(s for s in report["change"]["scenarios"] if s["main"])
+    yi, vi = (list(x) for x in zip(*main["studies"].values(), strict=True))
+    res = ketameta.bayes_pool(yi, vi, tau_prior=ketameta.priors.HalfNormal(2.0))
+    assert b["mu_median"] == pytest.approx(res.mu_median, rel=1e-12)
+    assert b["tau_prior"] == "half-normal(scale = 2)"
+    p = b["probabilities"]["P(pooled mean pain reduction > 2 points (MCID))"]
+    assert p == pytest.approx(1 - float(res.cdf("mu", 2.0)), abs=1e-12)
+    assert few["bayesian"][1]["tau_prior"] == "half-normal(scale = 4)"
+    assert "Farrar" in few["prior_choice"]
+    resp = report["responders"]["few_studies"]["bayesian"][0]
+    key = "P(pooled responder rate > 50%)"
+    es = ketameta.escalc("PLO", xi=[33, 13, 23], ni=[71, 20, 48])
+    direct = ketameta.bayes_pool(es, tau_prior=ketameta.priors.HalfNormal(1.0))
+    assert resp["probabilities"][key] == pytest.approx(direct.probability("mu", above=0.0))
+    assert resp["mu_median"] == pytest.approx(100 * float(convert.inv_logit(direct.mu_median)))
+
+
+def test_summary_does_not_overstate(report: dict[str, Any]) -> None:
+    text = " ".join(report["summary"])
+    assert "agree with each other" not in text  # no agreement inferred from I² (k = 3)
+    assert "98.6%" in text  # the I² interval is stated
+    assert "15 studies with 258 participants" in text
+    assert "could not confirm" in text
+    assert "no significant short-term difference" in text
+    assert "Collins 2010" in text
+    screen = render(report)
+    assert not re.search(r"\d[eE][-+]\d", screen)  # no 5.29e-12 beside "p < 0.0001"
+    assert not re.search(r"\d-\d", screen.replace("0-10", ""))  # ranges: "to" or en dash
+    for s in report["evidence"]["studies"]:  # every design in full
+        assert " ".join(s["design"].split()) in " ".join(screen.split())
+
+
+def test_json_carries_the_methods(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["crps", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    few = data["change"]["few_studies"]
+    assert "Hartung-Knapp" in few["frequentist"]["method"]
+    assert "Q-profile" in few["frequentist"]["heterogeneity_method"]
+    assert few["bayesian"][0]["method"].startswith("exact posterior")
+    assert few["bayesian"][0]["mu_prior"] == "flat (improper)"

@@ -206,3 +206,54 @@ def test_funnel_contours_must_be_levels(bcg, contours) -> None:  # type: ignore[
     es, _, _ = bcg
     with pytest.raises(ValueError, match=r"`contours` must be in \(0, 1\)"):
         funnel(ketameta.pool(es), contours=contours)
+
+
+@pytest.fixture
+def schools() -> ketameta.BayesPoolResult:
+    y = [28.39, 7.94, -2.75, 6.82, -0.64, 0.63, 18.01, 12.16]
+    se = [14.9, 10.2, 16.3, 11.0, 9.4, 11.4, 10.4, 17.6]
+    return ketameta.bayes_pool(
+        y, sei=se, tau_prior=ketameta.priors.HalfCauchy(25), mu_prior=(0, 50)
+    )
+
+
+def test_posterior_density_plots(schools: ketameta.BayesPoolResult) -> None:
+    from ketameta.plot import posterior
+
+    fig = posterior(schools, "tau")
+    ax = fig.axes[0]
+    curve = ax.get_lines()[0]
+    x, dens = curve.get_xdata(), curve.get_ydata()
+    assert x[0] == 0.0
+    assert np.allclose(dens, schools.pdf("tau", x))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["posterior", "95% shortest interval", "prior"]
+    assert _render(fig).startswith(b"\x89PNG")
+    flat = ketameta.bayes_pool([0.1, 0.4, 0.2], [0.02, 0.03, 0.04], tau_prior="uniform")
+    fig = posterior(flat, "mu")
+    assert "prior: flat (improper), not drawn" in [
+        t.get_text() for t in fig.axes[0].get_legend().get_texts()
+    ]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="unknown `param`"):
+        posterior(schools, "sigma")
+    with pytest.raises(TypeError, match="BayesPoolResult"):
+        posterior(ketameta.pool([0.1, 0.2], [0.1, 0.1]))
+
+
+def test_bayes_forest_shows_shrinkage(schools: ketameta.BayesPoolResult) -> None:
+    from ketameta.plot import bayes_forest
+
+    fig = bayes_forest(schools, labels=list("ABCDEFGH"), xlabel="Score change")
+    ax = fig.axes[0]
+    circles = [
+        line for line in ax.get_lines() if line.get_marker() == "o" and len(line.get_xdata())
+    ]
+    assert [float(c.get_xdata()[0]) for c in circles] == pytest.approx(list(schools.theta_median))
+    right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert right[-2] == (
+        f"{schools.mu_median:.2f} [{schools.mu_ci_lower:.2f}, {schools.mu_ci_upper:.2f}]"
+    )
+    assert _render(fig).startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="`labels` has 2 entries"):
+        bayes_forest(schools, labels=["A", "B"])

@@ -7,8 +7,9 @@ estimator, and the diagnostics built on them.
 
 from __future__ import annotations
 
-from . import convert, datasets
+from . import convert, datasets, priors
 from ._warnings import (
+    AccuracyWarning,
     ConvergenceError,
     KetametaWarning,
     LocalMaximumWarning,
@@ -18,6 +19,7 @@ from ._warnings import (
     ZeroCellWarning,
 )
 from .batch import BatchEggerResult, BatchPoolResult, egger_many, pool_many
+from .bayes import BatchBayesResult, BayesPoolResult, bayes_pool, bayes_pool_many
 from .bias import (
     BeggResult,
     EggerResult,
@@ -45,8 +47,11 @@ __all__ = [
     "MEASURES",
     "METHODS",
     "TESTS",
+    "AccuracyWarning",
+    "BatchBayesResult",
     "BatchEggerResult",
     "BatchPoolResult",
+    "BayesPoolResult",
     "BeggResult",
     "ConvergenceError",
     "CumulativeResult",
@@ -65,6 +70,8 @@ __all__ = [
     "UndefinedEffectWarning",
     "ZeroCellWarning",
     "__version__",
+    "bayes_pool",
+    "bayes_pool_many",
     "begg_test",
     "convert",
     "cumulative",
@@ -78,6 +85,7 @@ __all__ = [
     "leave_one_out",
     "pool",
     "pool_many",
+    "priors",
     "trim_and_fill",
 ]
 

@@ -8,6 +8,7 @@ the built-in exception a caller would expect (``ValueError``, ``RuntimeError``).
 from __future__ import annotations
 
 __all__ = [
+    "AccuracyWarning",
     "CollinearityWarning",
     "ConvergenceError",
     "DegenerateDataWarning",
@@ -22,6 +23,11 @@ __all__ = [
 
 class KetametaWarning(UserWarning):
     """Base class of all warnings emitted by ketameta."""
+
+
+class AccuracyWarning(KetametaWarning):
+    """A numerical integration did not reach the requested accuracy (the estimated error
+    is in the result)."""
 
 
 class SmallSampleWarning(KetametaWarning):

@@ -15,9 +15,11 @@ from typing import Any
 
 from . import convert
 from ._warnings import KetametaWarning
+from .bayes import BayesPoolResult, bayes_pool
 from .datasets import CRPSData, load_crps
 from .effect_sizes import escalc
 from .pooling import PoolResult, pool
+from .priors import HalfNormal
 from .sensitivity import leave_one_out
 
 __all__ = ["analyse_crps", "render"]
@@ -30,6 +32,125 @@ def _quiet_pool(*args: Any, **kwargs: Any) -> PoolResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", KetametaWarning)
         return pool(*args, **kwargs)
+
+
+#: half-normal priors on τ for each metric: (main scale, wider scale, why)
+TAU_PRIOR_SCALES: dict[str, tuple[float, float, str]] = {
+    "logit": (
+        1.0,
+        2.0,
+        "tau on the logit (log-odds) scale: Röver et al. (2021, Res Synth Methods "
+        "12(4):448–474) regard half-normal scales of 0.5 to 1.0 as weakly informative for "
+        "log-odds metrics; the wider end, 1.0, is the main prior and 2.0 the sensitivity "
+        "analysis",
+    ),
+    "points": (
+        2.0,
+        4.0,
+        "tau in points on the 0-10 pain scale: a scale of one minimal clinically important "
+        "difference (2 points, Farrar et al. 2001, Pain 94(2):149–158) gives 90% prior "
+        "probability to tau < 3.3 points; 4.0 is the sensitivity analysis",
+    ),
+}
+#: minimal clinically important difference in pain (Farrar et al. 2001): 2 points or 30%
+MCID_POINTS = 2.0
+
+
+def _quiet_bayes(*args: Any, **kwargs: Any) -> BayesPoolResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KetametaWarning)
+        return bayes_pool(*args, **kwargs)
+
+
+def _few_studies(
+    yi: list[float],
+    vi: list[float],
+    *,
+    metric: str,
+    back: Any = None,
+    bounds: tuple[float, float] | None = None,
+    threshold: tuple[float, str] | None = None,
+) -> dict[str, Any]:
+    """The analyses a pooled estimate from few studies needs (Cochrane 2022 guidance):
+    REML with the Hartung-Knapp-Sidik-Jonkman adjustment (main), z (sensitivity), Q-profile
+    intervals for tau^2 and I^2, a prediction interval checked against the outcome's range,
+    and a Bayesian analysis with a weakly informative half-normal prior on tau."""
+    f = back if back is not None else (lambda x: x)
+    unit = 100.0 if back is not None else 1.0
+
+    def out(x: float) -> float:
+        return unit * float(f(x))
+
+    knha = _quiet_pool(yi, vi, method="REML", test="knha")
+    z = _quiet_pool(yi, vi, method="REML", test="z")
+    ci = knha.tau2_ci(tau2_max=math.inf)  # the exact Q-profile limits
+    pi = (knha.pred_lower, knha.pred_upper)
+    outside = None
+    if bounds is not None and (pi[0] < bounds[0] or pi[1] > bounds[1]):
+        outside = (
+            f"the prediction interval ({out(pi[0]):.1f} to {out(pi[1]):.1f}) runs outside the "
+            f"possible range {bounds[0]:g} to {bounds[1]:g}: the normal random-effects model "
+            "does not fit the outcome's bounds, so read it as 'anything in the range'"
+        )
+    freq = {
+        "method": "REML estimate of tau^2; Hartung-Knapp-Sidik-Jonkman (HKSJ) interval: "
+        f"t with {knha.k - 1} df (pool(method='REML', test='knha'))",
+        "k": knha.k,
+        "estimate": out(knha.estimate),
+        "ci_lower": out(knha.ci_lower),
+        "ci_upper": out(knha.ci_upper),
+        "pvalue": knha.pvalue,
+        "pred_lower": out(pi[0]),
+        "pred_upper": out(pi[1]),
+        "pred_method": "mu +/- t(k-1) * sqrt(tau^2 + SE^2) with the HKSJ SE (Riley et al. 2011)",
+        "pred_outside_range": outside,
+        "tau2": knha.tau2,
+        "tau2_ci": [ci.tau2[1], ci.tau2[2]],
+        "i2": knha.i2,
+        "i2_ci": [ci.i2[1], ci.i2[2]],
+        "heterogeneity_method": "Q-profile confidence intervals (Viechtbauer 2007), 95%",
+        "sensitivity_z": {
+            "method": "REML with Wald (z) interval, known to be too narrow with few studies",
+            "estimate": out(z.estimate),
+            "ci_lower": out(z.ci_lower),
+            "ci_upper": out(z.ci_upper),
+            "pred_lower": out(z.pred_lower),
+            "pred_upper": out(z.pred_upper),
+        },
+    }
+    main_scale, wide_scale, why = TAU_PRIOR_SCALES[metric]
+    bayes = []
+    for label, scale in (("main", main_scale), ("wider prior", wide_scale)):
+        res = _quiet_bayes(yi, vi, tau_prior=HalfNormal(scale))
+        entry: dict[str, Any] = {
+            "prior_set": label,
+            "tau_prior": res.tau_prior.describe(),
+            "mu_prior": "flat (improper)",
+            "method": "exact posterior by numerical integration over tau (ketameta.bayes_pool; "
+            "Röver 2020, J Stat Softw 93(6))",
+            "mu_median": out(res.mu_median),
+            "mu_ci": [out(res.mu_ci_lower), out(res.mu_ci_upper)],
+            "tau_median": res.tau_median,
+            "tau_ci": [res.tau_ci_lower, res.tau_ci_upper],
+            "pred_interval": [out(res.pred_lower), out(res.pred_upper)],
+            "interval_kind": "central 95% (equal tails)",
+            "pred_outside_range": bounds is not None
+            and (res.pred_lower < bounds[0] or res.pred_upper > bounds[1]),
+        }
+        if threshold is not None:
+            c, text = threshold
+            entry["probabilities"] = {
+                f"P(pooled {text})": res.probability("mu", above=c),
+                f"P(a new study's {text})": res.probability("theta_new", above=c),
+            }
+        bayes.append(entry)
+    return {
+        "metric": metric,
+        "unit": "percent" if back is not None else "points",
+        "frequentist": freq,
+        "bayesian": bayes,
+        "prior_choice": why,
+    }
 
 
 def _summary_of(res: PoolResult, back: Any = None) -> dict[str, Any]:
@@ -179,6 +300,7 @@ def _responders(data: CRPSData) -> dict[str, Any]:
                     for k, v in s.items()
                     if k in ("estimate", "ci_lower", "ci_upper", "pred_lower", "pred_upper")
                 }
+                s["pred_outside_range"] = s["pred_lower"] < 0 or s["pred_upper"] > 100
                 analyses.append(
                     {
                         "set": label,
@@ -192,8 +314,22 @@ def _responders(data: CRPSData) -> dict[str, Any]:
         escalc("PLO", xi=[r["count"] for r in main], ni=[r["n"] for r in main]), method="REML"
     )
     published = next(p for p in data.published if p.review_id == "ZHAO2018_1TO3MONTHS")
+    few = _few_studies(
+        [
+            float(x)
+            for x in escalc("PLO", xi=[r["count"] for r in main], ni=[r["n"] for r in main]).yi
+        ],
+        [
+            float(x)
+            for x in escalc("PLO", xi=[r["count"] for r in main], ni=[r["n"] for r in main]).vi
+        ],
+        metric="logit",
+        back=convert.inv_logit,
+        threshold=(0.0, "responder rate > 50%"),
+    )
     return {
         "studies": rows,
+        "few_studies": few,
         "analyses": analyses,
         "leave_one_out": [
             {
@@ -278,8 +414,17 @@ def _change_scores(data: CRPSData) -> dict[str, Any]:
             scenarios.append(entry)
     main = next(s for s in scenarios if s["main"])
     loo = leave_one_out(*map(list, zip(*main["studies"].values(), strict=True)), method="REML")
+    yi_main, vi_main = (list(x) for x in zip(*main["studies"].values(), strict=True))
+    few = _few_studies(
+        yi_main,
+        vi_main,
+        metric="points",
+        bounds=(-10.0, 10.0),
+        threshold=(MCID_POINTS, "mean pain reduction > 2 points (MCID)"),
+    )
     return {
         "unit": "points on a 0-10 pain scale (reduction from before to the end of treatment)",
+        "few_studies": few,
         "scenarios": scenarios,
         "leave_one_out": [
             {
@@ -371,6 +516,7 @@ def _randomized(data: CRPSData) -> dict[str, Any]:
                 "pvalue_implied": chk.pvalue_implied,
                 "consistent": chk.consistent,
                 "crps_specific": p.crps_specific,
+                "note": p.note,
                 "check": chk.note,
             }
         )
@@ -426,36 +572,63 @@ def analyse_crps(data: CRPSData | None = None) -> dict[str, Any]:
     change = _change_scores(data)
     randomized = _randomized(data)
     k_resp = sum(1 for r in responders["studies"] if r["use"] == "main")
-    main_resp = next(
-        a
-        for a in responders["analyses"]
-        if a["set"] == "main" and a["measure"] == "logit" and a["method"] == "REML"
-    )
-    main_change = next(s for s in change["scenarios"] if s["main"])["REML"]
+    few_r = responders["few_studies"]
+    fr, br = few_r["frequentist"], few_r["bayesian"][0]
+    few_c = change["few_studies"]
+    fc, bc = few_c["frequentist"], few_c["bayesian"][0]
     changes = [s["REML"]["estimate"] for s in change["scenarios"]]
     trial = next(t for t in randomized["trial"]["estimates"] if t["main"])
     loo_change = [x["estimate"] for x in change["leave_one_out"]]
-    spread = (
-        "the three studies agree with each other (I² < 1%), but they are only three"
-        if main_resp["i2"] < 1  # no heterogeneity beyond chance
-        else f"the prediction interval ({main_resp['pred_lower']:.0f}-"
-        f"{main_resp['pred_upper']:.0f}%) shows how much settings differ"
+    zhao = next(p for p in data.published if p.review_id == "ZHAO2018_PAIN")
+    zhu = next(p for p in data.published if p.review_id == "ZHU2024")
+    collins = next(p for p in data.published if p.review_id == "COLLINS2010")
+    p_resp = next(v for k, v in br["probabilities"].items() if k.startswith("P(pooled"))
+    p_mcid = next(v for k, v in bc["probabilities"].items() if k.startswith("P(pooled"))
+    br_ci = _rng(br["mu_ci"][0], br["mu_ci"][1])
+    br_pi = _rng(br["pred_interval"][0], br["pred_interval"][1])
+    fc_i2 = f"{_i2(fc['i2_ci'][0])} to {_i2(fc['i2_ci'][1])}"
+    bc_ci = _rng(bc["mu_ci"][0], bc["mu_ci"][1])
+    p_mcid_wide = next(
+        v for k, v in few_c["bayesian"][1]["probabilities"].items() if k.startswith("P(pooled")
     )
     summary = [
-        f"Only {k_resp} uncontrolled studies report responder counts between 3 weeks and 3 "
-        f"months; pooled, about {main_resp['estimate']:.0f}% of patients respond "
-        f"(95% CI {main_resp['ci_lower']:.0f}-{main_resp['ci_upper']:.0f}%, Zhao 2018: 58%); "
-        f"{spread}, and each study defines a responder differently.",
-        f"Pain falls by about {main_change['estimate']:.1f} points on a 0-10 scale by the end "
-        f"of treatment in three uncontrolled series ({min(changes):.2f} to {max(changes):.2f} "
-        f"across the stated assumptions, which matter less than the disagreement between the "
-        f"studies: I² {main_change['i2']:.0f}%, {min(loo_change):.1f} to "
-        f"{max(loo_change):.1f} leaving one out); without a control group this includes "
-        "placebo response and regression to the mean.",
-        f"The one placebo-controlled trial with usable numbers (SIGTERMANS2009) found pain "
-        f"{abs(trial['md']):.1f} points lower with ketamine after one week; published pooled "
-        "RCT results are smaller and uncertain beyond one month (Collins 2010: g = -0.65, "
-        "CI crossing 0; Zhu 2024: -0.78 points, low certainty).",
+        f"Responders 3 weeks to 3 months after treatment: only {k_resp} uncontrolled studies "
+        f"report counts; pooled, about {fr['estimate']:.0f}% respond (REML with the "
+        f"Hartung-Knapp-Sidik-Jonkman interval: 95% CI {_rng(fr['ci_lower'], fr['ci_upper'])}%; "
+        f"Bayesian, half-normal(1) prior on tau: {br['mu_median']:.0f}%, 95% credible interval "
+        f"{br_ci}%; Zhao 2018: 58%). Whether settings differ cannot be told from "
+        f"three studies: I² is estimated at {fr['i2']:.0f}% but its 95% confidence interval runs "
+        f"from {fr['i2_ci'][0]:.0f}% to {fr['i2_ci'][1]:.1f}%, so the data allow anything from "
+        "no to very large differences between settings; a new setting's responder rate could "
+        f"lie anywhere from {br_pi}% (Bayesian 95% prediction interval). "
+        f"The probability that the typical responder rate exceeds 50% is {p_resp:.2f}: the "
+        "data cannot say whether most patients respond. Each study defines a responder "
+        "differently.",
+        f"Pain change by the end of treatment in three uncontrolled series: about "
+        f"{fc['estimate']:.1f} points on a 0-10 scale, but the three studies differ widely "
+        f"(I² {fc['i2']:.0f}%, 95% CI {fc_i2}%), so the HKSJ 95% CI "
+        f"runs from {_rng(fc['ci_lower'], fc['ci_upper'])} points (the z interval "
+        f"{_rng(fc['sensitivity_z']['ci_lower'], fc['sensitivity_z']['ci_upper'])}, too narrow "
+        f"with k = 3); the Bayesian analysis gives {bc['mu_median']:.1f} "
+        f"({bc_ci}) with P(mean reduction > 2 points, the minimal clinically "
+        f"important difference) = {p_mcid:.2f}, {p_mcid_wide:.2f} "
+        "with the wider prior. The prediction interval for a new series "
+        f"({_rng(fc['pred_lower'], fc['pred_upper'])} points, HKSJ) runs beyond the ends "
+        "of the 0-10 scale: the model cannot say more than that results differ widely. "
+        f"Estimates range {_rng(min(changes), max(changes), 2)} across the stated assumptions "
+        f"and {_rng(min(loo_change), max(loo_change))} leaving one study out; without a "
+        "control group this includes placebo response and regression to the mean.",
+        f"Randomized evidence: the one placebo-controlled trial with usable numbers "
+        f"(SIGTERMANS2009) found pain {abs(trial['md']):.1f} points lower with ketamine after "
+        f"one week. Pooled RCT results: Collins 2010, intravenous ketamine vs placebo in CRPS, "
+        f"Hedges g = {collins.estimate} (95% CI {collins.ci_lower} to {collins.ci_upper}, "
+        f"p = {collins.pvalue}), not significant; Zhu 2024 found no significant short-term "
+        f"difference, and beyond one month {zhu.estimate} points (95% CI "
+        f"{zhu.ci_lower} to {zhu.ci_upper}, p = {zhu.pvalue}), judged low certainty.",
+        f"Zhao et al. 2018 pooled {zhao.n_studies} studies with {zhao.n_participants} "
+        "participants (RCTs and cohort studies) and reported significant between-study "
+        "heterogeneity; their study-level table is not publicly "
+        "readable, so this dataset could not confirm which studies they pooled.",
         "The evidence is encouraging for short-term relief but not conclusive: few, small, "
         "mostly uncontrolled studies, known only from abstracts; long-term benefit is not "
         "established.",
@@ -476,11 +649,91 @@ def analyse_crps(data: CRPSData | None = None) -> dict[str, Any]:
     }
 
 
-def _pct(a: dict[str, Any]) -> str:
-    return (
-        f"{a['estimate']:5.1f}% ({a['ci_lower']:.1f}-{a['ci_upper']:.1f}); "
-        f"PI {a['pred_lower']:.1f}-{a['pred_upper']:.1f}; I² {a['i2']:.0f}%"
+def _dec(*xs: float) -> int:
+    big = max(abs(x) for x in xs)
+    return 0 if big >= 20 else 1 if big >= 1 else 2
+
+
+def _rng(a: float, b: float, decimals: int | None = None) -> str:
+    """A range for people: 'a to b' (never a hyphen that reads as a minus)."""
+    d = _dec(a, b) if decimals is None else decimals
+    return f"{a:.{d}f} to {b:.{d}f}"
+
+
+def _i2(x: float) -> str:
+    """I² in percent with one decimal, never rounded up to a misleading 100."""
+    return "over 99.9" if x >= 99.95 else f"{x:.1f}"
+
+
+def _p(p: float) -> str:
+    """A p-value for people: 'p < 0.0001' or three significant digits."""
+    if p < 1e-4:
+        return "< 0.0001"
+    return f"= {p:.2g}" if p < 0.01 else f"= {p:.3f}" if p < 0.1 else f"= {p:.2f}"
+
+
+def _wrap(text: str, width: int, indent: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(
+        text,
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,
     )
+
+
+def _pct(a: dict[str, Any]) -> str:
+    flag = "  [PI outside 0 to 100%]" if a.get("pred_outside_range") else ""
+    return (
+        f"{a['estimate']:5.1f}% (95% CI {_rng(a['ci_lower'], a['ci_upper'], 1)}); "
+        f"PI {_rng(a['pred_lower'], a['pred_upper'], 1)}; I² {a['i2']:.0f}%{flag}"
+    )
+
+
+def _render_few(few: dict[str, Any], unit: str) -> list[str]:
+    f, z = few["frequentist"], few["frequentist"]["sensitivity_z"]
+    d = 0 if unit == "%" else 2
+    ci = _rng(f["ci_lower"], f["ci_upper"], d)
+    pi = _rng(f["pred_lower"], f["pred_upper"], d)
+    tau2_ci = _rng(f["tau2_ci"][0], f["tau2_ci"][1], 2)
+    out = [
+        f"  Main analysis, REML with the Hartung-Knapp-Sidik-Jonkman (HKSJ) interval "
+        f"(t, {f['k'] - 1} df):",
+        f"    pooled {f['estimate']:.{d}f}{unit}, 95% CI {ci}{unit}; "
+        f"95% prediction interval {pi}{unit}",
+    ]
+    if f["pred_outside_range"]:
+        out += _wrap("! " + f["pred_outside_range"], 92, "    ")
+    out += _wrap(
+        f"heterogeneity: tau² {f['tau2']:.3g} (95% CI {tau2_ci}), I² {f['i2']:.0f}% "
+        f"(95% CI {_i2(f['i2_ci'][0])} to {_i2(f['i2_ci'][1])}%; Q-profile)",
+        92,
+        "    ",
+    )
+    out.append(
+        f"  Sensitivity, z (Wald) interval: 95% CI {_rng(z['ci_lower'], z['ci_upper'], d)}{unit} "
+        "(too narrow with few studies)"
+    )
+    for b in few["bayesian"]:
+        flag = "  [outside the scale]" if b["pred_outside_range"] else ""
+        out.append(
+            f"  Bayesian, {b['tau_prior']} prior on tau ({b['prior_set']}), flat prior on mu:"
+        )
+        out += _wrap(
+            f"median {b['mu_median']:.{d}f}{unit}, 95% credible interval "
+            f"{_rng(b['mu_ci'][0], b['mu_ci'][1], d)}{unit}; tau {b['tau_median']:.2f} "
+            f"({_rng(b['tau_ci'][0], b['tau_ci'][1], 2)}); new study "
+            f"{_rng(b['pred_interval'][0], b['pred_interval'][1], d)}{unit}{flag}",
+            92,
+            "    ",
+        )
+        probs = "; ".join(f"{k} = {v:.2f}" for k, v in b["probabilities"].items())
+        out += _wrap(probs, 92, "    ")
+    out += _wrap("Prior: " + few["prior_choice"], 92, "  ")
+    return out
 
 
 def render(report: dict[str, Any]) -> str:
@@ -496,79 +749,101 @@ def render(report: dict[str, Any]) -> str:
     out.append(f"{'study':15s} {'year':>4s} {'n':>4s}  {'route':11s} design")
     for s in ev["studies"]:
         n = "" if s["n"] is None else str(s["n"])
-        flag = "" if s["counted_once"] else f"  [not counted: {s['why_not_counted']}]"
-        out.append(
-            f"{s['study_id']:15s} {s['year']:>4} {n:>4s}  {s['route']:11s} "
-            f"{s['design'][:48]}{flag}"
-        )
-    out += [
-        "",
+        head = f"{s['study_id']:15s} {s['year']:>4} {n:>4s}  {s['route']:11s} "
+        lines = _wrap(s["design"], 92 - len(head), "")
+        out.append(head + lines[0])
+        out += [" " * len(head) + line for line in lines[1:]]
+        if not s["counted_once"]:
+            out.append(" " * len(head) + f"[not counted: {s['why_not_counted']}]")
+    out += [""]
+    out += _wrap(
         f"Patients counted once: {ev['patients_counted_once']} in "
         f"{len(ev['studies_counted'])} studies ({ev['note']}).",
+        92,
         "",
-    ]
+    )
+    out.append("")
 
     r = report["responders"]
     out += ["2. Responder rates 3 weeks to 3 months after treatment", ""]
     for s in r["studies"]:
         count = "" if s["count"] is None else f" -> {s['count']}/{s['n']}"
-        out.append(
-            f"  {s['study_id']:13s} {s['reported']:>11s}{count:10s} [{s['use']}] {s['why']}"
-        )
+        out.append(f"  {s['study_id']:13s} {s['reported']:>11s}{count:10s} [{s['use']}]")
+        out += _wrap(s["why"], 92, "  " + " " * 14)
         out.append(f"  {'':13s} responder: {s['definition']}")
-    out.append("")
+    out += ["", "  Pooled responder rate (main set, logit scale, back-transformed):"]
+    out += _render_few(r["few_studies"], "%")
+    out += ["", "  All pooled analyses (z intervals; PI: 95% prediction interval):"]
     for a in r["analyses"]:
         out.append(
             f"  {a['set'][:11]:11s} {a['measure']:14s} {a['method']:4s} k={a['k']}: {_pct(a)}"
         )
     pub = r["published"]
     out.append(
-        f"  Published: Zhao 2018, 1-3 months: {pub['estimate']:.0f}% "
-        f"({pub['ci_lower']:.0f}-{pub['ci_upper']:.0f}%)"
+        f"  Published: Zhao 2018, 1 to 3 months: {pub['estimate']:.0f}% "
+        f"(95% CI {_rng(pub['ci_lower'], pub['ci_upper'], 0)}%)"
     )
-    out.append(
-        "  Leave-one-out (main, logit, REML): "
-        + "; ".join(f"without {x['omitted']} {x['estimate']:.0f}%" for x in r["leave_one_out"])
+    out += _wrap(
+        "Leave-one-out (main, logit, REML): "
+        + "; ".join(f"without {x['omitted']} {x['estimate']:.0f}%" for x in r["leave_one_out"]),
+        92,
+        "  ",
     )
-    out += ["  Assumptions: " + "; ".join(r["assumptions"]), ""]
+    out += _wrap("Assumptions: " + "; ".join(r["assumptions"]), 92, "  ")
+    out.append("")
 
     c = report["change"]
     out += ["3. Pain change from before to the end of treatment (0-10 scale)", ""]
+    out += ["  Main scenario (+/- as SE, r = 0.5), reduction in points:"]
+    out += _render_few(c["few_studies"], "")
+    out += ["", "  Every scenario (REML, z intervals):"]
     for s in c["scenarios"]:
         mark = "  <- main" if s["main"] else ""
         reml, dl = s["REML"], s["DL"]
         out.append(
             f"  +/- as {s['plus_minus_as']}, r = {s['correlation']}: REML "
-            f"{reml['estimate']:.2f} ({reml['ci_lower']:.2f} to {reml['ci_upper']:.2f}), "
+            f"{reml['estimate']:.2f} (95% CI {_rng(reml['ci_lower'], reml['ci_upper'], 2)}), "
             f"I² {reml['i2']:.0f}%; DL {dl['estimate']:.2f}{mark}"
         )
-    out.append(
-        "  Leave-one-out (main): "
-        + "; ".join(f"without {x['omitted']} {x['estimate']:.2f}" for x in c["leave_one_out"])
+    out += _wrap(
+        "Leave-one-out (main): "
+        + "; ".join(f"without {x['omitted']} {x['estimate']:.2f}" for x in c["leave_one_out"]),
+        92,
+        "  ",
     )
-    out += ["  Assumptions: " + "; ".join(c["assumptions"]), ""]
+    out += _wrap("Assumptions: " + "; ".join(c["assumptions"]), 92, "  ")
+    out.append("")
 
     rz = report["randomized"]
     out += ["4. Randomized evidence", ""]
     for t in rz["trial"]["estimates"]:
-        out.append(
-            f"  SIGTERMANS2009 week 1, +/- as {t['plus_minus_as']}: MD {t['md']:.2f} "
-            f"({t['md_ci'][0]:.2f} to {t['md_ci'][1]:.2f}); SMD {t['smd']:.2f} "
-            f"({t['smd_ci'][0]:.2f} to {t['smd_ci'][1]:.2f})"
+        out += _wrap(
+            f"SIGTERMANS2009 week 1, +/- as {t['plus_minus_as']}: MD {t['md']:.2f} "
+            f"(95% CI {_rng(t['md_ci'][0], t['md_ci'][1], 2)}); SMD {t['smd']:.2f} "
+            f"(95% CI {_rng(t['smd_ci'][0], t['smd_ci'][1], 2)})",
+            92,
+            "  ",
         )
     for p in rz["published"]:
         verdict = {True: "consistent", False: "INCONSISTENT", None: "no p reported"}[
             p["consistent"]
         ]
-        out.append(
-            f"  {p['review_id']:12s} {p['estimate']} ({p['ci_lower']} to {p['ci_upper']}) "
-            f"{p['unit']}; p {p['pvalue_reported']} - implied {p['pvalue_implied']:.3g}: "
-            f"{verdict}" + ("" if p["crps_specific"] != "no" else " [not CRPS-specific]")
+        scope = "" if p["crps_specific"] != "no" else " [not CRPS-specific]"
+        text = (
+            f"{p['review_id']}: {p['comparison']}: {p['estimate']} (95% CI "
+            f"{p['ci_lower']} to {p['ci_upper']}) {p['unit']}; reported p {p['pvalue_reported']}, "
+            f"implied by the CI p {_p(p['pvalue_implied'])}: {verdict}{scope}"
+            + (f". Note: {p['note']}" if p.get("note") else "")
         )
-    out += ["  Assumptions: " + "; ".join(rz["assumptions"]), ""]
+        out += _wrap(text, 92, "  ")
+    out += _wrap("Assumptions: " + "; ".join(rz["assumptions"]), 92, "  ")
+    out.append("")
 
-    out += ["5. Small-study effects", "", "  Not run: " + report["small_study"]["why"], ""]
-    out += ["Summary", ""] + [f"- {line}" for line in report["summary"]]
+    out += ["5. Small-study effects", ""]
+    out += _wrap("Not run: " + report["small_study"]["why"], 92, "  ")
+    out += ["", "Summary", ""]
+    for line in report["summary"]:
+        out += _wrap(line, 92, "- ")[:1] + ["  " + x[2:] for x in _wrap(line, 92, "- ")[1:]]
     return "\n".join(out)
 
 
@@ -576,7 +851,7 @@ def forest_plots(report: dict[str, Any], directory: str) -> list[str]:
     """Write the forest plots of the pooled analyses into `directory`; return the paths."""
     from pathlib import Path
 
-    from .plot import forest
+    from .plot import bayes_forest, forest
 
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -601,6 +876,15 @@ def forest_plots(report: dict[str, Any], directory: str) -> list[str]:
         xlabel="Pain reduction (points, 0-10)",
     )
     path = out_dir / "crps_pain_change.png"
+    fig.savefig(path, dpi=150)
+    paths.append(str(path))
+    main_scale = TAU_PRIOR_SCALES["points"][0]
+    fig = bayes_forest(
+        _quiet_bayes(list(yi), list(vi), tau_prior=HalfNormal(main_scale)),
+        labels=list(scenario["studies"]),
+        xlabel="Pain reduction (points, 0-10); grey: shrinkage estimates",
+    )
+    path = out_dir / "crps_pain_change_bayes.png"
     fig.savefig(path, dpi=150)
     paths.append(str(path))
     return paths

@@ -7,6 +7,9 @@ References
 .. [2] Sterne, J. A. C., & Egger, M. (2001). Funnel plots for detecting bias in
    meta-analysis: Guidelines on choice of axis. Journal of Clinical Epidemiology, 54(10),
    1046-1055. https://doi.org/10.1016/S0895-4356(01)00377-8
+.. [4] Röver, C. (2020). Bayesian random-effects meta-analysis using the bayesmeta R
+   package. Journal of Statistical Software, 93(6), 1-51.
+   https://doi.org/10.18637/jss.v093.i06
 .. [3] Peters, J. L., Sutton, A. J., Jones, D. R., Abrams, K. R., & Rushton, L. (2008).
    Contour-enhanced meta-analysis funnel plots help distinguish publication bias from
    other causes of asymmetry. Journal of Clinical Epidemiology, 61(10), 991-996.
@@ -28,7 +31,7 @@ from .bias import TrimFillResult
 from .pooling import PoolResult, pool
 from .sensitivity import CumulativeResult, LeaveOneOutResult
 
-__all__ = ["forest", "funnel"]
+__all__ = ["bayes_forest", "forest", "funnel", "posterior"]
 
 _TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "exp": np.exp,
@@ -519,4 +522,251 @@ def funnel(
     ax.set_ylabel("Standard error")
     ax.set_xlabel(xlabel or "Effect size")
     ax.legend(loc="best", fontsize="small", framealpha=0.9)
+    return fig
+
+
+def posterior(
+    result: Any,
+    param: str = "tau",
+    *,
+    prior: bool = True,
+    kind: str = "shortest",
+    xlabel: str | None = None,
+    xlim: tuple[float, float] | None = None,
+    ax: Any = None,
+) -> Any:
+    """The marginal posterior density of τ or μ of a :func:`ketameta.bayes_pool` result,
+    with its median (vertical line), its 95% credible interval shaded and, dashed, the
+    prior density (as bayesmeta's ``plot(..., prior=TRUE)`` [4]_).
+
+    Parameters
+    ----------
+    result : BayesPoolResult
+        What to draw.
+    param : {"tau", "mu", "theta_new"}
+        The parameter.
+    prior : bool
+        Overlay the prior density (a flat μ prior has none to draw: the legend says so).
+    kind : {"shortest", "central"}
+        The credible interval shaded.
+    xlabel : str, optional
+        Axis label (default: the parameter's name).
+    xlim : (float, float), optional
+        Range drawn (default: the 0.1% to 99.5% posterior quantiles; from 0 for τ).
+    ax : matplotlib Axes, optional
+        Draw into this Axes instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    .. [4] Röver (2020), J Stat Softw 93(6):1-51.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import ketameta
+    >>> from ketameta.plot import posterior
+    >>> from ketameta.priors import HalfNormal
+    >>> res = ketameta.bayes_pool([0.1, 0.5, 0.3], [0.02, 0.03, 0.05], tau_prior=HalfNormal(0.5))
+    >>> fig = posterior(res, "tau")
+    >>> fig.axes[0].get_xlabel()
+    'heterogeneity τ'
+    """
+    from .bayes import BayesPoolResult
+    from .priors import PointMass
+
+    if not isinstance(result, BayesPoolResult):
+        msg = f"posterior() draws a BayesPoolResult, got {type(result).__name__}"
+        raise TypeError(msg)
+    names = {"tau": "heterogeneity τ", "mu": "effect μ", "theta_new": "effect in a new study"}
+    if param not in names:
+        msg = f"unknown `param` {param!r}; use one of {sorted(names)}"
+        raise ValueError(msg)
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.0, 3.6), layout="constrained")
+    else:
+        fig = ax.figure
+    if xlim is None:
+        lo, hi = (float(q) for q in result.quantile(param, [0.001, 0.995]))
+        if param == "tau":
+            lo = 0.0
+        pad = 0.05 * (hi - lo)
+        xlim = (lo if param == "tau" else lo - pad, hi + pad)
+    x = np.linspace(xlim[0], xlim[1], 401)
+    dens = result.pdf(param, x)
+    ax.plot(x, dens, color="black", lw=1.5, label="posterior")
+    a, b = result.interval(param, kind=kind)
+    inside = (x >= a) & (x <= b)
+    ax.fill_between(
+        x[inside],
+        0,
+        dens[inside],
+        color="0.8",
+        lw=0,
+        label=f"{100 * result.level:g}% {kind} interval",
+    )
+    med = float(result.quantile(param, 0.5))
+    ax.plot([med, med], [0, float(result.pdf(param, med))], color="black", lw=1.0)
+    label_prior = None
+    if prior and param == "tau":
+        tp = result.tau_prior
+        if tp.proper and not isinstance(tp, PointMass):
+            ax.plot(x, tp.pdf(x), color="dimgray", lw=1.0, ls="--", label="prior")
+        else:
+            label_prior = f"prior: {tp.describe()}, not drawn"
+    elif prior and param == "mu":
+        if result.mu_prior is None:
+            label_prior = "prior: flat (improper), not drawn"
+        else:
+            from scipy import stats
+
+            ax.plot(
+                x,
+                stats.norm.pdf(x, result.mu_prior.mean, result.mu_prior.sd),
+                color="dimgray",
+                lw=1.0,
+                ls="--",
+                label="prior",
+            )
+    if label_prior:
+        ax.plot([], [], " ", label=label_prior)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(xlabel or names[param])
+    ax.set_ylabel("density")
+    for side in ("right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.legend(frameon=False, fontsize="small")
+    ax.set_title(
+        f"median {med:.3g}, {100 * result.level:g}% interval {a:.3g} to {b:.3g}", fontsize="medium"
+    )
+    return fig
+
+
+def bayes_forest(
+    result: Any,
+    *,
+    labels: Sequence[str] | None = None,
+    transform: str | Callable[[Any], Any] | None = None,
+    xlabel: str | None = None,
+    refline: float | None = 0.0,
+    ax: Any = None,
+) -> Any:
+    """Forest plot of a :func:`ketameta.bayes_pool` result with shrinkage estimates [4]_.
+
+    Each study shows its estimate with its confidence interval (black) and, just beneath in
+    grey, the posterior median and credible interval of its own effect θ_i (the shrinkage
+    estimate); the diamond is the posterior median and credible interval of μ and the bar
+    beneath it the prediction interval for a new study.
+
+    Parameters
+    ----------
+    result : BayesPoolResult
+    labels : sequence of str, optional
+        Study labels (default "Study 1", ...).
+    transform : {"exp", "expit", "tanh"} or callable, optional
+        Back-transform for display, as in :func:`forest`.
+    xlabel : str, optional
+    refline : float or None
+        Reference line (analysis scale).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    .. [4] Röver (2020), J Stat Softw 93(6):1-51.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import ketameta
+    >>> from ketameta.plot import bayes_forest
+    >>> from ketameta.priors import HalfNormal
+    >>> res = ketameta.bayes_pool([0.1, 0.5, 0.3], [0.02, 0.03, 0.05], tau_prior=HalfNormal(0.5))
+    >>> fig = bayes_forest(res, labels=["A", "B", "C"])
+    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()][:2]
+    ['A', 'B']
+    """
+    from .bayes import BayesPoolResult
+
+    if not isinstance(result, BayesPoolResult):
+        msg = f"bayes_forest() draws a BayesPoolResult, got {type(result).__name__}"
+        raise TypeError(msg)
+    f = _transform(transform)
+    k = result.k
+    names = [f"Study {i + 1}" for i in range(k)] if labels is None else [str(x) for x in labels]
+    if len(names) != k:
+        msg = f"`labels` has {len(names)} entries but the result has {k} studies"
+        raise ValueError(msg)
+    lv = result.level
+    lo_i, hi_i = _study_ci(result.yi, result.vi, lv)
+    n_rows = k + 3
+    fig, ax = _figure(n_rows, ax)
+    ypos = np.arange(n_rows, 0, -1, dtype=float)
+    left, right = [], []
+    xs: list[float] = []
+    for i in range(k):
+        y = ypos[i]
+        est, lo, hi = (float(f(z)) for z in (result.yi[i], lo_i[i], hi_i[i]))
+        ax.plot([lo, hi], [y + 0.12, y + 0.12], color="black", lw=1.0)
+        ax.plot([est], [y + 0.12], marker="s", color="black", markersize=5, linestyle="none")
+        s_med = float(f(result.theta_median[i]))
+        s_lo, s_hi = (float(f(z)) for z in (result.theta_ci_lower[i], result.theta_ci_upper[i]))
+        ax.plot([s_lo, s_hi], [y - 0.18, y - 0.18], color="gray", lw=1.0)
+        ax.plot([s_med], [y - 0.18], marker="o", color="gray", markersize=4, linestyle="none")
+        xs += [lo, hi, s_lo, s_hi]
+        left.append(_short(names[i]))
+        right.append(f"{est:.2f} [{lo:.2f}, {hi:.2f}]")
+    y_mu = ypos[k + 1]
+    m, a, b = (float(f(z)) for z in (result.mu_median, result.mu_ci_lower, result.mu_ci_upper))
+    _diamond(ax, y_mu, m, a, b, "black")
+    p_lo, p_hi = float(f(result.pred_lower)), float(f(result.pred_upper))
+    y_pred = ypos[k + 2]
+    ax.plot([p_lo, p_hi], [y_pred, y_pred], color="black", lw=3.0, solid_capstyle="butt")
+    xs += [a, b, p_lo, p_hi]
+    left += ["", "Effect μ (posterior)", "New study (prediction)"]
+    right += [
+        "",
+        f"{m:.2f} [{a:.2f}, {b:.2f}]",
+        f"{float(f(result.pred_median)):.2f} [{p_lo:.2f}, {p_hi:.2f}]",
+    ]
+    ax.set_ylim(0.4, n_rows + 0.6)
+    ax.set_yticks(ypos, left)
+    ax.tick_params(axis="y", length=0)
+    right_ax = ax.twinx()
+    right_ax.set_ylim(ax.get_ylim())
+    right_ax.set_yticks(ypos, right, family="monospace")
+    right_ax.tick_params(axis="y", length=0)
+    for tick in ax.get_yticklabels()[k + 1 :]:
+        tick.set_fontweight("bold")
+    for a_ in (ax, right_ax):
+        for side in ("left", "right", "top"):
+            a_.spines[side].set_visible(False)
+    if refline is not None:
+        ax.axvline(float(f(refline)), color="gray", lw=0.8, linestyle="--", zorder=1)
+    if transform == "exp":
+        ax.set_xscale("log")
+    finite = [x for x in xs if np.isfinite(x)]
+    low, high = min(finite), max(finite)
+    if transform == "exp":
+        ax.set_xlim(low / 1.1, high * 1.1)
+    else:
+        pad = 0.05 * (high - low) if high > low else 0.1
+        ax.set_xlim(low - pad, high + pad)
+    ax.plot([], [], color="black", marker="s", markersize=5, label="estimate (CI)")
+    ax.plot([], [], color="gray", marker="o", markersize=4, label="shrinkage (credible interval)")
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False, fontsize="small")
+    prior = result.tau_prior.describe()
+    ax.set_xlabel(
+        (xlabel + "\n" if xlabel else "") + f"tau prior: {prior}; central {100 * lv:g}% intervals"
+    )
     return fig

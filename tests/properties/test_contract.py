@@ -575,7 +575,8 @@ ERROR_CLASSES: dict[str, tuple[Callable[[list[Any]], Any], type[Exception], str]
     "integer beyond the double range": (
         lambda v: [10**400 if i == J else x for i, x in enumerate(v)],
         ValueError,
-        rf"is beyond the double-precision range \((study|element) {J}\): got an integer of about 401",
+        rf"is beyond the double-precision range \((study|element) {J}\): "
+        r"got an integer of about 401",
     ),
     "ragged nested list": (
         lambda v: [list(v[:2]), [v[2]], *v[3:]],
