@@ -1,0 +1,1012 @@
+"""Pooling 2×2 tables and event counts directly: Mantel–Haenszel (:func:`pool_mh`), Peto
+(:func:`pool_peto`) and generalized linear mixed models (:func:`pool_glmm`), one
+meta-analysis at a time or many at once (:func:`pool_mh_many`, :func:`pool_peto_many`).
+
+These methods use the cell counts themselves, so zero cells need no continuity
+correction inside the pooled estimate (Bhaumik et al. 2012 show that adding ½ biases
+rare-event meta-analyses towards the null). The study-level effects shown beside the
+pooled estimate (and used for Q, I², H² and forest plots) are computed as
+:func:`ketameta.escalc` computes them, with the ``add``/``to``/``drop00`` settings.
+
+References
+----------
+.. [1] Mantel, N., & Haenszel, W. (1959). Statistical aspects of the analysis of data
+   from retrospective studies of disease. Journal of the National Cancer Institute,
+   22(4), 719-748. https://doi.org/10.1093/jnci/22.4.719
+.. [2] Robins, J., Breslow, N., & Greenland, S. (1986). Estimators of the Mantel-Haenszel
+   variance consistent in both sparse data and large-strata limiting models. Biometrics,
+   42(2), 311-323. https://doi.org/10.2307/2531052
+.. [3] Greenland, S., & Robins, J. M. (1985). Estimation of a common effect parameter
+   from sparse follow-up data. Biometrics, 41(1), 55-68. https://doi.org/10.2307/2530643
+.. [4] Sato, T., Greenland, S., & Robins, J. M. (1989). On the variance estimator for the
+   Mantel-Haenszel risk difference. Biometrics, 45(4), 1323-1324.
+   https://doi.org/10.2307/2531784
+.. [5] Cochran, W. G. (1954). Some methods for strengthening the common χ² tests.
+   Biometrics, 10(4), 417-451. https://doi.org/10.2307/3001616
+.. [6] Tarone, R. E. (1985). On heterogeneity tests based on efficient scores.
+   Biometrika, 72(1), 91-95. https://doi.org/10.1093/biomet/72.1.91
+.. [7] Breslow, N. E., & Day, N. E. (1980). Statistical Methods in Cancer Research,
+   Vol. 1: The Analysis of Case-Control Studies. IARC Scientific Publications 32.
+.. [8] Rothman, K. J., Greenland, S., & Lash, T. L. (2008). Modern Epidemiology (3rd ed.),
+   ch. 15. Lippincott Williams & Wilkins.
+.. [9] Yusuf, S., Peto, R., Lewis, J., Collins, R., & Sleight, P. (1985). Beta blockade
+   during and after myocardial infarction: an overview of the randomized trials.
+   Progress in Cardiovascular Diseases, 27(5), 335-371.
+   https://doi.org/10.1016/S0033-0620(85)80003-7
+.. [10] Higgins, J. P. T., & Thompson, S. G. (2002). Quantifying heterogeneity in a
+   meta-analysis. Statistics in Medicine, 21(11), 1539-1558.
+   https://doi.org/10.1002/sim.1186
+.. [11] Bhaumik, D. K., Amatya, A., Normand, S.-L. T., Greenhouse, J., Kaizar, E.,
+   Neelon, B., & Gibbons, R. D. (2012). Meta-analysis of rare binary adverse event data.
+   JASA, 107(498), 555-567. https://doi.org/10.1080/01621459.2012.664484
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from . import effect_sizes as _es
+from ._engine import fixed
+from ._results import array_field, format_p, import_pandas, plain, readonly_bool
+from ._typing import BoolArray, FloatArray
+from ._validation import (
+    as_float_array,
+    check_choice,
+    check_level,
+    check_nonnegative,
+    check_positive,
+)
+from ._warnings import OmittedStudiesWarning
+
+__all__ = [
+    "MH_MEASURES",
+    "BatchMHResult",
+    "MHResult",
+    "PetoResult",
+    "pool_mh",
+    "pool_mh_many",
+    "pool_peto",
+    "pool_peto_many",
+]
+
+#: measures of :func:`pool_mh` (metafor's ``rma.mh``)
+MH_MEASURES = fixed.MH_MEASURES
+_TABLE_CELLS = ("ai", "bi", "ci", "di")
+_PERSON_TIME = ("x1i", "t1i", "x2i", "t2i")
+_TO = ("only0", "all", "if0all", "none")
+_SCALE_NAMES = {"OR": "OR", "RR": "RR", "IRR": "IRR", "PETO": "OR"}
+_MEASURE_NAMES = {
+    "OR": "log odds ratio",
+    "RR": "log risk ratio",
+    "RD": "risk difference",
+    "IRR": "log incidence rate ratio",
+    "IRD": "incidence rate difference",
+    "PETO": "log odds ratio",
+}
+
+
+def _indices(x: Any) -> tuple[int, ...]:
+    return tuple(int(i) for i in x)
+
+
+def _strings(x: Any) -> tuple[str, ...]:
+    return tuple(str(s) for s in x)
+
+
+# ---------------------------------------------------------------------------------------------
+# options
+
+
+@attrs.frozen
+class _Options:
+    """Validated settings of the binary models (written once for the single and batch
+    functions)."""
+
+    measure: str
+    level: float
+    add: tuple[float, float]
+    to: tuple[str, str]
+    drop00: tuple[bool, bool]
+    correct: bool
+    rd_variance: str
+
+
+def _pair(value: Any, name: str, second_default: Any) -> tuple[Any, Any]:
+    """metafor's convention: one value applies to the study-level effects (the second, to
+    the pooled estimate, takes its default); a pair gives both."""
+    if isinstance(value, tuple | list):
+        if len(value) != 2:
+            msg = f"`{name}` must be a single value or a pair of values, got {value!r}"
+            raise ValueError(msg)
+        return value[0], value[1]
+    return value, second_default
+
+
+def _options(
+    measure: Any,
+    level: Any,
+    add: Any,
+    to: Any,
+    drop00: Any,
+    correct: Any,
+    rd_variance: Any,
+    measures: Sequence[str],
+) -> _Options:
+    code = check_choice(measure, "measure", measures)
+    lv = check_level(level)
+    adds = _pair(add, "add", 0.0)
+    for a in adds:
+        if (
+            isinstance(a, bool)
+            or not isinstance(a, int | float | np.integer | np.floating)
+            or not (math.isfinite(float(a)) and float(a) >= 0)
+        ):
+            msg = f"`add` must be a non-negative number (or a pair of them), got {add!r}"
+            raise ValueError(msg)
+    tos = _pair(to, "to", "none")
+    for t in tos:
+        check_choice(t, "to", _TO)
+    drops = _pair(drop00, "drop00", False)
+    for dz in drops:
+        if not isinstance(dz, bool | np.bool_):
+            msg = f"`drop00` must be True or False (or a pair of them), got {drop00!r}"
+            raise TypeError(msg)
+    if not isinstance(correct, bool | np.bool_):
+        msg = f"`correct` must be True or False, got {correct!r}"
+        raise TypeError(msg)
+    rdv = check_choice(rd_variance, "rd_variance", fixed.RD_VARIANCES)
+    return _Options(
+        measure=code,
+        level=lv,
+        add=(float(adds[0]), float(adds[1])),
+        to=(str(tos[0]), str(tos[1])),
+        drop00=(bool(drops[0]), bool(drops[1])),
+        correct=bool(correct),
+        rd_variance=rdv,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the one fitting routine, for a single analysis (1-D cells) and a batch ((m, k) cells)
+
+
+def _study_effects(
+    cells: tuple[FloatArray, ...], measure: str, opt: _Options
+) -> tuple[FloatArray, FloatArray]:
+    """The study-level effects and variances as :func:`ketameta.escalc` computes them (NaN
+    for absent studies, whose cells are NaN, and for undefined effects)."""
+    names = _PERSON_TIME if measure in ("IRR", "IRD") else _TABLE_CELLS
+    spec = _es._REGISTRY[measure]
+    options = {"vtype": "LS", "add": opt.add[0], "to": opt.to[0], "drop00": opt.drop00[0]}
+    with np.errstate(all="ignore"):
+        yi, vi, _ = spec.impl(dict(zip(names, cells, strict=True)), options)
+        bad = ~(np.isfinite(yi) & np.isfinite(vi))
+    if bad.any():
+        yi = np.where(bad, np.nan, yi)
+        vi = np.where(bad, np.nan, vi)
+    return np.asarray(yi, dtype=np.float64), np.asarray(vi, dtype=np.float64)
+
+
+def _double_zero(cells: tuple[FloatArray, ...], person_time: bool) -> BoolArray:
+    """Studies with no events in either group (or, for tables, only events in both)."""
+    if person_time:
+        return (cells[0] == 0) & (cells[2] == 0)  # type: ignore[no-any-return]
+    return ((cells[0] == 0) & (cells[2] == 0)) | ((cells[1] == 0) & (cells[3] == 0))  # type: ignore[no-any-return]
+
+
+def _adjust_cells(
+    cells: tuple[FloatArray, ...],
+    present: BoolArray | None,
+    add: float,
+    to: str,
+    person_time: bool,
+) -> tuple[FloatArray, ...]:
+    """`add` added to the cells (events only, for person-time) of the studies selected by
+    `to`, before pooling (metafor's second ``add``/``to`` value; off by default)."""
+    if to == "none" or add == 0.0:
+        return cells
+    targets = (0, 2) if person_time else (0, 1, 2, 3)
+    has_zero = np.zeros(cells[0].shape, dtype=bool)
+    for i in targets:
+        has_zero |= cells[i] == 0
+    if present is not None:
+        has_zero &= present
+    if to == "all":
+        rows = np.ones(cells[0].shape, dtype=bool) if present is None else present
+    elif to == "if0all":
+        rows = np.broadcast_to(has_zero.any(axis=-1, keepdims=True), has_zero.shape)
+        if present is not None:
+            rows = rows & present
+    else:
+        rows = has_zero
+    return tuple(
+        np.where(rows, c + add, c) if i in targets else c for i, c in enumerate(cells)
+    )
+
+
+def _fit(
+    cells: tuple[FloatArray, ...],
+    present: BoolArray | None,
+    *,
+    model: str,
+    opt: _Options,
+    keep_studies: bool,
+) -> dict[str, Any]:
+    """Fit one analysis (1-D cells) or a batch ((m, k) cells, absent studies with
+    `present` False and zero cells). Returns the statistics of each analysis, and with
+    `keep_studies` the study-level effects and MH/Peto weights."""
+    measure = "PETO" if model == "peto" else opt.measure
+    person_time = measure in ("IRR", "IRD")
+    if present is None:
+        cells_nan = cells
+    else:
+        cells_nan = tuple(np.where(present, c, np.nan) for c in cells)
+    yi, vi = _study_effects(cells_nan, measure, opt)
+    pooled_cells = _adjust_cells(cells, present, opt.add[1], opt.to[1], person_time)
+    in_pool = present
+    if opt.drop00[1]:
+        keep = ~_double_zero(cells, person_time)
+        in_pool = keep if present is None else (present & keep)
+        pooled_cells = tuple(np.where(in_pool, c, 0.0) for c in pooled_cells)
+    if model == "peto":
+        out = fixed.peto(*pooled_cells, in_pool)
+    else:
+        out = fixed.mantel_haenszel(
+            *pooled_cells,
+            in_pool,
+            measure=measure,
+            correct=opt.correct,
+            rd_variance=opt.rd_variance,
+        )
+    status = np.asarray(out["status"])
+    ok = status == fixed.OK
+    estimate = np.where(ok, out["estimate"], np.nan)
+    variance = np.where(ok, out["variance"], np.nan)
+    res: dict[str, Any] = fixed.wald(estimate, variance, opt.level)
+    res.update(fixed.heterogeneity(estimate, yi, vi))
+    if model == "peto":  # Q from the pooled cells, on the study-level effects' df
+        res.update(fixed.q_statistics(np.where(ok, out["q"], np.nan), res["q_df"]))
+    res["k"] = out["k"]
+    res["status"] = status
+    res["why"] = out["why"]
+    for name in (
+        "cmh",
+        "cmh_pvalue",
+        "cochran",
+        "cochran_pvalue",
+        "tarone",
+        "tarone_pvalue",
+        "tarone_df",
+        "breslow_day",
+        "breslow_day_pvalue",
+    ):
+        if name in out:
+            res[name] = np.where(ok, out[name], np.nan)
+    if keep_studies:
+        res["yi"], res["vi"] = yi, vi
+        res["weights"] = out["weights"]
+        res["in_pool"] = in_pool
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# input preparation
+
+
+def _resolve(name: str, value: Any, data: Mapping[str, Any] | None) -> FloatArray:
+    if data is not None and isinstance(value, str):
+        if value not in data:
+            msg = f"`{name}`={value!r} is not a column of `data`"
+            raise ValueError(msg)
+        value = data[value]
+    return as_float_array(value, name)
+
+
+def _signature(given: Mapping[str, Any], allow_person_time: bool, what: str) -> tuple[str, ...]:
+    """Which inputs were given: ``ai, bi, ci, di``; ``ai, n1i, ci, n2i``; or (person-time)
+    ``x1i, t1i, x2i, t2i``."""
+    sigs = [_TABLE_CELLS, ("ai", "n1i", "ci", "n2i")]
+    if allow_person_time:
+        sigs.append(_PERSON_TIME)
+    for sig in sigs:
+        if all(given.get(n) is not None for n in sig):
+            extra = sorted(n for n, v in given.items() if v is not None and n not in sig)
+            if extra:
+                msg = (
+                    f"{what} takes one set of inputs, {', '.join(sig)}; "
+                    f"also got {', '.join(f'`{e}`' for e in extra)}"
+                )
+                raise TypeError(msg)
+            return sig
+    options = " or ".join("(" + ", ".join(s) + ")" for s in sigs)
+    missing = [n for n in sigs[0] if given.get(n) is None]
+    msg = f"{what} needs {options}; missing: {', '.join(missing)}"
+    raise TypeError(msg)
+
+
+def _cells_from(
+    names: tuple[str, ...], arrays: Mapping[str, FloatArray]
+) -> tuple[FloatArray, ...]:
+    """The four cells (a, b, c, d) or (x1, t1, x2, t2), validated: non-negative counts,
+    positive group sizes and person-times, events within the group sizes."""
+    first = names[0]
+    n = arrays[first].shape[-1]
+    for name in names[1:]:
+        if arrays[name].shape != arrays[first].shape:
+            msg = (
+                f"`{name}` has shape {arrays[name].shape} but `{first}` has shape "
+                f"{arrays[first].shape}; all inputs must have the same shape"
+            )
+            raise ValueError(msg)
+    del n
+    for name in names:
+        if name in ("t1i", "t2i", "n1i", "n2i"):
+            check_positive(arrays[name], name)
+        else:
+            check_nonnegative(arrays[name], name)
+    if names == _PERSON_TIME:
+        return tuple(arrays[nm] for nm in names)
+    a, c = arrays["ai"], arrays["ci"]
+    if "n1i" in names:
+        for count, size in (("ai", "n1i"), ("ci", "n2i")):
+            with np.errstate(invalid="ignore"):
+                bad = (arrays[count] > arrays[size]).reshape(-1)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                msg = (
+                    f"`{count}` cannot exceed `{size}`; study {i} has "
+                    f"{count}={arrays[count].reshape(-1)[i]!r} > "
+                    f"{size}={arrays[size].reshape(-1)[i]!r}"
+                )
+                raise ValueError(msg)
+        b, d = arrays["n1i"] - a, arrays["n2i"] - c
+    else:
+        b, d = arrays["bi"], arrays["di"]
+        for group, (x, y) in (("first", (a, b)), ("second", (c, d))):
+            with np.errstate(invalid="ignore"):
+                empty = ((x + y) == 0).reshape(-1)
+            if empty.any():
+                i = int(np.flatnonzero(empty)[0])
+                msg = (
+                    f"study {i} has no participants in the {group} group "
+                    f"(`{'ai' if group == 'first' else 'ci'}` + "
+                    f"`{'bi' if group == 'first' else 'di'}` = 0)"
+                )
+                raise ValueError(msg)
+    return a, b, c, d
+
+
+def _labels(labels: Any, data: Mapping[str, Any] | None, k: int) -> tuple[str, ...]:
+    if labels is None:
+        return tuple(f"Study {i + 1}" for i in range(k))
+    if isinstance(labels, str):
+        if data is None or labels not in data:
+            msg = f"`labels`={labels!r} is not a column of `data`"
+            raise ValueError(msg)
+        labels = data[labels]
+    out = tuple(str(s) for s in labels)
+    if len(out) != k:
+        msg = f"`labels` has {len(out)} entries but there are {k} studies"
+        raise ValueError(msg)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+def _fmt(x: float, width: int) -> str:
+    return f"{x:{width}.4f}" if math.isfinite(x) else f"{'NA':>{width}s}"
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class _BinaryResult:
+    """Fields and methods shared by :class:`MHResult` and :class:`PetoResult`."""
+
+    measure: str
+    estimate: float
+    se: float
+    statistic: float
+    pvalue: float
+    ci_lower: float
+    ci_upper: float
+    q: float
+    q_df: int
+    q_pvalue: float
+    i2: float
+    h2: float
+    k: int
+    k_yi: int
+    loglik: float
+    deviance: float
+    aic: float
+    bic: float
+    aicc: float
+    loglik_reml: float
+    yi: FloatArray = array_field()
+    vi: FloatArray = array_field()
+    weights: FloatArray = array_field()
+    cells: FloatArray = array_field()
+    cell_names: tuple[str, ...]
+    in_estimate: BoolArray = attrs.field(
+        converter=readonly_bool, eq=attrs.cmp_using(eq=np.array_equal)
+    )
+    labels: tuple[str, ...] = attrs.field(converter=_strings)
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
+    double_zero: tuple[str, ...] = attrs.field(converter=_strings, default=())
+    level: float = 0.95
+    add: tuple[float, float] = (0.5, 0.0)
+    to: tuple[str, str] = ("only0", "none")
+    drop00: tuple[bool, bool] = (True, False)
+
+    _METHOD = ""
+
+    @property
+    def is_ratio(self) -> bool:
+        """Whether the estimate is a log ratio (OR, RR, IRR, Peto's OR)."""
+        return self.measure in fixed.RATIO_MEASURES
+
+    @property
+    def exp_estimate(self) -> float:
+        """The pooled ratio (``exp(estimate)``) of a log-ratio measure; NaN otherwise."""
+        return math.exp(self.estimate) if self.is_ratio else math.nan
+
+    @property
+    def exp_ci(self) -> tuple[float, float]:
+        """The confidence limits of the ratio (exponentiated) of a log-ratio measure."""
+        if not self.is_ratio:
+            return (math.nan, math.nan)
+        return (math.exp(self.ci_lower), math.exp(self.ci_upper))
+
+    def study_ci(self, level: float | None = None) -> tuple[FloatArray, FloatArray]:
+        """Wald confidence limits of the study-level effects, ``yi ± z·sqrt(vi)``."""
+        lv = self.level if level is None else check_level(level)
+        half = fixed.critical_z(lv) * np.sqrt(self.vi)
+        return self.yi - half, self.yi + half
+
+    def notes(self) -> tuple[str, ...]:
+        """Why a study has no study-level effect or is not in the pooled estimate (empty
+        when it is used as usual), one entry per input row."""
+        out = []
+        dz = set(self.double_zero)
+        omitted = set(self.omitted)
+        for i, label in enumerate(self.labels):
+            if i in omitted:
+                out.append("omitted: missing value")
+            elif not self.in_estimate[i]:
+                out.append("not pooled: double zero (no events, or only events, in both groups)")
+            elif math.isnan(self.yi[i]):
+                out.append(
+                    "no study-level effect: double zero (drop00)"
+                    if label in dz
+                    else "no study-level effect: zero cells (see `add`/`to`)"
+                )
+            else:
+                out.append("")
+        return tuple(out)
+
+    def studies(self) -> Any:
+        """A pandas DataFrame with one row per input row (omitted rows included): label,
+        cells, events/totals, study-level effect, its CI, the weight in the pooled
+        estimate (percent) and a note saying why a row is not used (requires pandas)."""
+        pd = import_pandas()
+        lo, hi = self.study_ci()
+        frame: dict[str, Any] = {"label": list(self.labels)}
+        for j, name in enumerate(self.cell_names):
+            frame[name] = self.cells[:, j]
+        frame.update(
+            yi=self.yi, vi=self.vi, ci_lower=lo, ci_upper=hi, weight=self.weights,
+            note=list(self.notes()),
+        )
+        return pd.DataFrame(frame)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
+        return plain(self)  # type: ignore[no-any-return]
+
+    def to_frame(self) -> Any:
+        """A one-row pandas DataFrame of the scalar fields (requires pandas); the studies
+        are in :meth:`studies`."""
+        pd = import_pandas()
+        d = self.to_dict()
+        return pd.DataFrame([{k: v for k, v in d.items() if not isinstance(v, list | dict)}])
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(measure={self.measure!r}, k={self.k}, "
+            f"estimate={self.estimate:.4g}, ci=[{self.ci_lower:.4g}, {self.ci_upper:.4g}], "
+            f"q={self.q:.4g}, i2={self.i2:.1f}%)"
+        )
+
+    def _summary_lines(self, title: str) -> list[str]:
+        lines = [f"Equal-Effects Model (k = {self.k}; {title})", ""]
+        lines.append(
+            f"{'logLik':>9s} {'deviance':>9s} {'AIC':>9s} {'BIC':>9s} {'AICc':>9s}"
+        )
+        lines.append(
+            " ".join(_fmt(x, 9) for x in (self.loglik, self.deviance, self.aic, self.bic, self.aicc))
+        )
+        lines.append("")
+        lines.append(f"I^2 (total heterogeneity / total variability):  {self.i2:.2f}%")
+        lines.append(f"H^2 (total variability / sampling variability): {self.h2:.2f}")
+        lines.append("")
+        lines.append("Test for Heterogeneity:")
+        p = format_p(self.q_pvalue)
+        p_text = "< .0001" if p.startswith("<") else f"= {p}"
+        lines.append(f"Q(df = {self.q_df}) = {self.q:.4f}, p-val {p_text}")
+        lines.append("")
+        scale = " (log scale)" if self.is_ratio else ""
+        lines.append(f"Model Results{scale}:")
+        lines.append("")
+        lines.append(
+            f"{'estimate':>9s} {'se':>8s} {'zval':>8s} {'pval':>8s} {'ci.lb':>8s} {'ci.ub':>8s}"
+        )
+        lines.append(
+            f"{_fmt(self.estimate, 9)} {_fmt(self.se, 8)} {_fmt(self.statistic, 8)} "
+            f"{format_p(self.pvalue):>8s} {_fmt(self.ci_lower, 8)} {_fmt(self.ci_upper, 8)}"
+        )
+        if self.is_ratio:
+            lo, hi = self.exp_ci
+            lines += [
+                "",
+                f"Model Results ({_SCALE_NAMES[self.measure]} scale):",
+                "",
+                f"{'estimate':>9s} {'ci.lb':>8s} {'ci.ub':>8s}",
+                f"{_fmt(self.exp_estimate, 9)} {_fmt(lo, 8)} {_fmt(hi, 8)}",
+            ]
+        return lines
+
+    def _summary_tail(self) -> list[str]:
+        lines = []
+        if self.omitted:
+            names = ", ".join(self.labels[i] for i in self.omitted)
+            lines.append(f"Omitted (missing values): {names}")
+        if self.double_zero:
+            lines.append(
+                "Double zero (no events, or only events, in both groups): "
+                + ", ".join(self.double_zero)
+            )
+        return ["", *lines] if lines else []
+
+
+def _chi2_line(name: str, stat: float, df: float, p: float, width: int = 0) -> str:
+    p_text = format_p(p)
+    if p_text.startswith("<"):
+        p_text = "< 0.0001"
+    elif p_text != "NA":
+        p_text = f"= {p_text}"
+    return f"{name:{width}s}{stat:.4f}, df = {df:g}, p-val {p_text}"
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class MHResult(_BinaryResult):
+    """The result of :func:`pool_mh`: a Mantel–Haenszel equal-effects meta-analysis.
+
+    Attributes
+    ----------
+    measure : str
+        ``"OR"``, ``"RR"``, ``"RD"``, ``"IRR"`` or ``"IRD"``.
+    estimate, se, statistic, pvalue, ci_lower, ci_upper : float
+        The MH estimate (log scale for OR, RR, IRR), its standard error, z statistic,
+        two-sided p-value and confidence limits (:attr:`exp_estimate` and
+        :attr:`exp_ci` give the ratio).
+    q, q_df, q_pvalue, i2, h2 : float
+        Cochran's Q of the study-level effects around the MH estimate (as metafor), on
+        ``k_yi - 1`` df, with I² (percent) and H².
+    k : int
+        Tables in the MH estimate (double-zero tables included unless dropped by the
+        second ``drop00``: they add nothing to the OR and RR, but weight to the RD).
+    k_yi : int
+        Studies with a study-level effect (Q, I², H²).
+    cmh, cmh_pvalue : float
+        OR: the Cochran–Mantel–Haenszel test; IRR: the Mantel–Haenszel test for
+        person-time data (NaN for RR, RD, IRD).
+    cochran, cochran_pvalue : float
+        OR: Cochran's (1954) test (binomial rather than hypergeometric variance).
+    tarone, tarone_df, tarone_pvalue, breslow_day, breslow_day_pvalue : float
+        OR: Tarone's test of homogeneity and the uncorrected Breslow–Day test.
+    loglik, deviance, aic, bic, aicc, loglik_reml : float
+        Fit statistics of the equal-effects model of the study-level effects, as
+        metafor's ``fitstats``.
+    yi, vi, weights : ndarray
+        Per input row: study-level effect and variance (NaN where undefined or omitted)
+        and weight in the MH estimate (percent; NaN for omitted rows).
+    cells : ndarray
+        The input cells, one row per study (``cell_names``).
+    in_estimate : ndarray of bool
+        Which rows enter the MH estimate.
+    labels : tuple of str
+    omitted : tuple of int
+        Rows left out for missing values.
+    double_zero : tuple of str
+        Labels of studies with no events in either group (or only events).
+    level, add, to, drop00, correct, rd_variance
+        The settings (``add``, ``to``, ``drop00`` as pairs: study-level effects,
+        pooled estimate).
+    """
+
+    cmh: float = math.nan
+    cmh_pvalue: float = math.nan
+    cochran: float = math.nan
+    cochran_pvalue: float = math.nan
+    tarone: float = math.nan
+    tarone_df: float = math.nan
+    tarone_pvalue: float = math.nan
+    breslow_day: float = math.nan
+    breslow_day_pvalue: float = math.nan
+    correct: bool = True
+    rd_variance: str = "sato"
+
+    def summary(self) -> str:
+        """The printed summary, as metafor's ``summary(rma.mh(...))``: fit statistics,
+        heterogeneity, the estimate on the log and the ratio scale and the tests."""
+        lines = self._summary_lines(f"Mantel-Haenszel, {_MEASURE_NAMES[self.measure]}")
+        if self.measure == "OR":
+            lines += [
+                "",
+                _chi2_line("Cochran-Mantel-Haenszel Test:    CMH = ", self.cmh, 1, self.cmh_pvalue),
+                _chi2_line(
+                    "Tarone's Test for Heterogeneity: X^2 = ",
+                    self.tarone,
+                    self.tarone_df,
+                    self.tarone_pvalue,
+                ),
+            ]
+        elif self.measure == "IRR":
+            lines += ["", _chi2_line("Mantel-Haenszel Test: MH = ", self.cmh, 1, self.cmh_pvalue)]
+        return "\n".join(lines + self._summary_tail())
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class PetoResult(_BinaryResult):
+    """The result of :func:`pool_peto`: Peto's one-step log odds ratio.
+
+    Fields as :class:`MHResult` (without its tests); ``measure`` is ``"PETO"``, the study
+    weights are the hypergeometric variances.
+    """
+
+    def summary(self) -> str:
+        """The printed summary, as metafor's ``summary(rma.peto(...))``."""
+        return "\n".join(self._summary_lines("Peto's method, log odds ratio") + self._summary_tail())
+
+
+# ---------------------------------------------------------------------------------------------
+# the single-analysis functions
+
+
+def _prepare(
+    given: dict[str, Any],
+    data: Mapping[str, Any] | None,
+    *,
+    allow_person_time: bool,
+    what: str,
+    nan_policy: str,
+    stacklevel: int,
+) -> tuple[tuple[str, ...], tuple[FloatArray, ...], BoolArray, tuple[int, ...]]:
+    """Validated cells of every input row, the names, the rows used and the omitted rows."""
+    sig = _signature(given, allow_person_time, what)
+    arrays = {name: _resolve(name, given[name], data) for name in sig}
+    cells = _cells_from(sig, arrays)
+    if cells[0].shape[0] == 0:
+        msg = f"no studies: `{sig[0]}` is empty"
+        raise ValueError(msg)
+    missing = np.zeros(cells[0].shape, dtype=bool)
+    for c in cells:
+        missing |= np.isnan(c)
+    omitted: tuple[int, ...] = ()
+    if missing.any():
+        idx = np.flatnonzero(missing)
+        if nan_policy == "raise":
+            msg = f"studies {idx.tolist()} have missing cells (nan_policy='raise')"
+            raise ValueError(msg)
+        omitted = tuple(int(i) for i in idx)
+        if len(omitted) == missing.size:
+            msg = "no studies: every study has a missing cell"
+            raise ValueError(msg)
+        warnings.warn(
+            f"studies {list(omitted)} have missing cells and were omitted",
+            OmittedStudiesWarning,
+            stacklevel=stacklevel,
+        )
+    names = _PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS
+    return names, cells, ~missing, omitted
+
+
+def _single(
+    model: str,
+    given: dict[str, Any],
+    data: Mapping[str, Any] | None,
+    opt: _Options,
+    labels: Any,
+    nan_policy: str,
+) -> dict[str, Any]:
+    what = "pool_mh" if model == "mh" else "pool_peto"
+    nan_policy = check_choice(nan_policy, "nan_policy", ("omit", "raise"))
+    names, cells, used, omitted = _prepare(
+        given,
+        data,
+        allow_person_time=model == "mh",
+        what=what,
+        nan_policy=nan_policy,
+        stacklevel=4,
+    )
+    if model == "mh":
+        person_time = names == _PERSON_TIME
+        if person_time != (opt.measure in ("IRR", "IRD")):
+            need = "x1i, t1i, x2i, t2i" if opt.measure in ("IRR", "IRD") else "2x2 tables"
+            msg = f"measure {opt.measure!r} needs {need}"
+            raise TypeError(msg)
+    k_all = cells[0].shape[0]
+    labs = _labels(labels, data, k_all)
+    sub = tuple(c[used] for c in cells) if omitted else cells
+    out = _fit(sub, None, model=model, opt=opt, keep_studies=True)
+    if int(out["status"]) != fixed.OK:
+        reason = fixed.STATUS_REASONS[int(out["status"])].format(why=out["why"])
+        msg = f"{what}: {reason}"
+        raise ValueError(msg)
+    dz_mask = _double_zero(sub, names == _PERSON_TIME)
+    used_idx = np.flatnonzero(used)
+
+    def full(values: FloatArray) -> FloatArray:
+        arr = np.full(k_all, np.nan)
+        arr[used_idx] = values
+        return arr
+
+    w = np.asarray(out["weights"], dtype=np.float64)
+    w = 100.0 * w / w.sum()
+    in_pool = np.zeros(k_all, dtype=bool)
+    in_pool[used_idx] = True if out["in_pool"] is None else out["in_pool"]
+    scalars = {
+        name: float(out[name])
+        for name in (
+            "estimate",
+            "se",
+            "statistic",
+            "pvalue",
+            "ci_lower",
+            "ci_upper",
+            "q",
+            "q_pvalue",
+            "i2",
+            "h2",
+            "loglik",
+            "deviance",
+            "aic",
+            "bic",
+            "aicc",
+            "loglik_reml",
+        )
+    }
+    if model == "mh":
+        for name in (
+            "cmh",
+            "cmh_pvalue",
+            "cochran",
+            "cochran_pvalue",
+            "tarone",
+            "tarone_pvalue",
+            "tarone_df",
+            "breslow_day",
+            "breslow_day_pvalue",
+        ):
+            if name in out:
+                scalars[name] = float(out[name])
+    return {
+        **scalars,
+        "measure": "PETO" if model == "peto" else opt.measure,
+        "q_df": int(out["q_df"]),
+        "k": int(out["k"]),
+        "k_yi": int(out["k_yi"]),
+        "yi": full(out["yi"]),
+        "vi": full(out["vi"]),
+        "weights": full(w),  # (0 for tables left out of the pooled estimate)
+        "cells": np.column_stack(cells),
+        "cell_names": names,
+        "in_estimate": in_pool,
+        "labels": labs,
+        "omitted": omitted,
+        "double_zero": tuple(labs[i] for i in used_idx[dz_mask]),
+        "level": opt.level,
+        "add": opt.add,
+        "to": opt.to,
+        "drop00": opt.drop00,
+    }
+
+
+def pool_mh(
+    ai: Any = None,
+    bi: Any = None,
+    ci: Any = None,
+    di: Any = None,
+    n1i: Any = None,
+    n2i: Any = None,
+    *,
+    x1i: Any = None,
+    t1i: Any = None,
+    x2i: Any = None,
+    t2i: Any = None,
+    data: Mapping[str, Any] | None = None,
+    measure: str = "OR",
+    level: float = 0.95,
+    add: float | tuple[float, float] = 0.5,
+    to: str | tuple[str, str] = "only0",
+    drop00: bool | tuple[bool, bool] = True,
+    correct: bool = True,
+    rd_variance: str = "sato",
+    labels: Sequence[str] | str | None = None,
+    nan_policy: str = "omit",
+) -> MHResult:
+    """Mantel–Haenszel pooling of 2×2 tables or person-time data (metafor's ``rma.mh``).
+
+    Parameters
+    ----------
+    ai, bi, ci, di : array_like or str
+        2×2 tables: events and non-events in the first group (``ai``, ``bi``) and the
+        second group (``ci``, ``di``). Or give ``ai, n1i, ci, n2i`` (group sizes).
+    n1i, n2i : array_like or str
+        Group sizes, instead of ``bi`` and ``di``.
+    x1i, t1i, x2i, t2i : array_like or str
+        Person-time data (``measure="IRR"`` or ``"IRD"``): events and person-times.
+    data : mapping, optional
+        A dict of columns or a pandas DataFrame; string arguments name its columns.
+    measure : {"OR", "RR", "RD", "IRR", "IRD"}
+        Odds ratio [1]_ [2]_, risk ratio [3]_, risk difference [3]_ [4]_, incidence rate
+        ratio or difference [3]_ [8]_.
+    level : float
+        Confidence level.
+    add, to, drop00
+        Zero cells. The first (or only) value applies to the study-level effects shown
+        beside the pooled estimate and used for Q, I², H² (as :func:`ketameta.escalc`:
+        `add` is added to the cells of the tables selected by `to`; `drop00` leaves out
+        studies with no events, or only events, in both groups). The MH estimate itself
+        needs no correction and gets none, unless a second value is given, as in
+        metafor: ``add=(0.5, 0.5), to=("only0", "only0")`` adds ½ to the tables with a
+        zero cell also inside the MH estimate (as RevMan does) and
+        ``drop00=(True, True)`` drops double-zero tables from it.
+    correct : bool
+        Continuity correction of the Cochran–Mantel–Haenszel (OR) and Mantel–Haenszel
+        (IRR) tests.
+    rd_variance : {"sato", "gr"}
+        Variance of the MH risk difference: Sato, Greenland & Robins (1989) [4]_
+        (metafor's, consistent for sparse and large strata) or Greenland & Robins (1985)
+        [3]_ (RevMan's and Stata ``metan``'s).
+    labels : sequence of str or str, optional
+        Study labels (or the column of `data` holding them); default "Study 1", ...
+    nan_policy : {"omit", "raise"}
+        Studies with a missing cell are left out with an
+        :class:`~ketameta.OmittedStudiesWarning` (listed in ``result.omitted``), or raise.
+
+    Returns
+    -------
+    MHResult
+
+    Raises
+    ------
+    ValueError
+        When the pooled estimate is undefined: e.g. for the OR, when every table has a
+        zero in ``a·d`` or in ``b·c`` (one outcome never occurs in a group), or for the
+        RD when no table has an event (or every table only events).
+
+    Notes
+    -----
+    With ``n = n1 + n2`` per table, the MH odds ratio is ``Σ(ad/n)/Σ(bc/n)`` [1]_ with
+    the variance of its log of Robins, Breslow & Greenland (1986) [2]_; the risk ratio
+    ``Σ(a n2/n)/Σ(c n1/n)`` and risk difference ``Σ((a n2 - c n1)/n)/Σ(n1 n2/n)`` with the
+    variances of Greenland & Robins (1985) [3]_ (log RR) and Sato, Greenland & Robins
+    (1989) [4]_ (RD); for person-time (``T = t1 + t2``) the rate ratio
+    ``Σ(x1 t2/T)/Σ(x2 t1/T)`` and rate difference ``Σ((x1 t2 - x2 t1)/T)/Σ(t1 t2/T)``
+    [3]_ [8]_. CI and test are Wald-type (normal). For the OR, the Cochran–Mantel–Haenszel
+    test [1]_ ``(|Σa - ΣE(a)| - ½)²/ΣVar(a)`` with the hypergeometric moments, Cochran's
+    test [5]_ with binomial variances, and the Breslow–Day test [7]_ with Tarone's
+    correction [6]_ (on K - 1 df, K the tables with both outcomes in both groups); for the
+    IRR the Mantel–Haenszel test for person-time [8]_. Q is computed from the study-level
+    effects around the MH estimate, with ``I² = max(0, (Q - df)/Q)`` and ``H² = Q/df``
+    [10]_ (as metafor).
+
+    References
+    ----------
+    .. [1] Mantel & Haenszel (1959), J Natl Cancer Inst 22(4):719-748.
+    .. [2] Robins, Breslow & Greenland (1986), Biometrics 42(2):311-323.
+    .. [3] Greenland & Robins (1985), Biometrics 41(1):55-68.
+    .. [4] Sato, Greenland & Robins (1989), Biometrics 45(4):1323-1324.
+    .. [5] Cochran (1954), Biometrics 10(4):417-451.
+    .. [6] Tarone (1985), Biometrika 72(1):91-95.
+    .. [7] Breslow & Day (1980), Statistical Methods in Cancer Research, vol. 1.
+    .. [8] Rothman, Greenland & Lash (2008), Modern Epidemiology, 3rd ed., ch. 15.
+    .. [10] Higgins & Thompson (2002), Stat Med 21(11):1539-1558.
+
+    Examples
+    --------
+    The BCG vaccine trials (Colditz et al. 1994), MH odds ratio (metafor: -0.4734,
+    OR 0.6229):
+
+    >>> import ketameta
+    >>> res = ketameta.pool_mh(ai="tpos", bi="tneg", ci="cpos", di="cneg",
+    ...                        data=ketameta.datasets.bcg(), labels="author")
+    >>> round(res.estimate, 4), round(res.exp_estimate, 4), round(res.tarone, 4)
+    (-0.4734, 0.6229, 171.7567)
+    """
+    opt = _options(measure, level, add, to, drop00, correct, rd_variance, MH_MEASURES)
+    given = {
+        "ai": ai,
+        "bi": bi,
+        "ci": ci,
+        "di": di,
+        "n1i": n1i,
+        "n2i": n2i,
+        "x1i": x1i,
+        "t1i": t1i,
+        "x2i": x2i,
+        "t2i": t2i,
+    }
+    fields = _single("mh", given, data, opt, labels, nan_policy)
+    return MHResult(**fields, correct=opt.correct, rd_variance=opt.rd_variance)
+
+
+def pool_peto(
+    ai: Any = None,
+    bi: Any = None,
+    ci: Any = None,
+    di: Any = None,
+    n1i: Any = None,
+    n2i: Any = None,
+    *,
+    data: Mapping[str, Any] | None = None,
+    level: float = 0.95,
+    add: float | tuple[float, float] = 0.5,
+    to: str | tuple[str, str] = "only0",
+    drop00: bool | tuple[bool, bool] = True,
+    labels: Sequence[str] | str | None = None,
+    nan_policy: str = "omit",
+) -> PetoResult:
+    """Peto's one-step log odds ratio of 2×2 tables (metafor's ``rma.peto``) [9]_.
+
+    Parameters
+    ----------
+    ai, bi, ci, di, n1i, n2i, data, level, labels, nan_policy
+        As in :func:`pool_mh`.
+    add, to, drop00
+        As in :func:`pool_mh`: the first value applies to the study-level (Peto) log odds
+        ratios, a second one to the pooled estimate.
+
+    Returns
+    -------
+    PetoResult
+
+    Raises
+    ------
+    ValueError
+        When one of the two outcomes never occurs in any table (no information).
+
+    Notes
+    -----
+    With the observed events ``O = a`` of the first group, their expectation
+    ``E = n1 m1/n`` and hypergeometric variance ``V = n1 n2 m1 m0/(n²(n-1))`` (``m1``
+    events, ``m0`` non-events, ``n`` participants of the table), the pooled log odds
+    ratio is ``Σ(O - E)/ΣV`` with variance ``1/ΣV`` [9]_; the study weights are ``V``. Q
+    is the sum of ``(y_i - θ̂)²/v_i`` over the study-level Peto log odds ratios
+    ``y_i = (O - E)/V``, ``v_i = 1/V`` (computed with `add`/`to`, as metafor). Peto's
+    method is accurate when events are rare, the groups balanced and the effect not
+    large (Bradburn et al. 2007).
+
+    References
+    ----------
+    .. [9] Yusuf et al. (1985), Prog Cardiovasc Dis 27(5):335-371.
+
+    Examples
+    --------
+    >>> import ketameta
+    >>> res = ketameta.pool_peto(ai="tpos", bi="tneg", ci="cpos", di="cneg",
+    ...                          data=ketameta.datasets.bcg())
+    >>> round(res.estimate, 4), round(res.se, 4), round(res.q, 4)
+    (-0.4744, 0.0407, 167.7302)
+    """
+    opt = _options("PETO", level, add, to, drop00, True, "sato", ("PETO",))
+    given = {"ai": ai, "bi": bi, "ci": ci, "di": di, "n1i": n1i, "n2i": n2i}
+    return PetoResult(**_single("peto", given, data, opt, labels, nan_policy))
