@@ -27,6 +27,16 @@ from .bias import (
     fail_safe_n,
     trim_and_fill,
 )
+from .binary import (
+    MH_MEASURES,
+    BatchBinaryResult,
+    MHResult,
+    PetoResult,
+    pool_mh,
+    pool_mh_many,
+    pool_peto,
+    pool_peto_many,
+)
 from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
 from .pooling import METHODS, TESTS, PoolResult, Tau2Interval, pool
 from .sensitivity import (
@@ -43,7 +53,9 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "MEASURES",
     "METHODS",
+    "MH_MEASURES",
     "TESTS",
+    "BatchBinaryResult",
     "BatchEggerResult",
     "BatchPoolResult",
     "BeggResult",
@@ -56,7 +68,9 @@ __all__ = [
     "KetametaWarning",
     "LeaveOneOutResult",
     "LocalMaximumWarning",
+    "MHResult",
     "OmittedStudiesWarning",
+    "PetoResult",
     "PoolResult",
     "SmallSampleWarning",
     "Tau2Interval",
@@ -76,6 +90,10 @@ __all__ = [
     "leave_one_out",
     "pool",
     "pool_many",
+    "pool_mh",
+    "pool_mh_many",
+    "pool_peto",
+    "pool_peto_many",
     "trim_and_fill",
 ]
 

@@ -51,7 +51,6 @@ from typing import Any
 import attrs
 import numpy as np
 
-from . import effect_sizes as _es
 from ._engine import fixed
 from ._results import array_field, format_p, import_pandas, plain, readonly_bool
 from ._typing import BoolArray, FloatArray
@@ -66,7 +65,7 @@ from ._warnings import OmittedStudiesWarning
 
 __all__ = [
     "MH_MEASURES",
-    "BatchMHResult",
+    "BatchBinaryResult",
     "MHResult",
     "PetoResult",
     "pool_mh",
@@ -176,60 +175,6 @@ def _options(
 # the one fitting routine, for a single analysis (1-D cells) and a batch ((m, k) cells)
 
 
-def _study_effects(
-    cells: tuple[FloatArray, ...], measure: str, opt: _Options
-) -> tuple[FloatArray, FloatArray]:
-    """The study-level effects and variances as :func:`ketameta.escalc` computes them (NaN
-    for absent studies, whose cells are NaN, and for undefined effects)."""
-    names = _PERSON_TIME if measure in ("IRR", "IRD") else _TABLE_CELLS
-    spec = _es._REGISTRY[measure]
-    options = {"vtype": "LS", "add": opt.add[0], "to": opt.to[0], "drop00": opt.drop00[0]}
-    with np.errstate(all="ignore"):
-        yi, vi, _ = spec.impl(dict(zip(names, cells, strict=True)), options)
-        bad = ~(np.isfinite(yi) & np.isfinite(vi))
-    if bad.any():
-        yi = np.where(bad, np.nan, yi)
-        vi = np.where(bad, np.nan, vi)
-    return np.asarray(yi, dtype=np.float64), np.asarray(vi, dtype=np.float64)
-
-
-def _double_zero(cells: tuple[FloatArray, ...], person_time: bool) -> BoolArray:
-    """Studies with no events in either group (or, for tables, only events in both)."""
-    if person_time:
-        return (cells[0] == 0) & (cells[2] == 0)  # type: ignore[no-any-return]
-    return ((cells[0] == 0) & (cells[2] == 0)) | ((cells[1] == 0) & (cells[3] == 0))  # type: ignore[no-any-return]
-
-
-def _adjust_cells(
-    cells: tuple[FloatArray, ...],
-    present: BoolArray | None,
-    add: float,
-    to: str,
-    person_time: bool,
-) -> tuple[FloatArray, ...]:
-    """`add` added to the cells (events only, for person-time) of the studies selected by
-    `to`, before pooling (metafor's second ``add``/``to`` value; off by default)."""
-    if to == "none" or add == 0.0:
-        return cells
-    targets = (0, 2) if person_time else (0, 1, 2, 3)
-    has_zero = np.zeros(cells[0].shape, dtype=bool)
-    for i in targets:
-        has_zero |= cells[i] == 0
-    if present is not None:
-        has_zero &= present
-    if to == "all":
-        rows = np.ones(cells[0].shape, dtype=bool) if present is None else present
-    elif to == "if0all":
-        rows = np.broadcast_to(has_zero.any(axis=-1, keepdims=True), has_zero.shape)
-        if present is not None:
-            rows = rows & present
-    else:
-        rows = has_zero
-    return tuple(
-        np.where(rows, c + add, c) if i in targets else c for i, c in enumerate(cells)
-    )
-
-
 def _fit(
     cells: tuple[FloatArray, ...],
     present: BoolArray | None,
@@ -240,58 +185,59 @@ def _fit(
 ) -> dict[str, Any]:
     """Fit one analysis (1-D cells) or a batch ((m, k) cells, absent studies with
     `present` False and zero cells). Returns the statistics of each analysis, and with
-    `keep_studies` the study-level effects and MH/Peto weights."""
+    `keep_studies` the study-level effects (NaN where there is none) and the MH/Peto
+    weights."""
     measure = "PETO" if model == "peto" else opt.measure
     person_time = measure in ("IRR", "IRD")
-    if present is None:
-        cells_nan = cells
-    else:
-        cells_nan = tuple(np.where(present, c, np.nan) for c in cells)
-    yi, vi = _study_effects(cells_nan, measure, opt)
-    pooled_cells = _adjust_cells(cells, present, opt.add[1], opt.to[1], person_time)
-    in_pool = present
+    pf = None if present is None else present.astype(np.float64)
+    yi, vi, okf = fixed.study_effects(
+        cells, pf, measure, add=opt.add[0], to=opt.to[0], drop00=opt.drop00[0]
+    )
+    pooled_cells = fixed.added(cells, pf, opt.add[1], opt.to[1], person_time)
+    pooled_pf = pf
     if opt.drop00[1]:
-        keep = ~_double_zero(cells, person_time)
-        in_pool = keep if present is None else (present & keep)
-        pooled_cells = tuple(np.where(in_pool, c, 0.0) for c in pooled_cells)
+        keep = (~fixed.double_zero(cells, person_time)).astype(np.float64)
+        pooled_pf = keep if pf is None else pf * keep
+        pooled_cells = tuple(c * pooled_pf for c in pooled_cells)
+    c1, c2, c3, c4 = pooled_cells
     if model == "peto":
-        out = fixed.peto(*pooled_cells, in_pool)
+        out = fixed.peto(c1, c2, c3, c4, pooled_pf)
     else:
         out = fixed.mantel_haenszel(
-            *pooled_cells,
-            in_pool,
+            c1,
+            c2,
+            c3,
+            c4,
+            pooled_pf,
             measure=measure,
             correct=opt.correct,
             rd_variance=opt.rd_variance,
         )
-    status = np.asarray(out["status"])
+    k = out["k"]
+    status = np.where(np.asarray(k) == 0, fixed.NO_TABLES, out["status"])
     ok = status == fixed.OK
-    estimate = np.where(ok, out["estimate"], np.nan)
-    variance = np.where(ok, out["variance"], np.nan)
-    res: dict[str, Any] = fixed.wald(estimate, variance, opt.level)
-    res.update(fixed.heterogeneity(estimate, yi, vi))
-    if model == "peto":  # Q from the pooled cells, on the study-level effects' df
-        res.update(fixed.q_statistics(np.where(ok, out["q"], np.nan), res["q_df"]))
-    res["k"] = out["k"]
+    all_ok = bool(ok.all())
+
+    def checked(x: Any) -> Any:  # NaN for analyses that could not be pooled
+        return x if all_ok else np.where(ok, x, np.nan)
+
+    estimate = checked(out["estimate"])
+    with np.errstate(invalid="ignore"):
+        res: dict[str, Any] = {"estimate": estimate, "se": np.sqrt(checked(out["variance"]))}
+    res.update(fixed.heterogeneity(estimate, yi, vi, okf))
+    if model == "peto":  # Q from the pooled cells (the deviance stays the study-level one)
+        res["q"] = checked(out["q"])
+    res["k"] = k
     res["status"] = status
     res["why"] = out["why"]
-    for name in (
-        "cmh",
-        "cmh_pvalue",
-        "cochran",
-        "cochran_pvalue",
-        "tarone",
-        "tarone_pvalue",
-        "tarone_df",
-        "breslow_day",
-        "breslow_day_pvalue",
-    ):
+    for name in ("cmh", "cochran", "tarone", "tarone_df", "breslow_day"):
         if name in out:
-            res[name] = np.where(ok, out[name], np.nan)
+            res[name] = checked(out[name])
     if keep_studies:
-        res["yi"], res["vi"] = yi, vi
+        has = okf > 0
+        res["yi"], res["vi"] = np.where(has, yi, np.nan), np.where(has, vi, np.nan)
         res["weights"] = out["weights"]
-        res["in_pool"] = in_pool
+        res["in_pool"] = None if pooled_pf is None else pooled_pf > 0
     return res
 
 
@@ -501,7 +447,11 @@ class _BinaryResult:
         for j, name in enumerate(self.cell_names):
             frame[name] = self.cells[:, j]
         frame.update(
-            yi=self.yi, vi=self.vi, ci_lower=lo, ci_upper=hi, weight=self.weights,
+            yi=self.yi,
+            vi=self.vi,
+            ci_lower=lo,
+            ci_upper=hi,
+            weight=self.weights,
             note=list(self.notes()),
         )
         return pd.DataFrame(frame)
@@ -526,12 +476,9 @@ class _BinaryResult:
 
     def _summary_lines(self, title: str) -> list[str]:
         lines = [f"Equal-Effects Model (k = {self.k}; {title})", ""]
-        lines.append(
-            f"{'logLik':>9s} {'deviance':>9s} {'AIC':>9s} {'BIC':>9s} {'AICc':>9s}"
-        )
-        lines.append(
-            " ".join(_fmt(x, 9) for x in (self.loglik, self.deviance, self.aic, self.bic, self.aicc))
-        )
+        lines.append(f"{'logLik':>9s} {'deviance':>9s} {'AIC':>9s} {'BIC':>9s} {'AICc':>9s}")
+        stats = (self.loglik, self.deviance, self.aic, self.bic, self.aicc)
+        lines.append(" ".join(_fmt(x, 9) for x in stats))
         lines.append("")
         lines.append(f"I^2 (total heterogeneity / total variability):  {self.i2:.2f}%")
         lines.append(f"H^2 (total variability / sampling variability): {self.h2:.2f}")
@@ -650,7 +597,9 @@ class MHResult(_BinaryResult):
         if self.measure == "OR":
             lines += [
                 "",
-                _chi2_line("Cochran-Mantel-Haenszel Test:    CMH = ", self.cmh, 1, self.cmh_pvalue),
+                _chi2_line(
+                    "Cochran-Mantel-Haenszel Test:    CMH = ", self.cmh, 1, self.cmh_pvalue
+                ),
                 _chi2_line(
                     "Tarone's Test for Heterogeneity: X^2 = ",
                     self.tarone,
@@ -673,7 +622,8 @@ class PetoResult(_BinaryResult):
 
     def summary(self) -> str:
         """The printed summary, as metafor's ``summary(rma.peto(...))``."""
-        return "\n".join(self._summary_lines("Peto's method, log odds ratio") + self._summary_tail())
+        lines = self._summary_lines("Peto's method, log odds ratio")
+        return "\n".join(lines + self._summary_tail())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -750,7 +700,7 @@ def _single(
         reason = fixed.STATUS_REASONS[int(out["status"])].format(why=out["why"])
         msg = f"{what}: {reason}"
         raise ValueError(msg)
-    dz_mask = _double_zero(sub, names == _PERSON_TIME)
+    dz_mask = fixed.double_zero(sub, names == _PERSON_TIME)
     used_idx = np.flatnonzero(used)
 
     def full(values: FloatArray) -> FloatArray:
@@ -762,45 +712,16 @@ def _single(
     w = 100.0 * w / w.sum()
     in_pool = np.zeros(k_all, dtype=bool)
     in_pool[used_idx] = True if out["in_pool"] is None else out["in_pool"]
+    primary = {name: out[name] for name in _primary_fields(model, opt.measure)}
     scalars = {
-        name: float(out[name])
-        for name in (
-            "estimate",
-            "se",
-            "statistic",
-            "pvalue",
-            "ci_lower",
-            "ci_upper",
-            "q",
-            "q_pvalue",
-            "i2",
-            "h2",
-            "loglik",
-            "deviance",
-            "aic",
-            "bic",
-            "aicc",
-            "loglik_reml",
-        )
+        name: float(value)
+        for name, value in (primary | fixed.derive_all(primary, opt.level)).items()
+        if name not in ("k", "k_yi", "q_df")
     }
-    if model == "mh":
-        for name in (
-            "cmh",
-            "cmh_pvalue",
-            "cochran",
-            "cochran_pvalue",
-            "tarone",
-            "tarone_pvalue",
-            "tarone_df",
-            "breslow_day",
-            "breslow_day_pvalue",
-        ):
-            if name in out:
-                scalars[name] = float(out[name])
     return {
         **scalars,
         "measure": "PETO" if model == "peto" else opt.measure,
-        "q_df": int(out["q_df"]),
+        "q_df": int(out["k_yi"]) - 1,
         "k": int(out["k"]),
         "k_yi": int(out["k_yi"]),
         "yi": full(out["yi"]),
@@ -1010,3 +931,582 @@ def pool_peto(
     opt = _options("PETO", level, add, to, drop00, True, "sato", ("PETO",))
     given = {"ai": ai, "bi": bi, "ci": ci, "di": di, "n1i": n1i, "n2i": n2i}
     return PetoResult(**_single("peto", given, data, opt, labels, nan_policy))
+
+
+# ---------------------------------------------------------------------------------------------
+# many meta-analyses at once
+
+#: the primary statistics of an analysis (computed by the engine; the batch results derive
+#: the others, ``fixed.DERIVED``, on access)
+_PRIMARY = ("estimate", "se", "q", "deviance", "k", "k_yi", "loglik", "loglik_reml")
+_OR_TESTS = ("cmh", "cochran", "tarone", "tarone_df", "breslow_day")
+#: doubles per (chunk × k) working array: 1 MiB (as the batch engine of pool_many)
+_CHUNK_DOUBLES = 2**17
+
+
+def _primary_fields(model: str, measure: str) -> tuple[str, ...]:
+    if model == "mh" and measure == "OR":
+        return _PRIMARY + _OR_TESTS
+    if model == "mh" and measure == "IRR":
+        return (*_PRIMARY, "cmh")
+    return _PRIMARY
+
+
+def _derived_property(name: str) -> property:
+    needs = fixed.DERIVED[name]
+
+    def get(self: BatchBinaryResult) -> Any:
+        arrays = [getattr(self, n) for n in needs]
+        if any(a is None for a in arrays):
+            return None
+        from .batch import _dask, _is_dask
+
+        if _is_dask(arrays[0]):
+            return _dask().map_blocks(
+                lambda *blocks: np.asarray(fixed.derive(name, blocks, self.level), np.float64),
+                *arrays,
+                dtype=np.float64,
+            )
+        return np.asarray(fixed.derive(name, tuple(arrays), self.level), dtype=np.float64)
+
+    get.__doc__ = f"``{name}`` of each analysis, derived on access (see :class:`MHResult`)."
+    return property(get)
+
+
+@attrs.frozen(kw_only=True)
+class BatchBinaryResult:
+    """Results of :func:`pool_mh_many` and :func:`pool_peto_many`: one array per statistic,
+    one entry per meta-analysis.
+
+    The arrays have the shape of the analyses (the cell arrays' shape without the study
+    axis); NumPy arrays, or lazy Dask arrays for Dask input (see :meth:`compute`). The
+    statistics are those of :class:`MHResult` / :class:`PetoResult`: the engine's
+    primary ones are stored (``estimate``, ``se``, ``q``, ``k``, ``k_yi``, the
+    log-likelihoods and, for ``measure="OR"``, the test statistics; the MH test for
+    ``"IRR"``; otherwise ``None``), the others (``statistic``, ``pvalue``, CI, ``q_df``,
+    ``q_pvalue``, ``i2``, ``h2``, AIC/BIC/AICc, test p-values) are derived from them on
+    access, as the weights of :class:`~ketameta.BatchPoolResult` are. ``failed`` maps
+    the flat index of each analysis that could not be pooled to the reason (its
+    statistics are NaN). ``result[i]`` is the :class:`MHResult` (:class:`PetoResult`) of
+    analysis ``i`` (flat index), as the single-analysis function gives it for the studies
+    present in that row.
+    """
+
+    estimate: Any
+    se: Any
+    q: Any
+    deviance: Any
+    k: Any
+    k_yi: Any
+    loglik: Any
+    loglik_reml: Any
+    cmh: Any = None
+    cochran: Any = None
+    tarone: Any = None
+    tarone_df: Any = None
+    breslow_day: Any = None
+    cells: tuple[Any, ...] = attrs.field(repr=False, eq=False)
+    cell_names: tuple[str, ...]
+    status: Any = attrs.field(repr=False, eq=False)
+    failed: dict[int, str] = attrs.field(factory=dict)
+    model: str
+    measure: str
+    level: float
+    add: tuple[float, float]
+    to: tuple[str, str]
+    drop00: tuple[bool, bool]
+    correct: bool = True
+    rd_variance: str = "sato"
+
+    statistic = _derived_property("statistic")
+    pvalue = _derived_property("pvalue")
+    ci_lower = _derived_property("ci_lower")
+    ci_upper = _derived_property("ci_upper")
+    q_df = _derived_property("q_df")
+    q_pvalue = _derived_property("q_pvalue")
+    i2 = _derived_property("i2")
+    h2 = _derived_property("h2")
+    aic = _derived_property("aic")
+    bic = _derived_property("bic")
+    aicc = _derived_property("aicc")
+    cmh_pvalue = _derived_property("cmh_pvalue")
+    cochran_pvalue = _derived_property("cochran_pvalue")
+    tarone_pvalue = _derived_property("tarone_pvalue")
+    breslow_day_pvalue = _derived_property("breslow_day_pvalue")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the batch of analyses."""
+        return tuple(self.estimate.shape)
+
+    def __len__(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The names of the statistics this result has (primary and derived)."""
+        primary = _primary_fields(self.model, self.measure)
+        derived = tuple(n for n, needs in fixed.DERIVED.items() if set(needs) <= set(primary))
+        return primary + derived
+
+    def compute(self, **kwargs: Any) -> BatchBinaryResult:
+        """For Dask-backed results: compute every field (``dask.compute``) and return a
+        NumPy-backed result with ``failed`` filled in. NumPy results return themselves."""
+        from .batch import _dask_compute, _is_dask
+
+        if not _is_dask(self.estimate):
+            return self
+        compute = _dask_compute()
+        primary = _primary_fields(self.model, self.measure)
+        values = compute(*(getattr(self, n) for n in primary), self.status, *self.cells, **kwargs)
+        arrays = dict(zip(primary, values[: len(primary)], strict=True))
+        status = values[len(primary)]
+        cells = tuple(values[len(primary) + 1 :])
+        failed = _batch_failures(
+            arrays["estimate"].reshape(-1),
+            arrays["k"].reshape(-1),
+            status.reshape(-1),
+            _why(self.model, self.measure),
+        )
+        return attrs.evolve(self, **arrays, status=status, cells=cells, failed=failed)
+
+    def __getitem__(self, index: int) -> MHResult | PetoResult:
+        res = self.compute()
+        n = len(res)
+        if not isinstance(index, int | np.integer) or not -n <= index < n:
+            msg = f"index must be an integer in [-{n}, {n}), got {index!r}"
+            raise IndexError(msg)
+        i = int(index) % n
+        if i in res.failed:
+            msg = f"meta-analysis {i} was not pooled: {res.failed[i]}"
+            raise ValueError(msg)
+        k_axis = res.cells[0].shape[-1]
+        row = [np.asarray(c).reshape(-1, k_axis)[i] for c in res.cells]
+        present = ~np.any([np.isnan(c) for c in row], axis=0)
+        kwargs: dict[str, Any] = dict(zip(res.cell_names, (c[present] for c in row), strict=True))
+        kwargs.update(
+            level=res.level,
+            add=res.add,
+            to=res.to,
+            drop00=res.drop00,
+            labels=[f"Study {j + 1}" for j in np.flatnonzero(present)],
+        )
+        if res.model == "peto":
+            return pool_peto(**kwargs)
+        return pool_mh(
+            **kwargs, measure=res.measure, correct=res.correct, rd_variance=res.rd_variance
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The statistics as plain Python lists (JSON-serialisable; NaN becomes ``None``)."""
+        res = self.compute()
+        d: dict[str, Any] = {n: plain(np.asarray(getattr(res, n))) for n in res.fields}
+        d |= {
+            "failed": {str(i): r for i, r in res.failed.items()},
+            "model": res.model,
+            "measure": res.measure,
+            "level": res.level,
+            "add": list(res.add),
+            "to": list(res.to),
+            "drop00": list(res.drop00),
+        }
+        if res.model == "mh":
+            d |= {"correct": res.correct, "rd_variance": res.rd_variance}
+        return d
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame with one row per analysis (requires pandas)."""
+        pd = import_pandas()
+        res = self.compute()
+        return pd.DataFrame({n: np.asarray(getattr(res, n)).reshape(-1) for n in res.fields})
+
+
+def _batch_failures(estimate: Any, k: Any, status: Any, why: str = "") -> dict[int, str]:
+    """Why each analysis with a NaN estimate was not pooled, by flat index."""
+    failed: dict[int, str] = {}
+    for i in np.flatnonzero(np.isnan(estimate)):
+        if k[i] == 0:
+            failed[int(i)] = fixed.STATUS_REASONS[fixed.NO_TABLES]
+        elif status is not None and int(status[i]) in fixed.STATUS_REASONS:
+            failed[int(i)] = fixed.STATUS_REASONS[int(status[i])].format(why=why)
+        else:
+            failed[int(i)] = "the pooled estimate is undefined or has no variance"
+    return failed
+
+
+def _as_batch_array(x: Any, name: str) -> FloatArray:
+    if isinstance(x, str | bytes) or x is None:
+        msg = f"`{name}` must be a numeric array"
+        raise TypeError(msg)
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        msg = f"`{name}` must be a numeric array, got dtype {arr.dtype}"
+        raise TypeError(msg)
+    return np.asarray(arr, dtype=np.float64)  # (no copy for float64: never modified)
+
+
+def _validate_batch_cells(
+    names: tuple[str, ...], arrays: Mapping[str, FloatArray], offset: int = 0
+) -> None:
+    """Reject ±inf, negative counts, non-positive sizes / person-times and events beyond
+    the group sizes, naming the analysis (`offset` + row) and study (NaN marks an absent
+    study)."""
+    shape = arrays[names[0]].shape
+    if arrays[names[0]].size == 0:
+        return
+    for name in names:
+        arr = arrays[name]
+        # one quick test per array (NaN-ignoring extremes); the detailed one if it fails
+        low, high = np.fmin.reduce(arr, axis=None), np.fmax.reduce(arr, axis=None)
+        positive = name in ("t1i", "t2i", "n1i", "n2i")
+        if (low > 0 if positive else low >= 0) and high < np.inf:
+            continue
+        if np.isnan(low):  # every value NaN: every study absent
+            continue
+        with np.errstate(invalid="ignore"):
+            if name in ("t1i", "t2i", "n1i", "n2i"):
+                bad, what = ~(arr > 0) & ~np.isnan(arr), "positive and finite"
+                bad |= np.isinf(arr)
+            else:
+                bad, what = ~(arr >= 0) & ~np.isnan(arr), "non-negative and finite"
+                bad |= np.isinf(arr)
+        if bad.any():
+            row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), shape)
+            msg = (
+                f"`{name}` must be {what} (NaN marks an absent study); analysis {row + offset}, "
+                f"study {col} has {float(arr[row, col])!r}"
+            )
+            raise ValueError(msg)
+    pairs = [("ai", "n1i"), ("ci", "n2i")] if "n1i" in names else []
+    for count, size in pairs:
+        with np.errstate(invalid="ignore"):
+            bad = arrays[count] > arrays[size]
+        if bad.any():
+            row, col = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), shape)
+            msg = f"`{count}` cannot exceed `{size}`; analysis {row + offset}, study {col}"
+            raise ValueError(msg)
+    if names == _TABLE_CELLS:
+        for first, second in (("ai", "bi"), ("ci", "di")):
+            total = arrays[first] + arrays[second]
+            if np.fmin.reduce(total, axis=None) != 0:
+                continue
+            empty = total == 0
+            if empty.any():
+                row, col = np.unravel_index(int(np.flatnonzero(empty.reshape(-1))[0]), shape)
+                msg = (
+                    f"analysis {row + offset}, study {col} has no participants in a group "
+                    f"(`{first}` + `{second}` = 0)"
+                )
+                raise ValueError(msg)
+
+
+def _fit_rows(
+    names: tuple[str, ...],
+    arrays: Mapping[str, FloatArray],
+    *,
+    model: str,
+    opt: _Options,
+    chunk_size: int | None,
+) -> dict[str, FloatArray]:
+    """Pool every row of the 2-D cell arrays (NaN = absent study) chunk by chunk; the
+    statistics as arrays, and the status of each row under ``"_status"``."""
+    first = arrays[names[0]]
+    m, k = first.shape
+    fields = _primary_fields(model, opt.measure)
+    out = {name: np.empty(m) for name in (*fields, "_status")}
+    if chunk_size is None:
+        chunk_size = max(256, _CHUNK_DOUBLES // max(k, 1))
+    for start in range(0, m, chunk_size):
+        rows = slice(start, min(start + chunk_size, m))
+        # column-major chunks: the sums over the studies then run over contiguous memory
+        raw = tuple(np.asfortranarray(arrays[n][rows]) for n in names)
+        _validate_batch_cells(names, dict(zip(names, raw, strict=True)), rows.start)
+        if names == ("ai", "n1i", "ci", "n2i"):
+            raw = (raw[0], raw[1] - raw[0], raw[2], raw[3] - raw[2])
+        full = not any(np.isnan(c.sum()) for c in raw)
+        if full:
+            cells, present = raw, None
+        else:
+            absent = np.isnan(raw[0])
+            for c in raw[1:]:
+                absent |= np.isnan(c)
+            present = ~absent
+            cells = tuple(np.where(absent, 0.0, c) for c in raw)
+        res = _fit(cells, present, model=model, opt=opt, keep_studies=False)
+        for name in fields:
+            out[name][rows] = res[name]
+        status = np.where(np.asarray(res["k"]) == 0, fixed.NO_TABLES, res["status"])
+        out["_status"][rows] = status
+        bad = status != fixed.OK
+        if bad.any():
+            for name in fields:
+                if name not in ("k", "k_yi"):
+                    out[name][rows][bad] = np.nan
+    return out
+
+
+def _prepare_batch(
+    given: dict[str, Any], allow_person_time: bool, what: str, axis: int
+) -> tuple[tuple[str, ...], dict[str, FloatArray], tuple[int, ...]]:
+    sig = _signature(given, allow_person_time, what)
+    arrays = {n: _as_batch_array(given[n], n) for n in sig}
+    shape = arrays[sig[0]].shape
+    for n in sig[1:]:
+        if arrays[n].shape != shape:
+            msg = f"`{n}` has shape {arrays[n].shape} but `{sig[0]}` has shape {shape}"
+            raise ValueError(msg)
+    if len(shape) == 0:
+        msg = f"`{sig[0]}` must have a study axis"
+        raise ValueError(msg)
+    moved = {n: np.moveaxis(a, axis, -1) for n, a in arrays.items()}
+    batch_shape = moved[sig[0]].shape[:-1]
+    k = moved[sig[0]].shape[-1]
+    flat = {n: a.reshape(-1, k) for n, a in moved.items()}  # (validated chunk by chunk)
+    return sig, flat, batch_shape
+
+
+def _many(
+    model: str,
+    given: dict[str, Any],
+    opt: _Options,
+    axis: int,
+    chunk_size: int | None,
+) -> BatchBinaryResult:
+    what = "pool_mh_many" if model == "mh" else "pool_peto_many"
+    if chunk_size is not None and not (
+        isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size > 0
+    ):
+        msg = f"`chunk_size` must be a positive integer, got {chunk_size!r}"
+        raise ValueError(msg)
+    from .batch import _is_dask
+
+    if any(_is_dask(v) for v in given.values() if v is not None):
+        return _many_dask(model, given, opt, axis, chunk_size, what)
+    sig, flat, batch_shape = _prepare_batch(given, model == "mh", what, axis)
+    _check_measure_inputs(model, sig, opt)
+    out = _fit_rows(sig, flat, model=model, opt=opt, chunk_size=chunk_size)
+    status = out.pop("_status")
+    failed = _batch_failures(out["estimate"], out["k"], status, _why(model, opt.measure))
+    k = next(iter(flat.values())).shape[-1]
+    names = _PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS
+    cells = tuple(flat[n] for n in sig)
+    if sig == ("ai", "n1i", "ci", "n2i"):
+        cells = (cells[0], cells[1] - cells[0], cells[2], cells[3] - cells[2])
+    return BatchBinaryResult(
+        **{n: a.reshape(batch_shape) for n, a in out.items()},
+        status=status.reshape(batch_shape),
+        cells=tuple(c.reshape((*batch_shape, k)) for c in cells),
+        cell_names=names,
+        failed=failed,
+        model=model,
+        measure="PETO" if model == "peto" else opt.measure,
+        level=opt.level,
+        add=opt.add,
+        to=opt.to,
+        drop00=opt.drop00,
+        correct=opt.correct,
+        rd_variance=opt.rd_variance,
+    )
+
+
+def _why(model: str, measure: str) -> str:
+    """The engine's reason for an undefined estimate, for the `failed` messages."""
+    one = np.zeros((1, 1))
+    cells = (one, one + 1.0, one, one + 1.0)
+    if model == "peto":
+        return str(fixed.peto(*cells, None)["why"])
+    return str(fixed.mantel_haenszel(*cells, None, measure=measure, correct=True)["why"])
+
+
+def _check_measure_inputs(model: str, sig: tuple[str, ...], opt: _Options) -> None:
+    if model == "mh" and (sig == _PERSON_TIME) != (opt.measure in ("IRR", "IRD")):
+        need = "x1i, t1i, x2i, t2i" if opt.measure in ("IRR", "IRD") else "2x2 tables"
+        msg = f"measure {opt.measure!r} needs {need}"
+        raise TypeError(msg)
+
+
+def _many_dask(
+    model: str,
+    given: dict[str, Any],
+    opt: _Options,
+    axis: int,
+    chunk_size: int | None,
+    what: str,
+) -> BatchBinaryResult:
+    from .batch import _dask
+
+    da = _dask()
+    sig = _signature(given, model == "mh", what)
+    _check_measure_inputs(model, sig, opt)
+    arrays = [da.asarray(given[n]) for n in sig]
+    shape = arrays[0].shape
+    for n, a in zip(sig[1:], arrays[1:], strict=True):
+        if a.shape != shape:
+            msg = f"`{n}` has shape {a.shape} but `{sig[0]}` has shape {shape}"
+            raise ValueError(msg)
+    if len(shape) != 2:
+        msg = "Dask input must be 2-D: (analyses, studies)"
+        raise ValueError(msg)
+    arrays = [da.moveaxis(a, axis, -1) for a in arrays]
+    if len(arrays[0].chunks[1]) != 1:
+        msg = "the study axis of Dask input must be a single chunk (chunk along the analyses)"
+        raise ValueError(msg)
+    arrays = [arrays[0]] + [a.rechunk(arrays[0].chunks) for a in arrays[1:]]
+    fields = _primary_fields(model, opt.measure)
+
+    def block(*blocks: FloatArray) -> FloatArray:
+        flat = {n: np.asarray(b, dtype=np.float64) for n, b in zip(sig, blocks, strict=True)}
+        res = _fit_rows(sig, flat, model=model, opt=opt, chunk_size=chunk_size)
+        return np.column_stack([res[n] for n in (*fields, "_status")])
+
+    packed = da.map_blocks(
+        block, *arrays, dtype=np.float64, chunks=(arrays[0].chunks[0], (len(fields) + 1,))
+    )
+    cols = {n: packed[:, i] for i, n in enumerate(fields)}
+    status = packed[:, len(fields)]
+    cells = tuple(arrays)
+    if sig == ("ai", "n1i", "ci", "n2i"):
+        cells = (cells[0], cells[1] - cells[0], cells[2], cells[3] - cells[2])
+    return BatchBinaryResult(
+        **cols,
+        status=status,
+        cells=cells,
+        cell_names=_PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS,
+        failed={},
+        model=model,
+        measure="PETO" if model == "peto" else opt.measure,
+        level=opt.level,
+        add=opt.add,
+        to=opt.to,
+        drop00=opt.drop00,
+        correct=opt.correct,
+        rd_variance=opt.rd_variance,
+    )
+
+
+def pool_mh_many(
+    ai: Any = None,
+    bi: Any = None,
+    ci: Any = None,
+    di: Any = None,
+    n1i: Any = None,
+    n2i: Any = None,
+    *,
+    x1i: Any = None,
+    t1i: Any = None,
+    x2i: Any = None,
+    t2i: Any = None,
+    measure: str = "OR",
+    level: float = 0.95,
+    add: float | tuple[float, float] = 0.5,
+    to: str | tuple[str, str] = "only0",
+    drop00: bool | tuple[bool, bool] = True,
+    correct: bool = True,
+    rd_variance: str = "sato",
+    axis: int = -1,
+    chunk_size: int | None = None,
+) -> BatchBinaryResult:
+    """Many Mantel–Haenszel meta-analyses at once: :func:`pool_mh` vectorised over rows.
+
+    Parameters
+    ----------
+    ai, bi, ci, di, n1i, n2i, x1i, t1i, x2i, t2i : array_like or dask.array.Array
+        Cell arrays of the same shape with the studies on `axis`; every other axis indexes
+        independent meta-analyses. NaN in any cell marks an absent study (so analyses may
+        have different numbers of studies). 2-D Dask arrays chunked along the analyses
+        give lazy, Dask-backed results (the study axis must be a single chunk).
+    measure, level, add, to, drop00, correct, rd_variance
+        As in :func:`pool_mh`.
+    axis : int
+        The study axis.
+    chunk_size : int, optional
+        Analyses pooled together (bounds the working memory); default ``2**17 // k``
+        (at least 256).
+
+    Returns
+    -------
+    BatchBinaryResult
+
+    Notes
+    -----
+    The closed forms of :func:`pool_mh`, computed by the same code on ``(chunk, k)``
+    arrays (absent studies contribute exactly 0 to every sum), so ``result[i]`` equals
+    :func:`pool_mh` of row ``i``'s present studies. Analyses whose estimate is undefined
+    (see :func:`pool_mh`) or that have no study get NaN statistics and are listed in
+    ``failed``; they never spoil the others. Warnings of the single function (omitted
+    studies) are not repeated per row.
+
+    References
+    ----------
+    .. [1] Mantel & Haenszel (1959), J Natl Cancer Inst 22(4):719-748.
+    .. [2] Robins, Breslow & Greenland (1986), Biometrics 42(2):311-323.
+    .. [3] Greenland & Robins (1985), Biometrics 41(1):55-68.
+
+    Examples
+    --------
+    >>> import numpy as np, ketameta
+    >>> rng = np.random.default_rng(3)
+    >>> n = rng.integers(20, 200, size=(1000, 10)).astype(float)
+    >>> ai, ci = rng.binomial(n.astype(int), 0.1), rng.binomial(n.astype(int), 0.15)
+    >>> res = ketameta.pool_mh_many(ai=ai, n1i=n, ci=ci, n2i=n)
+    >>> res.estimate.shape
+    (1000,)
+    >>> one = ketameta.pool_mh(ai=ai[7], n1i=n[7], ci=ci[7], n2i=n[7])
+    >>> bool(np.isclose(res.estimate[7], one.estimate, rtol=1e-12))
+    True
+    """
+    opt = _options(measure, level, add, to, drop00, correct, rd_variance, MH_MEASURES)
+    given = {
+        "ai": ai,
+        "bi": bi,
+        "ci": ci,
+        "di": di,
+        "n1i": n1i,
+        "n2i": n2i,
+        "x1i": x1i,
+        "t1i": t1i,
+        "x2i": x2i,
+        "t2i": t2i,
+    }
+    return _many("mh", given, opt, axis, chunk_size)
+
+
+def pool_peto_many(
+    ai: Any = None,
+    bi: Any = None,
+    ci: Any = None,
+    di: Any = None,
+    n1i: Any = None,
+    n2i: Any = None,
+    *,
+    level: float = 0.95,
+    add: float | tuple[float, float] = 0.5,
+    to: str | tuple[str, str] = "only0",
+    drop00: bool | tuple[bool, bool] = True,
+    axis: int = -1,
+    chunk_size: int | None = None,
+) -> BatchBinaryResult:
+    """Many Peto meta-analyses at once: :func:`pool_peto` vectorised over rows.
+
+    Parameters and conventions as :func:`pool_mh_many` (NaN marks an absent study).
+
+    Returns
+    -------
+    BatchBinaryResult
+
+    References
+    ----------
+    .. [1] Yusuf et al. (1985), Prog Cardiovasc Dis 27(5):335-371.
+
+    Examples
+    --------
+    >>> import numpy as np, ketameta
+    >>> ai = np.array([[4, 6, 3], [1, 0, 2]]); ci = np.array([[11, 29, 11], [3, 2, np.nan]])
+    >>> n = np.full((2, 3), 150.0)
+    >>> res = ketameta.pool_peto_many(ai=ai, n1i=n, ci=ci, n2i=n)
+    >>> res.k.tolist()
+    [3.0, 2.0]
+    """
+    opt = _options("PETO", level, add, to, drop00, True, "sato", ("PETO",))
+    given = {"ai": ai, "bi": bi, "ci": ci, "di": di, "n1i": n1i, "n2i": n2i}
+    return _many("peto", given, opt, axis, chunk_size)
