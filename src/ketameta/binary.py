@@ -43,6 +43,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -52,7 +53,7 @@ import attrs
 import numpy as np
 
 from ._engine import fixed
-from ._results import array_field, format_p, import_pandas, plain, readonly_bool
+from ._results import Owned, array_field, format_p, import_pandas, plain, readonly_bool
 from ._typing import BoolArray, FloatArray
 from ._validation import (
     as_float_array,
@@ -127,7 +128,20 @@ def _pair(value: Any, name: str, second_default: Any) -> tuple[Any, Any]:
     return value, second_default
 
 
-def _options(
+def _options(*args: Any) -> _Options:
+    """:func:`_check_options`, cached for hashable arguments (the usual case)."""
+    try:
+        return _cached_options(*args)
+    except TypeError:  # unhashable (e.g. a list for `add`): check without the cache
+        return _check_options(*args)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_options(*args: Any) -> _Options:
+    return _check_options(*args)
+
+
+def _check_options(
     measure: Any,
     level: Any,
     add: Any,
@@ -184,19 +198,20 @@ def _fit(
     keep_studies: bool,
 ) -> dict[str, Any]:
     """Fit one analysis (1-D cells) or a batch ((m, k) cells, absent studies with
-    `present` False and zero cells). Returns the statistics of each analysis, and with
-    `keep_studies` the study-level effects (NaN where there is none) and the MH/Peto
-    weights."""
+    `present` False and zero cells). Returns the primary statistics of each analysis,
+    and with `keep_studies` the study-level effects (NaN where there is none) and the
+    MH/Peto weights. (Run under ``np.errstate(all="ignore")``.)"""
     measure = "PETO" if model == "peto" else opt.measure
     person_time = measure in ("IRR", "IRD")
     pf = None if present is None else present.astype(np.float64)
+    dz = fixed.double_zero(cells, person_time) if keep_studies or opt.drop00[1] else None
     yi, vi, okf = fixed.study_effects(
-        cells, pf, measure, add=opt.add[0], to=opt.to[0], drop00=opt.drop00[0]
+        cells, pf, measure, add=opt.add[0], to=opt.to[0], drop00=opt.drop00[0], dz=dz
     )
     pooled_cells = fixed.added(cells, pf, opt.add[1], opt.to[1], person_time)
     pooled_pf = pf
     if opt.drop00[1]:
-        keep = (~fixed.double_zero(cells, person_time)).astype(np.float64)
+        keep = (~dz).astype(np.float64)
         pooled_pf = keep if pf is None else pf * keep
         pooled_cells = tuple(c * pooled_pf for c in pooled_cells)
     c1, c2, c3, c4 = pooled_cells
@@ -214,16 +229,15 @@ def _fit(
             rd_variance=opt.rd_variance,
         )
     k = out["k"]
-    status = np.where(np.asarray(k) == 0, fixed.NO_TABLES, out["status"])
+    status = fixed._pick(k == 0, fixed.NO_TABLES, out["status"])
     ok = status == fixed.OK
-    all_ok = bool(ok.all())
+    all_ok = bool(np.all(ok))
 
     def checked(x: Any) -> Any:  # NaN for analyses that could not be pooled
         return x if all_ok else np.where(ok, x, np.nan)
 
     estimate = checked(out["estimate"])
-    with np.errstate(invalid="ignore"):
-        res: dict[str, Any] = {"estimate": estimate, "se": np.sqrt(checked(out["variance"]))}
+    res: dict[str, Any] = {"estimate": estimate, "se": np.sqrt(checked(out["variance"]))}
     res.update(fixed.heterogeneity(estimate, yi, vi, okf))
     if model == "peto":  # Q from the pooled cells (the deviance stays the study-level one)
         res["q"] = checked(out["q"])
@@ -238,6 +252,7 @@ def _fit(
         res["yi"], res["vi"] = np.where(has, yi, np.nan), np.where(has, vi, np.nan)
         res["weights"] = out["weights"]
         res["in_pool"] = None if pooled_pf is None else pooled_pf > 0
+        res["double_zero"] = dz
     return res
 
 
@@ -328,9 +343,14 @@ def _cells_from(
     return a, b, c, d
 
 
+@functools.lru_cache(maxsize=64)
+def _default_labels(k: int) -> tuple[str, ...]:
+    return tuple(f"Study {i + 1}" for i in range(k))
+
+
 def _labels(labels: Any, data: Mapping[str, Any] | None, k: int) -> tuple[str, ...]:
     if labels is None:
-        return tuple(f"Study {i + 1}" for i in range(k))
+        return _default_labels(k)
     if isinstance(labels, str):
         if data is None or labels not in data:
             msg = f"`labels`={labels!r} is not a column of `data`"
@@ -642,6 +662,10 @@ def _prepare(
     """Validated cells of every input row, the names, the rows used and the omitted rows."""
     sig = _signature(given, allow_person_time, what)
     arrays = {name: _resolve(name, given[name], data) for name in sig}
+    names = _PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS
+    quick = _quick_cells(sig, arrays)
+    if quick is not None:  # valid and complete: the common case, in a few NumPy calls
+        return names, quick, np.ones(quick[0].shape, dtype=bool), ()
     cells = _cells_from(sig, arrays)
     if cells[0].shape[0] == 0:
         msg = f"no studies: `{sig[0]}` is empty"
@@ -664,8 +688,35 @@ def _prepare(
             OmittedStudiesWarning,
             stacklevel=stacklevel,
         )
-    names = _PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS
     return names, cells, ~missing, omitted
+
+
+def _quick_cells(
+    sig: tuple[str, ...], arrays: Mapping[str, FloatArray]
+) -> tuple[FloatArray, ...] | None:
+    """The four cells when every value is valid and present (one test on the extremes;
+    NaN fails it), else None (the detailed checks then name the problem)."""
+    first = arrays[sig[0]]
+    if first.ndim != 1 or first.shape[0] == 0:
+        return None
+    try:
+        t = np.array([arrays[name] for name in sig])
+    except ValueError:  # ragged
+        return None
+    if t.ndim != 2:
+        return None
+    if sig == ("ai", "n1i", "ci", "n2i"):
+        t[1] -= t[0]
+        t[3] -= t[2]
+    if sig == _PERSON_TIME:
+        lo, hi = np.minimum.reduce(t, axis=1), np.maximum.reduce(t, axis=1)
+        valid = lo[0] >= 0 and lo[2] >= 0 and lo[1] > 0 and lo[3] > 0 and hi.max() < np.inf
+    else:
+        groups = t[0::2] + t[1::2]  # the two group sizes
+        valid = t.min() >= 0 and t.max() < np.inf and groups.min() > 0
+    if not valid:
+        return None
+    return t[0], t[1], t[2], t[3]
 
 
 def _single(
@@ -695,27 +746,33 @@ def _single(
     k_all = cells[0].shape[0]
     labs = _labels(labels, data, k_all)
     sub = tuple(c[used] for c in cells) if omitted else cells
-    out = _fit(sub, None, model=model, opt=opt, keep_studies=True)
+    with np.errstate(all="ignore"):
+        out = _fit(sub, None, model=model, opt=opt, keep_studies=True)
+        primary = {name: out[name] for name in _primary_fields(model, opt.measure)}
+        derived = fixed.derive_all(primary, opt.level)
     if int(out["status"]) != fixed.OK:
         reason = fixed.STATUS_REASONS[int(out["status"])].format(why=out["why"])
         msg = f"{what}: {reason}"
         raise ValueError(msg)
-    dz_mask = fixed.double_zero(sub, names == _PERSON_TIME)
-    used_idx = np.flatnonzero(used)
-
-    def full(values: FloatArray) -> FloatArray:
-        arr = np.full(k_all, np.nan)
-        arr[used_idx] = values
-        return arr
-
     w = np.asarray(out["weights"], dtype=np.float64)
     w = 100.0 * w / w.sum()
-    in_pool = np.zeros(k_all, dtype=bool)
-    in_pool[used_idx] = True if out["in_pool"] is None else out["in_pool"]
-    primary = {name: out[name] for name in _primary_fields(model, opt.measure)}
+    yi, vi, dz_mask = out["yi"], out["vi"], out["double_zero"]
+    in_pool = np.ones(len(yi), dtype=bool) if out["in_pool"] is None else out["in_pool"]
+    used_idx = np.flatnonzero(used)
+    if omitted:  # rows for every input study: NaN (weight NaN, not pooled) when omitted
+
+        def full(values: FloatArray) -> FloatArray:
+            arr = np.full(k_all, np.nan)
+            arr[used_idx] = values
+            return arr
+
+        yi, vi, w = full(yi), full(vi), full(w)
+        pooled = np.zeros(k_all, dtype=bool)
+        pooled[used_idx] = in_pool
+        in_pool = pooled
     scalars = {
         name: float(value)
-        for name, value in (primary | fixed.derive_all(primary, opt.level)).items()
+        for name, value in (primary | derived).items()
         if name not in ("k", "k_yi", "q_df")
     }
     return {
@@ -724,10 +781,10 @@ def _single(
         "q_df": int(out["k_yi"]) - 1,
         "k": int(out["k"]),
         "k_yi": int(out["k_yi"]),
-        "yi": full(out["yi"]),
-        "vi": full(out["vi"]),
-        "weights": full(w),  # (0 for tables left out of the pooled estimate)
-        "cells": np.column_stack(cells),
+        "yi": Owned(yi),
+        "vi": Owned(vi),
+        "weights": Owned(w),  # (0 for tables left out of the pooled estimate)
+        "cells": np.array(cells).T,
         "cell_names": names,
         "in_estimate": in_pool,
         "labels": labs,
@@ -961,13 +1018,14 @@ def _derived_property(name: str) -> property:
             return None
         from .batch import _dask, _is_dask
 
+        def compute(*blocks: Any) -> FloatArray:
+            with np.errstate(all="ignore"):
+                stats = dict(zip(needs, blocks, strict=True))
+                return np.asarray(fixed.derive(name, stats, self.level), dtype=np.float64)
+
         if _is_dask(arrays[0]):
-            return _dask().map_blocks(
-                lambda *blocks: np.asarray(fixed.derive(name, blocks, self.level), np.float64),
-                *arrays,
-                dtype=np.float64,
-            )
-        return np.asarray(fixed.derive(name, tuple(arrays), self.level), dtype=np.float64)
+            return _dask().map_blocks(compute, *arrays, dtype=np.float64)
+        return compute(*arrays)
 
     get.__doc__ = f"``{name}`` of each analysis, derived on access (see :class:`MHResult`)."
     return property(get)
@@ -1232,7 +1290,8 @@ def _fit_rows(
                 absent |= np.isnan(c)
             present = ~absent
             cells = tuple(np.where(absent, 0.0, c) for c in raw)
-        res = _fit(cells, present, model=model, opt=opt, keep_studies=False)
+        with np.errstate(all="ignore"):
+            res = _fit(cells, present, model=model, opt=opt, keep_studies=False)
         for name in fields:
             out[name][rows] = res[name]
         status = np.where(np.asarray(res["k"]) == 0, fixed.NO_TABLES, res["status"])
@@ -1313,9 +1372,10 @@ def _why(model: str, measure: str) -> str:
     """The engine's reason for an undefined estimate, for the `failed` messages."""
     one = np.zeros((1, 1))
     cells = (one, one + 1.0, one, one + 1.0)
-    if model == "peto":
-        return str(fixed.peto(*cells, None)["why"])
-    return str(fixed.mantel_haenszel(*cells, None, measure=measure, correct=True)["why"])
+    with np.errstate(all="ignore"):
+        if model == "peto":
+            return str(fixed.peto(*cells, None)["why"])
+        return str(fixed.mantel_haenszel(*cells, None, measure=measure, correct=True)["why"])
 
 
 def _check_measure_inputs(model: str, sig: tuple[str, ...], opt: _Options) -> None:

@@ -12,7 +12,10 @@ an absent study has zero cells and a zero ``1/n``, so it adds exactly 0 to every
 and the batch functions pool 10⁶ analyses in about a second.)
 
 No validation happens here: callers pass finite, non-negative cells (zeros for absent
-studies) with non-empty groups and positive person-times for present studies.
+studies) with non-empty groups and positive person-times for present studies, and run
+these functions under ``np.errstate(all="ignore")`` (once for a whole fit: for a single
+meta-analysis the NumPy calls, not the arithmetic, are the cost, so the sums over the
+studies are also taken together, :func:`_sums`).
 
 Notation (Robins, Breslow & Greenland 1986; Greenland & Robins 1985): for table i with
 cells ``a, b`` (group 1: events, non-events), ``c, d`` (group 2), ``n1 = a + b``,
@@ -22,6 +25,7 @@ data the events ``x1, x2`` and person-times ``t1, t2``, ``T = t1 + t2``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -63,11 +67,22 @@ def _sum(x: FloatArray) -> Num:
     return x.sum(axis=-1)
 
 
-def _scalar(x: Num) -> Num:
-    """A 0-d array as a NumPy scalar (a single analysis), arrays unchanged."""
-    return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x
+def _sums(*terms: FloatArray) -> tuple[Num, ...]:
+    """The sums over the studies of each term: for one analysis in a single matrix product
+    (NumPy scalars), for a batch term by term (``(m,)`` arrays)."""
+    if terms[0].ndim == 1:
+        return tuple(np.array(terms) @ np.ones(terms[0].shape[0]))
+    return tuple(t.sum(axis=-1) for t in terms)
 
 
+def _pick(cond: Num, a: Num, b: Num) -> Num:
+    """``np.where`` that stays cheap for a single analysis (Python scalars)."""
+    if np.ndim(cond) == 0:
+        return a if cond else b
+    return np.where(cond, a, b)
+
+
+@functools.lru_cache(maxsize=16)
 def critical_z(level: float) -> float:
     """The two-sided normal critical value of `level`."""
     return float(special.ndtri(0.5 + level / 2.0))
@@ -78,13 +93,18 @@ def chi2_sf(df: Num, x: Num) -> Num:
     of Q from a single study), NaN where ``df = 0`` otherwise; NaN propagates. Integer
     ``df`` ≤ 64 use the closed-form series of :func:`ketameta._core.chi2_sf` (``df = 1``:
     ``erfc(√(x/2))``), much faster than the incomplete gamma function."""
-    if np.ndim(df) == 0 and df == 1:
-        with np.errstate(invalid="ignore"):
-            return _scalar(special.erfc(np.sqrt(0.5 * x)))
     if np.ndim(x) == 0:
+        x = float(x)
+        if math.isnan(x):
+            return math.nan
+        if df == 1:
+            return math.erfc(math.sqrt(0.5 * x)) if x >= 0 else 1.0
         if not df > 0:
             return 1.0 if x == 0 else math.nan
-        return float(_core.chi2_sf(float(df), float(x)))
+        return float(_core.chi2_sf(float(df), x))
+    if np.ndim(df) == 0 and df == 1:
+        with np.errstate(invalid="ignore"):
+            return special.erfc(np.sqrt(0.5 * x))
     df_arr = np.broadcast_to(np.asarray(df, dtype=np.float64), np.shape(x))
     positive = df_arr > 0
     if positive.all():
@@ -99,8 +119,7 @@ def chi2_sf(df: Num, x: Num) -> Num:
 
 def _p_if_df(df: Num, x: Num) -> Num:
     """The χ² p-value, NaN where df = 0 (as metafor for Tarone's test of one table)."""
-    p = chi2_sf(df, x)
-    return np.where(df > 0, p, np.nan) if np.ndim(p) else (p if df > 0 else math.nan)
+    return _pick(df > 0, chi2_sf(df, x), math.nan)
 
 
 #: statistics derived from the primary ones (computed on access by the batch results):
@@ -110,11 +129,11 @@ DERIVED: dict[str, tuple[str, ...]] = {
     "pvalue": ("estimate", "se"),
     "ci_lower": ("estimate", "se"),
     "ci_upper": ("estimate", "se"),
-    "q_df": ("k_yi",),
+    "q_df": ("q", "k_yi"),
     "q_pvalue": ("q", "k_yi"),
     "i2": ("q", "k_yi"),
     "h2": ("q", "k_yi"),
-    "aic": ("loglik",),
+    "aic": ("loglik", "k_yi"),
     "bic": ("loglik", "k_yi"),
     "aicc": ("loglik", "k_yi"),
     "cmh_pvalue": ("cmh",),
@@ -124,8 +143,48 @@ DERIVED: dict[str, tuple[str, ...]] = {
 }
 
 
-def derive(name: str, values: tuple[Num, ...], level: float) -> Num:
-    """One derived statistic (see :data:`DERIVED`) from its primary statistics:
+def _wald(est: Num, se: Num, level: float) -> dict[str, Num]:
+    z = est / se
+    if np.ndim(z) == 0:
+        p = math.erfc(abs(z) / math.sqrt(2.0)) if math.isfinite(se) else math.nan
+    else:
+        p = 2.0 * special.ndtr(-np.abs(z))
+    half = critical_z(level) * se
+    return {"statistic": z, "pvalue": p, "ci_lower": est - half, "ci_upper": est + half}
+
+
+def _heterogeneity_tests(q: Num, k: Num) -> dict[str, Num]:
+    df = k - 1.0
+    return {
+        "q_df": df,
+        "q_pvalue": chi2_sf(df, q),
+        "i2": _pick(q > 0, np.maximum(0.0, 100.0 * (q - df) / q), 0.0),
+        "h2": _pick(df > 0, q / df, 1.0),
+    }
+
+
+def _information(ll: Num, k: Num) -> dict[str, Num]:
+    kk = np.maximum(k, 3.0)
+    return {
+        "aic": -2.0 * ll + 2.0,
+        "bic": -2.0 * ll + np.log(k),
+        "aicc": -2.0 * ll + 2.0 * kk / (kk - 2.0),
+    }
+
+
+def _test_pvalues(stats: dict[str, Num]) -> dict[str, Num]:
+    out = {}
+    for name in ("cmh", "cochran"):
+        if name in stats:
+            out[f"{name}_pvalue"] = chi2_sf(1.0, stats[name])
+    for name in ("tarone", "breslow_day"):
+        if name in stats:
+            out[f"{name}_pvalue"] = _p_if_df(stats["tarone_df"], stats[name])
+    return out
+
+
+def derive_all(stats: dict[str, Num], level: float) -> dict[str, Num]:
+    """The derived statistics (see :data:`DERIVED`) of the primary ones in `stats`:
 
     * Wald inference: ``z = θ̂/SE``, ``p = 2Φ(-|z|)``, ``θ̂ ± z_{(1+level)/2} SE``;
     * Q's df ``k - 1``, p-value (1 for df = 0, as metafor), ``I² = max(0, 100 (Q - df)/Q)``
@@ -134,45 +193,26 @@ def derive(name: str, values: tuple[Num, ...], level: float) -> Num:
     * AIC ``-2 ll + 2``, BIC ``-2 ll + log k``, AICc ``-2 ll + 2k/(k-2)`` with ``k ≥ 3``
       (metafor's) of the one-parameter model;
     * χ² p-values of the tests (1 df; Tarone and Breslow–Day on their df, NaN for 0 df).
+
+    Run under ``np.errstate(all="ignore")`` (NaN for analyses that were not pooled).
     """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if name in ("statistic", "pvalue", "ci_lower", "ci_upper"):
-            est, se = values
-            if name == "statistic":
-                return est / se
-            if name == "pvalue":
-                return _scalar(2.0 * special.ndtr(-np.abs(est / se)))
-            half = critical_z(level) * se
-            return est - half if name == "ci_lower" else est + half
-        if name == "q_df":
-            return values[0] - 1.0
-        if name in ("q_pvalue", "i2", "h2"):
-            q, df = values[0], values[1] - 1.0
-            if name == "q_pvalue":
-                return chi2_sf(df, q)
-            if name == "i2":
-                return _scalar(np.where(q > 0, np.maximum(0.0, 100.0 * (q - df) / q), 0.0))
-            return _scalar(np.where(df > 0, q / df, 1.0))
-        if name in ("aic", "bic", "aicc"):
-            ll = values[0]
-            if name == "aic":
-                return -2.0 * ll + 2.0
-            if name == "bic":
-                return -2.0 * ll + np.log(values[1])
-            kk = np.maximum(values[1], 3.0)
-            return -2.0 * ll + 2.0 * kk / (kk - 2.0)
-        if name in ("tarone_pvalue", "breslow_day_pvalue"):
-            return _p_if_df(values[1], values[0])
-        return chi2_sf(1.0, values[0])
-
-
-def derive_all(stats: dict[str, Num], level: float) -> dict[str, Num]:
-    """Every derived statistic whose primary statistics are in `stats`."""
     return {
-        name: derive(name, tuple(stats[n] for n in needs), level)
-        for name, needs in DERIVED.items()
-        if all(n in stats for n in needs)
+        **_wald(stats["estimate"], stats["se"], level),
+        **_heterogeneity_tests(stats["q"], stats["k_yi"]),
+        **_information(stats["loglik"], stats["k_yi"]),
+        **_test_pvalues(stats),
     }
+
+
+def derive(name: str, stats: dict[str, Num], level: float) -> Num:
+    """One derived statistic (see :func:`derive_all`) from the primary ones it needs."""
+    if name in ("statistic", "pvalue", "ci_lower", "ci_upper"):
+        return _wald(stats["estimate"], stats["se"], level)[name]
+    if name in ("q_df", "q_pvalue", "i2", "h2"):
+        return _heterogeneity_tests(stats.get("q", np.nan), stats["k_yi"])[name]
+    if name in ("aic", "bic", "aicc"):
+        return _information(stats["loglik"], stats["k_yi"])[name]
+    return _test_pvalues(stats)[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +260,7 @@ def study_effects(
     add: float,
     to: str,
     drop00: bool,
+    dz: Any = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """The study-level effects ``yi``, variances ``vi`` and a float 0/1 array ``okf``
     saying which studies have one (present, defined, not dropped as double zero).
@@ -230,11 +271,12 @@ def study_effects(
     ``p1(1-p1)/n1 + p2(1-p2)/n2``; PETO ``(a - E)/V``, ``1/V``; IRR
     ``log((x1/t1)/(x2/t2))``, ``1/x1 + 1/x2``; IRD ``x1/t1 - x2/t2``,
     ``x1/t1² + x2/t2²``, after `add` (see :func:`added`). Studies without an effect
-    keep finite placeholder values (``yi = 0``, ``vi = 1``) and ``okf = 0``.
+    keep finite placeholder values (``yi = 0``, ``vi = 1``) and ``okf = 0``. `dz`: the
+    double-zero studies, if the caller has them.
     """
     person_time = measure in ("IRR", "IRD")
     c1, c2, c3, c4 = added(cells, pf, add, to, person_time)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    if True:  # (one block for the formulas)
         if measure in ("IRR", "IRD"):
             if measure == "IRR":
                 yi = np.log((c1 / c2) / (c3 / c4))
@@ -261,14 +303,17 @@ def study_effects(
                 hyper_var = events * non_events * (n1 / nn) * (n2 / nn) / (nn - 1.0)
                 yi = (c1 - expected) / hyper_var
                 vi = 1.0 / hyper_var
-    okf = np.ones(np.shape(yi)) if pf is None else pf.copy()
     if drop00:
-        okf *= (~double_zero(cells, person_time)).astype(np.float64)
+        keep = (~(double_zero(cells, person_time) if dz is None else dz)).astype(np.float64)
+        okf = keep if pf is None else pf * keep
+    else:
+        okf = np.ones(np.shape(yi)) if pf is None else pf.copy()
     # undefined effects (absent studies; zero cells left without `add`; a variance of 0,
     # e.g. a risk difference of 0 - 0, for which metafor reports Q = inf) get no effect
-    defined = np.isfinite(yi) & (vi > 0.0) & (vi < np.inf)
-    if not defined.all():
-        okf *= defined.astype(np.float64)
+    total = yi + vi  # (one test: NaN or inf anywhere makes the sum non-finite)
+    if not (np.isfinite(total.sum()) and vi.min() > 0.0):
+        defined = np.isfinite(total) & (vi > 0.0)
+        okf = okf * defined.astype(np.float64)
         yi = np.where(defined, yi, 0.0)
         vi = np.where(defined, vi, 1.0)
     return yi, vi, okf
@@ -290,14 +335,11 @@ def heterogeneity(
     log-likelihood ``-½ ((k-1) log 2π + Σ log v + log(Σ w / k) + Q)`` (with metafor's
     ``log|XᵀX| = log k`` term).
     """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = okf / vi
-        dev = yi - (estimate[..., None] if np.ndim(estimate) else estimate)
-        q = _sum(w * dev * dev)
-        k = _sum(okf)
-        sum_log_v = _sum(okf * np.log(vi))
-        ll = -0.5 * (k * _LOG_2PI + sum_log_v + q)
-        ll_reml = -0.5 * ((k - 1.0) * _LOG_2PI + sum_log_v + np.log(_sum(w) / k) + q)
+    w = okf / vi
+    dev = yi - (estimate[..., None] if np.ndim(estimate) else estimate)
+    q, k, sum_log_v, sum_w = _sums(w * dev * dev, okf, okf * np.log(vi), w)
+    ll = -0.5 * (k * _LOG_2PI + sum_log_v + q)
+    ll_reml = -0.5 * ((k - 1.0) * _LOG_2PI + sum_log_v + np.log(sum_w / k) + q)
     return {"q": q, "deviance": q, "k_yi": k, "loglik": ll, "loglik_reml": ll_reml}
 
 
@@ -357,14 +399,13 @@ def mantel_haenszel(
     * IRD (same sources): ``W = t1 t2/T``, ``Σ(x1 t2 - x2 t1)/T / ΣW`` with variance
       ``Σ W² (x1/t1² + x2/t2²) / (ΣW)²``; weights ``W``.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if measure in ("IRR", "IRD"):
-            return _person_time(t1, t2, t3, t4, pf, measure=measure, correct=correct)
-        return _tables(t1, t2, t3, t4, pf, measure, correct, rd_variance)
+    if measure in ("IRR", "IRD"):
+        return _person_time(t1, t2, t3, t4, pf, measure=measure, correct=correct)
+    return _tables(t1, t2, t3, t4, pf, measure, correct, rd_variance)
 
 
 def _status(defined: Num, var: Num) -> Num:
-    return _scalar(np.where(defined, np.where(var > 0, OK, NO_VARIANCE), UNDEFINED))
+    return _pick(defined, _pick(var > 0, OK, NO_VARIANCE), UNDEFINED)
 
 
 def _tables(
@@ -383,17 +424,20 @@ def _tables(
     out: dict[str, Num] = {"k": _count(pf, a.shape)}
     if measure == "RD":
         w = n1 * n2 * inv_n
-        sw = _sum(w)
-        est = _sum((a * n2 - c * n1) * inv_n) / sw
+        diff = (a * n2 - c * n1) * inv_n
         if rd_variance == "sato":
             p = (n1 * n1 * c - n2 * n2 * a + 0.5 * n1 * n2 * (n2 - n1)) * (inv_n * inv_n)
             qq = (a * (n2 - c) + c * (n1 - a)) * (0.5 * inv_n)
-            var = (est * _sum(p) + _sum(qq)) / (sw * sw)
+            sw, sdiff, sp, sq = _sums(w, diff, p, qq)
+            est = sdiff / sw
+            var = (est * sp + sq) / (sw * sw)
         else:
             # (n1 n2 > 0 in every present table; absent ones give 0/1)
             num = a * b * (n2 * n2 * n2) + c * d * (n1 * n1 * n1)
             n1n2 = n1 * n2 if pf is None else n1 * n2 + (1.0 - pf)
-            var = _sum(num / n1n2 * (inv_n * inv_n)) / (sw * sw)
+            sw, sdiff, snum = _sums(w, diff, num / n1n2 * (inv_n * inv_n))
+            est = sdiff / sw
+            var = snum / (sw * sw)
         out.update(estimate=est, variance=var, weights=w, status=_status(sw > 0, var))
         out["why"] = "no table has an event (or every table has only events)"
         return out
@@ -403,23 +447,20 @@ def _tables(
     else:  # RR
         r = a * n2 * inv_n
         s = c * n1 * inv_n
-    sr, ss = _sum(r), _sum(s)
-    est = np.log(sr / ss)
     if measure == "OR":
         p = (a + d) * inv_n
         q = (b + c) * inv_n
-        var = (
-            _sum(p * r) / (2.0 * sr * sr)
-            + _sum(p * s + q * r) / (2.0 * sr * ss)
-            + _sum(q * s) / (2.0 * ss * ss)
-        )
+        sr, ss, spr, spsqr, sqs = _sums(r, s, p * r, p * s + q * r, q * s)
+        var = spr / (2.0 * sr * sr) + spsqr / (2.0 * sr * ss) + sqs / (2.0 * ss * ss)
         why = (
             "the Mantel-Haenszel odds ratio is 0 or infinite (every table has a zero in "
             "a*d or in b*c)"
         )
     else:
-        var = _sum((n1 * n2 * (a + c) - a * c * (n1 + n2)) * (inv_n * inv_n)) / (sr * ss)
+        sr, ss, sv = _sums(r, s, (n1 * n2 * (a + c) - a * c * (n1 + n2)) * (inv_n * inv_n))
+        var = sv / (sr * ss)
         why = "the Mantel-Haenszel risk ratio is 0 or infinite (no events in one group)"
+    est = np.log(sr / ss)
     defined = (sr > 0) & (ss > 0)
     out.update(estimate=est, variance=var, weights=s, status=_status(defined, var), why=why)
     if measure == "OR":
@@ -451,11 +492,12 @@ def _cmh_tests(
     # n ≥ 2 in every present table (both groups non-empty); absent ones have base 0
     v_hyper = base / (n1 + n2 - 1.0)
     v_binom = base * inv_n
-    diff = np.abs(_sum(a) - _sum(expected))
+    sa, se, svh, svb = _sums(a, expected, v_hyper, v_binom)
+    diff = abs(sa - se)
     if correct:
         diff = diff - 0.5
     num = diff * diff
-    return {"cmh": num / _sum(v_hyper), "cochran": num / _sum(v_binom)}
+    return {"cmh": num / svh, "cochran": num / svb}
 
 
 def _tarone(
@@ -479,8 +521,8 @@ def _tarone(
     ``K`` such tables (Breslow & Day 1980; Tarone 1985).
     """
     m1 = a + c
-    usable = ((m1 > 0.0) & ((b + d) > 0.0)).astype(np.float64)
-    psi_safe = np.where(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
+    usable = (np.minimum(m1, b + d) > 0.0).astype(np.float64)
+    psi_safe = _pick(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
     psi_c = psi_safe[..., None] if np.ndim(psi_safe) else psi_safe
     # the quadratic (1 - ψ) x² + (n2 - m1 + ψ (n1 + m1)) x - ψ n1 m1 = 0, solved stably.
     # With qb ≥ 0 its smaller root qc/qq, qq = -(qb + √D)/2, is ã: for ψ < 1 the roots
@@ -498,17 +540,17 @@ def _tarone(
     # tables without both outcomes have ã at a bound and V = 0: their terms are masked
     var = 1.0 / (1.0 / fitted + 1.0 / (n1 - fitted) + 1.0 / (m1 - fitted) + 1.0 / (n2_m1 + fitted))
     resid = a - fitted
-    if not np.isfinite(_sum(var * 0.0 + resid)).all():  # (never expected; NaN-safe path)
-        var, resid = np.where(usable > 0, var, 0.0), np.where(usable > 0, resid, 0.0)
     var = var * usable
     resid = resid * usable
-    bd = _sum(resid * resid / (var + (1.0 - usable)))
-    tarone = bd - _sum(resid) ** 2 / _sum(var)
-    k_pos = _sum(usable)
+    bd, sresid, svar, k_pos = _sums(resid * resid / (var + (1.0 - usable)), resid, var, usable)
+    if not np.isfinite(bd + sresid + svar).all():  # (never expected: a NaN-safe path)
+        var, resid = np.where(usable > 0, var, 0.0), np.where(usable > 0, resid, 0.0)
+        bd, sresid, svar = _sums(resid * resid / (var + (1.0 - usable)), resid, var)
+    tarone = bd - sresid**2 / svar
     df = k_pos - 1.0
     nan = ~(defined & (k_pos > 0))
-    bd = _scalar(np.where(nan, np.nan, np.where(k_pos > 1, bd, 0.0)))
-    tarone = _scalar(np.where(nan, np.nan, np.where(k_pos > 1, tarone, 0.0)))
+    bd = _pick(nan, math.nan, _pick(k_pos > 1, bd, 0.0))
+    tarone = _pick(nan, math.nan, _pick(k_pos > 1, tarone, 0.0))
     return {"breslow_day": bd, "tarone": tarone, "tarone_df": df}
 
 
@@ -526,10 +568,12 @@ def _person_time(
     w = t1 * t2 * inv_t
     out: dict[str, Num] = {"k": _count(pf, x1.shape)}
     if measure == "IRD":
-        sw = _sum(w)
-        est = _sum((x1 * t2 - x2 * t1) * inv_t) / sw
         # W² (x1/t1² + x2/t2²) = (x1 t2² + x2 t1²)/T²
-        var = _sum((x1 * t2 * t2 + x2 * t1 * t1) * (inv_t * inv_t)) / (sw * sw)
+        sw, sdiff, sv = _sums(
+            w, (x1 * t2 - x2 * t1) * inv_t, (x1 * t2 * t2 + x2 * t1 * t1) * (inv_t * inv_t)
+        )
+        est = sdiff / sw
+        var = sv / (sw * sw)
         out.update(
             estimate=est,
             variance=var,
@@ -540,15 +584,14 @@ def _person_time(
         return out
     r = x1 * t2 * inv_t
     s = x2 * t1 * inv_t
-    sr, ss = _sum(r), _sum(s)
-    est = np.log(sr / ss)
     events = x1 + x2
-    v = _sum(events * w * inv_t)
-    var = v / (sr * ss)
-    defined = (sr > 0) & (ss > 0)
     # the Mantel-Haenszel test for person-time data (Rothman, Greenland & Lash 2008):
     # E(x1) = (x1 + x2) t1/T, Var = (x1 + x2) t1 t2/T²
-    diff = np.abs(_sum(x1) - _sum(events * t1 * inv_t))
+    sr, ss, v, sx1, sexp = _sums(r, s, events * w * inv_t, x1, events * t1 * inv_t)
+    est = np.log(sr / ss)
+    var = v / (sr * ss)
+    defined = (sr > 0) & (ss > 0)
+    diff = abs(sx1 - sexp)
     if correct:
         diff = diff - 0.5
     mh = diff * diff / v
@@ -576,23 +619,21 @@ def peto(a: FloatArray, b: FloatArray, c: FloatArray, d: FloatArray, pf: Mask) -
     n1 = a + b
     n2 = c + d
     m1 = a + c
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv_n = _inverse_total(n1 + n2, pf)
-        base = n1 * n2 * m1 * (b + d) * (inv_n * inv_n)
-        v = base / (n1 + n2 - 1.0)  # (n ≥ 2 in present tables; absent ones: 0/(-1))
-        sv = _sum(v)
-        resid = a - n1 * m1 * inv_n
-        o_minus_e = _sum(resid)
-        est = o_minus_e / sv
-        var = 1.0 / sv
-        informative = (v > 0.0).astype(np.float64)
-        q = _sum(resid * resid / (v + (1.0 - informative)) * informative) - o_minus_e * est
+    inv_n = _inverse_total(n1 + n2, pf)
+    base = n1 * n2 * m1 * (b + d) * (inv_n * inv_n)
+    v = base / (n1 + n2 - 1.0)  # (n ≥ 2 in present tables; absent ones: 0/(-1))
+    resid = a - n1 * m1 * inv_n
+    informative = (v > 0.0).astype(np.float64)
+    sv, o_minus_e, sq = _sums(v, resid, resid * resid / (v + (1.0 - informative)) * informative)
+    est = o_minus_e / sv
+    var = 1.0 / sv
+    q = sq - o_minus_e * est
     return {
         "k": _count(pf, a.shape),
         "estimate": est,
         "variance": var,
         "weights": v,
         "q": q,
-        "status": _scalar(np.where(sv > 0, OK, UNDEFINED)),
+        "status": _pick(sv > 0, OK, UNDEFINED),
         "why": "one of the two outcomes never occurs in any table (no hypergeometric variance)",
     }
