@@ -210,7 +210,7 @@ def _fit(
     )
     pooled_cells = fixed.added(cells, pf, opt.add[1], opt.to[1], person_time)
     pooled_pf = pf
-    if opt.drop00[1]:
+    if dz is not None and opt.drop00[1]:
         keep = (~dz).astype(np.float64)
         pooled_pf = keep if pf is None else pf * keep
         pooled_cells = tuple(c * pooled_pf for c in pooled_cells)
