@@ -53,6 +53,7 @@ import attrs
 import numpy as np
 
 from ._engine import fixed
+from ._engine import glmm as _glmm
 from ._results import Owned, array_field, format_p, import_pandas, plain, readonly_bool
 from ._typing import BoolArray, FloatArray
 from ._validation import (
@@ -62,13 +63,15 @@ from ._validation import (
     check_nonnegative,
     check_positive,
 )
-from ._warnings import OmittedStudiesWarning
+from ._warnings import ConvergenceError, OmittedStudiesWarning
 
 __all__ = [
     "MH_MEASURES",
     "BatchBinaryResult",
+    "GLMMResult",
     "MHResult",
     "PetoResult",
+    "pool_glmm",
     "pool_mh",
     "pool_mh_many",
     "pool_peto",
@@ -1570,3 +1573,604 @@ def pool_peto_many(
     opt = _options("PETO", level, add, to, drop00, True, "sato", ("PETO",))
     given = {"ai": ai, "bi": bi, "ci": ci, "di": di, "n1i": n1i, "n2i": n2i}
     return _many("peto", given, opt, axis, chunk_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# generalized linear mixed models
+
+#: measures, models and methods of :func:`pool_glmm` (metafor's ``rma.glmm``)
+GLMM_MEASURES = _glmm.GLMM_MEASURES
+GLMM_MODELS = _glmm.GLMM_MODELS
+_GLMM_INPUTS = {
+    "OR": (_TABLE_CELLS, ("ai", "n1i", "ci", "n2i")),
+    "IRR": (_PERSON_TIME,),
+    "PLO": (("xi", "ni"),),
+    "IRLN": (("xi", "ti"),),
+}
+_GLMM_MODEL_NAMES = {
+    "UM.FS": "Unconditional Model with Fixed Study Effects",
+    "UM.RS": "Unconditional Model with Random Study Effects",
+    "CM.EL": "Conditional Model with Exact Likelihood",
+    "CM.AL": "Conditional Model with Approximate Likelihood",
+}
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class GLMMResult:
+    """The result of :func:`pool_glmm`: a binomial-normal or Poisson-normal meta-analysis.
+
+    Attributes
+    ----------
+    measure, model, method : str
+        ``"OR"``, ``"IRR"``, ``"PLO"`` or ``"IRLN"``; ``"UM.FS"``, ``"UM.RS"``,
+        ``"CM.EL"`` or ``"CM.AL"`` (the model used: ``"UM.FS"`` for PLO and IRLN);
+        ``"ML"`` (random effects) or ``"EE"`` (equal effects).
+    estimate, se, statistic, pvalue, ci_lower, ci_upper : float
+        The pooled log odds ratio (log rate ratio, logit proportion, log rate), its
+        standard error (inverse observed information of every parameter), z test and
+        Wald confidence interval; :attr:`exp_estimate` / :attr:`exp_ci` back-transform.
+    tau2, sigma2 : float
+        The variance of the random effects of the effect (0 for ``"EE"``) and, for
+        ``"UM.RS"``, of the random study effects (NaN otherwise).
+    i2, h2 : float
+        I² (percent) and H² from τ² and the typical within-study variance of the
+        study-level effects (as metafor).
+    qe_wald, qe_lrt, qe_df, qe_wald_pvalue, qe_lrt_pvalue : float
+        Tests of heterogeneity: Wald test of equal study effects in the saturated model,
+        and the likelihood-ratio test of the equal-effects against the saturated model
+        (NaN for ``"UM.RS"``, whose saturated model is not implemented).
+    loglik, loglik_equal, loglik_saturated : float
+        The maximised marginal log-likelihood (including the binomial/Poisson/
+        hypergeometric constants), and those of the equal-effects and saturated models.
+    deviance, aic, bic, aicc, n_parameters : float
+        ``2(ll_sat - ll)`` and the information criteria with all parameters counted (the
+        fixed study effects of ``"UM.FS"`` included, as metafor).
+    k : int
+        Studies in the model.
+    nagq : int
+        Gauss-Hermite nodes per random-effect dimension (1: the Laplace approximation; 0
+        for equal-effects models without random effects).
+    converged : bool
+    iterations : int
+    yi, vi : ndarray
+        Study-level effects and variances (as :func:`ketameta.escalc`, with `add`/`to`),
+        one per input row (NaN where omitted, dropped or undefined).
+    cells, cell_names, labels, omitted, dropped
+        The input, its labels, rows omitted for missing values, labels of studies dropped
+        as double zeros.
+    """
+
+    measure: str
+    model: str
+    method: str
+    estimate: float
+    se: float
+    statistic: float
+    pvalue: float
+    ci_lower: float
+    ci_upper: float
+    tau2: float
+    sigma2: float
+    i2: float
+    h2: float
+    qe_wald: float
+    qe_lrt: float
+    qe_df: int
+    qe_wald_pvalue: float
+    qe_lrt_pvalue: float
+    loglik: float
+    loglik_equal: float
+    loglik_saturated: float
+    deviance: float
+    aic: float
+    bic: float
+    aicc: float
+    n_parameters: int
+    k: int
+    nagq: int
+    converged: bool
+    iterations: int
+    yi: FloatArray = array_field()
+    vi: FloatArray = array_field()
+    cells: FloatArray = array_field()
+    cell_names: tuple[str, ...]
+    labels: tuple[str, ...] = attrs.field(converter=_strings)
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
+    dropped: tuple[str, ...] = attrs.field(converter=_strings, default=())
+    level: float = 0.95
+    add: float = 0.5
+    to: str = "only0"
+    drop00: bool = True
+
+    @property
+    def is_ratio(self) -> bool:
+        """Whether the estimate is on a log (or logit) scale."""
+        return True
+
+    @property
+    def exp_estimate(self) -> float:
+        """The back-transformed estimate: the odds ratio, rate ratio, proportion
+        (inverse logit) or rate."""
+        return _back(self.measure, self.estimate)
+
+    @property
+    def exp_ci(self) -> tuple[float, float]:
+        """The back-transformed confidence limits."""
+        return (_back(self.measure, self.ci_lower), _back(self.measure, self.ci_upper))
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
+        return plain(self)  # type: ignore[no-any-return]
+
+    def to_frame(self) -> Any:
+        """A one-row pandas DataFrame of the scalar fields (requires pandas)."""
+        pd = import_pandas()
+        d = self.to_dict()
+        return pd.DataFrame([{k: v for k, v in d.items() if not isinstance(v, list | dict)}])
+
+    def __repr__(self) -> str:
+        return (
+            f"GLMMResult(measure={self.measure!r}, model={self.model!r}, "
+            f"method={self.method!r}, k={self.k}, estimate={self.estimate:.4g}, "
+            f"tau2={self.tau2:.4g}, loglik={self.loglik:.6g})"
+        )
+
+    def summary(self) -> str:
+        """The printed summary, as metafor's ``summary(rma.glmm(...))``."""
+        if self.method == "EE":
+            head = f"Equal-Effects Model (k = {self.k})"
+        else:
+            head = f"Random-Effects Model (k = {self.k}; tau^2 estimator: ML)"
+        lines = [head]
+        if self.measure in ("OR", "IRR"):
+            lines.append(f"Model Type: {_GLMM_MODEL_NAMES[self.model]}")
+        quad = "none" if self.nagq == 0 else (
+            "Laplace approximation" if self.nagq == 1 else f"{self.nagq}-point adaptive "
+            "Gauss-Hermite quadrature per random effect"
+        )
+        lines += ["", f"Integration: {quad}", ""]
+        lines.append(f"{'logLik':>10s} {'deviance':>10s} {'AIC':>10s} {'BIC':>10s} {'AICc':>10s}")
+        stats = (self.loglik, self.deviance, self.aic, self.bic, self.aicc)
+        lines.append(" ".join(_fmt(x, 10) for x in stats))
+        lines.append("")
+        if self.method == "ML":
+            lines.append(f"tau^2 (estimated amount of total heterogeneity): {self.tau2:.4f}")
+            lines.append(
+                f"tau (square root of estimated tau^2 value):      {math.sqrt(self.tau2):.4f}"
+            )
+        lines.append(f"I^2 (total heterogeneity / total variability):   {self.i2:.4f}%")
+        lines.append(f"H^2 (total variability / sampling variability):  {self.h2:.4f}")
+        if self.model == "UM.RS" and self.measure in ("OR", "IRR"):
+            lines += [
+                "",
+                "sigma^2 (estimated amount of study level variability): "
+                f"{self.sigma2:.4f}",
+                f"sigma (square root of estimated sigma^2 value):        "
+                f"{math.sqrt(self.sigma2):.4f}",
+            ]
+        lines += ["", "Tests for Heterogeneity:"]
+        for name, stat, p in (
+            ("Wld", self.qe_wald, self.qe_wald_pvalue),
+            ("LRT", self.qe_lrt, self.qe_lrt_pvalue),
+        ):
+            p_text = format_p(p)
+            p_text = "< .0001" if p_text.startswith("<") else f"= {p_text}"
+            lines.append(f"{name}(df = {self.qe_df}) = {_fmt(stat, 0).strip()}, p-val {p_text}")
+        lines += ["", "Model Results:", ""]
+        lines.append(
+            f"{'estimate':>9s} {'se':>8s} {'zval':>8s} {'pval':>8s} {'ci.lb':>8s} {'ci.ub':>8s}"
+        )
+        lines.append(
+            f"{_fmt(self.estimate, 9)} {_fmt(self.se, 8)} {_fmt(self.statistic, 8)} "
+            f"{format_p(self.pvalue):>8s} {_fmt(self.ci_lower, 8)} {_fmt(self.ci_upper, 8)}"
+        )
+        names = {"OR": "OR", "IRR": "IRR", "PLO": "proportion", "IRLN": "rate"}
+        lo, hi = self.exp_ci
+        lines += [
+            "",
+            f"Back-transformed ({names[self.measure]}): {self.exp_estimate:.4f} "
+            f"[{lo:.4f}, {hi:.4f}]",
+        ]
+        if self.omitted:
+            lines.append(f"Omitted (missing values): {', '.join(self.labels[i] for i in self.omitted)}")
+        if self.dropped:
+            lines.append(f"Dropped (double zero): {', '.join(self.dropped)}")
+        if not self.converged:
+            lines.append("Warning: the optimisation did not meet its convergence criterion")
+        return "\n".join(lines)
+
+
+def _back(measure: str, x: float) -> float:
+    if measure == "PLO":
+        return float(1.0 / (1.0 + math.exp(-x)))
+    return math.exp(x)
+
+
+def pool_glmm(
+    ai: Any = None,
+    bi: Any = None,
+    ci: Any = None,
+    di: Any = None,
+    n1i: Any = None,
+    n2i: Any = None,
+    *,
+    x1i: Any = None,
+    t1i: Any = None,
+    x2i: Any = None,
+    t2i: Any = None,
+    xi: Any = None,
+    ni: Any = None,
+    ti: Any = None,
+    data: Mapping[str, Any] | None = None,
+    measure: str = "OR",
+    model: str = "UM.FS",
+    method: str = "ML",
+    level: float = 0.95,
+    add: float = 0.5,
+    to: str = "only0",
+    drop00: bool = True,
+    nagq: int | None = None,
+    labels: Sequence[str] | str | None = None,
+    nan_policy: str = "omit",
+) -> GLMMResult:
+    """Meta-analysis of 2×2 tables, proportions or counts by a generalized linear (mixed)
+    model, fitted by maximum likelihood (metafor's ``rma.glmm``).
+
+    Parameters
+    ----------
+    ai, bi, ci, di, n1i, n2i : array_like or str
+        2×2 tables (``measure="OR"``), as in :func:`pool_mh`.
+    x1i, t1i, x2i, t2i : array_like or str
+        Events and person-times of two groups (``measure="IRR"``).
+    xi, ni, ti : array_like or str
+        Events and sizes (``"PLO"``) or person-times (``"IRLN"``) of single groups.
+    data : mapping, optional
+        A dict of columns or a pandas DataFrame; string arguments name its columns.
+    measure : {"OR", "IRR", "PLO", "IRLN"}
+        Log odds ratio, log incidence rate ratio, logit proportion, log incidence rate.
+    model : {"UM.FS", "UM.RS", "CM.EL", "CM.AL"}
+        For OR and IRR: unconditional model with fixed study effects (logistic / Poisson
+        regression with a study intercept), with random study effects (a random
+        intercept ``u_i ~ N(0, σ²)``), the conditional model with the exact
+        (non-central hypergeometric) likelihood, or its binomial approximation [1]_ [2]_
+        [3]_. For IRR both conditional models are the same binomial model [4]_. Ignored
+        for PLO and IRLN.
+    method : {"ML", "EE"}
+        Random effects of the group effect (``b_i ~ N(0, τ²)``, coded ±1/2 as metafor's
+        ``coding=1/2``; τ² by maximum likelihood) or an equal-effects model.
+    level : float
+        Confidence level.
+    add, to : float, str
+        For the study-level effects shown beside the fit (and the typical within-study
+        variance of I²), as :func:`ketameta.escalc`; the model itself uses the counts.
+    drop00 : bool
+        Leave out studies with no events (or only events) in both groups (IRR: no events),
+        which carry no information on the effect in the UM.FS and conditional models.
+    nagq : int, optional
+        Gauss-Hermite nodes per random-effect dimension (adaptive quadrature; 1 is the
+        Laplace approximation). Default: 21 for one random effect, 9 per dimension
+        (81 nodes) for the two of ``"UM.RS"``. metafor uses lme4's ``nAGQ=7`` by default,
+        ``1`` (Laplace) for ``"UM.RS"`` with ``method="ML"``, and R's ``integrate`` for
+        ``"CM.EL"`` with OR.
+    labels : sequence of str or str, optional
+        Study labels (or the column of `data` holding them).
+    nan_policy : {"omit", "raise"}
+        Studies with a missing value are left out with an
+        :class:`~ketameta.OmittedStudiesWarning`, or raise.
+
+    Returns
+    -------
+    GLMMResult
+
+    Raises
+    ------
+    ValueError
+        When an estimate does not exist: no events at all, events in every participant,
+        or separation (e.g. no events in one group of every table).
+    ConvergenceError
+        When the Newton-Raphson iterations do not converge.
+
+    Notes
+    -----
+    The marginal likelihood of each study integrates the random effects out by adaptive
+    Gauss-Hermite quadrature [5]_ (nodes at the mode of the integrand, scaled by its
+    curvature), exactly for the quadrature's polynomial degree; its maximum over all
+    parameters (the fixed study effects of UM.FS included) is found by Newton-Raphson
+    with derivatives from the posterior moments of the random effects [6]_. Standard errors
+    are the inverse observed information of all parameters. The likelihood-ratio test of
+    heterogeneity compares the equal-effects model with the saturated one; the Wald test
+    is that of equal study effects in the saturated model (studies whose saturated
+    estimate is infinite, a zero cell, carry no weight in it).
+
+    References
+    ----------
+    .. [1] van Houwelingen, Zwinderman & Stijnen (1993), Stat Med 12(24):2273-2284.
+       https://doi.org/10.1002/sim.4780122405
+    .. [2] Stijnen, Hamza & Ozdemir (2010), Stat Med 29(29):3046-3067.
+       https://doi.org/10.1002/sim.4040
+    .. [3] Jackson, Law, Stijnen, Viechtbauer & White (2018), Stat Med 37(7):1059-1085.
+       https://doi.org/10.1002/sim.7588
+    .. [4] Bagos & Nikolopoulos (2009), Int J Biostat 5(1).
+       https://doi.org/10.2202/1557-4679.1168
+    .. [5] Liu & Pierce (1994), Biometrika 81(3):624-629.
+       https://doi.org/10.1093/biomet/81.3.624
+    .. [6] Louis (1982), J R Stat Soc B 44(2):226-233.
+
+    Examples
+    --------
+    The BCG trials, the unconditional model with fixed study effects (metafor with
+    ``nAGQ=25``: -0.7450, τ² = 0.2949):
+
+    >>> import ketameta
+    >>> res = ketameta.pool_glmm(ai="tpos", bi="tneg", ci="cpos", di="cneg",
+    ...                          data=ketameta.datasets.bcg())
+    >>> round(res.estimate, 4), round(res.tau2, 4)
+    (-0.745, 0.2949)
+    """
+    code = check_choice(measure, "measure", GLMM_MEASURES)
+    model = check_choice(model, "model", GLMM_MODELS)
+    method = check_choice(method, "method", _glmm.GLMM_METHODS)
+    lv = check_level(level)
+    if code in ("PLO", "IRLN"):
+        model = "UM.FS"
+    if not isinstance(drop00, bool | np.bool_):
+        msg = f"`drop00` must be True or False, got {drop00!r}"
+        raise TypeError(msg)
+    q = 2 if model == "UM.RS" and method == "ML" and code in ("OR", "IRR") else 1
+    if nagq is None:
+        nodes = _glmm.DEFAULT_NAGQ[q - 1]
+    elif isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or not 1 <= nagq <= 100:
+        msg = f"`nagq` must be an integer from 1 to 100, got {nagq!r}"
+        raise ValueError(msg)
+    else:
+        nodes = int(nagq)
+    opt = _options(code if code in ("OR", "IRR") else "OR", lv, add, to, drop00, True, "sato",
+                   MH_MEASURES)
+    given = {
+        "ai": ai, "bi": bi, "ci": ci, "di": di, "n1i": n1i, "n2i": n2i, "x1i": x1i,
+        "t1i": t1i, "x2i": x2i, "t2i": t2i, "xi": xi, "ni": ni, "ti": ti,
+    }
+    nan_policy = check_choice(nan_policy, "nan_policy", ("omit", "raise"))
+    names, arrays = _glmm_inputs(code, given, data)
+    k_all = arrays[0].shape[0]
+    labs = _labels(labels, data, k_all)
+    missing = np.zeros(k_all, dtype=bool)
+    for arr in arrays:
+        missing |= np.isnan(arr)
+    omitted = tuple(int(i) for i in np.flatnonzero(missing))
+    if omitted:
+        if nan_policy == "raise":
+            msg = f"studies {list(omitted)} have missing values (nan_policy='raise')"
+            raise ValueError(msg)
+        warnings.warn(
+            f"studies {list(omitted)} have missing values and were omitted",
+            OmittedStudiesWarning,
+            stacklevel=2,
+        )
+    used = ~missing
+    cells = {n: a[used] for n, a in zip(names, arrays, strict=True)}
+    # study-level effects (for I² and display), as escalc with add/to/drop00
+    yi_all = np.full(k_all, np.nan)
+    vi_all = np.full(k_all, np.nan)
+    es_cells = tuple(cells[n] for n in names)
+    es_measure = code
+    with np.errstate(all="ignore"):
+        if code in ("OR", "IRR"):
+            yi, vi, okf = fixed.study_effects(
+                es_cells, None, code, add=opt.add[0], to=opt.to[0], drop00=drop00
+            )
+        else:
+            yi, vi, okf = _single_group_effects(code, es_cells, opt.add[0], opt.to[0])
+    yi_all[used] = np.where(okf > 0, yi, np.nan)
+    vi_all[used] = np.where(okf > 0, vi, np.nan)
+    del es_measure
+    keep = np.ones(int(used.sum()), dtype=bool)
+    dropped: tuple[str, ...] = ()
+    if drop00 and code in ("OR", "IRR"):
+        dz = fixed.double_zero(es_cells, code == "IRR")
+        keep = ~dz
+        used_idx = np.flatnonzero(used)
+        dropped = tuple(labs[i] for i in used_idx[dz])
+    fit_cells = {n: c[keep] for n, c in cells.items()}
+    if not fit_cells[names[0]].size:
+        msg = "no studies left to fit (every study omitted or dropped as a double zero)"
+        raise ValueError(msg)
+    _check_estimable(code, model, fit_cells)
+    design = _glmm.build(code, model, fit_cells)
+    with np.errstate(all="ignore"):
+        try:
+            out = _glmm.fit(design, method, nodes)
+        except _glmm.SeparationError as exc:
+            msg = f"pool_glmm: {exc}"
+            raise ValueError(msg) from exc
+    res = out["fit"]
+    if not res.converged and res.iterations >= _glmm._MAX_NEWTON:
+        raise ConvergenceError(f"GLMM ({model}, {method})", res.iterations,
+                               "Newton-Raphson on the marginal likelihood")
+    k = int(fit_cells[names[0]].size)
+    p = design.random.p
+    theta = float(res.beta[-1]) if code in ("OR", "IRR") else float(res.beta[0])
+    index = p - 1 if code in ("OR", "IRR") else 0
+    var = float(res.vcov[index, index])
+    se = math.sqrt(var) if var >= 0 else math.nan
+    lam = res.lam
+    tau2 = float(lam[-1] ** 2) if method == "ML" else 0.0
+    sigma2 = float(lam[0] ** 2) if model == "UM.RS" and code in ("OR", "IRR") else math.nan
+    # I² and H² from τ² and the typical within-study variance (Higgins & Thompson 2002)
+    ok = okf > 0
+    w = 1.0 / vi[ok]
+    kk = int(ok.sum())
+    v_typical = (kk - 1) * w.sum() / (w.sum() ** 2 - (w**2).sum()) if kk > 1 else math.nan
+    i2 = 100.0 * tau2 / (tau2 + v_typical) if tau2 > 0 else 0.0
+    h2 = (tau2 + v_typical) / v_typical if tau2 > 0 else 1.0
+    # tests of heterogeneity
+    ll_eq = out["equal"].loglik
+    if model == "UM.RS" and code in ("OR", "IRR"):
+        qe_lrt = qe_wald = math.nan
+    else:
+        qe_lrt = 2.0 * (design.saturated_loglik - ll_eq)
+        est, sv = design.study_estimates, design.study_variances
+        finite = np.isfinite(est) & np.isfinite(sv) & (sv > 0)
+        ws = 1.0 / sv[finite]
+        mean = np.sum(ws * est[finite]) / ws.sum() if finite.any() else math.nan
+        qe_wald = float(np.sum(ws * (est[finite] - mean) ** 2)) if finite.any() else math.nan
+    qe_df = k - 1
+    crit = fixed.critical_z(lv)
+    n_par = p + design.random.s * 0 + design.n_nuisance + (lam.size if method == "ML" else
+                                                           (1 if design.equal.q else 0))
+    ll = res.loglik
+    n_obs = design.n_obs
+    aicc_n = max(n_obs, n_par + 2)
+    with np.errstate(all="ignore"):
+        z = theta / se
+    return GLMMResult(
+        measure=code,
+        model=model,
+        method=method,
+        estimate=theta,
+        se=se,
+        statistic=z,
+        pvalue=math.erfc(abs(z) / math.sqrt(2.0)) if math.isfinite(z) else math.nan,
+        ci_lower=theta - crit * se,
+        ci_upper=theta + crit * se,
+        tau2=tau2,
+        sigma2=sigma2,
+        i2=float(i2),
+        h2=float(h2),
+        qe_wald=qe_wald,
+        qe_lrt=qe_lrt,
+        qe_df=qe_df,
+        qe_wald_pvalue=float(fixed.chi2_sf(float(qe_df), qe_wald)) if qe_df > 0 else math.nan,
+        qe_lrt_pvalue=float(fixed.chi2_sf(float(qe_df), max(qe_lrt, 0.0))) if qe_df > 0 else math.nan,
+        loglik=ll,
+        loglik_equal=ll_eq,
+        loglik_saturated=design.saturated_loglik,
+        deviance=2.0 * (design.saturated_loglik - ll),
+        aic=-2.0 * ll + 2.0 * n_par,
+        bic=-2.0 * ll + n_par * math.log(n_obs),
+        aicc=-2.0 * ll + 2.0 * n_par * aicc_n / (aicc_n - n_par - 1.0),
+        n_parameters=n_par,
+        k=k,
+        nagq=res.nagq,
+        converged=res.converged,
+        iterations=res.iterations,
+        yi=Owned(yi_all),
+        vi=Owned(vi_all),
+        cells=np.column_stack(arrays),
+        cell_names=names,
+        labels=labs,
+        omitted=omitted,
+        dropped=dropped,
+        level=lv,
+        add=opt.add[0],
+        to=opt.to[0],
+        drop00=bool(drop00),
+    )
+
+
+def _glmm_inputs(
+    code: str, given: dict[str, Any], data: Mapping[str, Any] | None
+) -> tuple[tuple[str, ...], list[FloatArray]]:
+    """The validated input columns of a GLMM measure (NaN allowed: missing)."""
+    sigs = _GLMM_INPUTS[code]
+    for sig in sigs:
+        if all(given.get(n) is not None for n in sig):
+            extra = sorted(n for n, v in given.items() if v is not None and n not in sig)
+            if extra:
+                msg = (
+                    f"measure {code!r} takes {', '.join(sig)}; also got "
+                    f"{', '.join(f'`{e}`' for e in extra)}"
+                )
+                raise TypeError(msg)
+            arrays = {n: _resolve(n, given[n], data) for n in sig}
+            if sig in (_TABLE_CELLS, ("ai", "n1i", "ci", "n2i"), _PERSON_TIME):
+                cells = _cells_from(sig, arrays)
+                names = _PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS
+                return names, list(cells)
+            first = arrays[sig[0]]
+            for n in sig[1:]:
+                if arrays[n].shape != first.shape:
+                    msg = f"`{n}` has shape {arrays[n].shape} but `{sig[0]}` has shape {first.shape}"
+                    raise ValueError(msg)
+            check_nonnegative(arrays["xi"], "xi")
+            size = sig[1]
+            check_positive(arrays[size], size)
+            if size == "ni":
+                with np.errstate(invalid="ignore"):
+                    bad = arrays["xi"] > arrays["ni"]
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    msg = f"`xi` cannot exceed `ni`; study {i} has xi={arrays['xi'][i]!r}"
+                    raise ValueError(msg)
+            if first.shape[0] == 0:
+                msg = f"no studies: `{sig[0]}` is empty"
+                raise ValueError(msg)
+            return sig, [arrays[n] for n in sig]
+    need = " or ".join("(" + ", ".join(s) + ")" for s in sigs)
+    msg = f"measure {code!r} needs {need}"
+    raise TypeError(msg)
+
+
+def _single_group_effects(
+    code: str, cells: tuple[FloatArray, ...], add: float, to: str
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Logit proportions (PLO) or log rates (IRLN) with `add` for zero counts, as
+    :func:`ketameta.escalc`; the third array flags defined effects."""
+    x, size = cells
+    zero = (x == 0) | ((x == size) if code == "PLO" else np.zeros(x.shape, dtype=bool))
+    if to == "all":
+        x_add = x + add
+        m_add = size - x + add
+    elif to == "none" or add == 0.0:
+        x_add, m_add = x, size - x
+    else:
+        rows = zero if to == "only0" else np.full(x.shape, bool(zero.any()))
+        x_add = x + add * rows
+        m_add = size - x + add * rows
+    if code == "PLO":
+        yi = np.log(x_add / m_add)
+        vi = 1.0 / x_add + 1.0 / m_add
+    else:
+        if to in ("only0", "all", "if0all") and add:
+            rows = np.ones(x.shape, bool) if to == "all" else (
+                zero if to == "only0" else np.full(x.shape, bool(zero.any()))
+            )
+            x_add = x + add * rows
+        else:
+            x_add = x
+        yi = np.log(x_add / size)
+        vi = 1.0 / x_add
+    ok = np.isfinite(yi) & np.isfinite(vi) & (vi > 0)
+    return np.where(ok, yi, 0.0), np.where(ok, vi, 1.0), ok.astype(np.float64)
+
+
+def _check_estimable(code: str, model: str, cells: dict[str, FloatArray]) -> None:
+    """Named errors for data whose maximum likelihood estimate does not exist."""
+    if code == "OR":
+        a, b, c, d = (cells[n] for n in _TABLE_CELLS)
+        if a.sum() + c.sum() == 0:
+            msg = "no events in any study: the odds ratio is not estimable"
+            raise ValueError(msg)
+        if b.sum() + d.sum() == 0:
+            msg = "events in every participant of every study: the odds ratio is not estimable"
+            raise ValueError(msg)
+        for name, values in (("first", (a, b)), ("second", (c, d))):
+            if values[0].sum() == 0 or values[1].sum() == 0:
+                msg = (
+                    f"separation: {'no events' if values[0].sum() == 0 else 'only events'} "
+                    f"in the {name} group of every study, so the odds ratio is infinite"
+                )
+                raise ValueError(msg)
+    elif code == "IRR":
+        x1, x2 = cells["x1i"], cells["x2i"]
+        if x1.sum() == 0 or x2.sum() == 0:
+            msg = "separation: no events in one group of every study, the rate ratio is 0 or infinite"
+            raise ValueError(msg)
+    elif code == "PLO":
+        x, n = cells["xi"], cells["ni"]
+        if x.sum() == 0 or (n - x).sum() == 0:
+            msg = "no events (or only events) in every study: the logit proportion is infinite"
+            raise ValueError(msg)
+    elif cells["xi"].sum() == 0:
+        msg = "no events in any study: the log rate is not estimable"
+        raise ValueError(msg)
