@@ -28,10 +28,14 @@ from .bias import (
     trim_and_fill,
 )
 from .binary import (
+    GLMM_MEASURES,
+    GLMM_MODELS,
     MH_MEASURES,
     BatchBinaryResult,
+    GLMMResult,
     MHResult,
     PetoResult,
+    pool_glmm,
     pool_mh,
     pool_mh_many,
     pool_peto,
@@ -51,6 +55,8 @@ from .sensitivity import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "GLMM_MEASURES",
+    "GLMM_MODELS",
     "MEASURES",
     "METHODS",
     "MH_MEASURES",
@@ -64,6 +70,7 @@ __all__ = [
     "EffectSizes",
     "EggerResult",
     "FailSafeResult",
+    "GLMMResult",
     "InfluenceResult",
     "KetametaWarning",
     "LeaveOneOutResult",
@@ -89,6 +96,7 @@ __all__ = [
     "influence",
     "leave_one_out",
     "pool",
+    "pool_glmm",
     "pool_many",
     "pool_mh",
     "pool_mh_many",

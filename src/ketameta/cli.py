@@ -185,7 +185,9 @@ def _pool_cells(args: argparse.Namespace) -> Any:
     label_column = next((c for c in _LABEL_COLUMNS if c in columns), None)
     labels = columns[label_column] if label_column else [f"Study {i + 1}" for i in range(n)]
     cells = ("ai", "bi", "ci", "di", "n1i", "n2i", "x1i", "t1i", "x2i", "t2i", "xi", "ni", "ti")
-    given = {name: numeric_column(columns, name, args.file) for name in cells if name in columns}
+    given: dict[str, Any] = {
+        name: numeric_column(columns, name, args.file) for name in cells if name in columns
+    }
     options: dict[str, Any] = {"level": args.level, "labels": labels}
     if args.measure is not None:
         options["measure"] = args.measure

@@ -46,6 +46,13 @@ add_data("hart1999", list(x1i=h$x1i, t1i=h$t1i, x2i=h$x2i, t2i=h$t2i), h$study,
          "dat.hart1999 (warfarin; person-years)")
 add_data("hart1999_control", list(xi=h$x2i, ti=h$t2i), h$study,
          "dat.hart1999, control groups (log incidence rates)")
+n8 <- dat.nielweise2008
+add_data("nielweise2008", list(x1i=n8$x1i, t1i=n8$t1i / 1000, x2i=n8$x2i, t2i=n8$t2i / 1000),
+         n8$study, "dat.nielweise2008 (catheter infections per 1000 days; Stijnen et al. 2010)")
+add_data("nielweise2008_control", list(xi=n8$x2i, ti=n8$t2i / 1000), n8$study,
+         "dat.nielweise2008, control groups (Stijnen et al. 2010, Table VII)")
+add_data("nielweise2008_treated", list(xi=n8$x1i, ti=n8$t1i / 1000), n8$study,
+         "dat.nielweise2008, treated groups (Stijnen et al. 2010, Table VII)")
 e <- dat.egger2001
 add_data("egger2001", list(ai=e$ai, n1i=e$n1i, ci=e$ci, n2i=e$n2i), paste(e$study, e$year),
          "dat.egger2001 (magnesium; a zero cell, ISIS-4 with 4000+ events)")
@@ -153,6 +160,8 @@ for (dn in c("hart1999", "rothman_15_2")) for (m in c("UM.FS", "UM.RS", "CM.EL")
 for (dn in c("nielweise2007_control", "nielweise2007_treated")) for (me in c("EE", "ML"))
   run(dn, "PLO", "UM.FS", me)
 for (me in c("EE", "ML")) run("hart1999_control", "IRLN", "UM.FS", me)
+for (dn in c("nielweise2008_control", "nielweise2008_treated")) run(dn, "IRLN", "UM.FS", "ML")
+for (m in c("UM.FS", "CM.EL")) run("nielweise2008", "IRR", m, "ML")
 
 out <- list(generated_by="validation/metafor/make_glmm_reference.R",
             r_version=R.version.string, metafor_version=as.character(packageVersion("metafor")),

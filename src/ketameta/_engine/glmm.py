@@ -52,7 +52,7 @@ from scipy import special
 from .._typing import FloatArray
 
 #: nodes per random-effect dimension used by default (1-D, 2-D models)
-DEFAULT_NAGQ = (21, 9)
+DEFAULT_NAGQ = (41, 15)
 _MAX_NEWTON = 200
 #: from this many nodes on, the posterior-moment derivatives are those of the quadrature to
 #: the precision of the fit (smaller rules, and the Laplace approximation, are maximised
@@ -122,7 +122,8 @@ def family_terms(design: Design, eta: FloatArray) -> tuple[FloatArray, FloatArra
         mu = np.exp(eta)
         return y * eta - mu, y - mu, -mu
     # non-central hypergeometric in the log odds ratio η (one observation per study)
-    assert design.support is not None and design.log_weights is not None
+    assert design.support is not None
+    assert design.log_weights is not None
     x = design.support[:, None, None, :]  # (k, 1, 1, R)
     terms = design.log_weights[:, None, None, :] + x * eta[..., None]
     log_z = special.logsumexp(terms, axis=-1)
@@ -160,7 +161,7 @@ def _linear(design: Design, beta: FloatArray, alpha: FloatArray) -> FloatArray:
     eta = design.offset + design.X @ beta
     if design.s:
         eta = eta + alpha @ design.S.T
-    return eta  # type: ignore[no-any-return]
+    return eta
 
 
 def _modes(
@@ -304,10 +305,17 @@ def maximize(
             float(np.max(np.abs(step_out), initial=0.0)),
             float(np.max(np.abs(step_a), initial=0.0)) if s else 0.0,
         )
-        if predicted <= 1e-13 * max(1.0, abs(total)) and largest_step <= 1e-6 * max(
-            1.0, biggest
-        ):
-            converged = True  # the quadratic model predicts no gain: at the maximum
+        if predicted <= 1e-13 * max(1.0, abs(total)) and largest_step <= 1e-6 * max(1.0, biggest):
+            # the quadratic model predicts no gain: at the maximum; take the last step
+            # (it fixes the digits the likelihood can no longer resolve) unless it is worse
+            new_beta = beta + step_out[:p]
+            new_lam = np.abs(lam + step_out[p:])
+            new_alpha = alpha + step_a if s else alpha
+            new_state = evaluate(design, new_beta, new_lam, new_alpha, nagq, start=state.modes)
+            if float(new_state.loglik.sum()) >= total - 1e-12 * max(1.0, abs(total)):
+                beta, lam, alpha, state = new_beta, new_lam, new_alpha, new_state
+                total = float(new_state.loglik.sum())
+            converged = True
             break
         scale = 1.0
         accepted = False
@@ -333,8 +341,10 @@ def maximize(
         beta, lam, alpha, state = new_beta, new_lam, new_alpha, new_state
         total = new_total
         mu = mu / 10.0 if mu > 1e-6 else 0.0
-        if biggest > 50.0 and design.family != "poisson" or biggest > 1e3:
-            msg = "an estimate diverges (separation: the maximum likelihood estimate does not exist)"
+        if (biggest > 50.0 and design.family != "poisson") or biggest > 1e3:
+            msg = (
+                "an estimate diverges (separation: the maximum likelihood estimate does not exist)"
+            )
             raise SeparationError(msg)
         if change <= tol * max(1.0, biggest):
             converged = True
@@ -485,8 +495,6 @@ def build(measure: str, model: str, cells: dict[str, FloatArray]) -> Model:
       ``log(t1/t2)`` (Bagos & Nikolopoulos 2009).
     * PLO / IRLN: ``logit p_i`` / ``log rate_i = β_0 + b_i`` (binomial / Poisson).
     """
-    half_x, half_s = _HALF, np.ones((2, 1))
-    none = np.zeros((2, 0))
     if measure == "OR":
         a, b, c, d = (cells[n] for n in ("ai", "bi", "ci", "di"))
         n1, n2 = a + b, c + d
@@ -495,13 +503,21 @@ def build(measure: str, model: str, cells: dict[str, FloatArray]) -> Model:
             y = np.column_stack([a, c])
             size = np.column_stack([n1, n2])
             const = _lchoose(n1, a) + _lchoose(n2, c)
-            sat = float(np.sum(const + _xlogy_ratio(a, n1) + _xlogy_ratio(b, n1)
-                               + _xlogy_ratio(c, n2) + _xlogy_ratio(d, n2)))
+            sat = float(
+                np.sum(
+                    const
+                    + _xlogy_ratio(a, n1)
+                    + _xlogy_ratio(b, n1)
+                    + _xlogy_ratio(c, n2)
+                    + _xlogy_ratio(d, n2)
+                )
+            )
             with np.errstate(divide="ignore", invalid="ignore"):
                 est = np.log(a * d / (b * c))
                 var = 1.0 / a + 1.0 / b + 1.0 / c + 1.0 / d
-            return _pair_model(measure, model, "binomial", y, size, np.zeros((k, 2)), const,
-                               sat, est, var, k)
+            return _pair_model(
+                measure, model, "binomial", y, size, np.zeros((k, 2)), const, sat, est, var, k
+            )
         m1 = a + c
         if model == "CM.AL":
             with np.errstate(divide="ignore"):
@@ -511,24 +527,47 @@ def build(measure: str, model: str, cells: dict[str, FloatArray]) -> Model:
             with np.errstate(divide="ignore", invalid="ignore"):
                 est = np.log(a / c) - offset[:, 0]
                 var = 1.0 / a + 1.0 / c
-            return _single_model(measure, model, "binomial", a[:, None], m1[:, None], offset,
-                                 const, sat, est, var)
+            return _single_model(
+                measure, model, "binomial", a[:, None], m1[:, None], offset, const, sat, est, var
+            )
         # CM.EL: the non-central hypergeometric distribution of a given m1
         low = np.maximum(0.0, m1 - n2)
         high = np.minimum(n1, m1)
         width = int(np.max(high - low)) + 1
-        support = low[:, None] + np.arange(width)[None, :]
+        support = low[:, None] + np.arange(width, dtype=np.float64)[None, :]
         valid = support <= high[:, None]
         with np.errstate(invalid="ignore"):
-            log_w = np.where(valid, _lchoose(n1[:, None], support)
-                             + _lchoose(n2[:, None], m1[:, None] - support), -np.inf)
+            log_w = np.where(
+                valid,
+                _lchoose(n1[:, None], support) + _lchoose(n2[:, None], m1[:, None] - support),
+                -np.inf,
+            )
         support = np.where(valid, support, high[:, None])
         const = _lchoose(n1, a) + _lchoose(n2, c)
         est, var, sat_each = _conditional_mle(a, support, log_w, const)
-        design = Design("nchg", a[:, None], np.zeros((k, 1)), np.zeros((k, 1)), np.ones((1, 1)),
-                        np.zeros((1, 0)), np.ones((1, 1)), const, support, log_w)
-        return Model(measure, model, design, attrs.evolve(design, Z=np.zeros((1, 0))), k, 0,
-                     float(np.sum(sat_each)), est, var)
+        design = Design(
+            "nchg",
+            a[:, None],
+            np.zeros((k, 1)),
+            np.zeros((k, 1)),
+            np.ones((1, 1)),
+            np.zeros((1, 0)),
+            np.ones((1, 1)),
+            const,
+            support,
+            log_w,
+        )
+        return Model(
+            measure,
+            model,
+            design,
+            attrs.evolve(design, Z=np.zeros((1, 0))),
+            k,
+            0,
+            float(np.sum(sat_each)),
+            est,
+            var,
+        )
     if measure == "IRR":
         x1, t1, x2, t2 = (cells[n] for n in ("x1i", "t1i", "x2i", "t2i"))
         k = x1.shape[0]
@@ -540,8 +579,9 @@ def build(measure: str, model: str, cells: dict[str, FloatArray]) -> Model:
             with np.errstate(divide="ignore", invalid="ignore"):
                 est = np.log((x1 / t1) / (x2 / t2))
                 var = 1.0 / x1 + 1.0 / x2
-            return _pair_model(measure, model, "poisson", y, np.zeros((k, 2)), offset, const,
-                               sat, est, var, k)
+            return _pair_model(
+                measure, model, "poisson", y, np.zeros((k, 2)), offset, const, sat, est, var, k
+            )
         events = x1 + x2
         offset = np.log(t1 / t2)[:, None]
         const = _lchoose(events, x1)
@@ -549,8 +589,9 @@ def build(measure: str, model: str, cells: dict[str, FloatArray]) -> Model:
         with np.errstate(divide="ignore", invalid="ignore"):
             est = np.log(x1 / x2) - offset[:, 0]
             var = 1.0 / x1 + 1.0 / x2
-        return _single_model(measure, model, "binomial", x1[:, None], events[:, None], offset,
-                             const, sat, est, var)
+        return _single_model(
+            measure, model, "binomial", x1[:, None], events[:, None], offset, const, sat, est, var
+        )
     if measure == "PLO":
         x, n = cells["xi"], cells["ni"]
         const = _lchoose(n, x)
@@ -558,8 +599,18 @@ def build(measure: str, model: str, cells: dict[str, FloatArray]) -> Model:
         with np.errstate(divide="ignore", invalid="ignore"):
             est = np.log(x / (n - x))
             var = 1.0 / x + 1.0 / (n - x)
-        return _single_model(measure, model, "binomial", x[:, None], n[:, None],
-                             np.zeros((x.shape[0], 1)), const, sat, est, var)
+        return _single_model(
+            measure,
+            model,
+            "binomial",
+            x[:, None],
+            n[:, None],
+            np.zeros((x.shape[0], 1)),
+            const,
+            sat,
+            est,
+            var,
+        )
     # IRLN
     x, t = cells["xi"], cells["ti"]
     const = -special.gammaln(x + 1.0)
@@ -567,14 +618,33 @@ def build(measure: str, model: str, cells: dict[str, FloatArray]) -> Model:
     with np.errstate(divide="ignore", invalid="ignore"):
         est = np.log(x / t)
         var = 1.0 / x
-    return _single_model(measure, model, "poisson", x[:, None], np.zeros((x.shape[0], 1)),
-                         np.log(t)[:, None], const, sat, est, var)
-    del none, half_s, half_x
+    return _single_model(
+        measure,
+        model,
+        "poisson",
+        x[:, None],
+        np.zeros((x.shape[0], 1)),
+        np.log(t)[:, None],
+        const,
+        sat,
+        est,
+        var,
+    )
 
 
-def _pair_model(measure: str, model: str, family: str, y: FloatArray, size: FloatArray,
-                offset: FloatArray, const: FloatArray, sat: float, est: FloatArray,
-                var: FloatArray, k: int) -> Model:
+def _pair_model(
+    measure: str,
+    model: str,
+    family: str,
+    y: FloatArray,
+    size: FloatArray,
+    offset: FloatArray,
+    const: FloatArray,
+    sat: float,
+    est: FloatArray,
+    var: FloatArray,
+    k: int,
+) -> Model:
     ones = np.ones((2, 1))
     if model == "UM.FS":
         random = Design(family, y, size, offset, _HALF, ones, _HALF, const)
@@ -588,13 +658,31 @@ def _pair_model(measure: str, model: str, family: str, y: FloatArray, size: Floa
     return Model(measure, model, random, equal, 2 * k, n_nuisance, sat, est, var)
 
 
-def _single_model(measure: str, model: str, family: str, y: FloatArray, size: FloatArray,
-                  offset: FloatArray, const: FloatArray, sat: float, est: FloatArray,
-                  var: FloatArray) -> Model:
+def _single_model(
+    measure: str,
+    model: str,
+    family: str,
+    y: FloatArray,
+    size: FloatArray,
+    offset: FloatArray,
+    const: FloatArray,
+    sat: float,
+    est: FloatArray,
+    var: FloatArray,
+) -> Model:
     one = np.ones((1, 1))
     random = Design(family, y, size, offset, one, np.zeros((1, 0)), one, const)
-    return Model(measure, model, random, attrs.evolve(random, Z=np.zeros((1, 0))),
-                 int(y.shape[0]), 0, sat, est, var)
+    return Model(
+        measure,
+        model,
+        random,
+        attrs.evolve(random, Z=np.zeros((1, 0))),
+        int(y.shape[0]),
+        0,
+        sat,
+        est,
+        var,
+    )
 
 
 def _conditional_mle(
@@ -607,8 +695,18 @@ def _conditional_mle(
     high = np.max(np.where(np.isfinite(log_w), support, -np.inf), axis=1)
     inside = (a > low) & (a < high)
     eta = np.zeros(a.shape)
-    design = Design("nchg", a[:, None], np.zeros((a.shape[0], 1)), np.zeros((a.shape[0], 1)),
-                    np.ones((1, 1)), np.zeros((1, 0)), np.zeros((1, 0)), const, support, log_w)
+    design = Design(
+        "nchg",
+        a[:, None],
+        np.zeros((a.shape[0], 1)),
+        np.zeros((a.shape[0], 1)),
+        np.ones((1, 1)),
+        np.zeros((1, 0)),
+        np.zeros((1, 0)),
+        const,
+        support,
+        log_w,
+    )
     with np.errstate(all="ignore"):
         for _ in range(200):
             ll, d1, d2 = family_terms(design, eta[:, None, None])
@@ -638,7 +736,7 @@ def _start(design: Design) -> tuple[FloatArray, FloatArray]:
     alpha = np.zeros((k, design.s))
     if design.s:
         alpha[:, 0] = level
-    elif design.family != "nchg" and np.allclose(design.X[:, 0], 1.0):
+    elif design.p and design.family != "nchg" and np.allclose(design.X[:, 0], 1.0):
         beta[0] = float(np.mean(level))
     return beta, alpha
 
@@ -701,7 +799,7 @@ def _numeric_newton(design: Design, near: Fit, nagq: int) -> Fit:
     parameters (each study's α_i maximised by its own one-dimensional Newton iterations),
     from `near`; the covariance of (β, λ) is the inverse of the profile's finite-difference
     Hessian (as lme4's ``vcov``)."""
-    p, q, s, k = design.p, design.q, design.s, design.k
+    p, s = design.p, design.s
     alpha = near.alpha.copy()
 
     def profile(x: FloatArray) -> float:
