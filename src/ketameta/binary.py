@@ -101,6 +101,8 @@ def _indices(x: Any) -> tuple[int, ...]:
 
 
 def _strings(x: Any) -> tuple[str, ...]:
+    if type(x) is tuple and all(type(s) is str for s in x):
+        return x
     return tuple(str(s) for s in x)
 
 
@@ -236,7 +238,7 @@ def _fit(
     k = out["k"]
     status = fixed._pick(k == 0, fixed.NO_TABLES, out["status"])
     ok = status == fixed.OK
-    all_ok = bool(np.all(ok))
+    all_ok = bool(ok) if np.ndim(ok) == 0 else bool(ok.all())
 
     def checked(x: Any) -> Any:  # NaN for analyses that could not be pooled
         return x if all_ok else np.where(ok, x, np.nan)
@@ -789,12 +791,12 @@ def _single(
         "yi": Owned(yi),
         "vi": Owned(vi),
         "weights": Owned(w),  # (0 for tables left out of the pooled estimate)
-        "cells": np.array(cells).T,
+        "cells": Owned(np.array(cells).T),  # (a new array: the result owns it)
         "cell_names": names,
         "in_estimate": in_pool,
         "labels": labs,
         "omitted": omitted,
-        "double_zero": tuple(labs[i] for i in used_idx[dz_mask]),
+        "double_zero": tuple(labs[i] for i in used_idx[dz_mask]) if dz_mask.any() else (),
         "level": opt.level,
         "add": opt.add,
         "to": opt.to,

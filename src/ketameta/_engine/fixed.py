@@ -71,8 +71,15 @@ def _sums(*terms: FloatArray) -> tuple[Num, ...]:
     """The sums over the studies of each term: for one analysis in a single matrix product
     (NumPy scalars), for a batch term by term (``(m,)`` arrays)."""
     if terms[0].ndim == 1:
-        return tuple(np.array(terms) @ np.ones(terms[0].shape[0]))
+        return tuple(np.array(terms) @ _ones(terms[0].shape[0]))
     return tuple(t.sum(axis=-1) for t in terms)
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(k: int) -> FloatArray:
+    out = np.ones(k)
+    out.setflags(write=False)
+    return out
 
 
 def _pick(cond: Num, a: Num, b: Num) -> Num:
