@@ -724,3 +724,60 @@ def test_pool_many_chunks_and_dask() -> None:
     np.testing.assert_allclose(
         peto.compute().estimate, pool_peto_many(**cells).estimate, rtol=1e-15, equal_nan=True
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# the study-level effects: the engine's vectorised formulas are escalc's
+
+
+@pytest.mark.parametrize("measure", ["OR", "RR", "RD", "PETO", "IRR", "IRD"])
+@pytest.mark.parametrize(
+    ("add", "to", "drop00"), [(0.5, "only0", True), (0.25, "all", False), (0.5, "none", False)]
+)
+def test_study_effects_are_escalcs(measure: str, add: float, to: str, drop00: bool) -> None:
+    # pool_mh/pool_peto compute the study-level effects in the engine (arithmetic masks, so
+    # that batches need no data-dependent selection); they must be escalc's, value for value
+    from ketameta._engine import fixed
+
+    rng = np.random.default_rng(4)
+    k = 40
+    if measure in ("IRR", "IRD"):
+        t1, t2 = rng.uniform(10, 500, k), rng.uniform(10, 500, k)
+        x1, x2 = rng.poisson(t1 * 0.01).astype(float), rng.poisson(t2 * 0.01).astype(float)
+        x1[:3], x2[:2] = 0, 0  # a double zero and single zeros
+        cols = {"x1i": x1, "t1i": t1, "x2i": x2, "t2i": t2}
+    else:
+        n1, n2 = rng.integers(5, 60, k).astype(float), rng.integers(5, 60, k).astype(float)
+        a, c = rng.binomial(n1.astype(int), 0.1).astype(float), rng.binomial(n2.astype(int), 0.1)
+        a[:3], c[:2] = 0, 0
+        a[5], c[5] = n1[5], n2[5]  # only events in both groups
+        cols = {"ai": a, "bi": n1 - a, "ci": c.astype(float), "di": n2 - c}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ketameta.ZeroCellWarning)
+        es = ketameta.escalc(measure, add=add, to=to, drop00=drop00, **cols)
+    with np.errstate(all="ignore"):
+        yi, vi, okf = fixed.study_effects(
+            tuple(cols.values()), None, measure, add=add, to=to, drop00=drop00
+        )
+    yi = np.where(okf > 0, yi, np.nan)
+    vi = np.where(okf > 0, vi, np.nan)
+    # one deliberate difference: an effect with variance 0 (e.g. a risk difference of 0 - 0
+    # without `add`) has no weight 1/v; escalc reports it, the engine leaves it out of Q
+    # (metafor reports Q = inf there, against ketameta's contract)
+    zero_variance = es.vi == 0
+    assert np.isnan(yi[zero_variance]).all()
+    expected_yi = np.where(zero_variance, np.nan, es.yi)
+    expected_vi = np.where(zero_variance, np.nan, es.vi)
+    np.testing.assert_allclose(yi, expected_yi, rtol=1e-14, atol=1e-15, equal_nan=True)
+    np.testing.assert_allclose(vi, expected_vi, rtol=1e-14, equal_nan=True)
+
+
+def test_escalc_drops_person_time_double_zeros_as_metafor() -> None:
+    # metafor's escalc("IRR"/"IRD", drop00=TRUE) gives NA where x1i = x2i = 0 (its yi.f in
+    # rma.mh's output, metafor_binary.json, pt_rare1)
+    case = next(
+        c for c in GENERATED["cases"] if c["dataset"] == "pt_rare1" and c["measure"] == "IRR"
+    )
+    with pytest.warns(ketameta.ZeroCellWarning, match=r"studies \[0\]"):  # (as for 2x2 tables)
+        es = ketameta.escalc("IRR", drop00=True, **_columns("pt_rare1"))
+    np.testing.assert_allclose(es.yi, as_float(case["value"]["yi"]), rtol=1e-12, equal_nan=True)

@@ -895,7 +895,8 @@ def pool_mh(
     correction [6]_ (on K - 1 df, K the tables with both outcomes in both groups); for the
     IRR the Mantel–Haenszel test for person-time [8]_. Q is computed from the study-level
     effects around the MH estimate, with ``I² = max(0, (Q - df)/Q)`` and ``H² = Q/df``
-    [10]_ (as metafor).
+    [10]_ (as metafor); a study-level effect with variance 0 (a risk difference of 0 - 0
+    when `add` is 0) is left out of Q, where metafor reports Q = ∞.
 
     References
     ----------

@@ -286,8 +286,8 @@ def _add_to_zero_cells(cells: tuple[FloatArray, ...], o: Options) -> tuple[Float
         has_zero |= c == 0
     if to == "all":
         rows = np.ones_like(has_zero)
-    elif to == "if0all":  # (per analysis: along the last axis)
-        rows = np.broadcast_to(has_zero.any(axis=-1, keepdims=True), has_zero.shape)
+    elif to == "if0all":
+        rows = np.full(has_zero.shape, bool(has_zero.any()))
     else:  # "only0"
         rows = has_zero
     return tuple(np.where(rows, c + add, c) for c in cells)
