@@ -30,6 +30,20 @@ from .bias import (
     fail_safe_n,
     trim_and_fill,
 )
+from .binary import (
+    GLMM_MEASURES,
+    GLMM_MODELS,
+    MH_MEASURES,
+    BatchBinaryResult,
+    GLMMResult,
+    MHResult,
+    PetoResult,
+    pool_glmm,
+    pool_mh,
+    pool_mh_many,
+    pool_peto,
+    pool_peto_many,
+)
 from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
 from .pooling import METHODS, TESTS, PoolResult, Tau2Interval, pool
 from .sensitivity import (
@@ -44,11 +58,15 @@ from .sensitivity import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "GLMM_MEASURES",
+    "GLMM_MODELS",
     "MEASURES",
     "METHODS",
+    "MH_MEASURES",
     "TESTS",
     "AccuracyWarning",
     "BatchBayesResult",
+    "BatchBinaryResult",
     "BatchEggerResult",
     "BatchPoolResult",
     "BayesPoolResult",
@@ -58,11 +76,14 @@ __all__ = [
     "EffectSizes",
     "EggerResult",
     "FailSafeResult",
+    "GLMMResult",
     "InfluenceResult",
     "KetametaWarning",
     "LeaveOneOutResult",
     "LocalMaximumWarning",
+    "MHResult",
     "OmittedStudiesWarning",
+    "PetoResult",
     "PoolResult",
     "SmallSampleWarning",
     "Tau2Interval",
@@ -84,7 +105,12 @@ __all__ = [
     "influence",
     "leave_one_out",
     "pool",
+    "pool_glmm",
     "pool_many",
+    "pool_mh",
+    "pool_mh_many",
+    "pool_peto",
+    "pool_peto_many",
     "priors",
     "trim_and_fill",
 ]

@@ -3,6 +3,7 @@
 ``ketameta crps``           the analyses of the bundled CRPS ketamine dataset (default)
 ``ketameta example``        worked example on the bundled BCG vaccine trials
 ``ketameta pool FILE.csv``  effect sizes (``--measure``) or ``yi``/``vi`` columns, pooled
+                            (``--model mh|peto|glmm``: the cells pooled directly)
 ``ketameta egger FILE.csv`` Egger's regression test
 ``ketameta funnel FILE.csv -o funnel.png``
 
@@ -278,7 +279,52 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
+def _pool_cells(args: argparse.Namespace) -> Any:
+    """``--model mh|peto|glmm``: pool the cells of the CSV directly (Mantel-Haenszel, Peto
+    or a GLMM) instead of their effect sizes."""
+    from .binary import pool_glmm, pool_mh, pool_peto
+
+    table = read_table(args.file)
+    columns = table.columns
+    label_column = next((c for c in _LABEL_COLUMNS if c in columns), None)
+    labels = (
+        columns[label_column] if label_column else [f"Study {i + 1}" for i in range(len(table))]
+    )
+    cells = ("ai", "bi", "ci", "di", "n1i", "n2i", "x1i", "t1i", "x2i", "t2i", "xi", "ni", "ti")
+    given: dict[str, Any] = {
+        name: numeric_column(table, name) for name in cells if name in columns
+    }
+    options: dict[str, Any] = {"level": args.level, "labels": labels}
+    if args.measure is not None:
+        options["measure"] = args.measure
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", KetametaWarning)
+            if args.model == "mh":
+                return pool_mh(**given, **options)
+            if args.model == "peto":
+                options.pop("measure", None)
+                return pool_peto(**given, **options)
+            method = "EE" if args.method in ("EE", "FE", "CE") else "ML"
+            return pool_glmm(**given, **options, method=method)
+    except (TypeError, ValueError) as exc:
+        msg = f"{args.file}: {table.where(str(exc))}"
+        raise UsageError(msg) from exc
+
+
 def cmd_pool(args: argparse.Namespace) -> int:
+    if args.model != "rma":
+        if args.by:
+            msg = "--by works with --model rma only"
+            raise UsageError(msg)
+        res = _pool_cells(args)
+        print(json.dumps(res.to_dict(), indent=2) if args.json else res.summary())
+        if args.forest:
+            from .plot import forest
+
+            transform = "exp" if getattr(res, "is_ratio", False) else None
+            _save(forest(res, transform=transform), args.forest)
+        return 0
     if args.by:
         return _pool_by(args)
     table = read_table(args.file)
@@ -471,6 +517,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(p)
     p.add_argument("--forest", metavar="PNG", help="write a forest plot")
     p.add_argument("--by", metavar="COLUMN", help="one meta-analysis per value of COLUMN")
+    p.add_argument(
+        "--model",
+        default="rma",
+        choices=("rma", "mh", "peto", "glmm"),
+        help="rma: inverse-variance pooling of effect sizes (default); mh, peto, glmm: "
+        "Mantel-Haenszel, Peto or a GLMM on the cells of 2x2 tables or counts",
+    )
     p = sub.add_parser("egger", help="Egger's regression test")
     _add_input(p)
     p.add_argument("--model", default="lm", choices=("lm", "rma"))

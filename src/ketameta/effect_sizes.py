@@ -698,6 +698,9 @@ def _rate(a: Arrays, o: Options, measure: str) -> tuple[FloatArray, FloatArray, 
                 yi, vi = np.log((x1 / t1) / (x2 / t2)), 1 / x1 + 1 / x2
             else:  # IRD
                 yi, vi = x1 / t1 - x2 / t2, x1 / t1**2 + x2 / t2**2
+            if o["drop00"]:  # no events in either group (as metafor)
+                both_zero = (a["x1i"] == 0) & (a["x2i"] == 0)
+                yi, vi = np.where(both_zero, np.nan, yi), np.where(both_zero, np.nan, vi)
     yi, vi = np.array(yi, dtype=np.float64), np.array(vi, dtype=np.float64)
     return yi, vi, np.full(yi.shape, np.nan)
 
@@ -967,8 +970,8 @@ def escalc(
         cell of the tables selected by ``to`` (``"only0"``:
         tables with a zero cell; ``"all"``; ``"if0all"``: all tables if any has a zero
         cell; ``"none"``).
-        ``drop00=True`` sets tables with no events (or only events) in both groups
-        to NaN.
+        ``drop00=True`` sets tables with no events (or only events) in both groups,
+        and IRR/IRD studies with no events in either group, to NaN.
     **columns : array_like or str
         The inputs, named as in metafor (see `measure`).
 

@@ -28,6 +28,7 @@ from scipy import special
 from ._results import format_p
 from ._validation import check_level, critical_value
 from .bias import TrimFillResult
+from .binary import MHResult, PetoResult
 from .pooling import PoolResult, pool
 from .sensitivity import CumulativeResult, LeaveOneOutResult
 
@@ -128,8 +129,9 @@ def forest(
 
     Parameters
     ----------
-    result : PoolResult, LeaveOneOutResult or CumulativeResult
-        What to draw.
+    result : PoolResult, MHResult, PetoResult, LeaveOneOutResult or CumulativeResult
+        What to draw. Mantel-Haenszel and Peto results add the events/total (or
+        events/person-time) of both groups beside each study.
     labels : sequence of str, optional
         Study labels (default "Study 1", ...); long labels are shortened with "…".
     groups : sequence, optional
@@ -178,10 +180,16 @@ def forest(
     def text(x: float) -> str:
         return _ratio(float(x)) if transform == "exp" else _number(float(back(x)))
 
+    counts_title = ""
     if isinstance(result, PoolResult):
         rows = _pool_rows(result, labels, groups)
     elif isinstance(result, LeaveOneOutResult | CumulativeResult):
         rows = _sensitivity_rows(result, labels)
+    elif isinstance(result, MHResult | PetoResult):
+        if groups is not None:
+            msg = "`groups` is not supported for Mantel-Haenszel and Peto results"
+            raise ValueError(msg)
+        rows, counts_title = _binary_rows(result, labels)
     else:
         msg = f"cannot draw a forest plot of {type(result).__name__}"
         raise TypeError(msg)
@@ -194,7 +202,7 @@ def forest(
             "est": np.nan,
             "lo": np.nan,
             "hi": np.nan,
-            "right": f"Estimate [{100 * _level(result):g}% CI]{weight_title}",
+            "right": f"{counts_title}Estimate [{100 * _level(result):g}% CI]{weight_title}",
         }
     ]
     for row in rows:
@@ -220,6 +228,9 @@ def forest(
         left_labels.append(row["label"] if kind == "note" else _short(row["label"]))
         if kind in ("header", "note", "colhead"):
             right_labels.append(row.get("right", ""))
+            continue
+        if not np.isfinite(est):  # a study without an effect (e.g. no events in either group)
+            right_labels.append(row.get("counts", "") + "not estimable")
             continue
         lows.append(lo)
         highs.append(hi)
@@ -249,7 +260,9 @@ def forest(
                 lows.append(plo)
                 highs.append(phi)
             _diamond(ax, y, est, lo, hi, "black" if kind == "pooled" else "gray")
-        right = f"{text(row['est'])} [{text(row['lo'])}, {text(row['hi'])}]"
+        right = (
+            row.get("counts", "") + f"{text(row['est'])} [{text(row['lo'])}, {text(row['hi'])}]"
+        )
         if show_weights and "weight" in row:
             right += f" {row['weight']:5.1f}%"
         right_labels.append(right)
@@ -390,6 +403,61 @@ def _pool_rows(
                 rows.append(_pooled_row(sub, f"Subgroup {level_name}", kind="subgroup"))
     rows.append(_pooled_row(res, ""))
     return rows
+
+
+def _binary_rows(
+    res: MHResult | PetoResult, labels: Sequence[str] | None
+) -> tuple[list[dict[str, Any]], str]:
+    """Rows of a Mantel-Haenszel or Peto result: every study that was not omitted, with its
+    events/total (events/person-time) per group, its study-level effect and its weight in
+    the pooled estimate; the pooled diamond with the heterogeneity line."""
+    used = [i for i in range(len(res.labels)) if i not in set(res.omitted)]
+    names = [res.labels[i] for i in used] if labels is None else list(labels)
+    if len(names) != len(used):
+        msg = f"`labels` has {len(names)} entries but the model has {len(used)} studies"
+        raise ValueError(msg)
+    lo, hi = res.study_ci()
+    cells = res.cells
+    if res.cell_names[1] == "t1i":  # events / person-time
+        group1 = [f"{cells[i, 0]:g}/{cells[i, 1]:g}" for i in used]
+        group2 = [f"{cells[i, 2]:g}/{cells[i, 3]:g}" for i in used]
+    else:  # events / total
+        group1 = [f"{cells[i, 0]:g}/{cells[i, 0] + cells[i, 1]:g}" for i in used]
+        group2 = [f"{cells[i, 2]:g}/{cells[i, 2] + cells[i, 3]:g}" for i in used]
+    title = "Events/Time" if res.cell_names[1] == "t1i" else "Events/N"
+    width = max(len(title) + 2, *(len(g) for g in group1 + group2))
+    rows: list[dict[str, Any]] = [
+        {
+            "kind": "study",
+            "label": name,
+            "est": res.yi[i],
+            "lo": lo[i],
+            "hi": hi[i],
+            "weight": float(res.weights[i]),
+            "counts": f"{g1:>{width}s} {g2:>{width}s}  ",
+        }
+        for name, i, g1, g2 in zip(names, used, group1, group2, strict=True)
+    ]
+    method = "Peto" if isinstance(res, PetoResult) else "Mantel-Haenszel"
+    p_text = format_p(res.q_pvalue)
+    note = (
+        f"Q({res.q_df}) = {res.q:.2f}, p {'<' if p_text.startswith('<') else '='} "
+        f"{p_text.lstrip('<')}, I² = {res.i2:.0f}%"
+    )
+    rows.append(
+        {
+            "kind": "pooled",
+            "label": f"{method} (EE model)",
+            "est": res.estimate,
+            "lo": res.ci_lower,
+            "hi": res.ci_upper,
+            "pred": None,
+            "note": note,
+            "counts": " " * (2 * width + 3),
+        }
+    )
+    header = f"{title + ' 1':>{width}s} {title + ' 2':>{width}s}  "
+    return rows, header
 
 
 def _sensitivity_rows(

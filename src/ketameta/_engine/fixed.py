@@ -1,0 +1,634 @@
+"""Closed-form equal-effects models on 2×2 tables and person-time data: Mantel–Haenszel
+and Peto (the engine of :mod:`ketameta.binary`).
+
+Shape-agnostic like the rest of the engine: the studies are on the last axis and any
+leading axes are independent meta-analyses, so a single meta-analysis (1-D cells) and a
+batch (``(m, k)`` cells) run the same code.
+
+Masks are arithmetic, not ``np.where``: a study's membership is a float 0/1 array (``pf``
+for presence, ``okf`` for having a study-level effect) that multiplies finite values, and
+an absent study has zero cells and a zero ``1/n``, so it adds exactly 0 to every sum.
+(Selecting with a data-dependent boolean mask costs several times an arithmetic pass,
+and the batch functions pool 10⁶ analyses in about a second.)
+
+No validation happens here: callers pass finite, non-negative cells (zeros for absent
+studies) with non-empty groups and positive person-times for present studies, and run
+these functions under ``np.errstate(all="ignore")`` (once for a whole fit: for a single
+meta-analysis the NumPy calls, not the arithmetic, are the cost, so the sums over the
+studies are also taken together, :func:`_sums`).
+
+Notation (Robins, Breslow & Greenland 1986; Greenland & Robins 1985): for table i with
+cells ``a, b`` (group 1: events, non-events), ``c, d`` (group 2), ``n1 = a + b``,
+``n2 = c + d``, ``n = n1 + n2``, ``m1 = a + c`` (events), ``m0 = b + d``; for person-time
+data the events ``x1, x2`` and person-times ``t1, t2``, ``T = t1 + t2``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from .._typing import FloatArray
+from .inference import chi2_sf as _chi2_sf
+from .inference import critical_z
+
+#: measures of the Mantel–Haenszel method (metafor's ``rma.mh``)
+MH_MEASURES = ("OR", "RR", "RD", "IRR", "IRD")
+#: measures on the log scale (reported also exponentiated)
+RATIO_MEASURES = frozenset({"OR", "RR", "IRR", "PETO"})
+#: the variance of the MH risk difference: Sato, Greenland & Robins (1989, metafor's) or
+#: Greenland & Robins (1985, RevMan's and Stata's ``metan``)
+RD_VARIANCES = ("sato", "gr")
+#: which cells get `add` (2×2 tables: all four; person-time: the events)
+_ADD_TARGETS = {True: (0, 2), False: (0, 1, 2, 3)}
+
+#: status codes of an analysis
+OK = 0
+NO_TABLES = 1  # no study present
+UNDEFINED = 2  # the pooled estimate is not defined (a sum in a ratio is 0)
+NO_VARIANCE = 3  # the estimate is defined but its variance is 0 (no information)
+
+STATUS_REASONS = {
+    NO_TABLES: "no studies (every table has a missing cell)",
+    UNDEFINED: "the pooled estimate is undefined: {why}",
+    NO_VARIANCE: "the pooled estimate has no variance: {why}",
+}
+
+Num = Any  # a NumPy float (one analysis) or an (m,) array (a batch)
+Mask = FloatArray | None  # a float 0/1 array, or None: every study
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _sum(x: FloatArray) -> Num:
+    return x.sum(axis=-1)
+
+
+def _sums(*terms: FloatArray) -> tuple[Num, ...]:
+    """The sums over the studies of each term: for one analysis in a single matrix product
+    (NumPy scalars), for a batch term by term (``(m,)`` arrays)."""
+    if terms[0].ndim == 1:
+        return tuple(np.array(terms) @ _ones(terms[0].shape[0]))
+    return tuple(t.sum(axis=-1) for t in terms)
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(k: int) -> FloatArray:
+    out = np.ones(k)
+    out.setflags(write=False)
+    return out
+
+
+def _pick(cond: Num, a: Num, b: Num) -> Num:
+    """``np.where`` that stays cheap for a single analysis (Python scalars)."""
+    if np.ndim(cond) == 0:
+        return a if cond else b
+    return np.where(cond, a, b)
+
+
+def chi2_sf(df: Num, x: Num) -> Num:
+    """``P(X > x)`` for ``X ~ χ²(df)`` (:func:`ketameta._engine.inference.chi2_sf`), with
+    metafor's convention for ``df = 0``: 1 where ``x = 0`` (the p-value of Q from a single
+    study), NaN otherwise; NaN propagates."""
+    if np.ndim(x) == 0:
+        x = float(x)
+        if math.isnan(x):
+            return math.nan
+        if not df > 0:
+            return 1.0 if x == 0 else math.nan
+        return float(_chi2_sf(float(df), x))
+    df_arr = np.broadcast_to(np.asarray(df, dtype=np.float64), np.shape(x))
+    positive = df_arr > 0
+    with np.errstate(invalid="ignore"):
+        if positive.all():
+            return np.asarray(_chi2_sf(df if np.ndim(df) == 0 else df_arr, x))
+        out = np.where(x == 0, 1.0, np.nan)
+        if positive.any():
+            out[positive] = _chi2_sf(df_arr[positive], x[positive])
+    return out
+
+
+def _p_if_df(df: Num, x: Num) -> Num:
+    """The χ² p-value, NaN where df = 0 (as metafor for Tarone's test of one table)."""
+    return _pick(df > 0, chi2_sf(df, x), math.nan)
+
+
+#: statistics derived from the primary ones (computed on access by the batch results):
+#: name -> the primary statistics it needs
+DERIVED: dict[str, tuple[str, ...]] = {
+    "statistic": ("estimate", "se"),
+    "pvalue": ("estimate", "se"),
+    "ci_lower": ("estimate", "se"),
+    "ci_upper": ("estimate", "se"),
+    "q_df": ("q", "k_yi"),
+    "q_pvalue": ("q", "k_yi"),
+    "i2": ("q", "k_yi"),
+    "h2": ("q", "k_yi"),
+    "aic": ("loglik", "k_yi"),
+    "bic": ("loglik", "k_yi"),
+    "aicc": ("loglik", "k_yi"),
+    "cmh_pvalue": ("cmh",),
+    "cochran_pvalue": ("cochran",),
+    "tarone_pvalue": ("tarone", "tarone_df"),
+    "breslow_day_pvalue": ("breslow_day", "tarone_df"),
+}
+
+
+def _wald(est: Num, se: Num, level: float) -> dict[str, Num]:
+    z = est / se
+    if np.ndim(z) == 0:
+        p = math.erfc(abs(z) / math.sqrt(2.0)) if math.isfinite(se) else math.nan
+    else:
+        p = 2.0 * special.ndtr(-np.abs(z))
+    half = critical_z(level) * se
+    return {"statistic": z, "pvalue": p, "ci_lower": est - half, "ci_upper": est + half}
+
+
+def _heterogeneity_tests(q: Num, k: Num) -> dict[str, Num]:
+    df = k - 1.0
+    return {
+        "q_df": df,
+        "q_pvalue": chi2_sf(df, q),
+        "i2": _pick(q > 0, np.maximum(0.0, 100.0 * (q - df) / q), 0.0),
+        "h2": _pick(df > 0, q / df, 1.0),
+    }
+
+
+def _information(ll: Num, k: Num) -> dict[str, Num]:
+    kk = np.maximum(k, 3.0)
+    return {
+        "aic": -2.0 * ll + 2.0,
+        "bic": -2.0 * ll + np.log(k),
+        "aicc": -2.0 * ll + 2.0 * kk / (kk - 2.0),
+    }
+
+
+def _test_pvalues(stats: dict[str, Num]) -> dict[str, Num]:
+    out = {}
+    for name in ("cmh", "cochran"):
+        if name in stats:
+            out[f"{name}_pvalue"] = chi2_sf(1.0, stats[name])
+    for name in ("tarone", "breslow_day"):
+        if name in stats:
+            out[f"{name}_pvalue"] = _p_if_df(stats["tarone_df"], stats[name])
+    return out
+
+
+def derive_all(stats: dict[str, Num], level: float) -> dict[str, Num]:
+    """The derived statistics (see :data:`DERIVED`) of the primary ones in `stats`:
+
+    * Wald inference: ``z = θ̂/SE``, ``p = 2Φ(-|z|)``, ``θ̂ ± z_{(1+level)/2} SE``;
+    * Q's df ``k - 1``, p-value (1 for df = 0, as metafor), ``I² = max(0, 100 (Q - df)/Q)``
+      (0 when Q = 0) and ``H² = Q/df`` (1 for df = 0, as metafor) (Higgins & Thompson
+      2002);
+    * AIC ``-2 ll + 2``, BIC ``-2 ll + log k``, AICc ``-2 ll + 2k/(k-2)`` with ``k ≥ 3``
+      (metafor's) of the one-parameter model;
+    * χ² p-values of the tests (1 df; Tarone and Breslow–Day on their df, NaN for 0 df).
+
+    Run under ``np.errstate(all="ignore")`` (NaN for analyses that were not pooled).
+    """
+    return {
+        **_wald(stats["estimate"], stats["se"], level),
+        **_heterogeneity_tests(stats["q"], stats["k_yi"]),
+        **_information(stats["loglik"], stats["k_yi"]),
+        **_test_pvalues(stats),
+    }
+
+
+def derive(name: str, stats: dict[str, Num], level: float) -> Num:
+    """One derived statistic (see :func:`derive_all`) from the primary ones it needs."""
+    if name in ("statistic", "pvalue", "ci_lower", "ci_upper"):
+        return _wald(stats["estimate"], stats["se"], level)[name]
+    if name in ("q_df", "q_pvalue", "i2", "h2"):
+        return _heterogeneity_tests(stats.get("q", np.nan), stats["k_yi"])[name]
+    if name in ("aic", "bic", "aicc"):
+        return _information(stats["loglik"], stats["k_yi"])[name]
+    return _test_pvalues(stats)[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# study-level effects (metafor's escalc, as ketameta.escalc computes them)
+
+
+def added(
+    cells: tuple[FloatArray, ...], pf: Mask, add: float, to: str, person_time: bool
+) -> tuple[FloatArray, ...]:
+    """`add` added to the cells (events, for person-time) of the studies selected by `to`
+    (``"only0"``: studies with a zero among those cells; ``"all"``; ``"if0all"``: every
+    study of an analysis where one has a zero; ``"none"``), as :func:`ketameta.escalc`."""
+    if to == "none" or add == 0.0:
+        return cells
+    targets = _ADD_TARGETS[person_time]
+    if to == "all":
+        step: Any = add if pf is None else add * pf
+    else:
+        prod = cells[targets[0]]
+        for i in targets[1:]:
+            prod = prod * cells[i]
+        zero = prod == 0.0
+        if pf is not None:
+            zero &= pf > 0.0
+        if to == "if0all":
+            zero = np.broadcast_to(zero.any(axis=-1, keepdims=True), zero.shape)
+            if pf is not None:
+                zero = zero & (pf > 0.0)
+        step = add * zero.astype(np.float64)
+    return tuple(c + step if i in targets else c for i, c in enumerate(cells))
+
+
+def double_zero(cells: tuple[FloatArray, ...], person_time: bool) -> Any:
+    """Studies with no events in either group (tables: or only events in both groups)."""
+    if person_time:
+        return (cells[0] + cells[2]) == 0.0
+    return ((cells[0] + cells[2]) == 0.0) | ((cells[1] + cells[3]) == 0.0)
+
+
+def study_effects(
+    cells: tuple[FloatArray, ...],
+    pf: Mask,
+    measure: str,
+    *,
+    add: float,
+    to: str,
+    drop00: bool,
+    dz: Any = None,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The study-level effects ``yi``, variances ``vi`` and a float 0/1 array ``okf``
+    saying which studies have one (present, defined, not dropped as double zero).
+
+    The formulas of :func:`ketameta.escalc` (Fleiss & Berlin 2009; Yusuf et al. 1985;
+    Rothman, Greenland & Lash 2008): OR ``log(ad/(bc))``, ``1/a + 1/b + 1/c + 1/d``; RR
+    ``log((a/n1)/(c/n2))``, ``1/a - 1/n1 + 1/c - 1/n2``; RD ``a/n1 - c/n2``,
+    ``p1(1-p1)/n1 + p2(1-p2)/n2``; PETO ``(a - E)/V``, ``1/V``; IRR
+    ``log((x1/t1)/(x2/t2))``, ``1/x1 + 1/x2``; IRD ``x1/t1 - x2/t2``,
+    ``x1/t1² + x2/t2²``, after `add` (see :func:`added`). Studies without an effect
+    keep finite placeholder values (``yi = 0``, ``vi = 1``) and ``okf = 0``. `dz`: the
+    double-zero studies, if the caller has them.
+    """
+    person_time = measure in ("IRR", "IRD")
+    c1, c2, c3, c4 = added(cells, pf, add, to, person_time)
+    if True:  # (one block for the formulas)
+        if measure in ("IRR", "IRD"):
+            if measure == "IRR":
+                yi = np.log((c1 / c2) / (c3 / c4))
+                vi = 1.0 / c1 + 1.0 / c3
+            else:
+                yi = c1 / c2 - c3 / c4
+                vi = c1 / (c2 * c2) + c3 / (c4 * c4)
+        else:
+            n1, n2 = c1 + c2, c3 + c4
+            if measure == "OR":
+                yi = np.log(c1 * c4 / (c2 * c3))
+                vi = 1.0 / c1 + 1.0 / c2 + 1.0 / c3 + 1.0 / c4
+            elif measure == "RR":
+                yi = np.log((c1 / n1) / (c3 / n2))
+                vi = 1.0 / c1 - 1.0 / n1 + 1.0 / c3 - 1.0 / n2
+            elif measure == "RD":
+                p1, p2 = c1 / n1, c3 / n2
+                yi = p1 - p2
+                vi = p1 * (1.0 - p1) / n1 + p2 * (1.0 - p2) / n2
+            else:  # PETO
+                nn = n1 + n2
+                events, non_events = c1 + c3, c2 + c4
+                expected = events * n1 / nn
+                hyper_var = events * non_events * (n1 / nn) * (n2 / nn) / (nn - 1.0)
+                yi = (c1 - expected) / hyper_var
+                vi = 1.0 / hyper_var
+    if drop00:
+        keep = (~(double_zero(cells, person_time) if dz is None else dz)).astype(np.float64)
+        okf = keep if pf is None else pf * keep
+    else:
+        okf = np.ones(np.shape(yi)) if pf is None else pf.copy()
+    # undefined effects (absent studies; zero cells left without `add`; a variance of 0,
+    # e.g. a risk difference of 0 - 0, for which metafor reports Q = inf) get no effect
+    total = yi + vi  # (one test: NaN or inf anywhere makes the sum non-finite)
+    if not (np.isfinite(total.sum()) and vi.min() > 0.0):
+        defined = np.isfinite(total) & (vi > 0.0)
+        okf = okf * defined.astype(np.float64)
+        yi = np.where(defined, yi, 0.0)
+        vi = np.where(defined, vi, 1.0)
+    return yi, vi, okf
+
+
+# ---------------------------------------------------------------------------------------------
+# heterogeneity and fit statistics
+
+
+def heterogeneity(
+    estimate: Num, yi: FloatArray, vi: FloatArray, okf: FloatArray
+) -> dict[str, Num]:
+    """Cochran's Q of the study-level effects around the pooled `estimate` and the
+    log-likelihoods of the equal-effects model (as metafor reports them for
+    ``rma.mh``/``rma.peto``; the rest follows in :func:`derive`).
+
+    Over the ``k`` studies with ``okf = 1`` and ``w = 1/v``: ``Q = Σ w (y - θ̂)²`` (also
+    the deviance), the ML log-likelihood ``-½ (k log 2π + Σ log v + Q)`` and the REML
+    log-likelihood ``-½ ((k-1) log 2π + Σ log v + log(Σ w / k) + Q)`` (with metafor's
+    ``log|XᵀX| = log k`` term).
+    """
+    w = okf / vi
+    dev = yi - (estimate[..., None] if np.ndim(estimate) else estimate)
+    q, k, sum_log_v, sum_w = _sums(w * dev * dev, okf, okf * np.log(vi), w)
+    ll = -0.5 * (k * _LOG_2PI + sum_log_v + q)
+    ll_reml = -0.5 * ((k - 1.0) * _LOG_2PI + sum_log_v + np.log(sum_w / k) + q)
+    return {"q": q, "deviance": q, "k_yi": k, "loglik": ll, "loglik_reml": ll_reml}
+
+
+# ---------------------------------------------------------------------------------------------
+# Mantel-Haenszel
+
+
+def _inverse_total(total: FloatArray, pf: Mask) -> FloatArray:
+    """``1/total``, 0 for absent studies (whose total is 0)."""
+    if pf is None:
+        return 1.0 / total
+    return pf / (total + (1.0 - pf))
+
+
+def _count(pf: Mask, shape: tuple[int, ...]) -> Num:
+    if pf is None:
+        k = float(shape[-1])
+        return np.full(shape[:-1], k) if len(shape) > 1 else k
+    return _sum(pf)
+
+
+def mantel_haenszel(
+    t1: FloatArray,
+    t2: FloatArray,
+    t3: FloatArray,
+    t4: FloatArray,
+    pf: Mask,
+    *,
+    measure: str,
+    correct: bool,
+    rd_variance: str = "sato",
+) -> dict[str, Num]:
+    """The Mantel–Haenszel estimate, its variance and (OR, IRR) the tests of the cells.
+
+    `t1..t4` are ``a, b, c, d`` (OR, RR, RD) or ``x1, t1, x2, t2`` (IRR, IRD), zero for
+    absent studies, whose `pf` is 0 (``None``: all present).
+
+    Returns the estimate (log scale for OR, RR, IRR), its variance, the per-study MH
+    weights (unnormalised), the number of tables ``k`` and a status code per analysis.
+
+    Formulas (each sum over the tables of one analysis):
+
+    * OR (Mantel & Haenszel 1959): ``R = ad/n``, ``S = bc/n``, ``ψ = ΣR/ΣS``; the
+      variance of ``log ψ`` of Robins, Breslow & Greenland (1986) with ``P = (a+d)/n``,
+      ``Q = (b+c)/n``: ``ΣPR/(2(ΣR)²) + Σ(PS+QR)/(2ΣRΣS) + ΣQS/(2(ΣS)²)``; weights ``S``.
+    * RR (Greenland & Robins 1985; Nurminen 1981): ``R = a n2/n``, ``S = c n1/n``,
+      variance of ``log(ΣR/ΣS)``: ``Σ(n1 n2 m1 - a c n)/n² / (ΣR ΣS)``; weights ``S``.
+    * RD (Greenland & Robins 1985): ``W = n1 n2/n``, ``RD = Σ(a n2 - c n1)/n / ΣW``;
+      variance of Sato, Greenland & Robins (1989), ``(RD ΣP + ΣQ)/(ΣW)²`` with
+      ``P = (n1² c - n2² a + n1 n2 (n2 - n1)/2)/n²`` and
+      ``Q = (a(n2 - c) + c(n1 - a))/(2n)`` (metafor's), or (``rd_variance="gr"``) that of
+      Greenland & Robins (1985), ``Σ(a b n2³ + c d n1³)/(n1 n2 n²) / (ΣW)²``;
+      weights ``W``.
+    * IRR (Rothman, Greenland & Lash 2008, ch. 15; Greenland & Robins 1985):
+      ``R = x1 t2/T``, ``S = x2 t1/T``, variance of the log ``Σ(t1 t2 (x1+x2)/T²)/(ΣRΣS)``;
+      weights ``S``.
+    * IRD (same sources): ``W = t1 t2/T``, ``Σ(x1 t2 - x2 t1)/T / ΣW`` with variance
+      ``Σ W² (x1/t1² + x2/t2²) / (ΣW)²``; weights ``W``.
+    """
+    if measure in ("IRR", "IRD"):
+        return _person_time(t1, t2, t3, t4, pf, measure=measure, correct=correct)
+    return _tables(t1, t2, t3, t4, pf, measure, correct, rd_variance)
+
+
+def _status(defined: Num, var: Num) -> Num:
+    return _pick(defined, _pick(var > 0, OK, NO_VARIANCE), UNDEFINED)
+
+
+def _tables(
+    a: FloatArray,
+    b: FloatArray,
+    c: FloatArray,
+    d: FloatArray,
+    pf: Mask,
+    measure: str,
+    correct: bool,
+    rd_variance: str,
+) -> dict[str, Num]:
+    n1 = a + b
+    n2 = c + d
+    inv_n = _inverse_total(n1 + n2, pf)
+    out: dict[str, Num] = {"k": _count(pf, a.shape)}
+    if measure == "RD":
+        w = n1 * n2 * inv_n
+        diff = (a * n2 - c * n1) * inv_n
+        if rd_variance == "sato":
+            p = (n1 * n1 * c - n2 * n2 * a + 0.5 * n1 * n2 * (n2 - n1)) * (inv_n * inv_n)
+            qq = (a * (n2 - c) + c * (n1 - a)) * (0.5 * inv_n)
+            sw, sdiff, sp, sq = _sums(w, diff, p, qq)
+            est = sdiff / sw
+            var = (est * sp + sq) / (sw * sw)
+        else:
+            # (n1 n2 > 0 in every present table; absent ones give 0/1)
+            num = a * b * (n2 * n2 * n2) + c * d * (n1 * n1 * n1)
+            n1n2 = n1 * n2 if pf is None else n1 * n2 + (1.0 - pf)
+            sw, sdiff, snum = _sums(w, diff, num / n1n2 * (inv_n * inv_n))
+            est = sdiff / sw
+            var = snum / (sw * sw)
+        out.update(estimate=est, variance=var, weights=w, status=_status(sw > 0, var))
+        out["why"] = "no table has an event (or every table has only events)"
+        return out
+    if measure == "OR":
+        r = a * d * inv_n
+        s = b * c * inv_n
+    else:  # RR
+        r = a * n2 * inv_n
+        s = c * n1 * inv_n
+    if measure == "OR":
+        p = (a + d) * inv_n
+        q = (b + c) * inv_n
+        sr, ss, spr, spsqr, sqs = _sums(r, s, p * r, p * s + q * r, q * s)
+        var = spr / (2.0 * sr * sr) + spsqr / (2.0 * sr * ss) + sqs / (2.0 * ss * ss)
+        why = (
+            "the Mantel-Haenszel odds ratio is 0 or infinite (every table has a zero in "
+            "a*d or in b*c)"
+        )
+    else:
+        sr, ss, sv = _sums(r, s, (n1 * n2 * (a + c) - a * c * (n1 + n2)) * (inv_n * inv_n))
+        var = sv / (sr * ss)
+        why = "the Mantel-Haenszel risk ratio is 0 or infinite (no events in one group)"
+    est = np.log(sr / ss)
+    defined = (sr > 0) & (ss > 0)
+    out.update(estimate=est, variance=var, weights=s, status=_status(defined, var), why=why)
+    if measure == "OR":
+        out.update(_cmh_tests(a, b, c, d, n1, n2, inv_n, correct))
+        # (absent tables get n2 = 1: a harmless table without events, masked in _tarone)
+        n2_safe = n2 if pf is None else n2 + (1.0 - pf)
+        out.update(_tarone(a, b, c, d, n1, n2_safe, sr / ss, defined))
+    return out
+
+
+def _cmh_tests(
+    a: FloatArray,
+    b: FloatArray,
+    c: FloatArray,
+    d: FloatArray,
+    n1: FloatArray,
+    n2: FloatArray,
+    inv_n: FloatArray,
+    correct: bool,
+) -> dict[str, Num]:
+    """The Cochran–Mantel–Haenszel test (Mantel & Haenszel 1959: hypergeometric variance
+    ``n1 n2 m1 m0/(n²(n-1))``) and Cochran's (1954) test (binomial variance
+    ``n1 n2 m1 m0/n³``) of a common odds ratio of 1, with the continuity correction
+    ``(|Σa - ΣE(a)| - ½)²`` when `correct` (applied as written, also when
+    ``|Σa - ΣE(a)| < ½``, as metafor)."""
+    m1 = a + c
+    expected = n1 * m1 * inv_n
+    base = n1 * n2 * m1 * (b + d) * (inv_n * inv_n)
+    # n ≥ 2 in every present table (both groups non-empty); absent ones have base 0
+    v_hyper = base / (n1 + n2 - 1.0)
+    v_binom = base * inv_n
+    sa, se, svh, svb = _sums(a, expected, v_hyper, v_binom)
+    diff = abs(sa - se)
+    if correct:
+        diff = diff - 0.5
+    num = diff * diff
+    return {"cmh": num / svh, "cochran": num / svb}
+
+
+def _tarone(
+    a: FloatArray,
+    b: FloatArray,
+    c: FloatArray,
+    d: FloatArray,
+    n1: FloatArray,
+    n2: FloatArray,
+    psi: Num,
+    defined: Num,
+) -> dict[str, Num]:
+    """The Breslow–Day test of a common odds ratio and Tarone's (1985) corrected version.
+
+    For each table with both outcomes present (``m1, m0 > 0``), ``ã`` is the count in the
+    first cell that gives the table the odds ratio ``ψ`` (the MH estimate) with its
+    margins: the root of ``x (n2 - m1 + x) = ψ (n1 - x)(m1 - x)`` in
+    ``[max(0, m1 - n2), min(n1, m1)]``, with variance
+    ``V = 1/(1/ã + 1/(n1 - ã) + 1/(m1 - ã) + 1/(n2 - m1 + ã))``. Breslow–Day
+    ``X² = Σ (a - ã)²/V``; Tarone's ``X² - (Σa - Σã)²/ΣV``, both on ``K - 1`` df with
+    ``K`` such tables (Breslow & Day 1980; Tarone 1985).
+    """
+    m1 = a + c
+    usable = (np.minimum(m1, b + d) > 0.0).astype(np.float64)
+    psi_safe = _pick(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
+    psi_c = psi_safe[..., None] if np.ndim(psi_safe) else psi_safe
+    # the quadratic (1 - ψ) x² + (n2 - m1 + ψ (n1 + m1)) x - ψ n1 m1 = 0, solved stably.
+    # With qb ≥ 0 its smaller root qc/qq, qq = -(qb + √D)/2, is ã: for ψ < 1 the roots
+    # have opposite signs and ã ≥ 0; for ψ > 1 the parabola is concave and crosses zero
+    # upwards, inside [max(0, m1 - n2), min(n1, m1)], at its smaller root (and qb < 0 is
+    # impossible there). For ψ < 1 and qb < 0, ã is the other root qq/qa, qq = (√D - qb)/2.
+    qa = 1.0 - psi_c
+    n2_m1 = n2 - m1
+    qb = n2_m1 + psi_c * (n1 + m1)
+    qc = -psi_c * (n1 * m1)
+    root_d = np.sqrt(qb * qb - 4.0 * qa * qc)
+    fitted = qc / (-0.5 * (qb + root_d))
+    if not np.min(qb) >= 0.0:
+        fitted = np.where(qb >= 0.0, fitted, 0.5 * (root_d - qb) / qa)
+    # tables without both outcomes have ã at a bound and V = 0: their terms are masked
+    var = 1.0 / (1.0 / fitted + 1.0 / (n1 - fitted) + 1.0 / (m1 - fitted) + 1.0 / (n2_m1 + fitted))
+    resid = a - fitted
+    var = var * usable
+    resid = resid * usable
+    bd, sresid, svar, k_pos = _sums(resid * resid / (var + (1.0 - usable)), resid, var, usable)
+    if not np.isfinite(bd + sresid + svar).all():  # (never expected: a NaN-safe path)
+        var, resid = np.where(usable > 0, var, 0.0), np.where(usable > 0, resid, 0.0)
+        bd, sresid, svar = _sums(resid * resid / (var + (1.0 - usable)), resid, var)
+    tarone = bd - sresid**2 / svar
+    df = k_pos - 1.0
+    nan = ~(defined & (k_pos > 0))
+    bd = _pick(nan, math.nan, _pick(k_pos > 1, bd, 0.0))
+    tarone = _pick(nan, math.nan, _pick(k_pos > 1, tarone, 0.0))
+    return {"breslow_day": bd, "tarone": tarone, "tarone_df": df}
+
+
+def _person_time(
+    x1: FloatArray,
+    t1: FloatArray,
+    x2: FloatArray,
+    t2: FloatArray,
+    pf: Mask,
+    *,
+    measure: str,
+    correct: bool,
+) -> dict[str, Num]:
+    inv_t = _inverse_total(t1 + t2, pf)
+    w = t1 * t2 * inv_t
+    out: dict[str, Num] = {"k": _count(pf, x1.shape)}
+    if measure == "IRD":
+        # W² (x1/t1² + x2/t2²) = (x1 t2² + x2 t1²)/T²
+        sw, sdiff, sv = _sums(
+            w, (x1 * t2 - x2 * t1) * inv_t, (x1 * t2 * t2 + x2 * t1 * t1) * (inv_t * inv_t)
+        )
+        est = sdiff / sw
+        var = sv / (sw * sw)
+        out.update(
+            estimate=est,
+            variance=var,
+            weights=w,
+            status=_status(sw > 0, var),
+            why="no events in any study",
+        )
+        return out
+    r = x1 * t2 * inv_t
+    s = x2 * t1 * inv_t
+    events = x1 + x2
+    # the Mantel-Haenszel test for person-time data (Rothman, Greenland & Lash 2008):
+    # E(x1) = (x1 + x2) t1/T, Var = (x1 + x2) t1 t2/T²
+    sr, ss, v, sx1, sexp = _sums(r, s, events * w * inv_t, x1, events * t1 * inv_t)
+    est = np.log(sr / ss)
+    var = v / (sr * ss)
+    defined = (sr > 0) & (ss > 0)
+    diff = abs(sx1 - sexp)
+    if correct:
+        diff = diff - 0.5
+    mh = diff * diff / v
+    out.update(
+        estimate=est,
+        variance=var,
+        weights=s,
+        status=_status(defined, var),
+        why="the Mantel-Haenszel rate ratio is 0 or infinite (no events in one group)",
+        cmh=mh,
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Peto
+
+
+def peto(a: FloatArray, b: FloatArray, c: FloatArray, d: FloatArray, pf: Mask) -> dict[str, Num]:
+    """Peto's one-step log odds ratio (Yusuf et al. 1985): with the observed ``O = a``,
+    its hypergeometric expectation ``E = n1 m1/n`` and variance
+    ``V = n1 n2 m1 m0/(n² (n - 1))``, ``log ψ = Σ(O - E)/ΣV`` with variance ``1/ΣV``;
+    study weights ``V``. Q is ``Σ(O - E)²/V - (Σ(O - E))²/ΣV`` over the tables with
+    ``V > 0`` (metafor's Q of ``rma.peto``: the cells as pooled)."""
+    n1 = a + b
+    n2 = c + d
+    m1 = a + c
+    inv_n = _inverse_total(n1 + n2, pf)
+    base = n1 * n2 * m1 * (b + d) * (inv_n * inv_n)
+    v = base / (n1 + n2 - 1.0)  # (n ≥ 2 in present tables; absent ones: 0/(-1))
+    resid = a - n1 * m1 * inv_n
+    informative = (v > 0.0).astype(np.float64)
+    sv, o_minus_e, sq = _sums(v, resid, resid * resid / (v + (1.0 - informative)) * informative)
+    est = o_minus_e / sv
+    var = 1.0 / sv
+    q = sq - o_minus_e * est
+    return {
+        "k": _count(pf, a.shape),
+        "estimate": est,
+        "variance": var,
+        "weights": v,
+        "q": q,
+        "status": _pick(sv > 0, OK, UNDEFINED),
+        "why": "one of the two outcomes never occurs in any table (no hypergeometric variance)",
+    }
