@@ -365,7 +365,7 @@ def test_nan_policy_omit_and_raise() -> None:
     assert res.k == 2
     ref = pool([0.1, 0.2], [0.01, 0.02], method="DL")
     assert res.estimate == ref.estimate
-    with pytest.raises(ValueError, match=r"studies \[1, 2\] have NaN"):
+    with pytest.raises(ValueError, match=r"studies \[1, 2\] have missing yi or vi"):
         pool(y, v, nan_policy="raise")
 
 

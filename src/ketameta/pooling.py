@@ -139,26 +139,23 @@ class Tau2Interval:
 
 
 @attrs.frozen(kw_only=True, repr=False)
-class PoolResult:
-    """The result of :func:`pool`: a fitted common-effect or random-effects model.
+class ModelFit:
+    """The fields and methods every fitted (mixed-effects) model shares — declared once.
+
+    :class:`PoolResult` (the intercept-only model) and :class:`~ketameta.MetaRegResult`
+    (meta-regression) add their coefficients; both come from the same engine fit.
 
     Attributes
     ----------
-    estimate, se, statistic, pvalue, ci_lower, ci_upper : float
-        Pooled effect μ̂, its standard error (Knapp-Hartung-adjusted for ``test="knha"``),
-        test statistic (z or t), two-sided p-value and confidence limits.
     df : float
         Degrees of freedom of the t reference distribution (``inf`` for ``test="z"``).
     tau2, tau2_se, tau : float
-        Between-study variance, its standard error (NaN when fixed or EE) and τ.
+        (Residual) between-study variance, its standard error (NaN when fixed or EE) and τ.
     i2, h2 : float
-        I² (percent) and H²; from τ² and the typical within-study variance
+        (Residual) I² (percent) and H²; from τ² and the typical within-study variance
         (Higgins & Thompson 2002), or from Q for the EE model, as metafor.
     q, q_df, q_pvalue : float
-        Cochran's Q test of heterogeneity.
-    pred_lower, pred_upper : float
-        Prediction interval for the effect in a new study (metafor's default:
-        ``μ̂ ± crit·sqrt(τ² + SE²)``).
+        Cochran's Q (the residual heterogeneity statistic Q_E with a design) and its test.
     k : int
         Number of studies used.
     weights : ndarray
@@ -166,19 +163,13 @@ class PoolResult:
     yi, vi : ndarray
         The effect sizes and variances used (omitted studies removed).
     omitted : tuple of int
-        Indices (into the input) of studies left out because of NaN.
+        Indices (into the input) of studies left out because of missing values.
     method, test, level, tau2_fixed, control
         The settings used.
     converged : bool
     iterations : int
     """
 
-    estimate: float
-    se: float
-    statistic: float
-    pvalue: float
-    ci_lower: float
-    ci_upper: float
     df: float
     tau2: float
     tau2_se: float
@@ -188,8 +179,6 @@ class PoolResult:
     q: float
     q_df: int
     q_pvalue: float
-    pred_lower: float
-    pred_upper: float
     k: int
     weights: FloatArray = array_field()
     yi: FloatArray = array_field()
@@ -209,14 +198,20 @@ class PoolResult:
         """Standard errors of the studies used."""
         return np.sqrt(self.vi)
 
+    def _design(self) -> tuple[FloatArray | None, bool]:
+        """The design of the studies used (None: intercept only) and whether it has an
+        intercept."""
+        return None, True
+
     def tau2_ci(
         self, level: float | None = None, *, tau2_max: float | None = None
     ) -> Tau2Interval:
         """Q-profile confidence interval for τ², τ, I² and H² (Viechtbauer 2007 [10]_).
 
-        The limits solve ``Q(τ²) = χ²_{k-1}`` quantiles, where ``Q(τ²)`` is the generalised
-        Q statistic; a limit is 0 when Q at τ² = 0 is already below its quantile. I² and
-        H² limits follow from the τ² limits with the typical within-study variance.
+        The limits solve ``Q(τ²) = χ²_{k-p}`` quantiles, where ``Q(τ²)`` is the generalised
+        (residual) Q statistic; a limit is 0 when Q at τ² = 0 is already below its
+        quantile. I² and H² limits follow from the τ² limits with the typical
+        within-study variance.
 
         Parameters
         ----------
@@ -236,15 +231,22 @@ class PoolResult:
         .. [10] Viechtbauer (2007), Stat Med 26(1):37-52.
         """
         lv = self.level if level is None else check_level(level)
-        if self.k < 2:
-            msg = "a confidence interval for tau^2 needs at least 2 studies"
+        x, intercept = self._design()
+        p = 1 if x is None else x.shape[1]
+        if self.k <= p:
+            msg = (
+                f"a confidence interval for tau^2 needs more studies than coefficients "
+                f"(k = {self.k}, p = {p})"
+            )
             raise ValueError(msg)
         ctl = {**_engine.DEFAULT_CONTROL, **self.control}
         limit = max(100.0, 10.0 * self.tau2) if tau2_max is None else float(tau2_max)
         if not limit > 0:
             msg = f"`tau2_max` must be positive, got {tau2_max!r}"
             raise ValueError(msg)
-        lo, hi = _engine.tau2_interval(self.yi, self.vi, level=lv, control=ctl, tau2_max=limit)
+        lo, hi = _engine.tau2_interval(
+            self.yi, self.vi, x, level=lv, control=ctl, tau2_max=limit, intercept=intercept
+        )
         t = (self.tau2, float(lo), float(hi))
         vt = self.v_typical
         return Tau2Interval(
@@ -260,9 +262,64 @@ class PoolResult:
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
-        d = attrs.asdict(self, recurse=False)
+        d = {f.name: getattr(self, f.name) for f in attrs.fields(type(self))}
         d.pop("v_typical")
         return plain(d)  # type: ignore[no-any-return]
+
+    def _heterogeneity_lines(self, residual: bool) -> list[str]:
+        """The τ², τ, I², H² block and the heterogeneity test of a metafor-like summary."""
+        lines = []
+        fixed = " (fixed)" if self.tau2_fixed else ""
+        what = "residual" if residual else "total"
+        width = 56 if residual else 49
+        if self.method != "EE":
+            se_txt = "" if math.isnan(self.tau2_se) else f" (SE = {self.tau2_se:.4f})"
+            lines.append(
+                f"{f'tau^2 (estimated amount of {what} heterogeneity):':{width}s}"
+                f"{self.tau2:.4f}{se_txt}{fixed}"
+            )
+            lines.append(f"{'tau (square root of estimated tau^2 value):':{width}s}{self.tau:.4f}")
+        i2_text = (
+            "I^2 (residual heterogeneity / unaccounted variability):"
+            if residual
+            else "I^2 (total heterogeneity / total variability):"
+        )
+        h2_text = (
+            "H^2 (unaccounted variability / sampling variability):"
+            if residual
+            else "H^2 (total variability / sampling variability):"
+        )
+        lines.append(f"{i2_text:{width}s}{self.i2:.2f}%")
+        lines.append(f"{h2_text:{width}s}{self.h2:.2f}")
+        return lines
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class PoolResult(ModelFit):
+    """The result of :func:`pool`: a fitted common-effect or random-effects model (the
+    intercept-only case of the model; its shared fields are :class:`ModelFit`'s).
+
+    Attributes
+    ----------
+    estimate, se, statistic, pvalue, ci_lower, ci_upper : float
+        Pooled effect μ̂, its standard error (Knapp-Hartung-adjusted for ``test="knha"``),
+        test statistic (z or t), two-sided p-value and confidence limits.
+    pred_lower, pred_upper : float
+        Prediction interval for the effect in a new study (metafor's default:
+        ``μ̂ ± crit·sqrt(τ² + SE²)``).
+    df, tau2, tau2_se, tau, i2, h2, q, q_df, q_pvalue, k, weights, yi, vi, omitted, method,
+    test, level, tau2_fixed, control, converged, iterations
+        As in :class:`ModelFit`.
+    """
+
+    estimate: float
+    se: float
+    statistic: float
+    pvalue: float
+    ci_lower: float
+    ci_upper: float
+    pred_lower: float
+    pred_upper: float
 
     def to_frame(self) -> Any:
         """A one-row pandas DataFrame of the scalar fields (requires pandas)."""
@@ -281,7 +338,6 @@ class PoolResult:
     def summary(self) -> str:
         """A metafor-like printed summary: heterogeneity, model results, prediction interval."""
         pct = f"{100 * self.level:g}%"
-        fixed = " (fixed)" if self.tau2_fixed else ""
         lines = []
         if self.method == "EE":
             lines.append(f"Equal-effects model (k = {self.k})")
@@ -291,14 +347,7 @@ class PoolResult:
                 f"{_METHOD_NAMES[self.method]})"
             )
         lines.append("")
-        if self.method != "EE":
-            se_txt = "" if math.isnan(self.tau2_se) else f" (SE = {self.tau2_se:.4f})"
-            lines.append(
-                f"tau^2 (estimated amount of total heterogeneity): {self.tau2:.4f}{se_txt}{fixed}"
-            )
-            lines.append(f"tau (square root of estimated tau^2 value):      {self.tau:.4f}")
-        lines.append(f"I^2 (total heterogeneity / total variability):   {self.i2:.2f}%")
-        lines.append(f"H^2 (total variability / sampling variability):  {self.h2:.2f}")
+        lines += self._heterogeneity_lines(residual=False)
         lines.append("")
         lines.append("Test for Heterogeneity:")
         lines.append(f"Q(df = {self.q_df}) = {self.q:.4f}, p-val {_p_with_sign(self.q_pvalue)}")
@@ -358,12 +407,20 @@ def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> FloatArray:
 
 
 def prepare_studies(
-    yi: Any, vi: Any, sei: Any, *, nan_policy: str, stacklevel: int
+    yi: Any,
+    vi: Any,
+    sei: Any,
+    *,
+    nan_policy: str,
+    stacklevel: int,
+    also_missing: Any = None,
+    what: str = "yi or vi",
 ) -> tuple[FloatArray, FloatArray, np.ndarray[Any, np.dtype[np.intp]], tuple[int, ...]]:
     """Validated effect sizes and variances with missing studies handled (written once).
 
     Returns ``(yi, vi, kept, omitted)``: the studies used, the input indices of those
-    studies and of the ones left out (NaN `yi` or `vi`; an
+    studies and of the ones left out (NaN `yi` or `vi`, or `also_missing`: a boolean array
+    of studies missing something else, such as a moderator, named by `what`; an
     :class:`~ketameta.OmittedStudiesWarning` names them, or ``nan_policy="raise"`` raises).
     """
     both = _resolve_inputs(yi, vi, sei)
@@ -381,22 +438,27 @@ def prepare_studies(
         valid = (
             -MAX_ABS_EFFECT <= y_min <= y_max <= MAX_ABS_EFFECT and low <= v_min <= v_max <= high
         )
-    if valid:
+    if valid and (also_missing is None or not np.any(also_missing)):
         return y, v, np.arange(y.shape[0]), ()
     if y.size:
         check_positive(v, "vi" if sei is None else "sei")
         check_finite(y, "yi")
         check_magnitudes(y, v, "yi", "vi" if sei is None else "sei")
     missing = np.isnan(y) | np.isnan(v)
+    if also_missing is not None:
+        if len(also_missing) != y.shape[0]:
+            msg = f"{what} has {len(also_missing)} rows but there are {y.shape[0]} studies"
+            raise ValueError(msg)
+        missing |= np.asarray(also_missing, dtype=bool)
     omitted: tuple[int, ...] = ()
     if missing.any():
         idx = np.flatnonzero(missing)
         if nan_policy == "raise":
-            msg = f"studies {idx.tolist()} have NaN `yi` or `vi` (nan_policy='raise')"
+            msg = f"studies {idx.tolist()} have missing {what} (nan_policy='raise')"
             raise ValueError(msg)
         omitted = tuple(int(i) for i in idx)
         warnings.warn(
-            f"studies {list(omitted)} have missing yi or vi and were omitted",
+            f"studies {list(omitted)} have missing {what} and were omitted",
             OmittedStudiesWarning,
             stacklevel=stacklevel,
         )
