@@ -10,7 +10,9 @@ from __future__ import annotations
 from . import convert, datasets, priors
 from ._warnings import (
     AccuracyWarning,
+    CollinearityWarning,
     ConvergenceError,
+    DegenerateDataWarning,
     KetametaWarning,
     LocalMaximumWarning,
     OmittedStudiesWarning,
@@ -45,7 +47,8 @@ from .binary import (
     pool_peto_many,
 )
 from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
-from .pooling import METHODS, TESTS, PoolResult, Tau2Interval, pool
+from .metareg import MetaRegResult, PredictResult, WaldTest, metareg
+from .pooling import METHODS, TESTS, ModelFit, PoolResult, Tau2Interval, pool
 from .sensitivity import (
     CumulativeResult,
     InfluenceResult,
@@ -71,8 +74,10 @@ __all__ = [
     "BatchPoolResult",
     "BayesPoolResult",
     "BeggResult",
+    "CollinearityWarning",
     "ConvergenceError",
     "CumulativeResult",
+    "DegenerateDataWarning",
     "EffectSizes",
     "EggerResult",
     "FailSafeResult",
@@ -82,13 +87,17 @@ __all__ = [
     "LeaveOneOutResult",
     "LocalMaximumWarning",
     "MHResult",
+    "MetaRegResult",
+    "ModelFit",
     "OmittedStudiesWarning",
     "PetoResult",
     "PoolResult",
+    "PredictResult",
     "SmallSampleWarning",
     "Tau2Interval",
     "TrimFillResult",
     "UndefinedEffectWarning",
+    "WaldTest",
     "ZeroCellWarning",
     "__version__",
     "bayes_pool",
@@ -104,6 +113,7 @@ __all__ = [
     "hedges_correction",
     "influence",
     "leave_one_out",
+    "metareg",
     "pool",
     "pool_glmm",
     "pool_many",

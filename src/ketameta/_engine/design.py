@@ -37,7 +37,7 @@ import numpy as np
 from .._typing import BoolArray, FloatArray
 from . import _num as nm
 from ._num import Num
-from .kernels import kernels
+from .kernels import kernels, solve
 from .layout import layout, pairs
 from .linalg import Factor, Mat, Vec
 
@@ -133,7 +133,7 @@ class Design:
         self.y = y
         self.beta0: Vec = [0.0] * self.p
         sums0 = self._ee_sums(w0) if single else self.sums([w0], yy=False)[0]
-        _, beta0 = kernels(self.p, self.intercept).solve(sums0)
+        _, beta0 = solve(kernels(self.p, self.intercept), sums0)
         if self.present is not None:  # (rows without studies)
             beta0 = [np.where(np.isfinite(b), b, 0.0) for b in beta0]
         self.beta0 = beta0

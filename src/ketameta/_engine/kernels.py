@@ -65,6 +65,19 @@ def kernels(p: int, intercept: bool) -> Kernels:
     return Kernels(*(namespace[name] for name in attrs.fields_dict(Kernels)))
 
 
+def solve(k: Kernels, row: list[Any]) -> tuple[Any, Any]:
+    """``k.solve(row)``; a zero pivot of one analysis (Python floats raise) is redone in
+    NumPy scalars, which give inf/NaN as a batch row would (the caller holds
+    ``np.errstate``)."""
+    try:
+        return k.solve(row)  # type: ignore[no-any-return]
+    except ZeroDivisionError:
+        import numpy as np
+
+        inv, beta = k.solve([np.float64(x) for x in row])
+        return [[float(x) for x in line] for line in inv], [float(b) for b in beta]
+
+
 def source(p: int, intercept: bool = True) -> str:
     """The Python source of the kernels for `p` coefficients (read it to see the code)."""
     lay = Layout(p, intercept)

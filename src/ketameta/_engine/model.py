@@ -141,7 +141,7 @@ def fit_design(
     if p == 1 and design.intercept:
         pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
         out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
-    btt = default_btt(design) if btt is None else btt
+    btt = default_btt(design.p, design.intercept) if btt is None else btt
     if btt:  # (an empty `btt`: no omnibus test)
         out.update(moderator_test(coef, vcov, btt, df, test))
     return out
@@ -160,12 +160,12 @@ def is_exact_fit(design: Design, mom: Moments) -> Flag:
     return nm.as_flag(mom.q() <= bound * bound * total)
 
 
-def default_btt(design: Design) -> list[int]:
+def default_btt(p: int, intercept: bool) -> list[int]:
     """The coefficients of the default omnibus test: all but the intercept (all of an
     intercept-only model)."""
-    if design.intercept and design.p > 1:
-        return list(range(1, design.p))
-    return list(range(design.p))
+    if intercept and p > 1:
+        return list(range(1, p))
+    return list(range(p))
 
 
 def moderator_test(coef: Vec, vcov: Mat, btt: Sequence[int], df: Num, test: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from .._typing import FloatArray
 from . import _num as nm
 from ._num import Num
 from .design import _POWERS, Design, _col
-from .kernels import kernels
+from .kernels import kernels, solve
 from .linalg import Factor, trace_product
 
 
@@ -78,10 +78,7 @@ class Moments:
             self.s = sums
         self.kernels = k = kernels(design.p, design.intercept)
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
-        try:
-            self.inv, self.delta = k.solve(self.s[0])
-        except ZeroDivisionError:  # one analysis with Σw = 0 (τ² = inf): IEEE semantics
-            self.inv, self.delta = k.solve([np.float64(x) for x in self.s[0]])
+        self.inv, self.delta = solve(k, self.s[0])
 
     @property
     def w(self) -> FloatArray:

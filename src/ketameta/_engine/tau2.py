@@ -23,6 +23,7 @@ from . import _num as nm
 from ._num import Flag, Num
 from .design import Design, _col
 from .kernels import kernels
+from .kernels import solve as solve_kernel
 from .moments import Moments, projected_trace_sq
 from .scalarize import scalarize
 
@@ -115,7 +116,7 @@ def _he(design: Design, ee: Moments, control: dict[str, Any]) -> Estimate:
     lay = design.layout
     unit, xvx = design.sums([design.mask(np.ones_like(design.y)), design.mask(design.v)], yy=False)
     k = kernels(design.p, design.intercept)
-    inv, delta = k.solve(unit)
+    inv, delta = solve_kernel(k, unit)
     resid = design.mask(design.y - design.fitted(delta))
     rss = _row_sum(design, resid * resid)
     tr_pv = xvx[lay.ones] - k.trace(inv, xvx)
