@@ -264,7 +264,11 @@ def test_inputs_are_not_modified_and_results_serialise() -> None:
             r"`Y` must be finite.*analysis 0, study 1",
         ),
         ({"Y": np.zeros((2, 3))}, TypeError, "give exactly one of `V`"),
-        ({"Y": [["a", "b"]], "V": [[1, 1]]}, TypeError, r"`Y` must be numeric \(element 0\)"),
+        (
+            {"Y": [["a", "b"]], "V": [[1, 1]]},
+            TypeError,
+            r"`Y` must be numeric \(analysis 0, study 0\)",
+        ),
         (
             {"Y": np.zeros((2, 3)), "V": np.ones((2, 3)), "method": "X"},
             ValueError,

@@ -124,7 +124,6 @@ import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from numbers import Real
 from typing import Any, Literal
 
 import attrs
@@ -133,6 +132,7 @@ import numpy.typing as npt
 
 from ._results import Owned, array_field
 from ._typing import FloatArray
+from ._validation import as_float
 
 __all__ = [
     "INTERCEPT",
@@ -731,47 +731,10 @@ def _object_values(values: Any) -> npt.NDArray[Any]:
 
 
 def _as_numeric(values: Any, name: str, *, ndim: int | None) -> FloatArray:
-    """A new float64 array; None/NaN/masked/pd.NA → NaN; bool → 0/1; strings → TypeError."""
-    if type(values) is np.ndarray and values.dtype.kind in "fiu":  # the common case, fast
-        out: FloatArray = np.array(values, dtype=np.float64)
-        if ndim is not None and out.ndim != ndim:
-            msg = f"`{name}` must be {ndim}-dimensional, got an array of shape {out.shape}"
-            raise ValueError(msg)
-        return out
-    if isinstance(values, str | bytes):
-        msg = f"`{name}` must be numeric, got the string {values!r}"
-        raise TypeError(msg)
-    if isinstance(values, np.ma.MaskedArray):
-        data = _as_numeric(np.ma.getdata(values), name, ndim=ndim)
-        data[np.ma.getmaskarray(values)] = np.nan
-        return data
-    if _is_pandas(values) and hasattr(values, "to_numpy"):
-        if getattr(getattr(values, "dtype", None), "kind", "O") in "biuf":  # also Int64, boolean
-            return np.array(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-        values = values.to_numpy(dtype=object, na_value=None)
-    try:
-        arr = np.asarray(values)
-    except ValueError as exc:  # ragged nested lists
-        msg = f"`{name}` must be a rectangular array: {exc}"
-        raise ValueError(msg) from exc
-    if arr.dtype.kind in "biuf":
-        out = np.array(arr, dtype=np.float64, copy=True)
-    elif arr.dtype.kind == "c":
-        msg = f"`{name}` must be real-valued, got complex numbers"
-        raise TypeError(msg)
-    else:
-        obj = np.asarray(values, dtype=object) if arr.dtype.kind in "US" else arr
-        flat = obj.reshape(-1)
-        out_flat = np.empty(flat.shape, dtype=np.float64)
-        for i, value in enumerate(flat):
-            if _is_missing(value):
-                out_flat[i] = np.nan
-            elif isinstance(value, Real | np.bool_):
-                out_flat[i] = float(value)
-            else:
-                msg = f"`{name}` must be numeric ({_where(i, obj.shape)}): got {value!r}"
-                raise TypeError(msg)
-        out = out_flat.reshape(obj.shape)
+    """A new float64 array by the shared conversion (:func:`ketameta._validation.as_float`:
+    None/NaN/masked/pd.NA → NaN, bool → 0/1, Decimal and NumPy scalars accepted, strings
+    and dates a ``TypeError`` naming `name` and the study)."""
+    out = as_float(values, name)
     if ndim is not None and out.ndim != ndim:
         msg = f"`{name}` must be {ndim}-dimensional, got an array of shape {out.shape}"
         raise ValueError(msg)

@@ -44,8 +44,14 @@ def _first_bad(mask: np.ndarray[Any, Any]) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _where(i: int, ndim: int) -> str:
-    return f"study {i}" if ndim == 1 else f"element {i}"
+def _where(i: int, shape: tuple[int, ...], axes: tuple[str, str] = ("study", "column")) -> str:
+    """Where flat index `i` of an array of `shape` is: "study 3", or for a 2-D array the
+    row and column named by `axes` ("study 0, column 1"; "analysis 2, study 4")."""
+    if len(shape) == 1:
+        return f"study {i}"
+    if len(shape) == 2 and shape[1]:
+        return f"{axes[0]} {i // shape[1]}, {axes[1]} {i % shape[1]}"
+    return f"element {i}"
 
 
 def _is_pandas_na(value: object) -> bool:
@@ -124,11 +130,13 @@ def _is_infinite_number(value: object) -> bool:
     return False
 
 
-def _object_to_float(arr: np.ndarray[Any, Any], name: str) -> FloatArray:
+def _object_to_float(
+    arr: np.ndarray[Any, Any], name: str, axes: tuple[str, str] = ("study", "column")
+) -> FloatArray:
     flat = arr.reshape(-1)
     out = np.empty(flat.shape, dtype=np.float64)
     for i, value in enumerate(flat):
-        out[i] = _element_to_float(value, name, _where(i, arr.ndim))
+        out[i] = _element_to_float(value, name, _where(i, arr.shape, axes))
     result: FloatArray = out.reshape(arr.shape)
     return result
 
@@ -147,7 +155,7 @@ def _from_pandas(x: Any) -> Any:
     return x.to_numpy()
 
 
-def as_float(x: Any, name: str) -> FloatArray:
+def as_float(x: Any, name: str, axes: tuple[str, str] = ("study", "column")) -> FloatArray:
     """Return `x` (of any shape) as a new float64 array: the one conversion of every
     numeric input of ketameta (a copy: inputs are never modified).
 
@@ -176,7 +184,7 @@ def as_float(x: Any, name: str) -> FloatArray:
         if data.dtype.kind in "OUS":  # masked entries may hold anything: skip them
             data = data.astype(object)
             data[mask] = None
-        out = as_float(np.asarray(data), name)
+        out = as_float(np.asarray(data), name, axes)
         out[mask] = np.nan
         return out
     if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):
@@ -201,7 +209,7 @@ def as_float(x: Any, name: str) -> FloatArray:
         if overflow.any():
             i = _first_bad(overflow)
             msg = (
-                f"`{name}` is beyond the double-precision range ({_where(i, arr.ndim)}): "
+                f"`{name}` is beyond the double-precision range ({_where(i, arr.shape, axes)}): "
                 f"got {arr.reshape(-1)[i]!r}"
             )
             raise ValueError(msg)
@@ -215,7 +223,7 @@ def as_float(x: Any, name: str) -> FloatArray:
         raise TypeError(msg)
     if kind in "US":  # a list mixing numbers and strings: find the string
         arr = np.asarray(x, dtype=object)
-    return _object_to_float(arr, name)
+    return _object_to_float(arr, name, axes)
 
 
 def as_float_array(x: Any, name: str, *, ndim: int = 1) -> FloatArray:
@@ -485,8 +493,8 @@ def prepare_batch(
         msg = "give exactly one of `V` (sampling variances) or `SE=` (standard errors)"
         raise TypeError(msg)
     name_v = "V" if SE is None else "SE"
-    y = as_float(Y, "Y")
-    v = as_float(V if SE is None else SE, name_v)
+    y = as_float(Y, "Y", ("analysis", "study"))
+    v = as_float(V if SE is None else SE, name_v, ("analysis", "study"))
     if y.ndim == 0:
         msg = "`Y` must have a study axis"
         raise ValueError(msg)

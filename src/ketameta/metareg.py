@@ -42,7 +42,13 @@ from ._results import RecordResult, TableResult, array_field, format_p, import_p
 from ._typing import ArrayLike, FloatArray
 from ._warnings import CollinearityWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
-from .pooling import _METHOD_NAMES, ModelFit, prepare_studies, validate_options
+from .pooling import (
+    _METHOD_NAMES,
+    ModelFit,
+    _resolve_inputs,
+    prepare_studies,
+    validate_options,
+)
 
 __all__ = ["MetaRegResult", "PredictResult", "WaldTest", "metareg"]
 
@@ -409,7 +415,7 @@ class MetaRegResult(ModelFit):
         if self.dropped:
             lines += [
                 "",
-                f"Dropped as redundant (linear combinations of earlier moderators): {list(self.dropped)}",
+                f"Dropped as linear combinations of earlier moderators: {list(self.dropped)}",
             ]
         if self.omitted:
             lines.append(f"Omitted studies (missing values): {list(self.omitted)}")
@@ -587,22 +593,12 @@ def metareg(
     yi = _column(yi, data, "yi")
     vi = _column(vi, data, "vi")
     sei = _column(sei, data, "sei")
-    n_input = (
-        len(yi.yi)
-        if isinstance(yi, EffectSizes)
-        else len(np.atleast_1d(np.asarray(yi, dtype=object)))
-    )
+    n_input = _resolve_inputs(yi, vi, sei).shape[1]  # (validates the shapes and types)
     mm = model_matrix(mods, data=data, intercept=intercept, k=n_input)
     missing = np.zeros(n_input, dtype=bool)
     missing[list(mm.missing)] = True
     y, v, kept, omitted = prepare_studies(
-        yi,
-        vi,
-        sei,
-        nan_policy=nan_policy,
-        stacklevel=3,
-        also_missing=missing,
-        what="yi, vi or a moderator",
+        yi, vi, sei, nan_policy=nan_policy, stacklevel=3, also_missing=missing
     )
     mm, dropped = mm.reduce(kept)
     if dropped:

@@ -414,13 +414,13 @@ def prepare_studies(
     nan_policy: str,
     stacklevel: int,
     also_missing: Any = None,
-    what: str = "yi or vi",
+    what: str = "moderator",
 ) -> tuple[FloatArray, FloatArray, np.ndarray[Any, np.dtype[np.intp]], tuple[int, ...]]:
     """Validated effect sizes and variances with missing studies handled (written once).
 
     Returns ``(yi, vi, kept, omitted)``: the studies used, the input indices of those
     studies and of the ones left out (NaN `yi` or `vi`, or `also_missing`: a boolean array
-    of studies missing something else, such as a moderator, named by `what`; an
+    (one per study) of studies missing something else, named by `what`; an
     :class:`~ketameta.OmittedStudiesWarning` names them, or ``nan_policy="raise"`` raises).
     """
     both = _resolve_inputs(yi, vi, sei)
@@ -445,20 +445,22 @@ def prepare_studies(
         check_finite(y, "yi")
         check_magnitudes(y, v, "yi", "vi" if sei is None else "sei")
     missing = np.isnan(y) | np.isnan(v)
+    reasons = [f"studies {np.flatnonzero(missing).tolist()} have missing yi or vi"]
     if also_missing is not None:
-        if len(also_missing) != y.shape[0]:
-            msg = f"{what} has {len(also_missing)} rows but there are {y.shape[0]} studies"
-            raise ValueError(msg)
-        missing |= np.asarray(also_missing, dtype=bool)
+        other = np.asarray(also_missing, dtype=bool) & ~missing
+        reasons = reasons if missing.any() else []
+        if other.any():
+            reasons.append(f"studies {np.flatnonzero(other).tolist()} have a missing {what}")
+        missing = missing | other
     omitted: tuple[int, ...] = ()
     if missing.any():
         idx = np.flatnonzero(missing)
         if nan_policy == "raise":
-            msg = f"studies {idx.tolist()} have missing {what} (nan_policy='raise')"
+            msg = f"{'; '.join(reasons)} (nan_policy='raise')"
             raise ValueError(msg)
         omitted = tuple(int(i) for i in idx)
         warnings.warn(
-            f"studies {list(omitted)} have missing {what} and were omitted",
+            f"{'; '.join(reasons)} and were omitted",
             OmittedStudiesWarning,
             stacklevel=stacklevel,
         )

@@ -367,6 +367,11 @@ RECIPES: dict[str, Recipe] = {
         {"mean": [5.18], "n": [28]},
         ("n",),
     ),
+    "ketameta.metareg": Recipe(
+        "studies",
+        lambda a: ketameta.metareg(a["yi"], a["vi"], mods=a["mods"]),
+        {"yi": YK, "vi": VK, "mods": [float(x) for x in ORDER]},
+    ),
     "ketameta.bayes_pool": Recipe(
         "studies",
         lambda a: ketameta.bayes_pool(a["yi"], a["vi"], tau_prior=TAU_PRIOR),
@@ -833,6 +838,8 @@ def _call_with_option(name: str, option: str, value: Any) -> tuple[Any, ...]:
         return _outcome(lambda: fn(**plain, **{option: value}))
     if recipe.kind == "elementwise":
         return _outcome(lambda: fn(**recipe.args, **{option: value}))
+    if set(recipe.args) <= set(inspect.signature(fn).parameters):
+        return _outcome(lambda: fn(**recipe.args, **{option: value}))
     return _outcome(lambda: fn(YK, VK, **{option: value}))
 
 
@@ -1094,8 +1101,10 @@ def test_standard_errors_are_reported_as_given(name: str, sei: float, pattern: s
         fn = functools.partial(fn, tau_prior=TAU_PRIOR)
     se = [math.sqrt(v) for v in VK]
     se[1] = sei
+    # (other arguments a function needs, e.g. the moderators of metareg)
+    extra = {k: v for k, v in RECIPES[name].args.items() if k not in ("yi", "vi", "sei")}
     with pytest.raises(ValueError, match=pattern):
-        fn(YK, sei=se)
+        fn(YK, sei=se, **extra)
 
 
 def _extreme_args(name: str, data: str, ratio: float) -> dict[str, Any]:
@@ -1111,12 +1120,11 @@ def _extreme_args(name: str, data: str, ratio: float) -> dict[str, Any]:
         args["ni"] = [40 + 10 * i for i in range(k)]
     if "order" in recipe.args:
         args["order"] = list(range(k))
+    if "mods" in recipe.args:
+        args["mods"] = [float(i % 3) + 0.5 * i for i in range(k)]
     return args
 
 
-#: not strict: whether these fits pass the exact-fit and collinearity checks depends on the
-#: rounding of NumPy's reductions (memory alignment), so it changes from run to run; remove
-#: the mark when the fix lands
 def _extreme_contract_cases() -> list[Any]:
     out = []
     for name, recipe in RECIPES.items():
