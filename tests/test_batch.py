@@ -346,3 +346,97 @@ class TestDask:
         y, v = _batch(1, m=10, k=8)
         with pytest.raises(ValueError, match="single chunk"):
             pool_many(self.da.from_array(y, chunks=(5, 4)), self.da.from_array(v, chunks=(5, 4)))
+
+
+# ---- many meta-regressions: pool_many(Y, V, mods=X) ---------------------------------------
+
+
+def _mr_data(m: int = 400, k: int = 9, seed: int = 5) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(0.005, 0.3, (m, k))
+    x = np.column_stack([rng.normal(size=k), rng.uniform(1990, 2010, k)])
+    y = rng.normal(0.1 + 0.2 * x[:, 0] - 0.01 * (x[:, 1] - 2000), np.sqrt(v + 0.04))
+    y[1, 6:] = np.nan  # ragged rows
+    v[2, 0] = np.nan
+    return y, v, x
+
+
+@pytest.mark.parametrize("method", ["EE", "DL", "REML", "ML", "PM", "HE", "SJ", "HS", "EB"])
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_metareg_rows_equal_metareg(method: str, test: str) -> None:
+    # the contract: row i equals metareg on that row to 1e-12
+    y, v, x = _mr_data()
+    res = pool_many(y, v, mods=x, method=method, test=test)
+    assert res.names == ("intrcpt", ".1", ".2")
+    assert res.coef.shape == (400, 3)
+    assert not res.failed
+    for i in (0, 1, 2, 57, 399):
+        keep = ~(np.isnan(y[i]) | np.isnan(v[i]))
+        one = ketameta.metareg(y[i, keep], v[i, keep], mods=x[keep], method=method, test=test)
+        for field in ("coef", "se", "statistic", "ci_lower", "ci_upper"):
+            np.testing.assert_allclose(
+                getattr(res, field)[i], getattr(one, field), rtol=1e-12, atol=1e-12
+            )
+        np.testing.assert_allclose(res.pvalue[i], one.pvalue, rtol=1e-10, atol=1e-300)
+        for field in ("tau2", "q", "qm", "i2", "h2"):
+            assert float(getattr(res, field)[i]) == pytest.approx(
+                getattr(one, field), rel=1e-10, abs=1e-12
+            )
+        assert res[i].coef == pytest.approx(one.coef, rel=1e-12)
+
+
+def test_metareg_many_per_row_design_and_failures() -> None:
+    y, v, x = _mr_data(m=50)
+    per_row = np.broadcast_to(x, (50, *x.shape)).copy()
+    per_row[:, :, 0] += np.random.default_rng(1).normal(0, 0.1, (50, x.shape[0]))
+    per_row[3, 4, 1] = np.nan  # a missing moderator: absent from analysis 3 only
+    per_row[4, :, 0] = 1.0  # a constant moderator in analysis 4: the design is singular
+    y[5, 3:] = np.nan  # 3 studies for 3 coefficients: too few for REML
+    res = pool_many(y, v, mods=per_row)
+    assert int(res.k[3]) == 8
+    keep = ~np.isnan(per_row[3]).any(axis=1)
+    one = ketameta.metareg(y[3, keep], v[3, keep], mods=per_row[3, keep])
+    np.testing.assert_allclose(res.coef[3], one.coef, rtol=1e-12)
+    assert "linearly dependent" in res.failed[4]
+    assert "fewer studies than the model needs" in res.failed[5]
+    assert np.isnan(res.coef[4]).all()
+    assert np.isnan(res.tau2[5])
+
+
+def test_metareg_many_shared_design_from_a_table_with_a_missing_moderator() -> None:
+    pd = pytest.importorskip("pandas")
+    y, v, x = _mr_data(m=20)
+    frame = pd.DataFrame({"dose": x[:, 0], "arm": ["a", "b", "c"] * 3})
+    frame.loc[7, "dose"] = np.nan
+    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[7\]"):
+        res = pool_many(y, v, mods=frame)
+    assert res.names == ("intrcpt", "dose", "armb", "armc")
+    keep = np.arange(9) != 7
+    one = ketameta.metareg(y[0, keep], v[0, keep], mods=frame.iloc[keep])
+    np.testing.assert_allclose(res.coef[0], one.coef, rtol=1e-12)
+
+
+def test_metareg_many_on_dask_equals_numpy() -> None:
+    da = pytest.importorskip("dask.array")
+    y, v, x = _mr_data(m=300)
+    ref = pool_many(y, v, mods=x, method="REML")
+    lazy = pool_many(da.from_array(y, chunks=(70, 9)), da.from_array(v, chunks=(70, 9)), mods=x)
+    got = lazy.compute()
+    np.testing.assert_array_equal(got.coef, ref.coef)
+    np.testing.assert_array_equal(got.tau2, ref.tau2)
+    assert got.failed == ref.failed
+    per_row = np.broadcast_to(x, (300, *x.shape)).copy()
+    ref3 = pool_many(y, v, mods=per_row, method="DL")
+    got3 = pool_many(
+        da.from_array(y, chunks=(70, 9)),
+        da.from_array(v, chunks=(70, 9)),
+        mods=da.from_array(per_row, chunks=(70, 9, 2)),
+        method="DL",
+    ).compute()
+    np.testing.assert_array_equal(got3.coef, ref3.coef)
+    v_bad = v.copy()
+    v_bad[250, 4] = -1.0
+    with pytest.raises(ValueError, match=r"analysis 250, study 4"):  # the whole input's index
+        pool_many(
+            da.from_array(y, chunks=(70, 9)), da.from_array(v_bad, chunks=(70, 9)), mods=x
+        ).compute()

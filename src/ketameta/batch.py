@@ -9,6 +9,7 @@ different numbers of studies. Rows are fitted by the same numeric core as
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -266,8 +267,13 @@ def pool_many(
     control: dict[str, Any] | None = None,
     chunk_size: int | None = None,
     workers: int | None = None,
-) -> BatchPoolResult:
-    """Pool many meta-analyses at once: :func:`ketameta.pool` vectorised over the rows.
+    mods: Any = None,
+    data: Any = None,
+    intercept: bool = True,
+    btt: Any = None,
+) -> Any:
+    """Pool many meta-analyses at once: :func:`ketameta.pool` (or, with `mods`,
+    :func:`ketameta.metareg`) vectorised over the rows.
 
     Parameters
     ----------
@@ -294,10 +300,20 @@ def pool_many(
         Threads fitting chunks in parallel (NumPy and SciPy release the GIL in their
         loops). ``None`` or ``-1``: every CPU available to the process; ``1``: no threads.
         Dask input is parallelised by Dask's scheduler instead (one thread per block).
+    mods : array_like, mapping, DataFrame, column names or formula, optional
+        Moderators of a meta-regression fitted to every row: one design shared by all
+        analyses — ``(k,)`` or ``(k, q)`` (a 2-D array is always studies × moderators), or
+        anything :func:`ketameta.metareg` accepts, with `data` — or one design per
+        analysis, ``(m, k, q)`` (2-D `Y` only; NumPy or Dask). A study with a missing
+        moderator is absent from the analyses concerned (a shared design: from every
+        analysis, with an :class:`~ketameta.OmittedStudiesWarning`).
+    data, intercept, btt
+        As in :func:`ketameta.metareg` (with `mods`).
 
     Returns
     -------
-    BatchPoolResult
+    BatchPoolResult or BatchMetaRegResult
+        :class:`BatchMetaRegResult` (coefficient arrays of shape ``(..., p)``) with `mods`.
 
     Notes
     -----
@@ -334,6 +350,24 @@ def pool_many(
         msg = f"`chunk_size` must be a positive integer, got {chunk_size!r}"
         raise ValueError(msg)
     n_workers = _resolve_workers(workers)
+    if mods is not None:
+        return _metareg_many(
+            Y,
+            V,
+            SE,
+            mods=mods,
+            data=data,
+            intercept=intercept,
+            btt=btt,
+            method=method,
+            test=test,
+            level=lv,
+            axis=axis,
+            control=ctl,
+            user_control=control,
+            chunk_size=chunk_size,
+            workers=n_workers,
+        )
     if _is_dask(Y) or _is_dask(V) or _is_dask(SE):
         return _pool_many_dask(
             Y,
@@ -387,32 +421,32 @@ def _pool_many_dask(
     control: dict[str, Any],
     chunk_size: int | None,
 ) -> BatchPoolResult:
+    """:func:`pool_many` on Dask arrays: each block of analyses is fitted in one task, its
+    results written in place into one packed array (no per-field copies)."""
     da = _dask()
-    if (V is None) == (SE is None):
-        msg = "give exactly one of `V` (sampling variances) or `SE=` (standard errors)"
-        raise TypeError(msg)
-    use_se = SE is not None
-    y = da.asarray(Y)
-    v = da.asarray(SE if use_se else V)
-    if y.shape != v.shape:
-        msg = f"`Y` has shape {y.shape} but `{'SE' if use_se else 'V'}` has shape {v.shape}"
-        raise ValueError(msg)
-    if y.ndim != 2:
-        msg = "Dask input must be 2-D: (analyses, studies)"
-        raise ValueError(msg)
-    y, v = da.moveaxis(y, axis, -1), da.moveaxis(v, axis, -1)
-    if len(y.chunks[1]) != 1 or len(v.chunks[1]) != 1:
-        msg = "the study axis of Dask input must be a single chunk (chunk along the analyses)"
-        raise ValueError(msg)
-    v = v.rechunk(y.chunks)
+    if axis not in (-1, 1):
+        Y, V, SE = (
+            None if a is None else da.moveaxis(da.asarray(a), axis, -1) for a in (Y, V, SE)
+        )
+    y, v, use_se = _dask_inputs(Y, V, SE)
     names = FIELDS + (_CI_FIELDS if tau2_ci else ())
+    index = {name: i for i, name in enumerate(names)}
 
-    def block(yb: FloatArray, vb: FloatArray) -> FloatArray:
+    def block(yb: Any, vb: Any, block_info: Any = None) -> FloatArray:
         yb, vb = np.asarray(yb, dtype=np.float64), np.asarray(vb, dtype=np.float64)
-        complete = check_batch(yb, vb, "SE" if use_se else "V")
+        offset = _dask_block_offset(block_info)
+        complete = check_batch(yb, vb, "SE" if use_se else "V", row_offset=offset)
         if use_se:
             vb = vb * vb
-        res = _fit_rows(
+        packed = np.empty((len(names) + 5, yb.shape[0]))
+        # the engine's own names for the coefficient fields; its extra outputs after ours
+        views = {_engine.COEF_FIELDS.get(n, n): packed[i] for n, i in index.items()}
+        views["coef"] = packed[index["estimate"] : index["estimate"] + 1].T
+        for name in ("se", "statistic", "pvalue", "ci_lower", "ci_upper"):
+            views[name] = packed[index[name] : index[name] + 1].T
+        for j, extra in enumerate(("qm", "qm_pvalue", "singular", "exact_fit", "pred_spare")):
+            views.setdefault(extra, packed[len(names) + j])
+        _rows.fit_rows(
             yb,
             vb,
             method=method,
@@ -422,17 +456,17 @@ def _pool_many_dask(
             tau2_ci=tau2_ci,
             chunk_size=chunk_size,
             complete=complete,
+            out=views,
         )
-        return np.column_stack([res[n].astype(np.float64) for n in names])
+        return packed[: len(names)].T
 
     packed = da.map_blocks(block, y, v, dtype=np.float64, chunks=(y.chunks[0], (len(names),)))
     fields = {n: packed[:, i] for i, n in enumerate(names)}
     fields["converged"] = fields["converged"].astype(bool)
-    v_out = v * v if use_se else v
     return BatchPoolResult(
         **fields,
         yi=y,
-        vi=v_out,
+        vi=v * v if use_se else v,
         failed={},
         method=method,
         test=test,
@@ -509,3 +543,515 @@ def egger_many(Y: Any, V: Any = None, *, SE: Any = None, axis: int = -1) -> Batc
         limit_estimate=shape(out["coef"][:, 0]),
         k=k.reshape(batch_shape),
     )
+
+
+#: per-analysis fields of :class:`BatchMetaRegResult` (arrays of the analyses' shape)
+_MR_ROW_FIELDS = (
+    "df",
+    "tau2",
+    "tau2_se",
+    "tau",
+    "i2",
+    "h2",
+    "q",
+    "q_df",
+    "q_pvalue",
+    "qm",
+    "qm_pvalue",
+    "k",
+    "converged",
+    "iterations",
+    "v_typical",
+)
+#: per-coefficient fields (arrays of the analyses' shape plus the coefficient axis)
+_MR_COEF_FIELDS = ("coef", "se", "statistic", "pvalue", "ci_lower", "ci_upper")
+
+
+@attrs.frozen(kw_only=True)
+class BatchMetaRegResult:
+    """Results of :func:`pool_many` with `mods`: one meta-regression per analysis.
+
+    The coefficient fields (``coef``, ``se``, ``statistic``, ``pvalue``, ``ci_lower``,
+    ``ci_upper``) have the analyses' shape plus a last axis of the ``p`` coefficients
+    (named by ``names``); the other fields are those of :class:`~ketameta.MetaRegResult`,
+    one entry per analysis (residual τ², Q_E, the omnibus test QM of ``btt``). NumPy
+    arrays, or Dask arrays (lazy; see :meth:`compute`) for Dask input. ``failed`` maps
+    the flat index of each analysis that could not be fitted to the reason (its
+    statistics are NaN). ``result[i]`` refits analysis ``i`` with
+    :func:`ketameta.metareg` (same engine, same numbers) for the complete result: the
+    covariance matrix, predictions and diagnostics.
+    """
+
+    coef: Any
+    se: Any
+    statistic: Any
+    pvalue: Any
+    ci_lower: Any
+    ci_upper: Any
+    df: Any
+    tau2: Any
+    tau2_se: Any
+    tau: Any
+    i2: Any
+    h2: Any
+    q: Any
+    q_df: Any
+    q_pvalue: Any
+    qm: Any
+    qm_pvalue: Any
+    k: Any
+    converged: Any
+    iterations: Any
+    v_typical: Any = attrs.field(repr=False)
+    names: tuple[str, ...]
+    intercept: bool
+    btt: tuple[int, ...]
+    X: Any = attrs.field(repr=False, eq=False)
+    yi: Any = attrs.field(repr=False, eq=False)
+    vi: Any = attrs.field(repr=False, eq=False)
+    failed: dict[int, str] = attrs.field(factory=dict)
+    method: str
+    test: str
+    level: float
+    control: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the batch of analyses."""
+        return tuple(self.tau2.shape)
+
+    def __len__(self) -> int:
+        return int(np.prod(self.shape))
+
+    def compute(self, **kwargs: Any) -> BatchMetaRegResult:
+        """For Dask-backed results: compute every field and return a NumPy-backed result
+        (``failed`` filled in). NumPy results return themselves."""
+        if not _is_dask(self.tau2):
+            return self
+        compute = _dask_compute()
+        names = (*_MR_COEF_FIELDS, *_MR_ROW_FIELDS)
+        values = compute(*(getattr(self, n) for n in names), **kwargs)
+        arrays = dict(zip(names, values, strict=True))
+        yi, vi, x = compute(self.yi, self.vi, self.X, **kwargs)
+        arrays["converged"] = arrays["converged"].astype(bool)
+        failed = _rows.failures(
+            arrays["k"].reshape(-1),
+            arrays["converged"].reshape(-1),
+            arrays["coef"].reshape(-1, len(self.names))[:, 0],
+            self.method,
+        )
+        return attrs.evolve(self, **arrays, yi=yi, vi=vi, X=x, failed=failed)
+
+    def __getitem__(self, index: int) -> Any:
+        from .metareg import metareg
+
+        res = self.compute()
+        n = len(res)
+        if not isinstance(index, int | np.integer) or not -n <= index < n:
+            msg = f"index must be an integer in [-{n}, {n}), got {index!r}"
+            raise IndexError(msg)
+        i = int(index) % n
+        if i in res.failed:
+            msg = f"meta-analysis {i} was not fitted: {res.failed[i]}"
+            raise ValueError(msg)
+        k_axis = res.yi.shape[-1]
+        y = res.yi.reshape(-1, k_axis)[i]
+        v = res.vi.reshape(-1, k_axis)[i]
+        x = res.X if res.X.ndim == 2 else res.X.reshape(-1, k_axis, res.X.shape[-1])[i]
+        present = ~(np.isnan(y) | np.isnan(v))
+        start = 1 if res.intercept else 0
+        mods = {name: x[present, j] for j, name in enumerate(res.names[start:], start=start)}
+        return metareg(
+            y[present],
+            v[present],
+            mods=mods,
+            intercept=res.intercept,
+            method=res.method,
+            test=res.test,
+            level=res.level,
+            btt=list(res.btt),
+            control=res.control or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python lists (JSON-serialisable; NaN/inf become ``None``)."""
+        res = self.compute()
+        d = {name: plain(np.asarray(getattr(res, name))) for name in _MR_COEF_FIELDS}
+        d |= {name: plain(np.asarray(getattr(res, name))) for name in _MR_ROW_FIELDS}
+        d |= {
+            "names": list(res.names),
+            "btt": list(res.btt),
+            "failed": {str(i): r for i, r in res.failed.items()},
+            "method": res.method,
+            "test": res.test,
+            "level": res.level,
+        }
+        return d
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame with one row per analysis: ``coef[name]``, ``se[name]``, ...
+        columns per coefficient, then the per-analysis statistics (requires pandas)."""
+        pd = import_pandas()
+        res = self.compute()
+        cols: dict[str, Any] = {}
+        p = len(res.names)
+        for field in _MR_COEF_FIELDS:
+            arr = np.asarray(getattr(res, field)).reshape(-1, p)
+            for j, name in enumerate(res.names):
+                cols[f"{field}[{name}]"] = arr[:, j]
+        for field in _MR_ROW_FIELDS:
+            cols[field] = np.asarray(getattr(res, field)).reshape(-1)
+        return pd.DataFrame(cols)
+
+
+def _batch_design(
+    mods: Any, data: Any, intercept: bool, k: int, m: int
+) -> tuple[FloatArray, tuple[str, ...], bool, FloatArray | None]:
+    """The design of a batch meta-regression: ``(k, p)`` shared or ``(m, k, p)`` per row,
+    its coefficient names, whether it has an intercept, and for a shared design the studies
+    with a missing moderator (absent from every analysis; else None)."""
+    from ._modelmatrix import model_matrix
+    from ._validation import as_float
+
+    per_row = not isinstance(mods, str | dict) and np.ndim(mods) == 3
+    if not per_row:
+        mm = model_matrix(mods, data=data, intercept=intercept, k=k)
+        missing = np.zeros(k, dtype=bool)
+        missing[list(mm.missing)] = True
+        mm, dropped = mm.reduce(np.flatnonzero(~missing))
+        if dropped:
+            import warnings
+
+            from ._warnings import CollinearityWarning
+
+            warnings.warn(
+                f"moderators {list(dropped)} are linear combinations of earlier ones and "
+                "were dropped (as metafor)",
+                CollinearityWarning,
+                stacklevel=4,
+            )
+        x = np.where(missing[:, None], 0.0, mm.x)
+        return x, mm.names, mm.intercept, missing
+    arr = as_float(mods, "mods")
+    if arr.shape[:2] != (m, k):
+        msg = (
+            f"`mods` with one design per analysis must have shape (analyses, studies, "
+            f"moderators) = ({m}, {k}, q), got {arr.shape}"
+        )
+        raise ValueError(msg)
+    q = arr.shape[2]
+    names = tuple(f".{j + 1}" for j in range(q)) if q > 1 else ("mods",)
+    if intercept:
+        arr = np.concatenate([np.ones((m, k, 1)), arr], axis=2)
+        names = ("intrcpt", *names)
+    return arr, names, intercept, None
+
+
+def _metareg_many(
+    Y: Any,
+    V: Any,
+    SE: Any,
+    *,
+    mods: Any,
+    data: Any,
+    intercept: bool,
+    btt: Any,
+    method: str,
+    test: str,
+    level: float,
+    axis: int,
+    control: dict[str, Any],
+    user_control: dict[str, Any] | None,
+    chunk_size: int | None,
+    workers: int,
+) -> BatchMetaRegResult:
+    from .metareg import _btt
+
+    if _is_dask(Y) or _is_dask(V) or _is_dask(SE) or _is_dask(mods):
+        return _metareg_many_dask(
+            Y,
+            V,
+            SE,
+            mods=mods,
+            intercept=intercept,
+            btt=btt,
+            method=method,
+            test=test,
+            level=level,
+            control=control,
+            user_control=user_control,
+            chunk_size=chunk_size,
+        )
+    y, v, batch_shape, complete = prepare_batch(Y, V, SE, axis)
+    m, k = y.shape
+    x, names, has_intercept, missing = _batch_design(mods, data, intercept, k, m)
+    if missing is not None and missing.any():
+        import warnings
+
+        from ._warnings import OmittedStudiesWarning
+
+        warnings.warn(
+            f"studies {np.flatnonzero(missing).tolist()} have a missing moderator and were "
+            "omitted from every analysis",
+            OmittedStudiesWarning,
+            stacklevel=3,
+        )
+        y[:, missing] = np.nan
+        v[:, missing] = np.nan
+        complete = False
+    elif x.ndim == 3:
+        bad = np.isnan(x).any(axis=2)
+        if bad.any():
+            y[bad], v[bad] = np.nan, np.nan
+            complete = False
+            x = np.where(np.isnan(x), 0.0, x)
+    idx = _btt(btt, names) if btt is not None else None
+    out = _rows.fit_rows(
+        y,
+        v,
+        x,
+        intercept=has_intercept,
+        method=method,
+        test=test,
+        level=level,
+        control=control,
+        chunk_size=chunk_size,
+        workers=workers,
+        complete=complete,
+        btt=idx,
+    )
+    return _metareg_result(
+        out,
+        y,
+        v,
+        x,
+        batch_shape,
+        names=names,
+        intercept=has_intercept,
+        btt=idx,
+        method=method,
+        test=test,
+        level=level,
+        control=user_control,
+    )
+
+
+def _too_few(out: dict[str, Any], p: int, method: str) -> Any:
+    """Analyses with fewer studies than the model needs (at most p for EE, fewer for the
+    others; metafor's rule), which fit_rows does not refuse by itself."""
+    k = out["k"]
+    return (k > 0) & ((k < p) if method == "EE" else (k <= p))
+
+
+def _metareg_result(
+    out: dict[str, Any],
+    y: Any,
+    v: Any,
+    x: Any,
+    batch_shape: tuple[int, ...],
+    *,
+    names: tuple[str, ...],
+    intercept: bool,
+    btt: list[int] | None,
+    method: str,
+    test: str,
+    level: float,
+    control: dict[str, Any] | None,
+) -> BatchMetaRegResult:
+    from ._engine.model import default_btt
+
+    p = len(names)
+    few = _too_few(out, p, method)
+    if few.any():
+        for name in (*_MR_COEF_FIELDS, *_MR_ROW_FIELDS):
+            if name not in ("k", "converged", "iterations"):
+                out[name][few] = np.nan
+    failed = _rows.failures(
+        out["k"], out["converged"], out["coef"][:, 0], method, singular=out["singular"]
+    )
+    for i in np.flatnonzero(few):
+        failed[int(i)] = f"fewer studies than the model needs (k = {int(out['k'][i])}, p = {p})"
+    k_axis = y.shape[-1]
+    fields = {name: out[name].reshape(batch_shape) for name in _MR_ROW_FIELDS}
+    fields["converged"] = fields["converged"].astype(bool)
+    fields |= {name: out[name].reshape((*batch_shape, p)) for name in _MR_COEF_FIELDS}
+    return BatchMetaRegResult(
+        **fields,
+        names=names,
+        intercept=intercept,
+        btt=tuple(default_btt(p, intercept) if btt is None else btt),
+        X=x,
+        yi=y.reshape((*batch_shape, k_axis)),
+        vi=v.reshape((*batch_shape, k_axis)),
+        failed=failed,
+        method=method,
+        test=test,
+        level=level,
+        control=control or {},
+    )
+
+
+def _dask_block_offset(block_info: Any) -> int:
+    """The index of a Dask block's first analysis in the whole input."""
+    if not block_info:
+        return 0
+    return int(block_info[0]["array-location"][0][0])
+
+
+def _metareg_many_dask(
+    Y: Any,
+    V: Any,
+    SE: Any,
+    *,
+    mods: Any,
+    intercept: bool,
+    btt: Any,
+    method: str,
+    test: str,
+    level: float,
+    control: dict[str, Any],
+    user_control: dict[str, Any] | None,
+    chunk_size: int | None,
+) -> BatchMetaRegResult:
+    """:func:`pool_many` with `mods` on Dask arrays: each block of analyses is fitted in
+    one task, its results packed in one array (written in place, no copies)."""
+    from .metareg import _btt
+
+    da = _dask()
+    y, v, use_se = _dask_inputs(Y, V, SE)
+    m, k = y.shape
+    per_row = _is_dask(mods) or np.ndim(mods) == 3
+    if per_row:
+        x_all = da.asarray(mods)
+        if x_all.shape[:2] != (m, k):
+            msg = (
+                f"`mods` with one design per analysis must have shape (analyses, studies, "
+                f"moderators) = ({m}, {k}, q), got {x_all.shape}"
+            )
+            raise ValueError(msg)
+        q = x_all.shape[2]
+        names = tuple(f".{j + 1}" for j in range(q)) if q > 1 else ("mods",)
+        if intercept:
+            names = ("intrcpt", *names)
+        # (flattened to 2-D, so that every input of a block has the same row chunks)
+        x_flat = x_all.reshape(m, k * q).rechunk((y.chunks[0], (k * q,)))
+        has_intercept, shared = intercept, None
+        x_all = x_all.rechunk((y.chunks[0], (k,), (q,)))
+    else:
+        shared, names, has_intercept, missing = _batch_design(mods, None, intercept, k, m)
+        if missing is not None and missing.any():
+            msg = "a shared design with missing moderators is not supported for Dask input"
+            raise ValueError(msg)
+    p = len(names)
+    idx = _btt(btt, names) if btt is not None else None
+    layout = [(n, p) for n in _MR_COEF_FIELDS] + [(n, 1) for n in (*_MR_ROW_FIELDS, "singular")]
+    width = sum(w for _, w in layout)
+
+    def block(yb: Any, vb: Any, *xb: Any, block_info: Any = None) -> FloatArray:
+        yb, vb = np.asarray(yb, dtype=np.float64), np.asarray(vb, dtype=np.float64)
+        offset = _dask_block_offset(block_info)
+        complete = check_batch(yb, vb, "SE" if use_se else "V", row_offset=offset)
+        if use_se:
+            vb = vb * vb
+        xx = shared
+        if xb:
+            xx = np.array(xb[0], dtype=np.float64).reshape(yb.shape[0], yb.shape[1], -1)
+            if has_intercept:
+                xx = np.concatenate([np.ones((*xx.shape[:2], 1)), xx], axis=2)
+            bad = np.isnan(xx).any(axis=2)
+            if bad.any():
+                yb, vb = np.where(bad, np.nan, yb), np.where(bad, np.nan, vb)
+                xx = np.where(np.isnan(xx), 0.0, xx)
+                complete = False
+        packed = np.empty((width, yb.shape[0]))
+        views: dict[str, FloatArray] = {}
+        row = 0
+        for name, w in layout:
+            views[name] = packed[row : row + w].T if w > 1 else packed[row]
+            if w == 1 and name in _MR_COEF_FIELDS:
+                views[name] = packed[row : row + 1].T
+            row += w
+        out = _rows.fit_rows(
+            yb,
+            vb,
+            xx,
+            intercept=has_intercept,
+            method=method,
+            test=test,
+            level=level,
+            control=control,
+            chunk_size=chunk_size,
+            complete=complete,
+            btt=idx,
+            out=views,
+        )
+        few = _too_few(out, p, method)
+        if few.any():
+            for name, _ in layout:
+                if name not in ("k", "converged", "iterations", "singular"):
+                    views[name][few] = np.nan
+        return packed.T
+
+    args = [y, v] + ([x_flat] if per_row else [])
+    packed = da.map_blocks(block, *args, dtype=np.float64, chunks=(y.chunks[0], (width,)))
+    fields: dict[str, Any] = {}
+    col = 0
+    for name, w in layout:
+        fields[name] = packed[:, col : col + w] if name in _MR_COEF_FIELDS else packed[:, col]
+        col += w
+    fields.pop("singular")
+    fields["converged"] = fields["converged"].astype(bool)
+    from ._engine.model import default_btt
+
+    return BatchMetaRegResult(
+        **fields,
+        names=names,
+        intercept=has_intercept,
+        btt=tuple(default_btt(p, has_intercept) if idx is None else idx),
+        X=_with_intercept(x_all, has_intercept) if per_row else shared,
+        yi=y,
+        vi=v * v if use_se else v,
+        failed={},
+        method=method,
+        test=test,
+        level=level,
+        control=user_control or {},
+    )
+
+
+def _with_intercept(x: Any, intercept: bool) -> Any:
+    """A lazy per-analysis design with its column of ones first (Dask)."""
+    if not intercept:
+        return x
+    da = _dask()
+    ones = da.ones((*x.shape[:2], 1), chunks=(x.chunks[0], x.chunks[1], (1,)))
+    return da.concatenate([ones, x], axis=2)
+
+
+def _dask_inputs(Y: Any, V: Any, SE: Any) -> tuple[Any, Any, bool]:
+    """Dask `Y` and `V` (or `SE`) as 2-D (analyses, studies) arrays chunked alike, the
+    study axis in one chunk; and whether standard errors were given."""
+    da = _dask()
+    if (V is None) == (SE is None):
+        msg = "give exactly one of `V` (sampling variances) or `SE=` (standard errors)"
+        raise TypeError(msg)
+    use_se = SE is not None
+    y = da.asarray(Y)
+    v = da.asarray(SE if use_se else V)
+    name_v = "SE" if use_se else "V"
+    if any(math.isnan(c) for c in (*y.shape, *v.shape)):
+        msg = (
+            "Dask arrays with unknown chunk sizes (NaN in the shape) cannot be fitted: call "
+            "`.compute_chunk_sizes()` on `Y` and `V` first"
+        )
+        raise ValueError(msg)
+    if y.shape != v.shape:
+        msg = f"`Y` has shape {y.shape} but `{name_v}` has shape {v.shape}"
+        raise ValueError(msg)
+    if y.ndim != 2:
+        msg = "Dask input must be 2-D: (analyses, studies)"
+        raise ValueError(msg)
+    if len(y.chunks[1]) != 1 or len(v.chunks[1]) != 1:
+        msg = "the study axis of Dask input must be a single chunk (chunk along the analyses)"
+        raise ValueError(msg)
+    return y, v.rechunk(y.chunks), use_se

@@ -291,14 +291,16 @@ class Design:
         if self.basis is None:  # the intercept-only model
             return [u.sum(axis=-1), rowdot(u, y) if xy else nan, yyv]
         z = self.z if self.z is not None else self._basis_products()
-        # Σ u q_a q_b (and Σ u): one matrix product for a shared design
-        prods = u @ z if z.ndim == 2 else np.einsum("mk,mkn->mn", u, z)
+        # Σ u q_a q_b (and Σ u) for every row. (einsum's own loops, not BLAS: each row's
+        # sums are then added in the same order whatever the number of rows, so results
+        # do not depend on the chunk size, bit for bit)
+        prods = np.einsum("mk,kn->mn" if z.ndim == 2 else "mk,mkn->mn", u, z)
         n = len(pairs(p))
         row: list[Num] = [prods[:, i] for i in range(n)]
         if not xy:
             row += [nan] * p
         elif self.basis.ndim == 2:
-            s_xy = (u * y) @ self.basis
+            s_xy = np.einsum("mk,kp->mp", u * y, self.basis)
             row += [s_xy[:, a] for a in range(p)]
         else:
             uy = u * y

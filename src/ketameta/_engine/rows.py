@@ -68,24 +68,30 @@ def fit_rows(
     complete: bool = False,
     btt: Sequence[int] | None = None,
     vcov: bool = False,
+    out: dict[str, FloatArray] | None = None,
 ) -> dict[str, FloatArray]:
     """Fit every row of 2-D `y`, `v` (NaN = absent) with design `x` (None, ``(k, p)`` or
     ``(m, k, p)``), chunk by chunk, `workers` chunks at a time in threads; arrays of
     results (see :data:`ROW_FIELDS`, :data:`COEF_FIELDS`). ``complete=True``: the caller
     knows that no value is NaN. Rows that cannot be fitted have NaN statistics; the
-    ``singular`` field flags rows whose studies do not identify the design."""
+    ``singular`` field flags rows whose studies do not identify the design. `out` may
+    hold preallocated arrays for some of the outputs (e.g. views of one packed block),
+    which are written in place."""
     m, k = y.shape
     p = 1 if x is None else x.shape[-1]
     pred = p == 1 and (x is None or bool(intercept))
     names = ROW_FIELDS + (PRED_FIELDS if pred else ()) + (CI_FIELDS if tau2_ci else ())
     # every row of the outputs is written below (fitted, or NaN / 0 when it has no study)
-    out: dict[str, FloatArray] = {name: np.empty(m) for name in names}
-    out["singular"] = np.zeros(m)
-    out["exact_fit"] = np.zeros(m)
+    given = {} if out is None else out
+    out = {name: given.get(name, np.empty(m)) for name in names}
+    out["singular"] = given.get("singular", np.zeros(m))
+    out["exact_fit"] = given.get("exact_fit", np.zeros(m))
+    out["singular"][...] = 0.0
+    out["exact_fit"][...] = 0.0
     for name in COEF_FIELDS:
-        out[name] = np.empty((m, p))
+        out[name] = given.get(name, np.empty((m, p)))
     if vcov:
-        out["vcov"] = np.empty((m, p, p))
+        out["vcov"] = given.get("vcov", np.empty((m, p, p)))
     ctl = {**control, "raise_on_failure": False}
     per_row_x = x is not None and x.ndim == 3
 
