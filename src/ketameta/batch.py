@@ -458,7 +458,7 @@ def _pool_many_dask(
             complete=complete,
             out=views,
         )
-        return packed[: len(names)].T
+        return np.asarray(packed[: len(names)].T)
 
     packed = da.map_blocks(block, y, v, dtype=np.float64, chunks=(y.chunks[0], (len(names),)))
     fields = {n: packed[:, i] for i, n in enumerate(names)}
@@ -990,7 +990,7 @@ def _metareg_many_dask(
             for name, _ in layout:
                 if name not in ("k", "converged", "iterations", "singular"):
                     views[name][few] = np.nan
-        return packed.T
+        return np.asarray(packed.T)
 
     args = [y, v] + ([x_flat] if per_row else [])
     packed = da.map_blocks(block, *args, dtype=np.float64, chunks=(y.chunks[0], (width,)))

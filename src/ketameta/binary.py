@@ -54,6 +54,7 @@ import numpy as np
 
 from ._engine import fixed
 from ._engine import glmm as _glmm
+from ._engine.inference import critical_z
 from ._results import Owned, array_field, format_p, import_pandas, plain, readonly_bool
 from ._typing import BoolArray, FloatArray
 from ._validation import (
@@ -441,7 +442,7 @@ class _BinaryResult:
     def study_ci(self, level: float | None = None) -> tuple[FloatArray, FloatArray]:
         """Wald confidence limits of the study-level effects, ``yi ± z·sqrt(vi)``."""
         lv = self.level if level is None else check_level(level)
-        half = fixed.critical_z(lv) * np.sqrt(self.vi)
+        half = critical_z(lv) * np.sqrt(self.vi)
         return self.yi - half, self.yi + half
 
     def notes(self) -> tuple[str, ...]:
@@ -2046,7 +2047,7 @@ def pool_glmm(
         mean = np.sum(ws * est[finite]) / ws.sum() if finite.any() else math.nan
         qe_wald = float(np.sum(ws * (est[finite] - mean) ** 2)) if finite.any() else math.nan
     qe_df = k - 1
-    crit = fixed.critical_z(lv)
+    crit = critical_z(lv)
     n_par = (
         p
         + design.random.s * 0

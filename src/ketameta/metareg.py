@@ -697,7 +697,7 @@ def _pseudo_r2(
     without moderators or with a fixed τ²."""
     if not intercept or p < 2 or tau2_fixed is not None:
         return math.nan
-    k = y.shape[0]
+    k = int(y.shape[0])
     null = _engine.fit(
         y, v, padded=False, method=method, test="z", level=0.95, control=control, btt=()
     )

@@ -89,52 +89,31 @@ def negate(a: Flag) -> Flag:
     return ~a
 
 
-def as_flag(a: Flag) -> Flag:
-    """A comparison's result as a Python bool for one analysis."""
-    return bool(a) if isinstance(a, np.bool_) else a
-
-
-class ScalarOps:
-    """The helpers above for one analysis's Python floats, without the type dispatch
-    (for the root finder's step, which runs a few times per fit)."""
-
-    @staticmethod
-    def where(cond: Flag, a: Num, b: Num) -> Num:
-        return a if cond else b
-
-    @staticmethod
-    def maximum(a: Num, b: Num) -> Num:
-        return b if b > a else a
-
-    @staticmethod
-    def minimum(a: Num, b: Num) -> Num:
-        return b if b < a else a
-
-    @staticmethod
-    def isfinite(a: Num) -> Flag:
-        return math.isfinite(a)  # type: ignore[arg-type]
-
-    @staticmethod
-    def negate(a: Flag) -> Flag:
-        return not a
-
-    div = staticmethod(div)
-
-
 class ArrayOps:
-    """The helpers above for a batch's arrays."""
-
-    where = staticmethod(np.where)
-    maximum = staticmethod(np.maximum)
-    minimum = staticmethod(np.minimum)
-    isfinite = staticmethod(np.isfinite)
-    negate = staticmethod(np.logical_not)
+    """Element-wise helpers for a batch's arrays, written as ``o.where(...)`` etc. in the
+    rules that :func:`ketameta._engine.scalarize.scalarize` turns into plain Python for
+    one analysis's floats (``o.where(c, a, b)`` → ``a if c else b``)."""
 
     @staticmethod
-    def div(a: Num, b: Num) -> Num:
-        return a / b
+    def where(cond: Flag, a: Num, b: Num) -> FloatArray:
+        return np.asarray(np.where(cond, a, b), dtype=np.float64)
 
+    @staticmethod
+    def maximum(a: Num, b: Num) -> FloatArray:
+        return np.asarray(np.maximum(a, b), dtype=np.float64)
 
-def ops(x: Num) -> type[ScalarOps] | type[ArrayOps]:
-    """The helpers for `x`'s kind of number."""
-    return ScalarOps if isinstance(x, float | int) else ArrayOps
+    @staticmethod
+    def minimum(a: Num, b: Num) -> FloatArray:
+        return np.asarray(np.minimum(a, b), dtype=np.float64)
+
+    @staticmethod
+    def isfinite(a: Num) -> BoolArray:
+        return np.asarray(np.isfinite(a), dtype=bool)
+
+    @staticmethod
+    def negate(a: Flag) -> BoolArray:
+        return np.asarray(np.logical_not(a), dtype=bool)
+
+    @staticmethod
+    def div(a: Num, b: Num) -> FloatArray:
+        return np.asarray(np.divide(a, b), dtype=np.float64)

@@ -211,11 +211,10 @@ class Design:
             self.sums([self.present.astype(np.float64)], xy=False, yy=False)[0]
         )
         factor = Factor(gram)
-        bad: nm.Flag = False
+        bad = np.zeros(self.present.shape[0], dtype=bool)
         for j in range(self.p):
             pivot = factor.low[j][j] ** 2
-            row_bad = ~(pivot > (RANK_TOLERANCE**2) * gram[j][j])
-            bad = row_bad if isinstance(bad, bool) else bad | row_bad
+            bad |= ~np.asarray(pivot > (RANK_TOLERANCE**2) * gram[j][j])
         return bad
 
     def fitted(self, beta: Vec) -> FloatArray:

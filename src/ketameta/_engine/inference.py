@@ -30,31 +30,34 @@ def chi2_sf(df: Num, x: Num) -> Num:
     ``erfc(√h) + e^{-h} √(2/π) Σ_{j=1..n} x^{j-1/2}/(1·3···(2j-1))``. Every term is
     positive, so the sums are accurate to rounding; other rows use ``chdtrc``.
     """
-    if type(x) is float or np.ndim(x) == 0:  # (np.ndim would make an array of a float)
-        if type(x) is float and 0.0 <= x <= 2.0 * _CHI2_SERIES_MAX_HALF_X and _series_df(df):
-            return _chi2_sf_series(int(df), x)  # one analysis: the series in Python floats
-        return special.chdtrc(df, x)
-    series = (x >= 0) & (x <= 2.0 * _CHI2_SERIES_MAX_HALF_X)
-    if np.ndim(df) == 0:  # one df for every row (a batch of complete analyses)
+    if isinstance(x, float):  # one analysis: the series in Python floats
+        in_range = 0.0 <= x <= 2.0 * _CHI2_SERIES_MAX_HALF_X
+        if in_range and isinstance(df, float | int) and _series_df(float(df)):
+            return _chi2_sf_series(int(df), x)
+        return float(special.chdtrc(df, x))
+    xs = np.asarray(x, dtype=np.float64)
+    series = (xs >= 0) & (xs <= 2.0 * _CHI2_SERIES_MAX_HALF_X)
+    if isinstance(df, float | int):  # one df for every row (a batch of complete analyses)
         groups = [float(df)]
+        dfs = np.full(xs.shape, float(df))
     else:
-        first = df.flat[0] if df.size else 1.0
-        groups = [first] if np.all(df == first) else np.unique(df).tolist()
-    df = np.broadcast_to(df, np.shape(x))
-    out = np.empty(np.shape(x))
-    done = np.zeros(np.shape(x), dtype=bool)
+        dfs = np.broadcast_to(np.asarray(df, dtype=np.float64), xs.shape)
+        first = float(dfs.flat[0]) if dfs.size else 1.0
+        groups = [first] if np.all(dfs == first) else np.unique(dfs).tolist()
+    out = np.empty(xs.shape)
+    done = np.zeros(xs.shape, dtype=bool)
     for d in groups:
         if not _series_df(d):
             continue
-        rows = series & (df == d) if len(groups) > 1 else series
+        rows = series & (dfs == d) if len(groups) > 1 else series
         if rows.all():
-            out[...] = _chi2_sf_series(int(d), x)
+            out[...] = _chi2_sf_series(int(d), xs)
         else:
-            out[rows] = _chi2_sf_series(int(d), x[rows])
+            out[rows] = _chi2_sf_series(int(d), xs[rows])
         done |= rows
     rest = ~done
     if rest.any():
-        out[rest] = special.chdtrc(df[rest], x[rest])
+        out[rest] = special.chdtrc(dfs[rest], xs[rest])
     return out
 
 
@@ -94,9 +97,10 @@ def _chi2_sf_series(df: int, x: Num) -> Num:
 def two_sided_normal_p(z: Num) -> Num:
     """``2 Φ(-|z|) = erfc(|z|/√2)``; a Python float through :func:`math.erfc` (accurate to
     a few ulp, without a ufunc call's overhead), arrays through SciPy."""
-    if type(z) is float and not math.isnan(z):
+    if isinstance(z, float) and not math.isnan(z):
         return math.erfc(abs(z) / math.sqrt(2.0))
-    return 2.0 * special.ndtr(-abs(z))
+    p = 2.0 * special.ndtr(-np.abs(z))
+    return float(p) if np.ndim(p) == 0 else np.asarray(p, dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=16)
@@ -115,8 +119,8 @@ def critical_value(level: float, df: Num | None = None) -> Num:
     """
     if df is None:
         return critical_z(level)
-    c = -special.stdtrit(df, (1.0 - level) / 2.0)
-    return float(c) if np.ndim(c) == 0 else c
+    c = np.negative(special.stdtrit(df, (1.0 - level) / 2.0))
+    return float(c) if np.ndim(c) == 0 else np.asarray(c, dtype=np.float64)
 
 
 def two_sided_p(stat: Num, df: Num, test: str) -> Num:
@@ -124,8 +128,8 @@ def two_sided_p(stat: Num, df: Num, test: str) -> Num:
     freedom (``stdtr`` with ``df = inf`` is the normal distribution)."""
     if test == "z":
         return two_sided_normal_p(stat)
-    p = 2.0 * special.stdtr(df, -abs(stat))
-    return float(p) if isinstance(stat, float) and np.ndim(df) == 0 else p
+    p = 2.0 * special.stdtr(df, -np.abs(stat))
+    return float(p) if np.ndim(p) == 0 else np.asarray(p, dtype=np.float64)
 
 
 def test_critical_value(level: float, df: Num, test: str) -> Num:
@@ -136,4 +140,4 @@ def test_critical_value(level: float, df: Num, test: str) -> Num:
 def f_sf(dfn: float, dfd: Num, x: Num) -> Num:
     """``P(F > x)`` for ``F ~ F(dfn, dfd)``."""
     p = special.fdtrc(dfn, dfd, x)
-    return float(p) if np.ndim(p) == 0 else p
+    return float(p) if np.ndim(p) == 0 else np.asarray(p, dtype=np.float64)

@@ -120,12 +120,12 @@ def source(p: int, intercept: bool = True) -> str:
     inverse = [f"    f{j} = 1.0 / d{j}" for j in rp]
     for i in rp:
         for j in range(i):
-            terms = [f"l{i}{j}"] + [f"l{i}{k} * m{k}{j}" for k in range(j + 1, i)]
-            inverse.append(f"    m{i}{j} = -(" + " + ".join(terms) + ")")
+            parts = [f"l{i}{j}"] + [f"l{i}{k} * m{k}{j}" for k in range(j + 1, i)]
+            inverse.append(f"    m{i}{j} = -(" + " + ".join(parts) + ")")
     for i in rp:
         for j in range(i + 1):
-            terms = [product(m(k, i), m(k, j), f"f{k}") for k in range(i, p)]
-            inverse.append(f"    v{i}{j} = " + _sum(terms))
+            products = [product(m(k, i), m(k, j), f"f{k}") for k in range(i, p)]
+            inverse.append(f"    v{i}{j} = " + _sum(products))
     inv = listing([listing([v(i, j) for j in rp]) for i in rp])
     beta = listing([f"b{i}" for i in rp])
     lines = ["def solve(r):", *factor, *subst, *inverse, f"    return {inv}, {beta}", ""]

@@ -157,7 +157,8 @@ def is_exact_fit(design: Design, mom: Moments) -> Flag:
     # Σ w y² of the uncentred effects
     total = s[lay.yy] + 2.0 * dot(b0, lay.vector(s)) + quad(lay.matrix(s), b0)
     bound = 16.0 * design.k * np.finfo(np.float64).eps
-    return nm.as_flag(mom.q() <= bound * bound * total)
+    exact = mom.q() <= bound * bound * total
+    return bool(exact) if design.single else np.asarray(exact)
 
 
 def default_btt(p: int, intercept: bool) -> list[int]:

@@ -83,7 +83,7 @@ class Moments:
     @property
     def w(self) -> FloatArray:
         """The weights ``1/(v + τ²)`` of every study."""
-        return self._w
+        return np.asarray(self._w, dtype=np.float64)
 
     @property
     def sw(self) -> Num:
@@ -154,7 +154,8 @@ class Moments:
 
     def pppy(self) -> Num:
         """``yᵀP³y = Σw³r² - gᵀA⁻¹g``, ``g = XᵀW²r``."""
-        return self.rss(3) - self.kernels.g_quad(self.inv, self.s[1], self.delta)
+        g_quad: Num = self.kernels.g_quad(self.inv, self.s[1], self.delta)
+        return self.rss(3) - g_quad
 
     def logdet(self) -> Num:
         """``log det A = Σ log D_j`` (``A = LDLᵀ``, in the basis)."""

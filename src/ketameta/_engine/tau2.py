@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .._typing import FloatArray
+from .._typing import BoolArray, FloatArray
 from .._warnings import ConvergenceError
 from . import _num as nm
 from ._num import Flag, Num
@@ -335,17 +335,18 @@ def score(design: Design, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, 
 
 
 def newton_step(
-    t: Num,
-    value: Num,
-    deriv: Num,
-    info: Num,
-    lo: Num,
-    hi: Num,
-    prev: Num,
+    t: FloatArray,
+    value: FloatArray,
+    deriv: FloatArray,
+    info: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    prev: FloatArray,
     v_scale: Num,
     threshold: float,
-) -> tuple[Num, Num, Num, Flag, Num]:
-    """One safeguarded Newton step of :func:`solve` (one analysis or every row of a batch).
+) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, FloatArray]:
+    """One safeguarded Newton step of :func:`solve` for every row of a batch (and, as
+    :data:`newton_step_scalar`, generated from this source, for one analysis).
 
     `value`, `deriv`, `info`: the score at `t`, its derivative and the Fisher information;
     `lo`/`hi`: the bracket so far (``lo = -1``: no point left of the root evaluated yet);
@@ -355,7 +356,7 @@ def newton_step(
     steps ``s₁ > s₂`` predict (quadratic convergence, next step ``≈ s₂³/s₁²``) that the
     next would be below ``threshold · τ² / 10``.
     """
-    o = nm.ops(t)
+    o = nm.ArrayOps
     at_zero = (t == 0.0) & (value <= 0.0)  # boundary solution
     lo = o.where(value > 0.0, o.maximum(lo, t), lo)
     hi = o.where(value < 0.0, o.minimum(hi, t), hi)
@@ -423,15 +424,15 @@ def solve(
     maxiter, threshold = int(control["maxiter"]), float(control["threshold"])
     raise_on_failure = control.get("raise_on_failure", True)
     if design.single:
-        t, lo, hi, prev = float(start), -1.0, math.inf, math.inf
+        x, low, high, last = float(start), -1.0, math.inf, math.inf
         for iteration in range(1, maxiter + 1):
-            value, deriv, info = score(design, t, kind, target)
-            new, lo, hi, done, prev = newton_step_scalar(
-                t, value, deriv, info, lo, hi, prev, design.v_scale, threshold
+            f, df, fi = score(design, x, kind, target)
+            x_new, low, high, stop, last = newton_step_scalar(
+                x, f, df, fi, low, high, last, design.v_scale, threshold
             )
-            if done:
-                return new, True, float(iteration)
-            t = new
+            if stop:
+                return float(x_new), True, float(iteration)
+            x = float(x_new)
         raise ConvergenceError(method, maxiter)
     t_all = np.array(start, dtype=np.float64)
     lo_all, hi_all = np.full_like(t_all, -1.0), np.full_like(t_all, np.inf)
@@ -444,9 +445,9 @@ def solve(
         value, deriv, info = score(sub, t, kind, tg)
         new, lo, hi, done, step = newton_step(
             t,
-            value,
-            deriv,
-            info,
+            np.asarray(value),
+            np.asarray(deriv),
+            np.asarray(info),
             lo_all[rows],
             hi_all[rows],
             prev_all[rows],
@@ -462,7 +463,7 @@ def solve(
         keep = ~done_rows
         rows = rows[keep]
         sub = sub.subset(keep)
-        tg = tg[keep] if np.ndim(tg) else tg
+        tg = np.asarray(tg)[keep] if np.ndim(tg) else tg
     if not raise_on_failure:
         return t_all, converged, iterations
     raise ConvergenceError(method, maxiter)
