@@ -337,19 +337,39 @@ class Design:
         """``1/(v + τ²)`` of every study (0 for absent ones)."""
         return 1.0 / (self.v + _col(tau2))
 
+    #: the attributes that hold one entry per analysis of a batch (the others are shared:
+    #: the layout, and the basis and its products when the design is shared)
+    _PER_ANALYSIS = (
+        "_v_scale",
+        "beta0",
+        "k",
+        "present",
+        "r",
+        "singular",
+        "v",
+        "v_harmonic",
+        "w0",
+        "y",
+        "y2",
+    )
+
     def subset(self, rows: BoolArray) -> Design:
-        """The analyses `rows` of a batch (for the root finders)."""
+        """The analyses `rows` (a boolean mask) of a batch, for the root finders."""
         out = Design.__new__(Design)
+        per_analysis = set(self._PER_ANALYSIS)
+        if not self.shared:
+            per_analysis |= {"basis", "z"}
         for name in Design.__slots__:
             value = getattr(self, name)
-            setattr(out, name, _take(value, rows))
+            setattr(out, name, _take(value, rows) if name in per_analysis else value)
         out.last = None
         return out
 
 
 def _take(value: Any, rows: BoolArray) -> Any:
-    """Rows of a per-analysis value (arrays, lists of them); scalars and shared arrays kept."""
-    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == rows.shape[0]:
+    """The rows `rows` of a per-analysis value: an array, or a (nested) list of them;
+    numbers that are the same for every analysis (Python floats) are kept."""
+    if isinstance(value, np.ndarray) and value.ndim >= 1:
         return value[rows]
     if isinstance(value, list):
         return [_take(v, rows) for v in value]
