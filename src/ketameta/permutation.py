@@ -546,9 +546,11 @@ def permutation_test(
     References
     ----------
     .. [1] Higgins & Thompson (2004), Stat Med 23(11):1663-1682.
+       https://doi.org/10.1002/sim.1752
     .. [2] Viechtbauer, López-López, Sánchez-Meca & Marín-Martínez (2015), Psychol Methods
-       20(3):360-374.
+       20(3):360-374. https://doi.org/10.1037/met0000023
     .. [3] Follmann & Proschan (1999), Biometrics 55(3):732-737.
+       https://doi.org/10.1111/j.0006-341x.1999.00732.x
 
     Examples
     --------
