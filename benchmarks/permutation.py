@@ -57,8 +57,8 @@ def main() -> None:
     ketameta.permutation_test(res, seed=0)  # warm-up (imports, generated kernels)
     r_proc = None
     if shutil.which("Rscript") and r_rounds > 0:
-        r_proc = subprocess.Popen(  # noqa: S603 (a fixed script)
-            ["Rscript", "-e", R_SERVER],  # noqa: S607
+        r_proc = subprocess.Popen(
+            ["Rscript", "-e", R_SERVER],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
