@@ -337,3 +337,60 @@ def test_to_dict_and_to_frame() -> None:
     assert frame.loc["ablat", "count"] == out.count[1]
     with pytest.raises(ValueError, match="read-only"):
         out.pvalue[0] = 0.0
+
+
+def test_failed_fits_leave_numerator_and_denominator() -> None:
+    # REML limited to 5 iterations: the observed fit converges (in 5), three of the 500
+    # permutations do not; they count in neither numerator nor denominator (as metafor)
+    res = _bcg_ablat(control={"maxiter": 5})
+    assert res.iterations == 5
+    out = permutation_test(res, 500, seed=1, keep_distribution=True)
+    assert out.n_failed == 3
+    assert out.n_permutations == 500
+    assert out.qm_distribution is not None
+    assert out.statistic_distribution is not None
+    ok = ~np.isnan(out.qm_distribution)
+    assert int((~ok).sum()) == out.n_failed
+    expected = (np.abs(out.statistic_distribution[ok]) >= np.abs(res.statistic) - 1.49e-8).sum(0)
+    assert list(out.count) == expected.tolist()
+    np.testing.assert_array_equal(out.pvalue, expected / 497)
+    assert out.qm_pvalue == out.qm_count / 497
+    assert "(3 of 500 permutations could not be fitted and were left out)" in out.summary()
+
+
+def test_intercept_only_models_flip_signs_whatever_the_result_class() -> None:
+    # a constant moderator is dropped, leaving metareg's intercept-only model: the same
+    # 2^13 sign patterns as pool's
+    dat = ketameta.datasets.bcg()
+    es = ketameta.escalc("RR", data=dat, ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    with pytest.warns(ketameta.CollinearityWarning):
+        reg = ketameta.metareg(es, mods=np.full(13, 3.0))
+    a = permutation_test(reg, exact=True, keep_distribution=True)
+    b = permutation_test(ketameta.pool(es), exact=True, keep_distribution=True)
+    assert a.intercept_only
+    assert b.intercept_only
+    assert a.n_permutations == b.n_permutations == 2**13
+    assert a.count == b.count
+    assert a.statistic_distribution is not None
+    assert b.statistic_distribution is not None
+    np.testing.assert_allclose(a.statistic_distribution, b.statistic_distribution, rtol=1e-12)
+    # one study: two sign patterns, both as extreme
+    with pytest.warns(ketameta.SmallSampleWarning):
+        one = ketameta.pool([0.3], [0.01])
+    single = permutation_test(one)
+    assert single.n_permutations == 2
+    assert single.pvalue.tolist() == [1.0]
+
+
+def test_an_undefined_statistic_has_no_permutation_p_value() -> None:
+    v = [0.01, 0.02, 0.03, 0.01, 0.02]
+    # identical effects with Knapp-Hartung: t = +inf (an exact fit); the two sign patterns
+    # with equal signs are exact fits too, so p = 2/32
+    inf = permutation_test(ketameta.pool([0.2] * 5, v, test="knha"))
+    assert inf.statistic[0] == np.inf
+    assert inf.pvalue.tolist() == [2 / 32]
+    # identical effects of 0: t = 0/0 is undefined, and so is its p-value
+    nan = permutation_test(ketameta.pool([0.0] * 5, v, test="knha"))
+    assert np.isnan(nan.statistic[0])
+    assert np.isnan(nan.pvalue[0])
+    assert math.isnan(nan.qm_pvalue)

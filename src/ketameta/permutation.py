@@ -647,8 +647,10 @@ def permutation_test(
             keep_qm[row : row + c] = np.where(failed, np.nan, qm)
         row += stat.shape[0]
     valid = total - failed_total
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pvalue = count / valid if valid else np.full(p, np.nan)
+    # (an undefined observed statistic, e.g. Knapp-Hartung's 0/0 on identical effects of
+    # 0, has no p-value)
+    pvalue = np.where(np.isnan(stat_obs) | (valid == 0), np.nan, count / max(valid, 1))
+    qm_pvalue = math.nan if math.isnan(qm_obs) or not valid else qm_count / valid
     return PermutationTestResult(
         names=obs["names"],
         coef=obs["coef"],
@@ -664,7 +666,7 @@ def permutation_test(
         qm_df=len(obs["btt"]),
         qm_df_residual=float(result.df),
         qm_pvalue_model=float(obs["qm_pvalue_model"]),
-        qm_pvalue=qm_count / valid if valid else math.nan,
+        qm_pvalue=qm_pvalue,
         qm_count=qm_count,
         n_permutations=total,
         n_failed=failed_total,
