@@ -48,6 +48,7 @@ from .binary import (
 )
 from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
 from .metareg import MetaRegResult, PredictResult, WaldTest, metareg
+from .permutation import PermutationTestResult, permutation_test
 from .pooling import METHODS, TESTS, ModelFit, PoolResult, Tau2Interval, pool
 from .sensitivity import (
     CumulativeResult,
@@ -90,6 +91,7 @@ __all__ = [
     "MetaRegResult",
     "ModelFit",
     "OmittedStudiesWarning",
+    "PermutationTestResult",
     "PetoResult",
     "PoolResult",
     "PredictResult",
@@ -114,6 +116,7 @@ __all__ = [
     "influence",
     "leave_one_out",
     "metareg",
+    "permutation_test",
     "pool",
     "pool_glmm",
     "pool_many",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import warnings
 from collections.abc import Callable
@@ -409,6 +410,12 @@ RECIPES: dict[str, Recipe] = {
         "batch_cells", lambda a: ketameta.pool_peto_many(**a), OR_ARGS, tuple(OR_ARGS)
     ),
     # ---- results in, results out ----
+    "ketameta.permutation_test": Recipe(
+        "results",
+        lambda a: ketameta.permutation_test(
+            ketameta.metareg(YK, VK, mods=[float(x) for x in ORDER]), 200, seed=1
+        ),
+    ),
     "ketameta.plot.forest": Recipe("results", lambda a: plot.forest(pool(YK, VK))),
     "ketameta.plot.funnel": Recipe("results", lambda a: plot.funnel(pool(YK, VK))),
     "ketameta.plot.posterior": Recipe(
@@ -955,6 +962,12 @@ def test_functions_without_numeric_input_run(name: str) -> None:
     if recipe.kind == "none":  # the datasets: covered by tests/test_crps.py and test_pooling
         fn = _public_functions()[name]
         assert not [p for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
+        return
+    if not name.startswith("ketameta.plot."):  # a fitted result in, a result out
+        out = recipe.call({})  # type: ignore[misc]
+        assert attrs.has(type(out))
+        json.dumps(out.to_dict())
+        assert out.summary()
         return
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
