@@ -364,14 +364,18 @@ def test_bubble_bcg_latitude_risk_ratio_scale() -> None:
     assert ax.get_yscale() == "log"
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("Absolute latitude", "Risk ratio (log scale)")
     png = _render(fig)
-    # ticked at 0.1, 0.2, 0.5, 1, 2, ... within the range drawn, printed plainly
+    # ticked at 0.1, 0.2, 0.5, 1, 2, ..., printed plainly; the axis ends at the ticks beyond
+    # what is drawn (the prediction band runs from 0.133 to 1.66)
     low, high = ax.get_ylim()
+    assert (low, high) == pytest.approx((0.1, 2.0))
     ticks = [t for t in ax.get_yticks() if low <= t <= high]
-    assert ticks == pytest.approx([0.2, 0.5, 1.0])
+    assert ticks == pytest.approx([0.1, 0.2, 0.5, 1.0, 2.0])
     assert [t.get_text() for t in ax.get_yticklabels() if low <= t.get_position()[1] <= high] == [
+        "0.1",
         "0.2",
         "0.5",
         "1",
+        "2",
     ]
     assert len(ax.yaxis.get_minor_locator().tick_values(low, high)) == 0
     # one label per study, above a study above the line and below one beneath it
@@ -507,3 +511,22 @@ def test_bubble_labels_of_all_input_studies_drop_the_omitted() -> None:
     (points,) = _by_gid(fig.axes[0], "studies")
     np.testing.assert_array_equal(points.get_offsets()[:, 0], np.delete(ablat, 2))  # type: ignore[attr-defined]
     _render(fig)
+
+
+def test_bubble_ratio_axis_over_a_narrow_and_a_huge_range() -> None:
+    # ratios within a factor of 4: ticks at 1, 1.25, 1.5, 2, ... (exact: the ends are ticks)
+    x = np.arange(10.0)
+    y = np.log([1.05, 0.95, 1.04, 1.0, 1.03, 1.1, 1.02, 1.15, 1.12, 1.3])
+    fig = bubble(ketameta.metareg(y, np.full(10, 0.002), mods=x), transf="exp")
+    ax = fig.axes[0]
+    _render(fig)
+    low, high = ax.get_ylim()
+    assert (low, high) == pytest.approx((0.8, 1.5))
+    assert [t for t in ax.get_yticks() if low <= t <= high] == pytest.approx([0.8, 1.0, 1.25, 1.5])
+    # log ratios of ±300 are drawn at ±230 (ratios 1e±100), on powers of ten
+    y = np.array([-300.0, 0.5, 300.0, 2.0, -1.0])
+    fig = bubble(ketameta.metareg(y, np.ones(5), mods=np.arange(5.0)), transf="exp")
+    (points,) = _by_gid(fig.axes[0], "studies")
+    drawn = points.get_offsets()[:, 1]  # type: ignore[attr-defined]
+    np.testing.assert_allclose(drawn[[0, 2]], [1e-100, 1e100], rtol=1e-12)
+    assert _render(fig).startswith(b"\x89PNG")

@@ -129,7 +129,7 @@ class PredictResult(TableResult):
         head = f"{'pred':>9s}{se} {'ci.lb':>8s} {'ci.ub':>8s} {'pi.lb':>8s} {'pi.ub':>8s}"
         lines = [head]
         for i in range(self.pred.shape[0]):
-            cells = (self.pred, self.se, self.ci_lower, self.ci_upper)
+            cells: tuple[FloatArray, ...] = (self.pred, self.se, self.ci_lower, self.ci_upper)
             if self.transf is not None:
                 cells = (self.pred, self.ci_lower, self.ci_upper)
             row = " ".join(f"{float(c[i]):{9 if j == 0 else 8}.4f}" for j, c in enumerate(cells))

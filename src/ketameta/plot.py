@@ -1133,15 +1133,22 @@ def _marker(label: str) -> Any:
 
 def _ratio_axis(ax: Any) -> None:
     """A log y axis ticked at 1-2-5 (0.1, 0.2, 0.5, 1, 2, 5, ...), printed plainly; finer
-    (1, 1.25, 1.5, 2, ...) when the axis spans less than a factor of 4."""
+    (1, 1.25, 1.5, 2, ...) when the data span less than a factor of 4; the axis ends at
+    ticks. Over more than six decades: matplotlib's powers of ten."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     ax.set_yscale("log")
     ax.autoscale_view()
     low, high = ax.get_ylim()
+    if high / low > 1e6:  # ratios over many decades (studies with almost no information)
+        return  # matplotlib's decades, 10^n
     subs: tuple[float, ...] = (1.0, 2.0, 5.0)
     if high / low < 4.0:
         subs = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+    # the axis ends at ticks: out to the nearest tick value beyond each end
+    decades = range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+    values = [s * 10.0**d for d in decades for s in subs]
+    ax.set_ylim(max(v for v in values if v <= low), min(v for v in values if v >= high))
     ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=subs))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_locator(NullLocator())
