@@ -280,3 +280,19 @@ def test_too_many_coefficients_and_bad_btt_are_named() -> None:
         res.anova("x")
     with pytest.raises(ValueError, match="0-based"):
         res.anova(2)
+
+
+def test_predict_summary_after_a_back_transformation_has_no_se_column() -> None:
+    # metafor 3.8.1: print(predict(rma(yi, vi, mods = ~ ablat, data = dat.bcg),
+    # newmods = c(10, 55), transf = exp), digits = 3) prints the columns
+    # pred ci.lb ci.ub pi.lb pi.ub (no se) with rows 0.961 0.667 1.386 0.500 1.848 and
+    # 0.259 0.175 0.385 0.133 0.507
+    dat = ketameta.datasets.bcg()
+    es = ketameta.escalc("RR", data=dat, ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    res = metareg(es, mods=dat["ablat"])
+    lines = res.predict([10.0, 55.0], transf="exp").summary().split("\n")
+    assert lines[0].split() == ["pred", "ci.lb", "ci.ub", "pi.lb", "pi.ub"]
+    rows = [[float(x) for x in line.split()] for line in lines[1:]]  # printed to 4 decimals
+    assert rows[0] == pytest.approx([0.961, 0.667, 1.386, 0.500, 1.848], abs=5.5e-4)
+    assert rows[1] == pytest.approx([0.259, 0.175, 0.385, 0.133, 0.507], abs=5.5e-4)
+    assert res.predict([10.0]).summary().split("\n")[0].split()[1] == "se"

@@ -123,11 +123,15 @@ class PredictResult(TableResult):
         return pd.DataFrame({c: np.asarray(getattr(self, c)) for c in cols})
 
     def summary(self) -> str:
-        """A table as metafor prints ``predict()``."""
-        head = f"{'pred':>9s} {'se':>8s} {'ci.lb':>8s} {'ci.ub':>8s} {'pi.lb':>8s} {'pi.ub':>8s}"
+        """A table as metafor prints ``predict()`` (without the ``se`` column after a
+        back-transformation, as metafor)."""
+        se = "" if self.transf is not None else f" {'se':>8s}"
+        head = f"{'pred':>9s}{se} {'ci.lb':>8s} {'ci.ub':>8s} {'pi.lb':>8s} {'pi.ub':>8s}"
         lines = [head]
         for i in range(self.pred.shape[0]):
-            cells = (self.pred, self.se, self.ci_lower, self.ci_upper)
+            cells: tuple[FloatArray, ...] = (self.pred, self.se, self.ci_lower, self.ci_upper)
+            if self.transf is not None:
+                cells = (self.pred, self.ci_lower, self.ci_upper)
             row = " ".join(f"{float(c[i]):{9 if j == 0 else 8}.4f}" for j, c in enumerate(cells))
             for c in (self.pred_lower, self.pred_upper):
                 value = float(c[i])

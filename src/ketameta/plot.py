@@ -1,4 +1,5 @@
-"""Forest and funnel plots (matplotlib, from the ``plot`` extra, imported only when drawing).
+"""Forest, funnel and bubble plots (matplotlib, from the ``plot`` extra, imported only when
+drawing).
 
 References
 ----------
@@ -14,6 +15,9 @@ References
    Contour-enhanced meta-analysis funnel plots help distinguish publication bias from
    other causes of asymmetry. Journal of Clinical Epidemiology, 61(10), 991-996.
    https://doi.org/10.1016/j.jclinepi.2007.11.010
+.. [5] Thompson, S. G., & Higgins, J. P. T. (2002). How should meta-regression analyses be
+   undertaken and interpreted? Statistics in Medicine, 21(11), 1559-1573.
+   https://doi.org/10.1002/sim.1187
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ from ._results import format_p
 from ._validation import check_level, critical_value
 from .bias import TrimFillResult
 from .binary import MHResult, PetoResult
+from .metareg import MetaRegResult
 from .pooling import PoolResult, pool
 from .sensitivity import CumulativeResult, LeaveOneOutResult
 
-__all__ = ["bayes_forest", "forest", "funnel", "posterior"]
+__all__ = ["bayes_forest", "bubble", "forest", "funnel", "posterior"]
 
 _TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "exp": np.exp,
     "expit": special.expit,
+    "inv_logit": special.expit,  # the name MetaRegResult.predict(transf=) uses
     "tanh": np.tanh,
 }
 _MAX_LABEL = 32
@@ -54,13 +60,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def _transform(transform: str | Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+def _transform(
+    transform: str | Callable[[Any], Any] | None, name: str = "transform"
+) -> Callable[[Any], Any]:
     if transform is None:
         return lambda x: np.asarray(x, dtype=float)
     if callable(transform):
         return transform
     if transform not in _TRANSFORMS:
-        msg = f"unknown `transform` {transform!r}; use one of {sorted(_TRANSFORMS)} or a function"
+        msg = f"unknown `{name}` {transform!r}; use one of {sorted(_TRANSFORMS)} or a function"
         raise ValueError(msg)
     return _TRANSFORMS[transform]
 
@@ -838,3 +846,309 @@ def bayes_forest(
         (xlabel + "\n" if xlabel else "") + f"tau prior: {prior}; central {100 * lv:g}% intervals"
     )
     return fig
+
+
+#: default y-axis titles of :func:`bubble` per back-transformation
+_BUBBLE_YLABELS = {
+    None: "Effect size",
+    "exp": "Ratio (log scale)",
+    "expit": "Proportion",
+    "inv_logit": "Proportion",
+    "tanh": "Correlation",
+}
+#: the total area (points²) of the bubbles when they are many; the largest is at most
+#: _BUBBLE_MAX_AREA, so one dominant study does not hide the others
+_BUBBLE_TOTAL_AREA = 2500.0
+_BUBBLE_MAX_AREA = 700.0
+
+
+def _moderator_column(result: MetaRegResult, mod: int | str | None) -> int:
+    """The column of ``result.X`` that `mod` names (a coefficient name or a 0-based index)."""
+    names = list(result.names)
+    moderators = [j for j in range(result.p) if not (result.intercept and j == 0)]
+    if mod is None:
+        if len(moderators) != 1:
+            msg = (
+                f"the model has {len(moderators)} moderator coefficients: choose one with "
+                f"`mod` (a name or a 0-based index), one of {[names[j] for j in moderators]}"
+            )
+            raise ValueError(msg)
+        return moderators[0]
+    if isinstance(mod, str):
+        if mod not in names:
+            msg = f"`mod`: no coefficient {mod!r}; the coefficients are {names}"
+            raise ValueError(msg)
+        j = names.index(mod)
+    elif isinstance(mod, int | np.integer) and not isinstance(mod, bool | np.bool_):
+        if not 0 <= int(mod) < result.p:
+            msg = f"`mod` indices are 0-based in [0, {result.p}), got {mod!r}"
+            raise ValueError(msg)
+        j = int(mod)
+    else:
+        msg = f"`mod` must be a coefficient name or a 0-based index, got {mod!r}"
+        raise TypeError(msg)
+    if j not in moderators:
+        msg = f"`mod` names the intercept; choose a moderator: {[names[i] for i in moderators]}"
+        raise ValueError(msg)
+    return j
+
+
+def _study_labels(result: MetaRegResult, labels: Sequence[Any] | None) -> list[str] | None:
+    """Labels of the studies used: given for them, or for all input studies (then the
+    omitted ones are dropped, as metafor does)."""
+    if labels is None:
+        return None
+    given = [str(x) for x in labels]
+    n_input = result.k + len(result.omitted)
+    if len(given) == result.k:
+        return given
+    if len(given) == n_input:
+        dropped = set(result.omitted)
+        return [label for i, label in enumerate(given) if i not in dropped]
+    counts = f"{result.k}" if not result.omitted else f"{result.k} (or {n_input} with omitted)"
+    msg = f"`labels` has {len(given)} entries but the model has {counts} studies"
+    raise ValueError(msg)
+
+
+def bubble(
+    result: object,
+    mod: int | str | None = None,
+    *,
+    ci: bool = True,
+    pi: bool = True,
+    transf: str | Callable[[Any], Any] | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    labels: Sequence[Any] | None = None,
+    refline: float | None = 0.0,
+    ax: Any = None,
+) -> Any:
+    """Bubble plot of a meta-regression: the effects against one moderator, with the fitted
+    line (metafor's ``regplot``) [5]_.
+
+    Each study is a circle at (its moderator value, its effect), its area proportional to
+    its weight in the model. The fitted line ``ŷ(x)`` runs over the range of the
+    moderator, with its confidence band and the prediction interval for the effect in a
+    new study, both from :meth:`~ketameta.MetaRegResult.predict` at the model's level. A
+    horizontal reference line marks the null.
+
+    Parameters
+    ----------
+    result : MetaRegResult
+        A fitted meta-regression (:func:`ketameta.metareg`).
+    mod : str or int, optional
+        The moderator on the x axis: a coefficient name (``"ablat"``,
+        ``"factor(alloc)random"``) or its 0-based index among the coefficients (as `btt`).
+        Optional when the model has one moderator coefficient. With several, the line is
+        the *marginal* one: every other column of the design (factor indicators included)
+        is held at its mean over the studies used, as metafor's ``regplot`` does. For a
+        polynomial, a spline or an interaction the line is then not the model's curve: draw
+        that from :meth:`~ketameta.MetaRegResult.predict`.
+    ci, pi : bool
+        Draw the confidence band and the prediction-interval band (the equal-effects model
+        has no prediction interval: no band is drawn).
+    transf : {"exp", "expit", "inv_logit", "tanh"} or callable, optional
+        Back-transformation of the y axis (effects, line and bands): ``"exp"`` for log
+        ratios (then a log axis ticked at 0.1, 0.2, 0.5, 1, 2, 5, ...; log ratios beyond
+        ±230 are drawn at ±230), ``"expit"`` (or ``"inv_logit"``) for logits, ``"tanh"``
+        for Fisher's z.
+    xlabel, ylabel : str, optional
+        Axis titles (default: the coefficient name; "Effect size", or "Ratio (log
+        scale)", "Proportion", "Correlation" for the transformations).
+    labels : sequence of str, optional
+        Study labels written beside the circles (above a circle above the line, below one
+        beneath it): one per study used, or one per input study (the omitted studies'
+        labels are then dropped).
+    refline : float or None
+        The null on the analysis scale (drawn back-transformed: 0 is a ratio of 1);
+        ``None``: no reference line.
+    ax : matplotlib Axes, optional
+        Draw into this Axes instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    The areas are exactly proportional to the weights ``w_i = 1/(v_i + τ̂²)`` (the largest
+    circle at most 700 pt²). metafor's ``regplot`` rescales the circle sizes to the range
+    ``plim = c(0.5, 3)``, so its areas are not proportional; and it extends the line to the
+    edges of the x axis, where ketameta stops it at the smallest and largest moderator
+    values (no extrapolation).
+
+    References
+    ----------
+    .. [5] Thompson & Higgins (2002), Stat Med 21(11):1559-1573.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import ketameta
+    >>> from ketameta.plot import bubble
+    >>> dat = ketameta.datasets.bcg()
+    >>> es = ketameta.escalc("RR", data=dat, ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    >>> res = ketameta.metareg(es, mods="~ ablat", data=dat)
+    >>> fig = bubble(res, transf="exp", xlabel="Absolute latitude")
+    >>> ax = fig.axes[0]
+    >>> ax.get_yscale(), ax.get_xlabel()
+    ('log', 'Absolute latitude')
+    """
+    if not isinstance(result, MetaRegResult):
+        msg = f"bubble() draws a MetaRegResult (ketameta.metareg), got {type(result).__name__}"
+        raise TypeError(msg)
+    j = _moderator_column(result, mod)
+    back = _transform(transf, "transf")
+    names = _study_labels(result, labels)
+    if refline is not None and not (
+        isinstance(refline, int | float | np.integer | np.floating)
+        and not isinstance(refline, bool | np.bool_)
+        and math.isfinite(refline)
+    ):
+        msg = f"`refline` must be a finite number on the analysis scale or None, got {refline!r}"
+        raise ValueError(msg)
+    log_axis = transf == "exp"
+
+    def f(y: Any) -> Any:  # a value on the analysis scale, as drawn
+        y = np.asarray(y, dtype=float)
+        if log_axis:
+            y = np.clip(y, -_LOG_CAP, _LOG_CAP)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.asarray(back(y), dtype=float)
+
+    x = result.X[:, j]
+    lo, hi = float(np.min(x)), float(np.max(x))
+    # the marginal line: the other columns of the design at their means (metafor's rule)
+    grid = np.linspace(lo, hi, 201)
+    rows = np.tile(result.X.mean(axis=0), (grid.shape[0], 1))
+    rows[:, j] = grid
+    line = result.predict(rows)
+
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    else:
+        fig = ax.figure
+    level = f"{100 * result.level:g}%"
+    handles: list[Any] = []
+    has_pi = pi and bool(np.all(np.isfinite(line.pred_lower)))
+    if has_pi:
+        ax.fill_between(
+            grid, f(line.pred_lower), f(line.pred_upper), color="0.92", lw=0, zorder=1, gid="pi"
+        )
+        for edge in (line.pred_lower, line.pred_upper):
+            ax.plot(grid, f(edge), color="0.45", lw=0.8, ls=":", zorder=1)
+        label = f"{level} prediction interval"
+        handles.append(_patch(facecolor="0.92", edgecolor="0.45", ls=":", label=label))
+    if ci:
+        ax.fill_between(
+            grid, f(line.ci_lower), f(line.ci_upper), color="0.78", lw=0, zorder=1.5, gid="ci"
+        )
+        handles.append(_patch(facecolor="0.78", edgecolor="none", label=f"{level} CI"))
+    (fit,) = ax.plot(grid, f(line.pred), color="black", lw=1.6, zorder=2, gid="fit")
+    handles.insert(0, fit)
+    fit.set_label("meta-regression line")
+    if refline is not None:
+        ax.axhline(float(f(refline)), color="0.35", lw=0.8, ls="--", zorder=1.8, gid="refline")
+    weights = np.asarray(result.weights, dtype=float)
+    scale = min(_BUBBLE_TOTAL_AREA / 100.0, _BUBBLE_MAX_AREA / float(np.max(weights)))
+    y = f(result.yi)
+    ax.scatter(
+        x,
+        y,
+        s=weights * scale,
+        facecolors="0.55",
+        edgecolors="black",
+        linewidths=0.7,
+        alpha=0.85,
+        zorder=3,
+        gid="studies",
+    )
+    handles.insert(
+        0,
+        _marker(label="studies (area ∝ weight)"),
+    )
+    if names is not None:
+        at_x = np.interp(x, grid, line.pred)
+        radius = np.sqrt(weights * scale / math.pi)  # points
+        for xi, yi_, above, r, text in zip(x, y, result.yi >= at_x, radius, names, strict=True):
+            ax.annotate(
+                _short(text),
+                (float(xi), float(yi_)),
+                xytext=(0.0, (r + 2.0) * (1 if above else -1)),
+                textcoords="offset points",
+                ha="center",
+                va="bottom" if above else "top",
+                fontsize="x-small",
+                zorder=4,
+            )
+    if log_axis:
+        _ratio_axis(ax)
+    ax.set_xlabel(xlabel if xlabel is not None else result.names[j])
+    if ylabel is None:
+        ylabel = "Transformed effect size" if callable(transf) else _BUBBLE_YLABELS[transf]
+    ax.set_ylabel(ylabel)
+    for side in ("right", "top"):
+        ax.spines[side].set_visible(False)
+    if names is not None:  # room for the labels of the outermost studies
+        ax.margins(x=0.12)
+    others = result.p - 1 - int(result.intercept)
+    ax.legend(  # above the axes: never over a study
+        handles=handles,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.01),
+        ncol=2,
+        frameon=False,
+        fontsize="small",
+        title="(other moderators held at their means)" if others else None,
+        title_fontsize="small",
+        alignment="left",
+    )
+    return fig
+
+
+def _patch(**kwargs: Any) -> Any:
+    from matplotlib.patches import Patch
+
+    return Patch(**kwargs)
+
+
+def _marker(label: str) -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D(
+        [],
+        [],
+        marker="o",
+        ls="none",
+        markersize=9,
+        markerfacecolor="0.55",
+        markeredgecolor="black",
+        markeredgewidth=0.7,
+        alpha=0.85,
+        label=label,
+    )
+
+
+def _ratio_axis(ax: Any) -> None:
+    """A log y axis ticked at 1-2-5 (0.1, 0.2, 0.5, 1, 2, 5, ...), printed plainly; finer
+    (1, 1.25, 1.5, 2, ...) when the data span less than a factor of 4; the axis ends at
+    ticks. Over more than six decades: matplotlib's powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    ax.set_yscale("log")
+    ax.autoscale_view()
+    low, high = ax.get_ylim()
+    if high / low > 1e6:  # ratios over many decades (studies with almost no information)
+        return  # matplotlib's decades, 10^n
+    subs: tuple[float, ...] = (1.0, 2.0, 5.0)
+    if high / low < 4.0:
+        subs = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+    # the axis ends at ticks: out to the nearest tick value beyond each end
+    decades = range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+    values = [s * 10.0**d for d in decades for s in subs]
+    ax.set_ylim(max(v for v in values if v <= low), min(v for v in values if v >= high))
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())

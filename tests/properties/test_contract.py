@@ -418,6 +418,10 @@ RECIPES: dict[str, Recipe] = {
     ),
     "ketameta.plot.forest": Recipe("results", lambda a: plot.forest(pool(YK, VK))),
     "ketameta.plot.funnel": Recipe("results", lambda a: plot.funnel(pool(YK, VK))),
+    "ketameta.plot.bubble": Recipe(
+        "results",
+        lambda a: plot.bubble(ketameta.metareg(YK, VK, mods=[float(x) for x in ORDER])),
+    ),
     "ketameta.plot.posterior": Recipe(
         "results",
         lambda a: plot.posterior(ketameta.bayes_pool(YK, VK, tau_prior=TAU_PRIOR), "tau"),
