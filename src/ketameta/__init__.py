@@ -57,6 +57,7 @@ from .sensitivity import (
     influence,
     leave_one_out,
 )
+from .subgroups import CommonTau2Fit, SubgroupResult, subgroups
 
 __version__ = "0.1.0.dev0"
 
@@ -75,6 +76,7 @@ __all__ = [
     "BayesPoolResult",
     "BeggResult",
     "CollinearityWarning",
+    "CommonTau2Fit",
     "ConvergenceError",
     "CumulativeResult",
     "DegenerateDataWarning",
@@ -94,6 +96,7 @@ __all__ = [
     "PoolResult",
     "PredictResult",
     "SmallSampleWarning",
+    "SubgroupResult",
     "Tau2Interval",
     "TrimFillResult",
     "UndefinedEffectWarning",
@@ -122,6 +125,7 @@ __all__ = [
     "pool_peto",
     "pool_peto_many",
     "priors",
+    "subgroups",
     "trim_and_fill",
 ]
 
