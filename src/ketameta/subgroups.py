@@ -47,7 +47,6 @@ from .batch import _percent_weights
 from .effect_sizes import EffectSizes
 from .metareg import MetaRegResult, _column, metareg
 from .pooling import (
-    _METHOD_NAMES,
     PoolResult,
     _indices,
     _p_with_sign,
@@ -260,17 +259,11 @@ class SubgroupResult:
         if ee:
             model = "Equal-effects model per subgroup"
         elif self.tau2_mode == "common":
-            model = (
-                f"Mixed-effects model with a common tau^2 (tau^2 estimator: {self.method}, "
-                f"{_METHOD_NAMES[self.method]})"
-            )
+            model = f"Mixed-effects model with a common tau^2 (estimator: {self.method})"
         elif self.tau2_mode == "fixed":
             model = f"Random-effects model per subgroup (tau^2 fixed at {self.overall.tau2:g})"
         else:
-            model = (
-                f"Random-effects model per subgroup (separate tau^2; tau^2 estimator: "
-                f"{self.method}, {_METHOD_NAMES[self.method]})"
-            )
+            model = f"Random-effects model per subgroup (separate tau^2; estimator: {self.method})"
         if self.test != "z":
             model += f"; test = {self.test!r}"
         lines = [
