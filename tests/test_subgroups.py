@@ -16,9 +16,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import ketameta
 from ketameta import SmallSampleWarning, subgroups
+from tests.properties.strategies import datasets
 
 REF = json.loads((Path(__file__).parent / "reference" / "metafor_metareg.json").read_text())
 SUBGROUPS = {s["id"]: s for s in REF["subgroups"]}
@@ -275,6 +278,7 @@ def test_exact_fit_under_knapp_hartung_leaves_the_test_undefined() -> None:
             test="knha",
         )
     assert math.isnan(res.q_between)
+    assert "undefined (a standard error of 0)" in res.summary()
 
 
 # ---- group labels -------------------------------------------------------------------------------
@@ -469,3 +473,56 @@ def test_results_do_not_share_memory_with_inputs() -> None:
     assert res.yi[0] == Y[0]
     assert not res.yi.flags.writeable
     assert not res.group.flags.writeable
+
+
+# ---- properties ---------------------------------------------------------------------------------
+
+
+@st.composite
+def grouped(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    yi, vi = draw(datasets(min_k=3, max_k=20))
+    labels = draw(st.lists(st.integers(0, 3), min_size=len(yi), max_size=len(yi)))
+    assume(len(set(labels)) >= 2)
+    return yi, vi, labels
+
+
+def _quiet(**kwargs: Any) -> ketameta.SubgroupResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ketameta.KetametaWarning)
+        return subgroups(**kwargs)
+
+
+@given(grouped(), st.sampled_from(["EE", "DL", "REML", "PM"]), st.sampled_from(["z", "knha"]))
+def test_property_each_row_of_the_batch_is_pool(
+    data: tuple[np.ndarray, np.ndarray, list[int]], method: str, test: str
+) -> None:
+    yi, vi, labels = data
+    res = _quiet(yi=yi, vi=vi, groups=labels, method=method, test=test)
+    scale = float(np.max(np.abs(yi))) + float(np.sqrt(np.max(vi)))
+    for level, fit in zip(res.levels, res.per_group, strict=True):
+        idx = [i for i, g in enumerate(labels) if g == level]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ketameta.KetametaWarning)
+            alone = ketameta.pool(yi[idx], vi[idx], method=method, test=test)
+        assert fit.k == alone.k
+        assert fit.estimate == pytest.approx(alone.estimate, rel=1e-9, abs=1e-12 * scale)
+        assert fit.se == pytest.approx(alone.se, rel=1e-8, abs=1e-14 * scale)
+        assert fit.tau2 == pytest.approx(alone.tau2, rel=1e-8, abs=1e-12 * scale**2)
+
+
+@given(grouped(), st.floats(-100.0, 100.0))
+def test_property_shift_moves_estimates_not_the_test(
+    data: tuple[np.ndarray, np.ndarray, list[int]], shift: float
+) -> None:
+    # a common shift of every effect moves every subgroup mean by it and leaves the test
+    # for subgroup differences (differences of the means) unchanged; EE: both tests agree
+    yi, vi, labels = data
+    res = _quiet(yi=yi, vi=vi, groups=labels, method="EE")
+    moved = _quiet(yi=yi + shift, vi=vi, groups=labels, method="EE")
+    scale = float(np.max(np.abs(yi))) + abs(shift) + 1.0
+    for a, b in zip(res.per_group, moved.per_group, strict=True):
+        assert b.estimate == pytest.approx(a.estimate + shift, rel=1e-9, abs=1e-10 * scale)
+    spread = float(np.max(np.abs(yi - np.mean(yi)))) / float(np.sqrt(np.min(vi))) + 1.0
+    assert moved.q_between == pytest.approx(res.q_between, rel=1e-6, abs=1e-9 * spread**2)
+    common = _quiet(yi=yi, vi=vi, groups=labels, method="EE", tau2="common")
+    assert common.q_between == pytest.approx(res.q_between, rel=1e-7, abs=1e-9 * spread**2)

@@ -458,8 +458,8 @@ def _q_note(res: PoolResult) -> str:
 
 def _test_note(sub: SubgroupResult) -> str:
     """The test for subgroup differences as a journal prints it."""
-    if math.isnan(sub.q_between):
-        return "Test for subgroup differences: none (one subgroup)"
+    if len(sub.levels) == 1 or math.isnan(sub.q_between):
+        return sub.test_text()
     p_text = format_p(sub.q_between_pvalue)
     p = f"p {'<' if p_text.startswith('<') else '='} {p_text.lstrip('<')}"
     if sub.q_between_distribution == "F":

@@ -236,8 +236,10 @@ class SubgroupResult:
 
     def test_text(self) -> str:
         """The test for subgroup differences in one line, as :meth:`summary` prints it."""
-        if math.isnan(self.q_between):
+        if len(self.levels) == 1:
             return "Test for subgroup differences: none (only one subgroup)"
+        if math.isnan(self.q_between):
+            return "Test for subgroup differences: undefined (a standard error of 0)"
         if self.q_between_distribution == "F":
             stat = (
                 f"F(df1 = {self.q_between_df}, df2 = {self.q_between_df_residual:g}) = "
