@@ -55,8 +55,50 @@ def test_pool_json_and_forest(
 def test_pool_by_group(bcg_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pool", str(bcg_csv), "--measure", "RR", "--by", "alloc", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"random", "alternate"}
-    assert data["random"]["k"] == 4
+    assert set(data["per_group"]) == {"random", "alternate"}
+    assert data["per_group"]["random"]["k"] == 4
+    # the JSON carries the test for subgroup differences (ketameta.subgroups, which
+    # test_subgroups.py checks against metafor)
+    rows = [line.split(",") for line in BCG.strip().splitlines()[1:]]
+    cells = {name: [float(r[i + 1]) for r in rows] for i, name in enumerate("abcd")}
+    es = ketameta.escalc("RR", ai=cells["a"], bi=cells["b"], ci=cells["c"], di=cells["d"])
+    expected = ketameta.subgroups(es, groups=[r[5] for r in rows])
+    assert data["q_between"] == pytest.approx(expected.q_between, rel=1e-12)
+    assert data["q_between_df"] == 1
+    assert data["q_between_pvalue"] == pytest.approx(expected.q_between_pvalue, rel=1e-12)
+    assert data["tau2_mode"] == "separate"
+
+
+def test_pool_by_prints_the_subgroup_analysis(
+    bcg_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "forest.png"
+    argv = ["pool", str(bcg_csv), "--measure", "RR", "--by", "alloc", "--forest", str(png)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Subgroup analysis by alloc (k = 6; 2 subgroups)")
+    assert "Test for subgroup differences (separate tau^2): Q(df = 1) = " in out
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert main([*argv[:-2], "--tau2", "common", "--test", "knha"]) == 0
+    out = capsys.readouterr().out
+    assert "Test for subgroup differences (common tau^2): F(df1 = 1, df2 = 4) = " in out
+
+
+def test_pool_by_a_numeric_column_and_missing_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # numbers are ordered numerically (R's read.csv makes the column numeric); an empty
+    # cell or NA is a missing label: the study is left out and its line named
+    text = "yi,vi,dose\n0.1,0.01,10\n0.3,0.02,2\n0.2,0.03,\n0.25,0.015,10\n0.4,0.02,2\n"
+    text += "0.5,0.02,NA\n"
+    path = _write(tmp_path, text)
+    assert main(["pool", str(path), "--by", "dose", "--json", "--method", "EE"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["levels"] == ["2", "10"]
+    assert data["omitted"] == [2, 5]
+    assert "lines 4, 7 have missing values and were left out" in captured.err
 
 
 def test_yi_vi_columns_and_python_m(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -244,28 +286,42 @@ class _CountingKeys(list):  # type: ignore[type-arg]
         return super().__getitem__(i)
 
 
-def test_pool_by_groups_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pool_by_groups_in_one_pass(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # 4,000 groups of 2 rows: the grouping column is read a bounded number of times per
-    # row (the old code rescanned it for every group: 8,000 x 4,000 reads)
+    # row (an old version rescanned it for every group: 8,000 x 4,000 reads), and the
+    # groups are fitted together (one engine call)
     import argparse
-    import types
 
     from ketameta import cli
 
     n_groups = 4000
     keys = _CountingKeys(f"g{i // 2}" for i in range(2 * n_groups))
-    table = cli.Table("big.csv", {"g": keys, "yi": ["0.1"] * len(keys)}, list(range(2, 8002)))
+    columns = {
+        "g": keys,
+        "yi": [f"0.{i % 7 + 1}" for i in range(len(keys))],
+        "vi": ["0.02"] * len(keys),
+    }
+    table = cli.Table("big.csv", columns, list(range(2, 8002)))
     monkeypatch.setattr(cli, "read_table", lambda path: table)
-    seen: list[list[int]] = []
-    fitted = types.SimpleNamespace(to_dict=dict)  # stands in for a PoolResult
-    monkeypatch.setattr(cli, "_pool", lambda args, sub, what="": seen.append(sub.lines) or fitted)
-    monkeypatch.setattr(cli, "_progress", lambda done, total: None)
-    args = argparse.Namespace(file="big.csv", by="g", json=True)
+    args = argparse.Namespace(
+        file="big.csv",
+        by="g",
+        json=True,
+        measure=None,
+        method="EE",
+        test="z",
+        level=0.95,
+        tau2=None,
+        forest=None,
+    )
     _CountingKeys.reads = 0
     assert cli._pool_by(args) == 0
-    assert len(seen) == n_groups
-    assert sorted(line for lines in seen for line in lines) == table.lines  # a partition
     assert _CountingKeys.reads <= 3 * len(keys)
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["per_group"]) == n_groups
+    assert data["per_group"]["g10"]["k"] == 2
 
 
 def test_pool_by_many_groups_finishes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -274,8 +330,8 @@ def test_pool_by_many_groups_finishes(tmp_path: Path, capsys: pytest.CaptureFixt
     path = _write(tmp_path, "g,yi,vi\n" + rows)
     assert main(["pool", str(path), "--by", "g", "--method", "EE", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert len(data) == 1500
-    assert data["g10"]["k"] == 2
+    assert len(data["per_group"]) == 1500
+    assert data["per_group"]["g10"]["k"] == 2
 
 
 @pytest.mark.parametrize(
@@ -288,7 +344,7 @@ def test_pool_by_many_groups_finishes(tmp_path: Path, capsys: pytest.CaptureFixt
         (["egger", "--method", "DL"], "cannot use --method (used only with --model rma)"),
         (["funnel", "-o", "f.png", "--json"], "ketameta funnel cannot use --json"),
         (["funnel", "-o", "f.png", "--test", "knha"], "ketameta funnel cannot use --test"),
-        (["pool", "--by", "alloc", "--forest", "f.png"], "cannot use --forest (with --by)"),
+        (["pool", "--tau2", "common"], "ketameta pool cannot use --tau2 (used only with --by)"),
     ],
 )
 def test_options_a_command_cannot_use_are_refused(

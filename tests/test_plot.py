@@ -76,10 +76,68 @@ def test_forest_subgroups_and_long_labels(bcg) -> None:  # type: ignore[no-untyp
     left = [t.get_text() for t in ax.get_yticklabels()]
     assert {"random", "alternate", "systematic"} <= set(left)
     assert "Subgroup systematic" in left
-    assert all(len(t) <= 32 for t in left if not t.startswith("tau"))
+    # the test for subgroup differences beneath the overall model (values: test_subgroups.py)
+    sub = ketameta.subgroups(es, groups=data["alloc"], method="DL")
+    test_line = (
+        f"Test for subgroup differences: Q(2) = {sub.q_between:.2f}, "
+        f"p = {sub.q_between_pvalue:.4f}"
+    )
+    assert left[-1] == test_line
+    notes = ("tau", "Test for subgroup")
+    assert all(len(t) <= 32 for t in left if not t.startswith(notes))
     assert any(t.endswith("…") for t in left)
     assert len(ax.patches) == 4  # three subgroup diamonds and the overall one
     _render(fig)
+
+
+def test_forest_of_a_subgroup_result(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, labels, data = bcg
+    sub = ketameta.subgroups(es, groups="alloc", data=data, tau2="common", test="knha")
+    fig = forest(sub, labels=labels, transform="exp")
+    ax = fig.axes[0]
+    left = [t.get_text() for t in ax.get_yticklabels()]
+    assert left[1:4] == ["alternate", "Frimodt-Moller et al (1973)", "Stein & Aronson (1953)"]
+    assert sub.common is not None
+    # each subgroup diamond spans the CI of the cell mean under the common τ²
+    diamonds = ax.patches[:3]
+    for g, diamond in enumerate(diamonds):
+        xs = diamond.get_xy()[:, 0]
+        assert xs.min() == pytest.approx(np.exp(sub.common.ci_lower[g]))
+        assert xs.max() == pytest.approx(np.exp(sub.common.ci_upper[g]))
+    assert f"tau² = {sub.common.tau2:.3g} (common), Q(1) = 5.56, p = 0.0183" in left
+    assert left[-1] == (
+        f"Test for subgroup differences: F(2, 10) = {sub.q_between:.2f}, "
+        f"p = {sub.q_between_pvalue:.4f}"
+    )
+    assert len(_squares(ax)) == 13
+    _render(fig)
+    with pytest.raises(ValueError, match="`groups` cannot be given with a SubgroupResult"):
+        forest(sub, groups=data["alloc"])
+
+
+def test_forest_single_study_subgroup_and_missing_labels() -> None:
+    y = [0.1, 0.3, 0.2, 0.6, 0.5]
+    v = [0.01, 0.02, 0.015, 0.03, 0.02]
+    with (
+        pytest.warns(ketameta.SmallSampleWarning, match="one study each"),
+        pytest.warns(ketameta.OmittedStudiesWarning),
+    ):
+        sub = ketameta.subgroups(y, v, groups=["a", "a", "a", "b", None], method="DL")
+    fig = forest(sub, labels=["s1", "s2", "s3", "s4"])
+    left = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "Subgroup b (1 study)" in left
+    assert len(fig.axes[0].patches) == 3
+    plt.close(fig)
+    # a PoolResult with `groups`: a study without a label is left out with the warning
+    res = ketameta.pool(y, v, method="DL")
+    with (
+        pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[4\] have a missing"),
+        pytest.warns(ketameta.SmallSampleWarning),
+    ):
+        fig = forest(res, labels=["s1", "s2", "s3", "s4", "s5"], groups=["a", "a", "a", "b", None])
+    left = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "s5" not in left
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("k", [1, 60])

@@ -58,6 +58,7 @@ from .sensitivity import (
     influence,
     leave_one_out,
 )
+from .subgroups import CommonTau2Fit, SubgroupResult, subgroups
 
 __version__ = "0.1.0.dev0"
 
@@ -76,6 +77,7 @@ __all__ = [
     "BayesPoolResult",
     "BeggResult",
     "CollinearityWarning",
+    "CommonTau2Fit",
     "ConvergenceError",
     "CumulativeResult",
     "DegenerateDataWarning",
@@ -96,6 +98,7 @@ __all__ = [
     "PoolResult",
     "PredictResult",
     "SmallSampleWarning",
+    "SubgroupResult",
     "Tau2Interval",
     "TrimFillResult",
     "UndefinedEffectWarning",
@@ -125,6 +128,7 @@ __all__ = [
     "pool_peto",
     "pool_peto_many",
     "priors",
+    "subgroups",
     "trim_and_fill",
 ]
 

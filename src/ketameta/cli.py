@@ -3,7 +3,9 @@
 ``ketameta crps``           the analyses of the bundled CRPS ketamine dataset (default)
 ``ketameta example``        worked example on the bundled BCG vaccine trials
 ``ketameta pool FILE.csv``  effect sizes (``--measure``) or ``yi``/``vi`` columns, pooled
-                            (``--model mh|peto|glmm``: the cells pooled directly)
+                            (``--model mh|peto|glmm``: the cells pooled directly;
+                            ``--by COLUMN``: a subgroup analysis with the test for
+                            subgroup differences, ``--tau2 separate|common``)
 ``ketameta egger FILE.csv`` Egger's regression test
 ``ketameta funnel FILE.csv -o funnel.png``
 
@@ -23,7 +25,7 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -225,22 +227,27 @@ _ESCALC_COLUMNS = frozenset(
 )
 
 
-def _run(table: Table, call: Any, what: str = "") -> Any:
+def _run(table: Table, call: Any, what: str | Callable[[str], str] = "") -> Any:
     """Run an analysis on the rows of `table`: errors and ketameta's warnings (omitted
-    studies, small samples) are reported with the CSV lines of the studies they name."""
-    prefix = f"{table.path}{what}: "
+    studies, small samples) are reported with the CSV lines of the studies they name.
+    `what` says more about the analysis (e.g. its group), or is a function giving that
+    from an error's message."""
+    prefix = f"{table.path}{what if isinstance(what, str) else ''}: "
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", KetametaWarning)
         try:
             result = call()
         except (TypeError, ValueError) as exc:
-            msg = prefix + table.where(str(exc))
+            context = what if isinstance(what, str) else what(str(exc))
+            msg = f"{table.path}{context}: {table.where(str(exc))}"
             raise UsageError(msg) from exc
     for w in caught:
         if issubclass(w.category, OmittedStudiesWarning):
-            found = re.search(r"\[([\d, ]*)\]", str(w.message))
+            # (every list of studies: missing yi/vi, a missing group label, ...)
+            found = re.findall(r"\[([\d, ]*)\]", str(w.message))
             numbers = [
-                str(table.lines[int(i)]) for i in re.findall(r"\d+", found[1] if found else "")
+                str(table.lines[int(i)])
+                for i in sorted({int(i) for group in found for i in re.findall(r"\d+", group)})
             ]
             what = (
                 f"line {numbers[0]} has a missing value and was left out"
@@ -265,18 +272,6 @@ def _pool(args: argparse.Namespace, table: Table, what: str = "") -> PoolResult:
 
     result: PoolResult = _run(table, fit, what)
     return result
-
-
-def _progress(done: int, total: int) -> None:
-    """A progress bar on stderr, only on a terminal."""
-    if not sys.stderr.isatty():
-        return
-    width = 30
-    filled = int(width * done / max(total, 1))
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
 
 
 def _pool_cells(args: argparse.Namespace) -> Any:
@@ -343,33 +338,73 @@ def cmd_pool(args: argparse.Namespace) -> int:
     return 0
 
 
-def group_rows(keys: Sequence[str]) -> dict[str, list[int]]:
-    """The row indices of each value of `keys`, in order of first appearance: one pass."""
-    groups: dict[str, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    return groups
+def group_labels(cells: Sequence[str]) -> list[Any]:
+    """The labels of a grouping column, in one pass: empty cells and ``NA`` are missing
+    (None); a column of finite numbers only is numeric (as R's ``read.csv`` reads it), so
+    its groups are ordered numerically."""
+    labels: list[Any] = []
+    numbers: list[float] | None = []
+    for cell in cells:
+        if cell == "" or cell.upper() == "NA":
+            labels.append(None)
+            if numbers is not None:
+                numbers.append(math.nan)
+            continue
+        labels.append(cell)
+        if numbers is not None:
+            try:
+                value = float(cell)
+            except ValueError:
+                numbers = None
+                continue
+            if not math.isfinite(value):
+                numbers = None
+                continue
+            numbers.append(value)
+    if numbers is not None and any(not math.isnan(x) for x in numbers):
+        return numbers
+    return labels
 
 
 def _pool_by(args: argparse.Namespace) -> int:
+    """``--by COLUMN``: the subgroup analysis (each group pooled, all studies pooled, the
+    test for subgroup differences), printed as a table or as JSON."""
+    from .subgroups import subgroups
+
     table = read_table(args.file)
     if args.by not in table.columns:
         msg = f"{args.file}: no column {args.by!r} to group by"
         raise UsageError(msg)
-    groups = group_rows(table.columns[args.by])
-    out: dict[str, Any] = {}
-    for done, (key, rows) in enumerate(groups.items(), start=1):
-        out[key] = _pool(args, table.subset(rows), f" (group {args.by} = {key!r})")
-        _progress(done, len(groups))
-    if args.json:
-        print(json.dumps({key: res.to_dict() for key, res in out.items()}, indent=2))
-    else:
-        print(f"{'group':20s} {'k':>3s} {'estimate':>9s} {'ci.lb':>8s} {'ci.ub':>8s} {'tau2':>8s}")
-        for key, res in out.items():
-            print(
-                f"{key[:20]:20s} {res.k:3d} {res.estimate:9.4f} {res.ci_lower:8.4f} "
-                f"{res.ci_upper:8.4f} {res.tau2:8.4f}"
-            )
+    keys = table.columns[args.by]
+    labels = group_labels(keys)
+    yi, vi, sei, study_labels = effect_sizes(args, table)
+    options = {
+        "groups": args.by,
+        "data": {args.by: labels},
+        "method": args.method,
+        "test": args.test,
+        "level": args.level,
+        "tau2": args.tau2 or "separate",
+    }
+
+    def fit() -> Any:
+        if isinstance(yi, EffectSizes):
+            return subgroups(yi, **options)
+        return subgroups(yi, vi, sei=sei, **options)
+
+    def group_of(message: str) -> str:
+        """The group of the study an error names."""
+        found = re.search(r"\bstudy (\d+)", message)
+        return f" (group {args.by} = {keys[int(found[1])]!r})" if found else ""
+
+    result = _run(table, fit, group_of)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    if args.forest:
+        from .plot import forest
+
+        omitted = set(result.omitted)
+        kept = [lab for i, lab in enumerate(study_labels) if i not in omitted]
+        _save(forest(result, labels=kept), args.forest)
     return 0
 
 
@@ -491,8 +526,8 @@ def _options(args: argparse.Namespace) -> argparse.Namespace:
         unused += [f"--{o}" for o in ("method", "test") if getattr(args, o) is not None]
         if unused:
             unused[-1] += " (used only with --model rma)"
-    if args.command == "pool" and args.by and args.forest:
-        unused.append("--forest (with --by)")
+    if args.command == "pool" and args.tau2 is not None and not args.by:
+        unused.append("--tau2 (used only with --by)")
     if args.command == "funnel":
         unused += [f"--{o}" for o in ("test", "json") if getattr(args, o) is not None]
     if unused:
@@ -516,7 +551,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pool", help="pool the studies of a CSV file")
     _add_input(p)
     p.add_argument("--forest", metavar="PNG", help="write a forest plot")
-    p.add_argument("--by", metavar="COLUMN", help="one meta-analysis per value of COLUMN")
+    p.add_argument(
+        "--by",
+        metavar="COLUMN",
+        help="subgroup analysis: one meta-analysis per value of COLUMN, all studies pooled, "
+        "and the test for subgroup differences",
+    )
+    p.add_argument(
+        "--tau2",
+        choices=("separate", "common"),
+        help="with --by: a separate tau^2 per subgroup (default) or one common tau^2 "
+        "(the meta-regression on the groups)",
+    )
     p.add_argument(
         "--model",
         default="rma",

@@ -34,8 +34,9 @@ from ._validation import check_level, critical_value
 from .bias import TrimFillResult
 from .binary import MHResult, PetoResult
 from .metareg import MetaRegResult
-from .pooling import PoolResult, pool
+from .pooling import PoolResult
 from .sensitivity import CumulativeResult, LeaveOneOutResult
+from .subgroups import SubgroupResult, subgroups
 
 __all__ = ["bayes_forest", "bubble", "forest", "funnel", "posterior"]
 
@@ -128,23 +129,28 @@ def forest(
     show_weights: bool = True,
     ax: Any = None,
 ) -> Any:
-    """Forest plot of a pooled result, a leave-one-out or a cumulative analysis [1]_.
+    """Forest plot of a pooled result, a subgroup analysis, a leave-one-out or a cumulative
+    analysis [1]_.
 
     Each study is a square (area proportional to its weight) with its confidence
     interval; the pooled estimate is a diamond with the prediction interval as a line
     through it, and the heterogeneity statistics are printed beneath. Estimates, intervals
-    and weights are printed on the right.
+    and weights are printed on the right. A subgroup analysis is drawn as one block per
+    subgroup (its studies and its diamond), then the overall diamond and the test for
+    subgroup differences (Q, df, p).
 
     Parameters
     ----------
-    result : PoolResult, MHResult, PetoResult, LeaveOneOutResult or CumulativeResult
+    result : PoolResult, SubgroupResult, MHResult, PetoResult, LeaveOneOutResult, CumulativeResult
         What to draw. Mantel-Haenszel and Peto results add the events/total (or
         events/person-time) of both groups beside each study.
     labels : sequence of str, optional
-        Study labels (default "Study 1", ...); long labels are shortened with "…".
+        Study labels (default "Study 1", ...); long labels are shortened with "…". For a
+        SubgroupResult, one per study used (input order, omitted studies left out).
     groups : sequence, optional
-        A subgroup label per study (PoolResult only): each subgroup is pooled with the
-        model's settings and drawn as a block with its own diamond.
+        A subgroup label per study of a PoolResult: the studies are analysed by
+        :func:`ketameta.subgroups` with the model's settings (separate τ²) and drawn as
+        for a SubgroupResult.
     transform : {"exp", "expit", "tanh"} or callable, optional
         Back-transform for display (``"exp"`` for log ratios, on a log axis; ``"expit"``
         for logits; ``"tanh"`` for Fisher's z). With ``"exp"``, a log ratio beyond
@@ -189,7 +195,12 @@ def forest(
         return _ratio(float(x)) if transform == "exp" else _number(float(back(x)))
 
     counts_title = ""
-    if isinstance(result, PoolResult):
+    if isinstance(result, SubgroupResult):
+        if groups is not None:
+            msg = "`groups` cannot be given with a SubgroupResult (it has its subgroups)"
+            raise ValueError(msg)
+        rows = _subgroup_rows(result, labels)
+    elif isinstance(result, PoolResult):
         rows = _pool_rows(result, labels, groups)
     elif isinstance(result, LeaveOneOutResult | CumulativeResult):
         rows = _sensitivity_rows(result, labels)
@@ -233,8 +244,8 @@ def forest(
     for y, row in zip(ypos, expanded, strict=True):
         kind = row["kind"]
         est, lo, hi = (float(f(row[key])) for key in ("est", "lo", "hi"))
-        left_labels.append(row["label"] if kind == "note" else _short(row["label"]))
-        if kind in ("header", "note", "colhead"):
+        left_labels.append(row["label"] if kind in ("note", "test") else _short(row["label"]))
+        if kind in ("header", "note", "colhead", "test"):
             right_labels.append(row.get("right", ""))
             continue
         if not np.isfinite(est):  # a study without an effect (e.g. no events in either group)
@@ -318,7 +329,7 @@ def _window(rows: list[dict[str, Any]], log_ratios: bool) -> tuple[float, float]
     """
     core: list[float] = []
     for row in rows:
-        if row["kind"] == "header":
+        if row["kind"] in ("header", "test"):
             continue
         core.append(float(row["est"]))
         if row["kind"] != "study" or row.get("pooled_interval"):
@@ -364,53 +375,106 @@ def _pooled_row(res: PoolResult, label: str, kind: str = "pooled") -> dict[str, 
     }
 
 
-def _pool_rows(
-    res: PoolResult, labels: Sequence[str] | None, groups: Sequence[Any] | None
+def _study_rows(
+    yi: Any, vi: Any, weights: Any, level: float, labels: Sequence[str] | None
 ) -> list[dict[str, Any]]:
-    k = res.k
+    k = len(yi)
     names = list(labels) if labels is not None else [f"Study {i + 1}" for i in range(k)]
     if len(names) != k:
         msg = f"`labels` has {len(names)} entries but the model has {k} studies"
         raise ValueError(msg)
-    lo, hi = _study_ci(res.yi, res.vi, res.level)
-    study_rows = [
+    lo, hi = _study_ci(yi, vi, level)
+    return [
         {
             "kind": "study",
             "label": names[i],
-            "est": res.yi[i],
+            "est": yi[i],
             "lo": lo[i],
             "hi": hi[i],
-            "weight": float(res.weights[i]),
+            "weight": float(weights[i]),
         }
         for i in range(k)
     ]
-    rows: list[dict[str, Any]] = []
+
+
+def _pool_rows(
+    res: PoolResult, labels: Sequence[str] | None, groups: Sequence[Any] | None
+) -> list[dict[str, Any]]:
     if groups is None:
-        rows.extend(study_rows)
-    else:
-        g = list(groups)
-        if len(g) != k:
-            msg = f"`groups` has {len(g)} entries but the model has {k} studies"
-            raise ValueError(msg)
-        for level_name in dict.fromkeys(g):
-            idx = [i for i in range(k) if g[i] == level_name]
-            rows.append(
-                {
-                    "kind": "header",
-                    "label": str(level_name),
-                    "est": np.nan,
-                    "lo": np.nan,
-                    "hi": np.nan,
-                }
-            )
-            rows.extend(study_rows[i] for i in idx)
-            if len(idx) > 1:
-                sub = pool(
-                    res.yi[idx], res.vi[idx], method=res.method, test=res.test, level=res.level
-                )
-                rows.append(_pooled_row(sub, f"Subgroup {level_name}", kind="subgroup"))
-    rows.append(_pooled_row(res, ""))
+        return [*_study_rows(res.yi, res.vi, res.weights, res.level, labels), _pooled_row(res, "")]
+    g = list(groups) if not hasattr(groups, "shape") else groups
+    if len(g) != res.k:
+        msg = f"`groups` has {len(g)} entries but the model has {res.k} studies"
+        raise ValueError(msg)
+    if labels is not None and len(labels) != res.k:
+        msg = f"`labels` has {len(labels)} entries but the model has {res.k} studies"
+        raise ValueError(msg)
+    sub = subgroups(
+        res.yi,
+        res.vi,
+        groups=g,
+        method=res.method,
+        test=res.test,
+        level=res.level,
+        tau2=res.tau2 if res.tau2_fixed else "separate",
+        control=res.control,
+    )
+    if labels is not None and sub.omitted:  # (studies without a group label)
+        labels = [lab for i, lab in enumerate(labels) if i not in set(sub.omitted)]
+    return _subgroup_rows(sub, labels)
+
+
+def _subgroup_rows(sub: SubgroupResult, labels: Sequence[str] | None) -> list[dict[str, Any]]:
+    """A block per subgroup (a header, its studies in input order, its diamond with the
+    heterogeneity beneath), the overall diamond and the test for subgroup differences."""
+    overall = sub.overall
+    studies = _study_rows(sub.yi, sub.vi, overall.weights, sub.level, labels)
+    common = sub.common
+    rows: list[dict[str, Any]] = []
+    for g, name in enumerate(sub.level_names):
+        fit = sub.per_group[g]
+        rows.append({"kind": "header", "label": name, "est": np.nan, "lo": np.nan, "hi": np.nan})
+        rows.extend(studies[i] for i in np.flatnonzero(sub.group == g))
+        if common is not None:
+            row = {
+                "kind": "subgroup",
+                "label": f"Subgroup {name}",
+                "est": float(common.estimate[g]),
+                "lo": float(common.ci_lower[g]),
+                "hi": float(common.ci_upper[g]),
+                "pred": None,
+                "note": f"tau² = {common.tau2:.3g} (common), {_q_note(fit)}",
+            }
+        else:
+            row = _pooled_row(fit, f"Subgroup {name}", kind="subgroup")
+        if fit.k == 1:
+            row.update(label=f"Subgroup {name} (1 study)", pred=None, note="")
+        rows.append(row)
+    rows.append(_pooled_row(overall, ""))
+    rows.append(
+        {"kind": "test", "label": _test_note(sub), "est": np.nan, "lo": np.nan, "hi": np.nan}
+    )
     return rows
+
+
+def _q_note(res: PoolResult) -> str:
+    p_text = format_p(res.q_pvalue)
+    return f"Q({res.q_df}) = {res.q:.2f}, p {'<' if p_text.startswith('<') else '='} " + (
+        p_text.lstrip("<")
+    )
+
+
+def _test_note(sub: SubgroupResult) -> str:
+    """The test for subgroup differences as a journal prints it."""
+    if len(sub.levels) == 1 or math.isnan(sub.q_between):
+        return sub.test_text()
+    p_text = format_p(sub.q_between_pvalue)
+    p = f"p {'<' if p_text.startswith('<') else '='} {p_text.lstrip('<')}"
+    if sub.q_between_distribution == "F":
+        stat = f"F({sub.q_between_df}, {sub.q_between_df_residual:g}) = {sub.q_between:.2f}"
+    else:
+        stat = f"Q({sub.q_between_df}) = {sub.q_between:.2f}"
+    return f"Test for subgroup differences: {stat}, {p}"
 
 
 def _binary_rows(

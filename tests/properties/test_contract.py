@@ -232,6 +232,10 @@ OR_ARGS = {
     "di": [30, 41, 59, 39, 31, 43, 70, 35],
 }
 
+#: subgroup labels of the subgroup-analysis recipes (numbers: they run through every number
+#: and missing-value class like the other arguments)
+GROUPS = [1, 2, 1, 2, 1, 2, 2, 1]
+
 #: the τ prior of the Bayesian recipes (a weakly informative half-normal)
 TAU_PRIOR = ketameta.priors.HalfNormal(0.5)
 
@@ -372,6 +376,18 @@ RECIPES: dict[str, Recipe] = {
         "studies",
         lambda a: ketameta.metareg(a["yi"], a["vi"], mods=a["mods"]),
         {"yi": YK, "vi": VK, "mods": [float(x) for x in ORDER]},
+    ),
+    "ketameta.subgroups": Recipe(
+        "studies",
+        lambda a: ketameta.subgroups(a["yi"], a["vi"], groups=a["groups"]),
+        {"yi": YK, "vi": VK, "groups": GROUPS},
+        integer_args=("groups",),
+    ),
+    "ketameta.subgroups[common]": Recipe(
+        "studies",
+        lambda a: ketameta.subgroups(a["yi"], a["vi"], groups=a["groups"], tau2="common"),
+        {"yi": YK, "vi": VK, "groups": GROUPS},
+        integer_args=("groups",),
     ),
     "ketameta.bayes_pool": Recipe(
         "studies",
@@ -1139,6 +1155,8 @@ def _extreme_args(name: str, data: str, ratio: float) -> dict[str, Any]:
         args["order"] = list(range(k))
     if "mods" in recipe.args:
         args["mods"] = [float(i % 3) + 0.5 * i for i in range(k)]
+    if "groups" in recipe.args:
+        args["groups"] = [i % 2 for i in range(k)]
     return args
 
 
