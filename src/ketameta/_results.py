@@ -103,3 +103,9 @@ def format_p(p: float) -> str:
     if not math.isfinite(p):
         return "NA"
     return "<.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def format_p_with_sign(p: float) -> str:
+    """``= 0.0123`` or ``< .0001``: a p-value after "p-val" as metafor prints it."""
+    text = format_p(p)
+    return "< .0001" if text.startswith("<") else f"= {text}"

@@ -38,7 +38,15 @@ from . import _engine
 from ._engine.inference import test_critical_value
 from ._engine.model import default_btt, moderator_test
 from ._modelmatrix import ModelMatrix, check_coefficients, model_matrix
-from ._results import RecordResult, TableResult, array_field, format_p, import_pandas, plain
+from ._results import (
+    RecordResult,
+    TableResult,
+    array_field,
+    format_p,
+    format_p_with_sign,
+    import_pandas,
+    plain,
+)
 from ._typing import ArrayLike, FloatArray
 from ._warnings import CollinearityWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
@@ -86,7 +94,7 @@ class WaldTest(RecordResult):
             stat = f"QM(df = {self.df}) = {self.statistic:.4f}"
         else:
             stat = f"F(df1 = {self.df}, df2 = {self.df_residual:g}) = {self.statistic:.4f}"
-        return f"{head}\n{stat}, p-val {_p_with_sign(self.pvalue)}"
+        return f"{head}\n{stat}, p-val {format_p_with_sign(self.pvalue)}"
 
 
 @attrs.frozen(kw_only=True)
@@ -396,7 +404,9 @@ class MetaRegResult(ModelFit):
         if math.isfinite(self.r2):
             lines.append(f"{'R^2 (amount of heterogeneity accounted for):':56s}{self.r2:.2f}%")
         lines += ["", "Test for Residual Heterogeneity:"]
-        lines.append(f"QE(df = {self.q_df}) = {self.q:.4f}, p-val {_p_with_sign(self.q_pvalue)}")
+        lines.append(
+            f"QE(df = {self.q_df}) = {self.q:.4f}, p-val {format_p_with_sign(self.q_pvalue)}"
+        )
         lines.append("")
         test = self.anova(self.btt)
         lines += test.summary().split("\n")
@@ -424,11 +434,6 @@ class MetaRegResult(ModelFit):
         if self.omitted:
             lines.append(f"Omitted studies (missing values): {list(self.omitted)}")
         return "\n".join(lines)
-
-
-def _p_with_sign(p: float) -> str:
-    text = format_p(p)
-    return "< .0001" if text.startswith("<") else f"= {text}"
 
 
 _TRANSFORMS: dict[str, Callable[[FloatArray], FloatArray]] = {

@@ -43,9 +43,9 @@ import attrs
 import numpy as np
 
 from . import _engine
-from ._engine.design import Design, _take
+from ._engine.design import Design
 from ._engine.model import fit_design
-from ._results import RecordResult, array_field, format_p, import_pandas, plain
+from ._results import RecordResult, array_field, format_p, format_p_with_sign, import_pandas, plain
 from ._typing import BoolArray, FloatArray
 from ._validation import check_positive_int
 from .metareg import MetaRegResult
@@ -212,7 +212,7 @@ class PermutationTestResult(RecordResult):
                 stat = f"F(df1 = {self.qm_df}, df2 = {self.qm_df_residual:g}) = {self.qm:.4f}"
             else:
                 stat = f"QM(df = {self.qm_df}) = {self.qm:.4f}"
-            lines += [f"{stat}, p-val {_p_with_sign(self.qm_pvalue)}", ""]
+            lines += [f"{stat}, p-val {format_p_with_sign(self.qm_pvalue)}", ""]
         lines += ["Model Results:", ""]
         # columns as wide as their widest entry, right-aligned (as R prints a table)
         columns: list[list[str]] = []
@@ -258,30 +258,6 @@ def _format_btt(btt: tuple[int, ...]) -> str:
     if len(one) > 1 and all(b - a == 1 for a, b in itertools.pairwise(one)):
         return f"{one[0]}:{one[-1]}"
     return ",".join(str(i) for i in one)
-
-
-def _p_with_sign(p: float) -> str:
-    text = format_p(p)
-    return "< .0001" if text.startswith("<") else f"= {text}"
-
-
-class _SharedDesign(Design):
-    """A batch :class:`~ketameta._engine.design.Design` whose shared ``(k, ·)`` arrays
-    (the basis and its products) stay whole when the root finders take a subset of the
-    analyses. ``Design.subset`` takes every array whose first axis has the batch's length,
-    which for a shared design catches the basis too when exactly ``k`` analyses are left
-    (a batch of permutations often has). Remove when the engine's ``subset`` keeps them."""
-
-    __slots__ = ()
-
-    def subset(self, rows: BoolArray) -> Design:
-        out = _SharedDesign.__new__(_SharedDesign)
-        keep = ("basis", "z") if self.shared else ()
-        for name in Design.__slots__:
-            value = getattr(self, name)
-            setattr(out, name, value if name in keep else _take(value, rows))
-        out.last = None
-        return out
 
 
 def _groups(x: FloatArray) -> tuple[np.ndarray[Any, np.dtype[np.intp]], list[int]]:
@@ -388,7 +364,7 @@ def _fit_chunk(
     else:
         yy, vv = y[perm], v[perm]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        design = _SharedDesign(yy, vv, x, padded=False, intercept=intercept)
+        design = Design(yy, vv, x, padded=False, intercept=intercept)
         out = fit_design(design, **settings)
     stat = np.column_stack([np.asarray(s, dtype=np.float64) for s in out["statistic"]])
     qm = np.asarray(out["qm"], dtype=np.float64)

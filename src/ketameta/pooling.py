@@ -41,7 +41,7 @@ import attrs
 import numpy as np
 
 from . import _engine
-from ._results import Owned, array_field, format_p, import_pandas, plain
+from ._results import Owned, array_field, format_p, format_p_with_sign, import_pandas, plain
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
     MAX_ABS_EFFECT,
@@ -350,7 +350,9 @@ class PoolResult(ModelFit):
         lines += self._heterogeneity_lines(residual=False)
         lines.append("")
         lines.append("Test for Heterogeneity:")
-        lines.append(f"Q(df = {self.q_df}) = {self.q:.4f}, p-val {_p_with_sign(self.q_pvalue)}")
+        lines.append(
+            f"Q(df = {self.q_df}) = {self.q:.4f}, p-val {format_p_with_sign(self.q_pvalue)}"
+        )
         lines.append("")
         stat_name = "zval" if self.test == "z" else "tval"
         df_note = "" if self.test == "z" else f" (df = {self.df:g}; test = {self.test!r})"
@@ -369,11 +371,6 @@ class PoolResult(ModelFit):
         if self.omitted:
             lines.append(f"Omitted studies (missing values): {list(self.omitted)}")
         return "\n".join(lines)
-
-
-def _p_with_sign(p: float) -> str:
-    text = format_p(p)
-    return "< .0001" if text.startswith("<") else f"= {text}"
 
 
 def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> FloatArray:

@@ -39,7 +39,7 @@ import numpy as np
 from . import _engine
 from ._engine.inference import test_critical_value, two_sided_p
 from ._modelmatrix import _category_info, _is_missing, _level_label, _object_values
-from ._results import array_field, format_p, import_pandas, plain
+from ._results import array_field, format_p, format_p_with_sign, import_pandas, plain
 from ._typing import ArrayLike, FloatArray
 from ._validation import as_float, check_choice, check_length
 from ._warnings import DegenerateDataWarning, LocalMaximumWarning, SmallSampleWarning
@@ -49,7 +49,6 @@ from .metareg import MetaRegResult, _column, metareg
 from .pooling import (
     PoolResult,
     _indices,
-    _p_with_sign,
     _resolve_inputs,
     pool,
     prepare_studies,
@@ -249,7 +248,7 @@ class SubgroupResult:
             label = "QM" if self.tau2_mode == "common" else "Q"
             stat = f"{label}(df = {self.q_between_df}) = {self.q_between:.4f}"
         tau = "" if self.method == "EE" else f" ({self.tau2_mode} tau^2)"
-        p_text = _p_with_sign(self.q_between_pvalue)
+        p_text = format_p_with_sign(self.q_between_pvalue)
         return f"Test for subgroup differences{tau}: {stat}, p-val {p_text}"
 
     def summary(self) -> str:
@@ -310,7 +309,7 @@ class SubgroupResult:
             if m is not None:
                 lines.append(
                     f"Test for residual heterogeneity: QE(df = {m.q_df}) = {m.q:.4f}, "
-                    f"p-val {_p_with_sign(m.q_pvalue)}"
+                    f"p-val {format_p_with_sign(m.q_pvalue)}"
                 )
         lines.append(self.test_text())
         if self.omitted:
