@@ -231,6 +231,7 @@ def _fit_rows(
         chunk_size=chunk_size,
         workers=workers,
         complete=complete,
+        btt=(),  # (no omnibus test of the intercept-only model)
     )
     for name, key in _engine.COEF_FIELDS.items():
         out[name] = out.pop(key)[:, 0]
@@ -456,6 +457,7 @@ def _pool_many_dask(
             tau2_ci=tau2_ci,
             chunk_size=chunk_size,
             complete=complete,
+            btt=(),
             out=views,
         )
         return np.asarray(packed[: len(names)].T)

@@ -194,9 +194,22 @@ class MetaRegResult(ModelFit):
     qm: float
     qm_df: int
     qm_pvalue: float
-    r2: float
     dropped: tuple[str, ...] = attrs.field(converter=_names, default=())
     model_matrix: ModelMatrix | None = attrs.field(default=None, eq=False, repr=False)
+    #: statistics derived on first access (the pseudo-R² needs a second fit)
+    _derived: dict[str, float] = attrs.field(factory=dict, eq=False, repr=False, init=False)
+
+    @property
+    def r2(self) -> float:
+        """Pseudo-R² in percent (see the class docstring); computed on first access, as it
+        needs the fit of the model with the intercept only."""
+        if "r2" not in self._derived:
+            self._derived["r2"] = _pseudo_r2(self)
+        return self._derived["r2"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields (and the pseudo-R²) as plain Python values (JSON-serialisable)."""
+        return {**super().to_dict(), "r2": plain(self.r2)}
 
     @property
     def p(self) -> int:
@@ -643,9 +656,6 @@ def metareg(
         btt=idx,
     )
     btt_used = idx if idx is not None else default_btt(p, mm.intercept)
-    r2 = _pseudo_r2(
-        y, v, out, method=method, intercept=mm.intercept, p=p, control=ctl, tau2_fixed=tau2_fixed
-    )
     return MetaRegResult(
         coef=np.array(out["coef"], dtype=np.float64),
         se=np.array(out["se"], dtype=np.float64),
@@ -661,7 +671,6 @@ def metareg(
         qm=float(out["qm"]),
         qm_df=len(btt_used),
         qm_pvalue=float(out["qm_pvalue"]),
-        r2=r2,
         dropped=dropped,
         model_matrix=mm,
         df=float(out["df"]),
@@ -689,33 +698,31 @@ def metareg(
     )
 
 
-def _pseudo_r2(
-    y: FloatArray,
-    v: FloatArray,
-    out: dict[str, Any],
-    *,
-    method: str,
-    intercept: bool,
-    p: int,
-    control: dict[str, Any],
-    tau2_fixed: float | None,
-) -> float:
-    """The pseudo-R² (percent) against the intercept-only model (Raudenbush 2009); for the
-    equal-effects model the adjusted R² of the weighted regression,
-    ``max(0, 1 - (Q_E/(k - p))/(Q/(k - 1)))`` (as metafor); NaN without an intercept,
-    without moderators or with a fixed τ²."""
-    if not intercept or p < 2 or tau2_fixed is not None:
+def _pseudo_r2(res: MetaRegResult) -> float:
+    """The pseudo-R² (percent) of `res` against the intercept-only model with the same
+    estimator on the same studies (Raudenbush 2009); for the equal-effects model the
+    adjusted R² of the weighted regression, ``max(0, 1 - (Q_E/(k - p))/(Q/(k - 1)))`` (as
+    metafor); NaN without an intercept, without moderators or with a fixed τ²."""
+    k, p = res.k, res.p
+    if not res.intercept or p < 2 or res.tau2_fixed:
         return math.nan
-    k = int(y.shape[0])
+    control = {**_engine.DEFAULT_CONTROL, **res.control}
     null = _engine.fit(
-        y, v, padded=False, method=method, test="z", level=0.95, control=control, btt=()
+        res.yi,
+        res.vi,
+        padded=False,
+        method=res.method,
+        test="z",
+        level=0.95,
+        control=control,
+        btt=(),
     )
-    if method == "EE":
+    if res.method == "EE":
         q0 = float(null["q"])
         if k <= p or q0 <= 0.0:
             return math.nan
-        return 100.0 * max(0.0, 1.0 - (float(out["q"]) / (k - p)) / (q0 / (k - 1)))
+        return 100.0 * max(0.0, 1.0 - (res.q / (k - p)) / (q0 / (k - 1)))
     tau2_0 = float(null["tau2"])
     if tau2_0 <= 0.0:
         return 0.0
-    return 100.0 * max(0.0, (tau2_0 - float(out["tau2"])) / tau2_0)
+    return 100.0 * max(0.0, (tau2_0 - res.tau2) / tau2_0)

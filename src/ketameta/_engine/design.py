@@ -46,6 +46,9 @@ from .linalg import Factor, Mat, Vec
 RANK_TOLERANCE = 1e-7
 
 _POWERS = -np.arange(1.0, 4.0)[:, None]  # w, w², w³ of one analysis
+#: one analysis's weights at τ² = 0 in one power call: 1, 1/v, 1/v², 1/v³ and v (exact:
+#: integer powers 0 and 1 are computed exactly)
+_POWERS0 = np.array([[0.0], [-1.0], [-2.0], [-3.0], [1.0]])
 
 
 def rowdot(a: FloatArray, b: FloatArray) -> FloatArray:
@@ -83,6 +86,7 @@ class Design:
         "shared",
         "single",
         "singular",
+        "sums0",
         "v",
         "v_harmonic",
         "v_row",
@@ -119,14 +123,15 @@ class Design:
         self.singular: nm.Flag = False  # batch rows whose design is singular
         self.z: FloatArray | None = None
         self.y2: FloatArray | None = None
+        self.sums0: list[list[Num]] = []
         self.basis: FloatArray | None = None
         self.r: Mat | None = None
         if x is not None:
             self.basis, self.r = self._orthogonalise(x)
         # equal-effects weights (one analysis: w, w², w³ of 1/v; the moments at τ² = 0
         # reuse them)
-        self.wp0 = v[None, :] ** _POWERS if single else None
-        w0 = self.wp0[0] if self.wp0 is not None else 1.0 / v
+        self.wp0 = v[None, :] ** _POWERS0 if single else None
+        w0 = self.wp0[1] if self.wp0 is not None else 1.0 / v
         self.w0 = w0
         self.v = v
         # the equal-effects fit, and the effects centred at it
@@ -146,6 +151,10 @@ class Design:
             # columns: products of the basis columns, basis × y, y² (and 1 without an
             # intercept): one matrix product gives every weighted sum
             self.z = self._product_columns(y)
+            # the sums of the weights 1, w, w², w³ and v at τ² = 0 (of the centred
+            # effects): every sum the estimators need at τ² = 0, from one product
+            assert self.wp0 is not None
+            self.sums0 = self.sums(self.wp0)
         else:
             # column-major: the row sums run over contiguous memory
             self.y = np.asfortranarray(y)

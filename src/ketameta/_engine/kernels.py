@@ -40,7 +40,11 @@ class Kernels:
     * ``trace(inv, r)``: ``tr(A⁻¹B)``, ``B`` the matrix of row `r`;
     * ``trace_sq(inv, r)``: ``tr((A⁻¹B)²)``;
     * ``g_quad(inv, r, d)``: ``gᵀA⁻¹g`` with ``g = XᵀUy - XᵀUXβ̂`` (``= XᵀUr``);
-    * ``pivots(r)``: the pivots ``D`` of ``A = LDLᵀ`` (``log det A = Σ log D_j``).
+    * ``pivots(r)``: the pivots ``D`` of ``A = LDLᵀ`` (``log det A = Σ log D_j``);
+    * ``score_q(r1, r2, a, target)``, ``score_ml(r1, r2, r3, a, target)``,
+      ``score_reml(r1, r2, r3, a, target, traces=None)``: (score, derivative, information)
+      of the τ² equations, scaled (see the comment in :func:`source`), from the rows of
+      ``w``, ``w²``, ``w³``.
     """
 
     solve: Callable[..., Any]
@@ -50,6 +54,9 @@ class Kernels:
     trace_sq: Callable[..., Any]
     g_quad: Callable[..., Any]
     pivots: Callable[..., Any]
+    score_q: Callable[..., Any]
+    score_ml: Callable[..., Any]
+    score_reml: Callable[..., Any]
 
 
 def _sum(terms: list[str]) -> str:
@@ -57,10 +64,13 @@ def _sum(terms: list[str]) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def kernels(p: int, intercept: bool) -> Kernels:
-    """The kernels for `p` coefficients (the layout of :class:`Layout` ``(p, intercept)``)."""
-    namespace: dict[str, Any] = {}
-    code = compile(source(p, intercept), f"<ketameta kernels p={p}>", "exec")
+def kernels(p: int, intercept: bool, vectorized: bool = False) -> Kernels:
+    """The kernels for `p` coefficients (the layout of :class:`Layout` ``(p, intercept)``),
+    for one analysis's Python floats or (`vectorized`) a batch's arrays."""
+    import numpy as np
+
+    namespace: dict[str, Any] = {"_maximum": np.maximum}
+    code = compile(source(p, intercept, vectorized), f"<ketameta kernels p={p}>", "exec")
     exec(code, namespace)
     return Kernels(*(namespace[name] for name in attrs.fields_dict(Kernels)))
 
@@ -78,8 +88,9 @@ def solve(k: Kernels, row: list[Any]) -> tuple[Any, Any]:
         return [[float(x) for x in line] for line in inv], [float(b) for b in beta]
 
 
-def source(p: int, intercept: bool = True) -> str:
-    """The Python source of the kernels for `p` coefficients (read it to see the code)."""
+def source(p: int, intercept: bool = True, vectorized: bool = False) -> str:
+    """The Python source of the kernels for `p` coefficients (read it to see the code);
+    `vectorized`: for arrays (a batch; ``max(x, 0)`` by NumPy) rather than Python floats."""
     lay = Layout(p, intercept)
     xx, xy, yy = lay.xx, lay.xy, lay.yy
     rp = range(p)
@@ -132,24 +143,126 @@ def source(p: int, intercept: bool = True) -> str:
     pivots = listing([f"d{j}" for j in rp])
     lines += ["def pivots(r):", *factor, f"    return {pivots}", ""]
 
-    dxy = _sum([f"d[{a}] * r[{xy[a]}]" for a in rp])
-    quad = _sum([f"d[{a}] * r[{xx[a][b]}] * d[{b}]" for a in rp for b in rp])
-    lines += ["def rss1(r, d):", f"    return r[{yy}] - ({dxy})", ""]
-    lines += ["def rss(r, d):", f"    return r[{yy}] - 2.0 * ({dxy}) + ({quad})", ""]
-    trace = _sum([f"inv[{a}][{b}] * r[{xx[b][a]}]" for a in rp for b in rp])
-    lines += ["def trace(inv, r):", f"    return {trace}", ""]
-    # M = A⁻¹B; tr(M²) = Σ_ab M_ab M_ba
+    # -- the quadratic forms, each written once as a template of code lines ------------
+    def rss1_code(out: str, r: str, d: str) -> list[str]:
+        # Σ w r² at β̂ = yᵀWy - β̂ᵀXᵀWy (Aβ̂ = XᵀWy)
+        dxy = _sum([f"{d}[{a}] * {r}[{xy[a]}]" for a in rp])
+        return [f"    {out} = {r}[{yy}] - ({dxy})"]
+
+    def rss_code(out: str, r: str, d: str) -> list[str]:
+        # Σ u r² = yᵀUy - 2β̂ᵀXᵀUy + β̂ᵀXᵀUXβ̂
+        dxy = _sum([f"{d}[{a}] * {r}[{xy[a]}]" for a in rp])
+        quad = _sum([f"{d}[{a}] * {r}[{xx[a][b]}] * {d}[{b}]" for a in rp for b in rp])
+        return [f"    {out} = {r}[{yy}] - 2.0 * ({dxy}) + ({quad})"]
+
+    def trace_code(out: str, inv: str, r: str) -> list[str]:
+        # tr(A⁻¹B)
+        return [
+            f"    {out} = " + _sum([f"{inv}[{a}][{b}] * {r}[{xx[b][a]}]" for a in rp for b in rp])
+        ]
+
+    def trace_sq_code(out: str, inv: str, r: str) -> list[str]:
+        # M = A⁻¹B; tr(M²) = Σ_ab M_ab M_ba
+        body = [
+            f"    t{a}{b} = " + _sum([f"{inv}[{a}][{c}] * {r}[{xx[c][b]}]" for c in rp])
+            for a in rp
+            for b in rp
+        ]
+        return [*body, f"    {out} = " + _sum([f"t{a}{b} * t{b}{a}" for a in rp for b in rp])]
+
+    def g_quad_code(out: str, inv: str, r: str, d: str) -> list[str]:
+        # gᵀA⁻¹g, g = XᵀUy - XᵀUXβ̂ = XᵀUr
+        body = [
+            f"    g{a} = {r}[{xy[a]}] - ("
+            + _sum([f"{r}[{xx[a][b]}] * {d}[{b}]" for b in rp])
+            + ")"
+            for a in rp
+        ]
+        return [
+            *body,
+            f"    {out} = " + _sum([f"g{a} * {inv}[{a}][{b}] * g{b}" for a in rp for b in rp]),
+        ]
+
+    def clamp(name: str) -> list[str]:
+        # max(x, 0) that keeps NaN: for floats a comparison, for arrays NumPy's maximum
+        if vectorized:
+            return [f"    {name} = _maximum({name}, 0.0)"]
+        return [f"    {name} = 0.0 if {name} < 0.0 else {name}"]
+
+    def one(code: list[str], name: str, args: str) -> list[str]:
+        return [f"def {name}({args}):", *code, "    return out", ""]
+
+    lines += one(rss1_code("out", "r", "d"), "rss1", "r, d")
+    lines += one(rss_code("out", "r", "d"), "rss", "r, d")
+    lines += one(trace_code("out", "inv", "r"), "trace", "inv, r")
+    lines += one(trace_sq_code("out", "inv", "r"), "trace_sq", "inv, r")
+    lines += one(g_quad_code("out", "inv", "r", "d"), "g_quad", "inv, r, d")
+
+    # -- the scores of the τ² equations, composed of the forms above -------------------
+    # Each returns (score, its derivative, Fisher information) times g = a^q, a = v̄_h + τ²
+    # (v̄_h the harmonic mean of the v_i; q = 1 for Q, 2 for the likelihoods): the scaling
+    # keeps the score's sign and roots but makes it linear in τ² when all v_i are equal
+    # (w = 1/(v̄_h + τ²): the REML score w² Σr² - (k - 1) w becomes Σr² - (k - 1)(v̄_h + τ²)),
+    # so Newton steps overshoot far less and, where the likelihood has several maxima, stay
+    # in the basin of the start as Fisher scoring does (metafor); the information is scaled
+    # alike, so a Fisher step is unchanged.
+    ones = lay.ones
+    solve_inline = ["    r = r1", *factor, *subst, *inverse]
+    d_list = f"    d = {beta}"
+    inv_list = f"    inv = {inv}"
+    # Q(τ²) - target (PM, EB, Q-profile): derivative -Σw²r², information Σw²r²
     body = [
-        f"    t{a}{b} = " + _sum([f"inv[{a}][{c}] * r[{xx[c][b]}]" for c in rp])
-        for a in rp
-        for b in rp
+        *solve_inline,
+        d_list,
+        *rss1_code("q", "r1", "d"),
+        *clamp("q"),
+        *rss_code("s2", "r2", "d"),
+        *clamp("s2"),
+        "    value = q - target",
     ]
-    squared = _sum([f"t{a}{b} * t{b}{a}" for a in rp for b in rp])
-    lines += ["def trace_sq(inv, r):", *body, f"    return {squared}", ""]
+    body += ["    return value * a, -s2 * a + value, s2 * a", ""]
+    lines += ["def score_q(r1, r2, a, target):", *body]
+    # ML (Viechtbauer 2005, eq. 11): Σw²r² - Σw, information Σw², derivative Σw² - 2yᵀP³y
     body = [
-        f"    g{a} = r[{xy[a]}] - (" + _sum([f"r[{xx[a][b]}] * d[{b}]" for b in rp]) + ")"
-        for a in rp
+        *solve_inline,
+        d_list,
+        inv_list,
+        *rss_code("s2", "r2", "d"),
+        *clamp("s2"),
+        *rss_code("s3", "r3", "d"),
+        *clamp("s3"),
+        *g_quad_code("gq", "inv", "r2", "d"),
+        f"    value = s2 - r1[{ones}]",
+        f"    info = r2[{ones}]",
+        "    deriv = info - 2.0 * (s3 - gq)",
+        "    g = a * a",
     ]
-    gq = _sum([f"g{a} * inv[{a}][{b}] * g{b}" for a in rp for b in rp])
-    lines += ["def g_quad(inv, r, d):", *body, f"    return {gq}", ""]
+    body += ["    return value * g, deriv * g + 2.0 * value * a, info * g", ""]
+    lines += ["def score_ml(r1, r2, r3, a, target):", *body]
+    # REML (eq. 13): yᵀP²y - tr P, information tr P², derivative tr P² - 2yᵀP³y; `traces`
+    # (tr P, tr P²) when the caller computed them without cancellation, else None
+    body = [
+        *solve_inline,
+        d_list,
+        inv_list,
+        *rss_code("s2", "r2", "d"),
+        *clamp("s2"),
+        *rss_code("s3", "r3", "d"),
+        *clamp("s3"),
+        *g_quad_code("gq", "inv", "r2", "d"),
+        "    if traces is None:",
+        *("    " + ln for ln in trace_code("t2", "inv", "r2")),
+        *("    " + ln for ln in trace_code("t3", "inv", "r3")),
+        *("    " + ln for ln in trace_sq_code("tsq", "inv", "r2")),
+        f"        trp = r1[{ones}] - t2",
+        f"        trpp = r2[{ones}] - 2.0 * t3 + tsq",
+        "    else:",
+        "        trp, trpp = traces",
+        "    value = s2 - trp",
+        "    info = trpp",
+        "    deriv = info - 2.0 * (s3 - gq)",
+        "    g = a * a",
+    ]
+    body += ["    return value * g, deriv * g + 2.0 * value * a, info * g", ""]
+    lines += ["def score_reml(r1, r2, r3, a, target, traces=None):", *body]
     return "\n".join(lines)

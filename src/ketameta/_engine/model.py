@@ -68,6 +68,7 @@ def fit_design(
         # (Q at τ̂², from yᵀWy, for Knapp-Hartung and the likelihood check below)
         needs_q = test in ("knha", "adhoc") or entry.likelihood
         mom = Moments(design, tau2, entry.se_powers, r2=needs_q)
+    design.last = None  # (the moments refer to the design: no reference cycle is kept)
     zeroed: Flag = design.flag(False)
     if entry.likelihood and tau2_fixed is None and (not design.single or tau2 > 0):
         # as metafor: a root of the score whose likelihood is below the likelihood at

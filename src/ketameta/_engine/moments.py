@@ -63,9 +63,13 @@ class Moments:
         if design.single:
             assert design.v_row is not None
             assert design.wp0 is not None
-            wp = design.wp0 if tau2 == 0.0 else (design.v_row + tau2) ** _POWERS
-            self._w = wp[0]
-            self.s: list[list[Num]] = design.sums(wp)
+            if tau2 == 0.0:  # the sums at τ² = 0 were taken with the data
+                self._w = design.wp0[1]
+                self.s: list[list[Num]] = design.sums0[1:4]
+            else:
+                wp = (design.v_row + tau2) ** _POWERS
+                self._w = wp[0]
+                self.s = design.sums(wp)
         else:
             if w is None:
                 w = design.weights(tau2)
@@ -76,7 +80,7 @@ class Moments:
                 wj = wj * w
                 sums += design.sums([wj], xy=scores, yy=scores)
             self.s = sums
-        self.kernels = k = kernels(design.p, design.intercept)
+        self.kernels = k = kernels(design.p, design.intercept, not design.single)
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
         self.inv, self.delta = solve(k, self.s[0])
 
@@ -118,6 +122,18 @@ class Moments:
         sw2 = row2[self.design.layout.ones]
         trace = sw2 - 2.0 * k.trace(self.inv, self.s[2]) + k.trace_sq(self.inv, row2)
         return self._dominant_traces(trace, 1)
+
+    def dominated(self) -> bool:
+        """Whether one study carries almost all the weight in some analysis (see
+        :meth:`_dominant_traces`), so that ``tr P`` and ``tr P²`` need the stable sums."""
+        design = self.design
+        if design.p != 1 or not design.intercept:
+            return False
+        ones = design.layout.ones
+        sw, sw2 = self.s[0][ones], self.s[1][ones]
+        if design.single:
+            return bool(sw2 > 0.99 * sw * sw)
+        return bool(np.any(sw2 > 0.99 * sw * sw))
 
     def _dominant_traces(self, trace: Num, which: int) -> Num:
         """`trace` (``tr P`` for `which` 0, ``tr P²`` for 1), recomputed without

@@ -138,7 +138,7 @@ def fit_rows(
                 rows if sel.size == yc.shape[0] else rows.start + sel
             )
             for name in names[: len(names) - (len(CI_FIELDS) if tau2_ci else 0)]:
-                out[name][idx] = fit[name]
+                out[name][idx] = fit.get(name, np.nan)  # (no QM when btt is empty)
             out["singular"][idx] = fit["singular"]
             out["exact_fit"][idx] = fit["exact_fit"]
             for name in COEF_FIELDS:

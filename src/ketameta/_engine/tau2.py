@@ -114,7 +114,10 @@ def _he(design: Design, ee: Moments, control: dict[str, Any]) -> Estimate:
     # Hedges (1983): the residual sum of squares of the unweighted least-squares fit minus
     # its expectation under τ² = 0, tr((I - H)V) = Σv - tr((XᵀX)⁻¹XᵀVX)
     lay = design.layout
-    unit, xvx = design.sums([design.mask(np.ones_like(design.y)), design.mask(design.v)], yy=False)
+    if design.single:  # the sums of the unit weights and of v, taken with the data
+        unit, xvx = design.sums0[0], design.sums0[4]
+    else:
+        unit, xvx = design.sums([design.mask(np.ones_like(design.y)), design.mask(design.v)])
     k = kernels(design.p, design.intercept)
     inv, delta = solve_kernel(k, unit)
     resid = design.mask(design.y - design.fitted(delta))
@@ -295,43 +298,25 @@ METHOD_ALIASES = {"FE": "EE", "CE": "EE"}
 # -- the root finder -----------------------------------------------------------------------
 
 
-def scale_score(kind: str, value: Num, deriv: Num, info: Num, a: Num) -> tuple[Num, Num, Num]:
-    """(score, its derivative, Fisher information) times ``g = a^p``, ``a = v̄_h + τ²``.
-
-    ``v̄_h`` is the harmonic mean of the ``v_i``; ``p = 1`` for Q, 2 for the likelihoods.
-    The scaling keeps the score's sign and roots but makes it linear in τ² when all
-    ``v_i`` are equal (``w = 1/(v̄_h + τ²)``: the REML score ``w² Σr² - (k-1) w`` becomes
-    ``Σr² - (k-1)(v̄_h + τ²)``). Newton steps on the scaled score overshoot far less, so
-    they converge in fewer steps and, where the likelihood has several maxima, stay in the
-    basin of the start as Fisher scoring does (metafor). The information is scaled alike,
-    so a Fisher step is unchanged.
-    """
-    if kind == "Q":
-        return value * a, deriv * a + value, info * a
-    g = a * a
-    return value * g, deriv * g + 2.0 * value * a, info * g
-
-
 def score(design: Design, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, Num]:
     """(score, its derivative, Fisher information) of the equation solved for τ², scaled
-    by :func:`scale_score`: ``Q(τ²) - target`` (PM, EB, Q-profile), or the (restricted)
-    likelihood score (Viechtbauer 2005, eqs. 11 and 13: ML ``Σw²r² - Σw``, information
-    ``Σw²``; REML ``yᵀP²y - tr P``, information ``tr P²``; derivatives
-    ``information - 2 yᵀP³y``)."""
+    (see :func:`ketameta._engine.kernels.source`): ``Q(τ²) - target`` (PM, EB, Q-profile),
+    or the (restricted) likelihood score (Viechtbauer 2005, eqs. 11 and 13: ML
+    ``Σw²r² - Σw``, information ``Σw²``; REML ``yᵀP²y - tr P``, information ``tr P²``;
+    derivatives ``information - 2 yᵀP³y``), by the generated kernels."""
     mom = Moments(design, tau2, 2 if kind == "Q" else 3, scores=True)
-    design.last = mom
+    if design.single:  # (fit_design reuses the moments where the solver stopped)
+        design.last = mom
     a = design.v_harmonic + tau2
-    s2 = mom.rss(2)
+    k, s = mom.kernels, mom.s
     if kind == "Q":
-        return scale_score(kind, mom.q() - target, -s2, s2, a)
-    curvature = mom.pppy()
-    if kind == "REML":
-        info = mom.trace_pp()
-        value = s2 - mom.trace_p()
-    else:
-        info = mom.s[1][design.layout.ones]
-        value = s2 - mom.sw
-    return scale_score(kind, value, info - 2.0 * curvature, info, a)
+        result = k.score_q(s[0], s[1], a, target)
+    elif kind == "ML":
+        result = k.score_ml(s[0], s[1], s[2], a, target)
+    else:  # REML: tr P and tr P² without cancellation where one weight dominates
+        traces = (mom.trace_p(), mom.trace_pp()) if mom.dominated() else None
+        result = k.score_reml(s[0], s[1], s[2], a, target, traces)
+    return result  # type: ignore[no-any-return]
 
 
 def newton_step(
