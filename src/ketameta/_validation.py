@@ -384,6 +384,8 @@ def check_level(level: Any, name: str = "level", example: str = "0.95") -> float
     which is exact there, so intervals stay finite (as metafor, which works with
     ``alpha = 1 - level``).
     """
+    if type(level) is float and 0.0 < level < 1.0:  # the common case, fast
+        return level
     if isinstance(level, bool | np.bool_):
         msg = f"`{name}` must be a number in (0, 1), got {level!r}"
         raise TypeError(msg)

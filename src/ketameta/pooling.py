@@ -690,20 +690,28 @@ def result_from_core(
     holds, which the result takes over without copying.
     """
     k = len(yi)
-    scalars = {
-        name: float(out[name] if row is None else out[name][row]) for name in CORE_FLOAT_FIELDS
-    }
-
-    def take(name: str) -> Any:
-        return out[name] if row is None else out[name][row]
-
-    weights = take("weights")
+    if row is None:
+        scalars = {name: float(out[name]) for name in CORE_FLOAT_FIELDS}
+        weights, q_df, converged, iterations = (
+            out["weights"],
+            out["q_df"],
+            out["converged"],
+            out["iterations"],
+        )
+    else:
+        scalars = {name: float(out[name][row]) for name in CORE_FLOAT_FIELDS}
+        weights, q_df, converged, iterations = (
+            out["weights"][row],
+            out["q_df"][row],
+            out["converged"][row],
+            out["iterations"][row],
+        )
     arrays: tuple[Any, ...] = (
         (Owned(weights), Owned(yi), Owned(vi)) if owned else (weights, yi, vi)
     )
     return PoolResult(
         **scalars,
-        q_df=int(take("q_df")),
+        q_df=int(q_df),
         k=k,
         weights=arrays[0],
         yi=arrays[1],
@@ -713,7 +721,7 @@ def result_from_core(
         test=test,
         level=level,
         tau2_fixed=tau2_fixed,
-        converged=bool(take("converged")),
-        iterations=int(take("iterations")),
+        converged=bool(converged),
+        iterations=int(iterations),
         control=dict(control),
     )

@@ -47,7 +47,7 @@ class Moments:
     Python-float arithmetic, a batch on arrays.
     """
 
-    __slots__ = ("_w", "delta", "design", "inv", "kernels", "s", "tau2")
+    __slots__ = ("_cache", "_w", "delta", "design", "inv", "kernels", "s", "tau2")
 
     def __init__(
         self,
@@ -80,6 +80,7 @@ class Moments:
                 wj = wj * w
                 sums += design.sums([wj], xy=scores, yy=scores)
             self.s = sums
+        self._cache: dict[str, Num] = {}  # (tr P, tr P², Q: used several times per fit)
         self.kernels = k = kernels(design.p, design.intercept, not design.single)
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
         self.inv, self.delta = solve(k, self.s[0])
@@ -108,20 +109,29 @@ class Moments:
 
     def q(self) -> Num:
         """The generalised Q statistic ``yᵀPy = Σ w (y - Xβ̂)²``."""
-        return self.rss(1)
+        cache = self._cache
+        if "q" not in cache:
+            cache["q"] = self.rss(1)
+        return cache["q"]
 
     def trace_p(self) -> Num:
         """``tr P = Σw - tr(A⁻¹XᵀW²X)`` (see :meth:`_dominant_traces` for one dominant
         weight)."""
-        trace = self.sw - self.kernels.trace(self.inv, self.s[1])
-        return self._dominant_traces(trace, 0)
+        cache = self._cache
+        if "tr_p" not in cache:
+            trace = self.sw - self.kernels.trace(self.inv, self.s[1])
+            cache["tr_p"] = self._dominant_traces(trace, 0)
+        return cache["tr_p"]
 
     def trace_pp(self) -> Num:
         """``tr P² = Σw² - 2 tr(A⁻¹XᵀW³X) + tr((A⁻¹XᵀW²X)²)``."""
-        k, row2 = self.kernels, self.s[1]
-        sw2 = row2[self.design.layout.ones]
-        trace = sw2 - 2.0 * k.trace(self.inv, self.s[2]) + k.trace_sq(self.inv, row2)
-        return self._dominant_traces(trace, 1)
+        cache = self._cache
+        if "tr_pp" not in cache:
+            k, row2 = self.kernels, self.s[1]
+            sw2 = row2[self.design.layout.ones]
+            trace = sw2 - 2.0 * k.trace(self.inv, self.s[2]) + k.trace_sq(self.inv, row2)
+            cache["tr_pp"] = self._dominant_traces(trace, 1)
+        return cache["tr_pp"]
 
     def dominated(self) -> bool:
         """Whether one study carries almost all the weight in some analysis (see
