@@ -146,3 +146,18 @@ def test_duplicated_study_leaves_other_rows_unchanged(
     i = (j + 1) % k
     direct = pool(np.delete(y2, i), np.delete(v2, i), method="DL")
     assert res.estimate[i] == pytest.approx(direct.estimate, rel=1e-9, abs=1e-12)
+
+
+def test_cumulative_ignores_the_missing_key_of_an_omitted_study() -> None:
+    # metafor 3.8-1: yi = (0.1, NA, 0.3, 0.5, 0.2), vi = (0.01, 0.02, 0.03, 0.02, 0.01),
+    # cumul(rma(yi, vi, method="DL"), order = c(3, NA, 1, 2, 4)) drops study 2 and prints
+    # the estimates 0.3000, 0.4200, 0.2844, 0.2503 (studies 3, 4, 1, 5).
+    yi = [0.1, np.nan, 0.3, 0.5, 0.2]
+    vi = [0.01, 0.02, 0.03, 0.02, 0.01]
+    with pytest.warns(ketameta.OmittedStudiesWarning, match="1"):
+        cm = cumulative(yi, vi, order=[3, np.nan, 1, 2, 4], method="DL")
+    np.testing.assert_array_equal(cm.study, [2, 3, 0, 4])
+    np.testing.assert_allclose(cm.estimate, [0.3, 0.42, 0.2844, 0.2503], atol=5e-5)
+    # a missing key of a study that is pooled is named (metafor silently puts it last)
+    with pytest.raises(ValueError, match=r"`order` must not be missing .* study 2"):
+        cumulative([0.1, 0.2, 0.3], [0.01, 0.02, 0.03], order=[1, 2, np.nan])

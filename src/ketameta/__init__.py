@@ -20,7 +20,13 @@ from ._warnings import (
     UndefinedEffectWarning,
     ZeroCellWarning,
 )
-from .batch import BatchEggerResult, BatchPoolResult, egger_many, pool_many
+from .batch import (
+    BatchEggerResult,
+    BatchMetaRegResult,
+    BatchPoolResult,
+    egger_many,
+    pool_many,
+)
 from .bayes import BatchBayesResult, BayesPoolResult, bayes_pool, bayes_pool_many
 from .bias import (
     BeggResult,
@@ -62,6 +68,25 @@ from .subgroups import CommonTau2Fit, SubgroupResult, subgroups
 
 __version__ = "0.1.0.dev0"
 
+
+def _finish_result_classes() -> None:
+    """Equality (NaN equal to NaN, arrays by value) and read-only arrays after unpickling
+    for every public result class (:func:`ketameta._results.finish_result_class`)."""
+    import sys
+
+    import attrs as _attrs
+
+    from ._results import finish_result_class
+
+    for name, module in list(sys.modules.items()):
+        if name == "ketameta" or name.startswith("ketameta."):
+            for obj in list(vars(module).values()):
+                if isinstance(obj, type) and _attrs.has(obj) and obj.__module__ == name:
+                    finish_result_class(obj)
+
+
+_finish_result_classes()
+
 __all__ = [
     "GLMM_MEASURES",
     "GLMM_MODELS",
@@ -73,6 +98,7 @@ __all__ = [
     "BatchBayesResult",
     "BatchBinaryResult",
     "BatchEggerResult",
+    "BatchMetaRegResult",
     "BatchPoolResult",
     "BayesPoolResult",
     "BeggResult",

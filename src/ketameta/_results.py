@@ -109,3 +109,63 @@ def format_p_with_sign(p: float) -> str:
     """``= 0.0123`` or ``< .0001``: a p-value after "p-val" as metafor prints it."""
     text = format_p(p)
     return "< .0001" if text.startswith("<") else f"= {text}"
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """Deep equality of result values where NaN equals NaN: arrays (by value, also Dask
+    after computing), floats, tuples, lists, dicts and nested result objects."""
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        try:
+            return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
+        except TypeError:  # (non-numeric arrays: NaN cannot occur)
+            return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    if type(a).__module__.startswith("dask.") or type(b).__module__.startswith("dask."):
+        return values_equal(np.asarray(a), np.asarray(b))
+    if isinstance(a, float | np.floating) and isinstance(b, float | np.floating):
+        return bool(a == b or (math.isnan(a) and math.isnan(b)))
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return type(a) is type(b) and len(a) == len(b) and all(map(values_equal, a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    if attrs.has(type(a)):
+        return type(a) is type(b) and all(
+            values_equal(getattr(a, f.name), getattr(b, f.name))
+            for f in attrs.fields(type(a))
+            if f.eq
+        )
+    return bool(a == b)
+
+
+def _result_eq(self: Any, other: Any) -> Any:
+    if type(other) is not type(self):
+        return NotImplemented
+    return values_equal(self, other)
+
+
+def _result_ne(self: Any, other: Any) -> Any:
+    equal = _result_eq(self, other)
+    return equal if equal is NotImplemented else not equal
+
+
+def finish_result_class(cls: type) -> type:
+    """Give a frozen result class the equality and pickling every result has: ``==``
+    compares every field by value with NaN equal to NaN (arrays element-wise), and an
+    unpickled result's arrays are read-only again (NumPy's pickle does not keep the flag).
+    Applied to every public result class in ``ketameta/__init__.py``."""
+    setattr(cls, "__eq__", _result_eq)  # noqa: B010 (a method on a class made elsewhere)
+    setattr(cls, "__ne__", _result_ne)  # noqa: B010
+    setstate = getattr(cls, "__setstate__", None)
+    if setstate is not None and not getattr(setstate, "_ketameta_readonly", False):
+
+        def __setstate__(self: Any, state: Any) -> None:
+            setstate(self, state)
+            for field in attrs.fields(type(self)):
+                value = getattr(self, field.name, None)
+                if isinstance(value, np.ndarray):
+                    value.setflags(write=False)
+
+        __setstate__._ketameta_readonly = True  # type: ignore[attr-defined]
+        cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
+    return cls

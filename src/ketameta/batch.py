@@ -30,7 +30,7 @@ from .pooling import (
     validate_options,
 )
 
-__all__ = ["BatchEggerResult", "BatchPoolResult", "egger_many", "pool_many"]
+__all__ = ["BatchEggerResult", "BatchMetaRegResult", "BatchPoolResult", "egger_many", "pool_many"]
 
 #: per-analysis fields of :class:`BatchPoolResult`, in order
 FIELDS = CORE_FLOAT_FIELDS + CORE_COUNT_FIELDS

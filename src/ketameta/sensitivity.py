@@ -202,7 +202,8 @@ def cumulative(
         A sort key, one value per study (e.g. the publication year): studies are added in
         increasing order of it, ties in input order (as metafor's ``cumul(order=)``).
         Default: the input order. A study with missing values is skipped (and reported by
-        an :class:`~ketameta.OmittedStudiesWarning`).
+        an :class:`~ketameta.OmittedStudiesWarning`), whatever its key; a missing key of a
+        study that is pooled is a ``ValueError``.
     yi, vi, sei, method, test, level, control
         As in :func:`ketameta.pool`. The first row has one study: τ² = 0 and a z interval.
 
@@ -231,9 +232,12 @@ def cumulative(
     else:
         keys = as_float_array(order, "order")
         check_length(keys, "order", n_input)
-        if np.isnan(keys).any():
-            i = int(np.flatnonzero(np.isnan(keys))[0])
-            msg = f"`order` must not be missing; study {i} has order=nan"
+        # (a missing key of a study omitted anyway for missing data does not matter: the
+        # study is dropped, as in metafor)
+        missing_key = np.isnan(keys[kept])
+        if missing_key.any():
+            i = int(kept[np.flatnonzero(missing_key)[0]])
+            msg = f"`order` must not be missing for a study that is pooled; study {i} has order=nan"
             raise ValueError(msg)
         sequence = kept[np.argsort(keys[kept], kind="stable")]  # ties keep the input order
     position = {int(i): j for j, i in enumerate(kept)}
