@@ -7,9 +7,10 @@ import math
 import warnings
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import ketameta
@@ -199,6 +200,88 @@ def test_several_likelihood_maxima_batch_equals_metafor() -> None:
         for i, c in enumerate(MULTIMODAL):
             if method in c["fits"]:
                 _assert_matches_multimodal_reference(batch[i], c["fits"][method])
+
+
+STARTS = [0.0, 1e-8, 1e-3, 1.0, 1e6, 1e100]
+
+
+def _same_fit(a: Any, b: Any) -> bool:
+    # every statistic bit for bit; the iteration count and the settings may differ
+    return a == attrs.evolve(b, iterations=a.iterations, control=a.control)
+
+
+@pytest.mark.parametrize(("index", "method"), MULTIMODAL_FITS)
+def test_the_estimate_does_not_depend_on_the_start(index: int, method: str) -> None:
+    # Issue #14: a start (control["tau2_init"]) reaching another root of the score (these
+    # likelihoods have several maxima) neither moves the estimate nor passes silently.
+    # Oracle: metafor 3.8-1 from its default start (metafor_multimodal.json).
+    case = MULTIMODAL[index]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ketameta.LocalMaximumWarning)
+        default = pool(case["yi"], case["vi"], method=method)
+    _assert_matches_multimodal_reference(default, case["fits"][method])
+    for start in STARTS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = pool(case["yi"], case["vi"], method=method, control={"tau2_init": start})
+        assert _same_fit(res, default), start
+        for w in caught:
+            assert issubclass(w.category, ketameta.LocalMaximumWarning)
+
+
+def test_a_start_reaching_a_higher_maximum_is_reported() -> None:
+    # metafor_multimodal.json case 24: metafor's ML fit (from the Hedges start) ends at
+    # τ² = 0; the ML likelihood also has a maximum at τ² ≈ 0.0525 that a start of 1
+    # reaches, 0.818 higher in log-likelihood (metafor 3.8-1: rma(..., control =
+    # list(tau2.init = 1))$tau2 = 0.05250919 and logLik(rma(..., tau2 = 0.0525123)) -
+    # logLik(rma(..., tau2 = 0)) = 0.8178347). metafor's estimate depends on the start;
+    # ketameta's stays the default-start one and the warning gives both maxima.
+    case = MULTIMODAL[24]
+    with pytest.warns(ketameta.LocalMaximumWarning, match=r"0\.0525.* 0\.818 above"):
+        res = pool(case["yi"], case["vi"], method="ML", control={"tau2_init": 1.0})
+    assert res.tau2 == case["fits"]["ML"]["tau2"] == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(
+            st.floats(-3, 3, allow_subnormal=False),
+            st.floats(1e-4, 10, allow_subnormal=False),
+        ),
+        min_size=2,
+        max_size=30,
+    ),
+    method=st.sampled_from(["ML", "REML"]),
+    start=st.sampled_from(STARTS),
+)
+def test_any_start_reaches_the_default_root(
+    data: list[tuple[float, float]], method: str, start: float
+) -> None:
+    # A start far from the root (1e100) once stopped after its first Newton step with a
+    # τ² that was no root ("converged"; the quadratic-convergence prediction of the stopping
+    # rule was applied to a step from far away). Now every start gives the default fit, or
+    # warns that it found another maximum (a multimodal likelihood), for pool and pool_many.
+    yi, vi = [d[0] for d in data], [d[1] for d in data]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        default = pool(yi, vi, method=method)
+        res = pool(yi, vi, method=method, control={"tau2_init": start})
+        batch = ketameta.pool_many([yi, yi], [vi, vi], method=method, control={"tau2_init": start})
+    assume(not any(issubclass(w.category, ketameta.LocalMaximumWarning) for w in caught))
+    assert _same_fit(res, default)
+    np.testing.assert_allclose(batch.tau2, default.tau2, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("start", [math.nan, math.inf, -0.1, "1", None, [1.0], 1e101])
+def test_tau2_init_must_be_a_variance(start: Any) -> None:
+    if start is None:  # (None: the default start)
+        assert pool([0.1, 0.5, 0.3], [0.01, 0.02, 0.03], control={"tau2_init": None}).converged
+        return
+    with pytest.raises(ValueError, match=r"`control\['tau2_init'\]`"):
+        pool([0.1, 0.5, 0.3], [0.01, 0.02, 0.03], control={"tau2_init": start})
+    with pytest.raises(ValueError, match=r"`control\['tau2_init'\]`"):
+        ketameta.pool_many([[0.1, 0.5, 0.3]], [[0.01, 0.02, 0.03]], control={"tau2_init": start})
 
 
 @pytest.mark.parametrize(

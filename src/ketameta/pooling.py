@@ -500,6 +500,18 @@ def validate_options(
             msg = f"`control['threshold']` must be a positive number, got {ctl['threshold']!r}"
             raise ValueError(msg)
         ctl["threshold"] = threshold
+        if ctl["tau2_init"] is not None:
+            try:
+                init = as_number(ctl["tau2_init"], "control['tau2_init']")
+            except TypeError:
+                init = math.nan
+            if not (math.isfinite(init) and 0.0 <= init <= VARIANCE_RANGE[1]):
+                msg = (
+                    "`control['tau2_init']` (the ML/REML start) must be a number in "
+                    f"[0, {VARIANCE_RANGE[1]:g}], got {ctl['tau2_init']!r}"
+                )
+                raise ValueError(msg)
+            ctl["tau2_init"] = init
     return method, test, lv, tau2_fixed, nan_policy, ctl
 
 
@@ -547,7 +559,12 @@ def pool(
     control : dict, optional
         Iteration settings: ``maxiter`` (1000; a positive integer), ``threshold``
         (1e-10; convergence when ``|Δτ²| ≤ threshold·max(1, τ²)`` or tighter),
-        ``tau2_init`` (ML/REML start; default the HE estimate).
+        ``tau2_init`` (an extra ML/REML start, a number in [0, 1e100]). The estimate
+        does not depend on it: the root reached from the default start (the HE estimate)
+        is kept when the given start reaches the same one; where they differ the
+        likelihood has several maxima, the highest found is the estimate (a
+        :class:`~ketameta.LocalMaximumWarning` says so). metafor instead ends wherever
+        its ``tau2.init`` leads.
 
     Returns
     -------

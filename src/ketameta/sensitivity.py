@@ -237,7 +237,9 @@ def cumulative(
         missing_key = np.isnan(keys[kept])
         if missing_key.any():
             i = int(kept[np.flatnonzero(missing_key)[0]])
-            msg = f"`order` must not be missing for a study that is pooled; study {i} has order=nan"
+            msg = (
+                f"`order` must not be missing for a study that is pooled; study {i} has order=nan"
+            )
             raise ValueError(msg)
         sequence = kept[np.argsort(keys[kept], kind="stable")]  # ties keep the input order
     position = {int(i): j for j, i in enumerate(kept)}

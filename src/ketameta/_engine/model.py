@@ -225,27 +225,21 @@ def _dot_upper(t: Mat, i: int, col: Vec) -> Num:
 
 
 def zero_is_more_likely(design: Design, tau2: Num, method: str, ee: Moments, mom: Moments) -> Flag:
-    """Whether the (restricted) likelihood at τ² = 0 exceeds that at `tau2` (> 0).
-
-    Up to a constant, ``-2 ll(τ²) = Σ log(v_i + τ²) + yᵀPy`` for ML, plus
-    ``log det XᵀWX`` for REML (Viechtbauer 2005, eqs. 5 and 7; β profiled out), so
-    ``2 (ll(0) - ll(τ²)) = Σ log(1 + τ²/v_i) + Q(τ²) - Q(0) (+ log det A(τ²) - log det A(0))``.
-    `ee` and `mom` are the moments at 0 and at `tau2`.
-    """
-    rest = mom.q() - ee.q()
-    if method == "REML":
-        rest = rest + (mom.logdet() - ee.logdet())
+    """Whether the (restricted) likelihood at τ² = 0 exceeds that at `tau2` (> 0)
+    (:func:`ketameta._engine.tau2.log_likelihood_gain` is negative). `ee` and `mom` are the
+    moments at 0 and at `tau2`."""
     if design.single:
         # log is concave: Σ log(1 + τ²/v_i) ≤ k log(1 + τ² Σ(1/v_i)/k); a bound ≤ 0 settles
         # the usual case (one maximum) without another pass over the studies
+        rest = mom.q() - ee.q()
+        if method == "REML":
+            rest = rest + (mom.logdet() - ee.logdet())
         n = float(design.k)
         if not n * math.log1p(float(tau2) * float(ee.sw) / n) + float(rest) > 0.0:
             return False
-        gain = float(np.log1p(float(tau2) / design.v).sum()) + float(rest)
-        return bool(gain > 0.0)
-    t = np.asarray(tau2)
-    gain = np.log1p(t[:, None] / design.v).sum(axis=-1) + rest
-    return np.asarray((t > 0.0) & (gain > 0.0))
+        return bool(tau2_mod.log_likelihood_gain(design, tau2, method, ee, mom) < 0.0)
+    gain = tau2_mod.log_likelihood_gain(design, tau2, method, ee, mom)
+    return np.asarray((np.asarray(tau2) > 0.0) & (gain < 0.0))
 
 
 def q_profile(

@@ -181,14 +181,78 @@ def _pm_se(design: Design, tau2: Num, ee: Moments, mom: Moments) -> Num:
 
 def _likelihood(kind: str) -> Callable[[Design, Moments, dict[str, Any]], Estimate]:
     def estimate(design: Design, ee: Moments, control: dict[str, Any]) -> Estimate:
+        start, _, _ = _he(design, ee, control)
+        found = solve(design, kind, start, control=control, method=kind)
         init = control.get("tau2_init")
         if init is None:
-            start, _, _ = _he(design, ee, control)
-        else:
-            start = design.full(float(init))
-        return solve(design, kind, start, control=control, method=kind)
+            return found
+        given = solve(design, kind, design.full(float(init)), control=control, method=kind)
+        return _start_independent(design, kind, ee, control, found, given, float(init))
 
     return estimate
+
+
+def log_likelihood_gain(design: Design, tau2: Num, kind: str, ee: Moments, mom: Moments) -> Num:
+    """``2 (ll(τ²) - ll(0))`` of the (restricted) likelihood, β profiled out.
+
+    Up to a constant, ``-2 ll(τ²) = Σ log(v_i + τ²) + yᵀPy`` for ML, plus ``log det XᵀWX``
+    for REML (Viechtbauer 2005, eqs. 5 and 7), so the gain is
+    ``-(Σ log(1 + τ²/v_i) + Q(τ²) - Q(0) (+ log det A(τ²) - log det A(0)))``. `ee` and
+    `mom` are the moments at 0 and at `tau2` (absent studies of a batch, ``v = inf``, add 0).
+    """
+    rest = mom.q() - ee.q()
+    if kind == "REML":
+        rest = rest + (mom.logdet() - ee.logdet())
+    if design.single:
+        return -(float(np.log1p(float(tau2) / design.v).sum()) + float(rest))
+    t = np.asarray(tau2)
+    gain: FloatArray = -(np.log1p(t[:, None] / design.v).sum(axis=-1) + rest)
+    return gain
+
+
+def _start_independent(
+    design: Design,
+    kind: str,
+    ee: Moments,
+    control: dict[str, Any],
+    found: Estimate,
+    given: Estimate,
+    init: float,
+) -> Estimate:
+    """The estimate whatever ``control["tau2_init"]`` is (issue #14): the root of the score
+    reached from the default start (Hedges' estimate, as metafor). A given start that
+    reaches another root shows that the likelihood has several maxima: a
+    :class:`~ketameta.LocalMaximumWarning` reports both, with the difference of their
+    log-likelihoods, and the estimate stays the default one (the fit's check of τ² = 0
+    follows as usual)."""
+    import warnings
+
+    from .._warnings import LocalMaximumWarning
+
+    tau2, converged, iterations = found
+    other = given[0]
+    threshold = float(control["threshold"])
+    t, o = np.asarray(tau2, dtype=float), np.asarray(other, dtype=float)
+    apart = np.abs(t - o) > 100.0 * threshold * np.maximum(1.0, np.maximum(t, o))
+    if apart.any():
+        gain = np.asarray(log_likelihood_gain(design, tau2, kind, ee, Moments(design, tau2, 1)))
+        gain_other = np.asarray(
+            log_likelihood_gain(design, other, kind, ee, Moments(design, other, 1))
+        )
+        i = int(np.flatnonzero(apart.reshape(-1))[0])
+        where = "" if design.single else f" (analysis {i}; {int(apart.sum())} in all)"
+        diff = float((gain_other.reshape(-1)[i] - gain.reshape(-1)[i]) / 2.0)
+        warnings.warn(
+            f"the {kind} likelihood has several maxima{where}: from control['tau2_init'] = "
+            f"{init:g} the score reaches tau^2 = {o.reshape(-1)[i]:.6g}, whose "
+            f"log-likelihood is {abs(diff):.3g} {'above' if diff > 0 else 'below'} that at "
+            f"the default start's root tau^2 = {t.reshape(-1)[i]:.6g}; the estimate is the "
+            "default start's root, so that it does not depend on the start "
+            "(check the likelihood profile)",
+            LocalMaximumWarning,
+            stacklevel=6,
+        )
+    return tau2, converged, iterations + given[2]
 
 
 def _ml_se(design: Design, tau2: Num, ee: Moments, mom: Moments) -> Num:
@@ -365,9 +429,11 @@ def newton_step(
     tol = threshold * o.minimum(o.maximum(1.0, new), o.maximum(new, v_scale))
     width = hi - o.maximum(lo, 0.0)
     # (the predicted step is held to a relative tolerance, with a margin of 10 for the
-    # prediction's own error: never looser than the step rule)
+    # prediction's own error: never looser than the step rule; only once the previous step
+    # was within 10% of τ², where Newton's convergence is quadratic -- a first step from a
+    # start far away predicts nothing)
     predicted = (
-        o.isfinite(prev)
+        (prev <= 0.1 * new)
         & (step < prev)
         & (step * step * step <= 0.1 * threshold * new * prev * prev)
     )
