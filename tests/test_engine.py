@@ -168,3 +168,31 @@ def test_overflowing_newton_step_never_converges_to_infinity() -> None:
     loo = ketameta.leave_one_out(y, v)
     assert np.all(np.isfinite(loo.se))
     assert np.all(np.isfinite(loo.tau2))
+
+
+def test_negative_information_with_an_unbounded_bracket_expands() -> None:
+    """Found by the meta-regression properties: variances from 1e-6 to 1e6 (a ratio of
+    1e12) make the engine's tr P² cancel to a negative number (-62.4; exactly 228.0, by
+    rational arithmetic), so at the start τ² = 0, where the REML score is positive, the
+    Fisher step went below 0 and the bisection point of [0, ∞) was ∞: every later step
+    was NaN and metareg raised ConvergenceError. An unbounded bracket now expands as an
+    overflowing step does; the root agrees with bisection of the exactly evaluated score
+    (0.14040022030410454 < τ² < 0.1404002203041074, 45 halvings of [0.1, 0.2])."""
+    y = np.array([0.2, 0.6, -0.1, 0.4, 0.6, 0.3, 0.6, 0.9])
+    v = np.array([1e-6, 1e6, 1e-1, 1e5, 1e4, 1e1, 1e6, 1e-2])
+    mods = {"x": [8.0, 9, 5, 1, 2, 5, 2, 0], "g": [0.0, 1, 0, 1, 0, 1, 0, 0]}
+    res = ketameta.metareg(y, v, mods=mods, method="REML")
+    assert res.converged
+    assert res.tau2 == pytest.approx(0.140400220304106, rel=1e-12)  # (the bracket midpoint)
+    step = tau2_mod.newton_step(
+        np.array([0.0]),
+        np.array([2e-9]),
+        np.array([5e-4]),
+        np.array([-4e-9]),
+        np.array([-1.0]),
+        np.array([np.inf]),
+        np.array([np.inf]),
+        np.array([2.6e5]),
+        1e-10,
+    )
+    assert step[0][0] == 2.6e5  # (expanded by the mean variance, as an overflowing step)

@@ -414,8 +414,12 @@ def newton_step(
     new = o.where(o.isfinite(new), new, t + o.div(value, info))
     new = o.where(o.isfinite(new) | o.isfinite(hi), new, 2.0 * t + v_scale)
     # bisection point; τ² = 0 while no point left of the root is known (lo < 0): the
-    # boundary is either the answer or the bracket's left end
-    mid = o.where(lo >= 0.0, 0.5 * (lo + hi), 0.0)
+    # boundary is either the answer or the bracket's left end; while no point right of it
+    # is known (hi = inf) there is no midpoint: expand as above (reached when rounding
+    # made the information negative, so that the Fisher step fell below 0 with a positive
+    # score)
+    ahead = o.where(o.isfinite(hi), 0.5 * (lo + hi), 2.0 * lo + v_scale)
+    mid = o.where(lo >= 0.0, ahead, 0.0)
     # a step below 0, onto or beyond a point already evaluated, or where the likelihood
     # is not concave (no Newton step; Fisher steps can crawl): bisect once the root is
     # bracketed; below 0, try τ² = 0 unless 0 is known to lie left of the root
