@@ -196,3 +196,14 @@ def test_negative_information_with_an_unbounded_bracket_expands() -> None:
         1e-10,
     )
     assert step[0][0] == 2.6e5  # (expanded by the mean variance, as an overflowing step)
+
+
+def test_chi_square_tail_never_exceeds_one() -> None:
+    """Found by the meta-regression properties: the closed-form series of the χ² tail
+    summed to 1 + 2^-52 for small x (Q_E = 0.5 on 24 df gave a p-value above 1)."""
+    for df in range(1, 65):
+        x = np.array([0.0, 1e-10, 0.01, 0.5, 1.0, 2.0])
+        assert np.all(inference.chi2_sf(float(df), x) <= 1.0)
+        assert all(inference.chi2_sf(float(df), float(t)) <= 1.0 for t in x)
+    assert inference.chi2_sf(24.0, 0.5) == 1.0
+    assert math.isnan(inference.chi2_sf(24.0, np.array([math.nan]))[0])
