@@ -339,9 +339,12 @@ class Design:
     def subset(self, rows: BoolArray) -> Design:
         """The analyses `rows` of a batch (for the root finders)."""
         out = Design.__new__(Design)
+        # (a shared design's basis and products, (k, p) and (k, n), belong to no analysis:
+        # told apart by name, since their first axis has the length of `rows` when k = m)
+        shared = ("basis", "z") if self.shared else ()
         for name in Design.__slots__:
             value = getattr(self, name)
-            setattr(out, name, _take(value, rows))
+            setattr(out, name, value if name in shared else _take(value, rows))
         out.last = None
         return out
 
