@@ -830,7 +830,8 @@ def test_batch_rows_equal_single_fits(
     chunk_size: int | None,
     workers: int,
 ) -> None:
-    m = data.draw(st.integers(1, 5))
+    # (m = k: a shared design's (k, p) arrays must not be taken for analyses' rows)
+    m = data.draw(st.sampled_from([1, 2, 3, len(reg[0])]))
     big_y, big_v, x, masks = draw_batch(data, reg, per_row, m)
     out = fit_batch(big_y, big_v, x, method, test, chunk_size=chunk_size, workers=workers)
     assert np.all(out["converged"] == 1.0)
@@ -1066,6 +1067,33 @@ def test_extreme_variance_ratios_are_fitted(reg: Data, method: str, test: str) -
     assert np.all(np.isfinite(r.coef))
     assert np.all(np.isfinite(r.vcov))
     assert np.all(r.se >= 0.0)
-    assert 0.0 <= r.i2 < 100.0
-    assert r.h2 >= (0.0 if method == "EE" else 1.0)
+    # I² = 100 τ²/(τ² + ṽ) with ṽ = (k - p)/tr P₀ lies in [0, 100) while tr P₀ > 0, which
+    # the engine's tr P₀ is unless its known error reaches 100% (then it can be negative:
+    # test_i2_at_extreme_variance_ratios, strict xfail)
+    if engine_errors(r)["i2"] < 1.0:
+        assert 0.0 <= r.i2 < 100.0
+        assert r.h2 >= (0.0 if method == "EE" else 1.0)
     assert math.isnan(r.tau2_se) if method == "EE" else r.tau2_se >= 0.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "engine (moments.py): with variances from 1e-12 to 1 and studies alone in their "
+        "factor level or moderator value, the engine's tr P₀ cancels to -552981 (exactly "
+        "3999995.8), so ṽ = (k - p)/tr P₀ = -5.4e-6 and I² = 100.0047% (PM; H² = -21504): "
+        "the cancellation of test_projector_traces_against_exact_arithmetic, grossly."
+    ),
+)
+def test_i2_at_extreme_variance_ratios() -> None:
+    y = np.array([0.0, 0, 0, 0, 0, 0, 2])
+    v = np.array([1e-12, 1e-6, 1e-6, 1e-6, 1e-6, 0.09999999999999999, 1.0])
+    mods = {
+        "year": np.array([2000.0, 2000, 2000, 2000, 2000.057155, 2000, 2000]),
+        "x": np.array([0.0, 0, 0, 0, 0, 1.0000000000000002e-06, 1.0000000000000002e-06]),
+        "g": np.array([0.0, 0, 0, 1, 0, 0, 0]),
+    }
+    r = fit(y, v, mods, "PM", "z")
+    assert r.v_typical > 0.0
+    assert 0.0 <= r.i2 < 100.0
