@@ -85,8 +85,9 @@ class RobustModel(Protocol):
     are the weights of the fit (``coef = (XᵀM⁻¹X)⁻¹XᵀM⁻¹yi``).
 
     Optional attributes, used when present: ``names`` (coefficient names), ``btt``
-    (coefficients of the omnibus test, 0-based), ``level``, ``omitted`` (input indices of
-    studies left out of the fit, so that `cluster` may be given for the input).
+    (coefficients of the omnibus test, 0-based; none for an intercept-only model), ``level``,
+    ``omitted`` (input indices of studies left out of the fit, so that `cluster` may be given
+    for the input) and ``summary()`` (its first line names the model in the robust summary).
     """
 
     X: Any
@@ -532,8 +533,13 @@ def _working_model(result: Any) -> _Working:
             if _default_btt(x) != tuple(range(p))
             else tuple(f"X{j + 1}" for j in range(p))
         )
-    btt = getattr(result, "btt", None)
+    btt = _default_btt(x) if getattr(result, "btt", None) is None else _ints(result.btt)
+    if p == 1 and _default_btt(x) == ():
+        btt = ()  # (an intercept-only model has no test of moderators, as in metafor)
     level = getattr(result, "level", 0.95)
+    describe = getattr(result, "summary", None)
+    text = describe() if callable(describe) else None
+    first = text.strip().split("\n", 1)[0].strip() if isinstance(text, str) else ""
     return _Working(
         x=x,
         y=y,
@@ -541,10 +547,10 @@ def _working_model(result: Any) -> _Working:
         theta=theta,
         names=_names_tuple(names),
         se_model=np.sqrt(np.diag(vcov)),
-        btt=_default_btt(x) if btt is None else _ints(btt),
+        btt=btt,
         level=check_level(level),
         omitted=_ints(getattr(result, "omitted", ())),
-        model=f"{type(result).__name__} (k = {k})",
+        model=first or f"{type(result).__name__} (k = {k})",
     )
 
 
