@@ -526,6 +526,83 @@ def test_satterthwaite_df_follows_its_definition(data: Any) -> None:
         np.testing.assert_allclose(test.pvalue, rob.pvalue[coef], rtol=1e-8)
 
 
+def _htz_df_by_definition(gs: list[np.ndarray], theta: np.ndarray) -> float:
+    """Zhang's df q(q+1) / sum_st Var(d_st) of the HTZ test (Tipton & Pustejovsky 2015):
+    z_j = G_j y (q-vectors) with y ~ N(0, theta), D = sum_j z_j z_j', Omega = E[D] and
+    d = Omega^(-1/2) D Omega^(-1/2); d_st = y' S_st y with S_st symmetric, whose variance
+    is 2 tr(S theta S theta) (a Gaussian quadratic form)."""
+    q = gs[0].shape[0]
+    omega = sum(g @ theta @ g.T for g in gs)
+    lam, vec = np.linalg.eigh(omega)
+    root = vec @ np.diag(lam**-0.5) @ vec.T
+    gt = [root @ g for g in gs]
+    total = 0.0
+    for s_ in range(q):
+        for t in range(q):
+            a = sum(np.outer(g[s_], g[t]) for g in gt)
+            sym = 0.5 * (a + a.T)
+            total += 2.0 * np.trace(sym @ theta @ sym @ theta)
+    return q * (q + 1) / total
+
+
+def test_the_htz_definition_is_clubsandwichs() -> None:
+    # the dense oracle of the next test reproduces clubSandwich's HTZ df on a three-level fit
+    case = MV["assink2016 rma.mv ~ deltype"]
+    y, _, labels = _data(case["dataset"])
+    cluster = np.array(labels)
+    fit = _mv_fit(case)
+    theta = fit.marginal_covariance()
+    bread, _, adjust = _cr2_by_definition(fit.X, y - fit.X @ fit.coef, theta, cluster)
+    w = np.linalg.inv(theta)
+    resid_map = np.eye(len(y)) - fit.X @ bread @ fit.X.T @ w
+    gs = []
+    for j, a in adjust.items():
+        i = np.flatnonzero(cluster == j)
+        gs.append(bread @ fit.X[i].T @ w[np.ix_(i, i)] @ a @ resid_map[i])
+    for wald in case["clubSandwich"]["CR2"]["wald"].values():
+        idx = [int(i) - 1 for i in wald["constraints"]]
+        nu = _htz_df_by_definition([g[idx] for g in gs], theta)
+        _close(nu - len(idx) + 1, wald["tests"]["HTZ"]["df_denom"], rtol=1e-10)
+
+
+@given(clustered(min_m=5), st.floats(0.0, 0.3), st.floats(0.0, 0.3))
+def test_multilevel_cr2_satterthwaite_and_htz_follow_their_definitions(
+    data: Any, between: float, within: float
+) -> None:
+    # a three-level working model (non-diagonal M, the protocol's path): the CR2 covariance,
+    # its unbiasedness, the Satterthwaite df and the HTZ df, all from dense k x k algebra
+    yi, vi, x, cluster = data
+    rng = np.random.default_rng(len(yi))
+    x2 = rng.normal(size=len(yi)) + x
+    xm = np.column_stack([np.ones_like(x), x, x2])
+    if np.linalg.matrix_rank(xm) < 3:
+        return
+    fit = ThreeLevelFit(xm, yi, vi, cluster, [between, within], ["intrcpt", "x", "x2"])
+    rob = ketameta.robust(fit, cluster)
+    theta = fit.marginal_covariance()
+    bread, vcov, adjust = _cr2_by_definition(xm, yi - xm @ fit.coef, theta, cluster)
+    scale = np.sqrt(np.outer(np.diag(vcov), np.diag(vcov)))
+    np.testing.assert_allclose(rob.vcov, vcov, rtol=1e-7, atol=1e-9 * scale.max())
+    w = np.linalg.inv(theta)
+    resid_map = np.eye(len(yi)) - xm @ bread @ xm.T @ w
+    expected = np.zeros_like(bread)
+    gs_all = []
+    for j, a in adjust.items():
+        i = np.flatnonzero(cluster == j)
+        g = bread @ xm[i].T @ w[np.ix_(i, i)] @ a @ resid_map[i]  # (p, k): the z_j of b
+        expected += g @ theta @ g.T
+        gs_all.append(g)
+    np.testing.assert_allclose(expected, bread, rtol=1e-7, atol=1e-10 * np.abs(bread).max())
+    for c in range(3):
+        z = np.array([g[c] for g in gs_all])
+        p = z @ theta @ z.T
+        np.testing.assert_allclose(rob.df[c], np.trace(p) ** 2 / np.sum(p * p), rtol=1e-7)
+    for idx in ([1, 2], [0, 1, 2]):
+        htz = rob.wald_test(idx)
+        df = _htz_df_by_definition([g[idx] for g in gs_all], theta)
+        np.testing.assert_allclose(htz.df_denom, df - len(idx) + 1, rtol=1e-7)
+
+
 @pytest.mark.parametrize(("method", "power"), [("CR0", 0.0), ("CR2", 0.5), ("CR3", 1.0)])
 @given(data=clustered(min_m=4, max_size=1))
 def test_one_effect_per_cluster_is_the_hc_estimator(method: str, power: float, data: Any) -> None:
