@@ -136,7 +136,7 @@ def test_example_command(capsys: pytest.CaptureFixture[str]) -> None:
         ("yi,vi\n0.1,0.01\nabc,0.02\n", [], "line 3, column 'yi': 'abc' is not a number"),
         ("yi,vi\n0.1,0.01\n0.2,-0.02\n", [], "`vi` must be positive; line 3 has vi=-0.02"),
         ("ai,bi\n1,2\n", ["--measure", "OR"], "missing: ci, di"),
-        ("x,y\n1,2\n", [], "give --measure, or columns 'yi' and 'vi'"),
+        ("x,y\n1,2\n", [], "no effect sizes: give --measure with the columns it needs"),
         ("yi,vi\n1,2,3\n", [], "line 2: 3 fields, but the header has 2"),
     ],
 )
@@ -304,7 +304,7 @@ def test_pool_by_groups_in_one_pass(
         "vi": ["0.02"] * len(keys),
     }
     table = cli.Table("big.csv", columns, list(range(2, 8002)))
-    monkeypatch.setattr(cli, "read_table", lambda path: table)
+    monkeypatch.setattr(cli, "read_table", lambda path, **options: table)
     args = argparse.Namespace(
         file="big.csv",
         by="g",
