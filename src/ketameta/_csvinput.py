@@ -515,10 +515,10 @@ def _missing_columns(table: Table, measure: str, sets: list[tuple[str, ...]]) ->
     hint = ""
     if table.find("yi") is not None:
         hint = "; effects already computed (yi) are read without --measure"
+    which = "none is in the file" if not present[best] else f"missing: {', '.join(missing)}"
     msg = (
-        f"{table.path}: --measure {measure} needs columns {needs}; missing: "
-        f"{', '.join(missing)}. The file has columns: {table.header()} (map a column "
-        f"with --col {missing[0]}=COLUMN){hint}"
+        f"{table.path}: --measure {measure} needs columns {needs}; {which}. The file has "
+        f"columns: {table.header()} (map a column with --col {missing[0]}=COLUMN){hint}"
     )
     return UsageError(msg)
 

@@ -363,8 +363,9 @@ def _add_input(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--decimal",
         choices=(".", ","),
-        help="decimal mark (default: detected; a decimal comma is detected in files "
-        "separated by ';' or tabs)",
+        metavar="MARK",
+        help="decimal mark, '.' or ',' (default: detected; a decimal comma is detected in "
+        "files separated by ';' or tabs)",
     )
     g.add_argument(
         "--col",
