@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 import ketameta
+import ketameta.cli
 from ketameta.cli import main
 
 BCG = """study,ai,bi,ci,di,alloc
@@ -253,9 +255,52 @@ def test_omitted_studies_are_reported_with_their_lines(
     path = _write(tmp_path, text)
     argv = ["pool", str(path), "--by", "g"] if command == "by" else [command, str(path)]
     assert main(argv) == 0
-    err = capsys.readouterr().err
-    assert "ketameta: warning: " in err
-    assert "lines 4, 6 have missing values and were left out" in err
+    captured = capsys.readouterr()
+    assert "ketameta: warning: " in captured.err
+    assert "lines 4, 6 have missing values and were left out" in captured.err
+    if command != "egger":  # the summary names them by line and label too, not by index
+        assert f"Omitted studies (missing values): lines 4 (B), 6 (D) of {path}" in captured.out
+
+
+def test_metareg_leaves_out_a_missing_moderator_by_line_and_label(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "study,yi,vi,x\nA,0.1,0.01,1\nB,0.2,0.02,\nC,0.3,0.03,3\nD,0.5,0.01,4\nE,0.2,0.02,6\n"
+    path = _write(tmp_path, text)
+    assert main(["metareg", str(path), "--mods", "x", "--method", "EE"]) == 0
+    captured = capsys.readouterr()
+    assert f"ketameta: warning: {path}: line 3 has a missing value and was left out" in (
+        captured.err
+    )
+    assert f"Omitted studies (missing values): line 3 (B) of {path}" in captured.out
+    expected = ketameta.metareg(
+        [0.1, 0.3, 0.5, 0.2], [0.01, 0.03, 0.01, 0.02], mods=[1, 3, 4, 6], method="EE"
+    )
+    assert main(["metareg", str(path), "--mods", "x", "--method", "EE", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["coef"] == pytest.approx(list(expected.coef), rel=1e-12)
+
+
+@pytest.mark.parametrize("by", [False, True])
+def test_forest_of_a_ratio_measure_shows_ratios_on_a_log_axis(
+    bcg_csv: Path, monkeypatch: pytest.MonkeyPatch, by: bool
+) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    saved = []
+    monkeypatch.setattr(ketameta.cli, "_save", lambda fig, path: saved.append(fig))
+    argv = ["pool", str(bcg_csv), "--measure", "RR", "--forest", "f.png"]
+    assert main([*argv, "--by", "alloc"] if by else argv) == 0
+    (fig,) = saved
+    axes = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert [ax.get_xlabel() for ax in axes] == ["Risk ratio (log scale)"]
+    assert axes[0].get_xscale() == "log"
+    if not by:  # the pooled risk ratio beside the diamond: exp of the pooled log RR
+        texts = [t.get_text() for t in fig.findobj(Text)]
+        assert any(t.startswith(f"{math.exp(_expected().estimate):.2f}") for t in texts)
+    plt.close(fig)
 
 
 def test_labels_longer_than_the_csv_field_limit(

@@ -34,6 +34,7 @@ import numpy as np
 from . import datasets
 from ._csvinput import (
     CI_ONLY_MEASURES,
+    RATIO_MEASURES,
     Table,
     UsageError,
     cells,
@@ -51,6 +52,16 @@ from ._warnings import KetametaWarning, OmittedStudiesWarning
 from .bias import egger_test
 from .effect_sizes import MEASURES, EffectSizes, escalc
 from .pooling import METHODS, TESTS, PoolResult, pool
+
+#: the axis names of the ratio measures' forest plots
+_RATIO_NAMES = {
+    "OR": "Odds ratio",
+    "RR": "Risk ratio",
+    "HR": "Hazard ratio",
+    "IRR": "Incidence rate ratio",
+    "ROM": "Ratio of means",
+    "PETO": "Odds ratio (Peto)",
+}
 
 __all__ = ["Table", "UsageError", "build_parser", "main", "numeric_column", "read_table"]
 
@@ -98,6 +109,29 @@ def _run(table: Table, call: Any, what: str | Callable[[str], str] = "") -> Any:
         else:  # not ours: let Python report it as usual
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return result
+
+
+def _summary(table: Table, text: str) -> str:
+    """A result's summary for the terminal: its line of omitted studies (0-based indices)
+    names them by CSV line and label instead."""
+    labels = labels_of(table)
+
+    def named(match: re.Match[str]) -> str:
+        rows = [int(i) for i in re.findall(r"\d+", match[2])]
+        s = "s" if len(rows) > 1 else ""
+        where = ", ".join(f"{table.lines[i]} ({labels[i]})" for i in rows)
+        return f"{match[1]}: line{s} {where} of {table.path}"
+
+    return re.sub(r"^(Omitted studies \([^)]*\)): \[([\d, ]*)\]$", named, text, flags=re.M)
+
+
+def _forest_scale(measure: str | None) -> dict[str, Any]:
+    """The forest plot's scale: a ratio measure back-transformed (ratios on a log axis),
+    named on the axis."""
+    if measure in RATIO_MEASURES:
+        name = _RATIO_NAMES.get(measure, measure)
+        return {"transform": "exp", "xlabel": f"{name} (log scale)"}
+    return {}
 
 
 def _pool(args: argparse.Namespace, table: Table, what: str = "") -> PoolResult:
@@ -150,8 +184,11 @@ def cmd_pool(args: argparse.Namespace) -> int:
         if args.forest:
             from .plot import forest
 
-            transform = "exp" if getattr(res, "is_ratio", False) else None
-            _save(forest(res, transform=transform), args.forest)
+            scale: dict[str, Any] = {}
+            if getattr(res, "is_ratio", False):  # (IRR of counts, OR of tables, ...)
+                measure = getattr(res, "measure", None) or args.measure
+                scale = _forest_scale(measure) or {"transform": "exp"}
+            _save(forest(res, **scale), args.forest)
         return 0
     if args.by:
         return _pool_by(args)
@@ -160,14 +197,14 @@ def cmd_pool(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(result.summary())
+        print(_summary(table, result.summary()))
     if args.forest:
         from .plot import forest
 
         _, _, _, labels = effect_sizes(args, table)
         omitted = set(result.omitted)
         kept = [lab for i, lab in enumerate(labels) if i not in omitted]
-        _save(forest(result, labels=kept), args.forest)
+        _save(forest(result, labels=kept, **_forest_scale(args.measure)), args.forest)
     return 0
 
 
@@ -202,13 +239,15 @@ def _pool_by(args: argparse.Namespace) -> int:
         return f" (group {by} = {keys[int(found[1])]!r})" if found else ""
 
     result = _run(table, fit, group_of)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    print(
+        json.dumps(result.to_dict(), indent=2) if args.json else _summary(table, result.summary())
+    )
     if args.forest:
         from .plot import forest
 
         omitted = set(result.omitted)
         kept = [lab for i, lab in enumerate(study_labels) if i not in omitted]
-        _save(forest(result, labels=kept), args.forest)
+        _save(forest(result, labels=kept, **_forest_scale(args.measure)), args.forest)
     return 0
 
 
@@ -229,7 +268,7 @@ def cmd_egger(args: argparse.Namespace) -> int:
             level=args.level,
         ),
     )
-    print(json.dumps(res.to_dict(), indent=2) if args.json else res.summary())
+    print(json.dumps(res.to_dict(), indent=2) if args.json else _summary(table, res.summary()))
     return 0
 
 
@@ -260,7 +299,9 @@ def cmd_metareg(args: argparse.Namespace) -> int:
         return metareg(yi, vi, sei=sei, **options)
 
     result = _run(table, fit)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    print(
+        json.dumps(result.to_dict(), indent=2) if args.json else _summary(table, result.summary())
+    )
     return 0
 
 
@@ -492,7 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("example", help="worked example on the BCG vaccine trials")
     p = sub.add_parser("pool", help="pool the studies of a CSV file")
     _add_input(p)
-    p.add_argument("--forest", metavar="PNG", help="write a forest plot (with --by: by subgroup)")
+    p.add_argument(
+        "--forest",
+        metavar="PNG",
+        help="write a forest plot (with --by: by subgroup; ratio measures as ratios on a "
+        "log axis)",
+    )
     p.add_argument(
         "--by",
         metavar="COLUMN",
