@@ -281,6 +281,32 @@ def test_metareg_leaves_out_a_missing_moderator_by_line_and_label(
     assert data["coef"] == pytest.approx(list(expected.coef), rel=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("measure", "name"),
+    [
+        (["--measure", "RR"], "Log risk ratio"),
+        (["--measure", "RD"], "Risk difference"),
+        (["--measure", "OR"], "Log odds ratio"),
+        ([], "Effect size"),  # yi and vi: the scale is not known
+    ],
+)
+def test_funnel_axis_is_named_after_the_measure(
+    bcg_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, measure: list[str], name: str
+) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    saved = []
+    monkeypatch.setattr(ketameta.cli, "_save", lambda fig, path: saved.append(fig))
+    path = bcg_csv
+    if not measure:
+        path = _write(tmp_path, "yi,vi\n0.1,0.01\n0.3,0.02\n0.2,0.03\n")
+    assert main(["funnel", str(path), *measure, "-o", "f.png"]) == 0
+    (fig,) = saved
+    assert [ax.get_xlabel() for ax in fig.axes] == [name]
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("by", [False, True])
 def test_forest_of_a_ratio_measure_shows_ratios_on_a_log_axis(
     bcg_csv: Path, monkeypatch: pytest.MonkeyPatch, by: bool

@@ -134,6 +134,16 @@ def _forest_scale(measure: str | None) -> dict[str, Any]:
     return {}
 
 
+def _axis_name(measure: str | None) -> str | None:
+    """The name of the analysis scale of `measure` for a plot axis ("Log risk ratio")."""
+    if measure is None:
+        return None
+    if measure == "HR":
+        return "Log hazard ratio"
+    name = re.split(r" \(|;|,", MEASURES[measure])[0]
+    return name[:1].upper() + name[1:]
+
+
 def _pool(args: argparse.Namespace, table: Table, what: str = "") -> PoolResult:
     yi, vi, sei, _ = effect_sizes(args, table)
     table.note_unused()
@@ -309,7 +319,7 @@ def cmd_funnel(args: argparse.Namespace) -> int:
     from .plot import funnel
 
     result = _pool(args, _table(args))
-    _save(funnel(result), args.output)
+    _save(funnel(result, xlabel=_axis_name(args.measure)), args.output)
     print(f"funnel plot of {result.k} studies written to {args.output}")
     return 0
 
