@@ -307,6 +307,30 @@ def test_funnel_axis_is_named_after_the_measure(
     plt.close(fig)
 
 
+@pytest.mark.parametrize(
+    ("argv", "xlabel", "scale"),
+    [
+        (["--measure", "OR", "--model", "mh"], "Odds ratio (log scale)", "log"),
+        (["--measure", "OR", "--model", "peto"], "Peto odds ratio (log scale)", "log"),
+        (["--measure", "RD", "--model", "mh"], "Risk difference", "linear"),
+        (["--measure", "RD"], "Risk difference", "linear"),
+    ],
+)
+def test_forest_axis_of_each_model(
+    bcg_csv: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], xlabel: str, scale: str
+) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    saved = []
+    monkeypatch.setattr(ketameta.cli, "_save", lambda fig, path: saved.append(fig))
+    assert main(["pool", str(bcg_csv), *argv, "--forest", "f.png"]) == 0
+    (fig,) = saved
+    axes = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert [(ax.get_xlabel(), ax.get_xscale()) for ax in axes] == [(xlabel, scale)]
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("by", [False, True])
 def test_forest_of_a_ratio_measure_shows_ratios_on_a_log_axis(
     bcg_csv: Path, monkeypatch: pytest.MonkeyPatch, by: bool

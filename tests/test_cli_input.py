@@ -485,6 +485,7 @@ def test_metareg_moderator_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["--model", "peto", "--test", "knha"], "cannot use --test with --model peto"),
         (["--model", "glmm", "--method", "DL"], "--model glmm (it takes --method ML or EE)"),
         (["--model", "mh", *CI], "cannot use --ci-lower, --ci-upper with --model mh"),
+        (["--model", "glmm", "--forest", "f.png"], "cannot use --forest with --model glmm"),
     ],
 )
 def test_options_the_cell_models_cannot_use(

@@ -60,7 +60,7 @@ _RATIO_NAMES = {
     "HR": "Hazard ratio",
     "IRR": "Incidence rate ratio",
     "ROM": "Ratio of means",
-    "PETO": "Odds ratio (Peto)",
+    "PETO": "Peto odds ratio",
 }
 
 __all__ = ["Table", "UsageError", "build_parser", "main", "numeric_column", "read_table"]
@@ -127,10 +127,12 @@ def _summary(table: Table, text: str) -> str:
 
 def _forest_scale(measure: str | None) -> dict[str, Any]:
     """The forest plot's scale: a ratio measure back-transformed (ratios on a log axis),
-    named on the axis."""
+    named on the axis; another measure named on the axis."""
     if measure in RATIO_MEASURES:
         name = _RATIO_NAMES.get(measure, measure)
         return {"transform": "exp", "xlabel": f"{name} (log scale)"}
+    if measure in MEASURES:  # on the analysis scale ("Risk difference", "Logit proportion")
+        return {"xlabel": _axis_name(measure)}
     return {}
 
 
@@ -194,10 +196,9 @@ def cmd_pool(args: argparse.Namespace) -> int:
         if args.forest:
             from .plot import forest
 
-            scale: dict[str, Any] = {}
+            scale = _forest_scale(getattr(res, "measure", None) or args.measure)
             if getattr(res, "is_ratio", False):  # (IRR of counts, OR of tables, ...)
-                measure = getattr(res, "measure", None) or args.measure
-                scale = _forest_scale(measure) or {"transform": "exp"}
+                scale["transform"] = "exp"
             _save(forest(res, **scale), args.forest)
         return 0
     if args.by:
@@ -490,6 +491,8 @@ def _options(args: argparse.Namespace) -> argparse.Namespace:
                 why = " (it takes --method ML or EE)" if args.model == "glmm" else ""
                 why = why or " (no tau^2 is estimated)"
             unused.append(f"{', '.join(options)} with --model {args.model}{why}")
+        if args.model == "glmm" and args.forest:  # (plot.forest has no GLMM layout)
+            unused.append("--forest with --model glmm (no per-study weights)")
     if args.command == "funnel":
         unused += [f"--{o}" for o in ("test", "json") if getattr(args, o) is not None]
     if "ci_level" in given and "ci_lower" not in given and "ci_lower" not in unused:
