@@ -111,18 +111,32 @@ def _run(table: Table, call: Any, what: str | Callable[[str], str] = "") -> Any:
     return result
 
 
-def _summary(table: Table, text: str) -> str:
-    """A result's summary for the terminal: its line of omitted studies (0-based indices)
-    names them by CSV line and label instead."""
+def _summary(table: Table, result: Any) -> str:
+    """A result's summary for the terminal, its omitted studies named by CSV line and
+    label (the result's own lines name them by row index or label, which the file's
+    reader cannot look up)."""
+    text: str = result.summary()
+    omitted = [int(i) for i in getattr(result, "omitted", ())]
+    if not omitted:
+        return text
+    reasons = [str(r) for r in getattr(result, "omitted_reasons", ())]
+    if len(reasons) != len(omitted):
+        reasons = ["missing values"] * len(omitted)
+    groups: dict[str, list[int]] = {}
+    for i, reason in zip(omitted, reasons, strict=True):
+        groups.setdefault(reason, []).append(i)
     labels = labels_of(table)
-
-    def named(match: re.Match[str]) -> str:
-        rows = [int(i) for i in re.findall(r"\d+", match[2])]
+    named = []
+    for reason, rows in groups.items():
         s = "s" if len(rows) > 1 else ""
         where = ", ".join(f"{table.lines[i]} ({labels[i]})" for i in rows)
-        return f"{match[1]}: line{s} {where} of {table.path}"
-
-    return re.sub(r"^(Omitted studies \([^)]*\)): \[([\d, ]*)\]$", named, text, flags=re.M)
+        named.append(f"Omitted studies ({reason}): line{s} {where} of {table.path}")
+    lines = text.splitlines()
+    at = next((n for n, line in enumerate(lines) if line.startswith("Omitted studies (")), None)
+    kept = [line for line in lines if not line.startswith("Omitted studies (")]
+    if at is None:
+        return "\n".join([*kept, *named])
+    return "\n".join([*kept[:at], *named, *kept[at:]])
 
 
 def _forest_scale(measure: str | None) -> dict[str, Any]:
@@ -208,7 +222,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(_summary(table, result.summary()))
+        print(_summary(table, result))
     if args.forest:
         from .plot import forest
 
@@ -250,9 +264,7 @@ def _pool_by(args: argparse.Namespace) -> int:
         return f" (group {by} = {keys[int(found[1])]!r})" if found else ""
 
     result = _run(table, fit, group_of)
-    print(
-        json.dumps(result.to_dict(), indent=2) if args.json else _summary(table, result.summary())
-    )
+    print(json.dumps(result.to_dict(), indent=2) if args.json else _summary(table, result))
     if args.forest:
         from .plot import forest
 
@@ -279,7 +291,7 @@ def cmd_egger(args: argparse.Namespace) -> int:
             level=args.level,
         ),
     )
-    print(json.dumps(res.to_dict(), indent=2) if args.json else _summary(table, res.summary()))
+    print(json.dumps(res.to_dict(), indent=2) if args.json else _summary(table, res))
     return 0
 
 
@@ -310,9 +322,7 @@ def cmd_metareg(args: argparse.Namespace) -> int:
         return metareg(yi, vi, sei=sei, **options)
 
     result = _run(table, fit)
-    print(
-        json.dumps(result.to_dict(), indent=2) if args.json else _summary(table, result.summary())
-    )
+    print(json.dumps(result.to_dict(), indent=2) if args.json else _summary(table, result))
     return 0
 
 
