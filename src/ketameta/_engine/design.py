@@ -92,6 +92,7 @@ class Design:
         "v_row",
         "w0",
         "wp0",
+        "x",
         "y",
         "y2",
         "z",
@@ -125,6 +126,8 @@ class Design:
         self.y2: FloatArray | None = None
         self.sums0: list[list[Num]] = []
         self.basis: FloatArray | None = None
+        #: the design as given (the pivoted coefficients solve in its coordinates)
+        self.x = x
         self.r: Mat | None = None
         if x is not None:
             self.basis, self.r = self._orthogonalise(x)
@@ -367,7 +370,7 @@ class Design:
         out = Design.__new__(Design)
         per_analysis = set(self._PER_ANALYSIS)
         if not self.shared:
-            per_analysis |= {"basis", "z"}
+            per_analysis |= {"basis", "x", "z"}
         for name in Design.__slots__:
             value = getattr(self, name)
             setattr(out, name, _take(value, rows) if name in per_analysis else value)

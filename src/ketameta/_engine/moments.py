@@ -26,13 +26,17 @@ References
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from .._typing import FloatArray
 from . import _num as nm
 from ._num import Num
 from .design import _POWERS, Design, _col
 from .kernels import kernels, solve
-from .linalg import Factor, trace_product
+from .linalg import Factor, Mat, Vec, trace_product
+from .pivoted import LIMIT, Pivoted
+
+IntArray = npt.NDArray[np.intp]
 
 
 class Moments:
@@ -47,7 +51,7 @@ class Moments:
     Python-float arithmetic, a batch on arrays.
     """
 
-    __slots__ = ("_cache", "_w", "delta", "design", "inv", "kernels", "s", "tau2")
+    __slots__ = ("_cache", "_pivoted", "_w", "delta", "design", "inv", "kernels", "s", "tau2")
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class Moments:
                 sums += design.sums([wj], xy=scores, yy=scores)
             self.s = sums
         self._cache: dict[str, Num] = {}  # (tr P, tr P², Q: used several times per fit)
+        self._pivoted: dict[bytes, tuple[Pivoted, tuple[FloatArray, FloatArray]]] = {}
         self.kernels = k = kernels(design.p, design.intercept, not design.single)
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
         self.inv, self.delta = solve(k, self.s[0])
@@ -138,7 +143,7 @@ class Moments:
         :meth:`_dominant_traces`), so that ``tr P`` and ``tr P²`` need the stable sums."""
         design = self.design
         if design.p != 1 or not design.intercept:
-            return False
+            return True  # (a meta-regression: trace_p and trace_pp check their error bound)
         ones = design.layout.ones
         sw, sw2 = self.s[0][ones], self.s[1][ones]
         if design.single:
@@ -155,10 +160,12 @@ class Moments:
         for the largest weight): ``tr P = Σ w_i S_{-i} / S`` and
         ``tr P² = Σ w_i² (S_{-i}² + Σ_{j≠i} w_j²) / S²``; used where ``Σw² > 0.99 S²``
         (the largest weight above 99% of the total), which the sums at hand tell.
+
+        A meta-regression: see :meth:`_pivoted_trace`.
         """
         design = self.design
         if design.p != 1 or not design.intercept:
-            return trace
+            return self._pivoted_trace(trace, which)
         ones = design.layout.ones
         sw, sw2 = self.s[0][ones], self.s[1][ones]
         dominated = sw2 > 0.99 * sw * sw
@@ -178,6 +185,90 @@ class Moments:
         out[rows] = stable
         return out
 
+    def _pivoted_trace(self, trace: Num, which: int) -> Num:
+        """`trace` (``tr P`` for `which` 0, ``tr P²`` for 1) of a meta-regression, recomputed
+        in the pivoted parametrisation (:mod:`ketameta._engine.pivoted`) where the error
+        bound of the cheap formula, ``u tr(A) tr(A⁻¹) c`` with the cancellation factor
+        ``c = Σw/tr P`` (``Σw²/tr P²``), exceeds ``LIMIT u``: where a study with a large
+        weight has a hat value near 1. A trace that is not positive (or NaN) is beyond
+        any bound, so the traces used are positive whenever ``k > p``.
+        """
+        design = self.design
+        ones = design.layout.ones
+        total = self.s[which][ones]
+        kappa = _kappa_bound(design, self.s[0], self.inv)
+        rows = _rows(design, nm.negate(LIMIT * trace > kappa * total) & (design.k > design.p))
+        if rows is None:
+            return trace
+        _, stable = self._pivoted_at(rows)
+        return _put(design, trace, rows, stable[which])
+
+    def _pivoted_at(self, rows: IntArray) -> tuple[Pivoted, tuple[FloatArray, FloatArray]]:
+        """The pivoted parametrisation of the analyses `rows` at these weights, and its
+        ``tr P``, ``tr P²`` (computed once per set of rows)."""
+        key = rows.tobytes()
+        if key not in self._pivoted:
+            w = _take_rows(self.design, self._w, rows)
+            piv = pivoted(self.design, w, rows)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                self._pivoted[key] = (piv, piv.traces(w))
+        return self._pivoted[key]
+
+    def in_design(self, coef: Vec, vcov: Mat, scale: Num = 1.0) -> tuple[Vec, Mat]:
+        """The coefficients `coef` and their covariance `vcov` (``scale A⁻¹`` mapped to the
+        design's coordinates), recomputed where the normal equations' error bound ``u
+        tr(A) tr(A⁻¹)`` exceeds ``LIMIT u`` (a meta-regression whose weights span many
+        orders of magnitude): from the pivoted parametrisation of the design in its own
+        coordinates, ``β̂ = X_S⁻¹f_S`` and ``scale X_S⁻¹ Cov(f_S) X_S⁻ᵀ`` with ``f_S`` the
+        pivot studies' fitted values (:meth:`ketameta._engine.pivoted.Pivoted.in_design`).
+        Not in the orthogonal basis: an entry of the design that is exactly 0 (a factor
+        level a heavy study is not in) must stay exactly 0, or the heavy study's effect,
+        known to its own precision, leaks into coefficients it does not inform."""
+        design = self.design
+        if design.p == 1 and design.intercept:
+            return coef, vcov
+        kappa = _kappa_bound(design, self.s[0], self.inv)
+        rows = _rows(design, nm.negate(kappa < LIMIT) & (design.k >= design.p))
+        if rows is None:
+            return coef, vcov
+        x = design.x
+        assert x is not None
+        if x.ndim == 3:  # (absent studies of a per-analysis design may hold NaN)
+            x = x[rows]
+            present = design.present
+            if present is not None:
+                x = np.where(present[rows][..., None], x, 0.0)
+        # the effects as given: the centred ones plus the equal-effects fit
+        y = design.mask(design.y + design.fitted(design.beta0))
+        y, w = _take_rows(design, y, rows), _take_rows(design, self._w, rows)
+        root = np.sqrt(w)
+        at = np.arange(len(rows))[:, None]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            x_rows = np.broadcast_to(x, (len(rows), *x.shape)) if x.ndim == 2 else x
+            shift = _exact_shift(x_rows, w) if design.intercept else None
+            if shift is not None:
+                x_rows = x_rows - shift[:, None, :]  # (exact, see _exact_shift)
+            piv = Pivoted(x_rows, root)
+            resid = piv.residuals(root * y)
+            # the fitted values of the pivot studies, f_s = y_s - r_s/√w_s
+            fitted = y[at, piv.pivots] - resid[at, piv.pivots] / root[at, piv.pivots]
+            x_s = x_rows[at, piv.pivots]
+            beta, cov = piv.in_design(x_s, fitted)
+            if shift is not None:  # β = Tβ', V = TV'Tᵀ: the intercept takes -Σ c_j β'_j
+                t = np.broadcast_to(np.eye(design.p), cov.shape).copy()
+                t[:, 0, :] -= shift
+                beta = np.einsum("mab,mb->ma", t, beta)
+                cov = t @ cov @ np.swapaxes(t, 1, 2)
+        p = design.p
+        stable_vcov = [
+            [
+                _put(design, vcov[a][b], rows, scale_rows(design, scale, rows) * cov[:, a, b])
+                for b in range(p)
+            ]
+            for a in range(p)
+        ]
+        return [_put(design, coef[a], rows, beta[:, a]) for a in range(p)], stable_vcov
+
     def pppy(self) -> Num:
         """``yᵀP³y = Σw³r² - gᵀA⁻¹g``, ``g = XᵀW²r``."""
         g_quad: Num = self.kernels.g_quad(self.inv, self.s[1], self.delta)
@@ -194,6 +285,101 @@ class Moments:
     def percent_weights(self) -> FloatArray:
         """Study weights in percent, ``100 w/Σw``."""
         return (100.0 / _col(self.sw)) * self._w  # type: ignore[no-any-return]
+
+
+def _kappa_bound(design: Design, row: list[Num], inv: Mat) -> Num:
+    """``tr(A) tr(A⁻¹) ≥ κ(A)`` for ``A`` the matrix of `row` and its inverse `inv`."""
+    xx = design.layout.xx
+    total, total_inv = row[xx[0][0]], inv[0][0]
+    for a in range(1, design.p):
+        total = total + row[xx[a][a]]
+        total_inv = total_inv + inv[a][a]
+    return total * total_inv
+
+
+def _take_rows(design: Design, x: FloatArray, rows: IntArray) -> FloatArray:
+    """The analyses `rows` of per-study values `x` as ``(len(rows), k)``."""
+    return x[None, :] if design.single else x[rows]
+
+
+def pivoted(design: Design, u: FloatArray, rows: IntArray) -> Pivoted:
+    """The pivoted parametrisation (:class:`~ketameta._engine.pivoted.Pivoted`) of the
+    design of the analyses `rows` weighted by `u` (``(len(rows), k)``, 0 for an absent
+    study)."""
+    basis = design.basis
+    assert basis is not None
+    if basis.ndim == 2:
+        basis = np.broadcast_to(basis, (u.shape[0], *basis.shape))
+    elif not design.single:
+        basis = basis[rows]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return Pivoted(basis, np.sqrt(u))
+
+
+def checked_trace(
+    design: Design, row: list[Num], inv: Mat, trace: Num, u: FloatArray, d: FloatArray, which: int
+) -> Num:
+    """`trace`, the cheap ``tr(P_u D)`` (`which` 0) or ``tr((P_u D)²)`` (`which` 1) of a
+    meta-regression's projector of weights `u` (``D = diag(d)``; `row` the sums of `u`,
+    `inv` the inverse of their ``XᵀUX``), recomputed in the pivoted parametrisation where
+    its error bound ``u tr(A) tr(A⁻¹) c`` exceeds ``LIMIT u`` (``c = Σud/tr(P_u D)``, or
+    ``Σ(ud)²/tr((P_u D)²)``; see :meth:`Moments._pivoted_trace`). `u` and `d` are shaped
+    like the effects (0 for absent studies)."""
+    if design.p == 1 and design.intercept:
+        return trace  # (the intercept-only model: hat values 1/k or w_i/Σw, see above)
+    g = design.mask(u * d)
+    terms = g if which == 0 else g * g
+    total_sum = np.add.reduce(terms, axis=-1)
+    total: Num = float(total_sum) if design.single else total_sum
+    kappa = _kappa_bound(design, row, inv)
+    rows = _rows(design, nm.negate(LIMIT * trace > kappa * total) & (design.k > design.p))
+    if rows is None:
+        return trace
+    piv = pivoted(design, _take_rows(design, design.mask(u), rows), rows)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        stable = piv.traces(_take_rows(design, g, rows))[which]
+    return _put(design, trace, rows, stable)
+
+
+def _exact_shift(x: FloatArray, w: FloatArray) -> FloatArray | None:
+    """Shifts ``c_j`` of the columns of designs `x` (``(m, k, p)``, intercept first) by
+    which ``x_ij - c_j`` is exact for every study present (weight `w` > 0): the value of
+    the heaviest study, for a column whose values all lie within a factor 2 of it
+    (Sterbenz's lemma), 0 for the others (the intercept, a column with a 0 entry).
+    A year near 2000 then becomes its offset from the heaviest study's year, so that the
+    pivoted rows are not nearly parallel, and an exact 0 of the design stays exact; the
+    change of coordinates ``X' = XT⁻¹`` (``T`` unit upper triangular) is exact, and
+    ``β = Tβ'`` maps the coefficients back. None where no column shifts."""
+    at = np.arange(x.shape[0])
+    c = x[at, np.argmax(w, axis=-1)]  # (m, p)
+    c[:, 0] = 0.0
+    lo, hi = np.minimum(0.5 * c, 2.0 * c), np.maximum(0.5 * c, 2.0 * c)
+    present = (w > 0.0)[..., None]
+    inside = np.all(~present | ((x >= lo[:, None, :]) & (x <= hi[:, None, :])), axis=1)
+    c = np.where(inside & (c != 0.0), c, 0.0)
+    return c if np.any(c) else None
+
+
+def scale_rows(design: Design, scale: Num, rows: IntArray) -> FloatArray | float:
+    """`scale` (a number per analysis) in the analyses `rows`."""
+    return scale if isinstance(scale, float) else np.asarray(scale)[rows]
+
+
+def _rows(design: Design, flag: nm.Flag) -> IntArray | None:
+    """The analyses where `flag` holds (``[0]`` for one analysis), or None if none."""
+    if design.single:
+        return np.zeros(1, dtype=np.intp) if bool(flag) else None
+    rows = np.flatnonzero(flag)
+    return rows if rows.size else None
+
+
+def _put(design: Design, value: Num, rows: IntArray, stable: FloatArray) -> Num:
+    """`value` (per analysis) with `stable` in the analyses `rows`."""
+    if design.single:
+        return float(stable[0])
+    out = np.array(value, dtype=np.float64)
+    out[rows] = stable
+    return out
 
 
 def _traces_without_cancellation(w: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -230,4 +416,7 @@ def projected_trace_sq(design: Design, u: FloatArray, d: FloatArray) -> Num:
     m = factor.solve_matrix(lay.matrix(c))
     total = np.sum(design.mask(ud * ud), axis=-1)
     total_num: Num = float(total) if design.single else total
-    return total_num - 2.0 * factor.trace_solve(lay.matrix(b)) + trace_product(m, m)
+    trace = total_num - 2.0 * factor.trace_solve(lay.matrix(b)) + trace_product(m, m)
+    if design.p == 1 and design.intercept:
+        return trace
+    return checked_trace(design, a, factor.inverse(), trace, u, d, 1)
