@@ -929,6 +929,26 @@ def _exact_inputs(r: MetaRegResult) -> tuple[list[Fraction], list[Fraction], lis
     return fy, fv, [[Fraction(t) for t in row] for row in r.X.tolist()]
 
 
+def exact_traces(
+    u: list[Fraction], d: list[Fraction], x: list[list[Fraction]]
+) -> tuple[Fraction, Fraction]:
+    """``tr(P_u D)`` and ``tr((P_u D)²)`` of ``P_u = U - UX(XᵀUX)⁻¹XᵀU``, exactly."""
+    k, p = len(u), len(x[0])
+    a = [[sum(u[i] * x[i][r] * x[i][c] for i in range(k)) for c in range(p)] for r in range(p)]
+    # (XᵀUX)⁻¹XᵀU, column by column
+    h = _solve(a, [[u[i] * x[i][r] for i in range(k)] for r in range(p)])
+    pd = [
+        [
+            ((u[i] if i == j else 0) - u[i] * sum(x[i][r] * h[r][j] for r in range(p))) * d[j]
+            for j in range(k)
+        ]
+        for i in range(k)
+    ]
+    return sum(pd[i][i] for i in range(k)), sum(
+        pd[i][j] * pd[j][i] for i in range(k) for j in range(k)
+    )
+
+
 def test_projector_traces_against_exact_arithmetic() -> None:
     r = fit(EXTREME["yi"], EXTREME["vi"], EXTREME["mods"], "REML", "z")
     fy, fv, fx = _exact_inputs(r)
@@ -938,7 +958,12 @@ def test_projector_traces_against_exact_arithmetic() -> None:
     i2 = float(100 * t / (t + (k - p) / trace0))
     assert r.i2 == pytest.approx(i2, rel=1e-10)
     design = Design(r.yi, r.vi, r.X, padded=False, intercept=True)
-    assert Moments(design, 0.0).trace_p() == pytest.approx(float(trace0), rel=1e-10)
+    mom = Moments(design, 0.0)
+    w = [1 / t for t in fv]
+    exact_p, exact_pp = exact_traces(w, [Fraction(1)] * k, fx)
+    assert exact_p == trace0
+    assert mom.trace_p() == pytest.approx(float(exact_p), rel=1e-13)  # (was 15.10109)
+    assert mom.trace_pp() == pytest.approx(float(exact_pp), rel=1e-13)  # (was -62.4)
 
 
 def test_coefficients_against_exact_arithmetic_at_extreme_ratios() -> None:
@@ -950,8 +975,65 @@ def test_coefficients_against_exact_arithmetic_at_extreme_ratios() -> None:
     assert np.all(np.abs(r.coef - [float(c) for c in b]) <= 1e-11 * (np.abs(r.coef) + se))
 
 
+@given(metareg_data(max_k=10, max_p=4, ratios=(1e6, 1e9, 1e12, 1e15)))
+def test_extreme_variance_ratios_against_exact_arithmetic(reg: Data) -> None:
+    # issue #14: variance ratios up to 1e15 (one study carrying almost all the weight, with
+    # a hat value near 1 where it is alone in a factor level or at an extreme of a
+    # moderator). The exact traces are perfectly conditioned, and so are the coefficients
+    # on their natural scales: the engine must give them to rounding, not to u cond(XᵀWX)
+    # (before: tr P₀ off by up to 1e3 relative, tr P₀² by 1e12, negative; Cov β̂ by 2e-2)
+    y, v, mods = reg
+    r = fit(y, v, mods, "DL", "z")
+    k, p = r.X.shape
+    fy, fv, fx = _exact_inputs(r)
+    ones = [Fraction(1)] * k
+    design = Design(r.yi, r.vi, r.X, padded=False, intercept=True)
+    mom = Moments(design, 0.0)
+    tr_p, tr_pp = exact_traces([1 / t for t in fv], ones, fx)
+    assert mom.trace_p() == pytest.approx(float(tr_p), rel=1e-12)
+    assert mom.trace_pp() == pytest.approx(float(tr_pp), rel=1e-12)
+    # DL: τ², I², H² and the SE of τ² from tr P₀ and tr P₀² (exactly, at the engine's τ²
+    # for the SE), all within their ranges
+    _, _, q_e, _ = exact_wls(fy, fv, fx, Fraction(0))
+    tau2 = max(Fraction(0), (q_e - (k - p)) / tr_p)
+    v_typical = (k - p) / tr_p
+    # (τ² to rel of τ² + ṽ moves I² by at most 100 rel and H² by rel H²)
+    rel = 1e-12 + floor(y, v, r.tau2)
+    assert abs(r.tau2 - float(tau2)) <= rel * float(tau2 + v_typical)
+    assert r.i2 == pytest.approx(float(100 * tau2 / (tau2 + v_typical)), abs=200.0 * rel)
+    assert r.h2 == pytest.approx(float((tau2 + v_typical) / v_typical), rel=2.0 * rel)
+    t = Fraction(r.tau2)
+    var = 2 * (k - p) + 4 * t * tr_p + 2 * t * t * tr_pp
+    assert r.tau2_se == pytest.approx(math.sqrt(float(var)) / float(tr_p), rel=1e-12)
+    assert 0.0 <= r.i2 < 100.0
+    assert r.h2 >= 1.0
+    assert r.tau2_se > 0.0
+    # the coefficients and their covariance (EE: the weights 1/v as given) on their scales
+    b, vcov, _, _ = exact_wls(fy, fv, fx, Fraction(0))
+    ee = fit(y, v, mods, "EE", "z")
+    tol = tolerances(ee, 1e-12 + floor(y, v, 0.0))
+    assert np.all(np.abs(ee.coef - [float(c) for c in b]) <= tol["coef"])
+    exact_v = np.array([[float(c) for c in row] for row in vcov])
+    assert np.all(np.abs(ee.vcov - exact_v) <= tol["vcov"])
+    # Hedges' tr((I - H)V) (HE's τ²) and tr(((I - H)D)²) (its SE), D = V + τ̂²
+    he = fit(y, v, mods, "HE", "z")
+    tr_hv, _ = exact_traces(ones, fv, fx)
+    resid = [
+        fy[i] - sum(fx[i][c] * bc for c, bc in enumerate(exact_wls(fy, ones, fx, Fraction(0))[0]))
+        for i in range(k)
+    ]
+    rss = sum(e * e for e in resid)
+    tau2_he = max(Fraction(0), (rss - tr_hv) / (k - p))
+    assert abs(he.tau2 - float(tau2_he)) <= (1e-12 + floor(y, v, he.tau2)) * float(
+        tau2_he + tr_hv / (k - p)
+    )
+    _, tr_dd = exact_traces(ones, [t + Fraction(he.tau2) for t in fv], fx)
+    se_he = math.sqrt(float(2 * tr_dd)) / (k - p)
+    assert he.tau2_se == pytest.approx(se_he, rel=1e-12)
+
+
 @given(
-    metareg_data(ratios=(1e6, 1e9, 1e12)),
+    metareg_data(ratios=(1e6, 1e9, 1e12, 1e15)),
     st.sampled_from(METHODS),
     st.sampled_from(TESTS),
 )

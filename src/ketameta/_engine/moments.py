@@ -116,7 +116,11 @@ class Moments:
         """The generalised Q statistic ``yᵀPy = Σ w (y - Xβ̂)²``."""
         cache = self._cache
         if "q" not in cache:
-            cache["q"] = self.rss(1)
+            q = self.rss(1)
+            design = self.design
+            if design.p > 1 or not design.intercept:  # (see _pivoted_q)
+                q = self._pivoted_q(q)
+            cache["q"] = q
         return cache["q"]
 
     def trace_p(self) -> Num:
@@ -214,6 +218,51 @@ class Moments:
                 self._pivoted[key] = (piv, piv.traces(w))
         return self._pivoted[key]
 
+    def _pivoted_q(self, q: Num) -> Num:
+        """`q` (``yᵀWy - β̂ᵀXᵀWy``) of a meta-regression, recomputed as ``Σ r²`` of the
+        residuals of the pivoted parametrisation (:meth:`_in_own_coordinates`) where its
+        error bound ``u tr(A) tr(A⁻¹) yᵀWy/Q`` exceeds ``LIMIT u``: the effects are
+        centred at the equal-effects fit, whose error (the normal equations') leaves a
+        heavy study with a centred effect that is not quite its residual, and ``yᵀWy``
+        then cancels against ``β̂ᵀXᵀWy``."""
+        design = self.design
+        kappa = _kappa_bound(design, self.s[0], self.inv)
+        total = self.s[0][design.layout.yy]
+        rows = _rows(design, nm.negate(LIMIT * q > kappa * total) & (design.k > design.p))
+        if rows is None:
+            return q
+        resid = self._in_own_coordinates(rows)[1]
+        return _put(design, q, rows, np.einsum("mk,mk->m", resid, resid))
+
+    def _in_own_coordinates(self, rows: IntArray) -> tuple[Pivoted, FloatArray, FloatArray]:
+        """The pivoted parametrisation of the analyses `rows` in the design's own
+        coordinates, exactly shifted (:func:`_exact_shift`), the weighted residuals
+        ``√w r`` and the shifts (m, p) (computed once per set of rows)."""
+        key = b"x" + rows.tobytes()
+        if key not in self._pivoted:
+            design = self.design
+            x = design.x
+            assert x is not None
+            if x.ndim == 3:  # (absent studies of a per-analysis design may hold NaN)
+                x = x[rows]
+                if design.present is not None:
+                    x = np.where(design.present[rows][..., None], x, 0.0)
+            w = _take_rows(design, self._w, rows)
+            root = np.sqrt(w)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                x_rows = np.broadcast_to(x, (len(rows), *x.shape)) if x.ndim == 2 else x
+                shift = _exact_shift(x_rows, w) if design.intercept else None
+                if shift is None:
+                    shift = np.zeros((len(rows), design.p))
+                else:
+                    x_rows = x_rows - shift[:, None, :]  # (exact, see _exact_shift)
+                piv = Pivoted(x_rows, root)
+                # (the centred effects: their residuals are those of the effects)
+                resid = piv.residuals(root * _take_rows(design, design.mask(design.y), rows))
+            self._pivoted[key] = (piv, (resid, shift))
+        piv, (resid, shift) = self._pivoted[key]
+        return piv, resid, shift
+
     def in_design(self, coef: Vec, vcov: Mat, scale: Num = 1.0) -> tuple[Vec, Mat]:
         """The coefficients `coef` and their covariance `vcov` (``scale A⁻¹`` mapped to the
         design's coordinates), recomputed where the normal equations' error bound ``u
@@ -231,34 +280,20 @@ class Moments:
         rows = _rows(design, nm.negate(kappa < LIMIT) & (design.k >= design.p))
         if rows is None:
             return coef, vcov
-        x = design.x
-        assert x is not None
-        if x.ndim == 3:  # (absent studies of a per-analysis design may hold NaN)
-            x = x[rows]
-            present = design.present
-            if present is not None:
-                x = np.where(present[rows][..., None], x, 0.0)
+        piv, resid, shift = self._in_own_coordinates(rows)
         # the effects as given: the centred ones plus the equal-effects fit
-        y = design.mask(design.y + design.fitted(design.beta0))
-        y, w = _take_rows(design, y, rows), _take_rows(design, self._w, rows)
-        root = np.sqrt(w)
+        y = _take_rows(design, design.mask(design.y + design.fitted(design.beta0)), rows)
+        root = np.sqrt(_take_rows(design, self._w, rows))
         at = np.arange(len(rows))[:, None]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            x_rows = np.broadcast_to(x, (len(rows), *x.shape)) if x.ndim == 2 else x
-            shift = _exact_shift(x_rows, w) if design.intercept else None
-            if shift is not None:
-                x_rows = x_rows - shift[:, None, :]  # (exact, see _exact_shift)
-            piv = Pivoted(x_rows, root)
-            resid = piv.residuals(root * y)
             # the fitted values of the pivot studies, f_s = y_s - r_s/√w_s
             fitted = y[at, piv.pivots] - resid[at, piv.pivots] / root[at, piv.pivots]
-            x_s = x_rows[at, piv.pivots]
-            beta, cov = piv.in_design(x_s, fitted)
-            if shift is not None:  # β = Tβ', V = TV'Tᵀ: the intercept takes -Σ c_j β'_j
-                t = np.broadcast_to(np.eye(design.p), cov.shape).copy()
-                t[:, 0, :] -= shift
-                beta = np.einsum("mab,mb->ma", t, beta)
-                cov = t @ cov @ np.swapaxes(t, 1, 2)
+            beta, cov = piv.in_design(piv.x[at, piv.pivots], fitted)
+            # β = Tβ', V = TV'Tᵀ for the shifted columns: the intercept takes -Σ c_j β'_j
+            t = np.broadcast_to(np.eye(design.p), cov.shape).copy()
+            t[:, 0, :] -= shift
+            beta = np.einsum("mab,mb->ma", t, beta)
+            cov = t @ cov @ np.swapaxes(t, 1, 2)
         p = design.p
         stable_vcov = [
             [

@@ -168,6 +168,7 @@ class Pivoted:
         "o",
         "pivots",
         "root_s",
+        "x",
     )
 
     def __init__(self, basis: FloatArray, root: FloatArray) -> None:
@@ -211,6 +212,8 @@ class Pivoted:
         self.pivots, self.light, self.o, self.low_inv = pivots, light, o, low_inv
         self.c, self.m_ss, self.ainv = c, m_ss, ainv
         self.root_s = root[rows, pivots]
+        #: the rows of the design (unweighted) it was built from, for the caller
+        self.x = basis
         #: hat values of the light studies, ``c_jᵀÃ⁻¹c_j``
         self.hat_light = np.einsum("mjp,mpq,mjq->mj", c, ainv, c)
 
