@@ -231,3 +231,27 @@ def test_shared_design_batch_with_as_many_analyses_as_studies() -> None:
         one = ketameta.metareg(big_y[i, present], big_v[i, present], mods=x[present, 1])
         np.testing.assert_allclose(out["coef"][i], one.coef, rtol=1e-9, atol=1e-12)
         assert out["tau2"][i] == pytest.approx(one.tau2, rel=1e-8, abs=1e-15)
+
+
+@given(
+    st.lists(st.floats(-9.0, 9.0), min_size=2, max_size=12),
+    st.sampled_from([0.0, 12.0, 15.0, 18.0]),
+)
+def test_typical_variance_against_exact_arithmetic(exps: list[float], heavy: float) -> None:
+    """Issue #14: ṽ = (k - 1)Σw/((Σw)² - Σw²) (Higgins & Thompson 2002) cancels when one
+    weight carries almost all of Σw (to 0 or below at a variance ratio near 1e15: I² of
+    bayes_pool and pool_glmm outside [0, 1)); typical_variance sums positive terms and
+    agrees with exact rational arithmetic to rounding."""
+    from fractions import Fraction
+
+    from ketameta._engine.moments import typical_variance
+
+    v = 10.0 ** np.array(exps)
+    v[0] = v[0] * 10.0**-heavy  # (one study carrying almost all the weight)
+    w = 1.0 / v
+    fw = [Fraction(t) for t in w.tolist()]
+    total, total2 = sum(fw), sum(t * t for t in fw)
+    exact = (len(fw) - 1) * total / (total * total - total2)
+    got = typical_variance(w)
+    assert got > 0.0
+    assert got == pytest.approx(float(exact), rel=1e-13)

@@ -37,6 +37,7 @@ from .linalg import Factor, Mat, Vec, trace_product
 from .pivoted import LIMIT, Pivoted
 
 IntArray = npt.NDArray[np.intp]
+_ONE: IntArray = np.zeros(1, dtype=np.intp)  # (the rows of one analysis)
 
 
 class Moments:
@@ -85,7 +86,6 @@ class Moments:
                 sums += design.sums([wj], xy=scores, yy=scores)
             self.s = sums
         self._cache: dict[str, Num] = {}  # (tr P, tr P², Q: used several times per fit)
-        self._pivoted: dict[bytes, tuple[Pivoted, tuple[FloatArray, FloatArray]]] = {}
         self.kernels = k = kernels(design.p, design.intercept, not design.single)
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
         self.inv, self.delta = solve(k, self.s[0])
@@ -189,6 +189,22 @@ class Moments:
         out[rows] = stable
         return out
 
+    def _kappa(self) -> Num:
+        """``tr(A) tr(A⁻¹) ≥ κ(A)`` (computed once)."""
+        cache = self._cache
+        if "kappa" not in cache:
+            cache["kappa"] = _kappa_bound(self.design, self.s[0], self.inv)
+        return cache["kappa"]
+
+    def _store(self) -> dict[bytes, tuple[Pivoted, tuple[FloatArray, FloatArray]]]:
+        """The pivoted parametrisations computed so far, by rows (created when first
+        needed: most moments never need one)."""
+        try:
+            return self._pivoted
+        except AttributeError:
+            self._pivoted: dict[bytes, tuple[Pivoted, tuple[FloatArray, FloatArray]]] = {}
+            return self._pivoted
+
     def _pivoted_trace(self, trace: Num, which: int) -> Num:
         """`trace` (``tr P`` for `which` 0, ``tr P²`` for 1) of a meta-regression, recomputed
         in the pivoted parametrisation (:mod:`ketameta._engine.pivoted`) where the error
@@ -198,12 +214,17 @@ class Moments:
         any bound, so the traces used are positive whenever ``k > p``.
         """
         design = self.design
-        ones = design.layout.ones
-        total = self.s[which][ones]
-        kappa = _kappa_bound(design, self.s[0], self.inv)
-        rows = _rows(design, nm.negate(LIMIT * trace > kappa * total) & (design.k > design.p))
-        if rows is None:
-            return trace
+        total = self.s[which][design.layout.ones]
+        kappa = self._kappa()
+        if design.single:  # (the usual case in a few comparisons)
+            if LIMIT * trace > kappa * total or not design.k > design.p:
+                return trace
+            rows = _ONE
+        else:
+            found = _rows(design, nm.negate(LIMIT * trace > kappa * total) & (design.k > design.p))
+            if found is None:
+                return trace
+            rows = found
         _, stable = self._pivoted_at(rows)
         return _put(design, trace, rows, stable[which])
 
@@ -211,12 +232,13 @@ class Moments:
         """The pivoted parametrisation of the analyses `rows` at these weights, and its
         ``tr P``, ``tr P²`` (computed once per set of rows)."""
         key = rows.tobytes()
-        if key not in self._pivoted:
+        store = self._store()
+        if key not in store:
             w = _take_rows(self.design, self._w, rows)
             piv = pivoted(self.design, w, rows)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                self._pivoted[key] = (piv, piv.traces(w))
-        return self._pivoted[key]
+                store[key] = (piv, piv.traces(w))
+        return store[key]
 
     def _pivoted_q(self, q: Num) -> Num:
         """`q` (``yᵀWy - β̂ᵀXᵀWy``) of a meta-regression, recomputed as ``Σ r²`` of the
@@ -226,7 +248,7 @@ class Moments:
         heavy study with a centred effect that is not quite its residual, and ``yᵀWy``
         then cancels against ``β̂ᵀXᵀWy``."""
         design = self.design
-        kappa = _kappa_bound(design, self.s[0], self.inv)
+        kappa = self._kappa()
         total = self.s[0][design.layout.yy]
         rows = _rows(design, nm.negate(LIMIT * q > kappa * total) & (design.k > design.p))
         if rows is None:
@@ -239,7 +261,8 @@ class Moments:
         coordinates, exactly shifted (:func:`_exact_shift`), the weighted residuals
         ``√w r`` and the shifts (m, p) (computed once per set of rows)."""
         key = b"x" + rows.tobytes()
-        if key not in self._pivoted:
+        store = self._store()
+        if key not in store:
             design = self.design
             x = design.x
             assert x is not None
@@ -259,8 +282,8 @@ class Moments:
                 piv = Pivoted(x_rows, root)
                 # (the centred effects: their residuals are those of the effects)
                 resid = piv.residuals(root * _take_rows(design, design.mask(design.y), rows))
-            self._pivoted[key] = (piv, (resid, shift))
-        piv, (resid, shift) = self._pivoted[key]
+            store[key] = (piv, (resid, shift))
+        piv, (resid, shift) = store[key]
         return piv, resid, shift
 
     def in_design(self, coef: Vec, vcov: Mat, scale: Num = 1.0) -> tuple[Vec, Mat]:
@@ -276,7 +299,7 @@ class Moments:
         design = self.design
         if design.p == 1 and design.intercept:
             return coef, vcov
-        kappa = _kappa_bound(design, self.s[0], self.inv)
+        kappa = self._kappa()
         rows = _rows(design, nm.negate(kappa < LIMIT) & (design.k >= design.p))
         if rows is None:
             return coef, vcov
@@ -403,7 +426,7 @@ def scale_rows(design: Design, scale: Num, rows: IntArray) -> FloatArray | float
 def _rows(design: Design, flag: nm.Flag) -> IntArray | None:
     """The analyses where `flag` holds (``[0]`` for one analysis), or None if none."""
     if design.single:
-        return np.zeros(1, dtype=np.intp) if bool(flag) else None
+        return _ONE if bool(flag) else None
     rows = np.flatnonzero(flag)
     return rows if rows.size else None
 
@@ -415,6 +438,16 @@ def _put(design: Design, value: Num, rows: IntArray, stable: FloatArray) -> Num:
     out = np.array(value, dtype=np.float64)
     out[rows] = stable
     return out
+
+
+def typical_variance(w: FloatArray) -> float:
+    """Higgins & Thompson's (2002) typical within-study variance of an intercept-only
+    model with weights `w` (``(k,)``, k ≥ 2): ``ṽ = (k - 1)/tr P``, ``tr P = Σw - Σw²/Σw``
+    as a sum of positive terms (:meth:`Moments._dominant_traces`), so ``ṽ > 0`` and
+    ``I² = τ²/(τ² + ṽ)`` lies in ``[0, 1)`` however unequal the weights (the textbook
+    ``(k - 1)Σw/((Σw)² - Σw²)`` cancels to 0 or below at a variance ratio near 1e15)."""
+    trace_p = float(_traces_without_cancellation(np.asarray(w, dtype=np.float64)[None, :])[0][0])
+    return float(w.shape[-1] - 1) / trace_p
 
 
 def _traces_without_cancellation(w: FloatArray) -> tuple[FloatArray, FloatArray]:
