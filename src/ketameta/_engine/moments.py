@@ -25,6 +25,8 @@ References
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -264,12 +266,7 @@ class Moments:
         store = self._store()
         if key not in store:
             design = self.design
-            x = design.x
-            assert x is not None
-            if x.ndim == 3:  # (absent studies of a per-analysis design may hold NaN)
-                x = x[rows]
-                if design.present is not None:
-                    x = np.where(design.present[rows][..., None], x, 0.0)
+            x = design.given_x(rows)
             w = _take_rows(design, self._w, rows)
             root = np.sqrt(w)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -346,13 +343,17 @@ class Moments:
 
 
 def _kappa_bound(design: Design, row: list[Num], inv: Mat) -> Num:
-    """``tr(A) tr(A⁻¹) ≥ κ(A)`` for ``A`` the matrix of `row` and its inverse `inv`."""
+    """``tr(A) tr(A⁻¹) ≥ κ(A)`` for ``A`` the matrix of `row` and its inverse `inv` (inf
+    where the computed value is below 1 or NaN)."""
     xx = design.layout.xx
     total, total_inv = row[xx[0][0]], inv[0][0]
     for a in range(1, design.p):
         total = total + row[xx[a][a]]
         total_inv = total_inv + inv[a][a]
-    return total * total_inv
+    kappa = total * total_inv
+    # (κ ≥ 1: a smaller or NaN value is itself a failure of the normal equations, whose
+    # A⁻¹ then has negative diagonal entries; its error bound is infinite)
+    return nm.where(kappa >= 1.0, kappa, math.inf)
 
 
 def _take_rows(design: Design, x: FloatArray, rows: IntArray) -> FloatArray:
