@@ -36,6 +36,7 @@ import numpy as np
 from scipy import special
 
 from ._engine import bayes as _eng
+from ._engine.moments import typical_variance
 from ._results import array_field, import_pandas, plain
 from ._typing import ArrayLike, FloatArray
 from ._validation import check_choice, check_level
@@ -325,7 +326,7 @@ class BayesPoolResult:
         """Relative heterogeneity I² = τ²/(τ² + ṽ) (Higgins & Thompson 2002) at τ (default:
         the posterior median of τ), with ṽ the typical within-study variance."""
         w = 1.0 / self.vi
-        vt = (self.k - 1) * w.sum() / (w.sum() ** 2 - (w * w).sum()) if self.k > 1 else self.vi[0]
+        vt = typical_variance(w) if self.k > 1 else self.vi[0]
         t = np.asarray(self.tau_median if tau is None else tau, dtype=np.float64)
         return t * t / (t * t + vt)
 

@@ -55,6 +55,7 @@ import numpy as np
 from ._engine import fixed
 from ._engine import glmm as _glmm
 from ._engine.inference import critical_z
+from ._engine.moments import typical_variance
 from ._results import Owned, array_field, format_p, import_pandas, plain, readonly_bool
 from ._typing import BoolArray, FloatArray
 from ._validation import (
@@ -2032,7 +2033,7 @@ def pool_glmm(
     ok = okf > 0
     w = 1.0 / vi[ok]
     kk = int(ok.sum())
-    v_typical = (kk - 1) * w.sum() / (w.sum() ** 2 - (w**2).sum()) if kk > 1 else math.nan
+    v_typical = typical_variance(w) if kk > 1 else math.nan
     i2 = 100.0 * tau2 / (tau2 + v_typical) if tau2 > 0 else 0.0
     h2 = (tau2 + v_typical) / v_typical if tau2 > 0 else 1.0
     # tests of heterogeneity

@@ -92,6 +92,8 @@ class Design:
         "v_row",
         "w0",
         "wp0",
+        "x",
+        "x_at",
         "y",
         "y2",
         "z",
@@ -125,6 +127,10 @@ class Design:
         self.y2: FloatArray | None = None
         self.sums0: list[list[Num]] = []
         self.basis: FloatArray | None = None
+        #: the design as given (the pivoted coefficients solve in its coordinates); a
+        #: subset of a per-analysis design keeps it whole, with its analyses in `x_at`
+        self.x = x
+        self.x_at: Any = None
         self.r: Mat | None = None
         if x is not None:
             self.basis, self.r = self._orthogonalise(x)
@@ -372,7 +378,22 @@ class Design:
             value = getattr(self, name)
             setattr(out, name, _take(value, rows) if name in per_analysis else value)
         out.last = None
+        if not self.shared:  # (no copy of the design as given: it is rarely needed)
+            at = np.flatnonzero(rows)
+            out.x_at = at if self.x_at is None else self.x_at[at]
         return out
+
+    def given_x(self, rows: Any) -> FloatArray:
+        """The design as given of the analyses `rows` (indices), ``(len(rows), k, p)``,
+        with 0 for absent studies (``(k, p)`` for one analysis or a shared design)."""
+        x = self.x
+        assert x is not None
+        if x.ndim == 2:
+            return x
+        x = x[rows if self.x_at is None else self.x_at[rows]]
+        if self.present is not None:  # (absent studies may hold NaN)
+            x = np.where(self.present[rows][..., None], x, 0.0)
+        return np.asarray(x, dtype=np.float64)
 
 
 def _take(value: Any, rows: BoolArray) -> Any:

@@ -96,6 +96,7 @@ def fit_design(
     beta_q = [b0 + d for b0, d in zip(design.beta0, mom.delta, strict=True)]
     # t-based tests use k - p df; a fit without residual df falls back to z
     df: Num = math.inf if test == "z" else nm.where(k > p, k - p + 0.0, math.inf)
+    s2: Num = 1.0
     if test in ("knha", "adhoc"):
         # Knapp & Hartung (2003); "adhoc" never narrower than the z interval
         s2 = nm.where(k > p, nm.div(mom.q(), k - p), 1.0)
@@ -106,6 +107,8 @@ def fit_design(
     if test in ("knha", "adhoc"):
         exact_fit = is_exact_fit(design, mom)
     coef, vcov = _from_basis(design, beta_q, vcov_q)
+    # (without the normal equations' error where the weights span many orders of magnitude)
+    coef, vcov = mom.in_design(coef, vcov, s2)
     se = [nm.sqrt(vcov[j][j]) for j in range(p)]
     stat = [nm.div(coef[j], se[j]) for j in range(p)]
     pvalue = [two_sided_p(s, df, test) for s in stat]

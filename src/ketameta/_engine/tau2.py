@@ -24,7 +24,7 @@ from ._num import Flag, Num
 from .design import Design, _col
 from .kernels import kernels
 from .kernels import solve as solve_kernel
-from .moments import Moments, projected_trace_sq
+from .moments import Moments, checked_trace, projected_trace_sq
 from .scalarize import scalarize
 
 Estimate = tuple[Num, Flag, Num]  # (τ², converged, iterations)
@@ -123,6 +123,9 @@ def _he(design: Design, ee: Moments, control: dict[str, Any]) -> Estimate:
     resid = design.mask(design.y - design.fitted(delta))
     rss = _row_sum(design, resid * resid)
     tr_pv = xvx[lay.ones] - k.trace(inv, xvx)
+    if design.p > 1 or not design.intercept:  # (without cancellation where it would)
+        unit_w = design.mask(np.ones_like(design.y))
+        tr_pv = checked_trace(design, unit, inv, tr_pv, unit_w, design.mask(design.v), 0)
     raw = nm.div(rss - tr_pv, _df(design))
     return (_truncate(design, raw), *_done(design))
 
