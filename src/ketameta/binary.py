@@ -1622,8 +1622,10 @@ class GLMMResult:
         study-level effects (as metafor).
     qe_wald, qe_lrt, qe_df, qe_wald_pvalue, qe_lrt_pvalue : float
         Tests of heterogeneity: Wald test of equal study effects in the saturated model,
-        and the likelihood-ratio test of the equal-effects against the saturated model
-        (NaN for ``"UM.RS"``, whose saturated model is not implemented).
+        and the likelihood-ratio test of the equal-effects against the saturated model.
+        For ``"UM.RS"`` the saturated model keeps the random study effects and gives each
+        study a fixed effect of the first group (dummy coded, as metafor); NaN when its
+        maximum does not exist (a first group with no events, or only events).
     loglik, loglik_equal, loglik_saturated : float
         The maximised marginal log-likelihood (including the binomial/Poisson/
         hypergeometric constants), and those of the equal-effects and saturated models.
@@ -2038,7 +2040,11 @@ def pool_glmm(
     # tests of heterogeneity
     ll_eq = out["equal"].loglik
     if model == "UM.RS" and code in ("OR", "IRR"):
-        qe_lrt = qe_wald = math.nan
+        with np.errstate(all="ignore"):
+            try:
+                qe_wald, qe_lrt = _glmm.saturated_random_study(design, out["equal"], nodes)
+            except _glmm.SeparationError:
+                qe_wald = qe_lrt = math.nan
     else:
         qe_lrt = 2.0 * (design.saturated_loglik - ll_eq)
         est, sv = design.study_estimates, design.study_variances
