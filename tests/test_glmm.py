@@ -108,14 +108,17 @@ def _check_umrs_tests(case: dict[str, Any], res: ketameta.GLMMResult) -> None:
     Laplace approximation ketameta computes exactly (lme4's own numDeriv Hessian moves
     its Wald statistic of dat.bcg from 161.195 to 161.813; see the JSON)."""
     exp = case["value"]
-    if case["dataset"] == "nielweise2007":
-        # first groups without events: the saturated MLE does not exist (alpha_i -> -inf),
-        # metafor reports lme4's stopping point; ketameta reports NaN
-        assert math.isnan(res.qe_wald)
-        assert math.isnan(res.qe_lrt)
-        assert math.isnan(res.qe_wald_pvalue)
-        return
     laplace = _laplace(case)
+    if case["dataset"] == "nielweise2007":
+        # first groups without events: the saturated alpha_i diverges (-> -inf). metafor
+        # reports lme4's stopping point; ketameta the supremum of the saturated likelihood
+        # (that group's probability 1), at least metafor's and equal to it where lme4 ran
+        # far enough (AGQ: 1e-9), and NaN for the Wald statistic of a divergent estimate
+        assert math.isnan(res.qe_wald)
+        assert math.isnan(res.qe_wald_pvalue)
+        assert res.qe_lrt >= exp["qe_lrt"] - 1e-9 * exp["qe_lrt"]
+        np.testing.assert_allclose(res.qe_lrt, exp["qe_lrt"], rtol=1e-5 if laplace else 1e-8)
+        return
     np.testing.assert_allclose(res.qe_lrt, exp["qe_lrt"], rtol=1e-6 if laplace else 1e-8)
     np.testing.assert_allclose(res.qe_wald, exp["qe_wald"], rtol=2e-2 if laplace else 1e-5)
     np.testing.assert_allclose(

@@ -1651,8 +1651,9 @@ class GLMMResult:
         Tests of heterogeneity: Wald test of equal study effects in the saturated model,
         and the likelihood-ratio test of the equal-effects against the saturated model.
         For ``"UM.RS"`` the saturated model keeps the random study effects and gives each
-        study a fixed effect of the first group (dummy coded, as metafor); NaN when its
-        maximum does not exist (a first group with no events, or only events).
+        study a fixed effect of the first group (dummy coded, as metafor); where a first
+        group has no events (or only events) that effect diverges: the LRT uses the
+        supremum of the saturated likelihood and the Wald statistic is NaN.
     loglik, loglik_equal, loglik_saturated : float
         The maximised marginal log-likelihood (including the binomial/Poisson/
         hypergeometric constants), and those of the equal-effects and saturated models.

@@ -374,7 +374,7 @@ def _newton_step(
         if s:
             g_a = state.grad[:, n_out:]
             b = state.hess[:, :n_out, n_out:]
-            d = state.hess[:, n_out:, n_out:] - mu * np.eye(s)
+            d = _informed(state.hess[:, n_out:, n_out:]) - mu * np.eye(s)
             np.linalg.cholesky(-d)
             d_inv = np.linalg.inv(d)
             bd = np.einsum("kos,kst->kot", b, d_inv)
@@ -398,6 +398,19 @@ def _newton_step(
     return step_out, step_a, predicted
 
 
+def _informed(hess_aa: FloatArray) -> FloatArray:
+    """The per-study nuisance blocks of the Hessian, with a block that is exactly zero (a
+    study whose α_i the likelihood does not depend on: the saturated model's first group
+    of a study whose supremum lies at α_i = ±∞, dropped there) replaced by ``-I``, so that
+    its α_i takes no step and the other parameters are unaffected."""
+    empty = ~np.any(hess_aa != 0.0, axis=(1, 2))
+    if not empty.any():
+        return hess_aa
+    out: FloatArray = np.array(hess_aa, dtype=np.float64)
+    out[empty] = -np.eye(hess_aa.shape[1])
+    return out
+
+
 def _covariance(
     state: _State, n_out: int, s: int, k: int, full: bool
 ) -> tuple[FloatArray, FloatArray | None]:
@@ -409,7 +422,7 @@ def _covariance(
         full_cov = np.linalg.pinv(info) if full else None
         return _safe_inverse(info), full_cov
     b = -state.hess[:, :n_out, n_out:]
-    d = -state.hess[:, n_out:, n_out:]
+    d = -_informed(state.hess[:, n_out:, n_out:])
     d_inv = np.linalg.inv(d)
     schur = a - np.einsum("kos,kst,kpt->op", b, d_inv, b)
     cov_out = _safe_inverse(schur)
@@ -896,32 +909,49 @@ def saturated_random_study(model: Model, equal: Fit, nagq: int) -> tuple[float, 
     `equal`, the Wald statistic tests ``α_1 = … = α_k`` with the inverse observed
     information of every parameter (β_0, σ, α) — exact derivatives of the quadrature for
     `nagq` ≥ 9 nodes, central differences of the approximation for fewer (the Laplace
-    approximation, as lme4's ``vcov``). Both are NaN when the saturated maximum does not
-    exist (a first group with no events or only events: its ``α_i`` diverges)."""
+    approximation, as lme4's ``vcov``). Where a first group has no events (or only events)
+    its ``α_i`` diverges: the LRT uses the supremum of the saturated likelihood (that
+    group's observation dropped, its probability being 1 in the limit) and the Wald
+    statistic is NaN."""
     design = model.random
-    if design.family == "binomial":
-        first, size = design.y[:, 0], design.size[:, 0]
-        separated = bool(np.any((first == 0) | (first == size)))
-    else:
-        separated = bool(np.any(design.y[:, 0] == 0))
-    if separated or design.k < 2:
+    if design.k < 2:
         return math.nan, math.nan
+    # a first group without events (or with only events, binomial) has its saturated
+    # effect at -inf (+inf): the supremum of the likelihood drops that group's observation
+    # (its probability tends to 1); the Wald statistic of a divergent estimate is undefined
+    first = design.y[:, 0]
+    if design.family == "binomial":
+        separated = (first == 0) | (first == design.size[:, 0])
+    else:
+        separated = first == 0
+    if separated.any():
+        y, size, offset = design.y.copy(), design.size.copy(), design.offset.copy()
+        y[separated, 0] = 0.0
+        if design.family == "binomial":
+            size[separated, 0] = 0.0
+        else:
+            offset[separated, 0] = -1e3  # (exp underflows to 0: the Poisson term is 0)
+        design = attrs.evolve(design, y=y, size=size, offset=offset)
     sat = attrs.evolve(design, X=np.ones((2, 1)), S=_TREATED, Z=np.ones((2, 1)))
     k = design.k
     theta = float(equal.beta[-1])
     beta0 = np.array([float(equal.beta[0]) - 0.5 * theta])
     alpha0 = np.full((k, 1), theta)
+    wald_wanted = not separated.any()
     accurate = maximize(
-        sat, beta0, equal.lam.copy(), alpha0, max(nagq, _EXACT_NAGQ), full_vcov=True
+        sat, beta0, equal.lam.copy(), alpha0, max(nagq, _EXACT_NAGQ), full_vcov=wald_wanted
     )
+    best = accurate
     if nagq < _EXACT_NAGQ:
         best = maximize(sat, accurate.beta, accurate.lam, accurate.alpha, nagq)
+    lrt = 2.0 * (best.loglik - equal.loglik)
+    if not wald_wanted:
+        return math.nan, lrt
+    if nagq < _EXACT_NAGQ:
         cov = _safe_inverse(-_numeric_full_hessian(sat, best, nagq))
     else:
-        best = accurate
         assert accurate.full_vcov is not None
         cov = accurate.full_vcov
-    lrt = 2.0 * (best.loglik - equal.loglik)
     alpha = best.alpha[:, 0]
     cov_a = cov[2:, 2:]
     contrast = np.eye(k)[1:] - np.eye(k)[:1]
