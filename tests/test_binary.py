@@ -707,6 +707,27 @@ def test_pool_many_bad_input_names_analysis_and_study() -> None:
         pool_peto_many(ai="a", n1i=[1], ci=[1], n2i=[1])
 
 
+def test_pool_many_threads_do_not_change_the_numbers() -> None:
+    # chunks in threads write their own rows: every statistic equal bit for bit
+    cells = _random_batch(9, m=3000)
+    one = pool_mh_many(**cells, chunk_size=100, workers=1)
+    for workers in (2, 3, None):
+        res = pool_mh_many(**cells, chunk_size=100, workers=workers)
+        for name in one.fields:
+            np.testing.assert_array_equal(getattr(res, name), getattr(one, name))
+        assert res.failed == one.failed
+    peto = pool_peto_many(**cells, chunk_size=64, workers=2)
+    np.testing.assert_array_equal(peto.estimate, pool_peto_many(**cells, workers=1).estimate)
+    # an invalid cell is reported for the first analysis in row order, threads or not
+    cells["n1i"][2500, 1] = -1.0
+    cells["n1i"][1234, 0] = -1.0
+    for workers in (1, 2):
+        with pytest.raises(ValueError, match=r"analysis 1234, study 0"):
+            pool_mh_many(**cells, chunk_size=100, workers=workers)
+    with pytest.raises(ValueError, match="`workers`"):
+        pool_mh_many(**_random_batch(3, m=5), workers=0)
+
+
 def test_pool_many_chunks_and_dask() -> None:
     da = pytest.importorskip("dask.array")
     cells = _random_batch(8, m=1000)

@@ -463,8 +463,10 @@ def _mixture_summaries(
     probs = np.array([(1 - level) / 2, 0.5, (1 + level) / 2])
     q = _eng.mixture_quantile(np.broadcast_to(probs, (w.shape[0], 3)).copy(), w, mean, sd)
     m1 = (w * mean).sum(axis=1)
-    m2 = (w * (sd * sd + mean * mean)).sum(axis=1)
-    var = np.maximum(m2 - m1 * m1, 0.0)
+    # the variance about the mean (not E[x²] - E[x]², which cancels catastrophically for
+    # effects far from 0 relative to their spread)
+    dev = mean - m1[:, None]
+    var = (w * (sd * sd + dev * dev)).sum(axis=1)
     return {
         "median": q[:, 1],
         "mean": m1 if moments[0] else np.full_like(m1, np.nan),
@@ -732,9 +734,9 @@ def _result(
     tq = post.tau_quantile(probs)[0]
     w = post.weights()
     tm1 = float((w * post.tau).sum())
-    tm2 = float((w * post.tau**2).sum())
+    tvar = float((w * (post.tau - tm1) ** 2).sum())
     tau_mean = tm1 if b > 2 else math.nan
-    tau_sd = math.sqrt(max(tm2 - tm1 * tm1, 0.0)) if b > 3 else math.nan
+    tau_sd = math.sqrt(tvar) if b > 3 else math.nan
     flat_mu = mp is None
     mu_mom = (True, True) if not flat_mu else (b > 2, b > 3)
     # μ, θ_new and the k shrinkage mixtures, summarised together (rows of one batch)
@@ -941,12 +943,13 @@ def bayes_pool_many(
         qm = _eng.mixture_quantile(np.broadcast_to(probs, (n, 3)).copy(), w, post.muhat, sd_mu)
         qp = _eng.mixture_quantile(np.broadcast_to(probs, (n, 3)).copy(), w, post.muhat, sd_pred)
         m1 = (w * post.muhat).sum(axis=1)
-        m2 = (w * (post.var + post.muhat**2)).sum(axis=1)
+        dev = post.muhat - m1[:, None]
+        mvar = (w * (post.var + dev * dev)).sum(axis=1)  # (about the mean: no cancellation)
         finite_mean = (tails > 2) | (mp is not None)
         finite_sd = (tails > 3) | (mp is not None)
         out["mu_median"][idx] = qm[:, 1]
         out["mu_mean"][idx] = np.where(finite_mean, m1, np.nan)
-        out["mu_sd"][idx] = np.where(finite_sd, np.sqrt(np.maximum(m2 - m1 * m1, 0.0)), np.nan)
+        out["mu_sd"][idx] = np.where(finite_sd, np.sqrt(mvar), np.nan)
         out["mu_ci_lower"][idx] = qm[:, 0]
         out["mu_ci_upper"][idx] = qm[:, 2]
         out["pred_median"][idx] = qp[:, 1]
