@@ -43,12 +43,15 @@ def fit_design(
     tau2_fixed: float | None,
     control: dict[str, Any],
     btt: Sequence[int] | None = None,
+    derive: bool = True,
 ) -> dict[str, Any]:
     """Fit the model; return a dict of statistics (see the module docstring).
 
     `btt`: the coefficients of the omnibus test (default: all but the intercept, or the
-    intercept of an intercept-only model). Callers hold ``np.errstate(divide="ignore",
-    invalid="ignore", over="ignore")``.
+    intercept of an intercept-only model). ``derive=False`` leaves out the statistics that
+    :func:`derived_statistics` computes from the others (a batch's result derives them
+    when they are read). Callers hold ``np.errstate(divide="ignore", invalid="ignore",
+    over="ignore")``.
     """
     k, p = design.k, design.p
     zero = design.full(0.0)
@@ -81,21 +84,11 @@ def fit_design(
 
     # heterogeneity: the residual Q with equal-effects weights
     q = ee.q()
-    q_df = k - p
-    q_pvalue = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
-    v_typical = nm.div(q_df, ee.trace_p())  # Higgins & Thompson (2002), eq. 9
-    if method == "EE" and tau2_fixed is None:
-        i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
-        h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
-    else:
-        i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
-        h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
+    v_typical = nm.div(k - p, ee.trace_p())  # Higgins & Thompson (2002), eq. 9
 
     # the coefficients at the final τ² (in the basis, then mapped back through R)
     vcov_q = mom.inv
     beta_q = [b0 + d for b0, d in zip(design.beta0, mom.delta, strict=True)]
-    # t-based tests use k - p df; a fit without residual df falls back to z
-    df: Num = math.inf if test == "z" else nm.where(k > p, k - p + 0.0, math.inf)
     if test in ("knha", "adhoc"):
         # Knapp & Hartung (2003); "adhoc" never narrower than the z interval
         s2 = nm.where(k > p, nm.div(mom.q(), k - p), 1.0)
@@ -107,28 +100,13 @@ def fit_design(
         exact_fit = is_exact_fit(design, mom)
     coef, vcov = _from_basis(design, beta_q, vcov_q)
     se = [nm.sqrt(vcov[j][j]) for j in range(p)]
-    stat = [nm.div(coef[j], se[j]) for j in range(p)]
-    pvalue = [two_sided_p(s, df, test) for s in stat]
-    crit = test_critical_value(level, df, test)
-    half = [crit * s for s in se]
     out: dict[str, Any] = {
         "coef": coef,
         "vcov": vcov,
         "se": se,
-        "statistic": stat,
-        "pvalue": pvalue,
-        "ci_lower": [b - h for b, h in zip(coef, half, strict=True)],
-        "ci_upper": [b + h for b, h in zip(coef, half, strict=True)],
-        "crit": crit,
-        "df": df,
         "tau2": tau2,
         "tau2_se": tau2_se,
-        "tau": nm.sqrt(tau2),
-        "i2": i2,
-        "h2": h2,
         "q": q,
-        "q_df": q_df,
-        "q_pvalue": q_pvalue,
         "k": k,
         "converged": converged,
         "iterations": iterations,
@@ -139,12 +117,89 @@ def fit_design(
         # percent weights of one analysis (a batch derives them on demand from τ²)
         "weights": mom.percent_weights() if design.single else None,
     }
-    if p == 1 and design.intercept:
-        pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
-        out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
+    if derive:
+        out.update(
+            derived_statistics(
+                coef,
+                se,
+                tau2=tau2,
+                q=q,
+                k=k,
+                v_typical=v_typical,
+                zero=zero,
+                p=p,
+                intercept=design.intercept,
+                equal_effects=method == "EE" and tau2_fixed is None,
+                test=test,
+                level=level,
+            )
+        )
     btt = default_btt(design.p, design.intercept) if btt is None else btt
     if btt:  # (an empty `btt`: no omnibus test)
-        out.update(moderator_test(coef, vcov, btt, df, test))
+        out.update(moderator_test(coef, vcov, btt, reference_df(k, p, test), test))
+    return out
+
+
+def reference_df(k: Num, p: int, test: str) -> Num:
+    """Degrees of freedom of the reference distribution of the coefficients' tests:
+    ``k - p`` for the t-based tests (a fit without residual df falls back to z), inf for
+    z."""
+    return math.inf if test == "z" else nm.where(k > p, k - p + 0.0, math.inf)
+
+
+def derived_statistics(
+    coef: Vec,
+    se: Vec,
+    *,
+    tau2: Num,
+    q: Num,
+    k: Num,
+    v_typical: Num,
+    zero: Num,
+    p: int,
+    intercept: bool,
+    equal_effects: bool,
+    test: str,
+    level: float,
+) -> dict[str, Any]:
+    """The statistics that follow from a fit's coefficients, their standard errors, τ²,
+    Q and the typical within-study variance: the tests and intervals of the
+    coefficients (and the prediction interval of the intercept-only model), τ, I², H²
+    and the test of Q (written once: :func:`fit_design` and the batch results, which
+    compute them when they are read, call this).
+
+    `zero` is 0 for every analysis; `equal_effects`: the equal-effects model (I² and H²
+    from Q, Higgins & Thompson 2002, rather than from τ²).
+    """
+    q_df = k - p
+    q_pvalue = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
+    if equal_effects:
+        i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
+        h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
+    else:
+        i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
+        h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
+    df = reference_df(k, p, test)
+    stat = [nm.div(b, s) for b, s in zip(coef, se, strict=True)]
+    pvalue = [two_sided_p(s, df, test) for s in stat]
+    crit = test_critical_value(level, df, test)
+    half = [crit * s for s in se]
+    out: dict[str, Any] = {
+        "statistic": stat,
+        "pvalue": pvalue,
+        "ci_lower": [b - h for b, h in zip(coef, half, strict=True)],
+        "ci_upper": [b + h for b, h in zip(coef, half, strict=True)],
+        "crit": crit,
+        "df": df,
+        "tau": nm.sqrt(tau2),
+        "i2": i2,
+        "h2": h2,
+        "q_df": q_df,
+        "q_pvalue": q_pvalue,
+    }
+    if p == 1 and intercept:
+        pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
+        out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
     return out
 
 

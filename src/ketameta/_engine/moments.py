@@ -30,7 +30,7 @@ import numpy as np
 from .._typing import FloatArray
 from . import _num as nm
 from ._num import Num
-from .design import _POWERS, Design, _col
+from .design import _POWERS, Design, _col, _take, rowsum
 from .kernels import kernels, solve
 from .linalg import Factor, trace_product
 
@@ -170,7 +170,7 @@ class Moments:
             if not np.any(dominated):
                 return trace
             rows = np.flatnonzero(dominated)
-            w = self._w[rows]
+            w = _take(self._w, rows)  # (the analyses fastest: sums in a fixed order)
         stable = _traces_without_cancellation(w)[which]
         if design.single:
             return float(stable[0])
@@ -206,13 +206,13 @@ def _traces_without_cancellation(w: FloatArray) -> tuple[FloatArray, FloatArray]
     rest = w.copy()
     rest[rows, top] = 0.0
     rest2 = rest * rest
-    s, s2 = w.sum(axis=-1), w2.sum(axis=-1)
+    s, s2 = rowsum(w), rowsum(w2)
     others = s[:, None] - w  # S_{-i}: no cancellation where w_i is not the largest
-    others[rows, top] = rest.sum(axis=-1)  # summed directly for the largest weight
+    others[rows, top] = rowsum(rest)  # summed directly for the largest weight
     others2 = s2[:, None] - w2
-    others2[rows, top] = rest2.sum(axis=-1)
-    trace_p = (w * others).sum(axis=-1) / s
-    trace_pp = (w2 * (others * others + others2)).sum(axis=-1) / (s * s)
+    others2[rows, top] = rowsum(rest2)
+    trace_p = rowsum(w * others) / s
+    trace_pp = rowsum(w2 * (others * others + others2)) / (s * s)
     return trace_p, trace_pp
 
 
@@ -228,6 +228,7 @@ def projected_trace_sq(design: Design, u: FloatArray, d: FloatArray) -> Num:
     a, b, c = design.sums([u, u * ud * ud, u * ud], xy=False, yy=False)
     factor = Factor(lay.matrix(a))
     m = factor.solve_matrix(lay.matrix(c))
-    total = np.sum(design.mask(ud * ud), axis=-1)
-    total_num: Num = float(total) if design.single else total
+    total_num: Num = (
+        float(np.add.reduce(ud * ud)) if design.single else rowsum(design.mask(ud * ud))
+    )
     return total_num - 2.0 * factor.trace_solve(lay.matrix(b)) + trace_product(m, m)

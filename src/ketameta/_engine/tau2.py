@@ -21,7 +21,7 @@ from .._typing import BoolArray, FloatArray
 from .._warnings import ConvergenceError
 from . import _num as nm
 from ._num import Flag, Num
-from .design import Design, _col
+from .design import Design, _col, rowsum
 from .kernels import kernels
 from .kernels import solve as solve_kernel
 from .moments import Moments, projected_trace_sq
@@ -106,8 +106,7 @@ def _hs_se(design: Design, tau2: Num, ee: Moments, mom: Moments) -> Num:
 
 
 def _row_sum(design: Design, x: FloatArray) -> Num:
-    s = np.add.reduce(x, axis=-1)
-    return float(s) if design.single else np.asarray(s, dtype=np.float64)
+    return float(np.add.reduce(x)) if design.single else rowsum(x)
 
 
 def _he(design: Design, ee: Moments, control: dict[str, Any]) -> Estimate:
@@ -206,7 +205,7 @@ def log_likelihood_gain(design: Design, tau2: Num, kind: str, ee: Moments, mom: 
     if design.single:
         return -(float(np.log1p(float(tau2) / design.v).sum()) + float(rest))
     t = np.asarray(tau2)
-    gain: FloatArray = -(np.log1p(t[:, None] / design.v).sum(axis=-1) + rest)
+    gain: FloatArray = -(rowsum(np.log1p(t[:, None] / design.v)) + rest)
     return gain
 
 
