@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .._typing import BoolArray, FloatArray
+from .._typing import BoolArray, FloatArray, IntArray
 from . import _num as nm
 from ._num import Num
 from .kernels import kernels, solve
@@ -67,10 +67,13 @@ _POWERS0 = np.array([[0.0], [-1.0], [-2.0], [-3.0], [1.0]])
 def rows_inner(a: FloatArray) -> bool:
     """Whether the batch array `a` (analyses on axis 0) has at least two rows and its
     analyses' axis varies fastest in memory."""
-    if a.shape[0] < 2:
+    shape, strides = a.shape, a.strides
+    if shape[0] < 2:
         return False
-    inner = abs(a.strides[0])
-    return all(inner < abs(s) for s, n in zip(a.strides[1:], a.shape[1:], strict=True) if n > 1)
+    inner = strides[0]
+    if a.ndim == 2:
+        return 0 < inner < strides[1] or shape[1] < 2
+    return all(0 < inner < s or n < 2 for s, n in zip(strides[1:], shape[1:], strict=True))
 
 
 def fixed_order(a: FloatArray) -> FloatArray:
@@ -86,7 +89,7 @@ def fixed_order(a: FloatArray) -> FloatArray:
 def rowsum(a: FloatArray) -> FloatArray:
     """``Σ_k a`` for every row (studies on axis 1), in a fixed order."""
     n = a.shape[0]
-    out = np.add.reduce(fixed_order(a), axis=1)
+    out: FloatArray = np.add.reduce(fixed_order(a), axis=1)
     return out if n >= 2 else out[:n]
 
 
@@ -415,8 +418,9 @@ class Design:
         "y2",
     )
 
-    def subset(self, rows: BoolArray) -> Design:
-        """The analyses `rows` (a boolean mask) of a batch, for the root finders."""
+    def subset(self, mask: BoolArray) -> Design:
+        """The analyses `mask` (a boolean mask) of a batch, for the root finders."""
+        rows = np.flatnonzero(mask)  # (indices: cheaper to gather by)
         out = Design.__new__(Design)
         per_analysis = set(self._PER_ANALYSIS)
         if not self.shared:
@@ -444,14 +448,14 @@ def _stack_columns(cols: list[FloatArray]) -> FloatArray:
     return out
 
 
-def _take(value: Any, rows: BoolArray) -> Any:
-    """The rows `rows` of a per-analysis value: an array, or a (nested) list of them;
-    numbers that are the same for every analysis (Python floats) are kept."""
+def _take(value: Any, rows: IntArray) -> Any:
+    """The rows `rows` (indices) of a per-analysis value: an array, or a (nested) list of
+    them; numbers that are the same for every analysis (Python floats) are kept."""
     if isinstance(value, np.ndarray) and value.ndim >= 1:
         if value.ndim == 1:
             return value[rows]
         # (gathered along the last axis of the transpose: the analyses stay fastest)
-        return np.moveaxis(np.moveaxis(value, 0, -1)[..., rows], -1, 0)
+        return np.moveaxis(np.take(np.moveaxis(value, 0, -1), rows, axis=-1), -1, 0)
     if isinstance(value, list):
         return [_take(v, rows) for v in value]
     return value

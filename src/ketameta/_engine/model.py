@@ -20,7 +20,7 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,9 +77,12 @@ def fit_design(
         # as metafor: a root of the score whose likelihood is below the likelihood at
         # τ² = 0 (a lower local maximum) gives way to τ² = 0
         zeroed = zero_is_more_likely(design, tau2, method, ee, mom)
-        if zeroed if isinstance(zeroed, bool) else zeroed.any():
+        if isinstance(zeroed, bool):
+            if zeroed:
+                tau2, mom = zero, Moments(design, zero, entry.se_powers)
+        elif zeroed.any():  # (the moments at τ² = 0 of those rows are the ee moments)
             tau2 = nm.where(zeroed, zero, tau2)
-            mom = Moments(design, tau2, entry.se_powers)
+            mom = mom.where(zeroed, ee)
     tau2_se = nm.where(k > p, entry.standard_error(design, tau2, ee, mom), math.nan)
 
     # heterogeneity: the residual Q with equal-effects weights
@@ -161,6 +164,7 @@ def derived_statistics(
     equal_effects: bool,
     test: str,
     level: float,
+    only: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The statistics that follow from a fit's coefficients, their standard errors, τ²,
     Q and the typical within-study variance: the tests and intervals of the
@@ -169,37 +173,45 @@ def derived_statistics(
     compute them when they are read, call this).
 
     `zero` is 0 for every analysis; `equal_effects`: the equal-effects model (I² and H²
-    from Q, Higgins & Thompson 2002, rather than from τ²).
+    from Q, Higgins & Thompson 2002, rather than from τ²); `only`: the statistics to
+    compute (default: all).
     """
+    out: dict[str, Any] = {}
+
+    def wanted(*names: str) -> bool:
+        return only is None or any(n in only for n in names)
+
     q_df = k - p
-    q_pvalue = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
-    if equal_effects:
-        i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
-        h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
-    else:
-        i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
-        h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
+    if wanted("q_df"):
+        out["q_df"] = q_df
+    if wanted("q_pvalue"):
+        out["q_pvalue"] = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
+    if wanted("i2", "h2"):
+        if equal_effects:
+            i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
+            h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
+        else:
+            i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
+            h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
+        out["i2"], out["h2"] = i2, h2
+    if wanted("tau"):
+        out["tau"] = nm.sqrt(tau2)
     df = reference_df(k, p, test)
-    stat = [nm.div(b, s) for b, s in zip(coef, se, strict=True)]
-    pvalue = [two_sided_p(s, df, test) for s in stat]
-    crit = test_critical_value(level, df, test)
-    half = [crit * s for s in se]
-    out: dict[str, Any] = {
-        "statistic": stat,
-        "pvalue": pvalue,
-        "ci_lower": [b - h for b, h in zip(coef, half, strict=True)],
-        "ci_upper": [b + h for b, h in zip(coef, half, strict=True)],
-        "crit": crit,
-        "df": df,
-        "tau": nm.sqrt(tau2),
-        "i2": i2,
-        "h2": h2,
-        "q_df": q_df,
-        "q_pvalue": q_pvalue,
-    }
-    if p == 1 and intercept:
-        pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
-        out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
+    out["df"] = df
+    if wanted("statistic", "pvalue"):
+        stat = [nm.div(b, s) for b, s in zip(coef, se, strict=True)]
+        out["statistic"] = stat
+        out["pvalue"] = [two_sided_p(s, df, test) for s in stat]
+    if wanted("ci_lower", "ci_upper", "crit", "pred_lower", "pred_upper"):
+        crit = test_critical_value(level, df, test)
+        out["crit"] = crit
+        if wanted("ci_lower", "ci_upper"):
+            half = [crit * s for s in se]
+            out["ci_lower"] = [b - h for b, h in zip(coef, half, strict=True)]
+            out["ci_upper"] = [b + h for b, h in zip(coef, half, strict=True)]
+        if p == 1 and intercept and wanted("pred_lower", "pred_upper"):
+            pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
+            out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
     return out
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._typing import FloatArray
+from .._typing import BoolArray, FloatArray
 from . import _num as nm
 from ._num import Num
 from .design import _POWERS, Design, _col, _take, rowsum
@@ -84,6 +84,21 @@ class Moments:
         self.kernels = k = kernels(design.p, design.intercept, not design.single)
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
         self.inv, self.delta = solve(k, self.s[0])
+
+    def where(self, cond: BoolArray, other: Moments) -> Moments:
+        """A batch's moments that are `other`'s in the analyses `cond` and these elsewhere
+        (both of the same design, with the same sums computed): the sums of each analysis
+        from the one it is taken from, bit for bit, without computing them again."""
+        out = Moments.__new__(Moments)
+        out.design, out.kernels, out._cache = self.design, self.kernels, {}
+        out.tau2 = np.where(cond, other.tau2, self.tau2)
+        out._w = np.where(cond[:, None], other._w, self._w)
+        out.s = [
+            [b if a is b else np.where(cond, b, a) for a, b in zip(mine, theirs, strict=True)]
+            for mine, theirs in zip(self.s, other.s, strict=False)
+        ]
+        out.inv, out.delta = solve(out.kernels, out.s[0])
+        return out
 
     @property
     def w(self) -> FloatArray:

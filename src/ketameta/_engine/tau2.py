@@ -492,7 +492,13 @@ def solve(
     lo_all, hi_all = np.full_like(t_all, -1.0), np.full_like(t_all, np.inf)
     prev_all = np.full_like(t_all, np.inf)
     iterations, converged = np.zeros(t_all.shape), np.zeros(t_all.shape, dtype=bool)
+    # `sub` holds the rows `rows` of the batch, of which those `active` still iterate:
+    # converged rows stay (their score evaluated again, their values kept) until no more
+    # than half of them iterate, when `sub` is cut down to those (copying the rows of
+    # every array at each convergence would cost more than the scores saved)
     rows = np.arange(t_all.size)
+    active = np.ones(rows.size, dtype=bool)
+    n_active = rows.size
     sub, tg = design, target
     for _ in range(maxiter):
         t = t_all[rows]
@@ -508,16 +514,26 @@ def solve(
             sub.v_scale,
             threshold,
         )
+        if n_active < rows.size:  # (rows that converged earlier keep their values)
+            new = np.where(active, new, t)
+            lo = np.where(active, lo, lo_all[rows])
+            hi = np.where(active, hi, hi_all[rows])
+            step = np.where(active, step, prev_all[rows])
+            done_rows = np.asarray(done) & active
+        else:
+            done_rows = np.asarray(done)
         t_all[rows], lo_all[rows], hi_all[rows], prev_all[rows] = new, lo, hi, step
-        iterations[rows] += 1
-        done_rows = np.asarray(done)
+        iterations[rows] += active
         converged[rows[done_rows]] = True
-        if done_rows.all():
+        active = active & ~done_rows
+        n_active = int(np.count_nonzero(active))
+        if not n_active:
             return t_all, converged, iterations
-        keep = ~done_rows
-        rows = rows[keep]
-        sub = sub.subset(keep)
-        tg = np.asarray(tg)[keep] if np.ndim(tg) else tg
+        if 2 * n_active <= rows.size:
+            rows = rows[active]
+            sub = sub.subset(active)
+            tg = np.asarray(tg)[active] if np.ndim(tg) else tg
+            active = np.ones(rows.size, dtype=bool)
     if not raise_on_failure:
         return t_all, converged, iterations
     raise ConvergenceError(method, maxiter)
