@@ -516,7 +516,8 @@ def batch_arrays(
             f"`axis` must be in [-{y.ndim}, {y.ndim}) for arrays of shape {y.shape}, got {axis!r}"
         )
         raise ValueError(msg)
-    y, v = np.moveaxis(y, axis, -1), np.moveaxis(v, axis, -1)
+    if axis not in (-1, y.ndim - 1):
+        y, v = np.moveaxis(y, axis, -1), np.moveaxis(v, axis, -1)
     batch_shape = y.shape[:-1]
     k = y.shape[-1]
     return y.reshape(-1, k), v.reshape(-1, k), batch_shape, name_v
@@ -538,17 +539,12 @@ def check_batch_rows(y: FloatArray, v: FloatArray, name_v: str, row_offset: int 
     """:func:`check_batch` on arrays that the caller owns, then made consistent in place:
     a study missing in either array (NaN) is missing in both, and standard errors
     (`name_v` ``"SE"``) become variances. Returns whether every study is present."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        # (NaN if any value is NaN; also for ±inf, which check_batch then reports)
-        maybe_missing = math.isnan(
-            float(np.add.reduce(y, axis=None) + np.add.reduce(v, axis=None))
-        )
-    if maybe_missing:
+    complete = check_batch(y, v, name_v, row_offset=row_offset)
+    if not complete:
         # a missing value in either marks the study absent in both
         absent = np.isnan(y) | np.isnan(v)
         y[absent] = np.nan
         v[absent] = np.nan
-    complete = check_batch(y, v, name_v, row_offset=row_offset)
     if name_v == "SE":
         np.multiply(v, v, out=v)
     return complete

@@ -177,16 +177,13 @@ def derived_statistics(
     compute (default: all).
     """
     out: dict[str, Any] = {}
-
-    def wanted(*names: str) -> bool:
-        return only is None or any(n in only for n in names)
-
+    names = _DERIVED_NAMES if only is None else frozenset(only)
     q_df = k - p
-    if wanted("q_df"):
+    if "q_df" in names:
         out["q_df"] = q_df
-    if wanted("q_pvalue"):
+    if "q_pvalue" in names:
         out["q_pvalue"] = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
-    if wanted("i2", "h2"):
+    if "i2" in names or "h2" in names:
         if equal_effects:
             i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
             h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
@@ -194,25 +191,33 @@ def derived_statistics(
             i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
             h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
         out["i2"], out["h2"] = i2, h2
-    if wanted("tau"):
+    if "tau" in names:
         out["tau"] = nm.sqrt(tau2)
     df = reference_df(k, p, test)
     out["df"] = df
-    if wanted("statistic", "pvalue"):
+    if "statistic" in names or "pvalue" in names:
         stat = [nm.div(b, s) for b, s in zip(coef, se, strict=True)]
         out["statistic"] = stat
         out["pvalue"] = [two_sided_p(s, df, test) for s in stat]
-    if wanted("ci_lower", "ci_upper", "crit", "pred_lower", "pred_upper"):
-        crit = test_critical_value(level, df, test)
-        out["crit"] = crit
-        if wanted("ci_lower", "ci_upper"):
-            half = [crit * s for s in se]
-            out["ci_lower"] = [b - h for b, h in zip(coef, half, strict=True)]
-            out["ci_upper"] = [b + h for b, h in zip(coef, half, strict=True)]
-        if p == 1 and intercept and wanted("pred_lower", "pred_upper"):
-            pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
-            out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
+    if names.isdisjoint(_INTERVAL_NAMES):
+        return out
+    crit = test_critical_value(level, df, test)
+    out["crit"] = crit
+    if "ci_lower" in names or "ci_upper" in names:
+        half = [crit * s for s in se]
+        out["ci_lower"] = [b - h for b, h in zip(coef, half, strict=True)]
+        out["ci_upper"] = [b + h for b, h in zip(coef, half, strict=True)]
+    if p == 1 and intercept and ("pred_lower" in names or "pred_upper" in names):
+        pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
+        out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
     return out
+
+
+#: the statistics :func:`derived_statistics` computes (``df`` always)
+_INTERVAL_NAMES = frozenset(("ci_lower", "ci_upper", "crit", "pred_lower", "pred_upper"))
+_DERIVED_NAMES = frozenset(
+    ("q_df", "q_pvalue", "i2", "h2", "tau", "statistic", "pvalue", *_INTERVAL_NAMES)
+)
 
 
 def is_exact_fit(design: Design, mom: Moments) -> Flag:

@@ -251,6 +251,8 @@ def failures(
 ) -> dict[int, str]:
     """Why each unfitted analysis (NaN `estimate`, the first coefficient) was not fitted,
     by flat index."""
+    if not np.isnan(estimate).any():  # (every analysis not fitted has a NaN estimate)
+        return {}
     ok = converged.astype(bool)
     failed = {int(i): "no studies (every yi or vi is NaN)" for i in np.flatnonzero(k == 0)}
     if singular is not None:

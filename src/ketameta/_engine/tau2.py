@@ -448,6 +448,10 @@ def newton_step(
 newton_step_scalar = scalarize(newton_step)
 
 
+#: the fewest converged rows of a batch for which :func:`solve` copies the others out
+_MIN_CUT = 512
+
+
 def solve(
     design: Design,
     kind: str,
@@ -495,7 +499,8 @@ def solve(
     # `sub` holds the rows `rows` of the batch, of which those `active` still iterate:
     # converged rows stay (their score evaluated again, their values kept) until no more
     # than half of them iterate, when `sub` is cut down to those (copying the rows of
-    # every array at each convergence would cost more than the scores saved)
+    # every array at each convergence would cost more than the scores saved; nor is it
+    # cut for fewer than _MIN_CUT converged rows, whose scores cost less than the copies)
     rows = np.arange(t_all.size)
     active = np.ones(rows.size, dtype=bool)
     n_active = rows.size
@@ -529,7 +534,7 @@ def solve(
         n_active = int(np.count_nonzero(active))
         if not n_active:
             return t_all, converged, iterations
-        if 2 * n_active <= rows.size:
+        if 2 * n_active <= rows.size and rows.size - n_active >= _MIN_CUT:
             rows = rows[active]
             sub = sub.subset(active)
             tg = np.asarray(tg)[active] if np.ndim(tg) else tg
