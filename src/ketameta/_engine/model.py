@@ -195,18 +195,29 @@ def derived_statistics(
         out["tau"] = nm.sqrt(tau2)
     df = reference_df(k, p, test)
     out["df"] = df
-    if "statistic" in names or "pvalue" in names:
-        stat = [nm.div(b, s) for b, s in zip(coef, se, strict=True)]
-        out["statistic"] = stat
-        out["pvalue"] = [two_sided_p(s, df, test) for s in stat]
-    if names.isdisjoint(_INTERVAL_NAMES):
-        return out
-    crit = test_critical_value(level, df, test)
-    out["crit"] = crit
-    if "ci_lower" in names or "ci_upper" in names:
-        half = [crit * s for s in se]
-        out["ci_lower"] = [b - h for b, h in zip(coef, half, strict=True)]
-        out["ci_upper"] = [b + h for b, h in zip(coef, half, strict=True)]
+    tests = "statistic" in names or "pvalue" in names
+    intervals = "ci_lower" in names or "ci_upper" in names
+    crit: Num = math.nan
+    if not names.isdisjoint(_INTERVAL_NAMES):
+        crit = out["crit"] = test_critical_value(level, df, test)
+    if tests or intervals:  # (one pass over the coefficients)
+        stat: list[Num] = []
+        pvalue: list[Num] = []
+        lower: list[Num] = []
+        upper: list[Num] = []
+        for b, s in zip(coef, se, strict=True):
+            if tests:
+                z = nm.div(b, s)
+                stat.append(z)
+                pvalue.append(two_sided_p(z, df, test))
+            if intervals:
+                half = crit * s
+                lower.append(b - half)
+                upper.append(b + half)
+        if tests:
+            out["statistic"], out["pvalue"] = stat, pvalue
+        if intervals:
+            out["ci_lower"], out["ci_upper"] = lower, upper
     if p == 1 and intercept and ("pred_lower" in names or "pred_upper" in names):
         pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
         out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
