@@ -17,6 +17,8 @@ installed). Sections:
   PyMARE's plain-array estimators (``DerSimonianLaird().fit(y, v, X)``, no ``Dataset``);
 - **metareg**: ``metareg`` (k = 30, p = 3, REML) against ``pool`` on the same k (issue
   #13 asks for at most 2×);
+- **dask**: ``pool_many`` on Dask arrays (four blocks, threaded scheduler) against the
+  same arrays in memory;
 - **metafor**: ``rma(yi, vi, method=)`` on the same ten datasets, timed inside one R
   process (R's start-up not included), before and after the Python rounds.
 
@@ -131,6 +133,36 @@ def section_batch(est: Any) -> None:
         seconds = time.perf_counter() - start
         reml = min(times["ketameta pool_many REML"])
         print(f"  PyMARE REML (one call): {seconds:.1f} s, {seconds / reml:.0f}x ketameta's REML")
+
+
+def section_dask() -> None:
+    try:
+        import dask
+        import dask.array as da
+    except ImportError:
+        print("dask: not installed, skipped")
+        return
+    m, k = (200_000, 10) if QUICK else (1_000_000, 10)
+    block = m // 4
+    y, v = batch_data(m, k)
+    yd, vd = da.from_array(y, chunks=(block, k)), da.from_array(v, chunks=(block, k))
+    print(f"dask: m = {m:,}, k = {k}, blocks of {block:,} analyses, threaded scheduler")
+    calls: dict[str, Callable[[], Any]] = {}
+    for method in ("DL", "REML"):
+        calls[f"in memory {method}"] = lambda m_=method: ketameta.pool_many(y, v, method=m_)
+        calls[f"dask {method} (.compute())"] = lambda m_=method: ketameta.pool_many(
+            yd, vd, method=m_
+        ).compute(scheduler="threads")
+    with dask.config.set(scheduler="threads"):
+        times = interleave(calls, rounds=3, number=1)
+    report(times, "in memory DL", 1e-3, "ms")
+    for method in ("DL", "REML"):
+        ours, theirs = times[f"in memory {method}"], times[f"dask {method} (.compute())"]
+        ratio = statistics.median(a / b for a, b in zip(theirs, ours, strict=True))
+        print(
+            f"  {method}: {min(theirs) / m * 1e6:.2f} µs per analysis with Dask, "
+            f"{min(ours) / m * 1e6:.2f} in memory ({ratio:.2f}x)"
+        )
 
 
 def section_small(est: Any) -> None:
@@ -287,6 +319,7 @@ def main() -> None:
     section_metareg()
     section_small(est)
     section_batch(est)
+    section_dask()
     section_metafor()
 
 
