@@ -9,6 +9,7 @@ threads.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -135,6 +136,7 @@ def fit_rows(
     ctl = {**control, "raise_on_failure": False}
     per_row_x = x is not None and x.ndim == 3
     fitted_names = tuple(n for n in names if n not in CI_FIELDS)
+    scratch = threading.local()  # (the chunk copies of each thread, without `store`)
 
     def fit_chunk(rows: slice) -> None:
         if store is not None or check is not None:
@@ -143,10 +145,13 @@ def fit_rows(
             # modified), validated and fitted there while in the cache
             if store is not None:
                 yt, vt = store[0][:, rows], store[1][:, rows]
-            else:
+            else:  # (one pair of buffers per thread, reused by its chunks: no page faults)
+                buffers = getattr(scratch, "buffers", None)
+                if buffers is None:
+                    buffers = scratch.buffers = np.empty((2, k, chunk_size))
                 yt, vt = (
-                    np.empty((k, rows.stop - rows.start)),
-                    np.empty((k, rows.stop - rows.start)),
+                    buffers[0, :, : rows.stop - rows.start],
+                    buffers[1, :, : rows.stop - rows.start],
                 )
             np.copyto(yt, y[rows].T)
             np.copyto(vt, v[rows].T)
@@ -230,6 +235,7 @@ def fit_rows(
 
     if chunk_size is None:
         chunk_size = max(256, CHUNK_DOUBLES // max(k * (p if per_row_x else 1), 1))
+    chunk_size = min(chunk_size, max(m, 1))
     chunks = list(_chunks(m, chunk_size))
     if workers > 1 and len(chunks) > 1:
         # NumPy and SciPy release the GIL in their loops: chunks in threads run in parallel
