@@ -50,6 +50,9 @@ def _results() -> dict[str, Any]:
         fit = out["ketameta.metareg"]
         out["MetaRegResult.predict"] = fit.predict()
         out["MetaRegResult.anova"] = fit.anova(1)
+        out["RobustResult.wald_test"] = out["ketameta.robust"].wald_test(
+            constraints=[[1.0, 0.0], [1.0, 1.0]]
+        )
         out["PoolResult.tau2_ci"] = out["ketameta.pool"].tau2_ci()
         common = ketameta.subgroups(
             RECIPES["ketameta.subgroups"].args["yi"],

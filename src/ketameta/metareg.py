@@ -209,7 +209,13 @@ class MetaRegResult(ModelFit):
 
     def to_dict(self) -> dict[str, Any]:
         """All fields (and the pseudo-R²) as plain Python values (JSON-serialisable)."""
-        return {**super().to_dict(), "r2": plain(self.r2)}
+        d = super().to_dict()
+        # the model matrix's private `spec` (a formulaic ModelSpec for a formula) and the
+        # cache of derived statistics are not values of the result
+        d.pop("_derived", None)
+        if isinstance(d.get("model_matrix"), dict):
+            d["model_matrix"].pop("spec", None)
+        return {**d, "r2": plain(self.r2)}
 
     @property
     def p(self) -> int:
