@@ -49,7 +49,8 @@ Found by these properties: the τ² root finder stepped to τ² = ∞ when round
 REML information negative (fixed, tests/test_engine.py); the coefficients' error u
 cond(QᵀWQ) and the traces' cancellation at extreme variance ratios, up to a negative tr P₀
 (fixed: the pivoted parametrisation); the dependence of ``fit_rows`` on the chunk size in
-the last bits (strict xfail here).
+the last bits (fixed: every sum over the studies of a batch is taken in a fixed order,
+``ketameta._engine.design.rowsum``).
 """
 
 from __future__ import annotations
@@ -720,7 +721,7 @@ def draw_batch(
 
 
 def fit_batch(
-    big_y: np.ndarray, big_v: np.ndarray, x: np.ndarray, method: str, test: str, **kw: Any
+    big_y: np.ndarray, big_v: np.ndarray, x: np.ndarray | None, method: str, test: str, **kw: Any
 ) -> dict[str, np.ndarray]:
     return fit_rows(
         big_y,
@@ -804,33 +805,31 @@ def test_batch_threads_do_not_change_results(
             np.testing.assert_array_equal(out[name], value, err_msg=f"{name} ({workers})")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "fit_rows depends on the chunk size in the last bits (docstring of "
-        "ketameta._engine.rows: 'Results do not depend on the chunk size'): OpenBLAS's "
-        "gemm, which computes the weighted sums u @ z of a shared design "
-        "(Design._batch_sums), uses other kernels, in another order of summation, for "
-        "the rows left over by its blocking (so a row's sums depend on how many rows the "
-        "call has and where the row is), and NumPy sums the studies of a one-row "
-        "(contiguous) chunk pairwise but of a Fortran-ordered chunk of several rows in "
-        "sequence. Within the rounding tolerance the rows equal the single fits for any "
-        "chunk size (test_batch_rows_equal_single_fits); bit for bit would need "
-        "fixed-order sums instead of BLAS."
-    ),
-)
-def test_batch_chunk_size_does_not_change_results_bit_for_bit() -> None:
+@pytest.mark.parametrize("method", ["DL", "REML", "PM", "ML", "EE", "HE", "SJ"])
+def test_batch_chunk_size_does_not_change_results_bit_for_bit(method: str) -> None:
+    # Every sum over the studies is taken in one fixed order (design.rowsum): a row's
+    # statistics are the same bits whether it is fitted alone (a one-row chunk, or the
+    # last row of a chunk still iterating in the root finder) or with others, in any
+    # thread. (OpenBLAS's gemm, which computed the weighted sums of a shared design
+    # before, sums the rows left over by its blocking in another order, and NumPy sums
+    # the studies of a single row pairwise.) k = 10 >= 8, where NumPy's pairwise sums
+    # differ from sequential ones; shared designs, the intercept-only model and one
+    # design per row; ragged rows beside complete ones.
     m, k = 64, 10
     j = np.arange(m * k, dtype=float).reshape(m, k)
     big_y = np.sin(j) + 0.3 * np.cos(3.0 * j)
     big_v = 0.05 + (j % 7) / 10.0
-    big_y[::5, 3] = np.nan  # (ragged rows beside complete ones)
+    big_y[::5, 3] = np.nan
+    big_v[1, 0] = 1e-9  # (a dominant study: the stable traces of the intercept-only model)
     x = np.column_stack([np.ones(k), np.linspace(-1.0, 2.0, k), np.arange(k) % 3 == 1])
-    for method in ("DL", "REML"):
-        ref = fit_batch(big_y, big_v, x, method, "z")
-        for chunk_size in (1, 3, 7):
-            out = fit_batch(big_y, big_v, x, method, "z", chunk_size=chunk_size)
+    per_row = np.repeat(x[None], m, axis=0)
+    per_row[:, :, 1] += np.cos(j)
+    for design in (x, None, per_row):
+        ref = fit_batch(big_y, big_v, design, method, "knha")
+        for chunk_size, workers in ((1, 1), (3, 1), (7, 2), (64, 1), (None, 3)):
+            out = fit_batch(
+                big_y, big_v, design, method, "knha", chunk_size=chunk_size, workers=workers
+            )
             for name, value in ref.items():
                 np.testing.assert_array_equal(out[name], value, err_msg=f"{name} {chunk_size}")
 

@@ -30,10 +30,10 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from .._typing import FloatArray
+from .._typing import BoolArray, FloatArray
 from . import _num as nm
 from ._num import Num
-from .design import _POWERS, Design, _col
+from .design import _POWERS, Design, _col, _take, rowsum
 from .kernels import kernels, solve
 from .linalg import Factor, Mat, Vec, trace_product
 from .pivoted import LIMIT, Pivoted
@@ -91,6 +91,21 @@ class Moments:
         self.kernels = k = kernels(design.p, design.intercept, not design.single)
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
         self.inv, self.delta = solve(k, self.s[0])
+
+    def where(self, cond: BoolArray, other: Moments) -> Moments:
+        """A batch's moments that are `other`'s in the analyses `cond` and these elsewhere
+        (both of the same design, with the same sums computed): the sums of each analysis
+        from the one it is taken from, bit for bit, without computing them again."""
+        out = Moments.__new__(Moments)
+        out.design, out.kernels, out._cache = self.design, self.kernels, {}
+        out.tau2 = np.where(cond, other.tau2, self.tau2)
+        out._w = np.where(cond[:, None], other._w, self._w)
+        out.s = [
+            [b if a is b else np.where(cond, b, a) for a, b in zip(mine, theirs, strict=True)]
+            for mine, theirs in zip(self.s, other.s, strict=False)
+        ]
+        out.inv, out.delta = solve(out.kernels, out.s[0])
+        return out
 
     @property
     def w(self) -> FloatArray:
@@ -183,7 +198,7 @@ class Moments:
             if not np.any(dominated):
                 return trace
             rows = np.flatnonzero(dominated)
-            w = self._w[rows]
+            w = _take(self._w, rows)  # (the analyses fastest: sums in a fixed order)
         stable = _traces_without_cancellation(w)[which]
         if design.single:
             return float(stable[0])
@@ -461,13 +476,13 @@ def _traces_without_cancellation(w: FloatArray) -> tuple[FloatArray, FloatArray]
     rest = w.copy()
     rest[rows, top] = 0.0
     rest2 = rest * rest
-    s, s2 = w.sum(axis=-1), w2.sum(axis=-1)
+    s, s2 = rowsum(w), rowsum(w2)
     others = s[:, None] - w  # S_{-i}: no cancellation where w_i is not the largest
-    others[rows, top] = rest.sum(axis=-1)  # summed directly for the largest weight
+    others[rows, top] = rowsum(rest)  # summed directly for the largest weight
     others2 = s2[:, None] - w2
-    others2[rows, top] = rest2.sum(axis=-1)
-    trace_p = (w * others).sum(axis=-1) / s
-    trace_pp = (w2 * (others * others + others2)).sum(axis=-1) / (s * s)
+    others2[rows, top] = rowsum(rest2)
+    trace_p = rowsum(w * others) / s
+    trace_pp = rowsum(w2 * (others * others + others2)) / (s * s)
     return trace_p, trace_pp
 
 
@@ -483,8 +498,9 @@ def projected_trace_sq(design: Design, u: FloatArray, d: FloatArray) -> Num:
     a, b, c = design.sums([u, u * ud * ud, u * ud], xy=False, yy=False)
     factor = Factor(lay.matrix(a))
     m = factor.solve_matrix(lay.matrix(c))
-    total = np.sum(design.mask(ud * ud), axis=-1)
-    total_num: Num = float(total) if design.single else total
+    total_num: Num = (
+        float(np.add.reduce(ud * ud)) if design.single else rowsum(design.mask(ud * ud))
+    )
     trace = total_num - 2.0 * factor.trace_solve(lay.matrix(b)) + trace_product(m, m)
     if design.p == 1 and design.intercept:
         return trace
