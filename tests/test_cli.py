@@ -77,7 +77,7 @@ def test_pool_by_prints_the_subgroup_analysis(
     argv = ["pool", str(bcg_csv), "--measure", "RR", "--by", "alloc", "--forest", str(png)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Subgroup analysis by alloc (k = 6; 2 subgroups)")
+    assert out.startswith("Subgroup analysis by alloc (k = 6; 2 subgroups; log risk ratio)")
     assert "Test for subgroup differences (separate tau^2): Q(df = 1) = " in out
     assert png.read_bytes().startswith(b"\x89PNG")
     assert main([*argv[:-2], "--tau2", "common", "--test", "knha"]) == 0
