@@ -199,8 +199,15 @@ def test_pandas_dataframe_as_data() -> None:
 def test_escalc_keeps_labels_and_inputs() -> None:
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame(ketameta.datasets.bcg())
-    es = escalc("RR", data=df, ai="tpos", n1i=df["tpos"] + df["tneg"], ci="cpos",
-                n2i=df["cpos"] + df["cneg"], labels="author")
+    es = escalc(
+        "RR",
+        data=df,
+        ai="tpos",
+        n1i=df["tpos"] + df["tneg"],
+        ci="cpos",
+        n2i=df["cpos"] + df["cneg"],
+        labels="author",
+    )
     assert es.labels == tuple(df["author"])
     assert es.input_names == ("ai", "n1i", "ci", "n2i")
     np.testing.assert_array_equal(es.column("n1i"), df["tpos"] + df["tneg"])

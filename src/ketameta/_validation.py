@@ -526,7 +526,7 @@ def prepare_batch(
 
 @functools.lru_cache(maxsize=64)
 def default_labels(n: int) -> tuple[str, ...]:
-    """"Study 1", "Study 2", ...: the labels of studies given without any (1-based, for
+    """The labels of studies given without any: "Study 1", "Study 2", ... (1-based, for
     people; error messages keep 0-based indices)."""
     return tuple(f"Study {i + 1}" for i in range(n))
 

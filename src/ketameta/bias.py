@@ -52,14 +52,14 @@ from . import _engine, _transf
 from ._results import RecordResult, array_field, format_p
 from ._validation import (
     as_float_array,
-    default_labels,
-    strings,
     as_number,
     check_choice,
     check_length,
     check_level,
     check_positive,
     check_positive_int,
+    default_labels,
+    strings,
 )
 from ._warnings import DegenerateDataWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes

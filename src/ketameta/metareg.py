@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from . import _engine
+from . import _engine, _transf
 from ._engine.inference import test_critical_value
 from ._engine.model import default_btt, moderator_test
 from ._modelmatrix import ModelMatrix, check_coefficients, model_matrix
@@ -47,7 +47,6 @@ from ._results import (
     import_pandas,
     plain,
 )
-from . import _transf
 from ._typing import ArrayLike, FloatArray
 from ._warnings import CollinearityWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes

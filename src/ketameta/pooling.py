@@ -132,7 +132,7 @@ def _no_inputs() -> FloatArray:
 def omitted_lines(
     omitted: Sequence[int], reasons: Sequence[str], labels: Sequence[str]
 ) -> list[str]:
-    """"Omitted studies (missing yi or vi): Stein 1953, Smith 1960": the omitted studies
+    """ "Omitted studies (missing yi or vi): Stein 1953, Smith 1960": the omitted studies
     of a summary by label, one line per reason."""
     if not omitted:
         return []
@@ -352,7 +352,9 @@ class ModelFit:
         for j, name in enumerate(self.input_names):
             frame[name] = self.inputs[:, j]
         notes = [""] * n
-        for i, why in zip(self.omitted, self.omitted_reasons or ["missing values"] * n):
+        for i, why in zip(
+            self.omitted, self.omitted_reasons or ["missing values"] * n, strict=False
+        ):
             notes[i] = f"omitted: {why}"
         frame.update(
             yi=yi,
@@ -992,6 +994,7 @@ def result_from_core(
     holds, which the result takes over without copying.
     """
     k = len(yi)
+    scalars: dict[str, Any]
     if row is None:
         scalars = {name: float(out[name]) for name in CORE_FLOAT_FIELDS}
         weights, q_df, converged, iterations = (

@@ -121,7 +121,7 @@ class _Table(TableResult):
         pd = import_pandas()
         n = len(self.study)
         frame: dict[str, Any] = {"study": self.study.tolist(), "label": self.row_labels}
-        for field in attrs.fields(type(self)):
+        for field in attrs.fields(type(self)):  # type: ignore[arg-type]  # (an attrs subclass)
             value = getattr(self, field.name)
             if field.name != "study" and isinstance(value, np.ndarray) and value.shape == (n,):
                 frame[field.name] = value

@@ -53,7 +53,6 @@ from ._validation import (
     as_float,
     check_choice,
     check_length,
-    critical_value,
     default_labels,
     strings,
 )
@@ -66,7 +65,6 @@ from .pooling import (
     _indices,
     _no_inputs,
     _resolve_inputs,
-    back_transformed_lines,
     omitted_lines,
     pool,
     prepare_studies,
@@ -728,7 +726,7 @@ def subgroups(
         measure=measure,
         data=data,
     )
-    y, v, kept, omitted = prep.yi, prep.vi, prep.kept, prep.omitted
+    y, v, kept = prep.yi, prep.vi, prep.kept
 
     def subset(rows: Any) -> dict[str, Any]:  # the study fields of the studies `rows`
         info = prep.info
