@@ -22,6 +22,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ._typing import IntArray
+
 #: text size (points) of the table, and the height of a row in inches
 FONT_SIZE = 9.0
 ROW_HEIGHT = 0.22
@@ -32,9 +34,9 @@ PANEL_WIDTH = 2.6
 #: the side of the largest square, as a fraction of the row height
 MAX_SQUARE = 0.82
 #: space below the panel for the axis, its tick labels, the favours labels and a title
-AXIS_SPACE = 0.42
-FAVOURS_SPACE = 0.22
-XLABEL_SPACE = 0.22
+AXIS_SPACE = 0.36
+FAVOURS_SPACE = 0.2
+XLABEL_SPACE = 0.2
 MARGIN = 0.2
 
 
@@ -95,10 +97,11 @@ class Table:
 
 def _measure() -> Callable[[str, bool], float]:
     """Text width in inches (hinted Agg at 100 dpi: never narrower than on screen)."""
-    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.backends import backend_agg
     from matplotlib.font_manager import FontProperties
 
-    renderer = RendererAgg(10, 10, 100)
+    agg: Any = backend_agg  # (matplotlib's renderer is untyped)
+    renderer = agg.RendererAgg(10, 10, 100)
     normal = FontProperties(size=FONT_SIZE)
     bold = FontProperties(size=FONT_SIZE, weight="bold")
     cache: dict[tuple[str, bool], float] = {}
@@ -263,14 +266,8 @@ def draw(table: Table, ax: Any = None) -> Any:
                 fontweight="bold",
                 gid="header:panel",
             )
-    # a rule under the headers, across table and panel
-    rule_y = n_rows + 0.5
-    ax.plot(
-        [0, 1], [rule_y, rule_y], transform=blend, color="black", lw=0.6, clip_on=False, gid="rule"
-    )
-    _rule(ax, fig, blend, rule_y, -left_width, left_width)
-    if right:
-        _rule(ax, fig, blend, rule_y, 0.0, right_width, edge=1.0)
+    # one rule under the headers, across table and panel
+    _rule(ax, fig, blend, n_rows + 0.5, -left_width, left_width + right_width, end_edge=1.0)
     # -- cells
     for i, row in enumerate(rows):
         y = ypos[i]
@@ -332,14 +329,14 @@ def draw(table: Table, ax: Any = None) -> Any:
                         linestyle="none",
                     )
             if row.kind == "study" and row.weight is not None and w_max > 0:
-                side = MAX_SQUARE * row_pt * math.sqrt(max(row.weight, 0.0) / w_max)
+                square = MAX_SQUARE * row_pt * math.sqrt(max(row.weight, 0.0) / w_max)
             else:
-                side = 0.32 * row_pt
+                square = 0.32 * row_pt
             ax.plot(
                 [row.est],
                 [y + dy],
                 marker="s",
-                markersize=side,
+                markersize=square,
                 markeredgewidth=0.0,
                 color="0.2",
                 linestyle="none",
@@ -451,16 +448,24 @@ def draw(table: Table, ax: Any = None) -> Any:
 
 
 def _rule(
-    ax: Any, fig: Any, blend: Any, y: float, x0: float, width: float, edge: float = 0.0
+    ax: Any,
+    fig: Any,
+    blend: Any,
+    y: float,
+    x0: float,
+    width: float,
+    edge: float = 0.0,
+    end_edge: float | None = None,
 ) -> None:
-    """A horizontal rule at row `y` from `x0` to `x0 + width` inches off the panel's `edge`."""
+    """A horizontal rule at row `y` from `x0` inches off the panel's `edge` to `x0 + width`
+    inches off `end_edge` (the same edge unless given)."""
     from matplotlib import transforms
 
     start = transforms.offset_copy(blend, fig=fig, x=x0, y=0.0, units="inches")
     end = transforms.offset_copy(blend, fig=fig, x=x0 + width, y=0.0, units="inches")
     ax.annotate(
         "",
-        xy=(edge, y),
+        xy=(edge if end_edge is None else end_edge, y),
         xycoords=end,
         xytext=(edge, y),
         textcoords=start,
@@ -476,8 +481,8 @@ def _bounds(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _linear_ticks(ax: Any, values: Sequence[float]) -> None:
-    """A linear axis over the drawn range, ticked at round numbers (1, 2, 2.5, 5 steps);
-    the axis line ends at the outermost ticks, which lie at or beyond the drawn range."""
+    """A linear axis over the drawn range (a little beyond it), ticked at round numbers
+    (steps of 1, 2 or 5 times a power of ten) inside it."""
     from matplotlib.ticker import MaxNLocator
 
     if not values:
@@ -485,14 +490,17 @@ def _linear_ticks(ax: Any, values: Sequence[float]) -> None:
     lo, hi = min(values), max(values)
     if hi <= lo:
         lo, hi = lo - 1.0, hi + 1.0
-    ticks = MaxNLocator(nbins=5, steps=[1, 2, 5, 10]).tick_values(lo, hi)
+    pad = 0.03 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    ticks = [
+        t
+        for t in MaxNLocator(nbins=5, steps=[1, 2, 5, 10]).tick_values(lo, hi)
+        if lo - 1e-9 * (hi - lo) <= t <= hi + 1e-9 * (hi - lo)
+    ]
     step = float(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
-    first = math.floor(lo / step + 1e-9) * step
-    last = math.ceil(hi / step - 1e-9) * step
-    grid = [first + j * step for j in range(round((last - first) / step) + 1)]
-    ax.set_xlim(first, last)
-    ax.set_xticks(grid, [_tick_text(t, step) for t in grid])
-    ax.spines["bottom"].set_bounds(first, last)
+    ax.set_xlim(lo, hi)
+    ax.set_xticks(ticks, [_tick_text(t, step) for t in ticks])
+    ax.spines["bottom"].set_bounds(lo, hi)
 
 
 def _tick_text(value: float, step: float) -> str:
@@ -590,11 +598,18 @@ def sig_text(value: float) -> str:
         return "NA"
     if value == 0:
         return "0"
-    if 1e-4 <= abs(value) < 1e5:
-        text = f"{value:#.3g}".rstrip(".")
-    else:
-        text = f"{value:.2e}"
+    text = f"{value:#.3g}".rstrip(".") if 1e-4 <= abs(value) < 1e5 else f"{value:.2e}"
     return text.replace("-", "−")
+
+
+def column_texts(values: Sequence[float]) -> list[str]:
+    """Numbers of one column (τ² of leave-one-out rows, ...) with common decimals: 3
+    decimals when the largest is at least 0.01 ("0.087", "0.105", "0.000"), else 3
+    significant digits each (see :func:`sig_text`)."""
+    finite = [abs(v) for v in values if math.isfinite(v)]
+    if finite and 0.01 <= max(finite) < 1e5:
+        return [stat_text(v, 3) for v in values]
+    return [sig_text(v) for v in values]
 
 
 def value_text(value: float) -> str:
@@ -744,16 +759,15 @@ def data_columns(
         ]
         keys = {"m1": "m1i", "s1": "sd1i", "n1": "n1i", "m2": "m2i", "s2": "sd2i", "n2": "n2i"}
         x_all = np.asarray(inputs, dtype=float) if inputs is not None else np.empty((0, len(idx)))
-        dec = {
-            k: _decimals(x_all[:, idx[v]]) if k[0] in "ms" else 0 for k, v in keys.items()
-        }
+        dec = {k: _decimals(x_all[:, idx[v]]) if k[0] in "ms" else 0 for k, v in keys.items()}
 
         def cells(x: Sequence[float]) -> dict[str, str]:
             out = {}
             for k, v in keys.items():
                 value = float(x[idx[v]])
                 out[k] = (
-                    f"{value:.{dec[k]}f}".replace("-", "−") if math.isfinite(value) and k[0] in "ms"
+                    f"{value:.{dec[k]}f}".replace("-", "−")
+                    if math.isfinite(value) and k[0] in "ms"
                     else value_text(value)
                 )
             return out
@@ -788,7 +802,7 @@ def data_columns(
 
 
 def totals(
-    kind: str, names: Sequence[str], inputs: Any, rows: Sequence[int]
+    kind: str, names: Sequence[str], inputs: Any, rows: Sequence[int] | IntArray
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The totals of the data columns over the input rows `rows`: participants (in the
     pooled row) and events (a "Total events" row), as RevMan prints them."""

@@ -30,6 +30,7 @@ import attrs
 import numpy as np
 
 from . import _forest, _transf
+from ._typing import IntArray
 from ._validation import check_level, critical_value
 from .bias import TrimFillResult
 from .binary import GLMMResult, MHResult, PetoResult
@@ -37,7 +38,6 @@ from .metareg import MetaRegResult
 from .pooling import PoolResult
 from .sensitivity import CumulativeResult, LeaveOneOutResult
 from .subgroups import SubgroupResult, subgroups
-
 
 __all__ = ["bayes_forest", "bubble", "forest", "funnel", "posterior"]
 
@@ -92,13 +92,14 @@ def _scale(
 ) -> tuple[_forest.Scale, str, Any]:
     """The drawing scale of a forest: the back-transformation `transf` resolved against the
     result's measure, the window of the axis, the name of the scale and the null."""
+    name = "transf"
     if transform is not _UNSET:  # (the earlier name of `transf`)
-        transf = transform
+        transf, name = transform, "transform"
     measure = getattr(result, "measure", None)
     if measure not in _transf.SCALES:
         measure = None
     if isinstance(transf, str) and transf != "auto":
-        _transform(transf, "transf")  # (the names a plot accepts)
+        _transform(transf, name)  # (the names a plot accepts)
     resolved = _transf.resolve(transf, measure)
     exp = resolved.name == "exp"
     sc = _forest.Scale(
@@ -124,10 +125,7 @@ def _check_digits(digits: Any) -> int:
 
 
 def _refline(refline: Any, null: float | None, sc: _forest.Scale) -> float | None:
-    if isinstance(refline, str) and refline == "auto":
-        value = null
-    else:
-        value = refline
+    value = null if isinstance(refline, str) and refline == "auto" else refline
     if value is None:
         return None
     if not (
@@ -144,7 +142,10 @@ def _favours(favours: Any) -> tuple[str, str] | None:
     if favours is None:
         return None
     if isinstance(favours, str) or len(favours) != 2:
-        msg = "`favours` must be two labels (left of the null, right of it), e.g. ('Favours treatment', 'Favours control')"
+        msg = (
+            "`favours` must be two labels (left of the null, right of it), "
+            "e.g. ('Favours treatment', 'Favours control')"
+        )
         raise ValueError(msg)
     return (str(favours[0]), str(favours[1]))
 
@@ -159,7 +160,7 @@ def _arms(arms: Any) -> tuple[str, str]:
 
 
 def _labels_for(
-    given: Any, n_input: int, used: Sequence[int], default: Sequence[str]
+    given: Any, n_input: int, used: Sequence[int] | IntArray, default: Sequence[str]
 ) -> list[str]:
     """One label per input study: `given` for every input study or for the studies used
     (then the omitted ones keep their default labels), or the result's own."""
@@ -272,7 +273,7 @@ class _Builder:
         self,
         fit: Any,
         label: str,
-        rows: Sequence[int],
+        rows: Sequence[int] | IntArray,
         *,
         weight: float | None,
         pi: bool,
@@ -367,7 +368,7 @@ def _pool_table(
         weight=100.0,
         pi=res.method != "EE",
         het=_heterogeneity(res, extra=f" ({res.method})" if res.method != "EE" else ""),
-        test=_overall_test(res),
+        test=_overall_test(res) if null is not None else "",
     )
     table = _forest.Table(
         b.columns, rows, panel_header=_effect_header(scale_name, model, res.level)
@@ -429,16 +430,20 @@ def _subgroup_table(
         rows.append(_forest.Row("header", text=name, bold=True))
         rows += [b.study(int(i), y[i], v[i], w[i], crit) for i in members]
         if common is not None:
-            het = f"Heterogeneity: Q = {_forest.stat_text(fit.q)}, df = {fit.q_df} ({_forest.p_text(fit.q_pvalue)}); I² = {fit.i2:.0f}%"
+            het = (
+                f"Heterogeneity: Q = {_forest.stat_text(fit.q)}, df = {fit.q_df} "
+                f"({_forest.p_text(fit.q_pvalue)}); I² = {fit.i2:.0f}%"
+            )
+            stat = _forest.stat_text(float(common.statistic[g]))
+            p_g = _forest.p_text(float(common.pvalue[g]))
             test = (
-                f"Test for overall effect: z = {_forest.stat_text(float(common.statistic[g]))} "
-                f"({_forest.p_text(float(common.pvalue[g]))})"
+                f"Test for overall effect: z = {stat} ({p_g})"
                 if common.df == math.inf or not math.isfinite(common.df)
-                else f"Test for overall effect: t = {_forest.stat_text(float(common.statistic[g]))}, df = {common.df:g} ({_forest.p_text(float(common.pvalue[g]))})"
+                else f"Test for overall effect: t = {stat}, df = {common.df:g} ({p_g})"
             )
         else:
             het = _heterogeneity(fit) if fit.k > 1 else "Heterogeneity: not applicable (one study)"
-            test = _overall_test(fit)
+            test = _overall_test(fit) if null is not None else ""
         rows += b.pooled(
             fit,
             f"Subtotal ({fit.k} {'study' if fit.k == 1 else 'studies'})",
@@ -466,7 +471,7 @@ def _subgroup_table(
         weight=100.0,
         pi=sub.method != "EE",
         het=_heterogeneity(overall, extra=f" ({sub.method})" if sub.method != "EE" else ""),
-        test=_overall_test(overall),
+        test=_overall_test(overall) if null is not None else "",
     )
     rows.append(_forest.Row("span", text=_subgroup_test(sub) + tau_note))
     table = _forest.Table(
@@ -503,7 +508,7 @@ def _sensitivity_table(
     loo = isinstance(res, LeaveOneOutResult)
     n_input = len(res.study_labels)
     names = _labels_for(labels, n_input, res.study.tolist(), res.study_labels)
-    overall = res.overall if loo else None
+    overall = res.overall if isinstance(res, LeaveOneOutResult) else None
     core = [*res.estimate, *res.ci_lower, *res.ci_upper]
     if overall is not None:
         core += [overall.ci_lower, overall.ci_upper]
@@ -519,17 +524,24 @@ def _sensitivity_table(
     ]
     if not loo:
         columns.insert(1, _forest.Column("k", "k", side="left", align="right"))
+    if overall is not None:  # the weight of the study left out, in the model of all studies
+        columns.append(_forest.Column("weight", "Weight", side="right", align="right"))
+    tau2_texts = _forest.column_texts(
+        [*np.asarray(res.tau2, dtype=float).tolist(), *([overall.tau2] if overall else [])]
+    )
     rows = []
     for j, s in enumerate(res.study.tolist()):
         cells: dict[str, Any] = {
             "study": ("" if loo else "+ ") + names[s],
             "effect": sc.cell(res.estimate[j], res.ci_lower[j], res.ci_upper[j]),
             "p": _forest.p_text(float(res.pvalue[j])).removeprefix("p = ").replace("p < ", "< "),
-            "tau2": _forest.sig_text(float(res.tau2[j])),
+            "tau2": tau2_texts[j],
             "i2": f"{float(res.i2[j]):.0f}%",
         }
         if not loo:
             cells["k"] = str(int(res.k[j]))  # type: ignore[union-attr]
+        if overall is not None:
+            cells["weight"] = f"{float(overall.weights[j]):.1f}%"
         rows.append(
             sc.row("marker", res.estimate[j], res.ci_lower[j], res.ci_upper[j], cells=cells)
         )
@@ -539,8 +551,9 @@ def _sensitivity_table(
             "study": f"All studies (k = {overall.k})",
             "effect": sc.cell(overall.estimate, overall.ci_lower, overall.ci_upper),
             "p": _forest.p_text(overall.pvalue).removeprefix("p = ").replace("p < ", "< "),
-            "tau2": _forest.sig_text(overall.tau2),
+            "tau2": tau2_texts[-1],
             "i2": f"{overall.i2:.0f}%",
+            "weight": "100.0%",
         }
         rows.append(_forest.Row("text"))
         rows.append(
@@ -559,7 +572,11 @@ def _sensitivity_table(
     omitted = _omitted_spans(res.omitted, res.omitted_reasons, res.study_labels)
     rows += omitted
     model = "common effect" if res.method == "EE" else f"random effects ({res.method})"
-    what = "each study left out in turn" if loo else "studies added one at a time"
+    what = (
+        "each study left out in turn (weight: the study's in the model of all studies)"
+        if loo
+        else "studies added one at a time"
+    )
     rows.append(_forest.Row("span", text=f"Model: {model}; {what}", italic=True))
     table = _forest.Table(columns, rows, panel_header=f"{name}\n{pct} CI")
     return table, null, line
@@ -603,7 +620,9 @@ def _binary_table(
     else:
         model, label = "M-H, Common", "Mantel-Haenszel model (common effect)"
     cols, data_cells, kind = (
-        _forest.data_columns(res.cell_names, _arms(arms), res.cells) if show_data else ([], lambda x: {}, "")
+        _forest.data_columns(res.cell_names, _arms(arms), res.cells)
+        if show_data
+        else ([], lambda x: {}, "")
     )
     columns = [
         _forest.Column("study", "Study"),
@@ -666,7 +685,8 @@ def _binary_table(
     else:
         het = _heterogeneity(res, tau2=False)
     rows.append(_forest.Row("span", text=het))
-    rows.append(_forest.Row("span", text=_overall_test(res)))
+    if null is not None:
+        rows.append(_forest.Row("span", text=_overall_test(res)))
     tail = list(getattr(res, "double_zero", ()))
     if tail:
         rows.append(
@@ -731,8 +751,10 @@ def forest(
 
     Parameters
     ----------
-    result : PoolResult, SubgroupResult, LeaveOneOutResult, CumulativeResult, MHResult, PetoResult or GLMMResult
-        What to draw (:func:`bayes_forest` draws a BayesPoolResult).
+    result : PoolResult, SubgroupResult, LeaveOneOutResult, CumulativeResult or a 2x2 fit
+        What to draw: also MHResult, PetoResult and GLMMResult (:func:`bayes_forest`
+        draws a BayesPoolResult). A leave-one-out forest adds the weight each study had
+        in the model of all studies.
     labels : sequence of str, optional
         Study labels, one per input study (or one per study used); default the result's
         own (from :func:`ketameta.escalc`'s `labels`, or "Study 1", ...).
@@ -800,7 +822,7 @@ def forest(
     ...              arms=("Vaccinated", "Control"))
     >>> ax = fig.axes[0]
     >>> ax.get_xscale(), [t.get_text() for t in ax.get_xticklabels()]
-    ('log', ['0.05', '0.1', '0.2', '0.5', '1', '2', '5'])
+    ('log', ['0.1', '0.2', '0.5', '1', '2', '5'])
     """
     opts = {"labels": labels, "transf": transf, "transform": transform, "digits": digits}
     full = {
@@ -819,7 +841,7 @@ def forest(
     elif isinstance(result, PoolResult):
         if groups is not None:
             result = _subgroups_of(result, groups)
-            table, null = _subgroup_table(result, **full)  # type: ignore[arg-type]
+            table, null = _subgroup_table(result, **full)
         else:
             table, null = _pool_table(result, **full)
     elif isinstance(result, LeaveOneOutResult | CumulativeResult):
@@ -834,17 +856,11 @@ def forest(
         raise TypeError(msg)
     sc, _, _ = _scale(result, transf, transform, digits, [])
     table.log_axis = sc.exp
-    table.refline = _refline(refline, null, _rescale(result, transf, transform, digits, table))
+    table.refline = _refline(refline, null, sc)
     table.overall_line = line
     table.favours = _favours(favours)
     table.xlabel = xlabel
     return _forest.draw(table, ax)
-
-
-def _rescale(result: Any, transf: Any, transform: Any, digits: int, table: Any) -> _forest.Scale:
-    """(the scale for the reference line: no window needed)"""
-    sc, _, _ = _scale(result, transf, transform, digits, [])
-    return sc
 
 
 def _subgroups_of(res: PoolResult, groups: Any) -> SubgroupResult:
@@ -1302,7 +1318,10 @@ def bayes_forest(
             },
         )
     )
-    tau = f"τ = {_forest.sig_text(result.tau_median)} [{_forest.sig_text(result.tau_ci_lower)}, {_forest.sig_text(result.tau_ci_upper)}]"
+    tau = (
+        f"τ = {_forest.sig_text(result.tau_median)} "
+        f"[{_forest.sig_text(result.tau_ci_lower)}, {_forest.sig_text(result.tau_ci_upper)}]"
+    )
     rows.append(
         _forest.Row("span", text=f"Heterogeneity: {tau}; prior: {result.tau_prior.describe()}")
     )
