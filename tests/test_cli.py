@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -253,9 +254,25 @@ def test_omitted_studies_are_reported_with_their_lines(
     path = _write(tmp_path, text)
     argv = ["pool", str(path), "--by", "g"] if command == "by" else [command, str(path)]
     assert main(argv) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "ketameta: warning: " in err
     assert "lines 4, 6 have missing values and were left out" in err
+    # the summary names them by the CSV's study column (issue #16)
+    assert "Omitted studies (missing yi or vi): B, D" in out
+
+
+def test_pool_prints_the_back_transformed_ratio(
+    bcg_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the pooled risk ratio, its CI and PI, not only the log risk ratio (issue #16)
+    assert main(["pool", str(bcg_csv), "--measure", "RR"]) == 0
+    out = capsys.readouterr().out
+    res = _expected()
+    assert "Model Results (log risk ratio):" in out
+    table = out.split("Risk ratio (back-transformed: exp):")[1].split()
+    assert table[:5] == ["estimate", "ci.lb", "ci.ub", "pi.lb", "pi.ub"]
+    expected = [res.estimate, res.ci_lower, res.ci_upper, res.pred_lower, res.pred_upper]
+    assert table[5:10] == [f"{math.exp(x):.4f}" for x in expected]
 
 
 def test_labels_longer_than_the_csv_field_limit(

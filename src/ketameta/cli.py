@@ -263,12 +263,14 @@ def _run(table: Table, call: Any, what: str | Callable[[str], str] = "") -> Any:
 
 
 def _pool(args: argparse.Namespace, table: Table, what: str = "") -> PoolResult:
-    yi, vi, sei, _ = effect_sizes(args, table)
+    yi, vi, sei, labels = effect_sizes(args, table)
+    # (the CSV's labels: the summary and the forest name the studies, omitted ones too)
+    options = {"method": args.method, "test": args.test, "level": args.level, "labels": labels}
 
     def fit() -> PoolResult:
         if isinstance(yi, EffectSizes):
-            return pool(yi, method=args.method, test=args.test, level=args.level)
-        return pool(yi, vi, sei=sei, method=args.method, test=args.test, level=args.level)
+            return pool(yi, **options)
+        return pool(yi, vi, sei=sei, **options)
 
     result: PoolResult = _run(table, fit, what)
     return result
@@ -331,10 +333,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
     if args.forest:
         from .plot import forest
 
-        _, _, _, labels = effect_sizes(args, table)
-        omitted = set(result.omitted)
-        kept = [lab for i, lab in enumerate(labels) if i not in omitted]
-        _save(forest(result, labels=kept), args.forest)
+        _save(forest(result), args.forest)
     return 0
 
 
@@ -385,6 +384,7 @@ def _pool_by(args: argparse.Namespace) -> int:
         "test": args.test,
         "level": args.level,
         "tau2": args.tau2 or "separate",
+        "labels": study_labels,
     }
 
     def fit() -> Any:
@@ -402,21 +402,20 @@ def _pool_by(args: argparse.Namespace) -> int:
     if args.forest:
         from .plot import forest
 
-        omitted = set(result.omitted)
-        kept = [lab for i, lab in enumerate(study_labels) if i not in omitted]
-        _save(forest(result, labels=kept), args.forest)
+        _save(forest(result), args.forest)
     return 0
 
 
 def cmd_egger(args: argparse.Namespace) -> int:
     table = read_table(args.file)
-    yi, vi, sei, _ = effect_sizes(args, table)
+    yi, vi, sei, labels = effect_sizes(args, table)
     res = _run(
         table,
         lambda: egger_test(
             yi,
             vi,
             sei=sei,
+            labels=labels,
             model=args.model,
             predictor=args.predictor,
             method=args.method,
