@@ -93,12 +93,32 @@ def _omitted_tail(result: Any) -> list[str]:
     return ["", *lines] if lines else []
 
 
+def _short_repr(result: Any, **items: Any) -> str:
+    """``Name(measure='RR', k=13, key=value, ...)``: numbers with 4 significant digits,
+    the omitted studies counted (the full record: ``to_dict()``)."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, list):
+            return "[" + ", ".join(text(v) for v in value) + "]"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return repr(value)
+
+    head = [] if result.measure is None else [f"measure={result.measure!r}"]
+    k = result.k if hasattr(result, "k") else result.pooled.k - result.k0  # (the observed)
+    head.append(f"k={k}")
+    if result.omitted:
+        head.append(f"omitted={len(result.omitted)}")
+    body = [f"{key}={text(value)}" for key, value in items.items()]
+    return f"{type(result).__name__}({', '.join(head + body)})"
+
+
 def _study_fields(prep: Any) -> dict[str, Any]:
     f = prep.fields()
     return {key: f[key] for key in ("measure", "labels", "omitted", "omitted_reasons")}
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class EggerResult(RecordResult):
     """Regression test for funnel-plot asymmetry (see :func:`egger_test`).
 
@@ -131,6 +151,16 @@ class EggerResult(RecordResult):
     labels: tuple[str, ...] = attrs.field(converter=strings, default=())
     omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
     omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    def __repr__(self) -> str:
+        return _short_repr(
+            self,
+            model=self.model,
+            predictor=self.predictor,
+            intercept=self.intercept,
+            se=self.se,
+            pvalue=self.pvalue,
+        )
 
     def summary(self) -> str:
         """A metafor-like summary of the test (and the omitted studies by label)."""
@@ -332,7 +362,7 @@ def egger_test(
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class BeggResult(RecordResult):
     """Begg and Mazumdar's rank correlation test (see :func:`begg_test`).
 
@@ -351,6 +381,9 @@ class BeggResult(RecordResult):
     labels: tuple[str, ...] = attrs.field(converter=strings, default=())
     omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
     omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    def __repr__(self) -> str:
+        return _short_repr(self, tau=self.tau, pvalue=self.pvalue, exact=self.exact)
 
     def summary(self) -> str:
         """A metafor-like summary (and the omitted studies by label)."""
@@ -551,7 +584,7 @@ def begg_test(
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class TrimFillResult(RecordResult):
     """Trim-and-fill (see :func:`trim_and_fill`): the filled studies and the pooled result
     on the augmented data (``pooled``).
@@ -572,6 +605,16 @@ class TrimFillResult(RecordResult):
     labels: tuple[str, ...] = attrs.field(converter=strings, default=())
     omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
     omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    def __repr__(self) -> str:
+        return _short_repr(
+            self,
+            k0=self.k0,
+            side=self.side,
+            estimator=self.estimator,
+            estimate=self.estimate,
+            ci=[self.pooled.ci_lower, self.pooled.ci_upper],
+        )
 
     @property
     def estimate(self) -> float:
@@ -821,7 +864,7 @@ def trim_and_fill(
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class FailSafeResult(RecordResult):
     """A fail-safe N (see :func:`fail_safe_n`)."""
 
@@ -836,6 +879,9 @@ class FailSafeResult(RecordResult):
     labels: tuple[str, ...] = attrs.field(converter=strings, default=())
     omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
     omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    def __repr__(self) -> str:
+        return _short_repr(self, kind=self.kind, n=self.n, pvalue=self.pvalue)
 
     def summary(self) -> str:
         """A metafor-like summary (and the omitted studies by label)."""
