@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 plt = pytest.importorskip("matplotlib.pyplot")
 from ketameta.plot import forest  # noqa: E402
 
-from .plot_helpers import inside_figure, marks, render, rows, squares, texts  # noqa: E402
+from .plot_helpers import check_snapshot, inside_figure, marks, render, rows, squares, texts  # noqa: E402
 
 
 def _ci(est: float, lo: float, hi: float) -> str:
@@ -52,10 +52,18 @@ def test_forest_of_a_mantel_haenszel_result() -> None:
     (diamond,) = marks(fig, "diamond")
     xs = diamond.get_xy()[:, 0]
     np.testing.assert_allclose([xs.min(), xs.max()], np.exp([res.ci_lower, res.ci_upper]))
+    # square areas proportional to the MH weights, but none smaller than 3 points a side:
+    # the four studies under 5.3% of the largest weight (32.6%) stay visible
+    sides = np.array([s[2] for s in squares(fig)])
+    w = np.asarray(res.weights)
+    expected = 0.82 * 0.22 * 72 * np.sqrt(w / w.max())
+    np.testing.assert_allclose(sides, np.maximum(expected, 3.0), rtol=1e-12)
+    assert (expected < 3.0).sum() == 4
     spans = [r["span"] for r in table if "span" in r]
     assert spans[0].startswith(f"Heterogeneity: Q = {res.q:.2f}, df = 12 (p < 0.001)")
     assert spans[1].startswith("Test for overall effect: z = −")
     assert not inside_figure(fig)
+    check_snapshot(fig, "forest_bcg_mh")
     assert render(fig).startswith(b"\x89PNG")
 
 

@@ -33,6 +33,9 @@ PART_GAP = 0.03  # between the parts of a number column ("0.41" "[0.13," "1.26]"
 PANEL_WIDTH = 2.6
 #: the side of the largest square, as a fraction of the row height
 MAX_SQUARE = 0.82
+#: the side (points) below which a square is drawn at this side, so that every study's
+#: estimate stays visible (a weight under 5.3% of the largest, in a 0.22-inch row)
+MIN_SQUARE_PT = 3.0
 #: space below the panel for the axis, its tick labels, the favours labels and a title
 AXIS_SPACE = 0.36
 FAVOURS_SPACE = 0.2
@@ -330,6 +333,7 @@ def draw(table: Table, ax: Any = None) -> Any:
                     )
             if row.kind == "study" and row.weight is not None and w_max > 0:
                 square = MAX_SQUARE * row_pt * math.sqrt(max(row.weight, 0.0) / w_max)
+                square = max(square, MIN_SQUARE_PT)
             else:
                 square = 0.32 * row_pt
             ax.plot(
