@@ -802,9 +802,10 @@ def forest(
     -----
     The squares' areas are exactly proportional to the weights (their sides to the square
     roots; the largest fills 82% of a row), except that no square is drawn smaller than
-    3 points, so that the estimate of a study with a tiny weight stays visible. Study intervals are Wald intervals
-    ``yi ± z sqrt(vi)`` at the model's level. Every artist carries a ``gid`` (``"square"``,
-    ``"diamond"``, ``"pi"``, ``"ci"``, ``"refline"``, ``"cell:effect:0"``, ...).
+    3 points, so that the estimate of a study with a tiny weight stays visible. Study
+    intervals are Wald intervals ``yi ± z sqrt(vi)`` at the model's level. Every artist
+    carries a ``gid`` (``"square"``, ``"diamond"``, ``"pi"``, ``"ci"``, ``"refline"``,
+    ``"cell:effect:0"``, ...).
 
     References
     ----------
