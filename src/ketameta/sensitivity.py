@@ -115,9 +115,17 @@ class _Table(TableResult):
         d["labels"] = list(self.study_labels)
         return d
 
-    def to_frame(self) -> Any:
+    def to_frame(self, transf: Any = None) -> Any:
         """A pandas DataFrame with a row per study (requires pandas): ``study`` (its
-        0-based input index), ``label`` and the statistics."""
+        0-based input index), ``label`` and the statistics.
+
+        With `transf` (``"auto"``: the measure's own back-transformation, a name or a
+        function, as :meth:`ketameta.PoolResult.summary`), the estimates and their
+        confidence and prediction limits are back-transformed, ``se`` is NaN and a
+        ``scale`` column names the scale (the statistics and p-values stay those of the
+        analysis scale). Transformations that need sample sizes (Freeman-Tukey) are
+        refused: apply them to a pooled result.
+        """
         pd = import_pandas()
         n = len(self.study)
         frame: dict[str, Any] = {"study": self.study.tolist(), "label": self.row_labels}
@@ -125,6 +133,18 @@ class _Table(TableResult):
             value = getattr(self, field.name)
             if field.name != "study" and isinstance(value, np.ndarray) and value.shape == (n,):
                 frame[field.name] = value
+        t = _transf.resolve(transf, self.measure)
+        if t.function is not None:
+            if t.needs_n:
+                msg = f"`transf` {t.name!r} needs sample sizes: apply it to a pooled result"
+                raise ValueError(msg)
+            for name in ("estimate", "ci_lower", "ci_upper", "pred_lower", "pred_upper"):
+                if name in frame:
+                    frame[name] = t(frame[name])
+            if "se" in frame:
+                frame["se"] = np.full(n, np.nan)
+        if "estimate" in frame:
+            frame["scale"] = t.scale
         return pd.DataFrame(frame)
 
     def __repr__(self) -> str:

@@ -436,11 +436,17 @@ class SubgroupResult:
             "control": plain(self.control),
         }
 
-    def to_frame(self) -> Any:
+    def to_frame(self, transf: Any = None) -> Any:
         """One row per subgroup and a last row ``overall`` (requires pandas): the pooled
         results' statistics; with a common τ² also the subgroup estimates under it
         (``common_estimate``, ``common_se``, ``common_ci_lower``, ``common_ci_upper``,
-        ``common_pvalue``; NaN on the overall row, which has its own fit)."""
+        ``common_pvalue``; NaN on the overall row, which has its own fit).
+
+        With `transf` (as :meth:`ketameta.PoolResult.to_frame`), the estimates and their
+        confidence and prediction limits are back-transformed (each subgroup's with its
+        own sample sizes where the transformation needs them), the standard errors are
+        NaN and a ``scale`` column names the scale.
+        """
         pd = import_pandas()
         columns = (
             "k",
@@ -468,6 +474,22 @@ class SubgroupResult:
             c = self.common
             for field in ("estimate", "se", "pvalue", "ci_lower", "ci_upper"):
                 frame[f"common_{field}"] = [*getattr(c, field).tolist(), math.nan]
+        backs = [fit.back_transform(transf) for fit in fits]
+        if backs[-1]["transf"] is not None:
+            for name in ("estimate", "ci_lower", "ci_upper", "pred_lower", "pred_upper"):
+                frame[name] = [b[name] for b in backs]
+            frame["se"] = math.nan
+            if self.common is not None:
+                t = _transf.resolve(transf, self.measure)
+                ns = [fit._transf_n()[0] for fit in self.per_group]
+                for name in ("estimate", "ci_lower", "ci_upper"):
+                    values = getattr(self.common, name).tolist()
+                    frame[f"common_{name}"] = [
+                        float(t(v, n if t.needs_n else None))
+                        for v, n in zip(values, ns, strict=True)
+                    ] + [math.nan]
+                frame["common_se"] = math.nan
+        frame["scale"] = backs[-1]["scale"]
         return frame
 
     def __repr__(self) -> str:
