@@ -364,10 +364,21 @@ def test_forest_of_leave_one_out_and_cumulative(bcg) -> None:  # type: ignore[no
     assert line.get_xdata()[0] == pytest.approx(np.exp(m["estimate"]), rel=1e-10)
     check_snapshot(fig, "forest_bcg_cumulative")
     render(fig)
-    # an Axes of one's own: the table around it
+    # an Axes of one's own: the table and the panel inside its box, nothing cut; a box
+    # too narrow for them makes the figure wider
     fig, ax = plt.subplots(figsize=(12, 6))
+    box = ax.get_position()
     assert forest(loo, ax=ax) is fig
     assert texts(fig, "cell:study")[0] == labels[0]
+    assert not inside_figure(fig)
+    assert tuple(fig.get_size_inches()) == (12, 6)
+    assert box.x0 < ax.get_position().x0 < ax.get_position().x1 < box.x1
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    forest(ketameta.pool(es), ax=ax, favours=FAVOURS)
+    assert not inside_figure(fig)
+    assert fig.get_size_inches()[0] > 6
+    assert ax.get_position().width * fig.get_size_inches()[0] == pytest.approx(2.6)
     plt.close(fig)
 
 

@@ -201,6 +201,8 @@ def draw(table: Table, ax: Any = None) -> Any:
                 panel_height / fig_h,
             )
         )
+    else:
+        _fit_table_into(ax, left_width, right_width + extra)
     fig = ax.figure
     # rows: y = n_rows (top row) ... 1; the headers above
     top = n_rows + 0.5 + header_rows
@@ -449,6 +451,22 @@ def draw(table: Table, ax: Any = None) -> Any:
             labelpad=4 + (FAVOURS_SPACE * 72 if table.favours else 0),
         )
     return fig
+
+
+def _fit_table_into(ax: Any, left: float, right: float) -> None:
+    """An Axes of the caller's: its box holds the table and the plot panel, so the panel
+    shrinks to leave `left` and `right` inches beside it for the columns (the figure grows
+    wider when the box cannot hold them beside a panel of the default width; other Axes
+    keep their fractions of it)."""
+    fig = ax.figure
+    fig_w, fig_h = (float(v) for v in fig.get_size_inches())
+    box = ax.get_position()
+    need = left + right + PANEL_WIDTH
+    if box.width * fig_w < need:
+        fig_w = need / box.width
+        fig.set_size_inches(fig_w, fig_h)
+    x0, width = box.x0 * fig_w, box.width * fig_w
+    ax.set_position(((x0 + left) / fig_w, box.y0, (width - left - right) / fig_w, box.height))
 
 
 def _rule(

@@ -788,9 +788,9 @@ def forest(
     digits : int
         Decimals of the printed effects (2).
     ax : matplotlib Axes, optional
-        Draw the plot into this Axes and the table around it, in its figure (which then
-        keeps its size: leave room for the columns). By default a new figure is made,
-        sized to its rows and columns.
+        Draw into this Axes' box: the columns at its sides, the plot panel between them
+        (the figure grows wider when the box cannot hold both; nothing is cut). By
+        default a new figure is made, sized to its rows and columns.
     transform : optional
         The earlier name of `transf`.
 
@@ -1021,6 +1021,7 @@ def funnel(
     legend : bool
         Draw the legend (beside the axes).
     ax : matplotlib Axes, optional
+        Draw into this Axes instead of a new figure.
 
     Returns
     -------
