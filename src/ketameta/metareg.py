@@ -97,7 +97,7 @@ class WaldTest(RecordResult):
         return f"{head}\n{stat}, p-val {format_p_with_sign(self.pvalue)}"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class PredictResult(TableResult):
     """Predicted effects for given moderator values (see :meth:`MetaRegResult.predict`).
 
@@ -123,6 +123,12 @@ class PredictResult(TableResult):
         """All fields as plain Python values."""
         d = plain({f.name: getattr(self, f.name) for f in attrs.fields(type(self))})
         return d  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{v:.4g}" for v in self.pred[:3])
+        more = ", ..." if len(self.pred) > 3 else ""
+        transf = "" if self.transf is None else f", transf={self.transf!r}"
+        return f"PredictResult(n={len(self.pred)}, pred=[{shown}{more}]{transf})"
 
     def to_frame(self) -> Any:
         """One row per prediction (requires pandas)."""

@@ -173,7 +173,7 @@ def given_labels(yi: Any, labels: Any) -> bool:
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class Tau2Interval:
     """Q-profile confidence intervals for τ², τ, I² (%) and H² (metafor's ``confint()``).
 
@@ -195,6 +195,13 @@ class Tau2Interval:
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (JSON-serialisable)."""
         return plain(attrs.asdict(self))  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        def f(name: str) -> str:
+            est, lo, hi = getattr(self, name)
+            return f"{name}={est:.4g} [{lo:.4g}, {hi:.4g}]"
+
+        return f"Tau2Interval({f('tau2')}, {f('i2')}, level={self.level:g})"
 
     def __str__(self) -> str:
         rows = [f"{'':8s}{'estimate':>10s}{'ci.lb':>10s}{'ci.ub':>10s}"]
