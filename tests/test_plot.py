@@ -562,6 +562,25 @@ def test_funnel_y_axes(bcg, yaxis, f, inverted) -> None:  # type: ignore[no-unty
     plt.close(fig)
 
 
+def test_funnel_weights_axis(bcg) -> None:  # type: ignore[no-untyped-def]
+    # metafor's funnel(res, yaxis = "wi"): the weights in percent (weights(res)), the
+    # filled studies of a trim and fill with their weights in the filled model
+    es, _, _ = bcg
+    fig = funnel(ketameta.pool(es), yaxis="wi")
+    (points,) = marks(fig, "studies")
+    np.testing.assert_allclose(points.get_offsets()[:, 1], BCG_REML["weights"], rtol=1e-8)
+    assert fig.axes[0].get_ylabel() == "Weight (in %)"
+    assert not fig.axes[0].yaxis_inverted()
+    assert not marks(fig, "region")
+    plt.close(fig)
+    tf = ketameta.trim_and_fill(es)
+    fig = funnel(tf, yaxis="wi")
+    (filled,) = marks(fig, "filled")
+    assert filled.get_offsets()[0, 1] == pytest.approx(tf.pooled.weights[-1], rel=1e-12)
+    assert filled.get_offsets()[0, 0] == pytest.approx(tf.filled_yi[0], rel=1e-12)
+    plt.close(fig)
+
+
 def test_funnel_options_and_bad_input(bcg) -> None:  # type: ignore[no-untyped-def]
     es, _, _ = bcg
     fig = funnel(ketameta.pool(es), contours=None, legend=False, xlabel="log RR")

@@ -931,6 +931,7 @@ _FUNNEL_Y = {
     "sqrtni": ("Square root of the sample size", False),
     "sqrtninv": ("Inverse square root of the sample size", True),
     "lni": ("Log sample size", False),
+    "wi": ("Weight (in %)", False),
 }
 
 
@@ -1013,9 +1014,10 @@ def funnel(
         ``"sei"`` (standard error, default; inverted: the most precise studies on top),
         ``"vi"`` (variance), ``"seinv"`` (precision), ``"vinv"`` (inverse variance), or,
         when the effect sizes came from :func:`ketameta.escalc` with sample sizes,
-        ``"ni"``, ``"ninv"``, ``"sqrtni"``, ``"sqrtninv"``, ``"lni"`` (metafor's
+        ``"ni"``, ``"ninv"``, ``"sqrtni"``, ``"sqrtninv"``, ``"lni"``; or ``"wi"``, the
+        weights (%) in the model (with the filled studies of a trim and fill) (metafor's
         choices; the pseudo-confidence region and the contours need a standard-error
-        axis, so they are not drawn for the sample-size axes).
+        axis, so they are not drawn for the sample-size and weight axes).
     xlabel, ylabel : str, optional
         Axis titles (default: the measure, e.g. "Log risk ratio", and the y axis's name).
     legend : bool
@@ -1047,7 +1049,7 @@ def funnel(
     """
     if isinstance(result, TrimFillResult):
         pooled = result.pooled
-        k_obs = pooled.k - result.k0
+        k_obs = pooled.k - result.k0  # (the observed studies first, then the filled)
         y_obs, v_obs = pooled.yi[:k_obs], pooled.vi[:k_obs]
         y_fill, v_fill = result.filled_yi, result.filled_vi
         measure = result.measure
@@ -1058,6 +1060,7 @@ def funnel(
         y_fill = v_fill = np.array([])
         measure = result.measure
         n_obs = _sample_sizes(result)
+        k_obs = pooled.k
     else:
         msg = f"cannot draw a funnel plot of {type(result).__name__}"
         raise TypeError(msg)
@@ -1065,7 +1068,7 @@ def funnel(
         msg = f"unknown `yaxis` {yaxis!r}; use one of {list(_FUNNEL_Y)}"
         raise ValueError(msg)
     by_n = yaxis not in ("sei", "vi", "seinv", "vinv")
-    if by_n and n_obs is None:
+    if by_n and yaxis != "wi" and n_obs is None:
         msg = (
             f"yaxis={yaxis!r} needs the studies' sample sizes: pool the EffectSizes of "
             "escalc (with ni, n1i/n2i or the cells of 2x2 tables)"
@@ -1141,6 +1144,12 @@ def funnel(
         y_obs_plot = _funnel_y(yaxis, v_obs, None)
         y_fill_plot = _funnel_y(yaxis, v_fill, None)
         ax.set_ylim(float(yy.min()), float(yy.max()))
+    elif yaxis == "wi":  # the weights (%) in the model (with the filled studies)
+        weights = np.asarray(pooled.weights, dtype=float)
+        y_obs_plot, y_fill_plot = weights[:k_obs], weights[k_obs:]
+        pad = 0.1 * float(np.ptp(all_y) or 1.0)
+        ax.set_xlim(float(all_y.min()) - pad, float(all_y.max()) + pad)
+        ax.margins(y=0.08)
     else:
         y_obs_plot = _funnel_y(yaxis, v_obs, n_obs)
         y_fill_plot = np.array([])
