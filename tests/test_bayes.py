@@ -444,14 +444,17 @@ def test_effect_sizes_input_and_omitted_studies() -> None:
         "RR", data=ketameta.datasets.bcg(), ai="tpos", bi="tneg", ci="cpos", di="cneg"
     )
     a = ketameta.bayes_pool(es, tau_prior=priors.HalfNormal(0.5))
-    b = ketameta.bayes_pool(es.yi, es.vi, tau_prior=priors.HalfNormal(0.5))
+    b = ketameta.bayes_pool(es.yi, es.vi, tau_prior=priors.HalfNormal(0.5), measure="RR")
     assert a == b
+    assert a.measure == "RR"
+    assert a.study_labels[0] == "Study 1"
     y = np.append(es.yi, np.nan)
     v = np.append(es.vi, 0.1)
     with pytest.warns(ketameta.OmittedStudiesWarning):
         c = ketameta.bayes_pool(y, v, tau_prior=priors.HalfNormal(0.5))
     assert c.omitted == (13,)
     assert c.mu_median == a.mu_median
+    assert c.summary().endswith("Omitted studies (missing yi or vi): Study 14")
 
 
 def test_validation_messages() -> None:

@@ -80,7 +80,7 @@ def test_pool_by_prints_the_subgroup_analysis(
     argv = ["pool", str(bcg_csv), "--measure", "RR", "--by", "alloc", "--forest", str(png)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Subgroup analysis by alloc (k = 6; 2 subgroups)")
+    assert out.startswith("Subgroup analysis by alloc (k = 6; 2 subgroups; log risk ratio)")
     assert "Test for subgroup differences (separate tau^2): Q(df = 1) = " in out
     assert png.read_bytes().startswith(b"\x89PNG")
     assert main([*argv[:-2], "--tau2", "common", "--test", "knha"]) == 0
@@ -361,6 +361,20 @@ def test_forest_of_a_ratio_measure_shows_ratios_on_a_log_axis(
         texts = [t.get_text() for t in fig.findobj(Text)]
         assert any(t.startswith(f"{math.exp(_expected().estimate):.2f}") for t in texts)
     plt.close(fig)
+
+
+def test_pool_prints_the_back_transformed_ratio(
+    bcg_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the pooled risk ratio, its CI and PI, not only the log risk ratio (issue #16)
+    assert main(["pool", str(bcg_csv), "--measure", "RR"]) == 0
+    out = capsys.readouterr().out
+    res = _expected()
+    assert "Model Results (log risk ratio):" in out
+    table = out.split("Risk ratio (back-transformed: exp):")[1].split()
+    assert table[:5] == ["estimate", "ci.lb", "ci.ub", "pi.lb", "pi.ub"]
+    expected = [res.estimate, res.ci_lower, res.ci_upper, res.pred_lower, res.pred_upper]
+    assert table[5:10] == [f"{math.exp(x):.4f}" for x in expected]
 
 
 def test_labels_longer_than_the_csv_field_limit(

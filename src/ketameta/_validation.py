@@ -7,6 +7,7 @@ offending study (0-based, as in NumPy), and say what was expected and what came 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 from collections.abc import Collection, Mapping
 from decimal import Decimal
@@ -548,3 +549,65 @@ def check_batch_rows(y: FloatArray, v: FloatArray, name_v: str, row_offset: int 
     if name_v == "SE":
         np.multiply(v, v, out=v)
     return complete
+
+
+@functools.lru_cache(maxsize=64)
+def default_labels(n: int) -> tuple[str, ...]:
+    """The labels of studies given without any: "Study 1", "Study 2", ... (1-based, for
+    people; error messages keep 0-based indices)."""
+    return tuple(f"Study {i + 1}" for i in range(n))
+
+
+def _label_text(value: object, i: int) -> str:
+    """One study label as text: numbers as printed (1948, not 1948.0); a missing label
+    is the default "Study i"."""
+    if value is None or _is_pandas_na(value):
+        return f"Study {i + 1}"
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        if math.isnan(f):
+            return f"Study {i + 1}"
+        return str(int(f)) if f.is_integer() and abs(f) < 2.0**53 else repr(f)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def study_labels(
+    labels: Any, n: int, data: Mapping[str, Any] | None = None, name: str = "labels"
+) -> tuple[str, ...]:
+    """One label per input study: from `labels` (a sequence, or a column name of `data`),
+    or the defaults "Study 1", .... A wrong length is a ``ValueError`` naming both counts."""
+    if labels is None:
+        return default_labels(n)
+    if isinstance(labels, str):
+        if data is None:
+            msg = (
+                f"`{name}` must hold one label per study, got the string {labels!r} "
+                "(a column name needs `data=`)"
+            )
+            raise TypeError(msg)
+        if labels not in data:
+            msg = f"`{name}`={labels!r} is not a column of `data`"
+            raise ValueError(msg)
+        labels = data[labels]
+    if type(labels) is tuple and all(type(s) is str for s in labels):
+        out: tuple[str, ...] = labels
+    else:
+        try:
+            values = list(labels)
+        except TypeError:
+            msg = f"`{name}` must be a sequence of labels, got {_short(labels)}"
+            raise TypeError(msg) from None
+        out = tuple(_label_text(v, i) for i, v in enumerate(values))
+    if len(out) != n:
+        msg = f"`{name}` has {len(out)} entries but there are {n} studies"
+        raise ValueError(msg)
+    return out
+
+
+def strings(x: Any) -> tuple[str, ...]:
+    """A tuple of str (an attrs converter; a tuple of str is kept as it is)."""
+    if type(x) is tuple and all(type(s) is str for s in x):
+        return x
+    return tuple(str(s) for s in x)

@@ -161,13 +161,15 @@ def _axis_name(measure: str | None) -> str | None:
 
 
 def _pool(args: argparse.Namespace, table: Table, what: str = "") -> PoolResult:
-    yi, vi, sei, _ = effect_sizes(args, table)
+    yi, vi, sei, labels = effect_sizes(args, table)
     table.note_unused()
+    # (the CSV's labels: the summary and the forest name the studies, omitted ones too)
+    options = {"method": args.method, "test": args.test, "level": args.level, "labels": labels}
 
     def fit() -> PoolResult:
         if isinstance(yi, EffectSizes):
-            return pool(yi, method=args.method, test=args.test, level=args.level)
-        return pool(yi, vi, sei=sei, method=args.method, test=args.test, level=args.level)
+            return pool(yi, **options)
+        return pool(yi, vi, sei=sei, **options)
 
     result: PoolResult = _run(table, fit, what)
     return result
@@ -226,10 +228,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
     if args.forest:
         from .plot import forest
 
-        _, _, _, labels = effect_sizes(args, table)
-        omitted = set(result.omitted)
-        kept = [lab for i, lab in enumerate(labels) if i not in omitted]
-        _save(forest(result, labels=kept, **_forest_scale(args.measure)), args.forest)
+        _save(forest(result, **_forest_scale(args.measure)), args.forest)
     return 0
 
 
@@ -251,6 +250,7 @@ def _pool_by(args: argparse.Namespace) -> int:
         "test": args.test,
         "level": args.level,
         "tau2": args.tau2 or "separate",
+        "labels": study_labels,
     }
 
     def fit() -> Any:
@@ -268,15 +268,13 @@ def _pool_by(args: argparse.Namespace) -> int:
     if args.forest:
         from .plot import forest
 
-        omitted = set(result.omitted)
-        kept = [lab for i, lab in enumerate(study_labels) if i not in omitted]
-        _save(forest(result, labels=kept, **_forest_scale(args.measure)), args.forest)
+        _save(forest(result, **_forest_scale(args.measure)), args.forest)
     return 0
 
 
 def cmd_egger(args: argparse.Namespace) -> int:
     table = _table(args)
-    yi, vi, sei, _ = effect_sizes(args, table)
+    yi, vi, sei, labels = effect_sizes(args, table)
     table.note_unused()
     res = _run(
         table,
@@ -284,6 +282,7 @@ def cmd_egger(args: argparse.Namespace) -> int:
             yi,
             vi,
             sei=sei,
+            labels=labels,
             model=args.model,
             predictor=args.predictor,
             method=args.method,

@@ -1118,7 +1118,7 @@ def rve(
         missing[list(mm.missing)] = True
     _, all_codes = group_codes(cluster, "cluster")
     check_length(all_codes.astype(np.float64), "cluster", n_input)
-    y, v, kept, omitted = prepare_studies(
+    y, v, kept, omitted, _, _ = prepare_studies(
         yi, vi, sei, nan_policy=nan_policy, stacklevel=3, also_missing=missing
     )
     names: tuple[str, ...]

@@ -631,8 +631,11 @@ def test_masked_studies_are_never_pooled(name: str, arg: str) -> None:
     dropped = {key: [x for i, x in enumerate(v) if i != J] for key, v in recipe.args.items()}
     without = _run(recipe, dropped)
     assert outcome[0] == "ok"
-    # (the fields that name studies by input index differ: the omitted study, renumbering)
-    assert _without(outcome[1], {"omitted", "study"}) == _without(without[1], {"omitted", "study"})
+    # (the fields that name studies by input index or label differ: the omitted study and
+    # why, the renumbering, the default labels "Study 1", ... of 8 or of 7 studies)
+    naming = {"omitted", "study", "omitted_reasons", "labels"}
+    assert _without(outcome[1], naming) == _without(without[1], naming)
+    # the omitted study named by its 0-based index (no label given: none repeated)
     omitted = ("OmittedStudiesWarning", f"studies [{J}] have missing yi or vi and were omitted")
     assert omitted in outcome[2]
 
