@@ -52,8 +52,16 @@ from .binary import (
     pool_peto,
     pool_peto_many,
 )
+from .dependence import vcalc
 from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
 from .metareg import MetaRegResult, PredictResult, WaldTest, metareg
+from .multilevel import (
+    ComponentIntervals,
+    LikelihoodRatioTest,
+    MVResult,
+    VarianceComponent,
+    pool_mv,
+)
 from .permutation import PermutationTestResult, permutation_test
 from .pooling import METHODS, TESTS, ModelFit, PoolResult, Tau2Interval, pool
 from .sensitivity import (
@@ -104,6 +112,7 @@ __all__ = [
     "BeggResult",
     "CollinearityWarning",
     "CommonTau2Fit",
+    "ComponentIntervals",
     "ConvergenceError",
     "CumulativeResult",
     "DegenerateDataWarning",
@@ -114,8 +123,10 @@ __all__ = [
     "InfluenceResult",
     "KetametaWarning",
     "LeaveOneOutResult",
+    "LikelihoodRatioTest",
     "LocalMaximumWarning",
     "MHResult",
+    "MVResult",
     "MetaRegResult",
     "ModelFit",
     "OmittedStudiesWarning",
@@ -128,6 +139,7 @@ __all__ = [
     "Tau2Interval",
     "TrimFillResult",
     "UndefinedEffectWarning",
+    "VarianceComponent",
     "WaldTest",
     "ZeroCellWarning",
     "__version__",
@@ -151,11 +163,13 @@ __all__ = [
     "pool_many",
     "pool_mh",
     "pool_mh_many",
+    "pool_mv",
     "pool_peto",
     "pool_peto_many",
     "priors",
     "subgroups",
     "trim_and_fill",
+    "vcalc",
 ]
 
 
