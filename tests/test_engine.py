@@ -196,3 +196,38 @@ def test_negative_information_with_an_unbounded_bracket_expands() -> None:
         1e-10,
     )
     assert step[0][0] == 2.6e5  # (expanded by the mean variance, as an overflowing step)
+
+
+def test_chi_square_tail_never_exceeds_one() -> None:
+    """Found by the meta-regression properties: the closed-form series of the χ² tail
+    summed to 1 + 2^-52 for small x (Q_E = 0.5 on 24 df gave a p-value above 1)."""
+    for df in range(1, 65):
+        x = np.array([0.0, 1e-10, 0.01, 0.5, 1.0, 2.0])
+        assert np.all(inference.chi2_sf(float(df), x) <= 1.0)
+        assert all(inference.chi2_sf(float(df), float(t)) <= 1.0 for t in x)
+    assert inference.chi2_sf(24.0, 0.5) == 1.0
+    assert math.isnan(inference.chi2_sf(24.0, np.array([math.nan]))[0])
+
+
+def test_shared_design_batch_with_as_many_analyses_as_studies() -> None:
+    """Found by the meta-regression properties: a batch of m = k analyses with a shared
+    (k, p) design crashed in the root finder (ValueError from matmul), because
+    Design.subset took the rows of the shared basis and products, whose first axis has
+    length k = m, as if they were analyses."""
+    from ketameta._engine.rows import fit_rows
+
+    y = np.array([0.0, 0.0, 0.002, 0.0])
+    v = np.array([1e-6, 1e-6, 1e-6, 1e-5])
+    x = np.column_stack([np.ones(4), [0.0, 1e-6, 0.0, 0.0]])
+    big_y, big_v = np.tile(y, (4, 1)), np.tile(v, (4, 1))
+    big_v[1, 0] = np.nan  # (a ragged row: the rows converge at different iterations)
+    big_y[2] = [0.1, -0.2, 0.4, 0.3]
+    control = dict(ketameta._engine.DEFAULT_CONTROL)
+    out = fit_rows(
+        big_y, big_v, x, intercept=True, method="REML", test="z", level=0.95, control=control
+    )
+    for i in range(4):
+        present = ~np.isnan(big_v[i])
+        one = ketameta.metareg(big_y[i, present], big_v[i, present], mods=x[present, 1])
+        np.testing.assert_allclose(out["coef"][i], one.coef, rtol=1e-9, atol=1e-12)
+        assert out["tau2"][i] == pytest.approx(one.tau2, rel=1e-8, abs=1e-15)

@@ -78,7 +78,7 @@ def _chi2_sf_series(df: int, x: Num) -> Num:
         for j in range(1, n):
             term *= h * (1.0 / j)
             total += term
-        return exp_minus_h * total
+        return _at_most_one(exp_minus_h * total)
     root_h = math.sqrt(h) if one else np.sqrt(h)
     tail = math.erfc(root_h) if one else special.erfc(root_h)
     if n == 0:
@@ -91,7 +91,15 @@ def _chi2_sf_series(df: int, x: Num) -> Num:
         total += term
     total *= math.sqrt(2.0 / math.pi) * exp_minus_h
     total += tail
-    return total if one else np.asarray(total, dtype=np.float64)
+    return _at_most_one(total if one else np.asarray(total, dtype=np.float64))
+
+
+def _at_most_one(p: Num) -> Num:
+    """A probability whose rounding went past 1 (the series sum ``e^{-h} Σ h^j/j!`` to
+    ``1 + 2^-52`` for small x, e.g. df = 24, x = 0.5), capped at 1 (NaN stays NaN)."""
+    if type(p) is float:
+        return 1.0 if p > 1.0 else p
+    return np.minimum(p, 1.0)
 
 
 def two_sided_normal_p(z: Num) -> Num:
