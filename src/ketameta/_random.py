@@ -20,8 +20,9 @@ As in metafor, ``~ 1 | a/b/c`` gives one variance component per level of nesting
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -61,6 +62,17 @@ class RandomTerm:
 
 def parse_random(random: Any, struct: Any) -> list[RandomTerm]:
     """The terms of `random` (a formula string, a sequence of them, or None)."""
+    if isinstance(random, str) and isinstance(struct, str):
+        return list(_parse_cached(random, struct))
+    return _parse(random, struct)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_cached(random: str, struct: str) -> tuple[RandomTerm, ...]:
+    return tuple(_parse(random, struct))
+
+
+def _parse(random: Any, struct: Any) -> list[RandomTerm]:
     if random is None:
         return []
     formulas = [random] if isinstance(random, str) else random
@@ -183,9 +195,7 @@ def build(terms: Sequence[RandomTerm], coded: Mapping[str, Coded]) -> list[Compo
     out = []
     for term in terms:
         if term.kind == "intercept":
-            stack = np.stack([coded[v].codes for v in term.variables], axis=1)
-            _, inverse = np.unique(stack, axis=0, return_inverse=True)
-            g = np.asarray(inverse, dtype=np.intp).reshape(-1)
+            g = _combined(coded[v] for v in term.variables)
             n = int(g.max()) + 1 if g.size else 0
             out.append(
                 Component(
@@ -234,6 +244,21 @@ def build(terms: Sequence[RandomTerm], coded: Mapping[str, Coded]) -> list[Compo
             )
         )
     return out
+
+
+def _combined(variables: Iterable[Coded]) -> IntArray:
+    """The codes of the combinations of the levels of `variables` (``a/b``: the pairs
+    ``(a, b)`` that occur), numbered in lexicographic order of the codes."""
+    g: IntArray | None = None
+    for var in variables:
+        if g is None:
+            g = var.codes
+            continue
+        joint = g * max(1, len(var.levels)) + var.codes
+        _, inverse = np.unique(joint, return_inverse=True)
+        g = np.asarray(inverse, dtype=np.intp).reshape(-1)
+    assert g is not None
+    return np.asarray(g, dtype=np.intp)
 
 
 def _pair_counts(o: IntArray, q: IntArray, n_inner: int) -> dict[tuple[int, int], int]:

@@ -49,7 +49,7 @@ from scipy import special
 from ._engine import mv
 from ._engine.inference import chi2_sf, test_critical_value
 from ._engine.model import default_btt, moderator_test
-from ._modelmatrix import ModelMatrix, check_coefficients, model_matrix
+from ._modelmatrix import ModelMatrix, _is_sequence_of_str, check_coefficients, model_matrix
 from ._random import (
     Coded,
     Component,
@@ -1088,7 +1088,7 @@ def _fixed_values(name: str, value: Any, n: int, what: str) -> list[float | None
     """A `sigma2=` / `tau2=` / ... argument: one value per component (None: estimated)."""
     if value is None:
         return [None] * n
-    items = [value] if isinstance(value, int | float | np.floating | np.integer) else list(value)
+    items = [value] if np.ndim(value) == 0 and not isinstance(value, str) else list(value)
     if len(items) != n:
         msg = (
             f"`{name}` must give {n} value(s) ({what}; None or NaN = estimated), got {len(items)}"
@@ -1289,7 +1289,9 @@ def pool_mv(
         mm = model_matrix(np.ones((n_input, 1)), intercept=False, k=n_input)
         mm = attrs.evolve(mm, names=("intrcpt",), intercept=True)
     else:
-        mm = model_matrix(mods, data=data, intercept=intercept, k=n_input)
+        # (`data` also holds the grouping columns: pass it on only for names/formulas)
+        by_name = isinstance(mods, str) or _is_sequence_of_str(mods)
+        mm = model_matrix(mods, data=data if by_name else None, intercept=intercept, k=n_input)
         missing[list(mm.missing)] = True
     y, v, kept, omitted = prepare_studies(
         y_all,
@@ -1548,7 +1550,7 @@ def _start(
     inits: dict[str, list[float | None]] = {}
     for kind in _KIND_SYMBOL:
         given = control[f"{kind}_init"]
-        if given is not None and isinstance(given, int | float | np.floating | np.integer):
+        if given is not None and np.ndim(given) == 0 and not isinstance(given, str):
             given = [given] * counts[kind]
         inits[kind] = _fixed_values(
             f"control['{kind}_init']", given, counts[kind], f"{counts[kind]} {kind} component(s)"

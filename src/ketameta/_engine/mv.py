@@ -81,8 +81,6 @@ from typing import Any
 import attrs
 import numpy as np
 import numpy.typing as npt
-from scipy.sparse import coo_array
-from scipy.sparse.csgraph import connected_components
 
 from .._typing import FloatArray
 
@@ -317,26 +315,36 @@ class Layout:
 
 def blocks_of(k: int, groups: Sequence[IntArray], v_pairs: tuple[IntArray, IntArray]) -> IntArray:
     """Connected components of the studies linked by a shared group code or a non-zero
-    off-diagonal entry ``(i, j)`` of ``V``: the blocks of ``M``."""
-    rows: list[IntArray] = [v_pairs[0]]
-    cols: list[IntArray] = [v_pairs[1]]
-    for g in groups:
-        ok = g >= 0
-        idx = np.flatnonzero(ok)
-        if idx.size == 0:
-            continue
-        # link each study with the first study of its group
-        order = idx[np.argsort(g[idx], kind="stable")]
-        gs = g[order]
-        first = np.r_[True, gs[1:] != gs[:-1]]
-        head = order[first][np.cumsum(first) - 1]
-        rows.append(order)
-        cols.append(head)
-    r = np.concatenate(rows)
-    c = np.concatenate(cols)
-    graph = coo_array((np.ones(r.size), (r, c)), shape=(k, k))
-    _, labels = connected_components(graph, directed=False)
-    return np.asarray(labels, dtype=np.intp)
+    off-diagonal entry ``(i, j)`` of ``V``: the blocks of ``M``, numbered ``0, 1, ...`` in
+    the order of their first study.
+
+    Label propagation: every study starts with its own index as label; each pass gives every
+    group (and every pair of ``V``) the smallest label of its members, until no label
+    changes (a few passes: one per link of the longest chain of groups; nested groups need
+    two).
+    """
+    labels = np.arange(k, dtype=np.intp)
+    links = [g for g in groups if g.size and np.any(g >= 0)]
+    r, c = v_pairs
+    while True:
+        before = labels
+        for g in links:
+            ok = g >= 0
+            n_g = int(g.max()) + 1
+            low = np.full(n_g, k, dtype=np.intp)
+            np.minimum.at(low, g[ok], labels[ok])
+            labels = np.where(ok, low[np.where(ok, g, 0)], labels)
+        if r.size:
+            pair = np.minimum(labels[r], labels[c])
+            labels = labels.copy()
+            np.minimum.at(labels, r, pair)
+            np.minimum.at(labels, c, pair)
+        # pointer jumping: a label points at a study whose own label may be lower
+        labels = labels[labels]
+        if np.array_equal(labels, before):
+            break
+    _, out = np.unique(labels, return_inverse=True)
+    return np.asarray(out, dtype=np.intp).reshape(-1)
 
 
 def make_layout(
