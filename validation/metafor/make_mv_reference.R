@@ -112,7 +112,10 @@ polish <- function(args, r, ctl) {
     }
     g <- grad(f, theta[inner], method = "Richardson")
     h <- hessian(f, theta[inner])
-    step <- -solve(h, g)
+    # a singular or not negative definite Hessian (a flat direction): stop polishing
+    step <- tryCatch(-solve(h, g), error = function(e) NULL)
+    if (is.null(step) || any(!is.finite(step)) ||
+        any(eigen(h, symmetric = TRUE, only.values = TRUE)$values >= 0)) break
     theta[inner] <- theta[inner] + step
     steps <- steps + 1
     if (max(abs(step) / pmax(abs(theta[inner]), 1e-12)) < 1e-11) break

@@ -447,7 +447,7 @@ def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evalua
     xtwy = np.zeros(p)
     per: list[tuple[Bucket, FloatArray, FloatArray]] = []
     for bk in layout.buckets:
-        m = bk.v + np.tensordot(f, bk.bases, axes=1) if f.size else bk.v
+        m = bk.v + (f @ bk.bases.reshape(f.size, -1)).reshape(bk.v.shape) if f.size else bk.v
         try:
             chol = np.linalg.cholesky(m)
         except np.linalg.LinAlgError:
@@ -456,8 +456,9 @@ def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evalua
         w_raw = np.linalg.inv(m)
         w = np.asarray(0.5 * (w_raw + np.swapaxes(w_raw, 1, 2)), dtype=np.float64)
         u = w @ bk.x
-        xtwx += np.einsum("bnp,bnq->pq", bk.x, u)
-        xtwy += np.einsum("bnp,bn->p", u, bk.y)
+        u_flat = u.reshape(-1, p)
+        xtwx += bk.x.reshape(-1, p).T @ u_flat
+        xtwy += bk.y.reshape(-1) @ u_flat
         per.append((bk, w, u))
     xtwx = 0.5 * (xtwx + xtwx.T)
     try:
@@ -472,8 +473,8 @@ def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evalua
     es: list[FloatArray] = []
     for bk, w, _ in per:
         r = bk.y - bk.x @ beta
-        e = np.einsum("bnm,bm->bn", w, r)
-        rss += float(np.sum(r * e))
+        e = (w @ r[:, :, None])[:, :, 0]
+        rss += float(r.reshape(-1) @ e.reshape(-1))
         es.append(e)
     if reml:
         ll = -0.5 * ((k - p) * _LOG_2PI + logdet + logdet_x + rss)
