@@ -318,7 +318,8 @@ class MVResult:
         the fit with ``V`` alone, on ``k - p`` degrees of freedom.
     btt, qm, qm_df, qm_pvalue
         The omnibus test of the coefficients `btt` (0-based): ``QM`` ~ χ²(m), or
-        ``QM/m`` ~ F(m, k - p) for ``test="t"``.
+        ``QM/m`` ~ F(m, k - p) for ``test="t"`` (an intercept-only model: no test, ``btt``
+        empty, ``qm`` NaN).
     loglik : float
         The (restricted) log-likelihood at the estimates.
     i2, i2_levels : float, ndarray
@@ -1420,7 +1421,12 @@ def _fit(
     q_df = k - p
     q_pvalue = float(chi2_sf(float(q_df), max(q, 0.0))) if q_df > 0 else math.nan
     btt_used = btt if btt is not None else default_btt(p, mm.intercept)
-    qm_out = moderator_test(list(beta), vcov.tolist(), btt_used, df, test)
+    if btt is None and p == 1 and mm.intercept:
+        btt_used = []  # an intercept-only model: no omnibus test of moderators
+    if btt_used:
+        qm_out = moderator_test(list(beta), vcov.tolist(), btt_used, df, test)
+    else:
+        qm_out = {"qm": math.nan, "qm_pvalue": math.nan}
     components = _components(comps, params, param_comp, theta, free)
     i2, i2_levels, vt = _multilevel_i2(components, comps, layout, k, p)
     cluster = _outer_cluster(terms, coded, k)

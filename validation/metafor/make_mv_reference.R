@@ -18,6 +18,10 @@
 # likelihood); tests compare ketameta with it, and check that ketameta's log-likelihood is at
 # least the best metafor optimiser's.
 #
+# The confint entries here come from the tight-control fits, whose profile refits often fail in
+# metafor (NA bounds); the tests read tests/reference/metafor_mv_confint.json instead
+# (make_mv_confint_reference.R: default optimiser settings, root finder at 1e-10).
+#
 # The multilevel I^2 (Viechtbauer, "I^2 for multilevel and multivariate models",
 # metafor-project.org; Cheung 2014) is computed here from the polished fit:
 #   P = W - W X (X'WX)^-1 X'W with W = V^-1; I^2_l = 100 sigma2_l / (sum(sigma2) + (k-p)/tr(P)).
