@@ -552,7 +552,15 @@ class Model:
         hi = np.array([1.0 if kd == COR else np.inf for kd in kinds])
         return lo, hi
 
+    @property
+    def linear(self) -> bool:
+        """Whether the basis coefficients are the parameters themselves (random intercepts,
+        ``ID``, ``DIAG``): ``f = θ``, ``∂f/∂θ = I``, no curvature."""
+        return all(s.kind in ("sigma2", "ID", "DIAG") for s in self.structures)
+
     def coefficients(self, theta: FloatArray) -> FloatArray:
+        if self.linear:
+            return np.array(theta, dtype=np.float64)
         parts = []
         i = 0
         for s in self.structures:
@@ -567,6 +575,13 @@ class Model:
             return None
         if order == 0 or not self.structures:
             return _Point(theta=theta, ev=ev)
+        if self.linear:  # (the chain rule below with the identity)
+            if order < 2:
+                return _Point(theta=theta, ev=ev, grad=ev.score)
+            assert ev.observed is not None
+            return _Point(
+                theta=theta, ev=ev, grad=ev.score, hess=-ev.observed, fisher=ev.expected
+            )
         n = self.n_params
         grad = np.zeros(n)
         hess = np.zeros((n, n))
