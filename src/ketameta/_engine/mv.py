@@ -579,9 +579,7 @@ class Model:
             if order < 2:
                 return _Point(theta=theta, ev=ev, grad=ev.score)
             assert ev.observed is not None
-            return _Point(
-                theta=theta, ev=ev, grad=ev.score, hess=-ev.observed, fisher=ev.expected
-            )
+            return _Point(theta=theta, ev=ev, grad=ev.score, hess=-ev.observed, fisher=ev.expected)
         n = self.n_params
         grad = np.zeros(n)
         hess = np.zeros((n, n))
