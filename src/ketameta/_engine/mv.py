@@ -450,10 +450,10 @@ def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evalua
         m = bk.v + (f @ bk.bases.reshape(f.size, -1)).reshape(bk.v.shape) if f.size else bk.v
         try:
             chol = np.linalg.cholesky(m)
-        except np.linalg.LinAlgError:
+            w_raw = np.linalg.inv(m)
+        except np.linalg.LinAlgError:  # (not positive definite, or singular to rounding)
             return None
         logdet += 2.0 * float(np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2))))
-        w_raw = np.linalg.inv(m)
         w = np.asarray(0.5 * (w_raw + np.swapaxes(w_raw, 1, 2)), dtype=np.float64)
         u = w @ bk.x
         u_flat = u.reshape(-1, p)
@@ -491,23 +491,26 @@ def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evalua
     tr_ar = np.zeros((n_c, n_c))
     ehe = np.zeros((n_c, n_c))
     for (bk, w, u), e in zip(per, es, strict=True):
+        # (sums over blocks and rows as matrix products of the flattened stacks)
         b = bk.bases
         wb = w[None] @ b  # (C, nb, n, n)
         tr_wb += np.einsum("cbii->c", wb)
-        h = np.einsum("cbnm,bm->cbn", b, e)
-        ebe += np.einsum("cbn,bn->c", h, e)
+        h = (b @ e[None, :, :, None])[..., 0]  # (C, nb, n): B_c e
+        h_flat = h.reshape(n_c, -1)
+        u_flat = u.reshape(-1, p)
+        ebe += h_flat @ e.reshape(-1)
         t = b @ u[None]  # (C, nb, n, p)
-        q += np.einsum("bnp,cbnq->cpq", u, t)
-        z += np.einsum("bnp,cbn->cp", u, h)
+        q += u_flat.T @ t.reshape(n_c, -1, p)
+        z += h_flat @ u_flat
         if order >= 2:
             flat = wb.reshape(n_c, -1)
             flat_t = np.swapaxes(wb, 2, 3).reshape(n_c, -1)
             tr_wbwb += flat @ flat_t.T
-            wt = w[None] @ t
             if reml:
-                tr_ar += np.einsum("cbnp,dbnq,qp->cd", t, wt, a)
-            wh = np.einsum("bnm,cbm->cbn", w, h)
-            ehe += np.einsum("cbn,dbn->cd", h, wh)
+                wt = w[None] @ t
+                tr_ar += (t @ a).reshape(n_c, -1) @ wt.reshape(n_c, -1).T
+            wh = (w[None] @ h[..., None])[..., 0]
+            ehe += h_flat @ wh.reshape(n_c, -1).T
     tr_pb = tr_wb - np.einsum("pq,cqp->c", a, q) if reml else tr_wb
     score = -0.5 * tr_pb + 0.5 * ebe
     if order < 2:
@@ -680,6 +683,16 @@ def maximise(
             )
         decrement = float(gm @ direction)
         tol = threshold * max(1.0, abs(point.ev.ll))
+        if newton and decrement <= tol:
+            # the last Newton step: its gain (about half the decrement) can be below the
+            # rounding of the log-likelihood, so no line search; accepted unless the
+            # log-likelihood falls by more than rounding
+            trial = theta.copy()
+            trial[move] = theta[move] + direction
+            last = model.evaluate(np.clip(trial, lo, hi), 2)
+            noise = 1e-12 * max(1.0, abs(point.ev.ll))
+            if last is not None and last.ev.ll >= point.ev.ll - noise:
+                return Fit(theta=last.theta, ev=last.ev, converged=True, iterations=it)
         new = _line_search(model, point, move, direction, lo, hi)
         if new is None and newton:
             newton = False
@@ -772,20 +785,55 @@ def maximise_with_restarts(
     maxiter: int = 200,
     threshold: float = 1e-10,
 ) -> Fit:
-    """:func:`maximise`, then again from the start of every standard deviation it left at
-    0: with ``HCS``/``UN`` a standard deviation held at 0 can be a local maximum where the
-    correlation terms decrease the likelihood to first order (``∂ll/∂τ_j = ρτ_l s``), while
-    a larger τ_j is better; the higher of the maxima found is kept."""
+    """:func:`maximise`, and again from other starts where the likelihood may have another,
+    higher maximum; the highest maximum found is kept. The other starts:
+
+    * every free variance at 0 (the other parameters as found), when the log-likelihood
+      there is higher than at the maximum found: the likelihood of a variance component can
+      have an interior local maximum below its value on the boundary;
+    * the start of every standard deviation left at 0: with ``HCS``/``UN`` a standard
+      deviation held at 0 can be a local maximum where the correlation terms decrease the
+      likelihood to first order (``∂ll/∂τ_j = ρτ_l s``), while a larger τ_j is better;
+    * with a variance left at 0 and a free correlation (``CS``, ``HCS``, ``AR``, ``UN``),
+      the start with the correlations at 1, 0 and -1 (the variances halved until ``M`` is
+      positive definite): on a variance of 0 the correlation has no gradient, and whether a
+      positive variance is better depends on it (for ``CS`` the derivative in τ² at τ² = 0
+      is linear in ρ, so largest at ρ = ±1; ρ = 0 is the three-level model's σ²₁ = 0).
+    """
     fit = maximise(model, start, free, maxiter=maxiter, threshold=threshold)
     kinds = np.array(model.param_kinds())
     if not fit.converged or kinds.size == 0:
         return fit
+    variance = free & (kinds != COR)
+    starts: list[FloatArray] = []
+    if variance.any() and np.any(fit.theta[variance] > 0.0):
+        zero = fit.theta.copy()
+        zero[variance] = 0.0
+        at_zero = model.evaluate(zero, 0)
+        noise = 1e-12 * max(1.0, abs(fit.ev.ll))
+        if at_zero is not None and at_zero.ev.ll > fit.ev.ll + noise:
+            starts.append(zero)
     stuck = free & (kinds == SD) & (fit.theta <= 0.0) & (start > 0.0)
-    if not stuck.any():
-        return fit
-    again = fit.theta.copy()
-    again[stuck] = start[stuck]
-    other = maximise(model, again, free, maxiter=maxiter, threshold=threshold)
-    if other.converged and other.ev.ll > fit.ev.ll:
-        return attrs.evolve(other, iterations=fit.iterations + other.iterations)
-    return attrs.evolve(fit, iterations=fit.iterations + other.iterations)
+    if stuck.any():
+        again = fit.theta.copy()
+        again[stuck] = start[stuck]
+        starts.append(again)
+    correlation = free & (kinds == COR)
+    if correlation.any() and np.any(fit.theta[variance] <= 0.0):
+        for rho in (1.0, 0.0, -1.0):
+            again = start.copy()
+            again[correlation] = rho
+            for _ in range(30):  # (smaller variances until M is positive definite)
+                if model.evaluate(again, 0) is not None:
+                    starts.append(again)
+                    break
+                again = again.copy()
+                again[variance] *= 0.5
+    best = fit
+    iterations = fit.iterations
+    for origin in starts:
+        other = maximise(model, origin, free, maxiter=maxiter, threshold=threshold)
+        iterations += other.iterations
+        if other.converged and other.ev.ll > best.ev.ll:
+            best = other
+    return attrs.evolve(best, iterations=iterations)
