@@ -55,7 +55,6 @@ NOT_CHECKED = {
     "henmi_copas2010_lee2004": f"{_NOT_IN_KETAMETA} (Henmi-Copas)",
     "stijnen2010_nielweise2007_logit_proportions_and_OR": _NOT_YET,
     "handbook2009_table13_4_binary_to_r_d_conversions": _NOT_YET,
-    "gleser_olkin2009_multiple_treatment_effect_sizes": f"{_NOT_IN_KETAMETA} (multivariate GLS)",
     "gibson2002_SMD_RR_PBIT": _NOT_YET,
     "molloy2014_fisher_z_REML": _NOT_YET,
     "pritz1997_proportions": _NOT_YET,

@@ -66,6 +66,19 @@ def _results() -> dict[str, Any]:
             [yk, yk[::-1]], [vk, vk[::-1]], mods=np.arange(len(yk), dtype=float)
         )
         out["pool with NaN fields"] = ketameta.pool([0.1], [0.1])
+        mv = out["ketameta.pool_mv"]
+        out["MVResult.confint"] = mv.confint()
+        out["MVResult.components[0]"] = mv.components[0]
+        args = RECIPES["ketameta.pool_mv"].args
+        two_level = ketameta.pool_mv(
+            args["yi"], args["V"], random="~ 1 | cl", data={"cl": args["cl"]}
+        )
+        out["MVResult.anova"] = ketameta.pool_mv(
+            args["yi"],
+            args["V"],
+            random="~ 1 | cl/es",
+            data={"cl": args["cl"], "es": args["es"]},
+        ).anova(two_level)
     return out
 
 

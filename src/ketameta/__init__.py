@@ -53,8 +53,16 @@ from .binary import (
     pool_peto_many,
 )
 from .cluster_robust import RobustModel, RobustResult, RobustWaldTest, RVEResult, robust, rve
+from .dependence import vcalc
 from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
 from .metareg import MetaRegResult, PredictResult, WaldTest, metareg
+from .multilevel import (
+    ComponentIntervals,
+    LikelihoodRatioTest,
+    MVResult,
+    VarianceComponent,
+    pool_mv,
+)
 from .permutation import PermutationTestResult, permutation_test
 from .pooling import METHODS, TESTS, ModelFit, PoolResult, Tau2Interval, pool
 from .sensitivity import (
@@ -105,6 +113,7 @@ __all__ = [
     "BeggResult",
     "CollinearityWarning",
     "CommonTau2Fit",
+    "ComponentIntervals",
     "ConvergenceError",
     "CumulativeResult",
     "DegenerateDataWarning",
@@ -115,8 +124,10 @@ __all__ = [
     "InfluenceResult",
     "KetametaWarning",
     "LeaveOneOutResult",
+    "LikelihoodRatioTest",
     "LocalMaximumWarning",
     "MHResult",
+    "MVResult",
     "MetaRegResult",
     "ModelFit",
     "OmittedStudiesWarning",
@@ -133,6 +144,7 @@ __all__ = [
     "Tau2Interval",
     "TrimFillResult",
     "UndefinedEffectWarning",
+    "VarianceComponent",
     "WaldTest",
     "ZeroCellWarning",
     "__version__",
@@ -156,6 +168,7 @@ __all__ = [
     "pool_many",
     "pool_mh",
     "pool_mh_many",
+    "pool_mv",
     "pool_peto",
     "pool_peto_many",
     "priors",
@@ -163,6 +176,7 @@ __all__ = [
     "rve",
     "subgroups",
     "trim_and_fill",
+    "vcalc",
 ]
 
 

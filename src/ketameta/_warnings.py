@@ -74,12 +74,17 @@ class ConvergenceError(RuntimeError):
         Iterations run before giving up.
     detail : str
         What went wrong.
+    what : str
+        What was being estimated (``"tau^2"``; ``"variance components"`` for
+        :func:`~ketameta.pool_mv`).
     """
 
-    def __init__(self, method: str, iterations: int, detail: str = "") -> None:
+    def __init__(
+        self, method: str, iterations: int, detail: str = "", *, what: str = "tau^2"
+    ) -> None:
         self.method = method
         self.iterations = iterations
-        msg = f"the {method} estimator of tau^2 did not converge in {iterations} iterations"
+        msg = f"the {method} estimator of {what} did not converge in {iterations} iterations"
         if detail:
             msg += f": {detail}"
         msg += " (raise control['maxiter'] or try another `method`)"

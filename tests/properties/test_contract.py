@@ -238,6 +238,9 @@ GROUPS = [1, 2, 1, 2, 1, 2, 2, 1]
 
 #: cluster labels of the cluster-robust recipes (unbalanced, one cluster of one study)
 CLUSTERS = [1, 1, 2, 2, 2, 3, 4, 4]
+#: clusters (studies) and effects within them of the multilevel recipes
+MV_CLUSTERS = [1, 1, 2, 2, 3, 3, 4, 4]
+WITHIN = [1, 2, 1, 2, 1, 2, 1, 2]
 
 #: the τ prior of the Bayesian recipes (a weakly informative half-normal)
 TAU_PRIOR = ketameta.priors.HalfNormal(0.5)
@@ -418,10 +421,32 @@ RECIPES: dict[str, Recipe] = {
         {"yi": YK, "vi": VK, "cluster": CLUSTERS},
         integer_args=("cluster",),
     ),
+    "ketameta.pool_mv": Recipe(
+        "studies",
+        lambda a: ketameta.pool_mv(
+            a["yi"], a["V"], random="~ 1 | cl/es", data={"cl": a["cl"], "es": a["es"]}
+        ),
+        {"yi": YK, "V": VK, "cl": MV_CLUSTERS, "es": WITHIN},
+        integer_args=("cl", "es"),
+    ),
+    "ketameta.pool_mv[mods]": Recipe(
+        "studies",
+        lambda a: ketameta.pool_mv(
+            a["yi"], a["V"], random="~ 1 | cl", mods=a["mods"], data={"cl": a["cl"]}
+        ),
+        {"yi": YK, "V": VK, "cl": MV_CLUSTERS, "mods": [float(x) for x in ORDER]},
+        integer_args=("cl",),
+    ),
     "ketameta.bayes_pool": Recipe(
         "studies",
         lambda a: ketameta.bayes_pool(a["yi"], a["vi"], tau_prior=TAU_PRIOR),
         {"yi": YK, "vi": VK},
+    ),
+    "ketameta.vcalc": Recipe(
+        "elementwise",
+        lambda a: ketameta.vcalc(a["vi"], cluster=a["cluster"], obs=a["obs"], rho=0.5),
+        {"vi": VK, "cluster": MV_CLUSTERS, "obs": WITHIN},
+        integer_args=("cluster", "obs"),
     ),
     # ---- 2×2 tables (cells: counts) ----
     "ketameta.pool_mh": Recipe(
@@ -477,6 +502,8 @@ RECIPES: dict[str, Recipe] = {
     # ---- no numeric input ----
     "ketameta.datasets.bcg": Recipe("none"),
     "ketameta.datasets.load_crps": Recipe("none"),
+    "ketameta.datasets.konstantopoulos2011": Recipe("none"),
+    "ketameta.datasets.berkey1998": Recipe("none"),
 }
 
 
@@ -897,6 +924,9 @@ def _call_with_option(name: str, option: str, value: Any) -> tuple[Any, ...]:
         return _outcome(lambda: fn(**plain, **{option: value}))
     if recipe.kind == "elementwise":
         return _outcome(lambda: fn(**recipe.args, **{option: value}))
+    if name.startswith("ketameta.pool_mv"):  # (an ~ inner | outer term: tau2 is an option)
+        data = {"cl": MV_CLUSTERS, "es": WITHIN}
+        return _outcome(lambda: fn(YK, VK, random="~ es | cl", data=data, **{option: value}))
     if set(recipe.args) <= set(inspect.signature(fn).parameters):
         return _outcome(lambda: fn(**recipe.args, **{option: value}))
     return _outcome(lambda: fn(YK, VK, **{option: value}))
@@ -1179,6 +1209,12 @@ def _extreme_args(name: str, data: str, ratio: float) -> dict[str, Any]:
     recipe = RECIPES[name]
     if "vi" in recipe.args:
         args["vi"] = vi
+    if "V" in recipe.args:
+        args["V"] = vi
+    if "cl" in recipe.args:
+        args["cl"] = [i // 2 for i in range(k)]
+    if "es" in recipe.args:
+        args["es"] = [i % 2 for i in range(k)]
     if "sei" in recipe.args:
         args["sei"] = [math.sqrt(v) for v in vi]
     if "ni" in recipe.args:

@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["CRPSData", "bcg", "load_crps"]
+__all__ = ["CRPSData", "bcg", "berkey1998", "konstantopoulos2011", "load_crps"]
 
 
 def _read_csv(name: str) -> dict[str, list[Any]]:
@@ -70,6 +70,79 @@ def bcg() -> dict[str, list[Any]]:
     (13, 'Aronson')
     """
     return _read_csv("bcg.csv")
+
+
+def konstantopoulos2011() -> dict[str, list[Any]]:
+    """Konstantopoulos (2011): 56 studies of modified school calendars in 11 school districts.
+
+    The standard example of a three-level meta-analysis (schools within districts):
+    standardised mean differences of achievement between schools on a modified and on a
+    traditional calendar.
+
+    Returns
+    -------
+    dict of lists
+        Columns ``district`` (district id), ``school`` (school id within its district),
+        ``study`` (1-56), ``year``, ``yi`` (standardised mean difference) and ``vi`` (its
+        sampling variance).
+
+    Notes
+    -----
+    The values published in Konstantopoulos (2011), Table 1, as distributed by the R package
+    metadat (``dat.konstantopoulos2011``, GPL (>= 2)); data of a published table are facts,
+    reproduced here for the worked example of :func:`ketameta.pool_mv`.
+
+    References
+    ----------
+    .. [1] Konstantopoulos, S. (2011). Fixed effects and variance components estimation in
+       three-level meta-analysis. Research Synthesis Methods, 2(1), 61-76.
+       https://doi.org/10.1002/jrsm.35
+
+    Examples
+    --------
+    >>> from ketameta.datasets import konstantopoulos2011
+    >>> dat = konstantopoulos2011()
+    >>> len(dat["yi"]), len(set(dat["district"]))
+    (56, 11)
+    """
+    return _read_csv("konstantopoulos2011.csv")
+
+
+def berkey1998() -> dict[str, list[Any]]:
+    """Berkey et al. (1998): 5 trials of surgical against non-surgical periodontal
+    treatment, two correlated outcomes each.
+
+    The standard example of a multivariate meta-analysis: the mean differences in probing
+    depth (``PD``) and attachment level (``AL``), with their sampling variances and
+    covariance.
+
+    Returns
+    -------
+    dict of lists
+        Columns ``trial``, ``author``, ``year``, ``ni`` (patients), ``outcome`` (``"PD"``
+        or ``"AL"``), ``yi``, ``vi`` and ``v1i``, ``v2i``: the row of the trial's 2 x 2
+        sampling covariance matrix (the first row of a trial holds the PD variance and the
+        covariance, the second the covariance and the AL variance).
+
+    Notes
+    -----
+    The values published in Berkey et al. (1998), Table I, as distributed by the R package
+    metadat (``dat.berkey1998``, GPL (>= 2)).
+
+    References
+    ----------
+    .. [1] Berkey, C. S., Hoaglin, D. C., Antczak-Bouckoms, A., Mosteller, F., & Colditz,
+       G. A. (1998). Meta-analysis of multiple outcomes by regression with random effects.
+       Statistics in Medicine, 17(22), 2537-2550.
+
+    Examples
+    --------
+    >>> from ketameta.datasets import berkey1998
+    >>> dat = berkey1998()
+    >>> dat["outcome"][:2], dat["v1i"][:2]
+    (['PD', 'AL'], [0.0075, 0.003])
+    """
+    return _read_csv("berkey1998.csv")
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,839 @@
+"""Multilevel and multivariate models: ``y ~ N(Xβ, M)``, ``M = V + Σ_c f_c(θ) B_c``.
+
+The model of metafor's ``rma.mv`` (Viechtbauer 2010 [1]_; Konstantopoulos 2011 [2]_;
+Berkey et al. 1998 [3]_; Jackson, Riley & White 2011 [4]_): the sampling errors have the
+known covariance ``V``; every random effect adds a covariance ``Z G(θ) Zᵀ``, which this
+module writes as a combination of fixed 0/1 *basis* matrices ``B_c`` with coefficients
+``f_c(θ)`` in the variance parameters ``θ``:
+
+* a random intercept ``~ 1 | g`` (variance σ²): one basis, ``B[i, j] = [g_i = g_j]``,
+  ``f = σ²``;
+* ``~ inner | outer`` (random effects of the levels of ``inner`` within each level of
+  ``outer``; pairs of effects in different outer levels are independent), with the
+  structures of metafor: ``ID`` (``τ²`` on the pairs with the same inner level), ``CS``
+  (compound symmetry: ``τ²`` on the pairs with the same inner level, ``ρτ²`` on those with
+  different levels), ``HCS`` (``τ_j²`` per inner level, ``ρτ_jτ_l`` between levels j and
+  l), ``DIAG`` (``τ_j²``, no correlation), ``UN`` (``τ_j²`` and one ``ρ_jl`` per pair of
+  levels) and ``AR`` (AR(1) over the ordered levels, Ishak et al. 2007 [5]_: ``τ²ρ^d`` on
+  the pairs whose levels are ``d`` positions apart).
+
+The model is *linear in the basis coefficients* ``f``; everything the optimiser needs is
+computed for ``f`` once (:func:`evaluate`) and carried to ``θ`` by the chain rule with each
+structure's ``∂f/∂θ`` and ``∂²f/∂θ²`` (:class:`Structure`).
+
+Parametrisation of ``θ`` (the optimiser's coordinates, with box constraints):
+variances σ², τ² (``ID``, ``CS``, ``AR``, ``DIAG``) in ``[0, ∞)``; the heteroscedastic
+structures (``HCS``, ``UN``) use the standard deviations ``τ_j ∈ [0, ∞)``, so that the
+covariances ``ρτ_jτ_l`` are smooth where a variance is 0; correlations in ``[-1, 1]``.
+A point is admissible when every block of ``M`` is positive definite (as metafor, the
+correlations are not otherwise restricted). Estimates on a bound are exact (a variance of
+exactly 0), not the ``1e-10`` of an optimiser on log-variances.
+
+Block structure: ``M`` is block-diagonal over the connected components of the studies that
+share a level of some grouping variable (or a non-zero entry of ``V``). The blocks are padded
+to a few common sizes and stacked (``(n_blocks, n, n)`` arrays), so that the Cholesky
+factors, inverses and traces of every block are single batched NumPy calls; a padded row has
+``M`` = 1 on its diagonal and zeros elsewhere and contributes nothing.
+
+Likelihoods (Harville 1977 [6]_; with ``W = M⁻¹``, ``b = (XᵀWX)⁻¹XᵀWy``,
+``r = y - Xb``, ``P = W - WX(XᵀWX)⁻¹XᵀW``)::
+
+    ll_ML   = -½ [k log 2π + log|M| + rᵀWr]
+    ll_REML = -½ [(k - p) log 2π + log|M| + log|XᵀWX| - log|XᵀX| + rᵀWr]
+
+(metafor's definition, with the ``log|XᵀX|`` term). Derivatives in the basis coefficients
+(``e = Wr = Py``)::
+
+    ∂ll/∂f_c        = -½ tr(P B_c) + ½ eᵀB_c e          (REML; W in place of P for ML)
+    E[-∂²ll/∂f_c∂f_d] = ½ tr(P B_c P B_d)
+    -∂²ll/∂f_c∂f_d  = -½ tr(P B_c P B_d) + eᵀB_c P B_d e   (ML: W in the traces; the
+                                                         profile over β keeps P in the last term)
+
+The traces are taken block by block with ``P = W - U A Uᵀ``, ``U = WX``, ``A = (XᵀWX)⁻¹``:
+``tr(P B) = Σ_b tr(W_b B_b) - tr(A Σ_b U_bᵀB_bU_b)`` and
+``tr(P B_c P B_d) = Σ_b tr(W_b B_c W_b B_d) - 2 tr(A Σ_b U_bᵀB_cW_bB_dU_b) + tr(A Q_c A Q_d)``.
+
+References
+----------
+.. [1] Viechtbauer, W. (2010). Conducting meta-analyses in R with the metafor package.
+   J Stat Softw, 36(3), 1-48. https://doi.org/10.18637/jss.v036.i03
+.. [2] Konstantopoulos, S. (2011). Fixed effects and variance components estimation in
+   three-level meta-analysis. Res Synth Methods, 2(1), 61-76. https://doi.org/10.1002/jrsm.35
+.. [3] Berkey, C. S., Hoaglin, D. C., Antczak-Bouckoms, A., Mosteller, F., & Colditz, G. A.
+   (1998). Meta-analysis of multiple outcomes by regression with random effects. Stat Med,
+   17(22), 2537-2550.
+.. [4] Jackson, D., Riley, R., & White, I. R. (2011). Multivariate meta-analysis: Potential
+   and promise. Stat Med, 30(20), 2481-2498. https://doi.org/10.1002/sim.4172
+.. [5] Ishak, K. J., Platt, R. W., Joseph, L., Hanley, J. A., & Caro, J. J. (2007).
+   Meta-analysis of longitudinal studies. Clin Trials, 4(5), 525-539.
+   https://doi.org/10.1177/1740774507083567
+.. [6] Harville, D. A. (1977). Maximum likelihood approaches to variance component
+   estimation and to related problems. JASA, 72(358), 320-338.
+   https://doi.org/10.1080/01621459.1977.10480998
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from .._typing import FloatArray
+
+IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+#: structures of an ``~ inner | outer`` term
+STRUCTURES = ("CS", "HCS", "UN", "AR", "ID", "DIAG")
+
+#: parameter kinds: a variance, a standard deviation (reported squared), a correlation
+VAR, SD, COR = "var", "sd", "cor"
+
+
+# --------------------------------------------------------------------------------------
+# basis matrices
+# --------------------------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class Basis:
+    """The 0/1 matrix ``B[i, j] = [group_i = group_j] · relation(inner_i, inner_j)``.
+
+    ``relation``: ``("all",)``; ``("same",)`` / ``("different",)`` (inner levels equal or
+    not); ``("levels", a, b)`` (one of the two has level a and the other level b);
+    ``("lag", d)`` (``|inner_i - inner_j| = d``, inner holding positions).
+    """
+
+    group: IntArray
+    inner: IntArray | None
+    relation: tuple[Any, ...]
+
+    def block(self, rows: IntArray, valid: BoolArray) -> FloatArray:
+        """The basis on stacked blocks of `rows` ``(nb, n)`` (``valid`` marks real rows)."""
+        g = self.group[rows]
+        pair = (g[:, :, None] == g[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+        kind = self.relation[0]
+        if kind != "all":
+            assert self.inner is not None
+            q = self.inner[rows]
+            qi, qj = q[:, :, None], q[:, None, :]
+            if kind == "same":
+                pair &= qi == qj
+            elif kind == "different":
+                pair &= qi != qj
+            elif kind == "levels":
+                a, b = self.relation[1], self.relation[2]
+                pair &= ((qi == a) & (qj == b)) | ((qi == b) & (qj == a))
+            elif kind == "lag":
+                pair &= np.abs(qi - qj) == self.relation[1]
+            else:  # pragma: no cover - internal
+                msg = f"unknown basis relation {self.relation!r}"
+                raise ValueError(msg)
+        out: FloatArray = pair.astype(np.float64)
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# structures: θ -> basis coefficients f(θ), with derivatives
+# --------------------------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class Structure:
+    """One random-effects term: its parameters (names, kinds, bounds) and bases.
+
+    ``kind``: ``"sigma2"`` (a random intercept), or an ``~ inner | outer`` structure.
+    ``pairs``: for ``HCS``/``UN``, the pairs ``(j, l)`` of inner levels of the bases after
+    the ``n_levels`` diagonal ones; for ``AR``, ``lags`` the lags of the bases after the
+    first.
+    """
+
+    kind: str
+    n_levels: int = 1
+    pairs: tuple[tuple[int, int], ...] = ()
+    lags: tuple[int, ...] = ()
+
+    @property
+    def param_kinds(self) -> tuple[str, ...]:
+        kind = self.kind
+        if kind in ("sigma2", "ID"):
+            return (VAR,)
+        if kind in ("CS", "AR"):
+            return (VAR, COR)
+        if kind == "DIAG":
+            return (VAR,) * self.n_levels
+        if kind == "HCS":
+            return (SD,) * self.n_levels + (COR,)
+        if kind == "UN":
+            return (SD,) * self.n_levels + (COR,) * len(self.pairs)
+        msg = f"unknown structure {kind!r}"  # pragma: no cover
+        raise ValueError(msg)  # pragma: no cover
+
+    @property
+    def n_params(self) -> int:
+        return len(self.param_kinds)
+
+    @property
+    def n_bases(self) -> int:
+        kind = self.kind
+        if kind in ("sigma2", "ID"):
+            return 1
+        if kind == "CS":
+            return 2
+        if kind == "AR":
+            return 1 + len(self.lags)
+        if kind == "DIAG":
+            return self.n_levels
+        return self.n_levels + len(self.pairs)
+
+    def coefficients(self, t: FloatArray) -> FloatArray:
+        kind = self.kind
+        if kind in ("sigma2", "ID", "DIAG"):
+            return np.array(t, dtype=np.float64)
+        if kind == "CS":
+            return np.array([t[0], t[1] * t[0]])
+        if kind == "AR":
+            lags = np.array(self.lags, dtype=np.float64)
+            return np.concatenate(([t[0]], t[0] * _power(t[1], lags)))
+        n = self.n_levels
+        sd = t[:n]
+        rho = np.full(len(self.pairs), t[n]) if kind == "HCS" else t[n:]
+        j, ell = self._pair_index()
+        return np.concatenate((sd * sd, rho * sd[j] * sd[ell]))
+
+    def _pair_index(self) -> tuple[IntArray, IntArray]:
+        if not self.pairs:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+        arr = np.array(self.pairs, dtype=np.intp)
+        return arr[:, 0], arr[:, 1]
+
+    def jacobian(self, t: FloatArray) -> FloatArray:
+        """``∂f/∂θ``, shape ``(n_bases, n_params)``."""
+        kind = self.kind
+        if kind in ("sigma2", "ID", "DIAG"):
+            return np.eye(self.n_params)
+        if kind == "CS":
+            return np.array([[1.0, 0.0], [t[1], t[0]]])
+        if kind == "AR":
+            lags = np.array(self.lags, dtype=np.float64)
+            jac = np.zeros((1 + lags.size, 2))
+            jac[0, 0] = 1.0
+            jac[1:, 0] = _power(t[1], lags)
+            jac[1:, 1] = t[0] * lags * _power(t[1], lags - 1.0)
+            return jac
+        n = self.n_levels
+        sd = t[:n]
+        j, ell = self._pair_index()
+        m = len(self.pairs)
+        rho = np.full(m, t[n]) if kind == "HCS" else t[n:]
+        jac = np.zeros((n + m, self.n_params))
+        jac[np.arange(n), np.arange(n)] = 2.0 * sd
+        rows = n + np.arange(m)
+        jac[rows, j] += rho * sd[ell]
+        jac[rows, ell] += rho * sd[j]
+        if kind == "HCS":
+            jac[rows, n] = sd[j] * sd[ell]
+        else:
+            jac[rows, n + np.arange(m)] = sd[j] * sd[ell]
+        return jac
+
+    def curvature(self, t: FloatArray, s: FloatArray) -> FloatArray:
+        """``Σ_c s_c ∂²f_c/∂θ∂θᵀ``, shape ``(n_params, n_params)``."""
+        kind = self.kind
+        q = self.n_params
+        out = np.zeros((q, q))
+        if kind in ("sigma2", "ID", "DIAG"):
+            return out
+        if kind == "CS":
+            out[0, 1] = out[1, 0] = s[1]
+            return out
+        if kind == "AR":
+            lags = np.array(self.lags, dtype=np.float64)
+            sl = s[1:]
+            cross = float(np.sum(sl * lags * _power(t[1], lags - 1.0)))
+            out[0, 1] = out[1, 0] = cross
+            out[1, 1] = float(np.sum(sl * t[0] * lags * (lags - 1.0) * _power(t[1], lags - 2.0)))
+            return out
+        n = self.n_levels
+        sd = t[:n]
+        out[np.arange(n), np.arange(n)] = 2.0 * s[:n]
+        m = len(self.pairs)
+        rho = np.full(m, t[n]) if kind == "HCS" else t[n:]
+        so = s[n:]
+        for i, (j, ell) in enumerate(self.pairs):
+            out[j, ell] += so[i] * rho[i]
+            out[ell, j] += so[i] * rho[i]
+            r = n if kind == "HCS" else n + i
+            out[j, r] += so[i] * sd[ell]
+            out[r, j] += so[i] * sd[ell]
+            out[ell, r] += so[i] * sd[j]
+            out[r, ell] += so[i] * sd[j]
+        return out
+
+
+def _power(base: float, exponent: FloatArray) -> FloatArray:
+    """``base ** exponent`` with ``0 ** 0 = 1`` and 0 for a negative power of 0 (the terms
+    it multiplies are 0 there)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.power(base, exponent)
+    return np.asarray(np.where(np.isfinite(out), out, 0.0), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------
+# the block layout
+# --------------------------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class Bucket:
+    """Blocks of ``M`` padded to one size ``n`` and stacked."""
+
+    rows: IntArray  # (nb, n), -1 = padding
+    valid: BoolArray  # (nb, n)
+    v: FloatArray  # (nb, n, n)
+    x: FloatArray  # (nb, n, p)
+    y: FloatArray  # (nb, n)
+    bases: FloatArray  # (C, nb, n, n)
+
+
+@attrs.frozen(eq=False)
+class Layout:
+    """The model's data in blocks: ``M`` is block-diagonal over ``block`` (per study)."""
+
+    k: int
+    p: int
+    buckets: tuple[Bucket, ...]
+    block: IntArray  # (k,) the block of each study
+    n_bases: int
+
+
+def blocks_of(k: int, groups: Sequence[IntArray], v_pairs: tuple[IntArray, IntArray]) -> IntArray:
+    """Connected components of the studies linked by a shared group code or a non-zero
+    off-diagonal entry ``(i, j)`` of ``V``: the blocks of ``M``, numbered ``0, 1, ...`` in
+    the order of their first study.
+
+    Label propagation: every study starts with its own index as label; each pass gives every
+    group (and every pair of ``V``) the smallest label of its members, until no label
+    changes (a few passes: one per link of the longest chain of groups; nested groups need
+    two).
+    """
+    labels = np.arange(k, dtype=np.intp)
+    links = [g for g in groups if g.size and np.any(g >= 0)]
+    r, c = v_pairs
+    while True:
+        before = labels
+        for g in links:
+            ok = g >= 0
+            n_g = int(g.max()) + 1
+            low = np.full(n_g, k, dtype=np.intp)
+            np.minimum.at(low, g[ok], labels[ok])
+            labels = np.where(ok, low[np.where(ok, g, 0)], labels)
+        if r.size:
+            pair = np.minimum(labels[r], labels[c])
+            labels = labels.copy()
+            np.minimum.at(labels, r, pair)
+            np.minimum.at(labels, c, pair)
+        # pointer jumping: a label points at a study whose own label may be lower
+        labels = labels[labels]
+        if np.array_equal(labels, before):
+            break
+    _, out = np.unique(labels, return_inverse=True)
+    return np.asarray(out, dtype=np.intp).reshape(-1)
+
+
+def make_layout(
+    y: FloatArray,
+    x: FloatArray,
+    v: FloatArray | tuple[FloatArray, IntArray, IntArray],
+    bases: Sequence[Basis],
+    block: IntArray,
+) -> Layout:
+    """Stack the blocks of the studies (``block[i]``: the block of study i).
+
+    ``v``: the variances ``(k,)`` (diagonal ``V``), or ``(values, rows, cols)`` of every
+    non-zero entry of ``V`` (both triangles and the diagonal).
+    """
+    k, p = x.shape
+    n_blocks = int(block.max()) + 1 if k else 0
+    order = np.argsort(block, kind="stable")
+    sizes = np.bincount(block, minlength=n_blocks)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    # position of each study within its block
+    pos = np.empty(k, dtype=np.intp)
+    pos[order] = np.arange(k) - np.repeat(starts, sizes)
+    buckets = []
+    for members in _size_classes(sizes):
+        n = int(sizes[members].max())
+        nb = members.size
+        rows = np.full((nb, n), -1, dtype=np.intp)
+        slot = np.full(n_blocks, -1, dtype=np.intp)
+        slot[members] = np.arange(nb)
+        in_bucket = slot[block] >= 0
+        studies = np.flatnonzero(in_bucket)
+        rows[slot[block[studies]], pos[studies]] = studies
+        valid = rows >= 0
+        safe = np.where(valid, rows, 0)
+        vb = np.zeros((nb, n, n))
+        if isinstance(v, tuple):
+            vals, vr, vc = v
+            keep = in_bucket[vr]
+            b_idx = slot[block[vr[keep]]]
+            vb[b_idx, pos[vr[keep]], pos[vc[keep]]] = vals[keep]
+        else:
+            diag = np.where(valid, v[safe], 0.0)
+            vb[:, np.arange(n), np.arange(n)] = diag
+        pad_b, pad_i = np.nonzero(~valid)
+        vb[pad_b, pad_i, pad_i] = 1.0
+        xb = np.where(valid[:, :, None], x[safe], 0.0)
+        yb = np.where(valid, y[safe], 0.0)
+        bb = np.empty((len(bases), nb, n, n))
+        for c, basis in enumerate(bases):
+            bb[c] = basis.block(safe, valid)
+        buckets.append(Bucket(rows=rows, valid=valid, v=vb, x=xb, y=yb, bases=bb))
+    return Layout(k=k, p=p, buckets=tuple(buckets), block=block, n_bases=len(bases))
+
+
+def _size_classes(sizes: IntArray) -> list[IntArray]:
+    """Blocks grouped into a few classes of similar size (each padded to its largest):
+    every block of up to 16 studies in one class, larger ones by factors of 1.5."""
+    order = np.argsort(-sizes, kind="stable")
+    out: list[IntArray] = []
+    small = order[sizes[order] <= 16]
+    large = order[sizes[order] > 16]
+    i = 0
+    while i < large.size:
+        top = sizes[large[i]]
+        j = i
+        while j < large.size and sizes[large[j]] * 1.5 >= top:
+            j += 1
+        out.append(np.sort(large[i:j]))
+        i = j
+    if small.size:
+        out.append(np.sort(small))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# the likelihood and its derivatives in the basis coefficients
+# --------------------------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class Evaluation:
+    """The model at basis coefficients ``f``."""
+
+    ll: float
+    beta: FloatArray  # (p,) in the layout's (orthonormal) design
+    a: FloatArray  # (p, p) (XᵀWX)⁻¹
+    rss: float
+    score: FloatArray | None = None  # (C,) ∂ll/∂f
+    observed: FloatArray | None = None  # (C, C) -∂²ll/∂f∂f
+    expected: FloatArray | None = None  # (C, C) E[-∂²ll/∂f∂f]
+
+
+def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evaluation | None:
+    """The (restricted) log-likelihood at ``f`` (None where a block of ``M`` is not
+    positive definite); ``order`` 1 adds the score, 2 the observed and expected
+    information (all in ``f``)."""
+    p, k = layout.p, layout.k
+    logdet = 0.0
+    xtwx = np.zeros((p, p))
+    xtwy = np.zeros(p)
+    per: list[tuple[Bucket, FloatArray, FloatArray]] = []
+    for bk in layout.buckets:
+        m = bk.v + (f @ bk.bases.reshape(f.size, -1)).reshape(bk.v.shape) if f.size else bk.v
+        try:
+            chol = np.linalg.cholesky(m)
+            w_raw = np.linalg.inv(m)
+        except np.linalg.LinAlgError:  # (not positive definite, or singular to rounding)
+            return None
+        logdet += 2.0 * float(np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2))))
+        w = np.asarray(0.5 * (w_raw + np.swapaxes(w_raw, 1, 2)), dtype=np.float64)
+        u = w @ bk.x
+        u_flat = u.reshape(-1, p)
+        xtwx += bk.x.reshape(-1, p).T @ u_flat
+        xtwy += bk.y.reshape(-1) @ u_flat
+        per.append((bk, w, u))
+    xtwx = 0.5 * (xtwx + xtwx.T)
+    try:
+        cx = np.linalg.cholesky(xtwx)
+    except np.linalg.LinAlgError:
+        return None
+    ci = np.linalg.inv(cx)
+    a = ci.T @ ci
+    beta = a @ xtwy
+    logdet_x = 2.0 * float(np.sum(np.log(np.diagonal(cx))))
+    rss = 0.0
+    es: list[FloatArray] = []
+    for bk, w, _ in per:
+        r = bk.y - bk.x @ beta
+        e = (w @ r[:, :, None])[:, :, 0]
+        rss += float(r.reshape(-1) @ e.reshape(-1))
+        es.append(e)
+    if reml:
+        ll = -0.5 * ((k - p) * _LOG_2PI + logdet + logdet_x + rss)
+    else:
+        ll = -0.5 * (k * _LOG_2PI + logdet + rss)
+    if order == 0 or layout.n_bases == 0:
+        return Evaluation(ll=ll, beta=beta, a=a, rss=rss)
+    n_c = layout.n_bases
+    tr_wb = np.zeros(n_c)
+    ebe = np.zeros(n_c)
+    q = np.zeros((n_c, p, p))
+    z = np.zeros((n_c, p))
+    tr_wbwb = np.zeros((n_c, n_c))
+    tr_ar = np.zeros((n_c, n_c))
+    ehe = np.zeros((n_c, n_c))
+    for (bk, w, u), e in zip(per, es, strict=True):
+        # (sums over blocks and rows as matrix products of the flattened stacks)
+        b = bk.bases
+        wb = w[None] @ b  # (C, nb, n, n)
+        tr_wb += np.einsum("cbii->c", wb)
+        h = (b @ e[None, :, :, None])[..., 0]  # (C, nb, n): B_c e
+        h_flat = h.reshape(n_c, -1)
+        u_flat = u.reshape(-1, p)
+        ebe += h_flat @ e.reshape(-1)
+        t = b @ u[None]  # (C, nb, n, p)
+        q += u_flat.T @ t.reshape(n_c, -1, p)
+        z += h_flat @ u_flat
+        if order >= 2:
+            flat = wb.reshape(n_c, -1)
+            flat_t = np.swapaxes(wb, 2, 3).reshape(n_c, -1)
+            tr_wbwb += flat @ flat_t.T
+            if reml:
+                wt = w[None] @ t
+                tr_ar += (t @ a).reshape(n_c, -1) @ wt.reshape(n_c, -1).T
+            wh = (w[None] @ h[..., None])[..., 0]
+            ehe += h_flat @ wh.reshape(n_c, -1).T
+    tr_pb = tr_wb - np.einsum("pq,cqp->c", a, q) if reml else tr_wb
+    score = -0.5 * tr_pb + 0.5 * ebe
+    if order < 2:
+        return Evaluation(ll=ll, beta=beta, a=a, rss=rss, score=score)
+    if reml:
+        aq = a[None] @ q
+        tr_pbpb = tr_wbwb - 2.0 * tr_ar + np.einsum("cij,dji->cd", aq, aq)
+    else:
+        tr_pbpb = tr_wbwb
+    tr_pbpb = 0.5 * (tr_pbpb + tr_pbpb.T)
+    ehpe = ehe - z @ a @ z.T
+    observed = -0.5 * tr_pbpb + 0.5 * (ehpe + ehpe.T)
+    expected = 0.5 * tr_pbpb
+    return Evaluation(
+        ll=ll, beta=beta, a=a, rss=rss, score=score, observed=observed, expected=expected
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the model: structures on a layout, and its maximisation
+# --------------------------------------------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class Model:
+    """A layout with the structures of its random effects (bases in structure order)."""
+
+    layout: Layout
+    structures: tuple[Structure, ...]
+    reml: bool
+
+    @property
+    def n_params(self) -> int:
+        return sum(s.n_params for s in self.structures)
+
+    def param_kinds(self) -> tuple[str, ...]:
+        return tuple(kind for s in self.structures for kind in s.param_kinds)
+
+    def bounds(self) -> tuple[FloatArray, FloatArray]:
+        kinds = self.param_kinds()
+        lo = np.array([-1.0 if kd == COR else 0.0 for kd in kinds])
+        hi = np.array([1.0 if kd == COR else np.inf for kd in kinds])
+        return lo, hi
+
+    @property
+    def linear(self) -> bool:
+        """Whether the basis coefficients are the parameters themselves (random intercepts,
+        ``ID``, ``DIAG``): ``f = θ``, ``∂f/∂θ = I``, no curvature."""
+        return all(s.kind in ("sigma2", "ID", "DIAG") for s in self.structures)
+
+    def coefficients(self, theta: FloatArray) -> FloatArray:
+        if self.linear:
+            return np.array(theta, dtype=np.float64)
+        parts = []
+        i = 0
+        for s in self.structures:
+            parts.append(s.coefficients(theta[i : i + s.n_params]))
+            i += s.n_params
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def evaluate(self, theta: FloatArray, order: int) -> _Point | None:
+        f = self.coefficients(theta)
+        ev = evaluate(self.layout, f, reml=self.reml, order=order)
+        if ev is None or not math.isfinite(ev.ll):
+            return None
+        if order == 0 or not self.structures:
+            return _Point(theta=theta, ev=ev)
+        if self.linear:  # (the chain rule below with the identity)
+            if order < 2:
+                return _Point(theta=theta, ev=ev, grad=ev.score)
+            assert ev.observed is not None
+            return _Point(theta=theta, ev=ev, grad=ev.score, hess=-ev.observed, fisher=ev.expected)
+        n = self.n_params
+        grad = np.zeros(n)
+        hess = np.zeros((n, n))
+        fisher = np.zeros((n, n))
+        jac = np.zeros((self.layout.n_bases, n))
+        i = c = 0
+        assert ev.score is not None
+        for s in self.structures:
+            t = theta[i : i + s.n_params]
+            jac[c : c + s.n_bases, i : i + s.n_params] = s.jacobian(t)
+            if order >= 2:
+                hess[i : i + s.n_params, i : i + s.n_params] += s.curvature(
+                    t, ev.score[c : c + s.n_bases]
+                )
+            i += s.n_params
+            c += s.n_bases
+        grad = jac.T @ ev.score
+        if order >= 2:
+            assert ev.observed is not None
+            assert ev.expected is not None
+            hess = hess - jac.T @ ev.observed @ jac
+            fisher = jac.T @ ev.expected @ jac
+        return _Point(theta=theta, ev=ev, grad=grad, hess=hess, fisher=fisher)
+
+
+@attrs.frozen(eq=False)
+class _Point:
+    theta: FloatArray
+    ev: Evaluation
+    grad: FloatArray | None = None
+    hess: FloatArray | None = None  # ∂²ll/∂θ² (negative definite at an interior maximum)
+    fisher: FloatArray | None = None
+
+
+@attrs.frozen(eq=False)
+class Fit:
+    """The maximum found: parameters, the model there, convergence."""
+
+    theta: FloatArray
+    ev: Evaluation
+    converged: bool
+    iterations: int
+    message: str = ""
+
+
+def maximise(
+    model: Model,
+    start: FloatArray,
+    free: BoolArray,
+    *,
+    maxiter: int = 200,
+    threshold: float = 1e-10,
+) -> Fit:
+    """Maximise the (restricted) log-likelihood over the `free` parameters (the others
+    stay at `start`) by a projected Newton method with box constraints (Bertsekas 1982):
+    at each iteration the parameters on a bound whose gradient points outwards are held,
+    the others take a Newton step (``-∂²ll`` where it is positive definite, the expected
+    information otherwise), shortened until the log-likelihood increases (Armijo) and the
+    blocks of ``M`` stay positive definite. Converged when the Newton decrement
+    ``gᵀ(-H)⁻¹g`` (twice the predicted gain) is below `threshold` (times ``max(1, |ll|)``)
+    -- after that last step -- or when every free parameter is held on a bound.
+    """
+    lo, hi = model.bounds()
+    theta = np.clip(start, lo, hi)
+    point = model.evaluate(theta, 2)
+    if point is None:
+        return Fit(
+            theta=theta,
+            ev=_dummy(model),
+            converged=False,
+            iterations=0,
+            message="the marginal covariance is not positive definite at the start",
+        )
+    if not free.any() or not model.structures:
+        return Fit(theta=theta, ev=point.ev, converged=True, iterations=0)
+    for it in range(1, maxiter + 1):
+        assert point.grad is not None
+        assert point.hess is not None
+        assert point.fisher is not None
+        g = point.grad
+        held = free & (((theta <= lo) & (g <= 0)) | ((theta >= hi) & (g >= 0)))
+        move = free & ~held
+        if not move.any():
+            return Fit(theta=theta, ev=point.ev, converged=True, iterations=it - 1)
+        gm = g[move]
+        newton = True
+        direction = _solve(-point.hess[np.ix_(move, move)], gm)
+        if direction is None:
+            newton = False
+            direction = _solve(_ridge(point.fisher[np.ix_(move, move)]), gm)
+        if direction is None:
+            return Fit(
+                theta=theta,
+                ev=point.ev,
+                converged=False,
+                iterations=it,
+                message="singular information matrix",
+            )
+        decrement = float(gm @ direction)
+        tol = threshold * max(1.0, abs(point.ev.ll))
+        if newton and decrement <= tol:
+            # the last Newton step: its gain (about half the decrement) can be below the
+            # rounding of the log-likelihood, so no line search; accepted unless the
+            # log-likelihood falls by more than rounding
+            trial = theta.copy()
+            trial[move] = theta[move] + direction
+            last = model.evaluate(np.clip(trial, lo, hi), 2)
+            noise = 1e-12 * max(1.0, abs(point.ev.ll))
+            if last is not None and last.ev.ll >= point.ev.ll - noise:
+                return Fit(theta=last.theta, ev=last.ev, converged=True, iterations=it)
+        new = _line_search(model, point, move, direction, lo, hi)
+        if new is None and newton:
+            newton = False
+            fisher_dir = _solve(_ridge(point.fisher[np.ix_(move, move)]), gm)
+            if fisher_dir is not None:
+                direction = fisher_dir
+                decrement = float(gm @ direction)
+                new = _line_search(model, point, move, direction, lo, hi)
+        if new is None:
+            converged = decrement <= tol
+            return Fit(
+                theta=theta,
+                ev=point.ev,
+                converged=converged,
+                iterations=it,
+                message="" if converged else "no step increases the likelihood",
+            )
+        step = new.theta - theta
+        theta, point = new.theta, new
+        scale = np.maximum(np.abs(theta), 1e-8)
+        tiny_step = bool(np.all(np.abs(step) <= 1e-13 * scale))
+        if (decrement <= tol and (newton or decrement <= tol * tol)) or tiny_step:
+            return Fit(theta=theta, ev=point.ev, converged=True, iterations=it)
+    return Fit(
+        theta=theta,
+        ev=point.ev,
+        converged=False,
+        iterations=maxiter,
+        message=f"not converged in {maxiter} iterations",
+    )
+
+
+def _dummy(model: Model) -> Evaluation:
+    p = model.layout.p
+    return Evaluation(
+        ll=math.nan, beta=np.full(p, np.nan), a=np.full((p, p), np.nan), rss=math.nan
+    )
+
+
+def _solve(h: FloatArray, g: FloatArray) -> FloatArray | None:
+    """``h⁻¹g`` for a positive definite `h` (None otherwise)."""
+    try:
+        c = np.linalg.cholesky(h)
+    except np.linalg.LinAlgError:
+        return None
+    out = np.linalg.solve(c.T, np.linalg.solve(c, g))
+    return out if np.all(np.isfinite(out)) else None
+
+
+def _ridge(h: FloatArray) -> FloatArray:
+    scale = float(np.max(np.abs(np.diagonal(h)))) if h.size else 1.0
+    return h + np.eye(h.shape[0]) * (1e-10 * scale + 1e-300)
+
+
+def _line_search(
+    model: Model,
+    point: _Point,
+    move: BoolArray,
+    direction: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+) -> _Point | None:
+    """The projected step ``P(θ + α d)``, halving α until the log-likelihood rises by at
+    least ``1e-4`` of the predicted first-order gain (and ``M`` is positive definite)."""
+    assert point.grad is not None
+    theta = point.theta
+    ll0 = point.ev.ll
+    alpha = 1.0
+    for _ in range(60):
+        trial = theta.copy()
+        trial[move] = theta[move] + alpha * direction
+        trial = np.clip(trial, lo, hi)
+        gain = float(point.grad @ (trial - theta))
+        if not np.any(trial != theta):
+            return None
+        cand = model.evaluate(trial, 2)
+        if cand is not None and cand.ev.ll >= ll0 + 1e-4 * gain:
+            return cand
+        if cand is not None and abs(cand.ev.ll - ll0) <= 1e-15 * max(1.0, abs(ll0)) and gain <= 0:
+            return None
+        alpha *= 0.5
+    return None
+
+
+def maximise_with_restarts(
+    model: Model,
+    start: FloatArray,
+    free: BoolArray,
+    *,
+    maxiter: int = 200,
+    threshold: float = 1e-10,
+) -> Fit:
+    """:func:`maximise`, and again from other starts where the likelihood may have another,
+    higher maximum; the highest maximum found is kept. The other starts:
+
+    * every free variance at 0 (the other parameters as found), when the log-likelihood
+      there is higher than at the maximum found: the likelihood of a variance component can
+      have an interior local maximum below its value on the boundary;
+    * the start of every standard deviation left at 0: with ``HCS``/``UN`` a standard
+      deviation held at 0 can be a local maximum where the correlation terms decrease the
+      likelihood to first order (``∂ll/∂τ_j = ρτ_l s``), while a larger τ_j is better;
+    * with a variance left at 0 and a free correlation (``CS``, ``HCS``, ``AR``, ``UN``),
+      the start with the correlations at 1, 0 and -1 (the variances halved until ``M`` is
+      positive definite): on a variance of 0 the correlation has no gradient, and whether a
+      positive variance is better depends on it (for ``CS`` the derivative in τ² at τ² = 0
+      is linear in ρ, so largest at ρ = ±1; ρ = 0 is the three-level model's σ²₁ = 0).
+    """
+    fit = maximise(model, start, free, maxiter=maxiter, threshold=threshold)
+    kinds = np.array(model.param_kinds())
+    if not fit.converged or kinds.size == 0:
+        return fit
+    variance = free & (kinds != COR)
+    starts: list[FloatArray] = []
+    if variance.any() and np.any(fit.theta[variance] > 0.0):
+        zero = fit.theta.copy()
+        zero[variance] = 0.0
+        at_zero = model.evaluate(zero, 0)
+        noise = 1e-12 * max(1.0, abs(fit.ev.ll))
+        if at_zero is not None and at_zero.ev.ll > fit.ev.ll + noise:
+            starts.append(zero)
+    stuck = free & (kinds == SD) & (fit.theta <= 0.0) & (start > 0.0)
+    if stuck.any():
+        again = fit.theta.copy()
+        again[stuck] = start[stuck]
+        starts.append(again)
+    correlation = free & (kinds == COR)
+    if correlation.any() and np.any(fit.theta[variance] <= 0.0):
+        for rho in (1.0, 0.0, -1.0):
+            again = start.copy()
+            again[correlation] = rho
+            for _ in range(30):  # (smaller variances until M is positive definite)
+                if model.evaluate(again, 0) is not None:
+                    starts.append(again)
+                    break
+                again = again.copy()
+                again[variance] *= 0.5
+    best = fit
+    iterations = fit.iterations
+    for origin in starts:
+        other = maximise(model, origin, free, maxiter=maxiter, threshold=threshold)
+        iterations += other.iterations
+        if other.converged and other.ev.ll > best.ev.ll:
+            best = other
+    return attrs.evolve(best, iterations=iterations)
