@@ -56,6 +56,13 @@ from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
 from .metareg import MetaRegResult, PredictResult, WaldTest, metareg
 from .permutation import PermutationTestResult, permutation_test
 from .pooling import METHODS, TESTS, ModelFit, PoolResult, Tau2Interval, pool
+from .selection import (
+    VEVEA_WOODS_2005,
+    PetPeeseResult,
+    SelectionModelResult,
+    pet_peese,
+    selection_model,
+)
 from .sensitivity import (
     CumulativeResult,
     InfluenceResult,
@@ -94,6 +101,7 @@ __all__ = [
     "METHODS",
     "MH_MEASURES",
     "TESTS",
+    "VEVEA_WOODS_2005",
     "AccuracyWarning",
     "BatchBayesResult",
     "BatchBinaryResult",
@@ -120,9 +128,11 @@ __all__ = [
     "ModelFit",
     "OmittedStudiesWarning",
     "PermutationTestResult",
+    "PetPeeseResult",
     "PetoResult",
     "PoolResult",
     "PredictResult",
+    "SelectionModelResult",
     "SmallSampleWarning",
     "SubgroupResult",
     "Tau2Interval",
@@ -146,6 +156,7 @@ __all__ = [
     "leave_one_out",
     "metareg",
     "permutation_test",
+    "pet_peese",
     "pool",
     "pool_glmm",
     "pool_many",
@@ -154,6 +165,7 @@ __all__ = [
     "pool_peto",
     "pool_peto_many",
     "priors",
+    "selection_model",
     "subgroups",
     "trim_and_fill",
 ]
