@@ -1311,7 +1311,7 @@ def selection(
             clip_on=False,
             label="studies",
         )
-    ax.set_xlim(float(x[0]), float(x[-1]) if trunc else 1.0)
+    ax.set_xlim(float(x[0]) if trunc else 0.0, float(x[-1]) if trunc else 1.0)
     ymax = float(np.nanmax(hi / top)) if ci else float(np.nanmax(w / top))
     ax.set_ylim(0.0, max(ymax * 1.05, 1.05))
     ax.set_xlabel(xlabel or ("Effect size" if trunc else "p-value"))

@@ -671,22 +671,23 @@ def selection_model(
     tau2tol = float(ctl.get("tau2tol", min(1e-4, float(np.min(v)) / 10.0)))
     deltatol = float(ctl.get("deltatol", 1e-4 if type_ in ("stepfun", "beta") else 0.0))
     p = X.shape[1]
-    tau2_for_se = fit.tau2 if fit.tau2 >= tau2tol else 0.0
+    # tau^2 below tau2tol is treated as 0 (left out of the Hessian), as metafor
+    with_tau2 = random and fit.tau2 >= tau2tol
     use_delta = est & (fit.delta >= deltatol) if deltatol > 0 else est.copy()
-    theta = np.concatenate([fit.beta, [tau2_for_se] if random else [], fit.delta[use_delta]])
+    off = p + int(with_tau2)
+    theta = np.concatenate([fit.beta, [fit.tau2] if with_tau2 else [], fit.delta[use_delta]])
 
     def nll(t: FloatArray) -> float:
         d = fit.delta.copy()
-        d[use_delta] = t[p + int(random) :]
-        val = _sel.loglik(prob, t[:p], float(t[p]) if random else 0.0, d)
+        d[use_delta] = t[off:]
+        val = _sel.loglik(prob, t[:p], float(t[p]) if with_tau2 else 0.0, d)
         return -val
 
     max_step = np.full(theta.size, np.inf)
-    if random:
-        max_step[p] = 0.25 * (float(np.min(v)) + tau2_for_se)
+    if with_tau2:
+        max_step[p] = 0.25 * (float(np.min(v)) + fit.tau2)
     dd = fit.delta[use_delta]
-    max_step[p + int(random) :] = np.where(dd > 0, 0.5 * (dd - lower[use_delta]), np.inf)
-    max_step[p + int(random) :] = np.maximum(max_step[p + int(random) :], 1e-6)
+    max_step[off:] = np.maximum(np.where(dd > 0, 0.5 * (dd - lower[use_delta]), np.inf), 1e-6)
     hess = _sel.hessian(nll, theta, levels=4, max_step=max_step)
     try:
         cov = np.linalg.inv(hess)
@@ -698,11 +699,11 @@ def selection_model(
     se = np.sqrt(np.diag(vb))
     z = fit.beta / se
     crit = critical_z(lv)
-    tau2_se = math.sqrt(cov[p, p]) if random else math.nan
+    tau2_se = math.sqrt(cov[p, p]) if with_tau2 else math.nan
     d_se = np.full(n_delta, np.nan)
-    d_se[use_delta] = np.sqrt(np.diag(cov)[p + int(random) :])
+    d_se[use_delta] = np.sqrt(np.diag(cov)[off:])
     d_cov = np.full((n_delta, n_delta), np.nan)
-    d_cov[np.ix_(use_delta, use_delta)] = cov[p + int(random) :, p + int(random) :]
+    d_cov[np.ix_(use_delta, use_delta)] = cov[off:, off:]
     null = kind.null
     dz = (fit.delta - null) / d_se
     d_lo = np.maximum(fit.delta - crit * d_se, lower)

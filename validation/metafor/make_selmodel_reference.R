@@ -7,7 +7,8 @@
 # finite-difference gradients limit metafor's maximum to ~1e-10 in the log-likelihood, i.e.
 # ~1e-5 of a standard error in the estimates: the tests compare accordingly.)
 # Not run in CI: the JSON is committed. Usage, from the repository root:
-#   Rscript validation/metafor/make_selmodel_reference.R
+#   Rscript validation/metafor/make_selmodel_reference.R [CASE_REGEX [OUTPUT]]
+# (optional: only the cases whose name matches CASE_REGEX, written to OUTPUT)
 suppressMessages({library(metafor)})
 source("validation/metafor/json_exact.R")
 
@@ -29,8 +30,12 @@ fit_best <- function(res, args) {
   fits[[which.max(lls)]]
 }
 
+ARGS <- commandArgs(trailingOnly = TRUE)
+PATTERN <- if (length(ARGS) >= 1) ARGS[1] else "."
+OUTPUT <- if (length(ARGS) >= 2) ARGS[2] else "tests/reference/metafor_selmodel.json"
 cases <- list()
 add <- function(name, yi, vi, mods = NULL, method = "ML", args, data_name, note = "") {
+  if (!grepl(PATTERN, name)) return(invisible(NULL))
   if (is.null(mods)) {
     res <- rma(yi, vi, method = method)
     X <- matrix(1, length(yi), 1)
@@ -117,4 +122,4 @@ for (nm in names(tab)[-1]) {
 writeLines(to_json(list(
   generated_by = "validation/metafor/make_selmodel_reference.R",
   metafor = as.character(packageVersion("metafor")), R = R.version.string,
-  cases = cases)), "tests/reference/metafor_selmodel.json")
+  cases = cases)), OUTPUT)
