@@ -261,8 +261,8 @@ def test_quadrature_against_adaptive_integration(
         ours = engine._integral(prob, m, r, d)
         for i in range(k):
 
-            def g(x: float, i: int = i) -> float:
-                p = engine._p_of_z(np.array([m[i] + r[i] * x]), alternative)
+            def g(x: float, mi: float = m[i], ri: float = r[i]) -> float:
+                p = engine._p_of_z(np.array([mi + ri * x]), alternative)
                 if sel.pval_min > 0:
                     p = np.clip(p, sel.pval_min, 1 - sel.pval_min)
                 w = float(engine._weights(prob, p, d)[0])
