@@ -64,7 +64,10 @@ def fits() -> dict[str, ketameta.SelectionModelResult]:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_loglik_at_least_metafors(name: str, fits: dict[str, Any]) -> None:
     c, s = CASES[name], fits[name]
-    assert s.loglik >= c["ll"] - 1e-12 * max(1.0, abs(c["ll"]))
+    # (metafor's integrals, R's integrate() at rel.tol 1e-12 per study, leave ~1e-12 of the
+    # log-likelihood uncertain for the weight functions that need them)
+    tol = 1e-11 if c["type"] in INTEGRAL else 1e-12
+    assert s.loglik >= c["ll"] - tol * max(1.0, abs(c["ll"]))
     # ... and not above it by more than metafor's optimiser leaves (same likelihood)
     assert s.loglik - c["ll"] < 1e-8
     assert s.loglik_unadjusted >= c["ll0"] - 1e-12 * max(1.0, abs(c["ll0"]))
@@ -106,11 +109,12 @@ def test_estimates_as_metafor(name: str, fits: dict[str, Any]) -> None:
     np.testing.assert_allclose(s.pvalue, c["pval"], rtol=1e-3)
     np.testing.assert_allclose(s.ci_lower, c["ci_lb"], atol=1e-4 * float(np.max(se)))
     np.testing.assert_allclose(s.ci_upper, c["ci_ub"], atol=1e-4 * float(np.max(se)))
+    dse = float(np.nanmax(np.append(_nan(c["se_delta"]), 0.0)))
     np.testing.assert_allclose(
-        s.delta_ci_lower, _nan(c["ci_lb_delta"]), rtol=1e-4, atol=1e-9, equal_nan=True
+        s.delta_ci_lower, _nan(c["ci_lb_delta"]), rtol=1e-4, atol=1e-4 * dse, equal_nan=True
     )
     np.testing.assert_allclose(
-        s.delta_ci_upper, _nan(c["ci_ub_delta"]), rtol=1e-4, atol=1e-9, equal_nan=True
+        s.delta_ci_upper, _nan(c["ci_ub_delta"]), rtol=1e-4, atol=1e-4 * dse, equal_nan=True
     )
 
 

@@ -330,8 +330,8 @@ class SelectionModelResult(RecordResult):
             header = ["k", *header]
         else:
             labels = [f"delta.{j + 1}" for j in range(self.delta.size)]
-            if self.delta.size == 1:
-                labels = ["delta"]
+            if self.delta.size == 1:  # metafor prints a single delta without a label
+                labels = [""]
         lines += _table(header, labels, drows)
         lines.append("")
         lines.append("---")
@@ -684,6 +684,7 @@ def selection_model(
         return -val
 
     max_step = np.full(theta.size, np.inf)
+    max_step[:p] = 0.5 * _sel.param_scale(prob, False, fit.tau2, np.zeros(0, bool))[:p]
     if with_tau2:
         max_step[p] = 0.25 * (float(np.min(v)) + fit.tau2)
     dd = fit.delta[use_delta]

@@ -383,11 +383,24 @@ def _steps(x: FloatArray) -> FloatArray:
 
 
 def gradient(
-    f: Callable[[FloatArray], float], x: FloatArray, lower: FloatArray | None = None
+    f: Callable[[FloatArray], float],
+    x: FloatArray,
+    lower: FloatArray | None = None,
+    scale: FloatArray | None = None,
 ) -> FloatArray:
     """Central differences with one Richardson step (error O(h⁴)); one-sided (O(h²))
-    where a central step would cross `lower`."""
+    where a central step would cross `lower`; steps at most 1e-3 `scale` (the size of a
+    standard error of each parameter)."""
     h = _steps(x)
+    if scale is not None:
+        h = np.minimum(h, 1e-3 * scale)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _gradient(f, x, lower, h)
+
+
+def _gradient(
+    f: Callable[[FloatArray], float], x: FloatArray, lower: FloatArray | None, h: FloatArray
+) -> FloatArray:
     g = np.empty_like(x)
     f0: float | None = None
     for i in range(x.size):
@@ -411,10 +424,17 @@ def hessian(
 ) -> FloatArray:
     """Hessian by central differences with Richardson extrapolation over `levels` halvings
     of the step (the step starts at 2% of |x|, at least 2e-3, at most `max_step`)."""
-    n = x.size
     h0 = np.maximum(0.02 * np.abs(x), 2e-3)
     if max_step is not None:
         h0 = np.minimum(h0, max_step)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _hessian(f, x, levels, h0)
+
+
+def _hessian(
+    f: Callable[[FloatArray], float], x: FloatArray, levels: int, h0: FloatArray
+) -> FloatArray:
+    n = x.size
     f0 = f(x)
     tables = np.empty((levels, n, n))
     for lev in range(levels):
@@ -435,6 +455,8 @@ def hessian(
                     4 * h[i] * h[j]
                 )
                 tables[lev, i, j] = tables[lev, j, i] = val
+    if not np.all(np.isfinite(tables)):
+        return np.full((n, n), np.nan)
     for m in range(1, levels):  # Richardson: errors in h², h⁴, ...
         factor = 4.0**m
         tables[m:] = (factor * tables[m:] - tables[m - 1 : -1]) / (factor - 1)
@@ -442,6 +464,19 @@ def hessian(
 
 
 # -- fitting -----------------------------------------------------------------------------
+
+
+def param_scale(prob: Problem, rand: bool, tau2: float, free: FloatArray) -> FloatArray:
+    """The rough size of a standard error of each parameter (β from the normal model's
+    information, τ² from the smallest total variance, δ: 1), which bounds the
+    finite-difference steps: a very precise study makes the likelihood steep in β."""
+    w = 1.0 / (prob.v + max(tau2, 0.0))
+    beta = 1.0 / np.sqrt(np.sum(prob.X**2 * w[:, None], axis=0))
+    parts = [beta]
+    if rand:
+        parts.append(np.array([float(np.min(prob.v)) + max(tau2, 0.0)]))
+    parts.append(np.ones(int(np.sum(free))))
+    return np.concatenate(parts)
 
 
 def _projected_newton(
@@ -454,6 +489,7 @@ def _projected_newton(
     vmin: float,
     maxiter: int,
     tol: float,
+    scale: FloatArray,
 ) -> tuple[FloatArray, float, bool, int]:
     """Minimise `f` within the box [lo, hi]: Newton steps (Levenberg-damped until the
     Hessian is positive definite) on the parameters not held at a bound by their gradient,
@@ -461,16 +497,15 @@ def _projected_newton(
     `tol` relative to the parameters."""
     x = np.clip(x0, lo, hi)
     fx = f(x)
-    n = x.size
     for it in range(1, maxiter + 1):
-        g = gradient(f, x, lo)
+        g = gradient(f, x, lo, scale)
         at_lo = (x <= lo) & (g > 0)
         at_hi = (x >= hi) & (g < 0)
         act = ~(at_lo | at_hi)
         if not act.any():
             return x, fx, True, it
         idx = np.flatnonzero(act)
-        max_step = np.full(idx.size, np.inf)
+        max_step = 0.1 * scale[idx]
         if rand:  # tau2 steps stay within v_min + tau2 > 0
             max_step[idx == p] = 0.25 * (vmin + max(x[p], 0.0))
         xs = x[idx]
@@ -485,8 +520,10 @@ def _projected_newton(
             return f(full)
 
         h = hessian(sub, xs, levels=1, max_step=max_step)
+        if not np.all(np.isfinite(h)):  # a step left the domain: fall back to gradient steps
+            h = np.diag(1.0 / np.maximum(max_step, 1e-300) ** 2)
         gi = g[idx]
-        scale = max(1.0, float(np.max(np.abs(np.diag(h)))))
+        hscale = max(1.0, float(np.max(np.abs(np.diag(h)))))
         lam = 0.0
         step = np.zeros(idx.size)
         for _ in range(60):
@@ -495,7 +532,7 @@ def _projected_newton(
                 step = -np.linalg.solve(c.T, np.linalg.solve(c, gi))
                 break
             except np.linalg.LinAlgError:
-                lam = max(2.0 * lam, 1e-10 * scale)
+                lam = max(2.0 * lam, 1e-10 * hscale)
         t = 1.0
         moved = False
         while t > 1e-12:
@@ -513,7 +550,6 @@ def _projected_newton(
         x, fx = cand, fc
         if np.all(np.abs(dx) <= tol * np.maximum(1.0, np.abs(x))):
             return x, fx, True, it
-    _ = n
     return x, fx, False, maxiter
 
 
@@ -578,7 +614,9 @@ def fit_selection(
         x0 = np.concatenate(
             [beta0, [tau20] if rand else [], np.clip(start[free], lower[free], upper[free])]
         )
-        x, fx, ok, it = _projected_newton(nll, x0, lo, hi, p, rand, vmin, maxiter, tol)
+        x, fx, ok, it = _projected_newton(
+            nll, x0, lo, hi, p, rand, vmin, maxiter, tol, param_scale(prob, rand, tau20, free)
+        )
         total_iter += it
         if best is None or fx < best[0]:
             best = (fx, x, ok)
