@@ -106,6 +106,14 @@ for (ty in c("halfnorm", "negexp", "logistic", "power", "negexppow")) {
   add(paste0("hackshaw_", ty), d$yi, d$vi, args = list(type = ty),
       data_name = "dat.hackshaw1998")
 }
+add("hackshaw_trunc", d$yi, d$vi, args = list(type = "trunc"), data_name = "dat.hackshaw1998",
+    note = "?selmodel example (steps = 0 by default)")
+add("hackshaw_trunc_less", d$yi, d$vi, args = list(type = "trunc", alternative = "less",
+    steps = 0.5), data_name = "dat.hackshaw1998")
+add("hackshaw_halfnorm_steps", d$yi, d$vi, args = list(type = "halfnorm", steps = 0.05),
+    data_name = "dat.hackshaw1998", note = "w(p) = 1 below the threshold")
+add("hackshaw_beta_two_sided", d$yi, d$vi, args = list(type = "beta", alternative = "two.sided"),
+    data_name = "dat.hackshaw1998")
 c81 <- escalc(measure = "ZCOR", ri = ri, ni = ni, data = dat.cohen1981)
 tab <- data.frame(
   steps = c(0.005, 0.01, 0.05, 0.10, 0.25, 0.35, 0.50, 0.65, 0.75, 0.90, 0.95, 0.99, 0.995, 1),
