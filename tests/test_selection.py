@@ -357,3 +357,32 @@ def test_weight_function_and_plot() -> None:
     assert ax.get_xlim() == (0.0, 1.0)
     with pytest.raises(TypeError, match="cannot draw a selection function"):
         selection(fit)
+
+
+def test_truncated_model_likelihood() -> None:
+    # type="trunc" (not in metafor 3.8.1, so no metafor reference): the log-likelihood at the
+    # maximum equals the one written out with scipy.stats, w(y) = 1 above y_c, delta below
+    from scipy import stats
+
+    y, v = np.array(HACK["yi"]), np.array(HACK["vi"])
+    sel = ketameta.selection_model(ketameta.pool(y, v, method="ML"), type="trunc", steps=0.1)
+    mu, s2, d = sel.estimate, v + sel.tau2, float(sel.delta[0])
+    sd = np.sqrt(s2)
+    below = y <= 0.1
+    ll = np.sum(stats.norm.logpdf(y, mu, sd)) + below.sum() * math.log(d)
+    ll -= np.sum(np.log(stats.norm.sf(0.1, mu, sd) + d * stats.norm.cdf(0.1, mu, sd)))
+    assert sel.loglik == pytest.approx(ll, rel=1e-12)
+    assert sel.counts == (int((~below).sum()), int(below.sum()))
+    assert sel.lrt_df == 1
+    # the maximum: the score vanishes (no better point nearby)
+    for step in (1e-4, -1e-4):
+        worse = ketameta.selection_model(
+            ketameta.pool(y, v, method="ML"), type="trunc", steps=0.1, delta=[d + step]
+        )
+        assert worse.loglik < sel.loglik
+    # alternative="less" on the mirrored data is the same model
+    mirror = ketameta.selection_model(
+        ketameta.pool(-y, v, method="ML"), type="trunc", steps=-0.1, alternative="less"
+    )
+    assert mirror.estimate == pytest.approx(-sel.estimate, rel=1e-7)
+    assert mirror.delta[0] == pytest.approx(d, rel=1e-6)

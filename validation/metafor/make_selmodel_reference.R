@@ -106,10 +106,7 @@ for (ty in c("halfnorm", "negexp", "logistic", "power", "negexppow")) {
   add(paste0("hackshaw_", ty), d$yi, d$vi, args = list(type = ty),
       data_name = "dat.hackshaw1998")
 }
-add("hackshaw_trunc", d$yi, d$vi, args = list(type = "trunc"), data_name = "dat.hackshaw1998",
-    note = "?selmodel example (steps = 0 by default)")
-add("hackshaw_trunc_less", d$yi, d$vi, args = list(type = "trunc", alternative = "less",
-    steps = 0.5), data_name = "dat.hackshaw1998")
+# (type = "trunc" is not in metafor 3.8.1: it came with metafor 4; not referenced here)
 add("hackshaw_halfnorm_steps", d$yi, d$vi, args = list(type = "halfnorm", steps = 0.05),
     data_name = "dat.hackshaw1998", note = "w(p) = 1 below the threshold")
 add("hackshaw_beta_two_sided", d$yi, d$vi, args = list(type = "beta", alternative = "two.sided"),
