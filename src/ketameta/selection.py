@@ -220,7 +220,10 @@ class SelectionModelResult(RecordResult):
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             w = kind.weight(q, d, np.asarray(self.steps))
         if self.steps:
-            w = np.where(q <= self.steps[0], 1.0, w)
+            a = np.array([self.steps[0]])
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                wa = kind.weight(a, d, a)[0]
+            w = np.where(q <= self.steps[0], 1.0, w / wa)
         return np.asarray(w, dtype=np.float64)
 
     def weight_function_ci(self, p: Any) -> tuple[FloatArray, FloatArray]:
@@ -520,7 +523,7 @@ def selection_model(
         ``"stepfun"``: the p-value cut-points α₁ < ... < α_c (1 is appended if missing);
         default ``(0.025,)``, the three-parameter selection model (3PSM). ``"trunc"``:
         the cut-point ``y_c`` (default 0). Other types: an optional threshold α with
-        ``w(p) = 1`` for ``p ≤ α``.
+        ``w(p) = 1`` for ``p ≤ α`` and ``w(p)/w(α)`` above (metafor's extension).
     alternative : {"greater", "less", "two.sided"}
         The p-values selection acts on: one-sided for positive (``"greater"``) or negative
         effects, or two-sided.

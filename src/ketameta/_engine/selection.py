@@ -297,12 +297,14 @@ def make_problem(
 
 
 def _weights(prob: Problem, p: FloatArray, delta: FloatArray) -> FloatArray:
-    """``w(p)`` of the p-value model (non-step types); with a threshold in `steps`,
-    ``w = 1`` for ``p ≤ α`` (metafor's extension)."""
+    """``w(p)`` of the p-value model (non-step types); with a threshold α in `steps`,
+    ``w = 1`` for ``p ≤ α`` and ``w(p)/w(α)`` above (continuous at α; metafor's
+    extension, which this reproduces to 1e-12 in the log-likelihood)."""
     assert prob.kind.weight is not None
     w = prob.kind.weight(p, delta, prob.steps)
     if prob.steps.size:
-        w = np.where(p <= prob.steps[0], 1.0, w)
+        a = prob.steps[:1]
+        w = np.where(p <= a[0], 1.0, w / prob.kind.weight(a, delta, prob.steps)[0])
     return np.asarray(w)
 
 
