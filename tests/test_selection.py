@@ -386,3 +386,15 @@ def test_truncated_model_likelihood() -> None:
     )
     assert mirror.estimate == pytest.approx(-sel.estimate, rel=1e-7)
     assert mirror.delta[0] == pytest.approx(d, rel=1e-6)
+
+
+def test_fixed_tau2_stays_fixed() -> None:
+    y, v = np.array(HACK["yi"]), np.array(HACK["vi"])
+    fit = ketameta.pool(y, v, method="ML", tau2=0.05)
+    sel = ketameta.selection_model(fit)
+    assert sel.tau2 == 0.05
+    assert math.isnan(sel.tau2_se)
+    # the no-selection fit is the one with the same fixed tau^2
+    unadjusted = ketameta.selection_model(fit, delta=[1, 1])
+    assert unadjusted.estimate == pytest.approx(fit.estimate, rel=1e-9)
+    assert unadjusted.loglik == pytest.approx(sel.loglik_unadjusted, rel=1e-12)

@@ -278,11 +278,14 @@ class SelectionModelResult(RecordResult):
                 f"{self.tau2:.4f} (SE = {_fmt(self.tau2_se)})"
             )
             lines.append(f"{'tau (square root of estimated tau^2 value):':{width}s}{self.tau:.4f}")
-            lines.append("")
-            lines.append("Test for Residual Heterogeneity:" if mods else "Test for Heterogeneity:")
-            lines.append(
-                f"LRT(df = 1) = {self.lrt_tau2:.4f}, p-val {_p_sign(self.lrt_tau2_pvalue)}"
-            )
+            if not math.isnan(self.lrt_tau2):  # (NaN: tau^2 was fixed in the input fit)
+                lines.append("")
+                lines.append(
+                    "Test for Residual Heterogeneity:" if mods else "Test for Heterogeneity:"
+                )
+                lines.append(
+                    f"LRT(df = 1) = {self.lrt_tau2:.4f}, p-val {_p_sign(self.lrt_tau2_pvalue)}"
+                )
         lines.append("")
         if mods and self.qm_df > 0:
             which = f"coefficient {2}" if self.qm_df == 1 else f"coefficients {2}:{self.qm_df + 1}"
@@ -636,6 +639,9 @@ def selection_model(
         msg = "a selection model needs positive sampling variances `vi`"
         raise ValueError(msg)
     random = result.method != "EE"
+    # a tau^2 fixed in the fit stays fixed (only beta and delta are estimated)
+    tau2_value = float(result.tau2) if result.tau2_fixed and random else None
+    est_tau2 = random and tau2_value is None
     pval_min = float(ctl.get("pval_min", kind.pval_min))
     lower = np.broadcast_to(
         np.asarray(ctl.get("delta_min", kind.lower), dtype=np.float64), (n_delta,)
@@ -647,7 +653,9 @@ def selection_model(
     counts = _counts(prob, cuts, type_, est)
 
     # the fit without selection (ML; EE stays EE)
-    base = metareg(y, v, mods=X, intercept=False, method="EE" if not random else "ML")
+    base = metareg(
+        y, v, mods=X, intercept=False, method="EE" if not random else "ML", tau2=tau2_value
+    )
     ll0 = base.fit_statistics()["ML"]["ll"]
     starts = [np.where(est, _start(type_), dfix)]
     for s in ctl.get("starts", ()):
@@ -666,6 +674,7 @@ def selection_model(
         upper=upper,
         starts=starts,
         maxiter=maxiter,
+        tau2_value=tau2_value,
     )
     if not fit.converged or not math.isfinite(fit.loglik):
         what = f"selection model ({type_})"
@@ -675,7 +684,7 @@ def selection_model(
     deltatol = float(ctl.get("deltatol", 1e-4 if type_ in ("stepfun", "beta") else 0.0))
     p = X.shape[1]
     # tau^2 below tau2tol is treated as 0 (left out of the Hessian), as metafor
-    with_tau2 = random and fit.tau2 >= tau2tol
+    with_tau2 = est_tau2 and fit.tau2 >= tau2tol
     use_delta = est & (fit.delta >= deltatol) if deltatol > 0 else est.copy()
     off = p + int(with_tau2)
     theta = np.concatenate([fit.beta, [fit.tau2] if with_tau2 else [], fit.delta[use_delta]])
@@ -719,7 +728,7 @@ def selection_model(
     if type_ == "stepfun" and est[0]:
         lrt_df -= 1
     lrt_p = float(chi2_sf(float(lrt_df), lrt)) if lrt_df > 0 else math.nan
-    if random:
+    if est_tau2:
         fit0 = _sel.fit_selection(
             prob,
             random=random,

@@ -570,10 +570,15 @@ class SelectionFit:
 
 
 def _unpack(
-    theta: FloatArray, p: int, random: bool, delta_fixed: FloatArray, free: FloatArray
+    theta: FloatArray,
+    p: int,
+    random: bool,
+    delta_fixed: FloatArray,
+    free: FloatArray,
+    tau2_value: float = 0.0,
 ) -> tuple[FloatArray, float, FloatArray]:
     beta = theta[:p]
-    tau2 = float(theta[p]) if random else 0.0
+    tau2 = float(theta[p]) if random else tau2_value
     delta = delta_fixed.copy()
     delta[free] = theta[p + int(random) :]
     return beta, tau2, delta
@@ -590,20 +595,23 @@ def fit_selection(
     upper: FloatArray,
     starts: Sequence[FloatArray],
     tau2_zero: bool = False,
+    tau2_value: float | None = None,
     maxiter: int = 200,
     tol: float = 1e-10,
 ) -> SelectionFit:
-    """ML fit of the selection model. `delta_fixed` holds the fixed values (NaN: free).
+    """ML fit of the selection model. `delta_fixed` holds the fixed values (NaN: free);
+    `tau2_value` fixes τ² (`tau2_zero`: at 0).
 
     The likelihood is maximised by projected Newton steps under the bounds (τ² ≥ 0, δ
     within [`lower`, `upper`]) from each start; the best maximum is kept."""
     p = prob.X.shape[1]
     free = np.isnan(delta_fixed)
     fixed = np.where(free, 0.0, delta_fixed)
-    rand = random and not tau2_zero
+    rand = random and not tau2_zero and tau2_value is None
+    t2fix = 0.0 if tau2_value is None else float(tau2_value)
 
     def nll(theta: FloatArray) -> float:
-        b, t2, d = _unpack(theta, p, rand, fixed, free)
+        b, t2, d = _unpack(theta, p, rand, fixed, free, t2fix)
         val = loglik(prob, b, t2, d)
         return -val if math.isfinite(val) else 1e300
 
@@ -624,7 +632,7 @@ def fit_selection(
             best = (fx, x, ok)
     assert best is not None
     theta, converged = best[1], best[2]
-    beta, tau2, delta = _unpack(theta, p, rand, fixed, free)
+    beta, tau2, delta = _unpack(theta, p, rand, fixed, free, t2fix)
     ll = -nll(theta)
     return SelectionFit(
         beta=beta,
