@@ -588,6 +588,19 @@ def selection_model(
     in δ, the intervals are wide, and the adjusted estimate depends on the assumed weight
     function more than on the data. Treat a selection model as a sensitivity analysis.
 
+    References
+    ----------
+    .. [1] Hedges (1992), Statistical Science 7(2):246-255.
+       https://doi.org/10.1214/ss/1177011364
+    .. [2] Vevea & Hedges (1995), Psychometrika 60(3):419-435.
+       https://doi.org/10.1007/BF02294384
+    .. [3] Vevea & Woods (2005), Psychological Methods 10(4):428-443.
+       https://doi.org/10.1037/1082-989X.10.4.428
+    .. [4] Citkowicz & Vevea (2017), Psychological Methods 22(1):28-41.
+       https://doi.org/10.1037/met0000119
+    .. [5] Preston, Ashby & Smyth (2004), J Eval Clin Pract 10(2):313-322.
+       https://doi.org/10.1111/j.1365-2753.2003.00457.x
+
     Examples
     --------
     >>> import numpy as np, ketameta
@@ -999,8 +1012,8 @@ def pet_peese(
     With ``w_i = 1/v_i`` and design ``[1, x_i]`` (``x_i = √v_i`` for PET, ``v_i`` for PEESE),
     ``b = (XᵀWX)⁻¹XᵀWy`` and ``Var(b) = s²(XᵀWX)⁻¹`` with
     ``s² = Σ w_i(y_i - x_iᵀb)²/(k - 2)`` [6]_. PET-PEESE is biased when the effects are
-    heterogeneous and the studies few or similar in size (Stanley 2017; Carter et al. 2019):
-    read it as a sensitivity analysis, next to a selection model.
+    heterogeneous and the studies few or similar in size (Stanley 2017 [8]_; Carter et
+    al. 2019 [9]_): read it as a sensitivity analysis, next to a selection model.
 
     References
     ----------
