@@ -117,7 +117,7 @@ SELECTION_TYPES: dict[str, SelectionType] = {
     for t in (
         SelectionType(
             "stepfun",
-            "Step Function",
+            "Step-function",
             "w(p) = delta_j for alpha_(j-1) < p <= alpha_j",
             1.0,
             0.0,
@@ -141,7 +141,7 @@ SELECTION_TYPES: dict[str, SelectionType] = {
         ),
         SelectionType(
             "halfnorm",
-            "Half-Normal",
+            "Half-normal",
             "w(p) = exp(-delta p^2)",
             0.0,
             0.0,
@@ -153,7 +153,7 @@ SELECTION_TYPES: dict[str, SelectionType] = {
         ),
         SelectionType(
             "negexp",
-            "Negative-Exponential",
+            "Negative-exponential",
             "w(p) = exp(-delta p)",
             0.0,
             0.0,
@@ -189,7 +189,7 @@ SELECTION_TYPES: dict[str, SelectionType] = {
         ),
         SelectionType(
             "negexppow",
-            "Negative Exponential Power",
+            "Negative-exponential-power",
             "w(p) = exp(-delta_1 p^(1/delta_2))",
             0.0,
             0.0,
@@ -201,7 +201,7 @@ SELECTION_TYPES: dict[str, SelectionType] = {
         ),
         SelectionType(
             "trunc",
-            "Truncated Distribution",
+            "Truncated-distribution",
             "w(y) = 1 if y > y_c, delta if y <= y_c (alternative 'greater')",
             1.0,
             0.0,
