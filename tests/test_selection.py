@@ -31,6 +31,11 @@ from ketameta._engine import selection as engine
 REF = json.loads((Path(__file__).parent / "reference" / "metafor_selmodel.json").read_text())
 CASES = {c["name"]: c for c in REF["cases"]}
 INTEGRAL = ("beta", "halfnorm", "negexp", "logistic", "power", "negexppow")
+#: The beta model of ?selmodel on dat.baskerville2012 has its maximum at tau^2 = 0. metafor
+#: (default control, as in its example; tight settings do not finish) stops at tau^2 ~ 2e-6,
+#: 1.1e-4 below ketameta's log-likelihood there: its estimates are those of a point short of
+#: the maximum, compared with tolerances to match (1e-3 standard errors; SEs 0.5%).
+BOUNDARY = ("baskerville_beta", "baskerville_beta_blind")
 
 
 def _nan(x: Any) -> Any:
@@ -69,7 +74,7 @@ def test_loglik_at_least_metafors(name: str, fits: dict[str, Any]) -> None:
     tol = 1e-11 if c["type"] in INTEGRAL else 1e-12
     assert s.loglik >= c["ll"] - tol * max(1.0, abs(c["ll"]))
     # ... and not above it by more than metafor's optimiser leaves (same likelihood)
-    assert s.loglik - c["ll"] < 1e-8
+    assert s.loglik - c["ll"] < (2e-4 if name in BOUNDARY else 1e-8)
     assert s.loglik_unadjusted >= c["ll0"] - 1e-12 * max(1.0, abs(c["ll0"]))
     assert s.loglik_unadjusted - c["ll0"] < 1e-6
 
@@ -90,7 +95,10 @@ def test_same_likelihood_at_metafors_estimates(name: str, fits: dict[str, Any]) 
         kind.pval_min,
     )
     ll = engine.loglik(prob, np.array(c["beta"]), float(c["tau2"]), np.array(c["delta"]))
-    tol = 1e-9 if c["type"] in INTEGRAL else 1e-12
+    # (metafor's default integrate() tolerance in the BOUNDARY cases: rel.tol ~1.2e-4)
+    # (with it, ketameta's log-likelihood at metafor's estimates is 3e-5 and 4e-5 lower; left
+    # uncensored inside the integral it would be 0.4 and 0.6 lower: p is censored there too)
+    tol = 5e-5 if name in BOUNDARY else 1e-9 if c["type"] in INTEGRAL else 1e-12
     assert ll == pytest.approx(c["ll"], rel=tol, abs=tol)
 
 
@@ -99,17 +107,28 @@ def test_estimates_as_metafor(name: str, fits: dict[str, Any]) -> None:
     c, s = CASES[name], fits[name]
     se = np.array(c["se"])
     # coefficients: within 5e-5 standard errors (metafor's optimiser precision, see above)
-    np.testing.assert_array_less(np.abs(s.coef - np.array(c["beta"])), 5e-5 * se + 1e-12)
-    assert s.tau2 == pytest.approx(c["tau2"], rel=5e-5, abs=5e-5 * (_nan(c["se_tau2"]) or 0.0))
-    np.testing.assert_allclose(s.delta, c["delta"], rtol=5e-5, atol=1e-9)
-    np.testing.assert_allclose(s.se, se, rtol=5e-5)
-    np.testing.assert_allclose(s.delta_se, _nan(c["se_delta"]), rtol=5e-5, equal_nan=True)
-    if c["se_tau2"] is not None:
-        assert s.tau2_se == pytest.approx(c["se_tau2"], rel=5e-5)
-    np.testing.assert_allclose(s.pvalue, c["pval"], rtol=1e-3)
-    np.testing.assert_allclose(s.ci_lower, c["ci_lb"], atol=1e-4 * float(np.max(se)))
-    np.testing.assert_allclose(s.ci_upper, c["ci_ub"], atol=1e-4 * float(np.max(se)))
-    dse = float(np.nanmax(np.append(_nan(c["se_delta"]), 0.0)))
+    loose = name in BOUNDARY
+    np.testing.assert_array_less(
+        np.abs(s.coef - np.array(c["beta"])), (1e-3 if loose else 5e-5) * se + 1e-12
+    )
+    if loose:  # ketameta's maximum is on the boundary; metafor stops at ~2e-6
+        assert s.tau2 == 0.0
+        assert c["tau2"] < 1e-5
+        assert math.isnan(s.tau2_se)  # tau^2 below tau2tol: left out of the Hessian
+    else:
+        se_t2 = _nan(c["se_tau2"])
+        assert s.tau2 == pytest.approx(c["tau2"], rel=5e-5, abs=5e-5 * (se_t2 or 0.0))
+        if c["se_tau2"] is not None:
+            assert s.tau2_se == pytest.approx(c["se_tau2"], rel=5e-5)
+    rtol = 5e-3 if loose else 5e-5
+    np.testing.assert_allclose(s.delta, c["delta"], rtol=1e-3 if loose else 5e-5, atol=1e-9)
+    np.testing.assert_allclose(s.se, se, rtol=rtol)
+    np.testing.assert_allclose(s.delta_se, _nan(c["se_delta"]), rtol=rtol, equal_nan=True)
+    np.testing.assert_allclose(s.pvalue, c["pval"], rtol=5e-3 if loose else 1e-3)
+    ci_tol = (1e-2 if loose else 1e-4) * float(np.max(se))
+    np.testing.assert_allclose(s.ci_lower, c["ci_lb"], atol=ci_tol)
+    np.testing.assert_allclose(s.ci_upper, c["ci_ub"], atol=ci_tol)
+    dse = float(np.nanmax(np.append(_nan(c["se_delta"]), 0.0))) * (100 if loose else 1)
     np.testing.assert_allclose(
         s.delta_ci_lower, _nan(c["ci_lb_delta"]), rtol=1e-4, atol=1e-4 * dse, equal_nan=True
     )
@@ -122,14 +141,18 @@ def test_estimates_as_metafor(name: str, fits: dict[str, Any]) -> None:
 def test_tests_and_counts_as_metafor(name: str, fits: dict[str, Any]) -> None:
     c, s = CASES[name], fits[name]
     assert s.lrt_df == c["LRTdf"]
-    if c["LRTdf"] > 0:
+    if name in BOUNDARY:  # twice metafor's shortfall of 1.1e-4 in the log-likelihood
+        assert s.lrt == pytest.approx(c["LRT"], abs=3e-4)
+        assert s.lrt_tau2 == 0.0
+        assert c["LRT_tau2"] < 1e-2
+    elif c["LRTdf"] > 0:
         # the LRT is a difference of two maxima, each reached by metafor to ~1e-9
         assert s.lrt == pytest.approx(c["LRT"], abs=1e-7)
         assert s.lrt_pvalue == pytest.approx(c["LRTp"], rel=1e-6)
-    if c["LRT_tau2"] is not None:
+    if c["LRT_tau2"] is not None and name not in BOUNDARY:
         assert s.lrt_tau2 == pytest.approx(c["LRT_tau2"], abs=1e-7)
     if c.get("QM") is not None and s.qm_df > 0:
-        assert s.qm == pytest.approx(c["QM"], rel=1e-4)
+        assert s.qm == pytest.approx(c["QM"], rel=1e-3 if name in BOUNDARY else 1e-4)
     if c.get("ptable_k") is not None:
         assert list(s.counts) == c["ptable_k"]
 
@@ -172,7 +195,10 @@ def test_summary_as_metafor_prints_it(name: str, fits: dict[str, Any]) -> None:
         ]
         # the column header of the coefficient table is the only line laid out differently
         assert all(t.lstrip().startswith(("estimate", "k ")) for _, t in bad), bad
-    for key in ("LRT(df", "QM(df", "tau^2 (", "Random-Effects", "Mixed-Effects", "Equal-Eff"):
+    keys = ("LRT(df", "QM(df", "tau^2 (", "Random-Effects", "Mixed-Effects", "Equal-Eff")
+    if name in BOUNDARY:  # (tau^2, the tests: see BOUNDARY)
+        keys = ("Random-Effects", "Mixed-Effects")
+    for key in keys:
         theirs = [ln for ln in printed if ln.startswith(key)]
         mine = [ln for ln in ours if ln.startswith(key)]
         assert len(theirs) == len(mine)
