@@ -14,7 +14,7 @@ source("validation/metafor/json_exact.R")
 
 INT <- list(rel.tol = 1e-12, subdivisions = 2000L)
 
-fit_best <- function(res, args) {
+fit_best <- function(res, args, default_control = FALSE) {
   c1 <- c(list(optimizer = "BFGS", reltol = 1e-13, maxit = 100000L, intCtrl = INT), args$control)
   c2 <- c(list(optimizer = "nlminb", rel.tol = 1e-12, iter.max = 10000L, eval.max = 10000L,
                intCtrl = INT), args$control)
@@ -23,7 +23,7 @@ fit_best <- function(res, args) {
   # BFGS on log(tau^2) crawls towards -Inf (no result after 35 minutes), and with tight
   # integrals it fails; these cases use metafor's default control (as ?selmodel's example),
   # which stops at tau^2 ~ 2e-6 with a log-likelihood 1.1e-4 below the maximum at tau^2 = 0.
-  if (identical(args$type, "beta")) controls <- list(c(list(optimizer = "BFGS"), args$control))
+  if (default_control) controls <- list(c(list(optimizer = "BFGS"), args$control))
   fits <- list()
   for (ctl in controls) {
     a <- args
@@ -40,7 +40,8 @@ ARGS <- commandArgs(trailingOnly = TRUE)
 PATTERN <- if (length(ARGS) >= 1) ARGS[1] else "."
 OUTPUT <- if (length(ARGS) >= 2) ARGS[2] else "tests/reference/metafor_selmodel.json"
 cases <- list()
-add <- function(name, yi, vi, mods = NULL, method = "ML", args, data_name, note = "") {
+add <- function(name, yi, vi, mods = NULL, method = "ML", args, data_name, note = "",
+                default_control = FALSE) {
   if (!grepl(PATTERN, name)) return(invisible(NULL))
   if (is.null(mods)) {
     res <- rma(yi, vi, method = method)
@@ -50,7 +51,7 @@ add <- function(name, yi, vi, mods = NULL, method = "ML", args, data_name, note 
     X <- model.matrix(res)
   }
   message(name, " ", format(Sys.time()))
-  sel <- fit_best(res, args)
+  sel <- fit_best(res, args, default_control)
   out <- capture.output(print(sel))
   pt <- sel$ptable
   cases[[length(cases) + 1]] <<- list(
@@ -96,9 +97,13 @@ add("bcg_mods_3psm_less", b$yi, b$vi, mods = ~ b$ablat, args = list(type = "step
     alternative = "less", steps = c(.025)), data_name = "dat.bcg (log RR), mods = ablat")
 s <- dat.baskerville2012
 add("baskerville_beta", s$smd, s$se^2, args = list(type = "beta"),
-    data_name = "dat.baskerville2012", note = "Citkowicz & Vevea 2017 example in ?selmodel")
+    data_name = "dat.baskerville2012", note = "Citkowicz & Vevea 2017 example in ?selmodel",
+    default_control = TRUE)
 add("baskerville_beta_blind", s$smd, s$se^2, mods = ~ s$blind, args = list(type = "beta"),
-    data_name = "dat.baskerville2012, mods = blind", note = "?selmodel example")
+    data_name = "dat.baskerville2012, mods = blind", note = "?selmodel example",
+    default_control = TRUE)
+add("hackshaw_beta", d$yi, d$vi, args = list(type = "beta"), data_name = "dat.hackshaw1998",
+    note = "an interior maximum of the beta model")
 add("baskerville_3psm", s$smd, s$se^2, args = list(type = "stepfun", steps = c(.025)),
     data_name = "dat.baskerville2012")
 h <- escalc(measure = "OR", ai = ai, n1i = n1i, ci = ci, n2i = n2i, data = dat.hahn2001,
