@@ -102,8 +102,9 @@ add("baskerville_beta", s$smd, s$se^2, args = list(type = "beta"),
 add("baskerville_beta_blind", s$smd, s$se^2, mods = ~ s$blind, args = list(type = "beta"),
     data_name = "dat.baskerville2012, mods = blind", note = "?selmodel example",
     default_control = TRUE)
-add("hackshaw_beta", d$yi, d$vi, args = list(type = "beta"), data_name = "dat.hackshaw1998",
-    note = "an interior maximum of the beta model")
+# (the beta model on dat.hackshaw1998 has an interior maximum, but metafor 3.8.1 fails with
+# tight settings, and with its default ones its integrals (rel.tol 1.2e-4) leave its SEs
+# uncertain at ~1%: not referenced)
 add("baskerville_3psm", s$smd, s$se^2, args = list(type = "stepfun", steps = c(.025)),
     data_name = "dat.baskerville2012")
 h <- escalc(measure = "OR", ai = ai, n1i = n1i, ci = ci, n2i = n2i, data = dat.hahn2001,
