@@ -230,6 +230,67 @@ def test_exact_against_mpmath(data, prior_factor: float, normal_mu: bool) -> Non
     assert res.bf_tau0 == pytest.approx(float(mp.exp(ll0) / ref.z), rel=1e-8)
 
 
+@settings(
+    max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(data=datasets(min_k=1, max_k=5), prior_factor=st.sampled_from([0.3, 1.0, 5.0]))
+def test_mu_side_spreads_against_mpmath(data, prior_factor: float) -> None:
+    """The SDs of μ, θ_new, τ and a shrinkage estimate, and a shrinkage quantile, agree with
+    mpmath to 1e-8 relative, also for effects far from 0 relative to their spread (the
+    strategy's locations 1e3 and -1e4 with SEs down to 1e-4: the moments are taken about
+    the mean, E[x²] - E[x]² cancelled every digit there)."""
+    y, v = data
+    scale = prior_factor * math.sqrt(float(np.median(v)))
+    res = ketameta.bayes_pool(y, v, tau_prior=priors.HalfNormal(scale))
+    ref = MpModel(y, v, _hn_log(mp.mpf(scale)), None, prior_scale=scale)
+    mean = ref.expect(lambda t: ref.cond(t)[1])
+    var_mu = ref.expect(lambda t: ref.cond(t)[2] + (ref.cond(t)[1] - mean) ** 2)
+    assert res.mu_sd == pytest.approx(float(mp.sqrt(var_mu)), rel=1e-8)
+    var_pred = var_mu + ref.expect(lambda t: t * t)
+    assert res.pred_sd == pytest.approx(float(mp.sqrt(var_pred)), rel=1e-8)
+    tau_mean = ref.expect(lambda t: t)
+    tau_sd = mp.sqrt(ref.expect(lambda t: (t - tau_mean) ** 2))
+    assert res.tau_sd == pytest.approx(float(tau_sd), rel=1e-8)
+    v0, y0 = ref.v[0], ref.y[0]
+
+    def shrink(t):
+        _, muh, var = ref.cond(t)
+        b = v0 / (v0 + t * t)
+        return b * muh + (1 - b) * y0, v0 * (1 - b) + b * b * var
+
+    th_mean = ref.expect(lambda t: shrink(t)[0])
+    th_var = ref.expect(lambda t: shrink(t)[1] + (shrink(t)[0] - th_mean) ** 2)
+    assert res.theta_sd[0] == pytest.approx(float(mp.sqrt(th_var)), rel=1e-8)
+    q = float(res.quantile("theta", 0.9, study=0))
+
+    def th_cdf(t):
+        m, var = shrink(t)
+        return mp.ncdf(q, m, mp.sqrt(var))
+
+    ptol = 1e-8 + 1e-14 * float(np.max(np.abs(y))) / math.sqrt(float(np.min(v)))
+    assert float(ref.expect(th_cdf)) == pytest.approx(0.9, abs=ptol)
+
+
+def test_mu_side_is_shift_equivariant() -> None:
+    # moving every effect by c moves μ, θ_new and θ_i by c and leaves their spreads alone
+    # (to the inputs' rounding: ulp(1e7) / SD ~ 1e-8)
+    y = np.array([0.1, -0.2, 0.3, 0.05])
+    v = np.array([0.01, 0.02, 0.015, 0.01])
+    base = ketameta.bayes_pool(y, v, tau_prior=priors.HalfNormal(0.5))
+    for shift in (1e3, 1e5, 1e7):
+        res = ketameta.bayes_pool(y + shift, v, tau_prior=priors.HalfNormal(0.5))
+        rel = 1e-15 * shift / 0.01
+        assert res.mu_sd == pytest.approx(base.mu_sd, rel=rel)
+        assert res.pred_sd == pytest.approx(base.pred_sd, rel=rel)
+        np.testing.assert_allclose(res.theta_sd, base.theta_sd, rtol=rel)
+        assert res.tau_sd == pytest.approx(base.tau_sd, rel=rel)
+        assert res.mu_median - shift == pytest.approx(base.mu_median, abs=4 * np.spacing(shift))
+        many = ketameta.bayes_pool_many(
+            (y + shift)[None, :], v[None, :], tau_prior=priors.HalfNormal(0.5)
+        )
+        assert float(many.mu_sd[0]) == pytest.approx(base.mu_sd, rel=rel)
+
+
 @pytest.mark.parametrize(
     ("prior", "logprior"),
     [
@@ -383,14 +444,17 @@ def test_effect_sizes_input_and_omitted_studies() -> None:
         "RR", data=ketameta.datasets.bcg(), ai="tpos", bi="tneg", ci="cpos", di="cneg"
     )
     a = ketameta.bayes_pool(es, tau_prior=priors.HalfNormal(0.5))
-    b = ketameta.bayes_pool(es.yi, es.vi, tau_prior=priors.HalfNormal(0.5))
+    b = ketameta.bayes_pool(es.yi, es.vi, tau_prior=priors.HalfNormal(0.5), measure="RR")
     assert a == b
+    assert a.measure == "RR"
+    assert a.study_labels[0] == "Study 1"
     y = np.append(es.yi, np.nan)
     v = np.append(es.vi, 0.1)
     with pytest.warns(ketameta.OmittedStudiesWarning):
         c = ketameta.bayes_pool(y, v, tau_prior=priors.HalfNormal(0.5))
     assert c.omitted == (13,)
     assert c.mu_median == a.mu_median
+    assert c.summary().endswith("Omitted studies (missing yi or vi): Study 14")
 
 
 def test_validation_messages() -> None:

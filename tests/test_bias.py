@@ -597,3 +597,27 @@ def test_fail_safe_n_tiny_alpha_uses_the_exact_quantile() -> None:
     for alpha in (0, 1, 10**400, math.nan):
         with pytest.raises(ValueError, match="`alpha`"):
             fail_safe_n(y, v, alpha=alpha)
+
+
+def test_short_reprs_name_the_measure_and_the_key_numbers() -> None:
+    # issue #16: a repr people can read in a notebook (the full record is to_dict())
+    data = ketameta.datasets.bcg()
+    es = ketameta.escalc(
+        "RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg", labels="author"
+    )
+    egger = ketameta.egger_test(es)
+    assert repr(egger) == (
+        f"EggerResult(measure='RR', k=13, model='lm', predictor='sei', "
+        f"intercept={egger.intercept:.4g}, se={egger.se:.4g}, pvalue={egger.pvalue:.4g})"
+    )
+    begg = ketameta.begg_test(es)
+    assert repr(begg).startswith("BeggResult(measure='RR', k=13, tau=")
+    tf = ketameta.trim_and_fill(es)
+    assert repr(tf).startswith("TrimFillResult(measure='RR', k=13, k0=1, side='right', ")
+    fs = ketameta.fail_safe_n(es)
+    assert repr(fs) == f"FailSafeResult(measure='RR', k=13, kind='rosenthal', n={fs.n}, " + (
+        f"pvalue={fs.pvalue:.4g})"
+    )
+    for result in (egger, begg, tf, fs):
+        assert len(repr(result)) < 140
+        assert "labels" not in repr(result)

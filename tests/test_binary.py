@@ -707,6 +707,27 @@ def test_pool_many_bad_input_names_analysis_and_study() -> None:
         pool_peto_many(ai="a", n1i=[1], ci=[1], n2i=[1])
 
 
+def test_pool_many_threads_do_not_change_the_numbers() -> None:
+    # chunks in threads write their own rows: every statistic equal bit for bit
+    cells = _random_batch(9, m=3000)
+    one = pool_mh_many(**cells, chunk_size=100, workers=1)
+    for workers in (2, 3, None):
+        res = pool_mh_many(**cells, chunk_size=100, workers=workers)
+        for name in one.fields:
+            np.testing.assert_array_equal(getattr(res, name), getattr(one, name))
+        assert res.failed == one.failed
+    peto = pool_peto_many(**cells, chunk_size=64, workers=2)
+    np.testing.assert_array_equal(peto.estimate, pool_peto_many(**cells, workers=1).estimate)
+    # an invalid cell is reported for the first analysis in row order, threads or not
+    cells["n1i"][2500, 1] = -1.0
+    cells["n1i"][1234, 0] = -1.0
+    for workers in (1, 2):
+        with pytest.raises(ValueError, match=r"analysis 1234, study 0"):
+            pool_mh_many(**cells, chunk_size=100, workers=workers)
+    with pytest.raises(ValueError, match="`workers`"):
+        pool_mh_many(**_random_batch(3, m=5), workers=0)
+
+
 def test_pool_many_chunks_and_dask() -> None:
     da = pytest.importorskip("dask.array")
     cells = _random_batch(8, m=1000)
@@ -781,3 +802,38 @@ def test_escalc_drops_person_time_double_zeros_as_metafor() -> None:
     with pytest.warns(ketameta.ZeroCellWarning, match=r"studies \[0\]"):  # (as for 2x2 tables)
         es = ketameta.escalc("IRR", drop00=True, **_columns("pt_rare1"))
     np.testing.assert_allclose(es.yi, as_float(case["value"]["yi"]), rtol=1e-12, equal_nan=True)
+
+
+def test_breslow_day_and_tarone_near_a_bound_against_high_precision() -> None:
+    # A table whose fitted first cell lies 0.01 below its bound (110 of 110): computed as
+    # a margin minus that cell, the others lose 1e-12 (metafor 3.8.1 rma.mh prints
+    # BD = 175.11779251666641, TA = 175.10315804486777, 2e-12 and 3e-12 from the truth);
+    # the batch and single paths then disagreed beyond 1e-12 (a hypothesis find). Oracle:
+    # Breslow & Day (1980) / Tarone (1985) evaluated with mpmath at 50 digits, the MH odds
+    # ratio from exact fractions.
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    ai, bi, ci, di = [110, 3, 5, 2], [0, 20, 30, 10], [0, 7, 9, 3], [1, 25, 20, 15]
+    n = [a + b + c + d for a, b, c, d in zip(ai, bi, ci, di, strict=True)]
+    psi_exact = Fraction(sum(Fraction(a * d, t) for a, d, t in zip(ai, di, n, strict=True))) / sum(
+        Fraction(b * c, t) for b, c, t in zip(bi, ci, n, strict=True)
+    )
+    psi = mpmath.mpf(psi_exact.numerator) / psi_exact.denominator
+    bd, sr, sv = mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(0)
+    for a, b, c, d in zip(ai, bi, ci, di, strict=True):
+        n1, n2, m1 = a + b, c + d, a + c
+        lo, hi = max(0, m1 - n2), min(n1, m1)
+        fitted = mpmath.findroot(
+            lambda x, n1=n1, n2=n2, m1=m1: x * (n2 - m1 + x) - psi * (n1 - x) * (m1 - x),
+            (lo + mpmath.mpf(10) ** -30, hi - mpmath.mpf(10) ** -30),
+            solver="anderson",
+        )
+        var = 1 / (1 / fitted + 1 / (n1 - fitted) + 1 / (m1 - fitted) + 1 / (n2 - m1 + fitted))
+        bd += (a - fitted) ** 2 / var
+        sr += a - fitted
+        sv += var
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = pool_mh(ai=ai, bi=bi, ci=ci, di=di, measure="OR")
+    assert got.breslow_day == pytest.approx(float(bd), rel=1e-13)
+    assert got.tarone == pytest.approx(float(bd - sr**2 / sv), rel=1e-13)

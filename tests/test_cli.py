@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
 
 import ketameta
+import ketameta.cli
 from ketameta.cli import main
 
 BCG = """study,ai,bi,ci,di,alloc
@@ -77,7 +80,7 @@ def test_pool_by_prints_the_subgroup_analysis(
     argv = ["pool", str(bcg_csv), "--measure", "RR", "--by", "alloc", "--forest", str(png)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Subgroup analysis by alloc (k = 6; 2 subgroups)")
+    assert out.startswith("Subgroup analysis by alloc (k = 6; 2 subgroups; log risk ratio)")
     assert "Test for subgroup differences (separate tau^2): Q(df = 1) = " in out
     assert png.read_bytes().startswith(b"\x89PNG")
     assert main([*argv[:-2], "--tau2", "common", "--test", "knha"]) == 0
@@ -136,7 +139,7 @@ def test_example_command(capsys: pytest.CaptureFixture[str]) -> None:
         ("yi,vi\n0.1,0.01\nabc,0.02\n", [], "line 3, column 'yi': 'abc' is not a number"),
         ("yi,vi\n0.1,0.01\n0.2,-0.02\n", [], "`vi` must be positive; line 3 has vi=-0.02"),
         ("ai,bi\n1,2\n", ["--measure", "OR"], "missing: ci, di"),
-        ("x,y\n1,2\n", [], "give --measure, or columns 'yi' and 'vi'"),
+        ("x,y\n1,2\n", [], "no effect sizes: give --measure with the columns it needs"),
         ("yi,vi\n1,2,3\n", [], "line 2: 3 fields, but the header has 2"),
     ],
 )
@@ -253,9 +256,125 @@ def test_omitted_studies_are_reported_with_their_lines(
     path = _write(tmp_path, text)
     argv = ["pool", str(path), "--by", "g"] if command == "by" else [command, str(path)]
     assert main(argv) == 0
-    err = capsys.readouterr().err
-    assert "ketameta: warning: " in err
-    assert "lines 4, 6 have missing values and were left out" in err
+    captured = capsys.readouterr()
+    assert "ketameta: warning: " in captured.err
+    assert "lines 4, 6 have missing values and were left out" in captured.err
+    if command != "egger":  # the summary names them by line and label too, not by index
+        # (the reason as the result gives it: "missing values", "missing yi or vi", ...)
+        assert re.search(
+            rf"^Omitted studies \(.*\): lines 4 \(B\), 6 \(D\) of {re.escape(str(path))}$",
+            captured.out,
+            flags=re.M,
+        )
+
+
+def test_metareg_leaves_out_a_missing_moderator_by_line_and_label(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "study,yi,vi,x\nA,0.1,0.01,1\nB,0.2,0.02,\nC,0.3,0.03,3\nD,0.5,0.01,4\nE,0.2,0.02,6\n"
+    path = _write(tmp_path, text)
+    assert main(["metareg", str(path), "--mods", "x", "--method", "EE"]) == 0
+    captured = capsys.readouterr()
+    assert f"ketameta: warning: {path}: line 3 has a missing value and was left out" in (
+        captured.err
+    )
+    assert re.search(
+        rf"^Omitted studies \(.*\): line 3 \(B\) of {re.escape(str(path))}$",
+        captured.out,
+        flags=re.M,
+    )
+    expected = ketameta.metareg(
+        [0.1, 0.3, 0.5, 0.2], [0.01, 0.03, 0.01, 0.02], mods=[1, 3, 4, 6], method="EE"
+    )
+    assert main(["metareg", str(path), "--mods", "x", "--method", "EE", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["coef"] == pytest.approx(list(expected.coef), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("measure", "name"),
+    [
+        (["--measure", "RR"], "Log risk ratio"),
+        (["--measure", "RD"], "Risk difference"),
+        (["--measure", "OR"], "Log odds ratio"),
+        ([], "Effect size"),  # yi and vi: the scale is not known
+    ],
+)
+def test_funnel_axis_is_named_after_the_measure(
+    bcg_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, measure: list[str], name: str
+) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    saved = []
+    monkeypatch.setattr(ketameta.cli, "_save", lambda fig, path: saved.append(fig))
+    path = bcg_csv
+    if not measure:
+        path = _write(tmp_path, "yi,vi\n0.1,0.01\n0.3,0.02\n0.2,0.03\n")
+    assert main(["funnel", str(path), *measure, "-o", "f.png"]) == 0
+    (fig,) = saved
+    assert [ax.get_xlabel() for ax in fig.axes] == [name]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("argv", "xlabel", "scale"),
+    [
+        (["--measure", "OR", "--model", "mh"], "Odds ratio (log scale)", "log"),
+        (["--measure", "OR", "--model", "peto"], "Peto odds ratio (log scale)", "log"),
+        (["--measure", "RD", "--model", "mh"], "Risk difference", "linear"),
+        (["--measure", "RD"], "Risk difference", "linear"),
+    ],
+)
+def test_forest_axis_of_each_model(
+    bcg_csv: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], xlabel: str, scale: str
+) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    saved = []
+    monkeypatch.setattr(ketameta.cli, "_save", lambda fig, path: saved.append(fig))
+    assert main(["pool", str(bcg_csv), *argv, "--forest", "f.png"]) == 0
+    (fig,) = saved
+    axes = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert [(ax.get_xlabel(), ax.get_xscale()) for ax in axes] == [(xlabel, scale)]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("by", [False, True])
+def test_forest_of_a_ratio_measure_shows_ratios_on_a_log_axis(
+    bcg_csv: Path, monkeypatch: pytest.MonkeyPatch, by: bool
+) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    saved = []
+    monkeypatch.setattr(ketameta.cli, "_save", lambda fig, path: saved.append(fig))
+    argv = ["pool", str(bcg_csv), "--measure", "RR", "--forest", "f.png"]
+    assert main([*argv, "--by", "alloc"] if by else argv) == 0
+    (fig,) = saved
+    axes = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert [ax.get_xlabel() for ax in axes] == ["Risk ratio (log scale)"]
+    assert axes[0].get_xscale() == "log"
+    if not by:  # the pooled risk ratio beside the diamond: exp of the pooled log RR
+        texts = [t.get_text() for t in fig.findobj(Text)]
+        assert any(t.startswith(f"{math.exp(_expected().estimate):.2f}") for t in texts)
+    plt.close(fig)
+
+
+def test_pool_prints_the_back_transformed_ratio(
+    bcg_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the pooled risk ratio, its CI and PI, not only the log risk ratio (issue #16)
+    assert main(["pool", str(bcg_csv), "--measure", "RR"]) == 0
+    out = capsys.readouterr().out
+    res = _expected()
+    assert "Model Results (log risk ratio):" in out
+    table = out.split("Risk ratio (back-transformed: exp):")[1].split()
+    assert table[:5] == ["estimate", "ci.lb", "ci.ub", "pi.lb", "pi.ub"]
+    expected = [res.estimate, res.ci_lower, res.ci_upper, res.pred_lower, res.pred_upper]
+    assert table[5:10] == [f"{math.exp(x):.4f}" for x in expected]
 
 
 def test_labels_longer_than_the_csv_field_limit(
@@ -304,7 +423,7 @@ def test_pool_by_groups_in_one_pass(
         "vi": ["0.02"] * len(keys),
     }
     table = cli.Table("big.csv", columns, list(range(2, 8002)))
-    monkeypatch.setattr(cli, "read_table", lambda path: table)
+    monkeypatch.setattr(cli, "read_table", lambda path, **options: table)
     args = argparse.Namespace(
         file="big.csv",
         by="g",

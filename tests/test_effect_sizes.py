@@ -190,7 +190,40 @@ def test_pandas_dataframe_as_data() -> None:
     es = escalc("RR", data=df, ai="tpos", bi="tneg", ci="cpos", di="cneg")
     assert len(es) == 13
     frame = es.to_frame()
-    assert list(frame.columns) == ["yi", "vi", "sei"]
+    assert list(frame.columns) == ["label", "ai", "bi", "ci", "di", "yi", "vi", "sei"]
+    # the input columns as given, one row per study (the BCG table, Colditz et al. 1994)
+    assert frame["ai"].tolist() == df["tpos"].tolist()
+    assert frame["label"].tolist() == [f"Study {i}" for i in range(1, 14)]
+
+
+def test_escalc_keeps_labels_and_inputs() -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(ketameta.datasets.bcg())
+    es = escalc(
+        "RR",
+        data=df,
+        ai="tpos",
+        n1i=df["tpos"] + df["tneg"],
+        ci="cpos",
+        n2i=df["cpos"] + df["cneg"],
+        labels="author",
+    )
+    assert es.labels == tuple(df["author"])
+    assert es.input_names == ("ai", "n1i", "ci", "n2i")
+    np.testing.assert_array_equal(es.column("n1i"), df["tpos"] + df["tneg"])
+    assert not es.inputs.flags.writeable
+    with pytest.raises(KeyError, match="no input column 'bi'"):
+        es.column("bi")
+    # labels: numbers as printed, missing ones the default
+    es = escalc("PR", xi=[1, 2, 3], ni=[10, 10, 10], labels=[1948.0, None, "C"])
+    assert es.labels == ("1948", "Study 2", "C")
+    with pytest.raises(ValueError, match="`labels` has 2 entries but there are 3 studies"):
+        escalc("PR", xi=[1, 2, 3], ni=[10, 10, 10], labels=["A", "B"])
+    with pytest.raises(TypeError, match="a column name needs `data=`"):
+        escalc("PR", xi=[1, 2, 3], ni=[10, 10, 10], labels="author")
+    d = es.to_dict()
+    assert d["labels"] == ["1948", "Study 2", "C"]
+    assert d["inputs"] == {"xi": [1.0, 2.0, 3.0], "ni": [10.0, 10.0, 10.0]}
 
 
 def test_effect_sizes_object() -> None:

@@ -231,3 +231,79 @@ def test_shared_design_batch_with_as_many_analyses_as_studies() -> None:
         one = ketameta.metareg(big_y[i, present], big_v[i, present], mods=x[present, 1])
         np.testing.assert_allclose(out["coef"][i], one.coef, rtol=1e-9, atol=1e-12)
         assert out["tau2"][i] == pytest.approx(one.tau2, rel=1e-8, abs=1e-15)
+
+
+@given(
+    st.lists(st.floats(-9.0, 9.0), min_size=2, max_size=12),
+    st.sampled_from([0.0, 12.0, 15.0, 18.0]),
+)
+def test_typical_variance_against_exact_arithmetic(exps: list[float], heavy: float) -> None:
+    """Issue #14: ṽ = (k - 1)Σw/((Σw)² - Σw²) (Higgins & Thompson 2002) cancels when one
+    weight carries almost all of Σw (to 0 or below at a variance ratio near 1e15: I² of
+    bayes_pool and pool_glmm outside [0, 1)); typical_variance sums positive terms and
+    agrees with exact rational arithmetic to rounding."""
+    from fractions import Fraction
+
+    from ketameta._engine.moments import typical_variance
+
+    v = 10.0 ** np.array(exps)
+    v[0] = v[0] * 10.0**-heavy  # (one study carrying almost all the weight)
+    w = 1.0 / v
+    fw = [Fraction(t) for t in w.tolist()]
+    total, total2 = sum(fw), sum(t * t for t in fw)
+    exact = (len(fw) - 1) * total / (total * total - total2)
+    got = typical_variance(w)
+    assert got > 0.0
+    assert got == pytest.approx(float(exact), rel=1e-13)
+
+
+@pytest.mark.parametrize("method", ["PM", "REML", "DL"])
+def test_batch_rows_at_extreme_variance_ratios_equal_single_fits(method: str) -> None:
+    """Issue #14 in a batch: per-analysis designs (rows reordered), a row with k = p (so
+    the iterative estimators solve a subset of the rows, whose design as given must
+    follow), a ragged row and rows whose variances span 1e15, the heavy study alone in a
+    factor level: each row equals metareg on its studies (both exact to rounding: the
+    pivoted parametrisation where the cheap formulas cancel)."""
+    from ketameta._engine.rows import fit_rows
+
+    k = 7
+    x = np.column_stack([np.ones(k), [0.0, 1, 0, 0, 0, 0, 0], np.linspace(-1.0, 2.0, k)])
+    v = np.array([1e-12, 1e3, 1e-6, 1e-6, 1e-5, 1e-4, 1e-6])
+    y = np.array([0.1, 2.0, 0.1002, 0.0995, 0.13, 0.07, 0.12])
+    m = 5
+    big_x = np.tile(x, (m, 1, 1))
+    big_y, big_v = np.tile(y, (m, 1)), np.tile(v, (m, 1))
+    order = np.array([3, 0, 6, 1, 5, 2, 4])
+    big_x[1], big_y[1], big_v[1] = x[order], y[order], v[order]
+    big_v[2, 4:] = np.nan  # (k = p = 3: no residual degrees of freedom)
+    big_v[3, 2] = np.nan  # (a ragged row)
+    big_v[4, 0] = 1e-15
+    control = dict(ketameta._engine.DEFAULT_CONTROL)
+    with np.errstate(all="raise"):
+        out = fit_rows(
+            big_y,
+            big_v,
+            big_x,
+            intercept=True,
+            method=method,
+            test="z",
+            level=0.95,
+            control=control,
+            vcov=True,
+        )
+    for i in range(m):
+        present = ~np.isnan(big_v[i])
+        one = ketameta.metareg(
+            big_y[i, present], big_v[i, present], mods=big_x[i, present, 1:], method=method
+        )
+        se = np.sqrt(np.diag(one.vcov))
+        np.testing.assert_allclose(
+            out["coef"][i], one.coef, rtol=0, atol=1e-10 * float(np.max(se))
+        )
+        np.testing.assert_array_less(
+            np.abs(out["vcov"][i] - one.vcov), 1e-10 * np.outer(se, se) + 1e-300
+        )
+        scale = one.tau2 + one.v_typical
+        assert abs(out["tau2"][i] - one.tau2) <= 1e-9 * scale
+        assert out["i2"][i] == pytest.approx(one.i2, abs=1e-7)
+        assert 0.0 <= out["i2"][i] < 100.0

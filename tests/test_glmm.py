@@ -85,7 +85,7 @@ def test_glmm_matches_metafor(case: dict[str, Any]) -> None:
     if exp["tau2"] > 1e-4:
         np.testing.assert_allclose(res.i2, exp["i2"], rtol=est_tol)
     if case["model"] == "UM.RS" and case["measure"] in ("OR", "IRR"):
-        assert math.isnan(res.qe_lrt)  # (the saturated UM.RS model is not implemented)
+        _check_umrs_tests(case, res)
     else:
         np.testing.assert_allclose(res.qe_lrt, exp["qe_lrt"], rtol=1e-8)
         if not _cmel(case):
@@ -96,6 +96,59 @@ def test_glmm_matches_metafor(case: dict[str, Any]) -> None:
     if marginal and not (case["model"] == "UM.RS" and case["method"] == "EE"):
         assert res.loglik >= exp["metafor_loglik"] - 1e-9 * abs(exp["metafor_loglik"])
         np.testing.assert_allclose(res.loglik, exp["metafor_loglik"], rtol=1e-6)
+
+
+def _check_umrs_tests(case: dict[str, Any], res: ketameta.GLMMResult) -> None:
+    """UM.RS heterogeneity tests against metafor: the saturated model has random study
+    effects and study-specific first-group effects, dummy coded (metafor's QE.LRT is
+    reproduced by that model and not by the +-1/2 coding: metafor_glmm_umrs_saturated.json,
+    from validation/metafor/check_umrs_saturated.R). The LRT to 1e-8 (AGQ, nAGQ = 25) and
+    1e-6 (Laplace: lme4's optimum); the Wald test to 1e-5 with AGQ, and to 2e-2 with the
+    Laplace approximation, where lme4's finite-difference Hessian is not that of the
+    Laplace approximation ketameta computes exactly (lme4's own numDeriv Hessian moves
+    its Wald statistic of dat.bcg from 161.195 to 161.813; see the JSON)."""
+    exp = case["value"]
+    laplace = _laplace(case)
+    if case["dataset"] == "nielweise2007":
+        # first groups without events: the saturated alpha_i diverges (-> -inf). metafor
+        # reports lme4's stopping point; ketameta the supremum of the saturated likelihood
+        # (that group's probability 1), at least metafor's and equal to it where lme4 ran
+        # far enough (AGQ: 1e-9), and NaN for the Wald statistic of a divergent estimate
+        assert math.isnan(res.qe_wald)
+        assert math.isnan(res.qe_wald_pvalue)
+        assert res.qe_lrt >= exp["qe_lrt"] - 1e-9 * exp["qe_lrt"]
+        np.testing.assert_allclose(res.qe_lrt, exp["qe_lrt"], rtol=1e-5 if laplace else 1e-8)
+        return
+    np.testing.assert_allclose(res.qe_lrt, exp["qe_lrt"], rtol=1e-6 if laplace else 1e-8)
+    np.testing.assert_allclose(res.qe_wald, exp["qe_wald"], rtol=2e-2 if laplace else 1e-5)
+    np.testing.assert_allclose(
+        res.qe_lrt_pvalue, exp["qe_lrt_pvalue"], rtol=1e-5 if laplace else 1e-7
+    )
+
+
+def test_umrs_saturated_model_is_metafors() -> None:
+    # validation/metafor/check_umrs_saturated.R: glmer fits of candidate saturated models
+    # beside metafor's QE.LRT; the dummy-coded one reproduces it, the +-1/2 one does not
+    ref = load_reference("metafor_glmm_umrs_saturated.json")
+    for case in ref["cases"]:
+        lrt = case["metafor"]["qe_lrt"]
+        np.testing.assert_allclose(case["dummy"]["lrt"], lrt, rtol=1e-8)
+        assert abs(case["half"]["lrt"] / lrt - 1) > 0.02
+        res = _fit(
+            {
+                "dataset": case["dataset"],
+                "measure": case["measure"],
+                "model": "UM.RS",
+                "method": case["method"],
+            },
+            nagq=case["nagq"],
+        )
+        np.testing.assert_allclose(res.qe_lrt, case["dummy"]["lrt"], rtol=1e-6)
+        if case["nagq"] > 1:
+            np.testing.assert_allclose(res.qe_wald, case["dummy"]["wald_hessian"], rtol=1e-5)
+        else:  # lme4's two Hessians of its Laplace deviance: within 2%
+            for key in ("wald_hessian", "wald_numderiv"):
+                np.testing.assert_allclose(res.qe_wald, case["dummy"][key], rtol=2e-2)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
-"""Forest and funnel plots, rendered with the Agg backend and inspected."""
+"""Forest and funnel plots, rendered with the Agg backend and read back: the texts of the
+table (by column and row), the marks (squares, diamonds, intervals) and their sizes, the
+axis; and a snapshot of each plot kind (tests/plot_helpers.py)."""
 
 from __future__ import annotations
 
-import io
 import math
 import re
 
@@ -16,142 +17,192 @@ matplotlib.use("Agg")
 plt = pytest.importorskip("matplotlib.pyplot")
 from ketameta.plot import forest, funnel  # noqa: E402
 
+from .conftest import load_reference  # noqa: E402
+from .plot_helpers import (  # noqa: E402
+    check_snapshot,
+    inside_figure,
+    marks,
+    render,
+    rows,
+    squares,
+    texts,
+)
+
+_render = render
+#: metafor 3.8.1, rma(yi, vi) of the BCG log risk ratios (validation/metafor/make_reference.R)
+BCG_REML = next(
+    c["value"]
+    for c in load_reference("metafor_pool.json")["cases"]
+    if c["dataset"] == "bcg_logRR" and c["method"] == "REML" and c["test"] == "z"
+)
+FAVOURS = ("Favours vaccine", "Favours control")
+ARMS = ("Vaccinated", "Not vaccinated")
+
 
 @pytest.fixture
 def bcg() -> tuple[ketameta.EffectSizes, list[str], dict[str, list[object]]]:
     data = ketameta.datasets.bcg()
-    es = ketameta.escalc("RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg")
     labels = [f"{a} ({y})" for a, y in zip(data["author"], data["year"], strict=True)]
+    es = ketameta.escalc(
+        "RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg", labels=labels
+    )
     return es, labels, data
 
 
-def _squares(ax: object) -> list[object]:
-    return [line for line in ax.get_lines() if line.get_marker() == "s"]  # type: ignore[attr-defined]
+def _ci_text(est: float, lo: float, hi: float) -> str:
+    """What a row prints, from values computed independently (2 decimals, true minus)."""
+
+    def f(x: float) -> str:
+        text = f"{x:.2f}"
+        return (text.lstrip("-") if float(text) == 0 else text).replace("-", "−")
+
+    return f"{f(est)} [{f(lo)}, {f(hi)}]"
 
 
-def _render(fig: object) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return buf.getvalue()
-
-
-def test_forest_of_a_pooled_result(bcg) -> None:  # type: ignore[no-untyped-def]
-    es, labels, _ = bcg
+def test_forest_of_the_bcg_trials_prints_the_table_of_a_paper(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, labels, data = bcg
     res = ketameta.pool(es)
-    fig = forest(res, labels=labels, transform="exp", xlabel="Risk ratio")
-    ax = fig.axes[0]
-    squares = _squares(ax)
-    assert len(squares) == 13
-    # square size grows with the weight
-    sizes = np.array([sq.get_markersize() for sq in squares])
-    assert np.argmax(sizes) == np.argmax(res.weights)
-    assert ax.get_xscale() == "log"
-    assert ax.get_xlabel() == "Risk ratio"
-    left = [t.get_text() for t in ax.get_yticklabels()]
-    assert left[1] == "Aronson (1948)"
-    assert "RE model (REML)" in left
-    assert any(t.startswith("tau² = 0.313, I² = 92%, Q(12) = 152.23") for t in left)
-    right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
-    assert right[0].startswith("Estimate [95% CI]")
-    # the pooled row prints the back-transformed estimate and CI (exp of metafor's values)
-    assert (
-        f"{np.exp(res.estimate):.2f} [{np.exp(res.ci_lower):.2f}, {np.exp(res.ci_upper):.2f}]"
-        in right
+    fig = forest(res, favours=FAVOURS, arms=ARMS)
+    table = rows(fig)
+    # the studies in input order, labels in full, the data of each study (Colditz et al.
+    # 1994: events and totals per group, as in the table of the BCG trials)
+    studies = table[:13]
+    assert [r["study"] for r in studies] == labels
+    a, b = np.asarray(data["tpos"]), np.asarray(data["tneg"])
+    c, d = np.asarray(data["cpos"]), np.asarray(data["cneg"])
+    assert [r["e1"] for r in studies] == [str(x) for x in a]
+    assert [r["n1"] for r in studies] == [str(x) for x in a + b]
+    assert [r["e2"] for r in studies] == [str(x) for x in c]
+    assert [r["n2"] for r in studies] == [str(x) for x in c + d]
+    # each study's risk ratio and 95% Wald CI, from the cells: RR = (a/n1)/(c/n2),
+    # var(log RR) = 1/a - 1/n1 + 1/c - 1/n2 (Fleiss & Berlin 2009)
+    log_rr = np.log((a / (a + b)) / (c / (c + d)))
+    se = np.sqrt(1 / a - 1 / (a + b) + 1 / c - 1 / (c + d))
+    z = 1.959963984540054
+    expected = [
+        _ci_text(np.exp(y), np.exp(y - z * s), np.exp(y + z * s))
+        for y, s in zip(log_rr, se, strict=True)
+    ]
+    assert [r["effect"] for r in studies] == expected
+    # the weights of metafor's weights(rma(yi, vi)), one decimal
+    assert [r["weight"] for r in studies] == [f"{w:.1f}%" for w in BCG_REML["weights"]]
+    # the pooled row: metafor's estimate and CI back-transformed, the participants, 100%
+    pooled, events, pi, het, test = table[13:18]
+    m = BCG_REML
+    assert pooled == {
+        "study": "Random-effects model",
+        "n1": str(int((a + b).sum())),
+        "n2": str(int((c + d).sum())),
+        "effect": _ci_text(*np.exp([m["estimate"], m["ci_lower"], m["ci_upper"]])),
+        "weight": "100.0%",
+    }
+    assert pooled["effect"] == "0.49 [0.34, 0.70]"
+    assert events == {"study": "Total events", "e1": str(a.sum()), "e2": str(c.sum())}
+    assert pi == {
+        "study": "Prediction interval",
+        "effect": _ci_text(np.nan, *np.exp([m["pred_lower"], m["pred_upper"]]))[4:],
+    }
+    assert pi["effect"] == "[0.15, 1.55]"
+    assert het["span"] == (
+        f"Heterogeneity: τ² = {m['tau2']:.3f} (REML); Q = {m['q']:.2f}, df = 12 (p < 0.001); "
+        f"I² = {m['i2']:.0f}%"
     )
-    assert right[1].endswith(f"{res.weights[0]:5.1f}%")
-    # one filled diamond (the pooled estimate) spanning the CI
-    (diamond,) = ax.patches
+    assert test["span"] == f"Test for overall effect: z = −{-m['statistic']:.2f} (p < 0.001)"
+    assert len(table) == 18
+    # column headers: the groups over their columns, the effect on the natural scale
+    assert texts(fig, "group:") == ["Vaccinated", "Not vaccinated"]
+    assert texts(fig, "header:study") == ["Study"]
+    assert texts(fig, "header:e1") == ["Events"]
+    assert texts(fig, "header:effect") == ["Risk ratio", "IV, Random, 95% CI"]
+    assert texts(fig, "header:weight") == ["Weight"]
+    # square areas proportional to the weights (a ratio of 2.6 between the largest and the
+    # smallest weight is drawn as 2.6 in area, not in side)
+    sq = squares(fig)
+    sides = np.array([s[2] for s in sq])
+    w = np.asarray(BCG_REML["weights"])
+    np.testing.assert_allclose(sides**2 / sides.max() ** 2, w / w.max(), rtol=1e-12)
+    np.testing.assert_allclose([s[0] for s in sq], np.exp(log_rr), rtol=1e-12)
+    # the diamond spans the CI, its tips at the estimate; the prediction interval its own bar
+    (diamond,) = marks(fig, "diamond")
     xs = diamond.get_xy()[:, 0]
-    assert xs.min() == pytest.approx(np.exp(res.ci_lower))
-    assert xs.max() == pytest.approx(np.exp(res.ci_upper))
-    assert _render(fig).startswith(b"\x89PNG")
-
-
-def test_forest_subgroups_and_long_labels(bcg) -> None:  # type: ignore[no-untyped-def]
-    es, labels, data = bcg
-    long_labels = [label + " and a very long description of the trial" for label in labels]
-    fig = forest(ketameta.pool(es, method="DL"), labels=long_labels, groups=data["alloc"])
-    ax = fig.axes[0]
-    left = [t.get_text() for t in ax.get_yticklabels()]
-    assert {"random", "alternate", "systematic"} <= set(left)
-    assert "Subgroup systematic" in left
-    # the test for subgroup differences beneath the overall model (values: test_subgroups.py)
-    sub = ketameta.subgroups(es, groups=data["alloc"], method="DL")
-    test_line = (
-        f"Test for subgroup differences: Q(2) = {sub.q_between:.2f}, "
-        f"p = {sub.q_between_pvalue:.4f}"
+    np.testing.assert_allclose(
+        [xs.min(), xs.max()], np.exp([m["ci_lower"], m["ci_upper"]]), rtol=1e-8
     )
-    assert left[-1] == test_line
-    notes = ("tau", "Test for subgroup")
-    assert all(len(t) <= 32 for t in left if not t.startswith(notes))
-    assert any(t.endswith("…") for t in left)
-    assert len(ax.patches) == 4  # three subgroup diamonds and the overall one
-    _render(fig)
-
-
-def test_forest_of_a_subgroup_result(bcg) -> None:  # type: ignore[no-untyped-def]
-    es, labels, data = bcg
-    sub = ketameta.subgroups(es, groups="alloc", data=data, tau2="common", test="knha")
-    fig = forest(sub, labels=labels, transform="exp")
-    ax = fig.axes[0]
-    left = [t.get_text() for t in ax.get_yticklabels()]
-    assert left[1:4] == ["alternate", "Frimodt-Moller et al (1973)", "Stein & Aronson (1953)"]
-    assert sub.common is not None
-    # each subgroup diamond spans the CI of the cell mean under the common τ²
-    diamonds = ax.patches[:3]
-    for g, diamond in enumerate(diamonds):
-        xs = diamond.get_xy()[:, 0]
-        assert xs.min() == pytest.approx(np.exp(sub.common.ci_lower[g]))
-        assert xs.max() == pytest.approx(np.exp(sub.common.ci_upper[g]))
-    assert f"tau² = {sub.common.tau2:.3g} (common), Q(1) = 5.56, p = 0.0183" in left
-    assert left[-1] == (
-        f"Test for subgroup differences: F(2, 10) = {sub.q_between:.2f}, "
-        f"p = {sub.q_between_pvalue:.4f}"
+    (bar,) = marks(fig, "pi")
+    np.testing.assert_allclose(
+        [bar.get_xy()[:, 0].min(), bar.get_xy()[:, 0].max()],
+        np.exp([m["pred_lower"], m["pred_upper"]]),
+        rtol=1e-8,
     )
-    assert len(_squares(ax)) == 13
-    _render(fig)
-    with pytest.raises(ValueError, match="`groups` cannot be given with a SubgroupResult"):
-        forest(sub, groups=data["alloc"])
+    # a log axis ticked at 0.1, 0.2, 0.5, 1, 2, 5; the null at 1; favours labels beside it
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "0.2", "0.5", "1", "2", "5"]
+    (null,) = marks(fig, "refline")
+    assert list(null.get_xdata()) == [1.0, 1.0]
+    left, right = sorted(
+        (t for t in ax.texts if t.get_gid() == "favours"),
+        key=lambda t: t.xy[0] - 2 * (t.get_ha() == "right"),
+    )
+    assert (left.get_text(), left.get_ha(), left.xy[0]) == ("Favours vaccine", "right", 1.0)
+    assert (right.get_text(), right.get_ha(), right.xy[0]) == ("Favours control", "left", 1.0)
+    assert not inside_figure(fig)
+    check_snapshot(fig, "forest_bcg_rr")
+    assert render(fig).startswith(b"\x89PNG")
 
 
-def test_forest_single_study_subgroup_and_missing_labels() -> None:
-    y = [0.1, 0.3, 0.2, 0.6, 0.5]
-    v = [0.01, 0.02, 0.015, 0.03, 0.02]
-    with (
-        pytest.warns(ketameta.SmallSampleWarning, match="one study each"),
-        pytest.warns(ketameta.OmittedStudiesWarning),
-    ):
-        sub = ketameta.subgroups(y, v, groups=["a", "a", "a", "b", None], method="DL")
-    fig = forest(sub, labels=["s1", "s2", "s3", "s4"])
-    left = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert "Subgroup b (1 study)" in left
-    assert len(fig.axes[0].patches) == 3
-    plt.close(fig)
-    # a PoolResult with `groups`: a study without a label is left out with the warning
-    res = ketameta.pool(y, v, method="DL")
-    with (
-        pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[4\] have a missing"),
-        pytest.warns(ketameta.SmallSampleWarning),
-    ):
-        fig = forest(res, labels=["s1", "s2", "s3", "s4", "s5"], groups=["a", "a", "a", "b", None])
-    left = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert "s5" not in left
-    plt.close(fig)
+def test_forest_number_columns_align_and_never_print_minus_zero() -> None:
+    # effects around 0 on the analysis scale (no back-transformation): -0.001 prints as
+    # 0.00, negatives with a true minus sign; the parts of the effect column are
+    # right-aligned on common edges, so decimal points line up whatever the signs
+    y = [-0.001, -1.25, 0.5, 12.3]
+    v = [0.04, 0.09, 0.05, 0.2]
+    fig = forest(ketameta.pool(y, v, method="DL"))
+    effects = [r["effect"] for r in rows(fig)[:4]]
+    assert effects[0].startswith("0.00 [")
+    assert effects[1] == _ci_text(
+        -1.25, -1.25 - 1.959963984540054 * 0.3, -1.25 + 1.959963984540054 * 0.3
+    )
+    assert all("-" not in e for e in effects)
+    ax = fig.axes[0]
+    for part in range(3):
+        cells = [t for t in ax.texts if t.get_gid() == f"cell:effect:{part}"]
+        anchors = {round(t.get_transform().transform(t.get_position())[0], 6) for t in cells}
+        assert len(anchors) == 1, part
+        assert {t.get_ha() for t in cells} == {"right"}
+    assert all("−0.00" not in t.get_text() for t in ax.texts)
+    render(fig)
 
 
-@pytest.mark.parametrize("k", [1, 60])
-def test_forest_scales_with_the_number_of_studies(k: int) -> None:
-    rng = np.random.default_rng(k)
-    v = rng.uniform(0.01, 0.1, k)
-    y = rng.normal(0.2, np.sqrt(v))
-    with pytest.warns(ketameta.SmallSampleWarning) if k == 1 else _nothing():
-        res = ketameta.pool(y, v)
-    fig = forest(res)
-    height = fig.get_size_inches()[1]
-    assert height == pytest.approx(1.4 + 0.25 * (k + 3))
-    assert len(_squares(fig.axes[0])) == k
-    _render(fig)
+def test_forest_labels_are_never_cut_and_the_figure_fits_the_rows() -> None:
+    y = [0.1, 0.3, -0.2, 0.25]
+    v = [0.02, 0.03, 0.05, 0.04]
+    short = forest(ketameta.pool(y, v, labels=["A", "B", "C", "D"]))
+    name = "Diaz et al. (2015), a multicentre randomised trial in four countries and 12 sites"
+    long = forest(ketameta.pool(y, v, labels=["A", "B", "C", name]))
+    assert texts(long, "cell:study")[3] == name  # in full
+    assert not inside_figure(long)
+    # the figure makes room for the label beside the plot panel (2.6 inches)
+    renderer = long.canvas.get_renderer()
+    (label,) = [t for t in long.axes[0].texts if t.get_text() == name]
+    width = label.get_window_extent(renderer).width / long.dpi
+    assert width > 4.0
+    assert long.get_size_inches()[0] > width + 2.6 > short.get_size_inches()[0]
+    assert long.get_size_inches()[1] == pytest.approx(short.get_size_inches()[1])
+    heights = []
+    for k in (1, 10, 60):
+        rng = np.random.default_rng(k)
+        vk = rng.uniform(0.01, 0.1, k)
+        with pytest.warns(ketameta.SmallSampleWarning) if k == 1 else _nothing():
+            res = ketameta.pool(rng.normal(0.2, np.sqrt(vk)), vk)
+        fig = forest(res)
+        assert len(squares(fig)) == k
+        assert not inside_figure(fig)
+        heights.append(fig.get_size_inches()[1])
+        plt.close(fig)
+    # a fixed row height: the figure grows linearly with the rows (k = 1 has no PI row)
+    assert (heights[2] - heights[1]) / 50 == pytest.approx(0.22)
+    render(short)
 
 
 class _nothing:
@@ -162,63 +213,173 @@ class _nothing:
         return None
 
 
-def test_forest_of_sensitivity_results_and_own_axes(bcg) -> None:  # type: ignore[no-untyped-def]
-    es, labels, data = bcg
-    fig, ax = plt.subplots()
-    out = forest(ketameta.leave_one_out(es), labels=labels, ax=ax)
-    assert out is fig
-    left = [t.get_text() for t in ax.get_yticklabels()]
-    assert left[1] == "Omitting Aronson (1948)"
-    assert len(_squares(ax)) == 13
-    plt.close(fig)
-    cm = ketameta.cumulative(es, order=data["year"])
-    fig = forest(cm, labels=[labels[int(i)] for i in cm.study])
-    assert fig.axes[0].get_yticklabels()[1].get_text() == "+ Aronson (1948)"
-    _render(fig)
-
-
-def test_funnel_with_trim_and_fill(bcg) -> None:  # type: ignore[no-untyped-def]
-    es, _, _ = bcg
-    tf = ketameta.trim_and_fill(es)
-    fig = funnel(tf, xlabel="log risk ratio")
-    ax = fig.axes[0]
-    assert ax.yaxis_inverted()
-    assert ax.get_ylim()[1] == 0.0
-    observed, filled = ax.collections[-2], ax.collections[-1]
-    assert len(observed.get_offsets()) == 13
-    assert len(filled.get_offsets()) == tf.k0 == 1
-    np.testing.assert_allclose(
-        filled.get_offsets()[0], [tf.filled_yi[0], np.sqrt(tf.filled_vi[0])]
+def test_forest_shows_omitted_studies_by_name_with_their_data(bcg) -> None:  # type: ignore[no-untyped-def]
+    _, labels, data = bcg
+    tpos = np.asarray(data["tpos"], dtype=float)
+    tpos[2] = np.nan
+    es = ketameta.escalc(
+        "RR", ai=tpos, bi=data["tneg"], ci=data["cpos"], di=data["cneg"], labels=labels
     )
-    assert [t.get_text() for t in ax.get_legend().get_texts()][:3] == [
-        "p < 0.1",
-        "p < 0.05",
-        "p < 0.01",
-    ]
-    # the vertical line is at the (filled) pooled estimate
-    assert ax.get_lines()[-1].get_xdata()[0] == pytest.approx(tf.estimate)
-    _render(fig)
-
-
-def test_funnel_without_contours(bcg) -> None:  # type: ignore[no-untyped-def]
-    es, _, _ = bcg
-    fig = funnel(ketameta.pool(es), contours=None)
-    ax = fig.axes[0]
-    assert len(ax.collections) == 1
-    _render(fig)
-
-
-def test_bad_input(bcg) -> None:  # type: ignore[no-untyped-def]
-    es, labels, _ = bcg
-    with pytest.raises(TypeError, match="cannot draw a forest plot of list"):
-        forest([1, 2])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="`labels` has 2 entries but the model has 13"):
-        forest(ketameta.pool(es), labels=labels[:2])
-    with pytest.raises(ValueError, match="unknown `transform`"):
-        forest(ketameta.pool(es), transform="log10")
-    with pytest.raises(TypeError, match="cannot draw a funnel plot"):
-        funnel(ketameta.leave_one_out(es))  # type: ignore[arg-type]
+    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[2\] \(Rosenthal"):
+        res = ketameta.pool(es)
+    table = rows(forest(res))
+    row = table[2]
+    assert row["study"] == labels[2]
+    assert row["effect"] == "missing data"
+    assert "weight" not in row
+    assert row["e2"] == "11"
+    # the others carry the weights of the model of the 12 studies used (which sum to 100;
+    # the printed ones, rounded to 0.1 each, to within 12 x 0.05)
+    shown = [r["weight"] for r in table[:13] if "weight" in r]
+    assert shown == [f"{w:.1f}%" for w in res.weights]
+    assert float(np.sum(res.weights)) == pytest.approx(100, rel=1e-12)
+    assert sum(float(w[:-1]) for w in shown) == pytest.approx(100, abs=12 * 0.05)
+    # without the omitted rows
+    table = rows(forest(res, show_omitted=False))
+    assert labels[2] not in [r.get("study") for r in table]
+    # labels for the studies used only, or for every input study
+    fig = forest(res, labels=[f"S{i}" for i in range(12)])
+    assert texts(fig, "cell:study")[:4] == ["S0", "S1", labels[2], "S2"]
+    with pytest.raises(ValueError, match=r"`labels` has 3 entries but the model has 12 \(or 13"):
+        forest(res, labels=["a", "b", "c"])
     plt.close("all")
+
+
+def test_forest_of_subgroups(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, _, data = bcg
+    sub = ketameta.subgroups(es, groups="alloc", data=data)
+    fig = forest(sub, favours=FAVOURS, arms=ARMS)
+    table = rows(fig)
+    # a block per subgroup: its title, its studies, the subtotal, heterogeneity and test
+    assert table[0] == {"header": "alternate"}
+    assert [r["study"] for r in table[1:3]] == [
+        "Frimodt-Moller et al (1973)",
+        "Stein & Aronson (1953)",
+    ]
+    alt = sub.per_group[0]
+    subtotal = table[3]
+    assert subtotal["study"] == "Subtotal (2 studies)"
+    assert subtotal["effect"] == _ci_text(*np.exp([alt.estimate, alt.ci_lower, alt.ci_upper]))
+    w = sub.overall.weights
+    assert subtotal["weight"] == f"{w[sub.group == 0].sum():.1f}%"
+    assert subtotal["n1"] == str(33 + 5036 + 180 + 1361)
+    assert table[5]["span"].startswith(f"Heterogeneity: τ² = {alt.tau2:.3f}; Q = 5.56, df = 1")
+    assert table[6]["span"] == "Test for overall effect: z = −1.92 (p = 0.055)"
+    headers = [r["header"] for r in table if "header" in r]
+    assert headers == ["alternate", "random", "systematic"]
+    # the overall model, then the test for subgroup differences (the values of
+    # test_subgroups.py: Q = 1.8614, df = 2, p = 0.3943)
+    assert table[-1]["span"] == "Test for subgroup differences: Q = 1.86, df = 2 (p = 0.39)"
+    assert "Random-effects model (all studies)" in [r.get("study") for r in table]
+    diamonds = marks(fig, "diamond")
+    assert len(diamonds) == 4
+    assert len(squares(fig)) == 13
+    assert not inside_figure(fig)
+    check_snapshot(fig, "forest_bcg_subgroups")
+    render(fig)
+    # one common tau^2: the subgroup diamonds are the cell means under it; the F test
+    common = ketameta.subgroups(es, groups="alloc", data=data, tau2="common", test="knha")
+    fig = forest(common)
+    table = rows(fig)
+    subtotal = next(r for r in table if r.get("study", "").startswith("Subtotal"))
+    cm = common.common
+    assert subtotal["effect"] == _ci_text(
+        *np.exp([cm.estimate[0], cm.ci_lower[0], cm.ci_upper[0]])
+    )
+    assert table[-1]["span"].startswith(
+        f"Test for subgroup differences: F = {common.q_between:.2f}, df = 2, 10 "
+    )
+    assert table[-1]["span"].endswith(f"(common to the subgroups: {cm.tau2:.3f})")
+    plt.close(fig)
+    # a PoolResult drawn by groups: the same analysis
+    fig = forest(ketameta.pool(es), groups=data["alloc"])
+    assert rows(fig)[-1]["span"] == "Test for subgroup differences: Q = 1.86, df = 2 (p = 0.39)"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="`groups` cannot be given with a SubgroupResult"):
+        forest(sub, groups=data["alloc"])
+
+
+def test_forest_single_study_subgroup_and_missing_group_labels() -> None:
+    y = [0.1, 0.3, 0.2, 0.6, 0.5]
+    v = [0.01, 0.02, 0.015, 0.03, 0.02]
+    with (
+        pytest.warns(ketameta.SmallSampleWarning, match="one study each"),
+        pytest.warns(ketameta.OmittedStudiesWarning),
+    ):
+        sub = ketameta.subgroups(
+            y,
+            v,
+            groups=["a", "a", "a", "b", None],
+            method="DL",
+            labels=["s1", "s2", "s3", "s4", "s5"],
+        )
+    fig = forest(sub)
+    table = rows(fig)
+    assert {"study": "Subtotal (1 study)"}.items() <= table[6].items() or any(
+        r.get("study") == "Subtotal (1 study)" for r in table
+    )
+    assert "Heterogeneity: not applicable (one study)" in [r.get("span") for r in table]
+    # the study without a group label is shown, greyed, under "Omitted"
+    i = [r.get("header") for r in table].index("Omitted")
+    assert table[i + 1]["study"] == "s5"
+    assert table[i + 1]["effect"] == "missing data"
+    assert len(marks(fig, "diamond")) == 3
+    plt.close(fig)
+
+
+def test_forest_of_leave_one_out_and_cumulative(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, labels, data = bcg
+    loo = ketameta.leave_one_out(es)
+    fig = forest(loo)
+    table = rows(fig)
+    assert texts(fig, "header:study") == ["Study left out"]
+    assert [r["study"] for r in table[:13]] == labels
+    assert table[0]["effect"] == _ci_text(
+        *np.exp([loo.estimate[0], loo.ci_lower[0], loo.ci_upper[0]])
+    )
+    assert table[0]["tau2"] == f"{loo.tau2[0]:.3f}"
+    assert table[0]["i2"] == f"{loo.i2[0]:.0f}%"
+    # the model with all studies: a diamond and a dashed line at its estimate (metafor)
+    m = BCG_REML
+    assert table[13]["study"] == "All studies (k = 13)"
+    assert table[13]["effect"] == "0.49 [0.34, 0.70]"
+    (line,) = marks(fig, "overall-line")
+    assert line.get_xdata()[0] == pytest.approx(np.exp(m["estimate"]), rel=1e-10)
+    assert len(marks(fig, "diamond")) == 1
+    # the weight column: the weight of the study left out in the model of all studies
+    # (metafor's weights(rma(yi, vi))), 100% for all studies; tau^2 with common decimals
+    assert [r["weight"] for r in table[:13]] == [f"{w:.1f}%" for w in m["weights"]]
+    assert table[13]["weight"] == "100.0%"
+    assert table[13]["tau2"] == f"{m['tau2']:.3f}"
+    check_snapshot(fig, "forest_bcg_leave_one_out")
+    render(fig)
+    cm = ketameta.cumulative(es, order=data["year"])
+    fig = forest(cm)
+    table = rows(fig)
+    assert texts(fig, "header:study") == ["Study added"]
+    assert table[0]["study"] == "+ Aronson (1948)"
+    assert [r["k"] for r in table[:13]] == [str(k) for k in range(1, 14)]
+    assert table[12]["effect"] == "0.49 [0.34, 0.70]"  # all studies: metafor's rma
+    (line,) = marks(fig, "overall-line")
+    assert line.get_xdata()[0] == pytest.approx(np.exp(m["estimate"]), rel=1e-10)
+    check_snapshot(fig, "forest_bcg_cumulative")
+    render(fig)
+    # an Axes of one's own: the table and the panel inside its box, nothing cut; a box
+    # too narrow for them makes the figure wider
+    fig, ax = plt.subplots(figsize=(12, 6))
+    box = ax.get_position()
+    assert forest(loo, ax=ax) is fig
+    assert texts(fig, "cell:study")[0] == labels[0]
+    assert not inside_figure(fig)
+    assert tuple(fig.get_size_inches()) == (12, 6)
+    assert box.x0 < ax.get_position().x0 < ax.get_position().x1 < box.x1
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    forest(ketameta.pool(es), ax=ax, favours=FAVOURS)
+    assert not inside_figure(fig)
+    assert fig.get_size_inches()[0] > 6
+    assert ax.get_position().width * fig.get_size_inches()[0] == pytest.approx(2.6)
+    plt.close(fig)
 
 
 def test_forest_exp_of_huge_log_ratios_draws_and_prints_exactly() -> None:
@@ -227,23 +388,20 @@ def test_forest_exp_of_huge_log_ratios_draws_and_prints_exactly() -> None:
     # turns warnings into errors), the intervals end in arrows at the edge of the axis, and
     # the printed numbers are exact (e^800 = 10^347.43..., written from the logarithm)
     y, v = np.array([-0.5, -0.2, 0.1, 3.0]), np.array([0.04, 0.09, 0.05, 1e6])
-    res = ketameta.pool(y, v)
-    fig = forest(res, transform="exp")
+    res = ketameta.pool(y, v, measure="OR")
+    fig = forest(res)
     ax = fig.axes[0]
     low, high = ax.get_xlim()
     assert low > 1e-5  # the axis follows the informative studies
     assert high < 1e5
-    arrows = [line for line in ax.get_lines() if line.get_marker() in ("<", ">")]
-    assert len(arrows) == 2
-    right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert len(marks(fig, "arrow")) == 2
     lo, hi = 3.0 - 1.959963984540054 * 1e3, 3.0 + 1.959963984540054 * 1e3
-    assert right[4].startswith(f"20.09 [{_sci(lo)}, {_sci(hi)}]")
-    _render(fig)
-    fig = forest(ketameta.pool([-0.5, -0.2, 800.0], [0.04, 0.09, 0.05]), transform="exp")
-    right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
-    assert right[3].startswith(_sci(800.0) + " [")
+    assert rows(fig)[3]["effect"] == f"20.09 [{_sci(lo)}, {_sci(hi)}]"
+    render(fig)
+    fig = forest(ketameta.pool([-0.5, -0.2, 800.0], [0.04, 0.09, 0.05]), transf="exp")
+    assert rows(fig)[2]["effect"].startswith(_sci(800.0) + " [")
     assert max(fig.axes[0].get_xlim()) < 1e110
-    _render(fig)
+    render(fig)
 
 
 def _sci(log_value: float) -> str:
@@ -252,13 +410,188 @@ def _sci(log_value: float) -> str:
     with mpmath.workdps(30):
         text = mpmath.nstr(mpmath.exp(mpmath.mpf(log_value)), 3, min_fixed=1, max_fixed=0)
     mantissa, exponent = text.split("e")
-    return f"{float(mantissa):.2f}e{int(exponent):+d}"
+    return f"{float(mantissa):.2f}e{int(exponent):+03d}".replace("-", "−")
 
 
-def test_forest_refline_must_be_finite(bcg) -> None:  # type: ignore[no-untyped-def]
-    es, _, _ = bcg
+def test_forest_scales_and_transformations() -> None:
+    # logit proportions back-transformed (no null line, no test against 0), with the
+    # events and totals; Fisher's z back to correlations
+    es = ketameta.escalc("PLO", xi=[3, 10, 25], ni=[20, 40, 60], labels=["A", "B", "C"])
+    fig = forest(ketameta.pool(es))
+    table = rows(fig)
+    p = np.array([3 / 20, 10 / 40, 25 / 60])
+    assert [r["effect"].split()[0] for r in table[:3]] == [f"{x:.2f}" for x in p]
+    assert (table[0]["e"], table[0]["n"]) == ("3", "20")
+    assert not marks(fig, "refline")
+    assert not any(r.get("span", "").startswith("Test for overall") for r in table)
+    assert texts(fig, "header:effect")[0] == "Proportion"
+    plt.close(fig)
+    es = ketameta.escalc("ZCOR", ri=[0.2, 0.5, -0.1], ni=[50, 80, 40])
+    fig = forest(ketameta.pool(es))
+    assert [r["effect"].split()[0] for r in rows(fig)[:3]] == ["0.20", "0.50", "−0.10"]
+    assert texts(fig, "header:effect")[0] == "Correlation"
+    plt.close(fig)
+    # the analysis scale on request; a linear axis ticked at round numbers, its null at 0
+    fig = forest(ketameta.pool(es), transf=None)
+    assert texts(fig, "header:effect")[0] == "Fisher's z"
+    assert fig.axes[0].get_xscale() == "linear"
+    (null,) = marks(fig, "refline")
+    assert list(null.get_xdata()) == [0.0, 0.0]
+    plt.close(fig)
+    # continuous outcomes: mean, SD and total per group, decimals as the column needs
+    es = ketameta.escalc(
+        "MD",
+        m1i=[10.1, 12.3],
+        sd1i=[2.1, 3.0],
+        n1i=[30, 45],
+        m2i=[11.5, 13.0],
+        sd2i=[2.0, 2.8],
+        n2i=[31, 44],
+    )
+    table = rows(forest(ketameta.pool(es)))
+    assert {k: table[1][k] for k in ("m1", "s1", "n1", "m2", "s2", "n2")} == {
+        "m1": "12.3",
+        "s1": "3.0",
+        "n1": "45",
+        "m2": "13.0",
+        "s2": "2.8",
+        "n2": "44",
+    }
+    assert table[2]["n1"] == "75"
+    plt.close("all")
+
+
+def test_forest_bad_input(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, labels, _ = bcg
+    res = ketameta.pool(es)
+    with pytest.raises(TypeError, match="cannot draw a forest plot of list"):
+        forest([1, 2])
+    with pytest.raises(ValueError, match="`labels` has 2 entries but the model has 13"):
+        forest(res, labels=labels[:2])
+    with pytest.raises(ValueError, match="unknown `transf`"):
+        forest(res, transf="log10")
+    with pytest.raises(ValueError, match="unknown `transform`"):
+        forest(res, transform="log10")
+    with pytest.raises(ValueError, match="`favours` must be two labels"):
+        forest(res, favours="Favours vaccine")
+    with pytest.raises(ValueError, match="`arms` must name the two groups"):
+        forest(res, arms=("a", "b", "c"))
+    with pytest.raises(ValueError, match="`digits` must be an integer from 0 to 6"):
+        forest(res, digits=-1)
     with pytest.raises(ValueError, match="`refline` must be a finite number"):
-        forest(ketameta.pool(es), refline=float("inf"))
+        forest(res, refline=float("inf"))
+    with pytest.raises(TypeError, match="cannot draw a funnel plot"):
+        funnel(ketameta.leave_one_out(es))
+    plt.close("all")
+
+
+def test_forest_earlier_transform_name_and_xlabel(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, _, _ = bcg
+    res = ketameta.pool(es.yi, es.vi)  # raw log ratios: the analysis scale by default
+    fig = forest(res)
+    assert fig.axes[0].get_xscale() == "linear"
+    assert texts(fig, "header:effect")[0] == "Effect size"
+    plt.close(fig)
+    fig = forest(res, transform="exp", xlabel="Risk ratio")
+    assert fig.axes[0].get_xscale() == "log"
+    assert fig.axes[0].get_xlabel() == "Risk ratio"
+    assert rows(fig)[13]["effect"] == "0.49 [0.34, 0.70]"
+    plt.close(fig)
+
+
+# ---- funnel plots -----------------------------------------------------------------------
+
+
+def test_funnel_with_trim_and_fill(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, _, _ = bcg
+    tf = ketameta.trim_and_fill(es)
+    fig = funnel(tf)
+    ax = fig.axes[0]
+    assert ax.yaxis_inverted()
+    assert ax.get_ylim()[1] == 0.0
+    (observed,) = marks(fig, "studies")
+    (filled,) = marks(fig, "filled")
+    assert len(observed.get_offsets()) == 13
+    assert len(filled.get_offsets()) == tf.k0 == 1
+    np.testing.assert_allclose(
+        filled.get_offsets()[0], [tf.filled_yi[0], np.sqrt(tf.filled_vi[0])]
+    )
+    # the contour bands named as the ranges of p they hold (Peters et al. 2008)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "studies",
+        "filled (trim and fill)",
+        "p > 0.10",
+        "0.05 < p < 0.10",
+        "0.01 < p < 0.05",
+        "p < 0.01",
+        "95% pseudo-confidence region",
+    ]
+    # the legend beside the axes: it covers no study
+    renderer = fig.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    # the x axis named from the measure; the vertical line at the (filled) estimate
+    assert ax.get_xlabel() == "Log risk ratio"
+    assert ax.get_ylabel() == "Standard error"
+    (line,) = marks(fig, "estimate")
+    assert line.get_xdata()[0] == pytest.approx(tf.estimate)
+    check_snapshot(fig, "funnel_bcg_trimfill")
+    render(fig)
+
+
+@pytest.mark.parametrize(
+    ("yaxis", "f", "inverted"),
+    [
+        ("vi", lambda v, n: v, True),
+        ("seinv", lambda v, n: 1 / np.sqrt(v), False),
+        ("vinv", lambda v, n: 1 / v, False),
+        ("ni", lambda v, n: n, False),
+        ("sqrtninv", lambda v, n: 1 / np.sqrt(n), True),
+    ],
+)
+def test_funnel_y_axes(bcg, yaxis, f, inverted) -> None:  # type: ignore[no-untyped-def]
+    es, _, data = bcg
+    res = ketameta.pool(es)
+    fig = funnel(res, yaxis=yaxis)
+    ax = fig.axes[0]
+    (points,) = marks(fig, "studies")
+    n = np.sum([data[c] for c in ("tpos", "tneg", "cpos", "cneg")], axis=0)
+    np.testing.assert_allclose(points.get_offsets()[:, 1], f(res.vi, n), rtol=1e-12)
+    assert bool(ax.yaxis_inverted()) is inverted
+    assert (len(marks(fig, "region")) == 2) is (yaxis in ("vi", "seinv", "vinv"))
+    plt.close(fig)
+
+
+def test_funnel_weights_axis(bcg) -> None:  # type: ignore[no-untyped-def]
+    # metafor's funnel(res, yaxis = "wi"): the weights in percent (weights(res)), the
+    # filled studies of a trim and fill with their weights in the filled model
+    es, _, _ = bcg
+    fig = funnel(ketameta.pool(es), yaxis="wi")
+    (points,) = marks(fig, "studies")
+    np.testing.assert_allclose(points.get_offsets()[:, 1], BCG_REML["weights"], rtol=1e-8)
+    assert fig.axes[0].get_ylabel() == "Weight (in %)"
+    assert not fig.axes[0].yaxis_inverted()
+    assert not marks(fig, "region")
+    plt.close(fig)
+    tf = ketameta.trim_and_fill(es)
+    fig = funnel(tf, yaxis="wi")
+    (filled,) = marks(fig, "filled")
+    assert filled.get_offsets()[0, 1] == pytest.approx(tf.pooled.weights[-1], rel=1e-12)
+    assert filled.get_offsets()[0, 0] == pytest.approx(tf.filled_yi[0], rel=1e-12)
+    plt.close(fig)
+
+
+def test_funnel_options_and_bad_input(bcg) -> None:  # type: ignore[no-untyped-def]
+    es, _, _ = bcg
+    fig = funnel(ketameta.pool(es), contours=None, legend=False, xlabel="log RR")
+    assert not marks(fig, "contour")
+    assert fig.axes[0].get_legend() is None
+    assert fig.axes[0].get_xlabel() == "log RR"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="unknown `yaxis`"):
+        funnel(ketameta.pool(es), yaxis="n")
+    with pytest.raises(ValueError, match="needs the studies' sample sizes"):
+        funnel(ketameta.pool(es.yi, es.vi), yaxis="ni")
 
 
 @pytest.mark.parametrize("contours", [(0.9, 95), (0.0,), (1.0,), (float("nan"),)])
@@ -305,18 +638,27 @@ def test_bayes_forest_shows_shrinkage(schools: ketameta.BayesPoolResult) -> None
     from ketameta.plot import bayes_forest
 
     fig = bayes_forest(schools, labels=list("ABCDEFGH"), xlabel="Score change")
-    ax = fig.axes[0]
-    circles = [
-        line for line in ax.get_lines() if line.get_marker() == "o" and len(line.get_xdata())
-    ]
-    assert [float(c.get_xdata()[0]) for c in circles] == pytest.approx(list(schools.theta_median))
-    right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
-    assert right[-2] == (
-        f"{schools.mu_median:.2f} [{schools.mu_ci_lower:.2f}, {schools.mu_ci_upper:.2f}]"
+    circles = marks(fig, "shrinkage")
+    assert [float(c.get_xdata()[0]) for c in circles] == pytest.approx(
+        sorted(schools.theta_median, key=lambda x: 0) and list(schools.theta_median)
     )
-    assert _render(fig).startswith(b"\x89PNG")
+    table = rows(fig)
+    assert [r["study"] for r in table[:8]] == list("ABCDEFGH")
+    assert table[0]["shrink"] == _ci_text(
+        schools.theta_median[0], schools.theta_ci_lower[0], schools.theta_ci_upper[0]
+    )
+    mu = table[8]
+    assert mu["study"] == "Overall effect μ"
+    assert mu["shrink"] == _ci_text(schools.mu_median, schools.mu_ci_lower, schools.mu_ci_upper)
+    assert table[9]["study"] == "Effect in a new study"
+    assert table[10]["span"].startswith("Heterogeneity: τ = ")
+    assert fig.axes[0].get_xlabel() == "Score change"
+    check_snapshot(fig, "forest_bayes_schools")
+    assert render(fig).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="`labels` has 2 entries"):
         bayes_forest(schools, labels=["A", "B"])
+    with pytest.raises(TypeError, match="draws a BayesPoolResult"):
+        bayes_forest(ketameta.pool([0.1, 0.2], [0.1, 0.1]))
 
 
 # ---- bubble plots of meta-regressions (metafor's regplot) ---------------------------------
@@ -325,8 +667,6 @@ def test_bayes_forest_shows_shrinkage(schools: ketameta.BayesPoolResult) -> None
 # the first and last vertex of its regression line and CI/PI bounds (traced while it draws).
 
 from ketameta.plot import bubble  # noqa: E402
-
-from .conftest import load_reference  # noqa: E402
 
 REGPLOT = {case["id"]: case for case in load_reference("metafor_regplot.json")["cases"]}
 

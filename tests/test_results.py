@@ -50,6 +50,9 @@ def _results() -> dict[str, Any]:
         fit = out["ketameta.metareg"]
         out["MetaRegResult.predict"] = fit.predict()
         out["MetaRegResult.anova"] = fit.anova(1)
+        out["RobustResult.wald_test"] = out["ketameta.robust"].wald_test(
+            constraints=[[1.0, 0.0], [1.0, 1.0]]
+        )
         out["PoolResult.tau2_ci"] = out["ketameta.pool"].tau2_ci()
         common = ketameta.subgroups(
             RECIPES["ketameta.subgroups"].args["yi"],
@@ -138,3 +141,20 @@ def test_nan_fields_compare_equal() -> None:
 )
 def test_values_equal(a: Any, b: Any, equal: bool) -> None:
     assert values_equal(a, b) is equal
+
+
+def test_short_reprs_of_intervals_and_predictions() -> None:
+    # issue #16: reprs a notebook can show (the full record: to_dict()); the numbers are
+    # the tutorial's Q-profile interval (metafor's confint(): 0.3132 [0.1197, 1.1115])
+    data = ketameta.datasets.bcg()
+    es = ketameta.escalc("RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    ci = ketameta.pool(es).tau2_ci()
+    assert (
+        repr(ci)
+        == "Tau2Interval(tau2=0.3132 [0.1197, 1.111], i2=92.22 [81.92, 97.68], level=0.95)"
+    )
+    pred = ketameta.metareg(es, mods="~ ablat", data=data).predict([10, 20, 30, 40], transf="exp")
+    assert repr(pred) == (
+        f"PredictResult(n=4, pred=[{pred.pred[0]:.4g}, {pred.pred[1]:.4g}, "
+        f"{pred.pred[2]:.4g}, ...], transf='exp')"
+    )

@@ -161,3 +161,25 @@ def test_cumulative_ignores_the_missing_key_of_an_omitted_study() -> None:
     # a missing key of a study that is pooled is named (metafor silently puts it last)
     with pytest.raises(ValueError, match=r"`order` must not be missing .* study 2"):
         cumulative([0.1, 0.2, 0.3], [0.01, 0.02, 0.03], order=[1, 2, np.nan])
+
+
+def test_leave_one_out_frame_back_transformed_with_labels() -> None:
+    # issue #16: rows labelled by the studies' labels (not 0.0, 1.0, ...), estimates on
+    # the risk-ratio scale on request
+    pytest.importorskip("pandas")
+    data = ketameta.datasets.bcg()
+    es = ketameta.escalc(
+        "RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg", labels="author"
+    )
+    loo = ketameta.leave_one_out(es)
+    frame = loo.to_frame(transf="auto")
+    assert frame["label"].tolist() == list(data["author"])
+    assert frame["study"].tolist() == list(range(13))
+    np.testing.assert_allclose(frame["estimate"], np.exp(loo.estimate), rtol=1e-15)
+    np.testing.assert_allclose(frame["ci_upper"], np.exp(loo.ci_upper), rtol=1e-15)
+    assert frame["se"].isna().all()
+    assert set(frame["scale"]) == {"risk ratio"}
+    assert set(loo.to_frame()["scale"]) == {"log risk ratio"}
+    pft = ketameta.escalc("PFT", xi=[3, 10, 25, 7], ni=[20, 40, 60, 30])
+    with pytest.raises(ValueError, match="needs sample sizes"):
+        ketameta.leave_one_out(pft).to_frame(transf="auto")

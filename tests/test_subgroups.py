@@ -526,3 +526,25 @@ def test_property_shift_moves_estimates_not_the_test(
     assert moved.q_between == pytest.approx(res.q_between, rel=1e-6, abs=1e-9 * spread**2)
     common = _quiet(yi=yi, vi=vi, groups=labels, method="EE", tau2="common")
     assert common.q_between == pytest.approx(res.q_between, rel=1e-7, abs=1e-9 * spread**2)
+
+
+def test_to_frame_back_transforms_the_subgroup_estimates() -> None:
+    # issue #16: risk ratios per subgroup, exp of the log-scale fits (metafor:
+    # predict(res, transf = exp) per subgroup); the common-tau^2 estimates likewise
+    pytest.importorskip("pandas")
+    data = ketameta.datasets.bcg()
+    es = ketameta.escalc("RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    sub = subgroups(es, groups="alloc", data=data)
+    log_frame, frame = sub.to_frame(), sub.to_frame(transf="auto")
+    for name in ("estimate", "ci_lower", "ci_upper", "pred_lower", "pred_upper"):
+        np.testing.assert_allclose(frame[name], np.exp(log_frame[name]), rtol=1e-15)
+    assert frame["se"].isna().all()
+    assert set(frame["scale"]) == {"risk ratio"}
+    assert set(log_frame["scale"]) == {"log risk ratio"}
+    np.testing.assert_allclose(frame["statistic"], log_frame["statistic"], rtol=0)
+    assert frame.loc["overall", "estimate"] == pytest.approx(0.4894, abs=5e-5)  # tutorial
+    common = subgroups(es, groups="alloc", data=data, tau2="common")
+    frame = common.to_frame(transf="exp")
+    np.testing.assert_allclose(
+        frame["common_ci_lower"][:3], np.exp(common.common.ci_lower), rtol=1e-15
+    )

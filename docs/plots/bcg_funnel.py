@@ -6,4 +6,4 @@ from ketameta.plot import funnel
 es = ketameta.escalc(
     "RR", data=ketameta.datasets.bcg(), ai="tpos", bi="tneg", ci="cpos", di="cneg"
 )
-funnel(ketameta.trim_and_fill(es), xlabel="log risk ratio")
+funnel(ketameta.trim_and_fill(es))  # (the x axis is named from the measure)

@@ -5,7 +5,11 @@ import ketameta
 from ketameta.plot import forest
 
 data = ketameta.datasets.bcg()
-es = ketameta.escalc("RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg")
 labels = [f"{a} ({y})" for a, y in zip(data["author"], data["year"], strict=True)]
+es = ketameta.escalc("RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg", labels=labels)
 sub = ketameta.subgroups(es, groups="alloc", data=data)
-forest(sub, labels=labels, transform="exp", xlabel="Risk ratio (log scale)")
+forest(
+    sub,
+    arms=("Vaccinated", "Not vaccinated"),
+    favours=("Favours vaccine", "Favours control"),
+)

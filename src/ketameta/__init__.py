@@ -52,6 +52,7 @@ from .binary import (
     pool_peto,
     pool_peto_many,
 )
+from .cluster_robust import RobustModel, RobustResult, RobustWaldTest, RVEResult, robust, rve
 from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
 from .metareg import MetaRegResult, PredictResult, WaldTest, metareg
 from .permutation import PermutationTestResult, permutation_test
@@ -132,6 +133,10 @@ __all__ = [
     "PetoResult",
     "PoolResult",
     "PredictResult",
+    "RVEResult",
+    "RobustModel",
+    "RobustResult",
+    "RobustWaldTest",
     "SelectionModelResult",
     "SmallSampleWarning",
     "SubgroupResult",
@@ -165,6 +170,8 @@ __all__ = [
     "pool_peto",
     "pool_peto_many",
     "priors",
+    "robust",
+    "rve",
     "selection_model",
     "subgroups",
     "trim_and_fill",

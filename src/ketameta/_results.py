@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -149,13 +150,26 @@ def _result_ne(self: Any, other: Any) -> Any:
     return equal if equal is NotImplemented else not equal
 
 
+def _repr_html_(self: Any) -> str:
+    """The printed summary in a notebook (a monospace block: its columns stay aligned)."""
+    text = html.escape(self.summary())
+    title = html.escape(type(self).__name__)
+    return (
+        f'<div class="ketameta-result"><details open><summary><b>{title}</b></summary>'
+        f'<pre style="font-size: 0.9em; line-height: 1.3">{text}</pre></details></div>'
+    )
+
+
 def finish_result_class(cls: type) -> type:
     """Give a frozen result class the equality and pickling every result has: ``==``
     compares every field by value with NaN equal to NaN (arrays element-wise), and an
-    unpickled result's arrays are read-only again (NumPy's pickle does not keep the flag).
+    unpickled result's arrays are read-only again (NumPy's pickle does not keep the flag);
+    a class with a ``summary()`` shows it in notebooks (``_repr_html_``).
     Applied to every public result class in ``ketameta/__init__.py``."""
     setattr(cls, "__eq__", _result_eq)  # noqa: B010 (a method on a class made elsewhere)
     setattr(cls, "__ne__", _result_ne)  # noqa: B010
+    if callable(getattr(cls, "summary", None)) and "_repr_html_" not in vars(cls):
+        setattr(cls, "_repr_html_", _repr_html_)  # noqa: B010
     setstate = getattr(cls, "__setstate__", None)
     if setstate is not None and not getattr(setstate, "_ketameta_readonly", False):
 

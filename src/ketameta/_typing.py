@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.integer[Any]]
 ArrayLike = npt.ArrayLike
 Tau2Method = Literal["EE", "FE", "CE", "DL", "REML", "ML", "PM", "HE", "SJ", "HS", "EB"]
 TestKind = Literal["z", "t", "knha", "adhoc"]

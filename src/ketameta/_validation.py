@@ -7,6 +7,7 @@ offending study (0-based, as in NumPy), and say what was expected and what came 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 from collections.abc import Collection, Mapping
 from decimal import Decimal
@@ -484,19 +485,27 @@ def check_batch(y: FloatArray, v: FloatArray, name_v: str, row_offset: int = 0) 
     raise ValueError(msg)
 
 
-def prepare_batch(
-    Y: Any, V: Any, SE: Any, axis: int
-) -> tuple[FloatArray, FloatArray, tuple[int, ...], bool]:
-    """The 2-D (analyses, studies) float64 arrays of valid effects and variances (new
-    arrays: results never share memory with the input), the shape of the analyses and
-    whether every study is present. Every input class of :func:`as_float` is accepted
-    (masked entries and pandas NA are absent studies)."""
+def batch_arrays(
+    Y: Any, V: Any, SE: Any, axis: int, *, copy: bool = True
+) -> tuple[FloatArray, FloatArray, tuple[int, ...], str]:
+    """`Y` and `V` (or `SE`) as 2-D (analyses, studies) float64 arrays, the shape of the
+    analyses and the name of the second argument (``"V"`` or ``"SE"``); not validated
+    beyond their type and shapes (see :func:`prepare_batch`). Every input class of
+    :func:`as_float` is accepted (masked entries and pandas NA become NaN).
+    ``copy=False``: float64 NumPy arrays are not copied (views of the input, which the
+    caller must not modify)."""
     if (V is None) == (SE is None):
         msg = "give exactly one of `V` (sampling variances) or `SE=` (standard errors)"
         raise TypeError(msg)
     name_v = "V" if SE is None else "SE"
-    y = as_float(Y, "Y", ("analysis", "study"))
-    v = as_float(V if SE is None else SE, name_v, ("analysis", "study"))
+
+    def convert(x: Any, name: str) -> FloatArray:
+        if not copy and type(x) is np.ndarray and x.dtype == np.float64:
+            return x
+        return as_float(x, name, ("analysis", "study"))
+
+    y = convert(Y, "Y")
+    v = convert(V if SE is None else SE, name_v)
     if y.ndim == 0:
         msg = "`Y` must have a study axis"
         raise ValueError(msg)
@@ -508,16 +517,97 @@ def prepare_batch(
             f"`axis` must be in [-{y.ndim}, {y.ndim}) for arrays of shape {y.shape}, got {axis!r}"
         )
         raise ValueError(msg)
-    y, v = np.moveaxis(y, axis, -1), np.moveaxis(v, axis, -1)
+    if axis not in (-1, y.ndim - 1):
+        y, v = np.moveaxis(y, axis, -1), np.moveaxis(v, axis, -1)
     batch_shape = y.shape[:-1]
     k = y.shape[-1]
-    y2, v2 = y.reshape(-1, k), v.reshape(-1, k)
-    # a missing value in either marks the study absent in both
-    absent = np.isnan(y2) | np.isnan(v2)
-    if absent.any():
-        y2[absent] = np.nan
-        v2[absent] = np.nan
-    complete = check_batch(y2, v2, name_v)
-    if SE is not None:
-        np.multiply(v2, v2, out=v2)
+    return y.reshape(-1, k), v.reshape(-1, k), batch_shape, name_v
+
+
+def prepare_batch(
+    Y: Any, V: Any, SE: Any, axis: int
+) -> tuple[FloatArray, FloatArray, tuple[int, ...], bool]:
+    """The 2-D (analyses, studies) float64 arrays of valid effects and variances (new
+    arrays: results never share memory with the input), the shape of the analyses and
+    whether every study is present. Every input class of :func:`as_float` is accepted
+    (masked entries and pandas NA are absent studies)."""
+    y2, v2, batch_shape, name_v = batch_arrays(Y, V, SE, axis)
+    complete = check_batch_rows(y2, v2, name_v)
     return y2, v2, batch_shape, complete
+
+
+def check_batch_rows(y: FloatArray, v: FloatArray, name_v: str, row_offset: int = 0) -> bool:
+    """:func:`check_batch` on arrays that the caller owns, then made consistent in place:
+    a study missing in either array (NaN) is missing in both, and standard errors
+    (`name_v` ``"SE"``) become variances. Returns whether every study is present."""
+    complete = check_batch(y, v, name_v, row_offset=row_offset)
+    if not complete:
+        # a missing value in either marks the study absent in both
+        absent = np.isnan(y) | np.isnan(v)
+        y[absent] = np.nan
+        v[absent] = np.nan
+    if name_v == "SE":
+        np.multiply(v, v, out=v)
+    return complete
+
+
+@functools.lru_cache(maxsize=64)
+def default_labels(n: int) -> tuple[str, ...]:
+    """The labels of studies given without any: "Study 1", "Study 2", ... (1-based, for
+    people; error messages keep 0-based indices)."""
+    return tuple(f"Study {i + 1}" for i in range(n))
+
+
+def _label_text(value: object, i: int) -> str:
+    """One study label as text: numbers as printed (1948, not 1948.0); a missing label
+    is the default "Study i"."""
+    if value is None or _is_pandas_na(value):
+        return f"Study {i + 1}"
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        if math.isnan(f):
+            return f"Study {i + 1}"
+        return str(int(f)) if f.is_integer() and abs(f) < 2.0**53 else repr(f)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def study_labels(
+    labels: Any, n: int, data: Mapping[str, Any] | None = None, name: str = "labels"
+) -> tuple[str, ...]:
+    """One label per input study: from `labels` (a sequence, or a column name of `data`),
+    or the defaults "Study 1", .... A wrong length is a ``ValueError`` naming both counts."""
+    if labels is None:
+        return default_labels(n)
+    if isinstance(labels, str):
+        if data is None:
+            msg = (
+                f"`{name}` must hold one label per study, got the string {labels!r} "
+                "(a column name needs `data=`)"
+            )
+            raise TypeError(msg)
+        if labels not in data:
+            msg = f"`{name}`={labels!r} is not a column of `data`"
+            raise ValueError(msg)
+        labels = data[labels]
+    if type(labels) is tuple and all(type(s) is str for s in labels):
+        out: tuple[str, ...] = labels
+    else:
+        try:
+            values = list(labels)
+        except TypeError:
+            msg = f"`{name}` must be a sequence of labels, got {_short(labels)}"
+            raise TypeError(msg) from None
+        out = tuple(_label_text(v, i) for i, v in enumerate(values))
+    if len(out) != n:
+        msg = f"`{name}` has {len(out)} entries but there are {n} studies"
+        raise ValueError(msg)
+    return out
+
+
+def strings(x: Any) -> tuple[str, ...]:
+    """A tuple of str (an attrs converter; a tuple of str is kept as it is)."""
+    if type(x) is tuple and all(type(s) is str for s in x):
+        return x
+    return tuple(str(s) for s in x)

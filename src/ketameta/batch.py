@@ -9,6 +9,7 @@ different numbers of studies. Rows are fitted by the same numeric core as
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any
@@ -20,7 +21,7 @@ from . import _engine
 from ._engine import rows as _rows
 from ._results import TableResult, array_field, import_pandas, plain
 from ._typing import FloatArray
-from ._validation import check_batch, prepare_batch
+from ._validation import batch_arrays, check_batch, prepare_batch
 from .pooling import (
     CORE_COUNT_FIELDS,
     CORE_FLOAT_FIELDS,
@@ -63,29 +64,23 @@ class BatchPoolResult:
 
     The arrays have the shape of the analyses (``Y.shape`` without the study axis) and
     are NumPy arrays, or Dask arrays (lazy; see :meth:`compute`) for Dask input. Fields
-    are those of :class:`~ketameta.PoolResult`; the study weights (:attr:`weights`) are
-    derived on access; ``failed`` maps the flat index of each analysis that could not be
-    fitted to the reason (its statistics are NaN). ``result[i]`` is the
-    :class:`~ketameta.PoolResult` of analysis ``i`` (flat index), as :func:`pool` gives it.
+    are those of :class:`~ketameta.PoolResult`. The fit stores the pooled effects, their
+    standard errors, τ², its standard error, Q, the typical within-study variance, k,
+    ``converged`` and ``iterations``; the statistics that follow from these (``statistic``,
+    ``pvalue``, ``ci_lower``, ``ci_upper``, ``df``, ``tau``, ``i2``, ``h2``, ``q_df``,
+    ``q_pvalue``, ``pred_lower``, ``pred_upper``) are computed when first read (by the
+    same code as :func:`pool`'s) and kept, and the study weights (:attr:`weights`) on
+    each access: arrays nobody reads are never made. ``failed`` maps the flat index of
+    each analysis that could not be fitted to the reason (its statistics are NaN).
+    ``result[i]`` is the :class:`~ketameta.PoolResult` of analysis ``i`` (flat index), as
+    :func:`pool` gives it.
     """
 
     estimate: Any
     se: Any
-    statistic: Any
-    pvalue: Any
-    ci_lower: Any
-    ci_upper: Any
-    df: Any
     tau2: Any
     tau2_se: Any
-    tau: Any
-    i2: Any
-    h2: Any
     q: Any
-    q_df: Any
-    q_pvalue: Any
-    pred_lower: Any
-    pred_upper: Any
     k: Any
     converged: Any
     iterations: Any
@@ -99,6 +94,90 @@ class BatchPoolResult:
     test: str
     level: float
     control: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    _cache: dict[str, Any] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+
+    # -- the statistics derived from the stored ones when first read --------------------
+
+    def _derived(self, name: str) -> Any:
+        cache = self._cache
+        if name not in cache:
+            method, test, level = self.method, self.test, self.level
+            stored = [getattr(self, n) for n in _DERIVED_FROM]
+            if _is_dask(self.estimate):
+                cache[name] = _dask().map_blocks(
+                    functools.partial(
+                        _derive_one, name=name, method=method, test=test, level=level
+                    ),
+                    *stored,
+                    dtype=np.float64,
+                )
+            else:
+                cache.update(
+                    _derive(*stored, names=(name,), method=method, test=test, level=level)
+                )
+        return cache[name]
+
+    @property
+    def statistic(self) -> Any:
+        """Test statistics (z, or t for t-based tests) of the pooled effects."""
+        return self._derived("statistic")
+
+    @property
+    def pvalue(self) -> Any:
+        """Two-sided p-values of the pooled effects."""
+        return self._derived("pvalue")
+
+    @property
+    def ci_lower(self) -> Any:
+        """Lower confidence limits of the pooled effects."""
+        return self._derived("ci_lower")
+
+    @property
+    def ci_upper(self) -> Any:
+        """Upper confidence limits of the pooled effects."""
+        return self._derived("ci_upper")
+
+    @property
+    def df(self) -> Any:
+        """Degrees of freedom of the t reference distribution (inf for ``test="z"``)."""
+        return self._derived("df")
+
+    @property
+    def tau(self) -> Any:
+        """τ, the square root of τ²."""
+        return self._derived("tau")
+
+    @property
+    def i2(self) -> Any:
+        """I² (percent)."""
+        return self._derived("i2")
+
+    @property
+    def h2(self) -> Any:
+        """H²."""
+        return self._derived("h2")
+
+    @property
+    def q_df(self) -> Any:
+        """Degrees of freedom of Q (k - 1)."""
+        return self._derived("q_df")
+
+    @property
+    def q_pvalue(self) -> Any:
+        """p-values of the test of heterogeneity (Q)."""
+        return self._derived("q_pvalue")
+
+    @property
+    def pred_lower(self) -> Any:
+        """Lower limits of the prediction intervals."""
+        return self._derived("pred_lower")
+
+    @property
+    def pred_upper(self) -> Any:
+        """Upper limits of the prediction intervals."""
+        return self._derived("pred_upper")
+
+    # ------------------------------------------------------------------------------------
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -125,7 +204,7 @@ class BatchPoolResult:
         if not _is_dask(self.estimate):
             return self
         compute = _dask_compute()
-        names = (*FIELDS, *(_CI_FIELDS if self.tau2_ci_lower is not None else ()))
+        names = (*_STORED, *(_CI_FIELDS if self.tau2_ci_lower is not None else ()))
         values = compute(*(getattr(self, n) for n in names), **kwargs)
         arrays = dict(zip(names, values, strict=True))
         yi, vi = compute(self.yi, self.vi, **kwargs)
@@ -151,7 +230,14 @@ class BatchPoolResult:
         y = res.yi.reshape(-1, k_axis)[i]
         v = res.vi.reshape(-1, k_axis)[i]
         present = ~(np.isnan(y) | np.isnan(v))
-        row = {name: np.asarray(getattr(res, name)).reshape(-1)[i : i + 1] for name in FIELDS}
+        row = {name: np.asarray(getattr(res, name)).reshape(-1)[i : i + 1] for name in _STORED}
+        row |= _derive(
+            *(row[n] for n in _DERIVED_FROM),
+            names=_DERIVED,
+            method=res.method,
+            test=res.test,
+            level=res.level,
+        )
         row["weights"] = _percent_weights(y[present], v[present], row["tau2"][0])[None, :]
         omitted = tuple(int(j) for j in np.flatnonzero(~present))
         test = res.test if int(row["k"][0]) > 1 else "z"
@@ -195,13 +281,94 @@ class BatchPoolResult:
         return pd.DataFrame({n: np.asarray(getattr(res, n)).reshape(-1) for n in names})
 
 
+#: the statistics of :class:`BatchPoolResult` derived when first read, and what from
+_DERIVED = (
+    "statistic",
+    "pvalue",
+    "ci_lower",
+    "ci_upper",
+    "df",
+    "tau",
+    "i2",
+    "h2",
+    "q_df",
+    "q_pvalue",
+    "pred_lower",
+    "pred_upper",
+)
+_DERIVED_FROM = ("estimate", "se", "tau2", "q", "k", "v_typical")
+#: the fields a fit stores
+_STORED = tuple(n for n in FIELDS if n not in _DERIVED)
+
+
+def _derive(
+    estimate: FloatArray,
+    se: FloatArray,
+    tau2: FloatArray,
+    q: FloatArray,
+    k: FloatArray,
+    v_typical: FloatArray,
+    *,
+    names: tuple[str, ...],
+    method: str,
+    test: str,
+    level: float,
+) -> dict[str, FloatArray]:
+    """The statistics `names` of :data:`_DERIVED` from the stored ones, by the engine's
+    :func:`~ketameta._engine.model.derived_statistics` (as :func:`pool`); NaN where the
+    analysis was not fitted (NaN estimate)."""
+    from ._engine.model import derived_statistics
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = derived_statistics(
+            [estimate],
+            [se],
+            tau2=tau2,
+            q=q,
+            k=k,
+            v_typical=v_typical,
+            zero=np.zeros(np.shape(estimate)),
+            p=1,
+            intercept=True,
+            equal_effects=method == "EE",
+            test=test,
+            level=level,
+            only=names,
+        )
+    failed = np.isnan(estimate)
+    derived: dict[str, FloatArray] = {}
+    for name in names:
+        value = out[name]
+        value = value[0] if isinstance(value, list) else value
+        derived[name] = np.where(failed, np.nan, value)
+    return derived
+
+
+def _derive_one(*stored: FloatArray, name: str, method: str, test: str, level: float) -> Any:
+    """:func:`_derive` of one statistic (for Dask's ``map_blocks``)."""
+    return _derive(*stored, names=(name,), method=method, test=test, level=level)[name]
+
+
 def _percent_weights(yi: Any, vi: Any, tau2: Any) -> Any:
     """``100 w_i / Σ w`` with ``w_i = 1/(v_i + τ²)`` along the last axis (NumPy or Dask):
     0 where ``yi`` or ``vi`` is NaN (absent), NaN where τ² is NaN (not fitted)."""
+    if _is_dask(yi) or _is_dask(vi) or _is_dask(tau2):
+        da = _dask()
+        t = da.asarray(tau2)[..., None] if np.ndim(tau2) else tau2
+        return da.map_blocks(_percent_weights_numpy, yi, vi, t, dtype=np.float64)
+    return _percent_weights_numpy(yi, vi, np.asarray(tau2)[..., None] if np.ndim(tau2) else tau2)
+
+
+def _percent_weights_numpy(yi: FloatArray, vi: FloatArray, tau2: Any) -> FloatArray:
+    """:func:`_percent_weights` of NumPy arrays, `tau2` broadcast against `vi` (its sums
+    over the studies in the engine's fixed order: the same bits for any layout)."""
+    from ._engine.design import rowsum
+
     present = ~(np.isnan(yi) | np.isnan(vi))
     # v > 0 and τ² ≥ 0: no division by 0; NaN propagates without a warning
-    w = np.where(present, 1.0 / (vi + tau2[..., None] if np.ndim(tau2) else vi + tau2), 0.0)
-    total = w.sum(axis=-1, keepdims=True)
+    w = np.where(present, 1.0 / (vi + tau2), 0.0)
+    k = w.shape[-1]
+    total = rowsum(w.reshape(-1, k)).reshape((*w.shape[:-1], 1))
     return (100.0 / np.where(total > 0.0, total, 1.0)) * w
 
 
@@ -216,10 +383,11 @@ def _fit_rows(
     tau2_ci: bool,
     chunk_size: int | None,
     workers: int = 1,
-    complete: bool = False,
+    check: str | None = None,
+    store: tuple[FloatArray, FloatArray] | None = None,
 ) -> dict[str, FloatArray]:
-    """The intercept-only model of every row (see :func:`ketameta._engine.rows.fit_rows`),
-    with the coefficient statistics as ``(m,)`` arrays named as in :class:`PoolResult`."""
+    """The intercept-only model of every row (see :func:`ketameta._engine.rows.fit_rows`):
+    the stored fields of :class:`BatchPoolResult` as ``(m,)`` arrays, named as there."""
     out = _rows.fit_rows(
         y,
         v,
@@ -230,13 +398,15 @@ def _fit_rows(
         tau2_ci=tau2_ci,
         chunk_size=chunk_size,
         workers=workers,
-        complete=complete,
         btt=(),  # (no omnibus test of the intercept-only model)
+        derive=False,
+        check=check,
+        store=store,
     )
-    for name, key in _engine.COEF_FIELDS.items():
-        out[name] = out.pop(key)[:, 0]
+    out["estimate"] = out.pop("coef")[:, 0]
+    out["se"] = out["se"][:, 0]
     out["converged"] = out["converged"].astype(bool)
-    return {name: out[name] for name in FIELDS + (_CI_FIELDS if tau2_ci else ())}
+    return {name: out[name] for name in _STORED + (_CI_FIELDS if tau2_ci else ())}
 
 
 def _available_cpus() -> int:
@@ -382,7 +552,12 @@ def pool_many(
             control=ctl,
             chunk_size=chunk_size,
         )
-    y, v, batch_shape, complete = prepare_batch(Y, V, SE, axis)
+    # the input as given (views): each chunk is copied into the result's own arrays,
+    # validated and fitted there in one pass through the cache
+    y, v, batch_shape, name_v = batch_arrays(Y, V, SE, axis, copy=False)
+    m, k_axis = y.shape
+    # (studies × analyses: the analyses of a chunk vary fastest, see _engine.design)
+    store = (np.empty((k_axis, m)), np.empty((k_axis, m)))
     out = _fit_rows(
         y,
         v,
@@ -393,14 +568,14 @@ def pool_many(
         tau2_ci=tau2_ci,
         chunk_size=chunk_size,
         workers=n_workers,
-        complete=complete,
+        check=name_v,
+        store=store,
     )
     failed = _rows.failures(out["k"], out["converged"], out["estimate"], method)
-    k_axis = y.shape[-1]
     return BatchPoolResult(
         **{name: a.reshape(batch_shape) for name, a in out.items()},
-        yi=y.reshape((*batch_shape, k_axis)),
-        vi=v.reshape((*batch_shape, k_axis)),
+        yi=store[0].T.reshape((*batch_shape, k_axis)),
+        vi=store[1].T.reshape((*batch_shape, k_axis)),
         failed=failed,
         method=method,
         test=test,
@@ -430,23 +605,16 @@ def _pool_many_dask(
             None if a is None else da.moveaxis(da.asarray(a), axis, -1) for a in (Y, V, SE)
         )
     y, v, use_se = _dask_inputs(Y, V, SE)
-    names = FIELDS + (_CI_FIELDS if tau2_ci else ())
+    names = _STORED + (_CI_FIELDS if tau2_ci else ())
     index = {name: i for i, name in enumerate(names)}
 
     def block(yb: Any, vb: Any, block_info: Any = None) -> FloatArray:
         yb, vb = np.asarray(yb, dtype=np.float64), np.asarray(vb, dtype=np.float64)
-        offset = _dask_block_offset(block_info)
-        complete = check_batch(yb, vb, "SE" if use_se else "V", row_offset=offset)
-        if use_se:
-            vb = vb * vb
-        packed = np.empty((len(names) + 5, yb.shape[0]))
-        # the engine's own names for the coefficient fields; its extra outputs after ours
-        views = {_engine.COEF_FIELDS.get(n, n): packed[i] for n, i in index.items()}
+        packed = np.empty((len(names), yb.shape[0]))
+        # the engine's own names for the coefficient fields ((m, 1) views)
+        views = {n: packed[i] for n, i in index.items()}
         views["coef"] = packed[index["estimate"] : index["estimate"] + 1].T
-        for name in ("se", "statistic", "pvalue", "ci_lower", "ci_upper"):
-            views[name] = packed[index[name] : index[name] + 1].T
-        for j, extra in enumerate(("qm", "qm_pvalue", "singular", "exact_fit", "pred_spare")):
-            views.setdefault(extra, packed[len(names) + j])
+        views["se"] = packed[index["se"] : index["se"] + 1].T
         _rows.fit_rows(
             yb,
             vb,
@@ -456,11 +624,13 @@ def _pool_many_dask(
             control=control,
             tau2_ci=tau2_ci,
             chunk_size=chunk_size,
-            complete=complete,
             btt=(),
             out=views,
+            derive=False,
+            check="SE" if use_se else "V",  # (each chunk validated in a scratch copy)
+            row_offset=_dask_block_offset(block_info),
         )
-        return np.asarray(packed[: len(names)].T)
+        return np.asarray(packed.T)
 
     packed = da.map_blocks(block, y, v, dtype=np.float64, chunks=(y.chunks[0], (len(names),)))
     fields = {n: packed[:, i] for i, n in enumerate(names)}

@@ -35,13 +35,15 @@ import attrs
 import numpy as np
 from scipy import special
 
+from . import _transf
 from ._engine import bayes as _eng
+from ._engine.moments import typical_variance
 from ._results import array_field, import_pandas, plain
 from ._typing import ArrayLike, FloatArray
-from ._validation import check_choice, check_level
+from ._validation import check_choice, check_level, default_labels, strings
 from ._warnings import AccuracyWarning, KetametaWarning
 from .effect_sizes import EffectSizes
-from .pooling import prepare_studies
+from .pooling import _indices, omitted_lines, prepare_studies
 from .priors import NormalPrior, PointMass, TauPrior, as_tau_prior
 
 __all__ = ["BatchBayesResult", "BayesPoolResult", "bayes_pool", "bayes_pool_many"]
@@ -139,6 +141,9 @@ class BayesPoolResult:
         Estimated relative error of the normalising constant (bounded by `rtol`).
     n_nodes : int
         Number of quadrature nodes in τ.
+    measure, labels, omitted_reasons
+        As in :class:`~ketameta.pooling.ModelFit`: the measure, one label per input
+        study, why the omitted ones were left out.
     """
 
     tau_median: float
@@ -167,7 +172,7 @@ class BayesPoolResult:
     k: int
     yi: FloatArray = array_field()
     vi: FloatArray = array_field()
-    omitted: tuple[int, ...] = ()
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
     tau_prior: TauPrior = attrs.field(eq=False)
     mu_prior: NormalPrior | None
     level: float
@@ -175,6 +180,15 @@ class BayesPoolResult:
     integration_error: float
     n_nodes: int
     _post: Any = attrs.field(eq=False, alias="post")
+    measure: str | None = None
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    @property
+    def study_labels(self) -> tuple[str, ...]:
+        """One label per input study (the defaults "Study 1", ... when none were kept)."""
+        n = self.k + len(self.omitted)
+        return self.labels if len(self.labels) == n else default_labels(n)
 
     # --- distributions ---------------------------------------------------------------------
     def _mixture(self, param: str, study: int | None) -> _Mixture:
@@ -325,7 +339,7 @@ class BayesPoolResult:
         """Relative heterogeneity I² = τ²/(τ² + ṽ) (Higgins & Thompson 2002) at τ (default:
         the posterior median of τ), with ṽ the typical within-study variance."""
         w = 1.0 / self.vi
-        vt = (self.k - 1) * w.sum() / (w.sum() ** 2 - (w * w).sum()) if self.k > 1 else self.vi[0]
+        vt = typical_variance(w) if self.k > 1 else self.vi[0]
         t = np.asarray(self.tau_median if tau is None else tau, dtype=np.float64)
         return t * t / (t * t + vt)
 
@@ -378,9 +392,12 @@ class BayesPoolResult:
             f"{self.mu_ci_upper:.4g}], tau_median={self.tau_median:.4g})"
         )
 
-    def summary(self, kind: str = "shortest") -> str:
+    def summary(self, kind: str = "shortest", transf: Any = "auto") -> str:
         """A summary printed like bayesmeta's: priors, ML and MAP estimates, and the
-        marginal posterior summary of τ, μ and θ_new with `kind` intervals."""
+        marginal posterior summary of τ, μ and θ_new with `kind` intervals; then μ and
+        θ_new back-transformed by `transf` (as :meth:`ketameta.PoolResult.summary`; their
+        medians and central intervals, which a monotone transformation carries over
+        exactly) and the omitted studies by label."""
         kind = check_choice(kind, "kind", ("central", "shortest"))
         pct = f"{100 * self.level:g}%"
         ml_tau, ml_mu = self.ml_estimate()
@@ -390,7 +407,7 @@ class BayesPoolResult:
             "Bayesian random-effects meta-analysis (normal-normal hierarchical model)",
             "",
             f"{self.k} estimates"
-            + (f"; omitted (missing values): {list(self.omitted)}" if self.omitted else ""),
+            + ("" if self.measure is None else f" ({_transf.scale(self.measure).name})"),
             "",
             f"tau prior ({'proper' if self.tau_prior.proper else 'improper'}): "
             f"{self.tau_prior.describe()}",
@@ -433,7 +450,21 @@ class BayesPoolResult:
             f"integration: {self.n_nodes} nodes in tau, estimated relative error "
             f"{self.integration_error:.1e} (requested {self.rtol:g})",
         ]
-        return "\n".join(lines)
+        t = _transf.resolve(transf, self.measure)
+        if t.name is not None and not t.needs_n:
+            lines += [
+                "",
+                f"{t.scale[:1].upper()}{t.scale[1:]} (back-transformed: {t.name}; medians "
+                f"and central {pct} intervals):",
+            ]
+            for name, vals in (
+                ("mu", (self.mu_median, self.mu_ci_lower, self.mu_ci_upper)),
+                ("theta", (self.pred_median, self.pred_lower, self.pred_upper)),
+            ):
+                m, a, b = (float(t(x)) for x in vals)
+                lines.append(f"  {name:6s}{m:10.4f} [{a:.4f}, {b:.4f}]")
+        omitted = omitted_lines(self.omitted, self.omitted_reasons, self.study_labels)
+        return "\n".join(lines + (["", *omitted] if omitted else []))
 
 
 def _num(x: float) -> str:
@@ -462,8 +493,10 @@ def _mixture_summaries(
     probs = np.array([(1 - level) / 2, 0.5, (1 + level) / 2])
     q = _eng.mixture_quantile(np.broadcast_to(probs, (w.shape[0], 3)).copy(), w, mean, sd)
     m1 = (w * mean).sum(axis=1)
-    m2 = (w * (sd * sd + mean * mean)).sum(axis=1)
-    var = np.maximum(m2 - m1 * m1, 0.0)
+    # the variance about the mean (not E[x²] - E[x]², which cancels catastrophically for
+    # effects far from 0 relative to their spread)
+    dev = mean - m1[:, None]
+    var = (w * (sd * sd + dev * dev)).sum(axis=1)
     return {
         "median": q[:, 1],
         "mean": m1 if moments[0] else np.full_like(m1, np.nan),
@@ -603,6 +636,8 @@ def bayes_pool(
     level: float = 0.95,
     rtol: float = _eng.RTOL,
     nan_policy: str = "omit",
+    labels: Any = None,
+    measure: str | None = None,
 ) -> BayesPoolResult:
     """Bayesian random-effects meta-analysis, computed exactly (R's ``bayesmeta()``).
 
@@ -627,6 +662,9 @@ def bayes_pool(
     nan_policy : {"omit", "raise"}
         Studies with NaN `yi` or `vi` are left out with an
         :class:`~ketameta.OmittedStudiesWarning`, or raise.
+    labels, measure
+        As in :func:`ketameta.pool`: they name the studies and the scale (the summary
+        back-transforms μ and θ_new for ratio measures).
 
     Returns
     -------
@@ -701,7 +739,10 @@ def bayes_pool(
     """
     prior, mp, lv, tol = _validate(tau_prior, mu_prior, level, rtol)
     nan_policy = check_choice(nan_policy, "nan_policy", ("omit", "raise"))
-    y, v, _, omitted = prepare_studies(yi, vi, sei, nan_policy=nan_policy, stacklevel=3)
+    prep = prepare_studies(
+        yi, vi, sei, nan_policy=nan_policy, stacklevel=3, labels=labels, measure=measure
+    )
+    y, v, omitted = prep.yi, prep.vi, prep.omitted
     k = y.shape[0]
     _posterior_proper(prior, mp, k)
     post = _eng.fit(y[None, :], v[None, :], np.ones((1, k), dtype=bool), prior, mp, rtol=tol)
@@ -712,7 +753,9 @@ def bayes_pool(
             AccuracyWarning,
             stacklevel=2,
         )
-    return _result(post, y, v, omitted, prior, mp, lv, tol)
+    f = prep.fields()
+    study = {key: f[key] for key in ("measure", "labels", "omitted_reasons")}
+    return _result(post, y, v, omitted, prior, mp, lv, tol, **study)
 
 
 def _result(
@@ -724,6 +767,7 @@ def _result(
     mp: NormalPrior | None,
     lv: float,
     tol: float,
+    **study: Any,
 ) -> BayesPoolResult:
     k = len(y)
     b = _tail(prior, mp, k)
@@ -731,9 +775,9 @@ def _result(
     tq = post.tau_quantile(probs)[0]
     w = post.weights()
     tm1 = float((w * post.tau).sum())
-    tm2 = float((w * post.tau**2).sum())
+    tvar = float((w * (post.tau - tm1) ** 2).sum())
     tau_mean = tm1 if b > 2 else math.nan
-    tau_sd = math.sqrt(max(tm2 - tm1 * tm1, 0.0)) if b > 3 else math.nan
+    tau_sd = math.sqrt(tvar) if b > 3 else math.nan
     flat_mu = mp is None
     mu_mom = (True, True) if not flat_mu else (b > 2, b > 3)
     # μ, θ_new and the k shrinkage mixtures, summarised together (rows of one batch)
@@ -783,6 +827,7 @@ def _result(
         integration_error=float(post.error[0]),
         n_nodes=int(post.tau.shape[1]),
         post=post,
+        **study,
     )
 
 
@@ -940,12 +985,13 @@ def bayes_pool_many(
         qm = _eng.mixture_quantile(np.broadcast_to(probs, (n, 3)).copy(), w, post.muhat, sd_mu)
         qp = _eng.mixture_quantile(np.broadcast_to(probs, (n, 3)).copy(), w, post.muhat, sd_pred)
         m1 = (w * post.muhat).sum(axis=1)
-        m2 = (w * (post.var + post.muhat**2)).sum(axis=1)
+        dev = post.muhat - m1[:, None]
+        mvar = (w * (post.var + dev * dev)).sum(axis=1)  # (about the mean: no cancellation)
         finite_mean = (tails > 2) | (mp is not None)
         finite_sd = (tails > 3) | (mp is not None)
         out["mu_median"][idx] = qm[:, 1]
         out["mu_mean"][idx] = np.where(finite_mean, m1, np.nan)
-        out["mu_sd"][idx] = np.where(finite_sd, np.sqrt(np.maximum(m2 - m1 * m1, 0.0)), np.nan)
+        out["mu_sd"][idx] = np.where(finite_sd, np.sqrt(mvar), np.nan)
         out["mu_ci_lower"][idx] = qm[:, 0]
         out["mu_ci_upper"][idx] = qm[:, 2]
         out["pred_median"][idx] = qp[:, 1]

@@ -48,7 +48,7 @@ import attrs
 import numpy as np
 from scipy import special
 
-from . import _engine
+from . import _engine, _transf
 from ._results import RecordResult, array_field, format_p
 from ._validation import (
     as_float_array,
@@ -58,10 +58,19 @@ from ._validation import (
     check_level,
     check_positive,
     check_positive_int,
+    default_labels,
+    strings,
 )
 from ._warnings import DegenerateDataWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
-from .pooling import PoolResult, pool, prepare_studies, validate_options
+from .pooling import (
+    PoolResult,
+    _indices,
+    omitted_lines,
+    pool,
+    prepare_studies,
+    validate_options,
+)
 
 __all__ = [
     "BeggResult",
@@ -77,7 +86,39 @@ __all__ = [
 PREDICTORS = ("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
 
 
-@attrs.frozen(kw_only=True)
+def _omitted_tail(result: Any) -> list[str]:
+    """The omitted studies of a test's summary, by label."""
+    labels = result.labels or default_labels(max(result.omitted, default=-1) + 1)
+    lines = omitted_lines(result.omitted, result.omitted_reasons, labels)
+    return ["", *lines] if lines else []
+
+
+def _short_repr(result: Any, **items: Any) -> str:
+    """``Name(measure='RR', k=13, key=value, ...)``: numbers with 4 significant digits,
+    the omitted studies counted (the full record: ``to_dict()``)."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, list):
+            return "[" + ", ".join(text(v) for v in value) + "]"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return repr(value)
+
+    head = [] if result.measure is None else [f"measure={result.measure!r}"]
+    k = result.k if hasattr(result, "k") else result.pooled.k - result.k0  # (the observed)
+    head.append(f"k={k}")
+    if result.omitted:
+        head.append(f"omitted={len(result.omitted)}")
+    body = [f"{key}={text(value)}" for key, value in items.items()]
+    return f"{type(result).__name__}({', '.join(head + body)})"
+
+
+def _study_fields(prep: Any) -> dict[str, Any]:
+    f = prep.fields()
+    return {key: f[key] for key in ("measure", "labels", "omitted", "omitted_reasons")}
+
+
+@attrs.frozen(kw_only=True, repr=False)
 class EggerResult(RecordResult):
     """Regression test for funnel-plot asymmetry (see :func:`egger_test`).
 
@@ -106,9 +147,23 @@ class EggerResult(RecordResult):
     method: str
     test: str
     level: float
+    measure: str | None = None
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
+    omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    def __repr__(self) -> str:
+        return _short_repr(
+            self,
+            model=self.model,
+            predictor=self.predictor,
+            intercept=self.intercept,
+            se=self.se,
+            pvalue=self.pvalue,
+        )
 
     def summary(self) -> str:
-        """A metafor-like summary of the test."""
+        """A metafor-like summary of the test (and the omitted studies by label)."""
         kind = (
             "weighted regression with multiplicative dispersion"
             if self.model == "lm"
@@ -128,7 +183,9 @@ class EggerResult(RecordResult):
                 f"Asymmetry coefficient: {self.intercept:.4f} (SE = {self.se:.4f}; "
                 f"{100 * self.level:g}% CI: {self.ci_lower:.4f} to {self.ci_upper:.4f})",
                 f"Limit Estimate (as {self.predictor} -> 0): b = {self.limit_estimate:.4f} "
-                f"(CI: {self.limit_ci_lower:.4f}, {self.limit_ci_upper:.4f})",
+                f"(CI: {self.limit_ci_lower:.4f}, {self.limit_ci_upper:.4f})"
+                + ("" if self.measure is None else f" ({_transf.scale(self.measure).name})"),
+                *_omitted_tail(self),
             ]
         )
 
@@ -159,6 +216,8 @@ def egger_test(
     test: str = "z",
     level: float = 0.95,
     control: dict[str, Any] | None = None,
+    labels: Any = None,
+    measure: str | None = None,
 ) -> EggerResult:
     """Egger's regression test for funnel-plot asymmetry (metafor's ``regtest``).
 
@@ -181,6 +240,9 @@ def egger_test(
         ``"ninv"``, ``"sqrtni"``, ``"sqrtninv"``.
     method, test, level, control
         As in :func:`ketameta.pool` (used by ``model="rma"``).
+    labels, measure
+        As in :func:`ketameta.pool`: they name the studies (omitted ones in the summary)
+        and the scale.
 
     Returns
     -------
@@ -217,7 +279,10 @@ def egger_test(
     if isinstance(yi, EffectSizes) and ni is None and not np.isnan(yi.ni).all():
         ni = yi.ni
     method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    y, v, kept, omitted = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    prep = prepare_studies(
+        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    )
+    y, v, kept, omitted = prep.yi, prep.vi, prep.kept, prep.omitted
     n = None
     if ni is not None:
         n_all = as_float_array(ni, "ni")
@@ -293,10 +358,11 @@ def egger_test(
         method=fit_method,
         test=fit_test,
         level=lv,
+        **_study_fields(prep),
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class BeggResult(RecordResult):
     """Begg and Mazumdar's rank correlation test (see :func:`begg_test`).
 
@@ -311,13 +377,24 @@ class BeggResult(RecordResult):
     pvalue: float
     k: int
     exact: bool
+    measure: str | None = None
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
+    omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    def __repr__(self) -> str:
+        return _short_repr(self, tau=self.tau, pvalue=self.pvalue, exact=self.exact)
 
     def summary(self) -> str:
-        """A metafor-like summary."""
-        return (
-            "Rank Correlation Test for Funnel Plot Asymmetry\n\n"
-            f"Kendall's tau = {self.tau:.4f}, p = {format_p(self.pvalue)}"
-            f"{' (exact)' if self.exact else ' (normal approximation)'}"
+        """A metafor-like summary (and the omitted studies by label)."""
+        return "\n".join(
+            [
+                "Rank Correlation Test for Funnel Plot Asymmetry",
+                "",
+                f"Kendall's tau = {self.tau:.4f}, p = {format_p(self.pvalue)}"
+                f"{' (exact)' if self.exact else ' (normal approximation)'}",
+                *_omitted_tail(self),
+            ]
         )
 
 
@@ -394,7 +471,15 @@ def _kendall_normal_pvalue(tau_b: float, x: Any, y: Any) -> tuple[float, float]:
     return score, float(2 * special.ndtr(-abs(score) / math.sqrt(var)))
 
 
-def begg_test(yi: Any, vi: Any = None, *, sei: Any = None, exact: bool = True) -> BeggResult:
+def begg_test(
+    yi: Any,
+    vi: Any = None,
+    *,
+    sei: Any = None,
+    exact: bool = True,
+    labels: Any = None,
+    measure: str | None = None,
+) -> BeggResult:
     """Begg and Mazumdar's (1994) rank correlation test for funnel-plot asymmetry [5]_.
 
     Kendall's τ between the standardised deviates
@@ -412,6 +497,8 @@ def begg_test(yi: Any, vi: Any = None, *, sei: Any = None, exact: bool = True) -
         (or ``exact=False``) from the normal approximation with the tie-corrected
         variance [12]_. The exact distribution takes O(k³) operations: about 0.2 s at
         k = 500 and 1 s at k = 1000.
+    labels, measure
+        As in :func:`ketameta.pool`.
 
     Returns
     -------
@@ -448,7 +535,10 @@ def begg_test(yi: Any, vi: Any = None, *, sei: Any = None, exact: bool = True) -
     if type(exact) not in (bool, np.bool_):  # not 0/1 or a string
         msg = f"`exact` must be True or False, got {exact!r}"
         raise TypeError(msg)
-    y, v, kept, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    prep = prepare_studies(
+        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    )
+    y, v, kept = prep.yi, prep.vi, prep.kept
     k = len(y)
     if k < 3:
         msg = f"the rank correlation test needs at least 3 studies, got k = {k}"
@@ -484,10 +574,17 @@ def begg_test(yi: Any, vi: Any = None, *, sei: Any = None, exact: bool = True) -
         score, pvalue = float(2 * concordant - n_pairs), _kendall_exact_pvalue(k, concordant)
     else:
         score, pvalue = _kendall_normal_pvalue(tau, deviates, v)
-    return BeggResult(tau=tau, statistic=score, pvalue=pvalue, k=k, exact=bool(exact and not ties))
+    return BeggResult(
+        tau=tau,
+        statistic=score,
+        pvalue=pvalue,
+        k=k,
+        exact=bool(exact and not ties),
+        **_study_fields(prep),
+    )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class TrimFillResult(RecordResult):
     """Trim-and-fill (see :func:`trim_and_fill`): the filled studies and the pooled result
     on the augmented data (``pooled``).
@@ -504,6 +601,20 @@ class TrimFillResult(RecordResult):
     filled_yi: Any = array_field()
     filled_vi: Any = array_field()
     pooled: PoolResult
+    measure: str | None = None
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
+    omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    def __repr__(self) -> str:
+        return _short_repr(
+            self,
+            k0=self.k0,
+            side=self.side,
+            estimator=self.estimator,
+            estimate=self.estimate,
+            ci=[self.pooled.ci_lower, self.pooled.ci_upper],
+        )
 
     @property
     def estimate(self) -> float:
@@ -512,9 +623,14 @@ class TrimFillResult(RecordResult):
 
     def summary(self) -> str:
         """The pooled summary with the number of filled studies."""
-        return (
-            f"Estimated number of missing studies on the {self.side} side: {self.k0} "
-            f"(SE = {_na(self.k0_se)}; estimator {self.estimator})\n\n{self.pooled.summary()}"
+        return "\n".join(
+            [
+                f"Estimated number of missing studies on the {self.side} side: {self.k0} "
+                f"(SE = {_na(self.k0_se)}; estimator {self.estimator})",
+                "",
+                self.pooled.summary(),
+                *_omitted_tail(self),
+            ]
         )
 
 
@@ -591,6 +707,8 @@ def trim_and_fill(
     level: float = 0.95,
     maxiter: int = 100,
     control: dict[str, Any] | None = None,
+    labels: Any = None,
+    measure: str | None = None,
 ) -> TrimFillResult:
     """Duval and Tweedie's trim-and-fill method (metafor's ``trimfill``) [6]_ [7]_.
 
@@ -614,6 +732,9 @@ def trim_and_fill(
         The model fitted at every step and to the filled data, as in :func:`pool`.
     maxiter : int
         Maximum number of trimming iterations.
+    labels, measure
+        As in :func:`ketameta.pool`; the pooled result names the filled studies
+        "Filled 1", "Filled 2", ....
 
     Returns
     -------
@@ -661,7 +782,10 @@ def trim_and_fill(
     if side is not None:
         side = check_choice(side, "side", ("left", "right"))
     method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    y, v, _, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    prep = prepare_studies(
+        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    )
+    y, v = prep.yi, prep.vi
     k = len(y)
     if k < 3:
         msg = f"trim-and-fill needs at least 3 studies, got k = {k}"
@@ -722,6 +846,11 @@ def trim_and_fill(
         test=test,
         level=lv,
         control=control,
+        labels=[
+            *(prep.info["labels"][i] for i in prep.kept),
+            *(f"Filled {j + 1}" for j in range(k0)),
+        ],
+        measure=prep.info["measure"],
     )
     return TrimFillResult(
         k0=k0,
@@ -731,10 +860,11 @@ def trim_and_fill(
         filled_yi=filled_y,
         filled_vi=filled_v,
         pooled=pooled,
+        **_study_fields(prep),
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class FailSafeResult(RecordResult):
     """A fail-safe N (see :func:`fail_safe_n`)."""
 
@@ -745,10 +875,22 @@ class FailSafeResult(RecordResult):
     mean_effect: float
     target: float
     k: int
+    measure: str | None = None
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
+    omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    def __repr__(self) -> str:
+        return _short_repr(self, kind=self.kind, n=self.n, pvalue=self.pvalue)
 
     def summary(self) -> str:
-        """A metafor-like summary."""
-        return f"Fail-safe N calculation using the {self.kind.capitalize()} approach: {self.n}"
+        """A metafor-like summary (and the omitted studies by label)."""
+        return "\n".join(
+            [
+                f"Fail-safe N calculation using the {self.kind.capitalize()} approach: {self.n}",
+                *_omitted_tail(self),
+            ]
+        )
 
 
 def fail_safe_n(
@@ -759,6 +901,8 @@ def fail_safe_n(
     kind: str = "rosenthal",
     alpha: float = 0.05,
     target: float | None = None,
+    labels: Any = None,
+    measure: str | None = None,
 ) -> FailSafeResult:
     """Fail-safe N: how many unpublished null studies would overturn the result.
 
@@ -772,6 +916,7 @@ def fail_safe_n(
       :math:`N = \\lceil k((\\sum w y)^2/(z_{1-\\alpha/2}^2 \\sum w) - 1) \\rceil`.
 
     N is 0 when the result is not significant to begin with (as metafor's ``fsn``).
+    `labels` and `measure` name the studies and the scale, as in :func:`ketameta.pool`.
 
     References
     ----------
@@ -789,7 +934,11 @@ def fail_safe_n(
     """
     kind = check_choice(kind, "kind", ("rosenthal", "orwin", "rosenberg"))
     a = check_level(alpha, "alpha", example="0.05")  # any number type
-    y, v, _, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    prep = prepare_studies(
+        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    )
+    y, v = prep.yi, prep.vi
+    study = _study_fields(prep)
     k = len(y)
     if k < 1:
         msg = "no studies"
@@ -801,7 +950,7 @@ def fail_safe_n(
         z_alpha = -float(special.ndtri(a))  # z_{1-α}, accurate for α far below 1e-16
         n = 0 if pvalue >= a else _count((z_sum / z_alpha) ** 2 - k, "alpha")
         return FailSafeResult(
-            n=n, kind=kind, alpha=a, pvalue=pvalue, mean_effect=nan, target=nan, k=k
+            n=n, kind=kind, alpha=a, pvalue=pvalue, mean_effect=nan, target=nan, k=k, **study
         )
     if kind == "orwin":
         mean = float(np.mean(y))
@@ -819,7 +968,9 @@ def fail_safe_n(
         else:  # a target ~1e-300 times the mean: N beyond the double range, exactly
             exact = k * (Fraction(mean) - Fraction(t)) / Fraction(t)
             n = max(0, math.ceil(exact))
-        return FailSafeResult(n=n, kind=kind, alpha=a, pvalue=nan, mean_effect=mean, target=t, k=k)
+        return FailSafeResult(
+            n=n, kind=kind, alpha=a, pvalue=nan, mean_effect=mean, target=t, k=k, **study
+        )
     w = 1.0 / v
     sw, swy = float(np.sum(w)), float(np.sum(w * y))
     mean = swy / sw
@@ -828,7 +979,7 @@ def fail_safe_n(
     z_alpha = -float(special.ndtri(a / 2))  # z_{1-α/2}
     n = 0 if pvalue >= a else _count(k * ((z_fe / z_alpha) ** 2 - 1), "alpha")
     return FailSafeResult(
-        n=n, kind=kind, alpha=a, pvalue=pvalue, mean_effect=mean, target=nan, k=k
+        n=n, kind=kind, alpha=a, pvalue=pvalue, mean_effect=mean, target=nan, k=k, **study
     )
 
 

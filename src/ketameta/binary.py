@@ -47,6 +47,7 @@ import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -55,6 +56,7 @@ import numpy as np
 from ._engine import fixed
 from ._engine import glmm as _glmm
 from ._engine.inference import critical_z
+from ._engine.moments import typical_variance
 from ._results import Owned, array_field, format_p, import_pandas, plain, readonly_bool
 from ._typing import BoolArray, FloatArray
 from ._validation import (
@@ -1272,16 +1274,21 @@ def _fit_rows(
     model: str,
     opt: _Options,
     chunk_size: int | None,
+    workers: int = 1,
 ) -> dict[str, FloatArray]:
-    """Pool every row of the 2-D cell arrays (NaN = absent study) chunk by chunk; the
-    statistics as arrays, and the status of each row under ``"_status"``."""
+    """Pool every row of the 2-D cell arrays (NaN = absent study) chunk by chunk, `workers`
+    chunks at a time in threads (NumPy releases the GIL in its loops; each chunk writes
+    its own rows, so the result does not depend on `workers`); the statistics as arrays,
+    and the status of each row under ``"_status"``. An invalid cell raises for the first
+    chunk (in row order) that has one."""
     first = arrays[names[0]]
     m, k = first.shape
     fields = _primary_fields(model, opt.measure)
     out = {name: np.empty(m) for name in (*fields, "_status")}
     if chunk_size is None:
         chunk_size = max(256, _CHUNK_DOUBLES // max(k, 1))
-    for start in range(0, m, chunk_size):
+
+    def fit_chunk(start: int) -> None:
         rows = slice(start, min(start + chunk_size, m))
         # column-major chunks: the sums over the studies then run over contiguous memory
         raw = tuple(np.asfortranarray(arrays[n][rows]) for n in names)
@@ -1309,6 +1316,16 @@ def _fit_rows(
             for name in fields:
                 if name not in ("k", "k_yi"):
                     out[name][rows][bad] = np.nan
+
+    starts = range(0, m, chunk_size)
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(workers, len(starts))) as executor:
+            futures = [executor.submit(fit_chunk, start) for start in starts]
+            for future in futures:  # (in row order: the first invalid chunk raises)
+                future.result()
+    else:
+        for start in starts:
+            fit_chunk(start)
     return out
 
 
@@ -1338,8 +1355,12 @@ def _many(
     opt: _Options,
     axis: int,
     chunk_size: int | None,
+    workers: Any = None,
 ) -> BatchBinaryResult:
     what = "pool_mh_many" if model == "mh" else "pool_peto_many"
+    from .batch import _resolve_workers
+
+    n_workers = _resolve_workers(workers)
     if chunk_size is not None and not (
         isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size > 0
     ):
@@ -1351,7 +1372,7 @@ def _many(
         return _many_dask(model, given, opt, axis, chunk_size, what)
     sig, flat, batch_shape = _prepare_batch(given, model == "mh", what, axis)
     _check_measure_inputs(model, sig, opt)
-    out = _fit_rows(sig, flat, model=model, opt=opt, chunk_size=chunk_size)
+    out = _fit_rows(sig, flat, model=model, opt=opt, chunk_size=chunk_size, workers=n_workers)
     status = out.pop("_status")
     failed = _batch_failures(out["estimate"], out["k"], status, _why(model, opt.measure))
     k = next(iter(flat.values())).shape[-1]
@@ -1473,6 +1494,7 @@ def pool_mh_many(
     rd_variance: str = "sato",
     axis: int = -1,
     chunk_size: int | None = None,
+    workers: int | None = None,
 ) -> BatchBinaryResult:
     """Many Mantel–Haenszel meta-analyses at once: :func:`pool_mh` vectorised over rows.
 
@@ -1490,6 +1512,11 @@ def pool_mh_many(
     chunk_size : int, optional
         Analyses pooled together (bounds the working memory); default ``2**15 // k``
         (at least 256).
+    workers : int, optional
+        Threads pooling chunks in parallel (NumPy releases the GIL in its loops; the
+        results do not depend on it). ``None`` or ``-1``: every CPU available to the
+        process (as :func:`ketameta.pool_many`); ``1``: no threads. Dask input is
+        parallelised by Dask's scheduler instead.
 
     Returns
     -------
@@ -1536,7 +1563,7 @@ def pool_mh_many(
         "x2i": x2i,
         "t2i": t2i,
     }
-    return _many("mh", given, opt, axis, chunk_size)
+    return _many("mh", given, opt, axis, chunk_size, workers)
 
 
 def pool_peto_many(
@@ -1553,6 +1580,7 @@ def pool_peto_many(
     drop00: bool | tuple[bool, bool] = True,
     axis: int = -1,
     chunk_size: int | None = None,
+    workers: int | None = None,
 ) -> BatchBinaryResult:
     """Many Peto meta-analyses at once: :func:`pool_peto` vectorised over rows.
 
@@ -1577,7 +1605,7 @@ def pool_peto_many(
     """
     opt = _options("PETO", level, add, to, drop00, True, "sato", ("PETO",))
     given = {"ai": ai, "bi": bi, "ci": ci, "di": di, "n1i": n1i, "n2i": n2i}
-    return _many("peto", given, opt, axis, chunk_size)
+    return _many("peto", given, opt, axis, chunk_size, workers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1622,8 +1650,11 @@ class GLMMResult:
         study-level effects (as metafor).
     qe_wald, qe_lrt, qe_df, qe_wald_pvalue, qe_lrt_pvalue : float
         Tests of heterogeneity: Wald test of equal study effects in the saturated model,
-        and the likelihood-ratio test of the equal-effects against the saturated model
-        (NaN for ``"UM.RS"``, whose saturated model is not implemented).
+        and the likelihood-ratio test of the equal-effects against the saturated model.
+        For ``"UM.RS"`` the saturated model keeps the random study effects and gives each
+        study a fixed effect of the first group (dummy coded, as metafor); where a first
+        group has no events (or only events) that effect diverges: the LRT uses the
+        supremum of the saturated likelihood and the Wald statistic is NaN.
     loglik, loglik_equal, loglik_saturated : float
         The maximised marginal log-likelihood (including the binomial/Poisson/
         hypergeometric constants), and those of the equal-effects and saturated models.
@@ -2032,13 +2063,17 @@ def pool_glmm(
     ok = okf > 0
     w = 1.0 / vi[ok]
     kk = int(ok.sum())
-    v_typical = (kk - 1) * w.sum() / (w.sum() ** 2 - (w**2).sum()) if kk > 1 else math.nan
+    v_typical = typical_variance(w) if kk > 1 else math.nan
     i2 = 100.0 * tau2 / (tau2 + v_typical) if tau2 > 0 else 0.0
     h2 = (tau2 + v_typical) / v_typical if tau2 > 0 else 1.0
     # tests of heterogeneity
     ll_eq = out["equal"].loglik
     if model == "UM.RS" and code in ("OR", "IRR"):
-        qe_lrt = qe_wald = math.nan
+        with np.errstate(all="ignore"):
+            try:
+                qe_wald, qe_lrt = _glmm.saturated_random_study(design, out["equal"], nodes)
+            except _glmm.SeparationError:
+                qe_wald = qe_lrt = math.nan
     else:
         qe_lrt = 2.0 * (design.saturated_loglik - ll_eq)
         est, sv = design.study_estimates, design.study_variances

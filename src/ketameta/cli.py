@@ -6,225 +6,74 @@
                             (``--model mh|peto|glmm``: the cells pooled directly;
                             ``--by COLUMN``: a subgroup analysis with the test for
                             subgroup differences, ``--tau2 separate|common``)
+``ketameta metareg FILE.csv --mods "~ ablat + C(alloc)"``  meta-regression
 ``ketameta egger FILE.csv`` Egger's regression test
 ``ketameta funnel FILE.csv -o funnel.png``
 
 CSV columns use escalc's argument names (``ai, bi, ci, di``, ``m1i, sd1i, n1i, ...``) or
-``yi`` with ``vi`` or ``sei``; an optional ``study`` (or ``label``) column names the rows.
-Empty cells are missing values. Errors print one line naming the file, row and column and
-exit with status 2.
+``yi`` with ``vi``, ``sei`` or confidence limits (``--ci-lower``/``--ci-upper``); an
+optional ``study`` (or ``label``) column names the rows. Names are matched in any case and
+``--col NAME=COLUMN`` maps the others; the separator and decimal mark are detected
+(``--sep``, ``--decimal``). Empty cells are missing values. Errors print one line naming
+the file, row and column and exit with status 2 (reading: :mod:`ketameta._csvinput`).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
+import importlib
 import json
-import math
 import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from . import datasets
+from ._csvinput import (
+    CI_ONLY_MEASURES,
+    RATIO_MEASURES,
+    Table,
+    UsageError,
+    cells,
+    effect_sizes,
+    group_labels,
+    labels_of,
+    moderators,
+    numeric_column,
+    parse_mapping,
+    parse_sep,
+    print_notes,
+    read_table,
+)
 from ._warnings import KetametaWarning, OmittedStudiesWarning
 from .bias import egger_test
 from .effect_sizes import MEASURES, EffectSizes, escalc
 from .pooling import METHODS, TESTS, PoolResult, pool
 
-_LABEL_COLUMNS = ("study", "label", "author")
+#: the axis names of the ratio measures' forest plots
+_RATIO_NAMES = {
+    "OR": "Odds ratio",
+    "RR": "Risk ratio",
+    "HR": "Hazard ratio",
+    "IRR": "Incidence rate ratio",
+    "ROM": "Ratio of means",
+    "PETO": "Peto odds ratio",
+}
+
+__all__ = ["Table", "UsageError", "build_parser", "main", "numeric_column", "read_table"]
 
 
-class UsageError(Exception):
-    """A problem with the command's input, reported in one line with exit status 2."""
-
-
-class Table:
-    """The columns of a CSV file, with the file line on which each data row starts."""
-
-    def __init__(self, path: str, columns: dict[str, list[str]], lines: list[int]) -> None:
-        self.path = path
-        self.columns = columns
-        self.lines = lines
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-    def subset(self, rows: Sequence[int]) -> Table:
-        """The rows `rows` (indices into this table), keeping their file lines."""
-        return Table(
-            self.path,
-            {name: [values[i] for i in rows] for name, values in self.columns.items()},
-            [self.lines[i] for i in rows],
-        )
-
-    def where(self, message: str) -> str:
-        """A message naming studies by index (0-based, in this table) with file lines."""
-
-        def lines(match: re.Match[str]) -> str:
-            numbers = [str(self.lines[int(i)]) for i in re.findall(r"\d+", match[1])]
-            return f"line{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
-
-        message = re.sub(r"\bstudies \[([\d, ]*)\]", lines, message)
-        return re.sub(r"\bstudy (\d+)", lambda m: f"line {self.lines[int(m[1])]}", message)
-
-
-#: the csv module refuses fields over 131,072 characters by default; a study label may be
-#: longer (the file's size bounds it anyway)
-_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
-
-
-def read_table(path: str) -> Table:
-    """The columns of a CSV file as lists of strings (header row required), with the line
-    each row starts on (blank lines are skipped but counted)."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        msg = f"{path}: no such file"
-        raise UsageError(msg) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        msg = f"{path}: cannot read the file ({exc})"
-        raise UsageError(msg) from exc
-    previous_limit = csv.field_size_limit(_FIELD_LIMIT)
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""))
-        records, last = [], 0
-        for row in reader:
-            records.append((last + 1, row))  # a quoted field may span several lines
-            last = reader.line_num
-    except csv.Error as exc:
-        msg = f"{path}, line {last + 1}: not a valid CSV row ({exc})"
-        raise UsageError(msg) from exc
-    finally:
-        csv.field_size_limit(previous_limit)
-    if not records or not any(cell.strip() for cell in records[0][1]):
-        msg = f"{path}: empty file (a header row naming the columns is required)"
-        raise UsageError(msg)
-    header = [h.strip() for h in records[0][1]]
-    seen: dict[str, int] = {}
-    for position, name in enumerate(header, start=1):
-        if name and name in seen:
-            msg = (
-                f"{path}, line {records[0][0]}: the header names column {name!r} twice "
-                f"(columns {seen[name]} and {position}); rename one of them"
-            )
-            raise UsageError(msg)
-        seen.setdefault(name, position)
-    cells: list[list[str]] = [[] for _ in header]
-    lines = []
-    for line_no, row in records[1:]:
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            msg = f"{path}, line {line_no}: {len(row)} fields, but the header has {len(header)}"
-            raise UsageError(msg)
-        for values, cell in zip(cells, row, strict=True):
-            values.append(cell.strip())
-        lines.append(line_no)
-    columns: dict[str, list[str]] = {}
-    for position, (name, values) in enumerate(zip(header, cells, strict=True), start=1):
-        if not name:
-            if any(values):
-                i = next(i for i, v in enumerate(values) if v)
-                msg = f"{path}, line {lines[i]}: column {position} has values but no name"
-                raise UsageError(msg)
-            continue  # an unnamed, empty column (a trailing comma)
-        columns[name] = values
-    return Table(path, columns, lines)
-
-
-def numeric_column(table: Table, name: str) -> list[float]:
-    """A column as floats (empty cells and NA are NaN); a bad cell names its line and column."""
-    path = table.path
-    if name not in table.columns:
-        msg = f"{path}: no column {name!r} (columns: {', '.join(table.columns)})"
-        raise UsageError(msg)
-    values = []
-    for line, cell in zip(table.lines, table.columns[name], strict=True):
-        if cell == "" or cell.upper() in ("NA", "NAN"):
-            values.append(math.nan)
-            continue
-        try:
-            value = float(cell)
-        except ValueError as exc:
-            msg = f"{path}, line {line}, column {name!r}: {cell!r} is not a number"
-            raise UsageError(msg) from exc
-        if not math.isfinite(value):
-            shown = cell if len(cell) <= 40 else f"{cell[:20]}...({len(cell)} characters)"
-            what = (
-                "is not finite"
-                if cell.lstrip("+-").lower() in ("inf", "infinity")
-                else "is beyond the double-precision range (±1.8e308)"
-            )
-            msg = f"{path}, line {line}, column {name!r}: {shown!r} {what}"
-            raise UsageError(msg)
-        values.append(value)
-    return values
-
-
-def effect_sizes(args: argparse.Namespace, table: Table) -> tuple[Any, Any, Any, list[str]]:
-    """(yi or EffectSizes, vi, sei, labels) from the rows of `table`."""
-    path = table.path
-    columns = table.columns
-    label_column = next((c for c in _LABEL_COLUMNS if c in columns), None)
-    labels = (
-        columns[label_column] if label_column else [f"Study {i + 1}" for i in range(len(table))]
+def _table(args: argparse.Namespace) -> Table:
+    """The CSV file of a command, read with its --sep, --decimal and --col options."""
+    return read_table(
+        args.file,
+        sep=getattr(args, "sep", None),
+        decimal=getattr(args, "decimal", None),
+        mapping=getattr(args, "col", None) or (),
     )
-    if args.measure is None:
-        if "yi" not in columns:
-            msg = f"{path}: give --measure, or columns 'yi' and 'vi' (or 'sei')"
-            raise UsageError(msg)
-        yi = numeric_column(table, "yi")
-        if "vi" in columns:
-            return yi, numeric_column(table, "vi"), None, labels
-        if "sei" in columns:
-            return yi, None, numeric_column(table, "sei"), labels
-        msg = f"{path}: column 'yi' needs 'vi' or 'sei' beside it"
-        raise UsageError(msg)
-    given: dict[str, Any] = {
-        name: numeric_column(table, name) for name in columns if name in _ESCALC_COLUMNS
-    }
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", KetametaWarning)
-            es = escalc(args.measure, **given)
-    except KetametaWarning as exc:
-        msg = f"{path}: {table.where(str(exc))}"
-        raise UsageError(msg) from exc
-    except (TypeError, ValueError) as exc:
-        msg = f"{path}: {table.where(str(exc))}"
-        raise UsageError(msg) from exc
-    return es, None, None, labels
-
-
-_ESCALC_COLUMNS = frozenset(
-    [
-        "m1i",
-        "sd1i",
-        "n1i",
-        "m2i",
-        "sd2i",
-        "n2i",
-        "ai",
-        "bi",
-        "ci",
-        "di",
-        "xi",
-        "ni",
-        "ri",
-        "x1i",
-        "t1i",
-        "x2i",
-        "t2i",
-        "ti",
-    ]
-)
 
 
 def _run(table: Table, call: Any, what: str | Callable[[str], str] = "") -> Any:
@@ -262,13 +111,65 @@ def _run(table: Table, call: Any, what: str | Callable[[str], str] = "") -> Any:
     return result
 
 
+def _summary(table: Table, result: Any) -> str:
+    """A result's summary for the terminal, its omitted studies named by CSV line and
+    label (the result's own lines name them by row index or label, which the file's
+    reader cannot look up)."""
+    text: str = result.summary()
+    omitted = [int(i) for i in getattr(result, "omitted", ())]
+    if not omitted:
+        return text
+    reasons = [str(r) for r in getattr(result, "omitted_reasons", ())]
+    if len(reasons) != len(omitted):
+        reasons = ["missing values"] * len(omitted)
+    groups: dict[str, list[int]] = {}
+    for i, reason in zip(omitted, reasons, strict=True):
+        groups.setdefault(reason, []).append(i)
+    labels = labels_of(table)
+    named = []
+    for reason, rows in groups.items():
+        s = "s" if len(rows) > 1 else ""
+        where = ", ".join(f"{table.lines[i]} ({labels[i]})" for i in rows)
+        named.append(f"Omitted studies ({reason}): line{s} {where} of {table.path}")
+    lines = text.splitlines()
+    at = next((n for n, line in enumerate(lines) if line.startswith("Omitted studies (")), None)
+    kept = [line for line in lines if not line.startswith("Omitted studies (")]
+    if at is None:
+        return "\n".join([*kept, *named])
+    return "\n".join([*kept[:at], *named, *kept[at:]])
+
+
+def _forest_scale(measure: str | None) -> dict[str, Any]:
+    """The forest plot's scale: a ratio measure back-transformed (ratios on a log axis),
+    named on the axis; another measure named on the axis."""
+    if measure in RATIO_MEASURES:
+        name = _RATIO_NAMES.get(measure, measure)
+        return {"transform": "exp", "xlabel": f"{name} (log scale)"}
+    if measure in MEASURES:  # on the analysis scale ("Risk difference", "Logit proportion")
+        return {"xlabel": _axis_name(measure)}
+    return {}
+
+
+def _axis_name(measure: str | None) -> str | None:
+    """The name of the analysis scale of `measure` for a plot axis ("Log risk ratio")."""
+    if measure is None:
+        return None
+    if measure == "HR":
+        return "Log hazard ratio"
+    name = re.split(r" \(|;|,", MEASURES[measure])[0]
+    return name[:1].upper() + name[1:]
+
+
 def _pool(args: argparse.Namespace, table: Table, what: str = "") -> PoolResult:
-    yi, vi, sei, _ = effect_sizes(args, table)
+    yi, vi, sei, labels = effect_sizes(args, table)
+    table.note_unused()
+    # (the CSV's labels: the summary and the forest name the studies, omitted ones too)
+    options = {"method": args.method, "test": args.test, "level": args.level, "labels": labels}
 
     def fit() -> PoolResult:
         if isinstance(yi, EffectSizes):
-            return pool(yi, method=args.method, test=args.test, level=args.level)
-        return pool(yi, vi, sei=sei, method=args.method, test=args.test, level=args.level)
+            return pool(yi, **options)
+        return pool(yi, vi, sei=sei, **options)
 
     result: PoolResult = _run(table, fit, what)
     return result
@@ -279,32 +180,26 @@ def _pool_cells(args: argparse.Namespace) -> Any:
     or a GLMM) instead of their effect sizes."""
     from .binary import pool_glmm, pool_mh, pool_peto
 
-    table = read_table(args.file)
-    columns = table.columns
-    label_column = next((c for c in _LABEL_COLUMNS if c in columns), None)
-    labels = (
-        columns[label_column] if label_column else [f"Study {i + 1}" for i in range(len(table))]
-    )
-    cells = ("ai", "bi", "ci", "di", "n1i", "n2i", "x1i", "t1i", "x2i", "t2i", "xi", "ni", "ti")
-    given: dict[str, Any] = {
-        name: numeric_column(table, name) for name in cells if name in columns
-    }
+    table = _table(args)
+    labels = labels_of(table)
+    names = ("ai", "bi", "ci", "di", "n1i", "n2i", "x1i", "t1i", "x2i", "t2i", "xi", "ni", "ti")
+    given: dict[str, Any] = cells(table, names)
+    table.note_unused()
     options: dict[str, Any] = {"level": args.level, "labels": labels}
     if args.measure is not None:
         options["measure"] = args.measure
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", KetametaWarning)
-            if args.model == "mh":
-                return pool_mh(**given, **options)
-            if args.model == "peto":
-                options.pop("measure", None)
-                return pool_peto(**given, **options)
-            method = "EE" if args.method in ("EE", "FE", "CE") else "ML"
-            return pool_glmm(**given, **options, method=method)
-    except (TypeError, ValueError) as exc:
-        msg = f"{args.file}: {table.where(str(exc))}"
-        raise UsageError(msg) from exc
+
+    def fit() -> Any:
+        if args.model == "mh":
+            return pool_mh(**given, **options)
+        if args.model == "peto":
+            options.pop("measure", None)
+            return pool_peto(**given, **options)
+        method = "EE" if args.method in ("EE", "FE", "CE") else "ML"
+        return pool_glmm(**given, **options, method=method)
+
+    # (studies left out, zero cells: reported with their CSV lines, never silently)
+    return _run(table, fit)
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
@@ -317,53 +212,24 @@ def cmd_pool(args: argparse.Namespace) -> int:
         if args.forest:
             from .plot import forest
 
-            transform = "exp" if getattr(res, "is_ratio", False) else None
-            _save(forest(res, transform=transform), args.forest)
+            scale = _forest_scale(getattr(res, "measure", None) or args.measure)
+            if getattr(res, "is_ratio", False):  # (IRR of counts, OR of tables, ...)
+                scale["transform"] = "exp"
+            _save(forest(res, **scale), args.forest)
         return 0
     if args.by:
         return _pool_by(args)
-    table = read_table(args.file)
+    table = _table(args)
     result = _pool(args, table)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(result.summary())
+        print(_summary(table, result))
     if args.forest:
         from .plot import forest
 
-        _, _, _, labels = effect_sizes(args, table)
-        omitted = set(result.omitted)
-        kept = [lab for i, lab in enumerate(labels) if i not in omitted]
-        _save(forest(result, labels=kept), args.forest)
+        _save(forest(result, **_forest_scale(args.measure)), args.forest)
     return 0
-
-
-def group_labels(cells: Sequence[str]) -> list[Any]:
-    """The labels of a grouping column, in one pass: empty cells and ``NA`` are missing
-    (None); a column of finite numbers only is numeric (as R's ``read.csv`` reads it), so
-    its groups are ordered numerically."""
-    labels: list[Any] = []
-    numbers: list[float] | None = []
-    for cell in cells:
-        if cell == "" or cell.upper() == "NA":
-            labels.append(None)
-            if numbers is not None:
-                numbers.append(math.nan)
-            continue
-        labels.append(cell)
-        if numbers is not None:
-            try:
-                value = float(cell)
-            except ValueError:
-                numbers = None
-                continue
-            if not math.isfinite(value):
-                numbers = None
-                continue
-            numbers.append(value)
-    if numbers is not None and any(not math.isnan(x) for x in numbers):
-        return numbers
-    return labels
 
 
 def _pool_by(args: argparse.Namespace) -> int:
@@ -371,20 +237,20 @@ def _pool_by(args: argparse.Namespace) -> int:
     test for subgroup differences), printed as a table or as JSON."""
     from .subgroups import subgroups
 
-    table = read_table(args.file)
-    if args.by not in table.columns:
-        msg = f"{args.file}: no column {args.by!r} to group by"
-        raise UsageError(msg)
-    keys = table.columns[args.by]
-    labels = group_labels(keys)
+    table = _table(args)
+    by = table.column(args.by, " to group by")
+    keys = table.columns[by]
+    labels = group_labels(table, by)
     yi, vi, sei, study_labels = effect_sizes(args, table)
+    table.note_unused()
     options = {
-        "groups": args.by,
-        "data": {args.by: labels},
+        "groups": by,
+        "data": {by: labels},
         "method": args.method,
         "test": args.test,
         "level": args.level,
         "tau2": args.tau2 or "separate",
+        "labels": study_labels,
     }
 
     def fit() -> Any:
@@ -395,28 +261,28 @@ def _pool_by(args: argparse.Namespace) -> int:
     def group_of(message: str) -> str:
         """The group of the study an error names."""
         found = re.search(r"\bstudy (\d+)", message)
-        return f" (group {args.by} = {keys[int(found[1])]!r})" if found else ""
+        return f" (group {by} = {keys[int(found[1])]!r})" if found else ""
 
     result = _run(table, fit, group_of)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    print(json.dumps(result.to_dict(), indent=2) if args.json else _summary(table, result))
     if args.forest:
         from .plot import forest
 
-        omitted = set(result.omitted)
-        kept = [lab for i, lab in enumerate(study_labels) if i not in omitted]
-        _save(forest(result, labels=kept), args.forest)
+        _save(forest(result, **_forest_scale(args.measure)), args.forest)
     return 0
 
 
 def cmd_egger(args: argparse.Namespace) -> int:
-    table = read_table(args.file)
-    yi, vi, sei, _ = effect_sizes(args, table)
+    table = _table(args)
+    yi, vi, sei, labels = effect_sizes(args, table)
+    table.note_unused()
     res = _run(
         table,
         lambda: egger_test(
             yi,
             vi,
             sei=sei,
+            labels=labels,
             model=args.model,
             predictor=args.predictor,
             method=args.method,
@@ -424,15 +290,46 @@ def cmd_egger(args: argparse.Namespace) -> int:
             level=args.level,
         ),
     )
-    print(json.dumps(res.to_dict(), indent=2) if args.json else res.summary())
+    print(json.dumps(res.to_dict(), indent=2) if args.json else _summary(table, res))
+    return 0
+
+
+def cmd_metareg(args: argparse.Namespace) -> int:
+    """``ketameta metareg FILE --mods SPEC``: meta-regression (metafor's
+    ``rma(yi, vi, mods = ...)``) on moderator columns or a formula."""
+    from .metareg import metareg
+
+    table = _table(args)
+    yi, vi, sei, _ = effect_sizes(args, table)
+    mods, data = moderators(table, args.mods)
+    table.note_unused()
+    btt: Any = None
+    if args.btt is not None:
+        btt = [int(b) if b.strip().isdigit() else b.strip() for b in args.btt.split(",")]
+    options: dict[str, Any] = {
+        "mods": mods,
+        "data": data,
+        "method": args.method,
+        "test": args.test,
+        "level": args.level,
+        "btt": btt,
+    }
+
+    def fit() -> Any:
+        if isinstance(yi, EffectSizes):
+            return metareg(yi, **options)
+        return metareg(yi, vi, sei=sei, **options)
+
+    result = _run(table, fit)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else _summary(table, result))
     return 0
 
 
 def cmd_funnel(args: argparse.Namespace) -> int:
     from .plot import funnel
 
-    result = _pool(args, read_table(args.file))
-    _save(funnel(result), args.output)
+    result = _pool(args, _table(args))
+    _save(funnel(result, xlabel=_axis_name(args.measure)), args.output)
     print(f"funnel plot of {result.k} studies written to {args.output}")
     return 0
 
@@ -494,16 +391,67 @@ def cmd_crps(args: argparse.Namespace) -> int:
 
 #: options every command that reads a CSV file accepts, with their defaults (None in the
 #: parser, so that an option given to a command that cannot use it is refused)
-_DEFAULTS = {"method": "REML", "test": "z", "level": 0.95, "json": False}
+_DEFAULTS = {"method": "REML", "test": "z", "level": 0.95, "json": False, "ci_level": 0.95}
+
+#: the measures ``--measure`` takes: escalc's, and those read from confidence limits only
+_MEASURE_CHOICES = sorted({*MEASURES, *CI_ONLY_MEASURES})
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="CSV file (escalc column names, or yi and vi/sei)")
-    p.add_argument("--measure", choices=sorted(MEASURES), help="effect size to compute")
+    p.add_argument(
+        "file",
+        help="CSV file: escalc's column names (with --measure), or yi with vi, sei or "
+        "confidence limits (--ci-lower/--ci-upper); a 'study' column labels the rows",
+    )
+    p.add_argument(
+        "--measure",
+        choices=_MEASURE_CHOICES,
+        metavar="MEASURE",
+        help="effect size computed from the columns (escalc's measures: OR, RR, RD, SMD, "
+        "MD, ...); with --ci-lower/--ci-upper, what the estimates are (HR there only)",
+    )
     p.add_argument("--method", choices=METHODS, help="tau^2 estimator (REML)")
     p.add_argument("--test", choices=TESTS, help="test for the pooled effect (z)")
-    p.add_argument("--level", type=_level, help="confidence level (0.95)")
+    p.add_argument("--level", type=_level, help="confidence level of the results (0.95)")
     p.add_argument("--json", action="store_true", default=None, help="print the result as JSON")
+    g = p.add_argument_group("reading the CSV file")
+    g.add_argument(
+        "--sep",
+        type=parse_sep,
+        metavar="SEP",
+        help="column separator: ',', ';', 'tab' or '|' (default: detected from the file)",
+    )
+    g.add_argument(
+        "--decimal",
+        choices=(".", ","),
+        metavar="MARK",
+        help="decimal mark, '.' or ',' (default: detected; a decimal comma is detected in "
+        "files separated by ';' or tabs)",
+    )
+    g.add_argument(
+        "--col",
+        type=parse_mapping,
+        action="append",
+        metavar="NAME=COLUMN",
+        help="read input NAME (ai, bi, ci, di, n1i, m1i, sd1i, yi, vi, sei, study, ...) from "
+        "the file's column COLUMN; repeat for each. Without it, inputs are found by name "
+        "in any case; other columns are ignored (a note names them)",
+    )
+    g = p.add_argument_group(
+        "effects with confidence limits",
+        "An estimate per study (column yi, or --col yi=COLUMN) with its confidence limits, "
+        "as papers print them. With a ratio --measure (OR, RR, HR, IRR, ROM, PETO) the "
+        "estimate and limits are ratios on their natural scale (e.g. 1.37, CI 1.03 to "
+        "1.82) and are log-transformed; otherwise they are used as given (e.g. MD, SMD, "
+        "RD, or log ratios without --measure). The standard error is the width of the "
+        "interval on the analysis scale over 2 z; an interval not around its estimate is "
+        "refused.",
+    )
+    g.add_argument("--ci-lower", metavar="COLUMN", help="column of the lower limits")
+    g.add_argument("--ci-upper", metavar="COLUMN", help="column of the upper limits")
+    g.add_argument(
+        "--ci-level", type=_level, metavar="LEVEL", help="level of those intervals (0.95)"
+    )
 
 
 def _level(text: str) -> float:
@@ -518,9 +466,20 @@ def _level(text: str) -> float:
     return value
 
 
+def _require(module: str, extra: str, what: str) -> None:
+    """Refuse early, in one line, an option whose optional dependency is missing."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        msg = f"{what} needs {module}: pip install 'ketameta[{extra}]'"
+        raise UsageError(msg) from exc
+
+
 def _options(args: argparse.Namespace) -> argparse.Namespace:
-    """Refuse the options a command cannot use (instead of ignoring them); fill defaults."""
+    """Refuse the options a command cannot use (instead of ignoring them), and those
+    whose optional dependency is missing; fill defaults."""
     unused: list[str] = []
+    given = {name for name in vars(args) if getattr(args, name) not in (None, False)}
     if args.command == "egger" and getattr(args, "model", "lm") == "lm":
         # the classic test is a weighted regression with its own t test
         unused += [f"--{o}" for o in ("method", "test") if getattr(args, o) is not None]
@@ -528,29 +487,80 @@ def _options(args: argparse.Namespace) -> argparse.Namespace:
             unused[-1] += " (used only with --model rma)"
     if args.command == "pool" and args.tau2 is not None and not args.by:
         unused.append("--tau2 (used only with --by)")
+    if args.command == "pool" and args.model != "rma":
+        # the cells are pooled directly: no effect sizes, no tau^2 estimator but the GLMM's
+        cell_unused = ["test", "ci_lower", "ci_upper", "ci_level"]
+        glmm_method = args.method in (None, "EE", "FE", "CE", "ML")
+        if args.model != "glmm" or not glmm_method:
+            cell_unused.insert(0, "method")
+        options = [f"--{o.replace('_', '-')}" for o in cell_unused if o in given]
+        if options:
+            why = ""
+            if "method" in given:
+                why = " (it takes --method ML or EE)" if args.model == "glmm" else ""
+                why = why or " (no tau^2 is estimated)"
+            unused.append(f"{', '.join(options)} with --model {args.model}{why}")
+        if args.model == "glmm" and args.forest:  # (plot.forest has no GLMM layout)
+            unused.append("--forest with --model glmm (no per-study weights)")
     if args.command == "funnel":
         unused += [f"--{o}" for o in ("test", "json") if getattr(args, o) is not None]
+    if "ci_level" in given and "ci_lower" not in given and "ci_lower" not in unused:
+        unused.append("--ci-level (used only with --ci-lower/--ci-upper)")
     if unused:
         msg = f"ketameta {args.command} cannot use {', '.join(unused)}"
         raise UsageError(msg)
+    if ("ci_lower" in given) != ("ci_upper" in given):
+        msg = "--ci-lower and --ci-upper go together (the columns of both limits)"
+        raise UsageError(msg)
+    measure = getattr(args, "measure", None)
+    if measure in CI_ONLY_MEASURES and "ci_lower" not in given:
+        msg = (
+            f"--measure {measure} is read from estimates with confidence limits "
+            "(--ci-lower/--ci-upper), not computed from columns"
+        )
+        raise UsageError(msg)
+    if getattr(args, "forest", None) or args.command == "funnel":
+        _require("matplotlib", "plot", "--forest" if args.command != "funnel" else "funnel")
+    if args.command == "metareg" and "~" in args.mods:
+        _require("formulaic", "formula", "a formula in --mods")
     for name, default in _DEFAULTS.items():
         if getattr(args, name, default) is None:
             setattr(args, name, default)
     return args
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, as the command's other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"ketameta: error: {message} (see {self.prog} --help)\n")
+
+
+def _one_line(message: str) -> str:
+    """An error message on one line: terminal colour codes removed, line breaks joined."""
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ketameta", description="Meta-analysis primitives, exact to metafor."
+    parser = _Parser(
+        prog="ketameta",
+        description="Meta-analysis primitives, exact to metafor. Without a command: the "
+        "analyses of the bundled CRPS dataset (ketameta crps).",
     )
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("crps", help="analyses of the bundled CRPS ketamine dataset (default)")
     p.add_argument("--forest", metavar="DIR", help="write the forest plots into DIR")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
     sub.add_parser("example", help="worked example on the BCG vaccine trials")
     p = sub.add_parser("pool", help="pool the studies of a CSV file")
     _add_input(p)
-    p.add_argument("--forest", metavar="PNG", help="write a forest plot")
+    p.add_argument(
+        "--forest",
+        metavar="PNG",
+        help="write a forest plot (with --by: by subgroup; ratio measures as ratios on a "
+        "log axis)",
+    )
     p.add_argument(
         "--by",
         metavar="COLUMN",
@@ -570,11 +580,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="rma: inverse-variance pooling of effect sizes (default); mh, peto, glmm: "
         "Mantel-Haenszel, Peto or a GLMM on the cells of 2x2 tables or counts",
     )
+    p = sub.add_parser(
+        "metareg", help="meta-regression of the effect sizes on moderators (metafor's mods=)"
+    )
+    _add_input(p)
+    p.add_argument(
+        "--mods",
+        required=True,
+        metavar="SPEC",
+        help="the moderators: column names separated by commas (ablat,year) or a formula "
+        "('~ ablat + C(alloc)'; needs the formula extra); text columns are factors",
+    )
+    p.add_argument(
+        "--btt",
+        metavar="COEFS",
+        help="coefficients of the test of moderators: names or 0-based indices separated "
+        "by commas (default: all but the intercept)",
+    )
     p = sub.add_parser("egger", help="Egger's regression test")
     _add_input(p)
-    p.add_argument("--model", default="lm", choices=("lm", "rma"))
     p.add_argument(
-        "--predictor", default="sei", choices=("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
+        "--model",
+        default="lm",
+        choices=("lm", "rma"),
+        help="lm: the classic weighted regression (default); rma: the mixed-effects version "
+        "(metafor's regtest default), which takes --method and --test",
+    )
+    p.add_argument(
+        "--predictor",
+        default="sei",
+        choices=("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv"),
+        help="the predictor of the regression (sei: standard error; ni and its "
+        "transformations need --measure with sample sizes)",
     )
     p = sub.add_parser("funnel", help="write a funnel plot")
     _add_input(p)
@@ -591,14 +628,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pool": cmd_pool,
         "egger": cmd_egger,
         "funnel": cmd_funnel,
+        "metareg": cmd_metareg,
         "crps": cmd_crps,
     }
     if args.command is None:  # the main job: the bundled CRPS dataset
         args = parser.parse_args(["crps"])
+    print_notes(discard=True)
     try:
-        return commands[args.command](_options(args))
+        status = commands[args.command](_options(args))
     except UsageError as exc:
-        print(f"ketameta: error: {exc}", file=sys.stderr)
+        print_notes(discard=True)  # the error alone, on one line
+        print(f"ketameta: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `ketameta | head`
         return 0
+    except ImportError as exc:  # an optional dependency (its message has the install hint)
+        print_notes(discard=True)
+        if "pip install" not in str(exc):
+            raise
+        print(f"ketameta: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    print_notes()  # notes about the input (separator, unused columns) after success
+    return status

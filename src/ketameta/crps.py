@@ -877,13 +877,15 @@ def forest_plots(report: dict[str, Any], directory: str) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     main = [s for s in report["responders"]["studies"] if s["use"] == "main"]
-    es = escalc("PLO", xi=[s["count"] for s in main], ni=[s["n"] for s in main])
-    fig = forest(
-        _quiet_pool(es, method="REML"),
+    es = escalc(
+        "PLO",
+        xi=[s["count"] for s in main],
+        ni=[s["n"] for s in main],
         labels=[s["study_id"] for s in main],
-        transform="expit",
+    )
+    fig = forest(
+        _quiet_pool(es, method="REML"),  # (proportions: back-transformed, no null line)
         xlabel="Proportion of responders",
-        refline=None,
     )
     path = out_dir / "crps_responders.png"
     fig.savefig(path, dpi=150)

@@ -85,7 +85,7 @@ import attrs
 import numpy as np
 from scipy import special
 
-from ._results import array_field, import_pandas
+from ._results import array_eq, array_field, import_pandas, plain, readonly
 from ._typing import FloatArray
 from ._validation import (
     as_float,
@@ -100,6 +100,9 @@ from ._validation import (
     check_same_length,
     check_within,
     critical_value,
+    default_labels,
+    strings,
+    study_labels,
 )
 from ._warnings import UndefinedEffectWarning, ZeroCellWarning
 
@@ -123,6 +126,15 @@ class EffectSizes:
         used by the sample-size predictors of Egger-type tests.
     options : dict
         The options used (``vtype``, ``add``, ``to``, ``drop00``).
+    labels : tuple of str
+        One label per study (metafor's ``slab``): given to :func:`escalc` as `labels`, or
+        "Study 1", "Study 2", .... Every result pooled from these effect sizes carries them.
+    inputs : ndarray, shape (k, c)
+        The input columns the effect sizes were computed from, one row per study
+        (``input_names`` names them: ``ai, bi, ci, di``, ``m1i, sd1i, n1i, ...``), as
+        given; :meth:`column` returns one. Forest plots show them (events/total,
+        mean (SD)/N).
+    input_names : tuple of str
     """
 
     yi: FloatArray = array_field()
@@ -130,6 +142,22 @@ class EffectSizes:
     measure: str
     ni: FloatArray = array_field()
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    inputs: FloatArray = attrs.field(
+        converter=readonly, eq=attrs.cmp_using(eq=array_eq), factory=lambda: np.empty((0, 0))
+    )
+    input_names: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    def __attrs_post_init__(self) -> None:
+        if not self.labels:  # (built without labels: the defaults)
+            object.__setattr__(self, "labels", default_labels(len(self)))
+
+    def column(self, name: str) -> FloatArray:
+        """The input column `name` (e.g. ``"ai"``), one value per study."""
+        if name not in self.input_names:
+            msg = f"no input column {name!r}; the inputs are {list(self.input_names)}"
+            raise KeyError(msg)
+        return self.inputs[:, self.input_names.index(name)]
 
     @property
     def sei(self) -> FloatArray:
@@ -157,15 +185,22 @@ class EffectSizes:
         """Plain-Python dictionary (JSON-serialisable; NaN becomes ``None``)."""
         return {
             "measure": self.measure,
+            "labels": list(self.labels),
             "yi": [None if np.isnan(y) else float(y) for y in self.yi],
             "vi": [None if np.isnan(v) else float(v) for v in self.vi],
+            "inputs": {name: plain(self.inputs[:, j]) for j, name in enumerate(self.input_names)},
             "options": dict(self.options),
         }
 
     def to_frame(self) -> Any:
-        """A pandas DataFrame with columns ``yi``, ``vi``, ``sei`` (requires pandas)."""
+        """A pandas DataFrame with one row per study: ``label``, the input columns, ``yi``,
+        ``vi``, ``sei`` (requires pandas)."""
         pd = import_pandas()
-        return pd.DataFrame({"yi": self.yi, "vi": self.vi, "sei": self.sei})
+        frame: dict[str, Any] = {"label": list(self.labels)}
+        for j, name in enumerate(self.input_names):
+            frame[name] = self.inputs[:, j]
+        frame.update(yi=self.yi, vi=self.vi, sei=self.sei)
+        return pd.DataFrame(frame)
 
 
 def hedges_correction(m: Any) -> FloatArray:
@@ -926,6 +961,7 @@ def escalc(
     add: float | None = None,
     to: str = "only0",
     drop00: bool = False,
+    labels: Any = None,
     **columns: Any,
 ) -> EffectSizes:
     """Compute effect sizes and their sampling variances, as metafor's ``escalc()``.
@@ -972,6 +1008,10 @@ def escalc(
         cell; ``"none"``).
         ``drop00=True`` sets tables with no events (or only events) in both groups,
         and IRR/IRD studies with no events in either group, to NaN.
+    labels : sequence of str or str, optional
+        A label per study (metafor's ``slab``), or the column of `data` holding them;
+        default "Study 1", "Study 2", .... Results pooled from these effect sizes name
+        their studies (and the omitted ones) by these labels.
     **columns : array_like or str
         The inputs, named as in metafor (see `measure`).
 
@@ -1095,7 +1135,17 @@ def escalc(
     _undefined(yi, vi, cols, code)
     missing = np.isnan(yi) | np.isnan(vi)
     yi[missing], vi[missing] = np.nan, np.nan
-    return EffectSizes(yi=yi, vi=vi, measure=code, ni=ni, options=options)
+    k = len(yi)
+    return EffectSizes(
+        yi=yi,
+        vi=vi,
+        measure=code,
+        ni=ni,
+        options=options,
+        labels=study_labels(labels, k, data),
+        inputs=np.column_stack([cols[n] for n in names]),
+        input_names=names,
+    )
 
 
 def _pick_signature(code: str, spec: _Measure, given: Mapping[str, Any]) -> tuple[str, ...]:

@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from . import _engine
+from . import _engine, _transf
 from ._engine.inference import test_critical_value
 from ._engine.model import default_btt, moderator_test
 from ._modelmatrix import ModelMatrix, check_coefficients, model_matrix
@@ -97,7 +97,7 @@ class WaldTest(RecordResult):
         return f"{head}\n{stat}, p-val {format_p_with_sign(self.pvalue)}"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class PredictResult(TableResult):
     """Predicted effects for given moderator values (see :meth:`MetaRegResult.predict`).
 
@@ -123,6 +123,12 @@ class PredictResult(TableResult):
         """All fields as plain Python values."""
         d = plain({f.name: getattr(self, f.name) for f in attrs.fields(type(self))})
         return d  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{v:.4g}" for v in self.pred[:3])
+        more = ", ..." if len(self.pred) > 3 else ""
+        transf = "" if self.transf is None else f", transf={self.transf!r}"
+        return f"PredictResult(n={len(self.pred)}, pred=[{shown}{more}]{transf})"
 
     def to_frame(self) -> Any:
         """One row per prediction (requires pandas)."""
@@ -209,7 +215,13 @@ class MetaRegResult(ModelFit):
 
     def to_dict(self) -> dict[str, Any]:
         """All fields (and the pseudo-R²) as plain Python values (JSON-serialisable)."""
-        return {**super().to_dict(), "r2": plain(self.r2)}
+        d = super().to_dict()
+        # the model matrix's private `spec` (a formulaic ModelSpec for a formula) and the
+        # cache of derived statistics are not values of the result
+        d.pop("_derived", None)
+        if isinstance(d.get("model_matrix"), dict):
+            d["model_matrix"].pop("spec", None)
+        return {**d, "r2": plain(self.r2)}
 
     @property
     def p(self) -> int:
@@ -333,8 +345,10 @@ class MetaRegResult(ModelFit):
         level : float, optional
             Confidence level (default: the model's).
         transf : str or callable, optional
-            ``"exp"`` (ratio measures), ``"inv_logit"`` or any function applied to the
-            estimate and the limits.
+            Back-transformation of the estimate and the limits: ``"auto"`` (the measure's
+            own: exp for log ratios, ...; see :meth:`ketameta.PoolResult.summary`), a name
+            (``"exp"``, ``"ilogit"``, ``"iarcsin"``, ``"ipft"``, ``"ztor"``; also
+            ``"inv_logit"``, ``"tanh"``) or a function of an array.
         """
         from ._validation import check_level
 
@@ -358,11 +372,12 @@ class MetaRegResult(ModelFit):
         else:
             pi_half = crit * np.sqrt(se * se + self.tau2)
         columns = [pred, pred - half, pred + half, pred - pi_half, pred + pi_half]
-        name = None
-        if transf is not None:
-            fn, name = _transform(transf)
+        t = _transf.resolve(transf, self.measure)
+        name = t.name
+        if name is not None:
+            n_pooled, _ = self._transf_n()
             with np.errstate(over="ignore", invalid="ignore"):
-                columns = [np.asarray(fn(c), dtype=np.float64) for c in columns]
+                columns = [t(c, n_pooled if t.needs_n else None) for c in columns]
             se = np.full(pred.shape, np.nan)
         return PredictResult(
             pred=columns[0],
@@ -396,8 +411,10 @@ class MetaRegResult(ModelFit):
 
     def __repr__(self) -> str:
         coefs = ", ".join(f"{n}={b:.4g}" for n, b in zip(self.names, self.coef, strict=True))
+        measure = "" if self.measure is None else f"measure={self.measure!r}, "
+        omitted = f", omitted={len(self.omitted)}" if self.omitted else ""
         return (
-            f"MetaRegResult(method={self.method!r}, k={self.k}, {coefs}, "
+            f"MetaRegResult({measure}method={self.method!r}, k={self.k}{omitted}, {coefs}, "
             f"tau2={self.tau2:.4g}, qm_pvalue={self.qm_pvalue:.3g})"
         )
 
@@ -425,7 +442,10 @@ class MetaRegResult(ModelFit):
         lines += test.summary().split("\n")
         lines.append("")
         t_based = self.test != "z"
-        note = f" (df = {self.df:g}; test = {self.test!r})" if t_based else ""
+        notes = [] if self.measure is None else [_transf.scale(self.measure).name]
+        if t_based:
+            notes.append(f"df = {self.df:g}; test = {self.test!r}")
+        note = f" ({'; '.join(notes)})" if notes else ""
         lines += [f"Model Results{note}:", ""]
         width = max(8, *(len(n) for n in self.names))
         stat = "tval" if t_based else "zval"
@@ -444,27 +464,10 @@ class MetaRegResult(ModelFit):
                 "",
                 f"Dropped as linear combinations of earlier moderators: {list(self.dropped)}",
             ]
-        if self.omitted:
-            lines.append(f"Omitted studies (missing values): {list(self.omitted)}")
+        omitted = self._omitted_lines()
+        if omitted:
+            lines += ["", *omitted]
         return "\n".join(lines)
-
-
-_TRANSFORMS: dict[str, Callable[[FloatArray], FloatArray]] = {
-    "exp": np.exp,
-    "inv_logit": lambda x: 1.0 / (1.0 + np.exp(-x)),
-    "tanh": np.tanh,
-}
-
-
-def _transform(
-    transf: str | Callable[[FloatArray], FloatArray],
-) -> tuple[Callable[[FloatArray], FloatArray], str]:
-    if callable(transf):
-        return transf, getattr(transf, "__name__", "custom")
-    if transf not in _TRANSFORMS:
-        msg = f"unknown `transf` {transf!r}; use one of {sorted(_TRANSFORMS)} or a function"
-        raise ValueError(msg)
-    return _TRANSFORMS[transf], transf
 
 
 def _btt(btt: Any, names: Sequence[str]) -> list[int]:
@@ -523,6 +526,8 @@ def metareg(
     tau2: float | None = None,
     nan_policy: str = "omit",
     control: dict[str, Any] | None = None,
+    labels: Any = None,
+    measure: str | None = None,
 ) -> MetaRegResult:
     """Mixed-effects meta-regression (metafor's ``rma(yi, vi, mods=...)``) [1]_ [5]_.
 
@@ -557,6 +562,11 @@ def metareg(
     btt : int, str or sequence, optional
         The coefficients of the omnibus test (0-based indices or names); default all but
         the intercept.
+    labels : sequence of str or str, optional
+        A label per input study (or a column of `data`), as in :func:`ketameta.pool`.
+    measure : str, optional
+        What raw `yi` are (an :func:`~ketameta.escalc` measure code), as in
+        :func:`ketameta.pool`.
 
     Returns
     -------
@@ -619,9 +629,18 @@ def metareg(
     mm = model_matrix(mods, data=data, intercept=intercept, k=n_input)
     missing = np.zeros(n_input, dtype=bool)
     missing[list(mm.missing)] = True
-    y, v, kept, omitted = prepare_studies(
-        yi, vi, sei, nan_policy=nan_policy, stacklevel=3, also_missing=missing
+    prep = prepare_studies(
+        yi,
+        vi,
+        sei,
+        nan_policy=nan_policy,
+        stacklevel=3,
+        also_missing=missing,
+        labels=labels,
+        measure=measure,
+        data=data,
     )
+    y, v, kept = prep.yi, prep.vi, prep.kept
     mm, dropped = mm.reduce(kept)
     if dropped:
         warnings.warn(
@@ -686,7 +705,6 @@ def metareg(
         weights=out["weights"],
         yi=y,
         vi=v,
-        omitted=omitted,
         method=method,
         test=test,
         level=lv,
@@ -695,6 +713,7 @@ def metareg(
         iterations=int(out["iterations"]),
         v_typical=float(out["v_typical"]),
         control=dict(control or {}),
+        **prep.fields(),
     )
 
 

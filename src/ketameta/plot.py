@@ -26,13 +26,14 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
-from scipy import special
 
-from ._results import format_p
+from . import _forest, _transf
+from ._typing import IntArray
 from ._validation import check_level, critical_value
 from .bias import TrimFillResult
-from .binary import MHResult, PetoResult
+from .binary import GLMMResult, MHResult, PetoResult
 from .metareg import MetaRegResult
 from .pooling import PoolResult
 from .sensitivity import CumulativeResult, LeaveOneOutResult
@@ -40,16 +41,10 @@ from .subgroups import SubgroupResult, subgroups
 
 __all__ = ["bayes_forest", "bubble", "forest", "funnel", "posterior", "selection"]
 
-_TRANSFORMS: dict[str, Callable[[Any], Any]] = {
-    "exp": np.exp,
-    "expit": special.expit,
-    "inv_logit": special.expit,  # the name MetaRegResult.predict(transf=) uses
-    "tanh": np.tanh,
-}
-_MAX_LABEL = 32
-#: with transform="exp", log ratios are drawn within ±log(1e100): their exponentials
-#: overflow from 709.8 on, and a log axis needs room for its margins and tick decades
-_LOG_CAP = math.log(1e100)
+#: with transf="exp", log ratios are drawn within ±log(1e100)
+_LOG_CAP = _forest.LOG_CAP
+_MAX_LABEL = 32  # (bubble plots only: labels beside the circles)
+_UNSET: Any = object()
 
 
 def _pyplot() -> Any:
@@ -61,41 +56,27 @@ def _pyplot() -> Any:
     return plt
 
 
-def _transform(
-    transform: str | Callable[[Any], Any] | None, name: str = "transform"
-) -> Callable[[Any], Any]:
+def _transform(transform: Any, name: str = "transform") -> Callable[[Any], Any]:
+    """A back-transformation by name (the registry of :mod:`ketameta._transf`, with the
+    aliases "expit", "inv_logit", "tanh") or a function; None: none."""
     if transform is None:
         return lambda x: np.asarray(x, dtype=float)
     if callable(transform):
-        return transform
-    if transform not in _TRANSFORMS:
-        msg = f"unknown `{name}` {transform!r}; use one of {sorted(_TRANSFORMS)} or a function"
+        return transform  # type: ignore[no-any-return]
+    try:
+        resolved = _transf.resolve(transform, None)
+    except ValueError:
+        msg = f"unknown `{name}` {transform!r}; use one of {_transform_names()} or a function"
+        raise ValueError(msg) from None
+    if resolved.needs_n or transform == "auto":
+        msg = f"unknown `{name}` {transform!r}; use one of {_transform_names()} or a function"
         raise ValueError(msg)
-    return _TRANSFORMS[transform]
+    return lambda x: resolved(x)
 
 
-def _number(value: float, *, ratio: bool = False) -> str:
-    """A printed estimate: 2 decimals; scientific notation from 1e5 on, and for ratios
-    below 0.005 (which 2 decimals would print as 0.00)."""
-    if not math.isfinite(value):
-        return "NA"
-    if abs(value) < 1e5 and (not ratio or value == 0 or abs(value) >= 0.005):
-        return f"{value:.2f}"
-    return f"{value:.2e}"
-
-
-def _ratio(log_value: float) -> str:
-    """exp(log_value) printed as :func:`_number` would, from the logarithm (no overflow)."""
-    if not math.isfinite(log_value):
-        return "NA"
-    if abs(log_value) < 700:
-        return _number(math.exp(log_value), ratio=True)
-    decimal = log_value / math.log(10)
-    exponent = math.floor(decimal)
-    mantissa = round(10 ** (decimal - exponent), 2)
-    if mantissa >= 10:
-        mantissa, exponent = mantissa / 10, exponent + 1
-    return f"{mantissa:.2f}e{exponent:+d}"
+def _transform_names() -> list[str]:
+    names = {*_transf.TRANSFORMS, *_transf.ALIASES} - {"ipft", "inv_freeman_tukey"}
+    return sorted(names)
 
 
 def _short(label: str) -> str:
@@ -103,19 +84,632 @@ def _short(label: str) -> str:
     return label if len(label) <= _MAX_LABEL else label[: _MAX_LABEL - 1] + "…"
 
 
-def _figure(n_rows: int, ax: Any) -> tuple[Any, Any]:
-    plt = _pyplot()
-    if ax is not None:
-        return ax.figure, ax
-    height = 1.4 + 0.25 * max(n_rows, 1)  # a fixed row height: no overlap for 1-60 studies
-    fig, new_ax = plt.subplots(figsize=(9.0, height), layout="constrained")
-    return fig, new_ax
+# -- forest plots -----------------------------------------------------------------------------
 
 
-def _diamond(ax: Any, y: float, est: float, lo: float, hi: float, color: str) -> None:
-    ax.fill(
-        [lo, est, hi, est], [y, y + 0.35, y, y - 0.35], color=color, zorder=3, label="_diamond"
+def _scale(
+    result: Any, transf: Any, transform: Any, digits: int, core: Sequence[float]
+) -> tuple[_forest.Scale, str, Any]:
+    """The drawing scale of a forest: the back-transformation `transf` resolved against the
+    result's measure, the window of the axis, the name of the scale and the null."""
+    name = "transf"
+    if transform is not _UNSET:  # (the earlier name of `transf`)
+        transf, name = transform, "transform"
+    measure = getattr(result, "measure", None)
+    if measure not in _transf.SCALES:
+        measure = None
+    if isinstance(transf, str) and transf != "auto":
+        _transform(transf, name)  # (the names a plot accepts)
+    resolved = _transf.resolve(transf, measure)
+    exp = resolved.name == "exp"
+    sc = _forest.Scale(
+        resolved,
+        exp=exp,
+        digits=_check_digits(digits),
+        window=_forest.window(core, exp),
+        ratio=exp or resolved.scale in ("proportion", "incidence rate"),
     )
+    null = _transf.scale(measure).null if measure is not None else 0.0
+    return sc, resolved.scale, null
+
+
+def _check_digits(digits: Any) -> int:
+    if (
+        isinstance(digits, bool)
+        or not isinstance(digits, int | np.integer)
+        or not 0 <= digits <= 6
+    ):
+        msg = f"`digits` must be an integer from 0 to 6, got {digits!r}"
+        raise ValueError(msg)
+    return int(digits)
+
+
+def _refline(refline: Any, null: float | None, sc: _forest.Scale) -> float | None:
+    value = null if isinstance(refline, str) and refline == "auto" else refline
+    if value is None:
+        return None
+    if not (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool | np.bool_)
+        and math.isfinite(value)
+    ):
+        msg = f"`refline` must be a finite number on the analysis scale or None, got {refline!r}"
+        raise ValueError(msg)
+    return sc.draw(float(value))
+
+
+def _favours(favours: Any) -> tuple[str, str] | None:
+    if favours is None:
+        return None
+    if isinstance(favours, str) or len(favours) != 2:
+        msg = (
+            "`favours` must be two labels (left of the null, right of it), "
+            "e.g. ('Favours treatment', 'Favours control')"
+        )
+        raise ValueError(msg)
+    return (str(favours[0]), str(favours[1]))
+
+
+def _arms(arms: Any) -> tuple[str, str]:
+    if arms is None:
+        return _forest.ARMS
+    if isinstance(arms, str) or len(arms) != 2:
+        msg = "`arms` must name the two groups, e.g. ('Vaccinated', 'Not vaccinated')"
+        raise ValueError(msg)
+    return (str(arms[0]), str(arms[1]))
+
+
+def _labels_for(
+    given: Any, n_input: int, used: Sequence[int] | IntArray, default: Sequence[str]
+) -> list[str]:
+    """One label per input study: `given` for every input study or for the studies used
+    (then the omitted ones keep their default labels), or the result's own."""
+    if given is None:
+        return list(default)
+    names = [str(x) for x in given]
+    if len(names) == n_input:
+        return names
+    if len(names) == len(used):
+        out = list(default)
+        for i, name in zip(used, names, strict=True):
+            out[int(i)] = name
+        return out
+    counts = f"{len(used)}" if len(used) == n_input else f"{len(used)} (or {n_input} with omitted)"
+    msg = f"`labels` has {len(names)} entries but the model has {counts} studies"
+    raise ValueError(msg)
+
+
+def _model_name(res: Any) -> tuple[str, str]:
+    """The pooled row's label and the model in the column header ("IV, Random")."""
+    if getattr(res, "method", "EE") == "EE":
+        return "Common-effect model", "IV, Common"
+    return "Random-effects model", "IV, Random"
+
+
+def _heterogeneity(res: Any, *, tau2: bool = True, extra: str = "") -> str:
+    parts = []
+    if tau2 and getattr(res, "method", "EE") != "EE":
+        parts.append(f"τ² = {_forest.sig_text(res.tau2)}{extra}")
+    df = res.q_df
+    parts.append(f"Q = {_forest.stat_text(res.q)}, df = {df} ({_forest.p_text(res.q_pvalue)})")
+    parts.append(f"I² = {res.i2:.0f}%")
+    return "Heterogeneity: " + "; ".join(parts)
+
+
+def _overall_test(res: Any) -> str:
+    test = getattr(res, "test", "z")
+    if test == "z" or not math.isfinite(getattr(res, "df", math.inf)):
+        stat = f"z = {_forest.stat_text(res.statistic)}"
+    else:
+        stat = f"t = {_forest.stat_text(res.statistic)}, df = {res.df:g}"
+    return f"Test for overall effect: {stat} ({_forest.p_text(res.pvalue)})"
+
+
+def _effect_header(scale_name: str, model: str, level: float) -> str:
+    name = scale_name[:1].upper() + scale_name[1:]
+    return f"{name}\n{model}, {100 * level:g}% CI"
+
+
+def _omitted_text(inputs: Any, row: int) -> str:
+    if inputs is not None and inputs.size and np.isfinite(inputs[row]).all():
+        return "not estimable"
+    return "missing data"
+
+
+class _Builder:
+    """Rows of a forest of studies with a pooled result (PoolResult, subgroups)."""
+
+    def __init__(
+        self,
+        res: Any,
+        sc: _forest.Scale,
+        names: list[str],
+        *,
+        arms: tuple[str, str],
+        show_data: bool,
+        show_weights: bool,
+        show_omitted: bool,
+        model: str,
+        scale_name: str,
+    ) -> None:
+        self.res = res
+        self.sc = sc
+        self.names = names
+        self.inputs = res.inputs if res.input_names else None
+        self.input_names = tuple(res.input_names)
+        cols, self.data_cells, self.data_kind = (
+            _forest.data_columns(self.input_names, arms, res.inputs)
+            if show_data and self.input_names
+            else ([], (lambda x: {}), "")
+        )
+        self.show_weights = show_weights
+        self.show_omitted = show_omitted
+        self.columns = [
+            _forest.Column("study", "Study"),
+            *cols,
+            _forest.Column(
+                "effect", _effect_header(scale_name, model, res.level), side="right", parts=3
+            ),
+        ]
+        if show_weights:
+            self.columns.append(_forest.Column("weight", "Weight", side="right", align="right"))
+        _, self.ni = res._transf_n()
+
+    def study(self, i: int, y: float, v: float, w: float, crit: float, note: str = "") -> Any:
+        n = None if self.ni is None else self.ni[i]
+        cells: dict[str, Any] = {"study": self.names[i]}
+        if self.inputs is not None:
+            cells.update(self.data_cells(self.inputs[i]))
+        if not math.isfinite(y):
+            cells["effect"] = (note or _omitted_text(self.inputs, i), "", "")
+            return _forest.Row("text", cells=cells, color="0.45")
+        half = crit * math.sqrt(v)
+        cells["effect"] = self.sc.cell(y, y - half, y + half, n)
+        if self.show_weights and math.isfinite(w):
+            cells["weight"] = f"{w:.1f}%"
+        return self.sc.row("study", y, y - half, y + half, n, cells=cells, weight=w)
+
+    def pooled(
+        self,
+        fit: Any,
+        label: str,
+        rows: Sequence[int] | IntArray,
+        *,
+        weight: float | None,
+        pi: bool,
+        het: str,
+        test: str,
+        shade: str = "black",
+        est: tuple[float, float, float] | None = None,
+    ) -> list[Any]:
+        n_pooled = fit._transf_n()[0] if hasattr(fit, "_transf_n") else None
+        e, lo, hi = est if est is not None else (fit.estimate, fit.ci_lower, fit.ci_upper)
+        n_tot, e_tot = _forest.totals(self.data_kind, self.input_names, self.inputs, rows)
+        cells: dict[str, Any] = {
+            "study": label,
+            **n_tot,
+            "effect": self.sc.cell(e, lo, hi, n_pooled),
+        }
+        if self.show_weights and weight is not None:
+            cells["weight"] = f"{weight:.1f}%"
+        out = [self.sc.row("diamond", e, lo, hi, n_pooled, cells=cells, bold=True, shade=shade)]
+        if e_tot:
+            out.append(_forest.Row("text", cells={"study": "Total events", **e_tot}))
+        if pi and math.isfinite(fit.pred_lower):
+            lo_p, hi_p = fit.pred_lower, fit.pred_upper
+            t = self.sc
+            out.append(
+                t.row(
+                    "pi",
+                    math.nan,
+                    lo_p,
+                    hi_p,
+                    n_pooled,
+                    cells={
+                        "study": "Prediction interval",
+                        "effect": (
+                            "",
+                            f"[{t.text(lo_p, n_pooled)},",
+                            f"{t.text(hi_p, n_pooled)}]",
+                        ),
+                    },
+                )
+            )
+        if het:
+            out.append(_forest.Row("span", text=het))
+        if test:
+            out.append(_forest.Row("span", text=test))
+        return out
+
+
+def _pool_table(
+    res: PoolResult,
+    *,
+    labels: Any,
+    transf: Any,
+    transform: Any,
+    digits: int,
+    arms: Any,
+    show_data: bool,
+    show_weights: bool,
+    show_omitted: bool,
+) -> tuple[_forest.Table, float | None]:
+    n_input = res.k + len(res.omitted)
+    used = res.used
+    names = _labels_for(labels, n_input, used, res.study_labels)
+    y, v, w = (np.full(n_input, np.nan) for _ in range(3))
+    y[used], v[used], w[used] = res.yi, res.vi, res.weights
+    crit = float(critical_value(res.level))
+    core = [*res.yi, res.ci_lower, res.ci_upper]
+    if res.method != "EE":
+        core += [res.pred_lower, res.pred_upper]
+    sc, scale_name, null = _scale(res, transf, transform, digits, core)
+    label, model = _model_name(res)
+    b = _Builder(
+        res,
+        sc,
+        names,
+        arms=_arms(arms),
+        show_data=show_data,
+        show_weights=show_weights,
+        show_omitted=show_omitted,
+        model=model,
+        scale_name=scale_name,
+    )
+    rows = [
+        b.study(i, y[i], v[i], w[i], crit)
+        for i in range(n_input)
+        if show_omitted or math.isfinite(y[i])
+    ]
+    rows += b.pooled(
+        res,
+        label,
+        used,
+        weight=100.0,
+        pi=res.method != "EE",
+        het=_heterogeneity(res, extra=f" ({res.method})" if res.method != "EE" else ""),
+        test=_overall_test(res) if null is not None else "",
+    )
+    table = _forest.Table(
+        b.columns, rows, panel_header=_effect_header(scale_name, model, res.level)
+    )
+    return table, null
+
+
+def _subgroup_table(
+    sub: SubgroupResult,
+    *,
+    labels: Any,
+    transf: Any,
+    transform: Any,
+    digits: int,
+    arms: Any,
+    show_data: bool,
+    show_weights: bool,
+    show_omitted: bool,
+) -> tuple[_forest.Table, float | None]:
+    overall = sub.overall
+    n_input = sub.k + len(sub.omitted)
+    used = sub.used
+    names = _labels_for(labels, n_input, used, sub.study_labels)
+    full = attrs.evolve(
+        overall,
+        omitted=sub.omitted,
+        omitted_reasons=sub.omitted_reasons,
+        labels=sub.study_labels,
+        inputs=sub.inputs,
+        input_names=sub.input_names,
+    )
+    y, v, w = (np.full(n_input, np.nan) for _ in range(3))
+    y[used], v[used], w[used] = sub.yi, sub.vi, overall.weights
+    crit = float(critical_value(sub.level))
+    est, _, lo, hi = sub._estimates()
+    core = [*sub.yi, *lo, *hi, overall.ci_lower, overall.ci_upper]
+    if sub.method != "EE":
+        core += [overall.pred_lower, overall.pred_upper]
+    sc, scale_name, null = _scale(sub, transf, transform, digits, core)
+    label, model = _model_name(overall)
+    b = _Builder(
+        full,
+        sc,
+        names,
+        arms=_arms(arms),
+        show_data=show_data,
+        show_weights=show_weights,
+        show_omitted=show_omitted,
+        model=model,
+        scale_name=scale_name,
+    )
+    group_of = np.full(n_input, -1)
+    group_of[used] = sub.group
+    rows: list[Any] = []
+    common = sub.common
+    for g, name in enumerate(sub.level_names):
+        fit = sub.per_group[g]
+        members = np.flatnonzero(group_of == g)
+        rows.append(_forest.Row("header", text=name, bold=True))
+        rows += [b.study(int(i), y[i], v[i], w[i], crit) for i in members]
+        if common is not None:
+            het = (
+                f"Heterogeneity: Q = {_forest.stat_text(fit.q)}, df = {fit.q_df} "
+                f"({_forest.p_text(fit.q_pvalue)}); I² = {fit.i2:.0f}%"
+            )
+            stat = _forest.stat_text(float(common.statistic[g]))
+            p_g = _forest.p_text(float(common.pvalue[g]))
+            test = (
+                f"Test for overall effect: z = {stat} ({p_g})"
+                if common.df == math.inf or not math.isfinite(common.df)
+                else f"Test for overall effect: t = {stat}, df = {common.df:g} ({p_g})"
+            )
+        else:
+            het = _heterogeneity(fit) if fit.k > 1 else "Heterogeneity: not applicable (one study)"
+            test = _overall_test(fit) if null is not None else ""
+        rows += b.pooled(
+            fit,
+            f"Subtotal ({fit.k} {'study' if fit.k == 1 else 'studies'})",
+            members,
+            weight=float(np.nansum(w[members])),
+            pi=False,
+            het=het,
+            test=test,
+            shade="0.45",
+            est=(est[g], lo[g], hi[g]),
+        )
+        rows.append(_forest.Row("text"))
+    omitted_rows = [i for i in range(n_input) if group_of[i] < 0]
+    if show_omitted and omitted_rows:
+        rows.append(_forest.Row("header", text="Omitted", bold=True, color="0.45"))
+        rows += [b.study(i, math.nan, math.nan, math.nan, crit) for i in omitted_rows]
+        rows.append(_forest.Row("text"))
+    tau_note = ""
+    if common is not None:
+        tau_note = f" (common to the subgroups: {_forest.sig_text(common.tau2)})"
+    rows += b.pooled(
+        full,
+        f"{label} (all studies)",
+        used,
+        weight=100.0,
+        pi=sub.method != "EE",
+        het=_heterogeneity(overall, extra=f" ({sub.method})" if sub.method != "EE" else ""),
+        test=_overall_test(overall) if null is not None else "",
+    )
+    rows.append(_forest.Row("span", text=_subgroup_test(sub) + tau_note))
+    table = _forest.Table(
+        b.columns, rows, panel_header=_effect_header(scale_name, model, sub.level)
+    )
+    return table, null
+
+
+def _subgroup_test(sub: SubgroupResult) -> str:
+    """The test for subgroup differences as a journal prints it."""
+    if len(sub.levels) == 1:
+        return "Test for subgroup differences: not applicable (one subgroup)"
+    if math.isnan(sub.q_between):
+        return "Test for subgroup differences: undefined (a standard error of 0)"
+    p = _forest.p_text(sub.q_between_pvalue)
+    if sub.q_between_distribution == "F":
+        stat = (
+            f"F = {_forest.stat_text(sub.q_between)}, df = {sub.q_between_df}, "
+            f"{sub.q_between_df_residual:g}"
+        )
+    else:
+        stat = f"Q = {_forest.stat_text(sub.q_between)}, df = {sub.q_between_df}"
+    return f"Test for subgroup differences: {stat} ({p})"
+
+
+def _sensitivity_table(
+    res: LeaveOneOutResult | CumulativeResult,
+    *,
+    labels: Any,
+    transf: Any,
+    transform: Any,
+    digits: int,
+) -> tuple[_forest.Table, float | None, float | None]:
+    loo = isinstance(res, LeaveOneOutResult)
+    n_input = len(res.study_labels)
+    names = _labels_for(labels, n_input, res.study.tolist(), res.study_labels)
+    overall = res.overall if isinstance(res, LeaveOneOutResult) else None
+    core = [*res.estimate, *res.ci_lower, *res.ci_upper]
+    if overall is not None:
+        core += [overall.ci_lower, overall.ci_upper]
+    sc, scale_name, null = _scale(res, transf, transform, digits, core)
+    pct = f"{100 * res.level:g}%"
+    name = scale_name[:1].upper() + scale_name[1:]
+    columns = [
+        _forest.Column("study", "Study left out" if loo else "Study added"),
+        _forest.Column("effect", f"{name}\n[{pct} CI]", side="right", parts=3),
+        _forest.Column("p", "p", side="right", align="right"),
+        _forest.Column("tau2", "τ²", side="right", align="right"),
+        _forest.Column("i2", "I²", side="right", align="right"),
+    ]
+    if not loo:
+        columns.insert(1, _forest.Column("k", "k", side="left", align="right"))
+    if overall is not None:  # the weight of the study left out, in the model of all studies
+        columns.append(_forest.Column("weight", "Weight", side="right", align="right"))
+    tau2_texts = _forest.column_texts(
+        [*np.asarray(res.tau2, dtype=float).tolist(), *([overall.tau2] if overall else [])]
+    )
+    rows = []
+    for j, s in enumerate(res.study.tolist()):
+        cells: dict[str, Any] = {
+            "study": ("" if loo else "+ ") + names[s],
+            "effect": sc.cell(res.estimate[j], res.ci_lower[j], res.ci_upper[j]),
+            "p": _forest.p_text(float(res.pvalue[j])).removeprefix("p = ").replace("p < ", "< "),
+            "tau2": tau2_texts[j],
+            "i2": f"{float(res.i2[j]):.0f}%",
+        }
+        if not loo:
+            cells["k"] = str(int(res.k[j]))  # type: ignore[union-attr]
+        if overall is not None:
+            cells["weight"] = f"{float(overall.weights[j]):.1f}%"
+        rows.append(
+            sc.row("marker", res.estimate[j], res.ci_lower[j], res.ci_upper[j], cells=cells)
+        )
+    line = None
+    if overall is not None:
+        cells = {
+            "study": f"All studies (k = {overall.k})",
+            "effect": sc.cell(overall.estimate, overall.ci_lower, overall.ci_upper),
+            "p": _forest.p_text(overall.pvalue).removeprefix("p = ").replace("p < ", "< "),
+            "tau2": tau2_texts[-1],
+            "i2": f"{overall.i2:.0f}%",
+            "weight": "100.0%",
+        }
+        rows.append(_forest.Row("text"))
+        rows.append(
+            sc.row(
+                "diamond",
+                overall.estimate,
+                overall.ci_lower,
+                overall.ci_upper,
+                cells=cells,
+                bold=True,
+            )
+        )
+        line = sc.draw(overall.estimate)
+    elif len(res.estimate):
+        line = sc.draw(float(res.estimate[-1]))
+    omitted = _omitted_spans(res.omitted, res.omitted_reasons, res.study_labels)
+    rows += omitted
+    model = "common effect" if res.method == "EE" else f"random effects ({res.method})"
+    what = (
+        "each study left out in turn (weight: the study's in the model of all studies)"
+        if loo
+        else "studies added one at a time"
+    )
+    rows.append(_forest.Row("span", text=f"Model: {model}; {what}", italic=True))
+    table = _forest.Table(columns, rows, panel_header=f"{name}\n{pct} CI")
+    return table, null, line
+
+
+def _omitted_spans(
+    omitted: Sequence[int], reasons: Sequence[str], labels: Sequence[str]
+) -> list[Any]:
+    from .pooling import omitted_lines
+
+    return [
+        _forest.Row("span", text=line, color="0.35")
+        for line in omitted_lines(omitted, reasons, labels)
+    ]
+
+
+def _binary_table(
+    res: Any,
+    *,
+    labels: Any,
+    transf: Any,
+    transform: Any,
+    digits: int,
+    arms: Any,
+    show_data: bool,
+    show_weights: bool,
+    show_omitted: bool,
+) -> tuple[_forest.Table, float | None]:
+    glmm = isinstance(res, GLMMResult)
+    n_input = len(res.labels)
+    used = [i for i in range(n_input) if i not in set(res.omitted)]
+    names = _labels_for(labels, n_input, used, res.labels)
+    lo_s, hi_s = _study_interval(res)
+    core = [*res.yi[np.isfinite(res.yi)], res.ci_lower, res.ci_upper]
+    sc, scale_name, null = _scale(res, transf, transform, digits, core)
+    if glmm:
+        model = f"GLMM, {'Common' if res.method == 'EE' else 'Random'}"
+        label = f"GLMM ({res.model}, {res.method})"
+    elif isinstance(res, PetoResult):
+        model, label = "Peto, Common", "Peto model (common effect)"
+    else:
+        model, label = "M-H, Common", "Mantel-Haenszel model (common effect)"
+    cols, data_cells, kind = (
+        _forest.data_columns(res.cell_names, _arms(arms), res.cells)
+        if show_data
+        else ([], lambda x: {}, "")
+    )
+    columns = [
+        _forest.Column("study", "Study"),
+        *cols,
+        _forest.Column(
+            "effect", _effect_header(scale_name, model, res.level), side="right", parts=3
+        ),
+    ]
+    weights = None if glmm else res.weights
+    if show_weights and weights is not None:
+        columns.append(_forest.Column("weight", "Weight", side="right", align="right"))
+    notes = res.notes() if hasattr(res, "notes") else [""] * n_input
+    rows = []
+    for i in range(n_input):
+        cells: dict[str, Any] = {"study": names[i], **data_cells(res.cells[i])}
+        y = float(res.yi[i])
+        if i in set(res.omitted) or not math.isfinite(y):
+            if not show_omitted and i in set(res.omitted):
+                continue
+            note = notes[i].split(":")[0] if notes[i] else "not estimable"
+            cells["effect"] = (
+                {"omitted": "missing data", "no study-level effect": "not estimable"}.get(
+                    note, note
+                ),
+                "",
+                "",
+            )
+            if weights is not None and show_weights and math.isfinite(weights[i]):
+                cells["weight"] = f"{weights[i]:.1f}%"
+            rows.append(_forest.Row("text", cells=cells, color="0.45"))
+            continue
+        cells["effect"] = sc.cell(y, lo_s[i], hi_s[i])
+        w = None if weights is None else float(weights[i])
+        if w is not None and show_weights:
+            cells["weight"] = f"{w:.1f}%"
+        rows.append(
+            sc.row(
+                "study" if w is not None else "marker", y, lo_s[i], hi_s[i], cells=cells, weight=w
+            )
+        )
+    n_tot, e_tot = _forest.totals(kind, res.cell_names, res.cells, used)
+    cells = {"study": label, **n_tot, "effect": sc.cell(res.estimate, res.ci_lower, res.ci_upper)}
+    if weights is not None and show_weights:
+        cells["weight"] = "100.0%"
+    rows.append(
+        sc.row("diamond", res.estimate, res.ci_lower, res.ci_upper, cells=cells, bold=True)
+    )
+    if e_tot:
+        rows.append(_forest.Row("text", cells={"study": "Total events", **e_tot}))
+    if glmm:
+        parts = []
+        if res.method != "EE":
+            parts.append(f"τ² = {_forest.sig_text(res.tau2)}")
+        parts.append(
+            f"Wald Q = {_forest.stat_text(res.qe_wald)}, LRT = {_forest.stat_text(res.qe_lrt)}, "
+            f"df = {res.qe_df} ({_forest.p_text(res.qe_lrt_pvalue)})"
+        )
+        parts.append(f"I² = {res.i2:.0f}%")
+        het = "Heterogeneity: " + "; ".join(parts)
+    else:
+        het = _heterogeneity(res, tau2=False)
+    rows.append(_forest.Row("span", text=het))
+    if null is not None:
+        rows.append(_forest.Row("span", text=_overall_test(res)))
+    tail = list(getattr(res, "double_zero", ()))
+    if tail:
+        rows.append(
+            _forest.Row(
+                "span",
+                text="Double zero (no events in either group): " + ", ".join(tail),
+                color="0.35",
+            )
+        )
+    dropped = list(getattr(res, "dropped", ()))
+    if dropped:
+        rows.append(
+            _forest.Row("span", text="Dropped (double zero): " + ", ".join(dropped), color="0.35")
+        )
+    table = _forest.Table(columns, rows, panel_header=_effect_header(scale_name, model, res.level))
+    return table, null
+
+
+def _study_interval(res: Any) -> tuple[Any, Any]:
+    crit = float(critical_value(res.level))
+    with np.errstate(invalid="ignore"):
+        half = crit * np.sqrt(res.vi)
+    return res.yi - half, res.yi + half
 
 
 def forest(
@@ -123,52 +717,95 @@ def forest(
     *,
     labels: Sequence[str] | None = None,
     groups: Sequence[Any] | None = None,
-    transform: str | Callable[[Any], Any] | None = None,
+    transf: Any = "auto",
     xlabel: str | None = None,
-    refline: float | None = 0.0,
+    refline: Any = "auto",
+    favours: Sequence[str] | None = None,
+    arms: Sequence[str] | None = None,
+    show_data: bool = True,
     show_weights: bool = True,
+    show_omitted: bool = True,
+    digits: int = 2,
     ax: Any = None,
+    transform: Any = _UNSET,
 ) -> Any:
-    """Forest plot of a pooled result, a subgroup analysis, a leave-one-out or a cumulative
-    analysis [1]_.
+    """Forest plot for a paper (the layout of RevMan and meta's ``forest.meta``) [1]_.
 
-    Each study is a square (area proportional to its weight) with its confidence
-    interval; the pooled estimate is a diamond with the prediction interval as a line
-    through it, and the heterogeneity statistics are printed beneath. Estimates, intervals
-    and weights are printed on the right. A subgroup analysis is drawn as one block per
-    subgroup (its studies and its diamond), then the overall diamond and the test for
-    subgroup differences (Q, df, p).
+    A table of columns around the plot: the studies (by label, never cut: the figure grows
+    to fit), the data each study contributes (events and totals per group for 2×2 tables,
+    mean, SD and total per group for continuous outcomes, events and person-time for
+    rates — when the effect sizes came from :func:`ketameta.escalc` or a 2×2 model), the
+    effect with its confidence interval on the natural scale, and the weight. Each study
+    is a square of area proportional to its weight, with its interval; the pooled
+    estimate is a diamond, with the totals of the data columns and a "Total events" row;
+    the prediction interval has its own row (a bar, and its limits printed); beneath, the
+    heterogeneity (τ², Q, df, p, I²) and the test for the overall effect. Ratio measures
+    are drawn on a log axis ticked at 0.1, 0.2, 0.5, 1, 2, 5, 10; `favours` labels go
+    under the axis, left and right of the null.
+
+    A subgroup analysis is drawn as one block per subgroup (its studies, a subtotal
+    diamond with its heterogeneity and test), then all studies pooled and the test for
+    subgroup differences. A leave-one-out analysis shows each fit with its p-value, τ²
+    and I², and the model with all studies as a diamond (its estimate a dashed line); a
+    cumulative analysis the number of studies of each fit.
 
     Parameters
     ----------
-    result : PoolResult, SubgroupResult, MHResult, PetoResult, LeaveOneOutResult, CumulativeResult
-        What to draw. Mantel-Haenszel and Peto results add the events/total (or
-        events/person-time) of both groups beside each study.
+    result : PoolResult, SubgroupResult, LeaveOneOutResult, CumulativeResult or a 2x2 fit
+        What to draw: also MHResult, PetoResult and GLMMResult (:func:`bayes_forest`
+        draws a BayesPoolResult). A leave-one-out forest adds the weight each study had
+        in the model of all studies.
     labels : sequence of str, optional
-        Study labels (default "Study 1", ...); long labels are shortened with "…". For a
-        SubgroupResult, one per study used (input order, omitted studies left out).
+        Study labels, one per input study (or one per study used); default the result's
+        own (from :func:`ketameta.escalc`'s `labels`, or "Study 1", ...).
     groups : sequence, optional
-        A subgroup label per study of a PoolResult: the studies are analysed by
+        A subgroup label per input study of a PoolResult: the studies are analysed by
         :func:`ketameta.subgroups` with the model's settings (separate τ²) and drawn as
         for a SubgroupResult.
-    transform : {"exp", "expit", "tanh"} or callable, optional
-        Back-transform for display (``"exp"`` for log ratios, on a log axis; ``"expit"``
-        for logits; ``"tanh"`` for Fisher's z). With ``"exp"``, a log ratio beyond
-        ±230 (a ratio beyond 1e±100: a study with almost no information, whose ratio
-        would overflow) is drawn to the edge of the axis and its interval ends in an
-        arrow; the numbers on the right are exact (scientific notation, from the logs).
+    transf : "auto", None, str or callable
+        The scale of the plot and of the printed numbers: ``"auto"`` (default) back-
+        transforms as the measure asks (ratios for OR, RR, IRR, ROM on a log axis;
+        proportions for logit, arcsine and Freeman-Tukey proportions; correlations for
+        Fisher's z), ``None`` keeps the analysis scale; ``"exp"``, ``"ilogit"``,
+        ``"iarcsin"``, ``"ztor"`` (or ``"expit"``, ``"tanh"``) or a function choose one.
+        With exp, a log ratio beyond ±230 (a study with almost no information) is drawn
+        to the edge of the axis and its interval ends in an arrow; the printed numbers
+        stay exact (scientific notation, from the logs).
     xlabel : str, optional
-        Label of the effect axis.
-    refline : float or None
-        Position of the vertical reference line (on the analysis scale; ``None``: none).
-    show_weights : bool
-        Print the weights (%).
+        A title under the axis (the column headers name the measure already).
+    refline : "auto", float or None
+        The null, on the analysis scale (``"auto"``: 0 for differences and log ratios,
+        none for proportions and rates); ``None``: no line.
+    favours : (str, str), optional
+        Labels under the axis, left and right of the null, e.g. ``("Favours
+        vaccine", "Favours control")``.
+    arms : (str, str), optional
+        Names of the two groups over the data columns (default "Experimental",
+        "Control").
+    show_data, show_weights, show_omitted : bool
+        Show the data columns, the weight column, and the studies left out (greyed, with
+        "missing data" or "not estimable").
+    digits : int
+        Decimals of the printed effects (2).
     ax : matplotlib Axes, optional
-        Draw into this Axes instead of a new figure.
+        Draw into this Axes' box: the columns at its sides, the plot panel between them
+        (the figure grows wider when the box cannot hold both; nothing is cut). By
+        default a new figure is made, sized to its rows and columns.
+    transform : optional
+        The earlier name of `transf`.
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Notes
+    -----
+    The squares' areas are exactly proportional to the weights (their sides to the square
+    roots; the largest fills 82% of a row), except that no square is drawn smaller than
+    3 points, so that the estimate of a study with a tiny weight stays visible. Study
+    intervals are Wald intervals ``yi ± z sqrt(vi)`` at the model's level. Every artist
+    carries a ``gid`` (``"square"``, ``"diamond"``, ``"pi"``, ``"ci"``, ``"refline"``,
+    ``"cell:effect:0"``, ...).
 
     References
     ----------
@@ -180,238 +817,97 @@ def forest(
     >>> matplotlib.use("Agg")
     >>> import ketameta
     >>> from ketameta.plot import forest
-    >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
-    ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
-    >>> fig = forest(ketameta.pool(es), transform="exp", xlabel="Risk ratio")
-    >>> fig.axes[0].get_xscale()     # the second Axes holds the numbers on the right
-    'log'
+    >>> dat = ketameta.datasets.bcg()
+    >>> es = ketameta.escalc("RR", data=dat, ai="tpos", bi="tneg", ci="cpos", di="cneg",
+    ...                      labels="author")
+    >>> fig = forest(ketameta.pool(es), favours=("Favours vaccine", "Favours control"),
+    ...              arms=("Vaccinated", "Control"))
+    >>> ax = fig.axes[0]
+    >>> ax.get_xscale(), [t.get_text() for t in ax.get_xticklabels()]
+    ('log', ['0.1', '0.2', '0.5', '1', '2', '5'])
     """
-    back = _transform(transform)
-    if refline is not None and not (isinstance(refline, int | float) and math.isfinite(refline)):
-        msg = f"`refline` must be a finite number on the analysis scale or None, got {refline!r}"
-        raise ValueError(msg)
-
-    def text(x: float) -> str:
-        return _ratio(float(x)) if transform == "exp" else _number(float(back(x)))
-
-    counts_title = ""
+    opts = {"labels": labels, "transf": transf, "transform": transform, "digits": digits}
+    full = {
+        **opts,
+        "arms": arms,
+        "show_data": show_data,
+        "show_weights": show_weights,
+        "show_omitted": show_omitted,
+    }
+    line = None
     if isinstance(result, SubgroupResult):
         if groups is not None:
             msg = "`groups` cannot be given with a SubgroupResult (it has its subgroups)"
             raise ValueError(msg)
-        rows = _subgroup_rows(result, labels)
+        table, null = _subgroup_table(result, **full)
     elif isinstance(result, PoolResult):
-        rows = _pool_rows(result, labels, groups)
-    elif isinstance(result, LeaveOneOutResult | CumulativeResult):
-        rows = _sensitivity_rows(result, labels)
-    elif isinstance(result, MHResult | PetoResult):
         if groups is not None:
-            msg = "`groups` is not supported for Mantel-Haenszel and Peto results"
+            result = _subgroups_of(result, groups)
+            table, null = _subgroup_table(result, **full)
+        else:
+            table, null = _pool_table(result, **full)
+    elif isinstance(result, LeaveOneOutResult | CumulativeResult):
+        table, null, line = _sensitivity_table(result, **opts)
+    elif isinstance(result, MHResult | PetoResult | GLMMResult):
+        if groups is not None:
+            msg = "`groups` is not supported for Mantel-Haenszel, Peto and GLMM results"
             raise ValueError(msg)
-        rows, counts_title = _binary_rows(result, labels)
+        table, null = _binary_table(result, **full)
     else:
         msg = f"cannot draw a forest plot of {type(result).__name__}"
         raise TypeError(msg)
-    # a column header on top; the heterogeneity line of each pooled row beneath it
-    weight_title = "  Weight" if show_weights and any("weight" in r for r in rows) else ""
-    expanded: list[dict[str, Any]] = [
-        {
-            "kind": "colhead",
-            "label": "",
-            "est": np.nan,
-            "lo": np.nan,
-            "hi": np.nan,
-            "right": f"{counts_title}Estimate [{100 * _level(result):g}% CI]{weight_title}",
-        }
-    ]
-    for row in rows:
-        expanded.append(row)
-        if row.get("note"):
-            expanded.append(
-                {"kind": "note", "label": row["note"], "est": np.nan, "lo": np.nan, "hi": np.nan}
-            )
-    window = _window(rows, transform == "exp")
-
-    def f(x: Any) -> Any:  # the drawing position of a value on the analysis scale
-        return back(np.clip(np.asarray(x, dtype=float), *window))
-
-    fig, ax = _figure(len(expanded), ax)
-    n = len(expanded)
-    ypos = np.arange(n, 0, -1, dtype=float)  # top to bottom
-    lows: list[float] = []
-    highs: list[float] = []
-    left_labels, right_labels = [], []
-    for y, row in zip(ypos, expanded, strict=True):
-        kind = row["kind"]
-        est, lo, hi = (float(f(row[key])) for key in ("est", "lo", "hi"))
-        left_labels.append(row["label"] if kind in ("note", "test") else _short(row["label"]))
-        if kind in ("header", "note", "colhead", "test"):
-            right_labels.append(row.get("right", ""))
-            continue
-        if not np.isfinite(est):  # a study without an effect (e.g. no events in either group)
-            right_labels.append(row.get("counts", "") + "not estimable")
-            continue
-        lows.append(lo)
-        highs.append(hi)
-        if kind == "study":
-            ax.plot([lo, hi], [y, y], color="black", lw=1.0, zorder=2)
-            # an interval reaching beyond the axis ends in an arrow at its edge
-            for end, marker, outside in (
-                (row["lo"], "<", float(row["lo"]) < window[0]),
-                (row["hi"], ">", float(row["hi"]) > window[1]),
-            ):
-                if outside:
-                    ax.plot([float(f(end))], [y], marker=marker, color="black", ms=5, zorder=3)
-            size = 4.0 + 10.0 * np.sqrt(max(row.get("weight", 10.0), 0.0) / 100.0)
-            ax.plot(
-                [est],
-                [y],
-                marker="s",
-                color="black",
-                markersize=min(size, 14.0),
-                linestyle="none",
-                zorder=3,
-            )
-        else:  # pooled or subgroup diamond, with the prediction interval
-            if row.get("pred") is not None:
-                plo, phi = (float(f(p)) for p in row["pred"])
-                ax.plot([plo, phi], [y, y], color="dimgray", lw=1.0, linestyle=":", zorder=2)
-                lows.append(plo)
-                highs.append(phi)
-            _diamond(ax, y, est, lo, hi, "black" if kind == "pooled" else "gray")
-        right = (
-            row.get("counts", "") + f"{text(row['est'])} [{text(row['lo'])}, {text(row['hi'])}]"
-        )
-        if show_weights and "weight" in row:
-            right += f" {row['weight']:5.1f}%"
-        right_labels.append(right)
-    ax.set_ylim(0.4, n + 0.6)
-    ax.set_yticks(ypos, left_labels)
-    ax.tick_params(axis="y", length=0)
-    right_ax = ax.twinx()
-    right_ax.set_ylim(ax.get_ylim())
-    right_ax.set_yticks(ypos, right_labels, family="monospace")
-    right_ax.tick_params(axis="y", length=0)
-    for tick, row in zip(ax.get_yticklabels(), expanded, strict=True):
-        if row["kind"] in ("header", "pooled", "subgroup"):
-            tick.set_fontweight("bold")
-        elif row["kind"] == "note":
-            tick.set_fontsize("small")
-            tick.set_color("dimgray")
-    right_ax.get_yticklabels()[0].set_fontweight("bold")
-    for a in (ax, right_ax):
-        for side in ("left", "right", "top"):
-            a.spines[side].set_visible(False)
-    if refline is not None:
-        ax.axvline(float(f(refline)), color="gray", lw=0.8, linestyle="--", zorder=1)
-    if transform == "exp":
-        ax.set_xscale("log")
-    finite = [x for x in lows + highs if np.isfinite(x)]
-    if finite:
-        low, high = min(finite), max(finite)
-        if transform == "exp":
-            ax.set_xlim(low / 1.1, high * 1.1)
-        else:
-            pad = 0.05 * (high - low) if high > low else 0.1
-            ax.set_xlim(low - pad, high + pad)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    return fig
+    sc, _, _ = _scale(result, transf, transform, digits, [])
+    table.log_axis = sc.exp
+    table.refline = _refline(refline, null, sc)
+    table.overall_line = line
+    table.favours = _favours(favours)
+    table.xlabel = xlabel
+    return _forest.draw(table, ax)
 
 
-def _window(rows: list[dict[str, Any]], log_ratios: bool) -> tuple[float, float]:
-    """The range of the effect axis, on the analysis scale.
-
-    It holds every study estimate and every pooled interval (CI and prediction interval);
-    study intervals may reach twice that span beyond it, and are clipped there (drawn with
-    an arrow), so that one uninformative study (a huge interval) cannot shrink the others
-    to a point. Log ratios stay within ±log(1e100), well inside the double range.
-    """
-    core: list[float] = []
-    for row in rows:
-        if row["kind"] in ("header", "test"):
-            continue
-        core.append(float(row["est"]))
-        if row["kind"] != "study" or row.get("pooled_interval"):
-            core += [float(row["lo"]), float(row["hi"])]
-            core += [float(x) for x in row.get("pred") or ()]
-    values = [x for x in core if math.isfinite(x)]
-    if not values:
-        return (-math.inf, math.inf)
-    low, high = min(values), max(values)
-    width = high - low if high > low else max(abs(low), 1.0)
-    low, high = low - 2 * width, high + 2 * width
-    if log_ratios:
-        low, high = max(low, -_LOG_CAP), min(high, _LOG_CAP)
-    return (low, high)
-
-
-def _level(result: Any) -> float:
-    return float(getattr(result, "level", 0.95))
-
-
-def _study_ci(y: np.ndarray[Any, Any], v: np.ndarray[Any, Any], level: float) -> Any:
-    crit = float(critical_value(level))
-    half = crit * np.sqrt(v)
-    return y - half, y + half
-
-
-def _pooled_row(res: PoolResult, label: str, kind: str = "pooled") -> dict[str, Any]:
-    model = "EE model" if res.method == "EE" else f"RE model ({res.method})"
-    p_text = format_p(res.q_pvalue)
-    note = (
-        f"tau² = {res.tau2:.3g}, I² = {res.i2:.0f}%, Q({res.q_df}) = {res.q:.2f}, "
-        f"p {'<' if p_text.startswith('<') else '='} {p_text.lstrip('<')}"
-    )
-    pred = None if res.method == "EE" else (res.pred_lower, res.pred_upper)
-    return {
-        "kind": kind,
-        "label": label or model,
-        "est": res.estimate,
-        "lo": res.ci_lower,
-        "hi": res.ci_upper,
-        "pred": pred,
-        "note": note,
-    }
-
-
-def _study_rows(
-    yi: Any, vi: Any, weights: Any, level: float, labels: Sequence[str] | None
-) -> list[dict[str, Any]]:
-    k = len(yi)
-    names = list(labels) if labels is not None else [f"Study {i + 1}" for i in range(k)]
-    if len(names) != k:
-        msg = f"`labels` has {len(names)} entries but the model has {k} studies"
-        raise ValueError(msg)
-    lo, hi = _study_ci(yi, vi, level)
-    return [
-        {
-            "kind": "study",
-            "label": names[i],
-            "est": yi[i],
-            "lo": lo[i],
-            "hi": hi[i],
-            "weight": float(weights[i]),
-        }
-        for i in range(k)
-    ]
-
-
-def _pool_rows(
-    res: PoolResult, labels: Sequence[str] | None, groups: Sequence[Any] | None
-) -> list[dict[str, Any]]:
-    if groups is None:
-        return [*_study_rows(res.yi, res.vi, res.weights, res.level, labels), _pooled_row(res, "")]
+def _subgroups_of(res: PoolResult, groups: Any) -> SubgroupResult:
+    """The subgroup analysis of a pooled result's studies by `groups` (one label per input
+    study, or one per study used)."""
     g = list(groups) if not hasattr(groups, "shape") else groups
-    if len(g) != res.k:
+    n_input = res.k + len(res.omitted)
+    if len(g) not in (n_input, res.k):
         msg = f"`groups` has {len(g)} entries but the model has {res.k} studies"
         raise ValueError(msg)
-    if labels is not None and len(labels) != res.k:
-        msg = f"`labels` has {len(labels)} entries but the model has {res.k} studies"
-        raise ValueError(msg)
+    if len(g) == n_input and res.omitted:
+        g = [g[int(i)] for i in res.used]
+    return (
+        subgroups(
+            res.yi,
+            res.vi,
+            groups=g,
+            method=res.method,
+            test=res.test,
+            level=res.level,
+            tau2=res.tau2 if res.tau2_fixed else "separate",
+            control=res.control,
+            labels=[res.study_labels[int(i)] for i in res.used],
+            measure=res.measure,
+        )
+        if not res.input_names
+        else _subgroups_with_inputs(res, g)
+    )
+
+
+def _subgroups_with_inputs(res: PoolResult, g: Any) -> SubgroupResult:
+    from .effect_sizes import EffectSizes
+
+    used = res.used
+    es = EffectSizes(
+        yi=res.yi,
+        vi=res.vi,
+        measure=res.measure or "MD",
+        ni=np.full(len(used), np.nan),
+        labels=[res.study_labels[int(i)] for i in used],
+        inputs=res.inputs[used],
+        input_names=res.input_names,
+    )
     sub = subgroups(
-        res.yi,
-        res.vi,
+        es,
         groups=g,
         method=res.method,
         test=res.test,
@@ -419,155 +915,94 @@ def _pool_rows(
         tau2=res.tau2 if res.tau2_fixed else "separate",
         control=res.control,
     )
-    if labels is not None and sub.omitted:  # (studies without a group label)
-        labels = [lab for i, lab in enumerate(labels) if i not in set(sub.omitted)]
-    return _subgroup_rows(sub, labels)
+    return attrs.evolve(sub, measure=res.measure)
 
 
-def _subgroup_rows(sub: SubgroupResult, labels: Sequence[str] | None) -> list[dict[str, Any]]:
-    """A block per subgroup (a header, its studies in input order, its diamond with the
-    heterogeneity beneath), the overall diamond and the test for subgroup differences."""
-    overall = sub.overall
-    studies = _study_rows(sub.yi, sub.vi, overall.weights, sub.level, labels)
-    common = sub.common
-    rows: list[dict[str, Any]] = []
-    for g, name in enumerate(sub.level_names):
-        fit = sub.per_group[g]
-        rows.append({"kind": "header", "label": name, "est": np.nan, "lo": np.nan, "hi": np.nan})
-        rows.extend(studies[i] for i in np.flatnonzero(sub.group == g))
-        if common is not None:
-            row = {
-                "kind": "subgroup",
-                "label": f"Subgroup {name}",
-                "est": float(common.estimate[g]),
-                "lo": float(common.ci_lower[g]),
-                "hi": float(common.ci_upper[g]),
-                "pred": None,
-                "note": f"tau² = {common.tau2:.3g} (common), {_q_note(fit)}",
-            }
-        else:
-            row = _pooled_row(fit, f"Subgroup {name}", kind="subgroup")
-        if fit.k == 1:
-            row.update(label=f"Subgroup {name} (1 study)", pred=None, note="")
-        rows.append(row)
-    rows.append(_pooled_row(overall, ""))
-    rows.append(
-        {"kind": "test", "label": _test_note(sub), "est": np.nan, "lo": np.nan, "hi": np.nan}
-    )
-    return rows
+# -- funnel plots -----------------------------------------------------------------------------
+
+#: metafor's y axes of a funnel plot: the title and whether the axis is inverted
+_FUNNEL_Y = {
+    "sei": ("Standard error", True),
+    "vi": ("Sampling variance", True),
+    "seinv": ("Inverse standard error (precision)", False),
+    "vinv": ("Inverse sampling variance", False),
+    "ni": ("Sample size", False),
+    "ninv": ("Inverse sample size", True),
+    "sqrtni": ("Square root of the sample size", False),
+    "sqrtninv": ("Inverse square root of the sample size", True),
+    "lni": ("Log sample size", False),
+    "wi": ("Weight (in %)", False),
+}
 
 
-def _q_note(res: PoolResult) -> str:
-    p_text = format_p(res.q_pvalue)
-    return f"Q({res.q_df}) = {res.q:.2f}, p {'<' if p_text.startswith('<') else '='} " + (
-        p_text.lstrip("<")
-    )
+def _sample_sizes(res: Any) -> Any:
+    """Total sample size of each study used, from the escalc inputs (None if unknown)."""
+    names = tuple(getattr(res, "input_names", ()))
+    if not names:
+        return None
+    idx = {n: j for j, n in enumerate(names)}
+    x = np.asarray(res.inputs, dtype=float)[res.used]
+    if "ni" in idx:
+        return x[:, idx["ni"]]
+    if {"n1i", "n2i"} <= set(idx):
+        return x[:, idx["n1i"]] + x[:, idx["n2i"]]
+    if {"ai", "bi", "ci", "di"} <= set(idx):
+        return x[:, [idx[c] for c in ("ai", "bi", "ci", "di")]].sum(axis=1)
+    return None
 
 
-def _test_note(sub: SubgroupResult) -> str:
-    """The test for subgroup differences as a journal prints it."""
-    if len(sub.levels) == 1 or math.isnan(sub.q_between):
-        return sub.test_text()
-    p_text = format_p(sub.q_between_pvalue)
-    p = f"p {'<' if p_text.startswith('<') else '='} {p_text.lstrip('<')}"
-    if sub.q_between_distribution == "F":
-        stat = f"F({sub.q_between_df}, {sub.q_between_df_residual:g}) = {sub.q_between:.2f}"
-    else:
-        stat = f"Q({sub.q_between_df}) = {sub.q_between:.2f}"
-    return f"Test for subgroup differences: {stat}, {p}"
+def _funnel_y(yaxis: str, v: Any, n: Any) -> Any:
+    v = np.asarray(v, dtype=float)
+    if yaxis == "sei":
+        return np.sqrt(v)
+    if yaxis == "vi":
+        return v
+    if yaxis == "seinv":
+        return 1.0 / np.sqrt(v)
+    if yaxis == "vinv":
+        return 1.0 / v
+    n = np.asarray(n, dtype=float)
+    return {
+        "ni": n,
+        "ninv": 1.0 / n,
+        "sqrtni": np.sqrt(n),
+        "sqrtninv": 1.0 / np.sqrt(n),
+        "lni": np.log(n),
+    }[yaxis]
 
 
-def _binary_rows(
-    res: MHResult | PetoResult, labels: Sequence[str] | None
-) -> tuple[list[dict[str, Any]], str]:
-    """Rows of a Mantel-Haenszel or Peto result: every study that was not omitted, with its
-    events/total (events/person-time) per group, its study-level effect and its weight in
-    the pooled estimate; the pooled diamond with the heterogeneity line."""
-    used = [i for i in range(len(res.labels)) if i not in set(res.omitted)]
-    names = [res.labels[i] for i in used] if labels is None else list(labels)
-    if len(names) != len(used):
-        msg = f"`labels` has {len(names)} entries but the model has {len(used)} studies"
-        raise ValueError(msg)
-    lo, hi = res.study_ci()
-    cells = res.cells
-    if res.cell_names[1] == "t1i":  # events / person-time
-        group1 = [f"{cells[i, 0]:g}/{cells[i, 1]:g}" for i in used]
-        group2 = [f"{cells[i, 2]:g}/{cells[i, 3]:g}" for i in used]
-    else:  # events / total
-        group1 = [f"{cells[i, 0]:g}/{cells[i, 0] + cells[i, 1]:g}" for i in used]
-        group2 = [f"{cells[i, 2]:g}/{cells[i, 2] + cells[i, 3]:g}" for i in used]
-    title = "Events/Time" if res.cell_names[1] == "t1i" else "Events/N"
-    width = max(len(title) + 2, *(len(g) for g in group1 + group2))
-    rows: list[dict[str, Any]] = [
-        {
-            "kind": "study",
-            "label": name,
-            "est": res.yi[i],
-            "lo": lo[i],
-            "hi": hi[i],
-            "weight": float(res.weights[i]),
-            "counts": f"{g1:>{width}s} {g2:>{width}s}  ",
-        }
-        for name, i, g1, g2 in zip(names, used, group1, group2, strict=True)
-    ]
-    method = "Peto" if isinstance(res, PetoResult) else "Mantel-Haenszel"
-    p_text = format_p(res.q_pvalue)
-    note = (
-        f"Q({res.q_df}) = {res.q:.2f}, p {'<' if p_text.startswith('<') else '='} "
-        f"{p_text.lstrip('<')}, I² = {res.i2:.0f}%"
-    )
-    rows.append(
-        {
-            "kind": "pooled",
-            "label": f"{method} (EE model)",
-            "est": res.estimate,
-            "lo": res.ci_lower,
-            "hi": res.ci_upper,
-            "pred": None,
-            "note": note,
-            "counts": " " * (2 * width + 3),
-        }
-    )
-    header = f"{title + ' 1':>{width}s} {title + ' 2':>{width}s}  "
-    return rows, header
+def _band_label(p_low: float, p_high: float | None) -> str:
+    """A contour band as the range of p-values it holds: "0.05 < p < 0.10"."""
 
+    def fmt(p: float) -> str:
+        text = f"{p:.3f}".rstrip("0")
+        return text + "0" if text.endswith(".") or len(text.split(".")[1]) < 2 else text
 
-def _sensitivity_rows(
-    res: LeaveOneOutResult | CumulativeResult, labels: Sequence[str] | None
-) -> list[dict[str, Any]]:
-    n = len(res.estimate)
-    names = list(labels) if labels is not None else [f"Study {int(s) + 1}" for s in res.study]
-    if len(names) != n:
-        msg = f"`labels` has {len(names)} entries but the result has {n} rows"
-        raise ValueError(msg)
-    prefix = "Omitting " if isinstance(res, LeaveOneOutResult) else "+ "
-    return [
-        {
-            "kind": "study",
-            "label": prefix + names[i],
-            "est": res.estimate[i],
-            "lo": res.ci_lower[i],
-            "hi": res.ci_upper[i],
-            "pooled_interval": True,  # a pooled result's CI: part of the axis range
-        }
-        for i in range(n)
-    ]
+    if p_high is None:
+        return f"p < {fmt(p_low)}"
+    return f"{fmt(p_low)} < p < {fmt(p_high)}"
 
 
 def funnel(
     result: object,
     *,
     contours: Sequence[float] | None = (0.90, 0.95, 0.99),
+    yaxis: str = "sei",
     xlabel: str | None = None,
+    ylabel: str | None = None,
+    legend: bool = True,
     ax: Any = None,
 ) -> Any:
-    """Funnel plot: effect sizes against their standard errors (axis inverted) [2]_.
+    """Funnel plot: the effect sizes against their standard errors (or another measure of
+    precision, as metafor's ``yaxis``) [2]_.
 
-    The pseudo-confidence region ``μ̂ ± z·SE`` is drawn around the pooled estimate; with
-    `contours`, the regions where a study's two-sided p-value against 0 falls between the
-    given significance levels are shaded (contour-enhanced funnel plot [3]_). For a
-    trim-and-fill result the filled studies are drawn as hollow circles and the region is
-    centred on the filled estimate.
+    The pseudo-confidence region ``μ̂ ± z·SE`` (dashed) is drawn around the pooled
+    estimate (a vertical line). With `contours`, the regions where a study's two-sided
+    p-value against 0 falls between the given significance levels are shaded and
+    labelled as the ranges they are, "0.05 < p < 0.10", "0.01 < p < 0.05", "p < 0.01"
+    (contour-enhanced funnel plot [3]_). For a trim-and-fill result the filled studies are
+    drawn as hollow circles and the region is centred on the filled estimate. The legend
+    sits beside the axes, never over a study.
 
     Parameters
     ----------
@@ -575,9 +1010,20 @@ def funnel(
     contours : sequence of float or None
         Confidence levels of the shaded contours (e.g. 0.90, 0.95, 0.99), each in
         (0, 1) (a ``ValueError`` otherwise); ``None``: none.
-    xlabel : str, optional
-        Label of the effect axis.
+    yaxis : str
+        ``"sei"`` (standard error, default; inverted: the most precise studies on top),
+        ``"vi"`` (variance), ``"seinv"`` (precision), ``"vinv"`` (inverse variance), or,
+        when the effect sizes came from :func:`ketameta.escalc` with sample sizes,
+        ``"ni"``, ``"ninv"``, ``"sqrtni"``, ``"sqrtninv"``, ``"lni"``; or ``"wi"``, the
+        weights (%) in the model (with the filled studies of a trim and fill) (metafor's
+        choices; the pseudo-confidence region and the contours need a standard-error
+        axis, so they are not drawn for the sample-size and weight axes).
+    xlabel, ylabel : str, optional
+        Axis titles (default: the measure, e.g. "Log risk ratio", and the y axis's name).
+    legend : bool
+        Draw the legend (beside the axes).
     ax : matplotlib Axes, optional
+        Draw into this Axes instead of a new figure.
 
     Returns
     -------
@@ -597,72 +1043,314 @@ def funnel(
     >>> es = ketameta.escalc("RR", data=ketameta.datasets.bcg(),
     ...                      ai="tpos", bi="tneg", ci="cpos", di="cneg")
     >>> fig = funnel(ketameta.trim_and_fill(es))
-    >>> bool(fig.axes[0].yaxis_inverted())
-    True
+    >>> ax = fig.axes[0]
+    >>> bool(ax.yaxis_inverted()), ax.get_xlabel()
+    (True, 'Log risk ratio')
     """
     if isinstance(result, TrimFillResult):
         pooled = result.pooled
-        k_obs = pooled.k - result.k0
+        k_obs = pooled.k - result.k0  # (the observed studies first, then the filled)
         y_obs, v_obs = pooled.yi[:k_obs], pooled.vi[:k_obs]
         y_fill, v_fill = result.filled_yi, result.filled_vi
+        measure = result.measure
+        n_obs = None
     elif isinstance(result, PoolResult):
         pooled = result
         y_obs, v_obs = pooled.yi, pooled.vi
         y_fill = v_fill = np.array([])
+        measure = result.measure
+        n_obs = _sample_sizes(result)
+        k_obs = pooled.k
     else:
         msg = f"cannot draw a funnel plot of {type(result).__name__}"
         raise TypeError(msg)
-    plt = _pyplot()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.0, 5.0), layout="constrained")
-    else:
-        fig = ax.figure
-    se_max = float(np.sqrt(max(np.max(v_obs), np.max(v_fill) if v_fill.size else 0.0))) * 1.05
-    se = np.linspace(0.0, se_max, 100)
+    if yaxis not in _FUNNEL_Y:
+        msg = f"unknown `yaxis` {yaxis!r}; use one of {list(_FUNNEL_Y)}"
+        raise ValueError(msg)
+    by_n = yaxis not in ("sei", "vi", "seinv", "vinv")
+    if by_n and yaxis != "wi" and n_obs is None:
+        msg = (
+            f"yaxis={yaxis!r} needs the studies' sample sizes: pool the EffectSizes of "
+            "escalc (with ni, n1i/n2i or the cells of 2x2 tables)"
+        )
+        raise ValueError(msg)
     if contours is not None and np.ndim(contours) == 0:
         contours = [contours]  # type: ignore[list-item]  # one level given as a number
-    if contours:
-        shades = ["0.92", "0.82", "0.72", "0.62"]
-        edges = sorted(check_level(c, "contours") for c in contours)
-        z = [float(critical_value(c)) for c in edges]
-        for i, zc in enumerate(z):
-            z_next = z[i + 1] if i + 1 < len(z) else None
-            outer = se * z_next if z_next is not None else np.full_like(se, np.inf)
-            for sign in (-1.0, 1.0):
-                inner_x = sign * zc * se
-                outer_x = sign * (outer if z_next is not None else np.full_like(se, 1e6))
-                ax.fill_betweenx(
-                    se,
-                    inner_x,
-                    outer_x,
-                    color=shades[i % len(shades)],
-                    zorder=0,
-                    linewidth=0,
-                    label=f"p < {1 - edges[i]:.2g}" if sign > 0 else None,
-                )
+    edges = sorted(check_level(c, "contours") for c in contours) if contours else []
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.2, 4.6), layout="constrained")
+    else:
+        fig = ax.figure
+    handles: list[Any] = []
+    se_max = float(np.sqrt(max(np.max(v_obs), np.max(v_fill) if v_fill.size else 0.0))) * 1.05
+    se_min = float(np.sqrt(min(np.min(v_obs), np.min(v_fill) if v_fill.size else np.inf)))
     crit = float(critical_value(pooled.level))
-    ax.plot(pooled.estimate - crit * se, se, color="black", lw=0.8, linestyle="--")
-    ax.plot(pooled.estimate + crit * se, se, color="black", lw=0.8, linestyle="--")
-    ax.axvline(pooled.estimate, color="black", lw=0.8)
-    ax.scatter(y_obs, np.sqrt(v_obs), color="black", s=22, zorder=3, label="studies")
+    all_y = np.concatenate([y_obs, y_fill])
+    if not by_n:
+        # the y axis as a function of the SE, on a grid from the smallest to the largest
+        se_lo = 0.0 if yaxis in ("sei", "vi") else se_min / 1.05
+        se = np.linspace(max(se_lo, 1e-12 if yaxis in ("seinv", "vinv") else 0.0), se_max, 200)
+        yy = _funnel_y(yaxis, se**2, None)
+        half_region = max(float(np.max(np.abs(all_y - pooled.estimate))), crit * se_max) * 1.12
+        x_half = max(half_region, float(np.max(np.abs(all_y))) * 1.05)
+        x_lo, x_hi = pooled.estimate - half_region, pooled.estimate + half_region
+        x_lo, x_hi = min(x_lo, -0.02 * x_half), max(x_hi, 0.02 * x_half)
+        if edges:
+            z = [float(critical_value(c)) for c in edges]
+            shades = ["0.93", "0.84", "0.74", "0.64"]
+            handles.append(
+                _patch(
+                    facecolor="white",
+                    edgecolor="0.6",
+                    lw=0.6,
+                    label=f"p > {_band_label(1 - edges[0], None)[4:]}",
+                )
+            )
+            for i, zc in enumerate(z):
+                p_low = 1 - edges[i + 1] if i + 1 < len(z) else None
+                label = (
+                    _band_label(1 - edges[i], None)
+                    if p_low is None
+                    else _band_label(p_low, 1 - edges[i])
+                )
+                if p_low is None:
+                    label = _band_label(1 - edges[i], None)
+                color = shades[i % len(shades)]
+                for sign in (-1.0, 1.0):
+                    inner = sign * zc * se
+                    outer = sign * (z[i + 1] * se if i + 1 < len(z) else np.full_like(se, 1e6))
+                    ax.fill_betweenx(yy, inner, outer, color=color, lw=0, zorder=0, gid="contour")
+                handles.append(_patch(facecolor=color, edgecolor="none", label=label))
+        for sign in (-1.0, 1.0):
+            ax.plot(
+                pooled.estimate + sign * crit * se,
+                yy,
+                color="black",
+                lw=0.8,
+                ls="--",
+                zorder=1,
+                gid="region",
+            )
+        handles.append(
+            _line(
+                color="black",
+                lw=0.8,
+                ls="--",
+                label=f"{100 * pooled.level:g}% pseudo-confidence region",
+            )
+        )
+        ax.set_xlim(x_lo, x_hi)
+        y_obs_plot = _funnel_y(yaxis, v_obs, None)
+        y_fill_plot = _funnel_y(yaxis, v_fill, None)
+        ax.set_ylim(float(yy.min()), float(yy.max()))
+    elif yaxis == "wi":  # the weights (%) in the model (with the filled studies)
+        weights = np.asarray(pooled.weights, dtype=float)
+        y_obs_plot, y_fill_plot = weights[:k_obs], weights[k_obs:]
+        pad = 0.1 * float(np.ptp(all_y) or 1.0)
+        ax.set_xlim(float(all_y.min()) - pad, float(all_y.max()) + pad)
+        ax.margins(y=0.08)
+    else:
+        y_obs_plot = _funnel_y(yaxis, v_obs, n_obs)
+        y_fill_plot = np.array([])
+        pad = 0.1 * float(np.ptp(all_y) or 1.0)
+        ax.set_xlim(float(all_y.min()) - pad, float(all_y.max()) + pad)
+        ax.margins(y=0.08)
+    ax.axvline(pooled.estimate, color="black", lw=0.9, zorder=1, gid="estimate")
+    ax.scatter(y_obs, y_obs_plot, color="black", s=24, zorder=3, gid="studies")
+    handles.insert(0, _marker_dot("studies", filled=True))
     if y_fill.size:
         ax.scatter(
             y_fill,
-            np.sqrt(v_fill),
+            y_fill_plot,
             facecolors="white",
             edgecolors="black",
-            s=22,
+            s=24,
             zorder=3,
-            label="filled (trim and fill)",
+            gid="filled",
         )
-    all_y = np.concatenate([y_obs, y_fill])
-    half = max(float(np.max(np.abs(all_y - pooled.estimate))), crit * se_max) * 1.1
-    ax.set_xlim(pooled.estimate - half, pooled.estimate + half)
-    ax.set_ylim(se_max, 0.0)
-    ax.set_ylabel("Standard error")
-    ax.set_xlabel(xlabel or "Effect size")
-    ax.legend(loc="best", fontsize="small", framealpha=0.9)
+        handles.insert(1, _marker_dot("filled (trim and fill)", filled=False))
+    if _FUNNEL_Y[yaxis][1]:
+        ax.invert_yaxis()
+    scale = _transf.scale(measure)
+    name = scale.name if measure is not None else "effect size"
+    ax.set_xlabel(xlabel or name[:1].upper() + name[1:])
+    ax.set_ylabel(ylabel or _FUNNEL_Y[yaxis][0])
+    for side in ("right", "top"):
+        ax.spines[side].set_visible(False)
+    if legend:
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            frameon=False,
+            fontsize="small",
+            borderaxespad=0.0,
+        )
     return fig
+
+
+def _line(**kwargs: Any) -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], **kwargs)
+
+
+def _marker_dot(label: str, *, filled: bool) -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D(
+        [],
+        [],
+        marker="o",
+        ls="none",
+        markersize=5.5,
+        markerfacecolor="black" if filled else "white",
+        markeredgecolor="black",
+        label=label,
+    )
+
+
+# -- Bayesian forest --------------------------------------------------------------------------
+
+
+def bayes_forest(
+    result: Any,
+    *,
+    labels: Sequence[str] | None = None,
+    transf: Any = "auto",
+    xlabel: str | None = None,
+    refline: Any = "auto",
+    favours: Sequence[str] | None = None,
+    digits: int = 2,
+    ax: Any = None,
+    transform: Any = _UNSET,
+) -> Any:
+    """Forest plot of a :func:`ketameta.bayes_pool` result with the shrinkage estimates [4]_.
+
+    Each study shows its estimate with its confidence interval (black square) and, just
+    beneath in grey, the posterior median and central credible interval of its own effect
+    θ_i (the shrinkage estimate); both are printed on the right. The diamond is the
+    posterior median and central credible interval of μ; the bar beneath it, on its own
+    row, the interval for the effect in a new study. The τ prior and the posterior of τ
+    are printed underneath.
+
+    Parameters
+    ----------
+    result : BayesPoolResult
+    labels : sequence of str, optional
+        Study labels (one per input study or per study used; default: the result's).
+    transf, xlabel, refline, favours, digits, ax, transform
+        As in :func:`forest` (a monotone back-transformation carries medians and central
+        intervals over exactly).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    .. [4] Röver (2020), J Stat Softw 93(6):1-51.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import ketameta
+    >>> from ketameta.plot import bayes_forest
+    >>> from ketameta.priors import HalfNormal
+    >>> res = ketameta.bayes_pool([0.1, 0.5, 0.3], [0.02, 0.03, 0.05], tau_prior=HalfNormal(0.5))
+    >>> fig = bayes_forest(res, labels=["A", "B", "C"])
+    >>> [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "cell:study"][:2]
+    ['A', 'B']
+    """
+    from .bayes import BayesPoolResult
+
+    if not isinstance(result, BayesPoolResult):
+        msg = f"bayes_forest() draws a BayesPoolResult, got {type(result).__name__}"
+        raise TypeError(msg)
+    k = result.k
+    n_input = k + len(result.omitted)
+    keep = np.ones(n_input, dtype=bool)
+    keep[list(result.omitted)] = False
+    used = np.flatnonzero(keep)
+    names = _labels_for(labels, n_input, used, result.study_labels)
+    lv = result.level
+    crit = float(critical_value(lv))
+    lo_i = result.yi - crit * np.sqrt(result.vi)
+    hi_i = result.yi + crit * np.sqrt(result.vi)
+    core = [
+        *result.yi,
+        *result.theta_ci_lower,
+        *result.theta_ci_upper,
+        result.mu_ci_lower,
+        result.mu_ci_upper,
+        result.pred_lower,
+        result.pred_upper,
+    ]
+    sc, scale_name, null = _scale(result, transf, transform, digits, core)
+    name = scale_name[:1].upper() + scale_name[1:]
+    pct = f"{100 * lv:g}%"
+    columns = [
+        _forest.Column("study", "Study"),
+        _forest.Column("effect", f"{name}\n[{pct} CI]", side="right", parts=3),
+        _forest.Column("shrink", f"Shrinkage estimate\n[{pct} CrI]", side="right", parts=3),
+    ]
+    rows = []
+    for j, i in enumerate(used):
+        cells = {
+            "study": names[int(i)],
+            "effect": sc.cell(result.yi[j], lo_i[j], hi_i[j]),
+            "shrink": sc.cell(
+                result.theta_median[j], result.theta_ci_lower[j], result.theta_ci_upper[j]
+            ),
+        }
+        row = sc.row("marker", result.yi[j], lo_i[j], hi_i[j], cells=cells)
+        row.second = (
+            sc.draw(result.theta_median[j]),
+            sc.draw(result.theta_ci_lower[j]),
+            sc.draw(result.theta_ci_upper[j]),
+        )
+        rows.append(row)
+    mu = (result.mu_median, result.mu_ci_lower, result.mu_ci_upper)
+    rows.append(
+        sc.row(
+            "diamond", *mu, cells={"study": "Overall effect μ", "shrink": sc.cell(*mu)}, bold=True
+        )
+    )
+    rows.append(
+        sc.row(
+            "pi",
+            math.nan,
+            result.pred_lower,
+            result.pred_upper,
+            cells={
+                "study": "Effect in a new study",
+                "shrink": sc.cell(result.pred_median, result.pred_lower, result.pred_upper),
+            },
+        )
+    )
+    tau = (
+        f"τ = {_forest.sig_text(result.tau_median)} "
+        f"[{_forest.sig_text(result.tau_ci_lower)}, {_forest.sig_text(result.tau_ci_upper)}]"
+    )
+    rows.append(
+        _forest.Row("span", text=f"Heterogeneity: {tau}; prior: {result.tau_prior.describe()}")
+    )
+    rows.append(
+        _forest.Row(
+            "span",
+            text=f"Posterior medians and central {pct} credible intervals (grey: shrinkage)",
+            italic=True,
+        )
+    )
+    rows += _omitted_spans(result.omitted, result.omitted_reasons, result.study_labels)
+    table = _forest.Table(columns, rows, panel_header=f"{name}\n{pct} CI / CrI")
+    table.log_axis = sc.exp
+    table.refline = _refline(refline, null, sc)
+    table.favours = _favours(favours)
+    table.xlabel = xlabel
+    return _forest.draw(table, ax)
 
 
 def posterior(
@@ -784,130 +1472,6 @@ def posterior(
     ax.legend(frameon=False, fontsize="small")
     ax.set_title(
         f"median {med:.3g}, {100 * result.level:g}% interval {a:.3g} to {b:.3g}", fontsize="medium"
-    )
-    return fig
-
-
-def bayes_forest(
-    result: Any,
-    *,
-    labels: Sequence[str] | None = None,
-    transform: str | Callable[[Any], Any] | None = None,
-    xlabel: str | None = None,
-    refline: float | None = 0.0,
-    ax: Any = None,
-) -> Any:
-    """Forest plot of a :func:`ketameta.bayes_pool` result with shrinkage estimates [4]_.
-
-    Each study shows its estimate with its confidence interval (black) and, just beneath in
-    grey, the posterior median and credible interval of its own effect θ_i (the shrinkage
-    estimate); the diamond is the posterior median and credible interval of μ and the bar
-    beneath it the prediction interval for a new study.
-
-    Parameters
-    ----------
-    result : BayesPoolResult
-    labels : sequence of str, optional
-        Study labels (default "Study 1", ...).
-    transform : {"exp", "expit", "tanh"} or callable, optional
-        Back-transform for display, as in :func:`forest`.
-    xlabel : str, optional
-    refline : float or None
-        Reference line (analysis scale).
-    ax : matplotlib Axes, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    References
-    ----------
-    .. [4] Röver (2020), J Stat Softw 93(6):1-51.
-
-    Examples
-    --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
-    >>> import ketameta
-    >>> from ketameta.plot import bayes_forest
-    >>> from ketameta.priors import HalfNormal
-    >>> res = ketameta.bayes_pool([0.1, 0.5, 0.3], [0.02, 0.03, 0.05], tau_prior=HalfNormal(0.5))
-    >>> fig = bayes_forest(res, labels=["A", "B", "C"])
-    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()][:2]
-    ['A', 'B']
-    """
-    from .bayes import BayesPoolResult
-
-    if not isinstance(result, BayesPoolResult):
-        msg = f"bayes_forest() draws a BayesPoolResult, got {type(result).__name__}"
-        raise TypeError(msg)
-    f = _transform(transform)
-    k = result.k
-    names = [f"Study {i + 1}" for i in range(k)] if labels is None else [str(x) for x in labels]
-    if len(names) != k:
-        msg = f"`labels` has {len(names)} entries but the result has {k} studies"
-        raise ValueError(msg)
-    lv = result.level
-    lo_i, hi_i = _study_ci(result.yi, result.vi, lv)
-    n_rows = k + 3
-    fig, ax = _figure(n_rows, ax)
-    ypos = np.arange(n_rows, 0, -1, dtype=float)
-    left, right = [], []
-    xs: list[float] = []
-    for i in range(k):
-        y = ypos[i]
-        est, lo, hi = (float(f(z)) for z in (result.yi[i], lo_i[i], hi_i[i]))
-        ax.plot([lo, hi], [y + 0.12, y + 0.12], color="black", lw=1.0)
-        ax.plot([est], [y + 0.12], marker="s", color="black", markersize=5, linestyle="none")
-        s_med = float(f(result.theta_median[i]))
-        s_lo, s_hi = (float(f(z)) for z in (result.theta_ci_lower[i], result.theta_ci_upper[i]))
-        ax.plot([s_lo, s_hi], [y - 0.18, y - 0.18], color="gray", lw=1.0)
-        ax.plot([s_med], [y - 0.18], marker="o", color="gray", markersize=4, linestyle="none")
-        xs += [lo, hi, s_lo, s_hi]
-        left.append(_short(names[i]))
-        right.append(f"{est:.2f} [{lo:.2f}, {hi:.2f}]")
-    y_mu = ypos[k + 1]
-    m, a, b = (float(f(z)) for z in (result.mu_median, result.mu_ci_lower, result.mu_ci_upper))
-    _diamond(ax, y_mu, m, a, b, "black")
-    p_lo, p_hi = float(f(result.pred_lower)), float(f(result.pred_upper))
-    y_pred = ypos[k + 2]
-    ax.plot([p_lo, p_hi], [y_pred, y_pred], color="black", lw=3.0, solid_capstyle="butt")
-    xs += [a, b, p_lo, p_hi]
-    left += ["", "Effect μ (posterior)", "New study (prediction)"]
-    right += [
-        "",
-        f"{m:.2f} [{a:.2f}, {b:.2f}]",
-        f"{float(f(result.pred_median)):.2f} [{p_lo:.2f}, {p_hi:.2f}]",
-    ]
-    ax.set_ylim(0.4, n_rows + 0.6)
-    ax.set_yticks(ypos, left)
-    ax.tick_params(axis="y", length=0)
-    right_ax = ax.twinx()
-    right_ax.set_ylim(ax.get_ylim())
-    right_ax.set_yticks(ypos, right, family="monospace")
-    right_ax.tick_params(axis="y", length=0)
-    for tick in ax.get_yticklabels()[k + 1 :]:
-        tick.set_fontweight("bold")
-    for a_ in (ax, right_ax):
-        for side in ("left", "right", "top"):
-            a_.spines[side].set_visible(False)
-    if refline is not None:
-        ax.axvline(float(f(refline)), color="gray", lw=0.8, linestyle="--", zorder=1)
-    if transform == "exp":
-        ax.set_xscale("log")
-    finite = [x for x in xs if np.isfinite(x)]
-    low, high = min(finite), max(finite)
-    if transform == "exp":
-        ax.set_xlim(low / 1.1, high * 1.1)
-    else:
-        pad = 0.05 * (high - low) if high > low else 0.1
-        ax.set_xlim(low - pad, high + pad)
-    ax.plot([], [], color="black", marker="s", markersize=5, label="estimate (CI)")
-    ax.plot([], [], color="gray", marker="o", markersize=4, label="shrinkage (credible interval)")
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False, fontsize="small")
-    prior = result.tau_prior.describe()
-    ax.set_xlabel(
-        (xlabel + "\n" if xlabel else "") + f"tau prior: {prior}; central {100 * lv:g}% intervals"
     )
     return fig
 

@@ -35,13 +35,23 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import attrs
 import numpy as np
 
-from . import _engine
-from ._results import Owned, array_field, format_p, format_p_with_sign, import_pandas, plain
+from . import _engine, _transf
+from ._results import (
+    Owned,
+    array_eq,
+    array_field,
+    format_p,
+    format_p_with_sign,
+    import_pandas,
+    plain,
+    readonly,
+)
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
     MAX_ABS_EFFECT,
@@ -55,8 +65,12 @@ from ._validation import (
     check_positive,
     check_positive_int,
     check_same_length,
+    critical_value,
+    default_labels,
     fixed_tau2,
     sei_to_variance,
+    strings,
+    study_labels,
 )
 from ._warnings import LocalMaximumWarning, OmittedStudiesWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
@@ -107,7 +121,59 @@ def _indices(x: Any) -> tuple[int, ...]:
     return tuple(int(i) for i in x) if len(x) else ()
 
 
-@attrs.frozen(kw_only=True)
+_NO_INPUTS = np.empty((0, 0))
+_NO_INPUTS.setflags(write=False)
+
+
+def _no_inputs() -> FloatArray:
+    return Owned(_NO_INPUTS)  # type: ignore[return-value]  # (readonly() unwraps it)
+
+
+def omitted_lines(
+    omitted: Sequence[int], reasons: Sequence[str], labels: Sequence[str]
+) -> list[str]:
+    """ "Omitted studies (missing yi or vi): Stein 1953, Smith 1960": the omitted studies
+    of a summary by label, one line per reason."""
+    if not omitted:
+        return []
+    why = list(reasons) if len(reasons) == len(omitted) else ["missing values"] * len(omitted)
+    groups: dict[str, list[str]] = {}
+    for i, reason in zip(omitted, why, strict=True):
+        groups.setdefault(reason, []).append(labels[i] if i < len(labels) else f"Study {i + 1}")
+    return [f"Omitted studies ({reason}): {', '.join(names)}" for reason, names in groups.items()]
+
+
+def study_info(
+    yi: Any, labels: Any, measure: Any, n: int, data: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The study fields every result built on a set of studies carries (``measure``,
+    ``labels``, ``inputs``, ``input_names``): from an :class:`~ketameta.EffectSizes`, the
+    `labels` and `measure` arguments, or the defaults (written once)."""
+    code = _transf.check_measure(measure)
+    if isinstance(yi, EffectSizes):
+        if code is not None and code != yi.measure:
+            msg = (
+                f"`measure`={measure!r} contradicts the EffectSizes, which hold {yi.measure!r} "
+                "effect sizes; leave `measure` out"
+            )
+            raise ValueError(msg)
+        return {
+            "measure": yi.measure,
+            "labels": yi.labels if labels is None else study_labels(labels, n, data),
+            "inputs": yi.inputs,
+            "input_names": yi.input_names,
+        }
+    return {"measure": code, "labels": study_labels(labels, n, data)}
+
+
+def given_labels(yi: Any, labels: Any) -> bool:
+    """Whether studies have labels of their own (then messages name them)."""
+    return labels is not None or (
+        isinstance(yi, EffectSizes) and yi.labels != default_labels(len(yi))
+    )
+
+
+@attrs.frozen(kw_only=True, repr=False)
 class Tau2Interval:
     """Q-profile confidence intervals for τ², τ, I² (%) and H² (metafor's ``confint()``).
 
@@ -129,6 +195,13 @@ class Tau2Interval:
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (JSON-serialisable)."""
         return plain(attrs.asdict(self))  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        def f(name: str) -> str:
+            est, lo, hi = getattr(self, name)
+            return f"{name}={est:.4g} [{lo:.4g}, {hi:.4g}]"
+
+        return f"Tau2Interval({f('tau2')}, {f('i2')}, level={self.level:g})"
 
     def __str__(self) -> str:
         rows = [f"{'':8s}{'estimate':>10s}{'ci.lb':>10s}{'ci.ub':>10s}"]
@@ -168,6 +241,18 @@ class ModelFit:
         The settings used.
     converged : bool
     iterations : int
+    measure : str or None
+        The effect-size measure (from :func:`~ketameta.escalc`, or the `measure`
+        argument; None for effect sizes of unknown kind): it names the scale in
+        :meth:`summary` and chooses the back-transformation of ``transf="auto"``.
+    labels : tuple of str
+        One label per input study, the omitted ones included (from the
+        :class:`~ketameta.EffectSizes`, the `labels` argument, or "Study 1", ...).
+    omitted_reasons : tuple of str
+        Why each study of `omitted` was left out ("missing yi or vi", "missing moderator").
+    inputs, input_names
+        The input columns of :func:`~ketameta.escalc` (one row per input study; empty for
+        raw effect sizes): the forest plot shows them (events/total, mean (SD)/N).
     """
 
     df: float
@@ -192,11 +277,107 @@ class ModelFit:
     iterations: int = 0
     v_typical: float = attrs.field(default=math.nan, repr=False)
     control: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    measure: str | None = None
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+    inputs: FloatArray = attrs.field(
+        converter=readonly, eq=attrs.cmp_using(eq=array_eq), factory=_no_inputs
+    )
+    input_names: tuple[str, ...] = attrs.field(converter=strings, default=())
 
     @property
     def sei(self) -> FloatArray:
         """Standard errors of the studies used."""
         return np.sqrt(self.vi)
+
+    @property
+    def study_labels(self) -> tuple[str, ...]:
+        """One label per input study (the defaults "Study 1", ... when none were kept)."""
+        n = self.k + len(self.omitted)
+        return self.labels if len(self.labels) == n else default_labels(n)
+
+    @property
+    def used(self) -> np.ndarray[Any, np.dtype[np.intp]]:
+        """The input indices of the studies used, in input order."""
+        keep = np.ones(self.k + len(self.omitted), dtype=bool)
+        keep[list(self.omitted)] = False
+        return np.flatnonzero(keep)
+
+    def _transf_n(self) -> tuple[float, FloatArray | None]:
+        """Sample sizes for a back-transformation that needs them (Freeman-Tukey): the
+        harmonic mean over the studies used, and each input study's."""
+        if "ni" not in self.input_names:
+            return math.nan, None
+        ni = self.inputs[:, self.input_names.index("ni")]
+        return _transf.harmonic_mean(ni[self.used]), ni
+
+    def back_transform(self, transf: Any = "auto") -> dict[str, Any]:
+        """The pooled numbers on the scale `transf` asks for (see :meth:`summary`):
+        ``estimate``, ``ci_lower``, ``ci_upper``, ``pred_lower``, ``pred_upper`` (those the
+        model has), the ``scale`` they are on and the ``transf`` used (None: the
+        analysis scale)."""
+        t = _transf.resolve(transf, self.measure)
+        n_pooled, _ = self._transf_n()
+        names = ("estimate", "ci_lower", "ci_upper", "pred_lower", "pred_upper")
+        out: dict[str, Any] = {}
+        for name in names:
+            if hasattr(self, name):
+                value = getattr(self, name)
+                out[name] = t(value, n_pooled if t.needs_n else None)
+                out[name] = float(out[name]) if np.ndim(out[name]) == 0 else out[name]
+        out.update(scale=t.scale, transf=t.name)
+        return out
+
+    def studies(self, transf: Any = None, level: float | None = None) -> Any:
+        """The studies as a table for a paper: a pandas DataFrame with one row per input
+        row, omitted rows included (aligned with the input's rows; requires pandas).
+
+        Columns: ``label``, the :func:`~ketameta.escalc` input columns (when the effect
+        sizes came from it), ``yi``, ``vi`` (the analysis scale), ``estimate``,
+        ``ci_lower``, ``ci_upper`` (the study's effect and Wald confidence interval on
+        the scale of `transf`), ``weight`` (percent), ``scale`` (the scale of
+        ``estimate`` and its interval) and ``note`` (why a row was omitted; empty when
+        used). Omitted rows have NaN effects and weights.
+
+        Parameters
+        ----------
+        transf : "auto", None, str or callable
+            Back-transformation, as :meth:`summary`'s (default: the analysis scale).
+        level : float, optional
+            Confidence level of the study intervals (default: the model's).
+        """
+        pd = import_pandas()
+        lv = self.level if level is None else check_level(level)
+        n = self.k + len(self.omitted)
+        used = self.used
+        yi, vi, weight = (np.full(n, np.nan) for _ in range(3))
+        yi[used], vi[used], weight[used] = self.yi, self.vi, self.weights
+        half = float(critical_value(lv)) * np.sqrt(vi)
+        t = _transf.resolve(transf, self.measure)
+        _, ni = self._transf_n()
+        frame: dict[str, Any] = {"label": list(self.study_labels)}
+        for j, name in enumerate(self.input_names):
+            frame[name] = self.inputs[:, j]
+        notes = [""] * n
+        for i, why in zip(
+            self.omitted, self.omitted_reasons or ["missing values"] * n, strict=False
+        ):
+            notes[i] = f"omitted: {why}"
+        frame.update(
+            yi=yi,
+            vi=vi,
+            estimate=t(yi, ni),
+            ci_lower=t(yi - half, ni),
+            ci_upper=t(yi + half, ni),
+            weight=weight,
+            scale=[t.scale] * n,
+            note=notes,
+        )
+        return pd.DataFrame(frame)
+
+    def _omitted_lines(self) -> list[str]:
+        """The omitted studies named by label, grouped by why they were left out."""
+        return omitted_lines(self.omitted, self.omitted_reasons, self.study_labels)
 
     def _design(self) -> tuple[FloatArray | None, bool]:
         """The design of the studies used (None: intercept only) and whether it has an
@@ -321,22 +502,56 @@ class PoolResult(ModelFit):
     pred_lower: float
     pred_upper: float
 
-    def to_frame(self) -> Any:
-        """A one-row pandas DataFrame of the scalar fields (requires pandas)."""
+    def to_frame(self, transf: Any = None) -> Any:
+        """A one-row pandas DataFrame of the scalar fields (requires pandas), with a
+        ``scale`` column naming the scale of the estimate and its intervals.
+
+        With `transf` (``"auto"``, a name or a function, as :meth:`summary`), the
+        estimate, the confidence and prediction limits are back-transformed and ``se`` is
+        NaN (as metafor's ``predict(res, transf=)``); the test statistic and p-value stay
+        those of the analysis scale.
+        """
         pd = import_pandas()
         d = self.to_dict()
         scalars = {k: v for k, v in d.items() if not isinstance(v, list | dict)}
+        back = self.back_transform(transf)
+        if back["transf"] is not None:
+            scalars.update({k: v for k, v in back.items() if k not in ("scale", "transf")})
+            scalars["se"] = math.nan
+        scalars["scale"] = back["scale"]
         return pd.DataFrame([scalars])
 
     def __repr__(self) -> str:
+        measure = "" if self.measure is None else f"measure={self.measure!r}, "
+        back = self.back_transform("auto")
+        natural = ""
+        if back["transf"] is not None:
+            short = _transf.scale(self.measure).short
+            natural = f" ({short} {back['estimate']:.3g})"
+        omitted = f", omitted={len(self.omitted)}" if self.omitted else ""
         return (
-            f"PoolResult(method={self.method!r}, k={self.k}, estimate={self.estimate:.4g}, "
+            f"PoolResult({measure}method={self.method!r}, k={self.k}{omitted}, "
+            f"estimate={self.estimate:.4g}{natural}, "
             f"ci=[{self.ci_lower:.4g}, {self.ci_upper:.4g}], tau2={self.tau2:.4g}, "
             f"i2={self.i2:.1f}%)"
         )
 
-    def summary(self) -> str:
-        """A metafor-like printed summary: heterogeneity, model results, prediction interval."""
+    def summary(self, transf: Any = "auto") -> str:
+        """A metafor-like printed summary: heterogeneity, model results, prediction interval,
+        and the omitted studies by label.
+
+        Parameters
+        ----------
+        transf : "auto", None, str or callable
+            Back-transformation printed after the model results (metafor's
+            ``predict(res, transf=)``): ``"auto"`` (default) the measure's own — exp for
+            log ratios (OR, RR, IRR, ROM, Peto's OR), the inverse logit for logit
+            proportions, Miller's inverse for Freeman-Tukey proportions (with the harmonic
+            mean of the sample sizes), sin² for arcsine proportions, tanh for Fisher's z;
+            nothing for measures without one or raw effect sizes. ``None``: the analysis
+            scale only. A name (``"exp"``, ``"ilogit"``, ``"iarcsin"``, ``"ipft"``,
+            ``"ztor"``) or a function of an array.
+        """
         pct = f"{100 * self.level:g}%"
         lines = []
         if self.method == "EE":
@@ -355,8 +570,11 @@ class PoolResult(ModelFit):
         )
         lines.append("")
         stat_name = "zval" if self.test == "z" else "tval"
-        df_note = "" if self.test == "z" else f" (df = {self.df:g}; test = {self.test!r})"
-        lines.append(f"Model Results{df_note}:")
+        notes = [] if self.measure is None else [_transf.scale(self.measure).name]
+        if self.test != "z":
+            notes.append(f"df = {self.df:g}; test = {self.test!r}")
+        note = f" ({'; '.join(notes)})" if notes else ""
+        lines.append(f"Model Results{note}:")
         lines.append("")
         header = (
             f"{'estimate':>9s} {'se':>8s} {stat_name:>8s} {'pval':>8s} {'ci.lb':>8s} {'ci.ub':>8s}"
@@ -368,9 +586,34 @@ class PoolResult(ModelFit):
         )
         lines.append("")
         lines.append(f"{pct} prediction interval: [{self.pred_lower:.4f}, {self.pred_upper:.4f}]")
-        if self.omitted:
-            lines.append(f"Omitted studies (missing values): {list(self.omitted)}")
+        lines += back_transformed_lines(self.back_transform(transf))
+        omitted = self._omitted_lines()
+        if omitted:
+            lines += ["", *omitted]
         return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    return f"{x:.4f}" if math.isfinite(x) else ("NA" if math.isnan(x) else f"{x:g}")
+
+
+def back_transformed_lines(back: dict[str, Any]) -> list[str]:
+    """The block of a summary printing the pooled numbers back-transformed (nothing when
+    no back-transformation applies)."""
+    if back["transf"] is None:
+        return []
+    columns = [("estimate", "estimate"), ("ci_lower", "ci.lb"), ("ci_upper", "ci.ub")]
+    columns += [(k, h) for k, h in (("pred_lower", "pi.lb"), ("pred_upper", "pi.ub")) if k in back]
+    values = [_num(back[k]) for k, _ in columns]
+    widths = [max(9 if j == 0 else 8, len(v)) for j, v in enumerate(values)]
+    scale = back["scale"]
+    return [
+        "",
+        f"{scale[:1].upper()}{scale[1:]} (back-transformed: {back['transf']}):",
+        "",
+        " ".join(f"{h:>{w}s}" for (_, h), w in zip(columns, widths, strict=True)),
+        " ".join(f"{v:>{w}s}" for v, w in zip(values, widths, strict=True)),
+    ]
 
 
 def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> FloatArray:
@@ -403,6 +646,22 @@ def _resolve_inputs(yi: Any, vi: Any, sei: Any) -> FloatArray:
     return np.stack((y, v))
 
 
+class Prepared(NamedTuple):
+    """The output of :func:`prepare_studies`."""
+
+    yi: FloatArray
+    vi: FloatArray
+    kept: np.ndarray[Any, np.dtype[np.intp]]
+    omitted: tuple[int, ...]
+    reasons: tuple[str, ...]
+    info: dict[str, Any]
+
+    def fields(self) -> dict[str, Any]:
+        """The result fields naming the studies: ``omitted``, ``omitted_reasons`` and
+        :func:`study_info`'s."""
+        return {"omitted": self.omitted, "omitted_reasons": self.reasons, **self.info}
+
+
 def prepare_studies(
     yi: Any,
     vi: Any,
@@ -412,16 +671,24 @@ def prepare_studies(
     stacklevel: int,
     also_missing: Any = None,
     what: str = "moderator",
-) -> tuple[FloatArray, FloatArray, np.ndarray[Any, np.dtype[np.intp]], tuple[int, ...]]:
+    labels: Any = None,
+    measure: Any = None,
+    data: Mapping[str, Any] | None = None,
+) -> Prepared:
     """Validated effect sizes and variances with missing studies handled (written once).
 
-    Returns ``(yi, vi, kept, omitted)``: the studies used, the input indices of those
-    studies and of the ones left out (NaN `yi` or `vi`, or `also_missing`: a boolean array
-    (one per study) of studies missing something else, named by `what`; an
-    :class:`~ketameta.OmittedStudiesWarning` names them, or ``nan_policy="raise"`` raises).
+    Returns a :class:`Prepared`: the studies used, the input indices of those studies and
+    of the ones left out (NaN `yi` or `vi`, or `also_missing`: a boolean array (one per
+    study) of studies missing something else, named by `what`), why each was left out,
+    and the study fields of the result (:func:`study_info`: `measure`, `labels`, the
+    escalc inputs). An :class:`~ketameta.OmittedStudiesWarning` names the omitted studies
+    (by index, and by label when the studies have labels of their own), or
+    ``nan_policy="raise"`` raises.
     """
     both = _resolve_inputs(yi, vi, sei)
     y, v = both[0], both[1]
+    info = study_info(yi, labels, measure, y.shape[0], data)
+    names = info["labels"] if given_labels(yi, labels) else None
     low, high = VARIANCE_RANGE
     # one quick test (NaN fails it too); the detailed checks only if it fails
     valid = False
@@ -436,26 +703,39 @@ def prepare_studies(
             -MAX_ABS_EFFECT <= y_min <= y_max <= MAX_ABS_EFFECT and low <= v_min <= v_max <= high
         )
     if valid and (also_missing is None or not np.any(also_missing)):
-        return y, v, np.arange(y.shape[0]), ()
+        return Prepared(y, v, np.arange(y.shape[0]), (), (), info)
     if y.size:
         check_positive(v, "vi" if sei is None else "sei")
         check_finite(y, "yi")
         check_magnitudes(y, v, "yi", "vi" if sei is None else "sei")
     missing = np.isnan(y) | np.isnan(v)
-    reasons = [f"studies {np.flatnonzero(missing).tolist()} have missing yi or vi"]
+    why = np.array([""] * y.shape[0], dtype=object)
+    why[missing] = "missing yi or vi"
+
+    def named(mask: np.ndarray[Any, Any]) -> str:
+        idx = np.flatnonzero(mask).tolist()
+        text = f"studies {idx}"
+        if names is not None:
+            text += f" ({', '.join(names[i] for i in idx)})"
+        return text
+
+    reasons = [f"{named(missing)} have missing yi or vi"]
     if also_missing is not None:
         other = np.asarray(also_missing, dtype=bool) & ~missing
         reasons = reasons if missing.any() else []
         if other.any():
-            reasons.append(f"studies {np.flatnonzero(other).tolist()} have a missing {what}")
+            reasons.append(f"{named(other)} have a missing {what}")
+            why[other] = f"missing {what}"
         missing = missing | other
     omitted: tuple[int, ...] = ()
+    omitted_why: tuple[str, ...] = ()
     if missing.any():
         idx = np.flatnonzero(missing)
         if nan_policy == "raise":
             msg = f"{'; '.join(reasons)} (nan_policy='raise')"
             raise ValueError(msg)
         omitted = tuple(int(i) for i in idx)
+        omitted_why = tuple(str(w) for w in why[idx])
         warnings.warn(
             f"{'; '.join(reasons)} and were omitted",
             OmittedStudiesWarning,
@@ -465,7 +745,7 @@ def prepare_studies(
     if y.shape[0] == 0:
         msg = "no studies: `yi` is empty" + (" after omitting NaN" if omitted else "")
         raise ValueError(msg)
-    return y, v, np.flatnonzero(~missing), omitted
+    return Prepared(y, v, np.flatnonzero(~missing), omitted, omitted_why, info)
 
 
 def validate_options(
@@ -526,6 +806,8 @@ def pool(
     tau2: float | None = None,
     nan_policy: str = "omit",
     control: dict[str, Any] | None = None,
+    labels: Any = None,
+    measure: str | None = None,
 ) -> PoolResult:
     """Pool effect sizes with a common-effect or random-effects model (metafor's ``rma()``).
 
@@ -565,6 +847,14 @@ def pool(
         likelihood has several maxima, the highest found is the estimate (a
         :class:`~ketameta.LocalMaximumWarning` says so). metafor instead ends wherever
         its ``tau2.init`` leads.
+    labels : sequence of str, optional
+        A label per input study (metafor's ``slab``); default: the labels of the
+        :class:`~ketameta.EffectSizes`, or "Study 1", "Study 2", .... Summaries,
+        warnings, :meth:`~PoolResult.studies` and forest plots name studies by them.
+    measure : str, optional
+        What raw `yi` are (an :func:`~ketameta.escalc` measure code such as ``"OR"``), when
+        they did not come from :func:`~ketameta.escalc`: the summary then names the scale
+        and back-transforms (``transf="auto"``). Taken from an EffectSizes otherwise.
 
     Returns
     -------
@@ -635,7 +925,10 @@ def pool(
     method, test, lv, tau2_fixed, nan_policy, ctl = validate_options(
         method, test, level, tau2, nan_policy, control
     )
-    y, v, _, omitted = prepare_studies(yi, vi, sei, nan_policy=nan_policy, stacklevel=3)
+    prep = prepare_studies(
+        yi, vi, sei, nan_policy=nan_policy, stacklevel=3, labels=labels, measure=measure
+    )
+    y, v = prep.yi, prep.vi
     k = y.shape[0]
     if k == 1:
         notes = "tau^2 is set to 0"
@@ -677,13 +970,13 @@ def pool(
         None,
         yi=y,
         vi=v,
-        omitted=omitted,
         method=method,
         test=test,
         level=lv,
         tau2_fixed=tau2_fixed is not None,
         control=control or {},
         owned=True,  # prepare_studies copied the inputs; the core made the weights
+        **prep.fields(),
     )
 
 
@@ -700,6 +993,7 @@ def result_from_core(
     tau2_fixed: bool,
     control: dict[str, Any],
     owned: bool = False,
+    **study: Any,
 ) -> PoolResult:
     """Build the :class:`PoolResult` of the numeric core's output (of one `row` of a batch).
 
@@ -707,6 +1001,7 @@ def result_from_core(
     holds, which the result takes over without copying.
     """
     k = len(yi)
+    scalars: dict[str, Any]
     if row is None:
         scalars = {name: float(out[name]) for name in CORE_FLOAT_FIELDS}
         weights, q_df, converged, iterations = (
@@ -741,4 +1036,5 @@ def result_from_core(
         converged=bool(converged),
         iterations=int(iterations),
         control=dict(control),
+        **study,
     )

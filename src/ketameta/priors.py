@@ -52,7 +52,13 @@ from scipy import special, stats
 from ._typing import FloatArray
 
 __all__ = [
+    "COMPARATORS",
+    "RHODES2015_AREAS",
+    "RHODES2015_COMPARISONS",
+    "RHODES2015_OUTCOMES",
     "TAU_PRIORS",
+    "TURNER2015_COMPARISONS",
+    "TURNER2015_OUTCOMES",
     "Exponential",
     "HalfCauchy",
     "HalfNormal",
@@ -68,6 +74,8 @@ __all__ = [
     "Uniform",
     "UserPrior",
     "as_tau_prior",
+    "rhodes2015",
+    "turner2015",
 ]
 
 _LOG2 = math.log(2.0)
@@ -506,6 +514,284 @@ class NormalPrior:
     def logpdf(self, mu: Any) -> FloatArray:
         z = (_arr(mu) - self.mean) / self.sd
         return -_LOG_SQRT_2PI - math.log(self.sd) - 0.5 * z * z
+
+
+# ---------------------------------------------------------------------------------------------
+# empirical priors from the Cochrane Library: Turner et al. (2015), Rhodes et al. (2015)
+
+#: the comparators of Turner et al. and Rhodes et al. (a comparison is a pair of them)
+COMPARATORS = ("pharmacological", "non-pharmacological", "placebo / control")
+
+#: Turner et al. (2015), Table IV: the 16 outcome types (rows)
+TURNER2015_OUTCOMES = (
+    "all-cause mortality",
+    "obstetric outcomes",
+    "cause-specific mortality / major morbidity event / composite (mortality or morbidity)",
+    "resource use / hospital stay / process",
+    "surgical / device related success / failure",
+    "withdrawals / drop-outs",
+    "internal / structure-related outcomes",
+    "general physical health indicators",
+    "adverse events",
+    "infection / onset of new disease",
+    "signs / symptoms reflecting continuation / end of condition",
+    "pain",
+    "quality of life / functioning (dichotomized)",
+    "mental health indicators",
+    "biological markers (dichotomized)",
+    "subjective outcomes (various)",
+)
+#: Turner et al. (2015), Table IV: the 5 comparison types (columns)
+TURNER2015_COMPARISONS = (
+    "pharmacological vs. placebo / control",
+    "pharmacological vs. pharmacological",
+    "non-pharmacological vs. placebo / control",
+    "non-pharmacological vs. pharmacological",
+    "non-pharmacological vs. non-pharmacological",
+)
+# Table IV, mean μ of log τ² ~ N(μ, σ²): one row per comparison type, outcomes in the order
+# of TURNER2015_OUTCOMES
+_TURNER_MU = (
+    (-3.95, -3.52, -3.71, -2.34, -2.14, -2.99, -2.71, -2.29,
+     -1.87, -2.49, -2.06, -1.83, -2.54, -2.12, -1.77, -2.70),
+    (-4.18, -3.75, -3.95, -2.58, -2.37, -3.23, -2.94, -2.53,
+     -2.10, -2.73, -2.29, -2.06, -2.78, -2.35, -2.00, -2.93),
+    (-4.17, -3.74, -3.93, -2.56, -2.36, -3.21, -2.93, -2.51,
+     -2.10, -2.71, -2.28, -2.05, -2.77, -2.34, -1.99, -2.92),
+    (-2.92, -2.49, -2.68, -1.31, -1.11, -1.96, -1.67, -1.26,
+     -0.84, -1.46, -1.03, -0.80, -1.51, -1.09, -0.74, -1.67),
+    (-3.50, -3.08, -3.27, -1.90, -1.69, -2.55, -2.26, -1.85,
+     -1.43, -2.05, -1.61, -1.38, -2.10, -1.67, -1.33, -2.26),
+)  # fmt: skip
+# Table IV, standard deviation σ
+_TURNER_SIGMA = (
+    (1.34, 1.74, 1.74, 1.74, 1.74, 1.74, 1.74, 1.53,
+     1.52, 1.52, 1.51, 1.52, 1.54, 1.53, 1.52, 1.52),
+    (1.41, 1.79, 1.79, 1.79, 1.79, 1.79, 1.79, 1.58,
+     1.58, 1.58, 1.58, 1.58, 1.60, 1.60, 1.58, 1.58),
+    (1.55, 1.91, 1.91, 1.91, 1.91, 1.91, 1.92, 1.72,
+     1.71, 1.71, 1.71, 1.71, 1.73, 1.72, 1.71, 1.71),
+    (1.02, 1.50, 1.51, 1.50, 1.50, 1.51, 1.51, 1.25,
+     1.24, 1.24, 1.24, 1.25, 1.27, 1.27, 1.24, 1.25),
+    (1.26, 1.68, 1.68, 1.68, 1.68, 1.68, 1.68, 1.46,
+     1.45, 1.45, 1.45, 1.45, 1.47, 1.47, 1.45, 1.45),
+)  # fmt: skip
+#: Turner et al. (2015), p. 993: the marginal setting (any outcome, any comparison)
+TURNER2015_MARGINAL = (-2.56, 1.74)
+
+#: Rhodes et al. (2015), Table 3 (and Appendix Tables A.3.1, A.3.2): the 8 outcome types
+RHODES2015_OUTCOMES = (
+    "obstetric outcome",
+    "resource use and hospital stay / process",
+    "internal and external structure-related outcome",
+    "general physical health and adverse event and pain and quality of life / functioning",
+    "signs / symptoms reflecting continuation / end of condition and infection / onset of "
+    "new acute / chronic disease",
+    "mental health outcome",
+    "biological marker",
+    "various subjectively measured outcomes",
+)
+#: Rhodes et al. (2015): the 3 comparison types
+RHODES2015_COMPARISONS = (
+    "pharmacological vs. placebo / control",
+    "pharmacological vs. pharmacological",
+    "non-pharmacological (any)",
+)
+#: Rhodes et al. (2015): the medical areas (Table 3: other; A.3.1: respiratory; A.3.2: cancer)
+RHODES2015_AREAS = ("other", "respiratory", "cancer")
+# location and scale of log τ² ~ location + scale · t_5: per area, one row per comparison
+# type, outcomes in the order of RHODES2015_OUTCOMES
+_RHODES = {
+    "other": (
+        ((-4.13, -2.55, -2.43, -3.16, -3.00, -2.99, -3.41, -2.76),
+         (-4.40, -2.83, -2.70, -3.44, -3.27, -3.27, -3.68, -3.03),
+         (-3.99, -2.41, -2.29, -3.02, -2.86, -3.85, -3.27, -2.62)),
+        ((2.34, 2.73, 2.50, 2.50, 2.50, 2.16, 2.83, 2.58),
+         (2.31, 2.70, 2.46, 2.44, 2.47, 2.14, 2.78, 2.59),
+         (2.11, 2.57, 2.32, 2.27, 2.33, 1.93, 2.66, 2.41)),
+    ),
+    "respiratory": (
+        ((-6.03, -4.46, -4.33, -5.07, -4.90, -4.90, -5.31, -4.66),
+         (-6.31, -4.73, -4.61, -5.34, -5.18, -5.17, -5.59, -4.94),
+         (-5.89, -4.32, -4.19, -4.93, -4.76, -4.76, -5.17, -4.52)),
+        ((2.36, 2.74, 2.51, 2.51, 2.50, 2.17, 2.83, 2.59),
+         (2.31, 2.70, 2.46, 2.45, 2.47, 2.14, 2.78, 2.59),
+         (2.21, 2.57, 2.33, 2.28, 2.33, 1.94, 2.66, 2.41)),
+    ),
+    "cancer": (
+        ((-1.57, 0.01, -0.13, -0.60, -0.44, -0.43, -0.85, -0.20),
+         (-1.85, -0.27, -0.14, -0.88, -0.71, -0.71, -1.13, -0.48),
+         (-1.43, 0.15, 0.27, -0.46, -0.30, -0.29, -0.71, -0.06)),
+        ((2.45, 2.83, 2.61, 2.61, 2.60, 2.28, 2.93, 2.68),
+         (2.41, 2.79, 2.56, 2.55, 2.57, 2.25, 2.87, 2.68),
+         (2.24, 2.68, 2.45, 2.40, 2.46, 2.08, 2.78, 2.53)),
+    ),
+}  # fmt: skip
+#: Rhodes et al. (2015), beginning of section 3.3: the general setting
+RHODES2015_MARGINAL = (-3.44, 2.59)
+
+
+def _match(value: Any, choices: tuple[str, ...], name: str) -> int:
+    """Index of `value` among `choices`: exact, else the unique choice it starts (case
+    ignored), as bayesmeta's partial matching."""
+    if not isinstance(value, str):
+        msg = f"`{name}` must be a string, got {value!r}"
+        raise TypeError(msg)
+    key = value.strip().lower()
+    lowered = [c.lower() for c in choices]
+    if key in lowered:
+        return lowered.index(key)
+    hits = [i for i, c in enumerate(lowered) if c.startswith(key)] if key else []
+    if len(hits) == 1:
+        return hits[0]
+    what = "matches more than one" if hits else "is not one"
+    msg = f"`{name}`={value!r} {what} of {list(choices)}"
+    raise ValueError(msg)
+
+
+def _comparison(comparator1: Any, comparator2: Any) -> tuple[int, int]:
+    """The two comparators as indices of :data:`COMPARATORS` (sorted); both placebo is not
+    a comparison."""
+    pair = sorted(
+        (
+            _match(comparator1, COMPARATORS, "comparator1"),
+            _match(comparator2, COMPARATORS, "comparator2"),
+        )
+    )
+    if pair == [2, 2]:
+        msg = "`comparator1` and `comparator2` cannot both be 'placebo / control'"
+        raise ValueError(msg)
+    return pair[0], pair[1]
+
+
+def turner2015(
+    outcome: str | None = None,
+    comparator1: str = "pharmacological",
+    comparator2: str = "placebo / control",
+) -> LogNormalTau2:
+    """The predictive distribution of τ² of Turner et al. (2015) for a meta-analysis of
+    log odds ratios, as a prior: ``log τ² ~ N(μ, σ²)`` (:class:`LogNormalTau2`).
+
+    Parameters
+    ----------
+    outcome : str or None
+        One of :data:`TURNER2015_OUTCOMES` (a unique case-insensitive prefix such as
+        ``"surgical"`` suffices); None: the marginal setting (any outcome and comparison,
+        ``μ = -2.56``, ``σ = 1.74``, p. 993).
+    comparator1, comparator2 : str
+        The two interventions compared, each ``"pharmacological"``,
+        ``"non-pharmacological"`` or ``"placebo / control"`` (in either order; not both
+        placebo); they select one of the five comparison types of Table IV.
+
+    Returns
+    -------
+    LogNormalTau2
+
+    Notes
+    -----
+    Turner et al. fitted a hierarchical model to 14,886 meta-analyses of binary outcomes in
+    the Cochrane Database of Systematic Reviews and tabulate, in Table IV, the
+    log-normal predictive distribution of τ² for a new meta-analysis by outcome type (16)
+    and type of comparison (5). The values here are those of Table IV as transcribed by
+    bayesmeta's ``TurnerEtAlPrior`` (Röver 2020) and by rnmamod's ``table_tau2_prior``
+    (the two transcriptions agree). Since τ² is log-normal, τ is log-normal with half the
+    mean and half the SD.
+
+    References
+    ----------
+    Turner, R. M., Jackson, D., Wei, Y., Thompson, S. G., & Higgins, J. P. T. (2015).
+    Statistics in Medicine, 34(6), 984-998. https://doi.org/10.1002/sim.6381
+
+    Examples
+    --------
+    >>> from ketameta import priors
+    >>> p = priors.turner2015("surgical", "pharmacological", "placebo / control")
+    >>> p.mu2, p.sigma2
+    (-2.14, 1.74)
+    >>> p.describe()
+    'log-normal on tau^2(mu = -2.14, sigma = 1.74)'
+    >>> round(float(p.cdf(0.5)), 4)  # P(τ < 0.5) = Φ((log 0.25 + 2.14) / 1.74)
+    0.6676
+    """
+    if outcome is None:
+        mu2, sigma2 = TURNER2015_MARGINAL
+    else:
+        row = _match(outcome, TURNER2015_OUTCOMES, "outcome")
+        c = _TURNER_COLUMN[_comparison(comparator1, comparator2)]
+        mu2, sigma2 = _TURNER_MU[c][row], _TURNER_SIGMA[c][row]
+    return LogNormalTau2(mu2=mu2, sigma2=sigma2)
+
+
+# (pharma, pharma), (pharma, non-pharma), (pharma, placebo), (non-pharma, non-pharma),
+# (non-pharma, placebo) -> the column of Table IV
+_TURNER_COLUMN = {(0, 0): 1, (0, 1): 3, (0, 2): 0, (1, 1): 4, (1, 2): 2}
+# Rhodes et al.: pharma vs placebo, pharma vs pharma, and any non-pharmacological comparison
+_RHODES_COLUMN = {(0, 0): 1, (0, 1): 2, (0, 2): 0, (1, 1): 2, (1, 2): 2}
+
+
+def rhodes2015(
+    outcome: str | None = None,
+    comparator1: str = "pharmacological",
+    comparator2: str = "placebo / control",
+    area: str = "other",
+) -> LogStudentTTau2:
+    """The predictive distribution of τ² of Rhodes et al. (2015) for a meta-analysis of
+    standardised mean differences, as a prior: ``log τ² ~ location + scale · t₅``
+    (:class:`LogStudentTTau2`).
+
+    Parameters
+    ----------
+    outcome : str or None
+        One of :data:`RHODES2015_OUTCOMES` (or a unique case-insensitive prefix); None: the
+        general setting (``location = -3.44``, ``scale = 2.59``, section 3.3).
+    comparator1, comparator2 : str
+        ``"pharmacological"``, ``"non-pharmacological"`` or ``"placebo / control"`` (not
+        both placebo): pharmacological vs placebo/control, pharmacological vs
+        pharmacological, or any comparison with a non-pharmacological intervention.
+    area : {"other", "respiratory", "cancer"}
+        The medical area: Table 3 (areas other than respiratory diseases and cancer),
+        Appendix Table A.3.1 (respiratory) or A.3.2 (cancer).
+
+    Returns
+    -------
+    LogStudentTTau2
+
+    Notes
+    -----
+    Rhodes et al. analysed the meta-analyses of continuous outcomes (standardised mean
+    differences) from the Cochrane Database of Systematic Reviews and give log-t
+    predictive distributions (5 degrees of freedom) of τ². The values are those of their
+    Tables 3, A.3.1 and A.3.2 as transcribed by bayesmeta's ``RhodesEtAlPrior`` (Röver
+    2020) and rnmamod's ``table_tau2_prior``, which agree.
+    The locations of each table are an outcome effect plus a comparison effect to the
+    printed rounding (the model's additive structure), except two cells, identical in
+    both transcriptions and kept as transcribed, probably misprints: -3.85 for a mental
+    health outcome with a non-pharmacological comparison, other areas (additive value
+    -2.85), and -0.13 for internal and external structure-related outcomes,
+    pharmacological vs placebo, cancer (additive value +0.13). rnmamod prints -0.01 for
+    resource use, pharmacological vs placebo, cancer, where bayesmeta and the additive
+    structure give +0.01.
+
+    References
+    ----------
+    Rhodes, K. M., Turner, R. M., & Higgins, J. P. T. (2015). Journal of Clinical
+    Epidemiology, 68(1), 52-60. https://doi.org/10.1016/j.jclinepi.2014.08.012
+
+    Examples
+    --------
+    >>> from ketameta import priors
+    >>> p = priors.rhodes2015("obstetric", "pharmacological", "placebo / control")
+    >>> p.location, p.scale, p.df
+    (-4.13, 2.34, 5.0)
+    """
+    if outcome is None:
+        location, scale = RHODES2015_MARGINAL
+    else:
+        row = _match(outcome, RHODES2015_OUTCOMES, "outcome")
+        c = _RHODES_COLUMN[_comparison(comparator1, comparator2)]
+        table = _RHODES[RHODES2015_AREAS[_match(area, RHODES2015_AREAS, "area")]]
+        location, scale = table[0][c][row], table[1][c][row]
+    return LogStudentTTau2(location=location, scale=scale, df=5.0)
 
 
 #: τ priors by name (the classes; instantiate with their parameters)

@@ -42,7 +42,6 @@ from ._results import RecordResult, array_field, format_p
 from ._typing import FloatArray
 from ._validation import as_number, check_choice, check_level
 from ._warnings import ConvergenceError, SmallSampleWarning
-from .effect_sizes import EffectSizes
 from .metareg import MetaRegResult, metareg
 from .pooling import PoolResult, prepare_studies, validate_options
 
@@ -1043,9 +1042,8 @@ def pet_peese(
         msg = f"`alpha` must be in (0, 1), got {alpha!r}"
         raise ValueError(msg)
     method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    if isinstance(yi, EffectSizes) and vi is None and sei is None:
-        yi, vi = yi.yi, yi.vi
-    y, v, _kept, _omitted = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    prep = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    y, v = prep.yi, prep.vi
     k = int(y.size)
     if k < 3:
         msg = f"PET-PEESE needs at least 3 studies, got k = {k}"

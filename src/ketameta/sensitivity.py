@@ -25,11 +25,18 @@ import attrs
 import numpy as np
 from scipy import special
 
-from . import _engine
-from ._results import TableResult, array_field, format_p, readonly_bool
+from . import _engine, _transf
+from ._results import TableResult, array_field, format_p, import_pandas, plain, readonly_bool
 from ._typing import FloatArray
-from ._validation import as_float_array, check_length
-from .pooling import PoolResult, prepare_studies, validate_options
+from ._validation import as_float_array, check_length, default_labels, strings
+from .pooling import (
+    PoolResult,
+    _indices,
+    omitted_lines,
+    pool,
+    prepare_studies,
+    validate_options,
+)
 
 __all__ = [
     "CumulativeResult",
@@ -55,21 +62,100 @@ _ROW_FIELDS = (
 )
 
 
+def _study_indices(x: Any) -> Any:
+    arr = np.array(x, dtype=np.intp, copy=True).reshape(-1)
+    arr.setflags(write=False)
+    return arr
+
+
 class _Table(TableResult):
-    """Results with one row per study: a text table for ``summary``."""
+    """Results with one row per study: a text table for ``summary``, a frame with the
+    studies' labels."""
 
     study: Any
+    labels: tuple[str, ...]
+    omitted: tuple[int, ...]
+    omitted_reasons: tuple[str, ...]
+    measure: str | None
+
+    @property
+    def study_labels(self) -> tuple[str, ...]:
+        """One label per input study (the defaults "Study 1", ... when none were kept)."""
+        n = len(self.labels)
+        if not n:
+            n = int(max([*self.study.tolist(), *self.omitted], default=-1)) + 1
+            return default_labels(n)
+        return self.labels
+
+    @property
+    def row_labels(self) -> list[str]:
+        """The label of each row's study."""
+        names = self.study_labels
+        return [names[int(i)] for i in self.study]
 
     def _rows(self, title: str, columns: tuple[str, ...]) -> str:
-        header = f"{'study':>6s} " + " ".join(f"{c:>9s}" for c in columns)
+        names = self.row_labels
+        width = max(5, *(len(n) for n in names))
+        header = f"{'study':{width}s} " + " ".join(f"{c:>9s}" for c in columns)
+        if self.measure is not None:
+            title += f" ({_transf.scale(self.measure).name})"
         lines = [title, "", header]
-        for i, study in enumerate(self.study):
+        for i, name in enumerate(names):
             cells = []
             for c in columns:
                 value = float(getattr(self, c)[i])
                 cells.append(f"{format_p(value):>9s}" if c.endswith("pvalue") else f"{value:9.4f}")
-            lines.append(f"{int(study):6d} " + " ".join(cells))
-        return "\n".join(lines)
+            lines.append(f"{name:{width}s} " + " ".join(cells))
+        omitted = omitted_lines(self.omitted, self.omitted_reasons, self.study_labels)
+        return "\n".join(lines + (["", *omitted] if omitted else []))
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
+        d: dict[str, Any] = plain(self)
+        d["labels"] = list(self.study_labels)
+        return d
+
+    def to_frame(self, transf: Any = None) -> Any:
+        """A pandas DataFrame with a row per study (requires pandas): ``study`` (its
+        0-based input index), ``label`` and the statistics.
+
+        With `transf` (``"auto"``: the measure's own back-transformation, a name or a
+        function, as :meth:`ketameta.PoolResult.summary`), the estimates and their
+        confidence and prediction limits are back-transformed, ``se`` is NaN and a
+        ``scale`` column names the scale (the statistics and p-values stay those of the
+        analysis scale). Transformations that need sample sizes (Freeman-Tukey) are
+        refused: apply them to a pooled result.
+        """
+        pd = import_pandas()
+        n = len(self.study)
+        frame: dict[str, Any] = {"study": self.study.tolist(), "label": self.row_labels}
+        for field in attrs.fields(type(self)):  # type: ignore[arg-type]  # (an attrs subclass)
+            value = getattr(self, field.name)
+            if field.name != "study" and isinstance(value, np.ndarray) and value.shape == (n,):
+                frame[field.name] = value
+        t = _transf.resolve(transf, self.measure)
+        if t.function is not None:
+            if t.needs_n:
+                msg = f"`transf` {t.name!r} needs sample sizes: apply it to a pooled result"
+                raise ValueError(msg)
+            for name in ("estimate", "ci_lower", "ci_upper", "pred_lower", "pred_upper"):
+                if name in frame:
+                    frame[name] = t(frame[name])
+            if "se" in frame:
+                frame["se"] = np.full(n, np.nan)
+        if "estimate" in frame:
+            frame["scale"] = t.scale
+        return pd.DataFrame(frame)
+
+    def __repr__(self) -> str:
+        measure = "" if self.measure is None else f"measure={self.measure!r}, "
+        est = getattr(self, "estimate", None)
+        span = (
+            f", estimate from {np.nanmin(est):.4g} to {np.nanmax(est):.4g}"
+            if est is not None and np.isfinite(est).any()
+            else ""
+        )
+        return f"{type(self).__name__}({measure}rows={len(self.study)}{span})"
 
 
 def _fit_batch(
@@ -88,11 +174,11 @@ def _fit_batch(
     return _engine.intercept_view(out)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class _RowFits(_Table):
     """One fitted model per row: the fields shared by leave-one-out and cumulative results."""
 
-    study: Any = array_field()
+    study: Any = attrs.field(converter=_study_indices, eq=attrs.cmp_using(eq=np.array_equal))
     estimate: Any = array_field()
     se: Any = array_field()
     statistic: Any = array_field()
@@ -107,11 +193,20 @@ class _RowFits(_Table):
     method: str
     test: str
     level: float
+    measure: str | None = None
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
+    omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class LeaveOneOutResult(_RowFits):
-    """One row per omitted study (see :func:`leave_one_out`): the model without that study."""
+    """One row per study left out (see :func:`leave_one_out`): the model without that
+    study. ``overall`` is the model with all studies (for comparison; the forest plot
+    draws it). ``study`` holds the 0-based input index of the study left out, ``labels``
+    one label per input study."""
+
+    overall: PoolResult | None = None
 
     def summary(self) -> str:
         """A table of the leave-one-out fits."""
@@ -130,12 +225,14 @@ def leave_one_out(
     test: str = "z",
     level: float = 0.95,
     control: dict[str, Any] | None = None,
+    labels: Any = None,
+    measure: str | None = None,
 ) -> LeaveOneOutResult:
     """Refit the model k times, each time without one study (metafor's ``leave1out``) [1]_.
 
     Parameters
     ----------
-    yi, vi, sei, method, test, level, control
+    yi, vi, sei, method, test, level, control, labels, measure
         As in :func:`ketameta.pool`.
 
     Returns
@@ -157,19 +254,34 @@ def leave_one_out(
     -0.7071
     """
     method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    y, v, kept, _ = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    prep = prepare_studies(
+        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    )
+    y, v, kept = prep.yi, prep.vi, prep.kept
     k = len(y)
     if k < 2:
         msg = f"leave-one-out needs at least 2 studies, got k = {k}"
         raise ValueError(msg)
-    present = ~np.eye(k, dtype=bool)
-    out = _fit_batch(y, v, present, method, test, lv, ctl)
+    out = _fit_batch(y, v, ~np.eye(k, dtype=bool), method, test, lv, ctl)
+    fields = prep.fields()
+    overall = attrs.evolve(
+        pool(y, v, method=method, test=test, level=lv, control=control), **fields
+    )
     return LeaveOneOutResult(
-        study=kept, **{f: out[f] for f in _ROW_FIELDS}, method=method, test=test, level=lv
+        study=kept,
+        **{f: out[f] for f in _ROW_FIELDS},
+        method=method,
+        test=test,
+        level=lv,
+        overall=overall,
+        measure=fields["measure"],
+        labels=fields["labels"],
+        omitted=fields["omitted"],
+        omitted_reasons=fields["omitted_reasons"],
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class CumulativeResult(_RowFits):
     """Row j: the model fitted to the first j + 1 studies in `order` (see :func:`cumulative`)."""
 
@@ -193,6 +305,8 @@ def cumulative(
     test: str = "z",
     level: float = 0.95,
     control: dict[str, Any] | None = None,
+    labels: Any = None,
+    measure: str | None = None,
 ) -> CumulativeResult:
     """Cumulative meta-analysis: studies added one at a time (metafor's ``cumul``) [2]_.
 
@@ -204,7 +318,7 @@ def cumulative(
         Default: the input order. A study with missing values is skipped (and reported by
         an :class:`~ketameta.OmittedStudiesWarning`), whatever its key; a missing key of a
         study that is pooled is a ``ValueError``.
-    yi, vi, sei, method, test, level, control
+    yi, vi, sei, method, test, level, control, labels, measure
         As in :func:`ketameta.pool`. The first row has one study: τ² = 0 and a z interval.
 
     Returns
@@ -225,7 +339,10 @@ def cumulative(
     True
     """
     method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    y, v, kept, omitted = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    prep = prepare_studies(
+        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    )
+    y, v, kept, omitted = prep.yi, prep.vi, prep.kept, prep.omitted
     n_input = len(kept) + len(omitted)
     if order is None:
         sequence = kept
@@ -248,6 +365,7 @@ def cumulative(
     k = len(ys)
     present = np.tri(k, dtype=bool)  # row j: the first j + 1 studies
     out = _fit_batch(ys, vs, present, method, test, lv, ctl)
+    fields = prep.fields()
     return CumulativeResult(
         study=sequence,
         k=np.arange(1, k + 1),
@@ -255,14 +373,19 @@ def cumulative(
         method=method,
         test=test,
         level=lv,
+        measure=fields["measure"],
+        labels=fields["labels"],
+        omitted=fields["omitted"],
+        omitted_reasons=fields["omitted_reasons"],
     )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class InfluenceResult(_Table):
-    """Case-deletion diagnostics of a fitted model (see :func:`influence`)."""
+    """Case-deletion diagnostics of a fitted model (see :func:`influence`); ``study`` holds
+    the 0-based input index of each study, ``labels`` one label per input study."""
 
-    study: Any = array_field()
+    study: Any = attrs.field(converter=_study_indices, eq=attrs.cmp_using(eq=np.array_equal))
     rstudent: Any = array_field()
     dffits: Any = array_field()
     cook_d: Any = array_field()
@@ -273,6 +396,10 @@ class InfluenceResult(_Table):
     weight: Any = array_field()
     dfbetas: Any = array_field()
     influential: Any = attrs.field(converter=readonly_bool, eq=attrs.cmp_using(eq=np.array_equal))
+    measure: str | None = None
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
+    omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
 
     def summary(self) -> str:
         """A table of the diagnostics, influential studies marked with ``*``."""
@@ -284,6 +411,8 @@ class InfluenceResult(_Table):
         for i, flag in enumerate(self.influential):
             if flag:
                 lines[3 + i] += " *"
+        if self.influential.any():
+            lines.append("* influential (Viechtbauer & Cheung 2010 criteria)")
         return "\n".join(lines)
 
 
@@ -372,4 +501,8 @@ def influence(result: object) -> InfluenceResult:
         weight=weight,
         dfbetas=dfbetas,
         influential=influential,
+        measure=result.measure,
+        labels=result.study_labels,
+        omitted=result.omitted,
+        omitted_reasons=result.omitted_reasons,
     )

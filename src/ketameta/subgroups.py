@@ -36,12 +36,26 @@ from typing import Any, cast
 import attrs
 import numpy as np
 
-from . import _engine
+from . import _engine, _transf
 from ._engine.inference import test_critical_value, two_sided_p
 from ._modelmatrix import _category_info, _is_missing, _level_label, _object_values
-from ._results import array_field, format_p, format_p_with_sign, import_pandas, plain
+from ._results import (
+    array_eq,
+    array_field,
+    format_p,
+    format_p_with_sign,
+    import_pandas,
+    plain,
+    readonly,
+)
 from ._typing import ArrayLike, FloatArray
-from ._validation import as_float, check_choice, check_length
+from ._validation import (
+    as_float,
+    check_choice,
+    check_length,
+    default_labels,
+    strings,
+)
 from ._warnings import DegenerateDataWarning, LocalMaximumWarning, SmallSampleWarning
 from .batch import _percent_weights
 from .effect_sizes import EffectSizes
@@ -49,7 +63,9 @@ from .metareg import MetaRegResult, _column, metareg
 from .pooling import (
     PoolResult,
     _indices,
+    _no_inputs,
     _resolve_inputs,
+    omitted_lines,
     pool,
     prepare_studies,
     result_from_core,
@@ -174,6 +190,9 @@ class SubgroupResult:
         What the groups are called (a column name, or ``"group"``).
     method, test, level, control
         The settings used.
+    measure, labels, omitted_reasons, inputs, input_names
+        As in :class:`~ketameta.pooling.ModelFit`: the measure, one label per input
+        study, why the omitted ones were left out, the escalc input columns.
     """
 
     levels: tuple[Any, ...] = attrs.field(converter=_levels)
@@ -195,6 +214,44 @@ class SubgroupResult:
     test: str
     level: float
     control: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    measure: str | None = None
+    labels: tuple[str, ...] = attrs.field(converter=strings, default=())
+    omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+    inputs: FloatArray = attrs.field(
+        converter=readonly, eq=attrs.cmp_using(eq=array_eq), factory=_no_inputs
+    )
+    input_names: tuple[str, ...] = attrs.field(converter=strings, default=())
+
+    @property
+    def study_labels(self) -> tuple[str, ...]:
+        """One label per input study (the defaults "Study 1", ... when none were kept)."""
+        n = self.k + len(self.omitted)
+        return self.labels if len(self.labels) == n else default_labels(n)
+
+    @property
+    def used(self) -> np.ndarray[Any, np.dtype[np.intp]]:
+        """The input indices of the studies used, in input order."""
+        keep = np.ones(self.k + len(self.omitted), dtype=bool)
+        keep[list(self.omitted)] = False
+        return np.flatnonzero(keep)
+
+    def studies(self, transf: Any = None, level: float | None = None) -> Any:
+        """One row per input study, omitted ones included (requires pandas): as
+        :meth:`ketameta.PoolResult.studies` (the weights those of the overall model), with
+        the ``group`` of each study (None where omitted)."""
+        frame = attrs.evolve(
+            self.overall,
+            omitted=tuple(self.omitted),
+            omitted_reasons=self.omitted_reasons,
+            labels=self.study_labels,
+            inputs=self.inputs,
+            input_names=self.input_names,
+        ).studies(transf, level)
+        groups: list[str | None] = [None] * len(frame)
+        for i, g in zip(self.used, self.group, strict=True):
+            groups[int(i)] = self.level_names[int(g)]
+        frame.insert(1, "group", groups)
+        return frame
 
     @property
     def level_names(self) -> tuple[str, ...]:
@@ -251,9 +308,12 @@ class SubgroupResult:
         p_text = format_p_with_sign(self.q_between_pvalue)
         return f"Test for subgroup differences{tau}: {stat}, p-val {p_text}"
 
-    def summary(self) -> str:
+    def summary(self, transf: Any = "auto") -> str:
         """One row per subgroup (k, estimate, SE, CI, τ², I², Q), the overall model and the
-        test for subgroup differences, in the style of meta's printout."""
+        test for subgroup differences, in the style of meta's printout; then the estimates
+        back-transformed by `transf` (as :meth:`ketameta.PoolResult.summary`: ``"auto"``
+        the measure's own back-transformation, None none) and the omitted studies by
+        label."""
         names = list(self.level_names)
         width = max(8, *(len(n) for n in names))
         ee = self.method == "EE"
@@ -267,8 +327,9 @@ class SubgroupResult:
             model = f"Random-effects model per subgroup (separate tau^2; estimator: {self.method})"
         if self.test != "z":
             model += f"; test = {self.test!r}"
+        scale = "" if self.measure is None else f"; {_transf.scale(self.measure).name}"
         lines = [
-            f"Subgroup analysis by {self.name} (k = {self.k}; {len(names)} subgroups)",
+            f"Subgroup analysis by {self.name} (k = {self.k}; {len(names)} subgroups{scale})",
             model,
             "",
         ]
@@ -312,9 +373,39 @@ class SubgroupResult:
                     f"p-val {format_p_with_sign(m.q_pvalue)}"
                 )
         lines.append(self.test_text())
-        if self.omitted:
-            lines.append(f"Omitted studies (missing values): {list(self.omitted)}")
+        lines += self._back_lines(transf, names, width)
+        omitted = omitted_lines(self.omitted, self.omitted_reasons, self.study_labels)
+        if omitted:
+            lines += ["", *omitted]
         return "\n".join(lines)
+
+    def _back_lines(self, transf: Any, names: list[str], width: int) -> list[str]:
+        """The subgroup and overall estimates back-transformed (as :meth:`summary`)."""
+        t = _transf.resolve(transf, self.measure)
+        if t.name is None:
+            return []
+        est, _, lo, hi = self._estimates()
+        o = self.overall
+        n_pooled, _ = o._transf_n()
+        nn = n_pooled if t.needs_n else None
+        if t.needs_n:  # (Freeman-Tukey: each subgroup with its own harmonic mean)
+            nn = [g._transf_n()[0] for g in self.per_group]  # type: ignore[assignment]
+        rows = [
+            (names[g], *(float(t(x, None if nn is None else nn[g])) for x in (e, a, b)))  # type: ignore[index]
+            for g, (e, a, b) in enumerate(zip(est, lo, hi, strict=True))
+        ]
+        rows.append(
+            ("overall", *(float(t(x, n_pooled)) for x in (o.estimate, o.ci_lower, o.ci_upper)))
+        )
+        scale = t.scale
+        lines = [
+            "",
+            f"{scale[:1].upper()}{scale[1:]} (back-transformed: {t.name}):",
+            "",
+            f"{'':{width}s} {'estimate':>9s} {'ci.lb':>8s} {'ci.ub':>8s}",
+        ]
+        lines += [f"{n:{width}s} {e:9.4f} {a:8.4f} {b:8.4f}" for n, e, a, b in rows]
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (JSON-serialisable; NaN/inf become ``None``): ``per_group`` maps each
@@ -336,17 +427,26 @@ class SubgroupResult:
             "vi": plain(self.vi),
             "group": [names[i] for i in self.group.tolist()],
             "omitted": list(self.omitted),
+            "omitted_reasons": list(self.omitted_reasons),
+            "measure": self.measure,
+            "labels": list(self.study_labels),
             "method": self.method,
             "test": self.test,
             "level": self.level,
             "control": plain(self.control),
         }
 
-    def to_frame(self) -> Any:
+    def to_frame(self, transf: Any = None) -> Any:
         """One row per subgroup and a last row ``overall`` (requires pandas): the pooled
         results' statistics; with a common τ² also the subgroup estimates under it
         (``common_estimate``, ``common_se``, ``common_ci_lower``, ``common_ci_upper``,
-        ``common_pvalue``; NaN on the overall row, which has its own fit)."""
+        ``common_pvalue``; NaN on the overall row, which has its own fit).
+
+        With `transf` (as :meth:`ketameta.PoolResult.to_frame`), the estimates and their
+        confidence and prediction limits are back-transformed (each subgroup's with its
+        own sample sizes where the transformation needs them), the standard errors are
+        NaN and a ``scale`` column names the scale.
+        """
         pd = import_pandas()
         columns = (
             "k",
@@ -374,6 +474,22 @@ class SubgroupResult:
             c = self.common
             for field in ("estimate", "se", "pvalue", "ci_lower", "ci_upper"):
                 frame[f"common_{field}"] = [*getattr(c, field).tolist(), math.nan]
+        backs = [fit.back_transform(transf) for fit in fits]
+        if backs[-1]["transf"] is not None:
+            for name in ("estimate", "ci_lower", "ci_upper", "pred_lower", "pred_upper"):
+                frame[name] = [b[name] for b in backs]
+            frame["se"] = math.nan
+            if self.common is not None:
+                t = _transf.resolve(transf, self.measure)
+                ns = [fit._transf_n()[0] for fit in self.per_group]
+                for name in ("estimate", "ci_lower", "ci_upper"):
+                    values = getattr(self.common, name).tolist()
+                    frame[f"common_{name}"] = [
+                        float(t(v, n if t.needs_n else None))
+                        for v, n in zip(values, ns, strict=True)
+                    ] + [math.nan]
+                frame["common_se"] = math.nan
+        frame["scale"] = backs[-1]["scale"]
         return frame
 
     def __repr__(self) -> str:
@@ -498,6 +614,8 @@ def subgroups(
     level: float = 0.95,
     nan_policy: str = "omit",
     control: dict[str, Any] | None = None,
+    labels: Any = None,
+    measure: str | None = None,
 ) -> SubgroupResult:
     """Subgroup analysis: a meta-analysis per subgroup, all studies pooled, and the test
     for subgroup differences [1]_ [2]_.
@@ -537,6 +655,11 @@ def subgroups(
         raise.
     control : dict, optional
         Iteration settings, as in :func:`ketameta.pool`.
+    labels : sequence of str or str, optional
+        A label per input study (or a column of `data`), as in :func:`ketameta.pool`.
+    measure : str, optional
+        What raw `yi` are (an :func:`~ketameta.escalc` measure code), as in
+        :func:`ketameta.pool`.
 
     Returns
     -------
@@ -613,7 +736,7 @@ def subgroups(
     n_input = _resolve_inputs(yi, vi, sei).shape[1]  # (validates the shapes and types)
     all_levels, codes = group_codes(groups)
     check_length(cast("FloatArray", codes), "groups", n_input)  # (only its length is read)
-    y, v, kept, omitted = prepare_studies(
+    prep = prepare_studies(
         yi,
         vi,
         sei,
@@ -621,7 +744,22 @@ def subgroups(
         stacklevel=3,
         also_missing=codes < 0,
         what="group label",
+        labels=labels,
+        measure=measure,
+        data=data,
     )
+    y, v, kept = prep.yi, prep.vi, prep.kept
+
+    def subset(rows: Any) -> dict[str, Any]:  # the study fields of the studies `rows`
+        info = prep.info
+        inputs = info.get("inputs")
+        return {
+            "measure": info["measure"],
+            "labels": [info["labels"][i] for i in rows],
+            "inputs": inputs[rows] if inputs is not None and inputs.size else _no_inputs(),
+            "input_names": info.get("input_names", ()),
+        }
+
     used = codes[kept]
     present = np.flatnonzero(np.bincount(used, minlength=len(all_levels)))
     remap = np.full(len(all_levels), -1, dtype=np.intp)
@@ -632,9 +770,21 @@ def subgroups(
     names = _names(tuple(levels))
     settings: dict[str, Any] = {"method": method, "level": lv, "control": dict(control or {})}
 
-    overall = pool(y, v, method=method, test=test, level=lv, tau2=tau2_fixed, control=control)
+    overall = attrs.evolve(
+        pool(y, v, method=method, test=test, level=lv, tau2=tau2_fixed, control=control),
+        **subset(kept),
+    )
     per_group = _fit_groups(
-        y, v, group, n_groups, names, test=test, tau2_fixed=tau2_fixed, ctl=ctl, **settings
+        y,
+        v,
+        group,
+        n_groups,
+        names,
+        test=test,
+        tau2_fixed=tau2_fixed,
+        ctl=ctl,
+        study=lambda members: subset(kept[members]),
+        **settings,
     )
     df_residual = math.nan
     distribution = "chi2"
@@ -680,10 +830,10 @@ def subgroups(
         yi=y,
         vi=v,
         group=group,
-        omitted=omitted,
         name=name,
         test=test,
         **settings,
+        **prep.fields(),
     )
 
 
@@ -705,6 +855,7 @@ def _fit_groups(
     tau2_fixed: float | None,
     ctl: dict[str, Any],
     control: dict[str, Any],
+    study: Any = None,
 ) -> list[PoolResult]:
     """Every subgroup pooled in one call of the engine: row g holds the studies of
     subgroup g (in input order), padded with absent studies (y = 0, v = inf) to the size
@@ -784,6 +935,7 @@ def _fit_groups(
                 level=level,
                 tau2_fixed=tau2_fixed is not None,
                 control=control,
+                **(study(members) if study is not None else {}),
             )
         )
     return out

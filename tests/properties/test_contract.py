@@ -236,6 +236,9 @@ OR_ARGS = {
 #: and missing-value class like the other arguments)
 GROUPS = [1, 2, 1, 2, 1, 2, 2, 1]
 
+#: cluster labels of the cluster-robust recipes (unbalanced, one cluster of one study)
+CLUSTERS = [1, 1, 2, 2, 2, 3, 4, 4]
+
 #: the τ prior of the Bayesian recipes (a weakly informative half-normal)
 TAU_PRIOR = ketameta.priors.HalfNormal(0.5)
 
@@ -396,6 +399,32 @@ RECIPES: dict[str, Recipe] = {
         lambda a: ketameta.subgroups(a["yi"], a["vi"], groups=a["groups"], tau2="common"),
         {"yi": YK, "vi": VK, "groups": GROUPS},
         integer_args=("groups",),
+    ),
+    "ketameta.robust": Recipe(
+        "studies",
+        lambda a: ketameta.robust(
+            ketameta.metareg(a["yi"], a["vi"], mods=a["mods"]), a["cluster"]
+        ),
+        {"yi": YK, "vi": VK, "mods": [float(x) for x in ORDER], "cluster": CLUSTERS},
+        integer_args=("cluster",),
+    ),
+    "ketameta.robust[pool, CR1]": Recipe(
+        "studies",
+        lambda a: ketameta.robust(pool(a["yi"], a["vi"]), a["cluster"], method="CR1"),
+        {"yi": YK, "vi": VK, "cluster": CLUSTERS},
+        integer_args=("cluster",),
+    ),
+    "ketameta.rve": Recipe(
+        "studies",
+        lambda a: ketameta.rve(a["yi"], a["vi"], cluster=a["cluster"], mods=a["mods"]),
+        {"yi": YK, "vi": VK, "mods": [float(x) for x in ORDER], "cluster": CLUSTERS},
+        integer_args=("cluster",),
+    ),
+    "ketameta.rve[HIER]": Recipe(
+        "studies",
+        lambda a: ketameta.rve(a["yi"], a["vi"], cluster=a["cluster"], modelweights="HIER"),
+        {"yi": YK, "vi": VK, "cluster": CLUSTERS},
+        integer_args=("cluster",),
     ),
     "ketameta.bayes_pool": Recipe(
         "studies",
@@ -614,8 +643,11 @@ def test_masked_studies_are_never_pooled(name: str, arg: str) -> None:
     dropped = {key: [x for i, x in enumerate(v) if i != J] for key, v in recipe.args.items()}
     without = _run(recipe, dropped)
     assert outcome[0] == "ok"
-    # (the fields that name studies by input index differ: the omitted study, renumbering)
-    assert _without(outcome[1], {"omitted", "study"}) == _without(without[1], {"omitted", "study"})
+    # (the fields that name studies by input index or label differ: the omitted study and
+    # why, the renumbering, the default labels "Study 1", ... of 8 or of 7 studies)
+    naming = {"omitted", "study", "omitted_reasons", "labels"}
+    assert _without(outcome[1], naming) == _without(without[1], naming)
+    # the omitted study named by its 0-based index (no label given: none repeated)
     omitted = ("OmittedStudiesWarning", f"studies [{J}] have missing yi or vi and were omitted")
     assert omitted in outcome[2]
 
@@ -1171,6 +1203,8 @@ def _extreme_args(name: str, data: str, ratio: float) -> dict[str, Any]:
         args["mods"] = [float(i % 3) + 0.5 * i for i in range(k)]
     if "groups" in recipe.args:
         args["groups"] = [i % 2 for i in range(k)]
+    if "cluster" in recipe.args:
+        args["cluster"] = [i // 2 for i in range(k)]
     return args
 
 

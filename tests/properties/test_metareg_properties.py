@@ -38,15 +38,19 @@ SEs that are rounding noise, and its tests are undetermined). Three further term
   and they differ by at most the sum of their tolerances. Every other statistic then
   differs by at most ``|∂f/∂τ²|`` times that gap, with the derivative measured by fits at
   fixed τ² (:func:`slack`).
-* the engine's **known errors** (:func:`engine_errors`; strict xfails below pin them):
-  the coefficients come from normal equations (error up to u cond(QᵀWQ)) and the traces
-  of the residual projector from cancelling sums (error up to u cond(QᵀWQ) times a
-  cancellation factor). Both are ~1e-15 for most data and grow with the ratio of the
-  largest to the smallest variance.
+* no allowance for the engine's arithmetic beyond rounding: the coefficients and the
+  traces of the residual projector come from cheap formulas (normal equations, sums that
+  cancel) only while their error bound is below ``LIMIT u`` (about 2e-13), and from the
+  pivoted parametrisation of :mod:`ketameta._engine.pivoted` beyond (variance ratios up
+  to 1e15, a heavy study with a hat value near 1); exact rational arithmetic checks both
+  (:func:`test_projector_traces_against_exact_arithmetic` and its neighbours).
 
 Found by these properties: the τ² root finder stepped to τ² = ∞ when rounding made the
-REML information negative (fixed, tests/test_engine.py); the two engine errors above and
-the dependence of ``fit_rows`` on the chunk size in the last bits (strict xfails here).
+REML information negative (fixed, tests/test_engine.py); the coefficients' error u
+cond(QᵀWQ) and the traces' cancellation at extreme variance ratios, up to a negative tr P₀
+(fixed: the pivoted parametrisation); the dependence of ``fit_rows`` on the chunk size in
+the last bits (fixed: every sum over the studies of a batch is taken in a fixed order,
+``ketameta._engine.design.rowsum``).
 """
 
 from __future__ import annotations
@@ -133,8 +137,7 @@ def tolerances(r: MetaRegResult, rel: float) -> dict[str, Any]:
 
     * a coefficient's scale is ``|b| + SE`` (the sampling SE, without Knapp-Hartung's
       factor); the intercept's adds ``Σ mean|x_j| |b_j|`` (and its SE
-      ``Σ mean|x_j| SE_j``), the terms it is formed from; all carry the engine's known
-      error of the normal equations (:func:`engine_errors`);
+      ``Σ mean|x_j| SE_j``), the terms it is formed from;
     * Knapp-Hartung's ``s² = Q(τ̂²)/(k - p)`` is known to ``d = rel (s² + 1)``, so its
       square root to ``min(√d, d/(2s))``: an exact fit (s² at rounding level) has SEs
       that are rounding noise;
@@ -159,10 +162,8 @@ def tolerances(r: MetaRegResult, rel: float) -> dict[str, Any]:
     sd_z = spread(sampling_se(r))
     coef = spread(np.abs(r.coef)) + sd_z
     sd = spread(se)
-    known = engine_errors(r)
-    rel_b = rel + known["normal"]  # (the coefficients' known error)
-    t_coef, t_se = rel_b * coef, rel_b * sd
-    t_vcov = rel_b * np.outer(sd, sd)
+    t_coef, t_se = rel * coef, rel * sd
+    t_vcov = rel * np.outer(sd, sd)
     s2_rel = 0.0  # relative tolerance of Knapp-Hartung's s²
     if r.test == "knha" and k > p:
         w = 1.0 / (r.vi + r.tau2)
@@ -209,10 +210,9 @@ def tolerances(r: MetaRegResult, rel: float) -> dict[str, Any]:
         "ci_upper": t_coef + crit * t_se,
         "vcov": t_vcov,
         "tau2": rel * var,
-        "tau2_se": (rel + known["tau2_se"])
-        * ((abs(r.tau2_se) if math.isfinite(r.tau2_se) else 0.0) + var),
-        "i2": (rel + known["i2"]) * 100.0,
-        "h2": (rel + known["i2"]) * (r.h2 + 1.0),
+        "tau2_se": rel * ((abs(r.tau2_se) if math.isfinite(r.tau2_se) else 0.0) + var),
+        "i2": rel * 100.0,
+        "h2": rel * (r.h2 + 1.0),
         "q": t_q,
         "q_pvalue": rel
         + (_p_band(lambda x: float(special.chdtrc(r.q_df, x)), r.q, t_q) if r.q_df > 0 else 0.0),
@@ -248,100 +248,10 @@ def solver_tolerance(tau2: float, v: np.ndarray) -> float:
 
 def tau2_gap(method: str, a: Any, b: Any, factor: float = 1.0) -> float:
     """How far the τ² of `b` may be from `factor` times the τ² of `a` because each
-    stopped within its root finder's tolerance (0 for the closed-form estimators), or
-    through the engine's known trace error (:func:`engine_errors`)."""
-    gap = engine_errors(b)["tau2"] + factor * engine_errors(a)["tau2"]
+    stopped within its root finder's tolerance (0 for the closed-form estimators)."""
     if method not in ITERATIVE:
-        return gap
-    return gap + solver_tolerance(b.tau2, b.vi) + factor * solver_tolerance(a.tau2, a.vi)
-
-
-# -- the engine's known errors ------------------------------------------------------------------
-#
-# 1. The normal equations. The engine solves QᵀWQ β = QᵀWy in a basis Q orthogonal in the
-# unweighted inner product (design.py), so the coefficients and their covariance carry
-# errors up to u κ, κ the condition number of QᵀWQ, which is up to the ratio of the
-# largest to the smallest weight. The exact answers are perfectly conditioned (a relative
-# change δ of the weights moves V_ab by at most δ √(V_aa V_bb)): it is the algorithm's
-# error, not the data's (see test_coefficients_against_exact_arithmetic_at_extreme_ratios,
-# strict xfail). Over 400 random designs with variance ratios up to 1e12 the error of the
-# coefficients and covariances, on their natural scales, never exceeded 13 u κ (2e-5 at a
-# ratio of 1e12, 1e-11 at 1e6); the properties allow 32 u κ.
-#
-# 2. The traces of the residual projector.
-# The engine forms tr P = Σw - tr(A⁻¹XᵀW²X) and tr P² = Σw² - 2 tr(A⁻¹XᵀW³X) +
-# tr((A⁻¹XᵀW²X)²) (A = XᵀWX; likewise tr(P_u D) and tr((P_u D)²) for other weights u and
-# a diagonal D) by subtraction. Where a study has a large weight and a hat value near 1
-# (a study with much the smallest variance, alone in a factor level or at an extreme of a
-# moderator) the terms cancel: the relative error is the cancellation factor
-# c = Σ(ud)/tr(P_u D) (or Σ(ud)²/tr((P_u D)²)) times u κ(A). The exact traces are
-# perfectly conditioned (1e-15 under perturbations of the inputs by a few ulps), so this is
-# the engine's arithmetic, not the data's: see test_projector_traces_against_exact_arithmetic
-# (strict xfail), where it reaches 1e-3 in tr P and 1e4 (relative) in tr P² for variance
-# ratios of 1e12 (1e-8 and 4e-4 for 1e6). The intercept-only model computes its traces
-# without cancellation (Moments._dominant_traces); a meta-regression does not. Until it
-# does, the properties allow this error, bounded by 16 u κ c (over 300 random designs with
-# variance ratios 1e2 to 1e12 the error never exceeded 2.4 u κ c), in the statistics built
-# on the traces: I² and H² (ṽ = (k - p)/tr P₀), the SEs of τ² of DL, HS, HE, SJ and REML,
-# and τ² of DL (tr P₀), HE (tr((I - H)V)) and REML (its score has tr P).
-
-
-def _trace_error(x: np.ndarray, u: np.ndarray, d: np.ndarray | None = None) -> tuple[float, float]:
-    """(bound on the relative error of the engine's tr(P_u D) and tr((P_u D)²), tr(P_u D)),
-    with the traces computed without cancellation from Q₂, an orthonormal basis of the
-    complement of the column space of U^½X: ``tr(P_u D) = tr(Q₂ᵀ diag(ud) Q₂)`` and
-    ``tr((P_u D)²) = ‖Q₂ᵀ diag(ud) Q₂‖²_F``."""
-    _k, p = x.shape
-    ud = u if d is None else u * d
-    q, _ = np.linalg.qr(np.sqrt(u)[:, None] * x, mode="complete")
-    q2 = q[:, p:]
-    m = q2.T @ (ud[:, None] * q2)
-    tr1, tr2 = float(np.trace(m)), float(np.sum(m * m))
-    if not (tr1 > 0.0 and tr2 > 0.0):
-        return math.inf, tr1
-    qx, _ = np.linalg.qr(x)
-    kappa = float(np.linalg.cond(qx.T @ (u[:, None] * qx)))
-    c = max(float(np.sum(ud)) / tr1, float(np.sum(ud * ud)) / tr2)
-    return 16.0 * U * kappa * c, tr1
-
-
-def engine_errors(r: Any) -> dict[str, float]:
-    """The engine's known errors in the statistics of the fit `r` (see above): ``normal``
-    relative (the coefficients and their covariance), ``tau2`` absolute (τ²), ``tau2_se``
-    and ``i2`` relative (τ²'s SE; I² and H²)."""
-    x = getattr(r, "X", None)
-    out = {"normal": 0.0, "tau2": 0.0, "tau2_se": 0.0, "i2": 0.0}
-    if x is None or x.shape[1] < 2:
-        return out  # (the intercept-only model: one coefficient, traces without cancellation)
-    k, p = x.shape
-    q, _ = np.linalg.qr(x)
-    out["normal"] = 32.0 * U * float(np.linalg.cond(q.T @ (q / (r.vi + r.tau2)[:, None])))
-    if r.k <= p or r.method == "EE":
-        return out
-    v, tau2, method = r.vi, r.tau2, r.method
-    eps0, tr0 = _trace_error(x, 1.0 / v)
-    out["i2"] = eps0
-    if method in ("DL", "HS"):
-        out["tau2_se"] = eps0
-    if method == "DL":
-        out["tau2"] = eps0 * (tau2 + (k - p) / tr0)
-    if method == "HE":
-        eps_v, tr_v = _trace_error(x, np.ones(k), v)
-        eps_d, _ = _trace_error(x, np.ones(k), v + tau2)
-        out["tau2"] = eps_v * tr_v / (k - p)
-        out["tau2_se"] = eps_d
-    if method == "SJ":
-        tau0 = float(np.var(r.yi))
-        out["tau2_se"] = _trace_error(x, 1.0 / (v + tau0), v + tau2)[0] if tau0 > 0 else 0.0
-    if method == "REML":
-        w = 1.0 / (v + tau2)
-        eps_w, tr1 = _trace_error(x, w)
-        out["tau2_se"] = eps_w
-        # the root of yᵀP²y - tr P moves by δ tr P over the score's slope, about tr P²
-        q, _ = np.linalg.qr(np.sqrt(w)[:, None] * x, mode="complete")
-        m = q[:, p:].T @ (w[:, None] * q[:, p:])
-        out["tau2"] = 2.0 * eps_w * tr1 / float(np.sum(m * m))
-    return out
+        return 0.0
+    return solver_tolerance(b.tau2, b.vi) + factor * solver_tolerance(a.tau2, a.vi)
 
 
 def slack(refit: Callable[[float], MetaRegResult], r: MetaRegResult, gap: float) -> dict[str, Any]:
@@ -811,7 +721,7 @@ def draw_batch(
 
 
 def fit_batch(
-    big_y: np.ndarray, big_v: np.ndarray, x: np.ndarray, method: str, test: str, **kw: Any
+    big_y: np.ndarray, big_v: np.ndarray, x: np.ndarray | None, method: str, test: str, **kw: Any
 ) -> dict[str, np.ndarray]:
     return fit_rows(
         big_y,
@@ -860,23 +770,16 @@ def test_batch_rows_equal_single_fits(
         assert out["df"][i] == one.df
         row = {name: out[name][i] for name in BATCH_FIELDS}
         # the same formulas by array arithmetic instead of Python floats: rounding (1e-12
-        # of the scales), and the root finders' tolerance for the iterative estimators.
-        # A shared design is orthogonalised once over all k studies, so a ragged row works
-        # in a basis that is not orthogonal over its own studies: its normal equations
-        # lose u κ, κ = cond(Q_pᵀWQ_p) for the rows Q_p of the studies present (the
-        # engine's known error 1; test_ragged_row_of_a_shared_design, strict xfail)
-        ragged = 0.0
-        if not per_row and not present.all():
-            q, _ = np.linalg.qr(x)
-            qp = q[present] / np.sqrt(v + one.tau2)[:, None]
-            ragged = 32.0 * U * float(np.linalg.cond(qp.T @ qp))
+        # of the scales), and the root finders' tolerance for the iterative estimators
+        # (a ragged row of a shared design, whose basis is not orthogonal over the row's
+        # studies, included: test_ragged_row_of_a_shared_design)
         assert_fit(
             one,
             row,
             method,
             refit=refitter(y, v, mods, method, test),
             gap=tau2_gap(method, one, one),
-            rel=1e-12 + ragged + floor(y, v, one.tau2),
+            rel=1e-12 + floor(y, v, one.tau2),
             fields=BATCH_FIELDS,
         )
 
@@ -902,33 +805,31 @@ def test_batch_threads_do_not_change_results(
             np.testing.assert_array_equal(out[name], value, err_msg=f"{name} ({workers})")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "fit_rows depends on the chunk size in the last bits (docstring of "
-        "ketameta._engine.rows: 'Results do not depend on the chunk size'): OpenBLAS's "
-        "gemm, which computes the weighted sums u @ z of a shared design "
-        "(Design._batch_sums), uses other kernels, in another order of summation, for "
-        "the rows left over by its blocking (so a row's sums depend on how many rows the "
-        "call has and where the row is), and NumPy sums the studies of a one-row "
-        "(contiguous) chunk pairwise but of a Fortran-ordered chunk of several rows in "
-        "sequence. Within the rounding tolerance the rows equal the single fits for any "
-        "chunk size (test_batch_rows_equal_single_fits); bit for bit would need "
-        "fixed-order sums instead of BLAS."
-    ),
-)
-def test_batch_chunk_size_does_not_change_results_bit_for_bit() -> None:
+@pytest.mark.parametrize("method", ["DL", "REML", "PM", "ML", "EE", "HE", "SJ"])
+def test_batch_chunk_size_does_not_change_results_bit_for_bit(method: str) -> None:
+    # Every sum over the studies is taken in one fixed order (design.rowsum): a row's
+    # statistics are the same bits whether it is fitted alone (a one-row chunk, or the
+    # last row of a chunk still iterating in the root finder) or with others, in any
+    # thread. (OpenBLAS's gemm, which computed the weighted sums of a shared design
+    # before, sums the rows left over by its blocking in another order, and NumPy sums
+    # the studies of a single row pairwise.) k = 10 >= 8, where NumPy's pairwise sums
+    # differ from sequential ones; shared designs, the intercept-only model and one
+    # design per row; ragged rows beside complete ones.
     m, k = 64, 10
     j = np.arange(m * k, dtype=float).reshape(m, k)
     big_y = np.sin(j) + 0.3 * np.cos(3.0 * j)
     big_v = 0.05 + (j % 7) / 10.0
-    big_y[::5, 3] = np.nan  # (ragged rows beside complete ones)
+    big_y[::5, 3] = np.nan
+    big_v[1, 0] = 1e-9  # (a dominant study: the stable traces of the intercept-only model)
     x = np.column_stack([np.ones(k), np.linspace(-1.0, 2.0, k), np.arange(k) % 3 == 1])
-    for method in ("DL", "REML"):
-        ref = fit_batch(big_y, big_v, x, method, "z")
-        for chunk_size in (1, 3, 7):
-            out = fit_batch(big_y, big_v, x, method, "z", chunk_size=chunk_size)
+    per_row = np.repeat(x[None], m, axis=0)
+    per_row[:, :, 1] += np.cos(j)
+    for design in (x, None, per_row):
+        ref = fit_batch(big_y, big_v, design, method, "knha")
+        for chunk_size, workers in ((1, 1), (3, 1), (7, 2), (64, 1), (None, 3)):
+            out = fit_batch(
+                big_y, big_v, design, method, "knha", chunk_size=chunk_size, workers=workers
+            )
             for name, value in ref.items():
                 np.testing.assert_array_equal(out[name], value, err_msg=f"{name} {chunk_size}")
 
@@ -1005,9 +906,9 @@ def test_ee_and_dl_against_exact_arithmetic(reg: Data, method: str) -> None:
     for name, value in expected.items():
         err = np.abs(np.asarray(getattr(r, name), dtype=float) - np.asarray(value))
         assert np.all(err <= tol[name]), f"{name}: {getattr(r, name)} != {value} ({err})"
-    # τ² (DL): to 1e-11 of τ² + ṽ, and the engine's known error in tr P₀
+    # τ² (DL): to 1e-11 of τ² + ṽ
     err_tau2 = abs(r.tau2 - float(tau2))
-    assert err_tau2 <= rel * (float(tau2) + float(v_typical)) + engine_errors(r)["tau2"]
+    assert err_tau2 <= rel * (float(tau2) + float(v_typical))
     if method == "EE":
         assert r.tau2 == 0.0
 
@@ -1027,21 +928,26 @@ def _exact_inputs(r: MetaRegResult) -> tuple[list[Fraction], list[Fraction], lis
     return fy, fv, [[Fraction(t) for t in row] for row in r.X.tolist()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "engine (moments.py): tr P = Σw - tr(A⁻¹XᵀW²X) and tr P² = Σw² - 2 tr(A⁻¹XᵀW³X) + "
-        "tr((A⁻¹XᵀW²X)²) are formed by subtraction, which cancels when a study with a "
-        "large weight has a hat value near 1: here the equal-effects tr P₀ is 15.10109 "
-        "(exactly 15.10029) and tr P₀² is -62.4 (exactly 228.0), so ṽ = (k - p)/tr P₀ and "
-        "the REML I² are off by 4e-5 (relative), and a negative tr P² made REML diverge "
-        "(fixed in the root finder, not here). The intercept-only model sums positive "
-        "terms instead (Moments._dominant_traces); a meta-regression needs the same (1 - "
-        "h_i of the heavy studies from leave-one-out sums, or the complement of a "
-        "weighted QR)."
-    ),
-)
+def exact_traces(
+    u: list[Fraction], d: list[Fraction], x: list[list[Fraction]]
+) -> tuple[Fraction, Fraction]:
+    """``tr(P_u D)`` and ``tr((P_u D)²)`` of ``P_u = U - UX(XᵀUX)⁻¹XᵀU``, exactly."""
+    k, p = len(u), len(x[0])
+    a = [[sum(u[i] * x[i][r] * x[i][c] for i in range(k)) for c in range(p)] for r in range(p)]
+    # (XᵀUX)⁻¹XᵀU, column by column
+    h = _solve(a, [[u[i] * x[i][r] for i in range(k)] for r in range(p)])
+    pd = [
+        [
+            ((u[i] if i == j else 0) - u[i] * sum(x[i][r] * h[r][j] for r in range(p))) * d[j]
+            for j in range(k)
+        ]
+        for i in range(k)
+    ]
+    return sum(pd[i][i] for i in range(k)), sum(
+        pd[i][j] * pd[j][i] for i in range(k) for j in range(k)
+    )
+
+
 def test_projector_traces_against_exact_arithmetic() -> None:
     r = fit(EXTREME["yi"], EXTREME["vi"], EXTREME["mods"], "REML", "z")
     fy, fv, fx = _exact_inputs(r)
@@ -1051,22 +957,14 @@ def test_projector_traces_against_exact_arithmetic() -> None:
     i2 = float(100 * t / (t + (k - p) / trace0))
     assert r.i2 == pytest.approx(i2, rel=1e-10)
     design = Design(r.yi, r.vi, r.X, padded=False, intercept=True)
-    assert Moments(design, 0.0).trace_p() == pytest.approx(float(trace0), rel=1e-10)
+    mom = Moments(design, 0.0)
+    w = [1 / t for t in fv]
+    exact_p, exact_pp = exact_traces(w, [Fraction(1)] * k, fx)
+    assert exact_p == trace0
+    assert mom.trace_p() == pytest.approx(float(exact_p), rel=1e-13)  # (was 15.10109)
+    assert mom.trace_pp() == pytest.approx(float(exact_pp), rel=1e-13)  # (was -62.4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "engine (design.py, kernels.py): the coefficients come from the normal equations "
-        "QᵀWQ β = QᵀWy in a basis orthogonal without weights, so their covariance is "
-        "accurate only to u κ, κ = cond(QᵀWQ) up to the ratio of the weights (here 1e12: "
-        "V is off by 6e-10 of √(V_aa V_bb); 2e-5 in the worst of 400 random designs), "
-        "though the exact V is perfectly conditioned (a relative change δ of the weights "
-        "moves V_ab by at most δ √(V_aa V_bb)). Orthogonalising with the weights (a "
-        "weighted QR per τ²) would make it exact to rounding."
-    ),
-)
 def test_coefficients_against_exact_arithmetic_at_extreme_ratios() -> None:
     r = fit(EXTREME["yi"], EXTREME["vi"], EXTREME["mods"], "EE", "z")
     b, vcov, _, _ = exact_wls(*_exact_inputs(r), Fraction(0))
@@ -1076,8 +974,65 @@ def test_coefficients_against_exact_arithmetic_at_extreme_ratios() -> None:
     assert np.all(np.abs(r.coef - [float(c) for c in b]) <= 1e-11 * (np.abs(r.coef) + se))
 
 
+@given(metareg_data(max_k=10, max_p=4, ratios=(1e6, 1e9, 1e12, 1e15)))
+def test_extreme_variance_ratios_against_exact_arithmetic(reg: Data) -> None:
+    # issue #14: variance ratios up to 1e15 (one study carrying almost all the weight, with
+    # a hat value near 1 where it is alone in a factor level or at an extreme of a
+    # moderator). The exact traces are perfectly conditioned, and so are the coefficients
+    # on their natural scales: the engine must give them to rounding, not to u cond(XᵀWX)
+    # (before: tr P₀ off by up to 1e3 relative, tr P₀² by 1e12, negative; Cov β̂ by 2e-2)
+    y, v, mods = reg
+    r = fit(y, v, mods, "DL", "z")
+    k, p = r.X.shape
+    fy, fv, fx = _exact_inputs(r)
+    ones = [Fraction(1)] * k
+    design = Design(r.yi, r.vi, r.X, padded=False, intercept=True)
+    mom = Moments(design, 0.0)
+    tr_p, tr_pp = exact_traces([1 / t for t in fv], ones, fx)
+    assert mom.trace_p() == pytest.approx(float(tr_p), rel=1e-12)
+    assert mom.trace_pp() == pytest.approx(float(tr_pp), rel=1e-12)
+    # DL: τ², I², H² and the SE of τ² from tr P₀ and tr P₀² (exactly, at the engine's τ²
+    # for the SE), all within their ranges
+    _, _, q_e, _ = exact_wls(fy, fv, fx, Fraction(0))
+    tau2 = max(Fraction(0), (q_e - (k - p)) / tr_p)
+    v_typical = (k - p) / tr_p
+    # (τ² to rel of τ² + ṽ moves I² by at most 100 rel and H² by rel H²)
+    rel = 1e-12 + floor(y, v, r.tau2)
+    assert abs(r.tau2 - float(tau2)) <= rel * float(tau2 + v_typical)
+    assert r.i2 == pytest.approx(float(100 * tau2 / (tau2 + v_typical)), abs=200.0 * rel)
+    assert r.h2 == pytest.approx(float((tau2 + v_typical) / v_typical), rel=2.0 * rel)
+    t = Fraction(r.tau2)
+    var = 2 * (k - p) + 4 * t * tr_p + 2 * t * t * tr_pp
+    assert r.tau2_se == pytest.approx(math.sqrt(float(var)) / float(tr_p), rel=1e-12)
+    assert 0.0 <= r.i2 < 100.0
+    assert r.h2 >= 1.0
+    assert r.tau2_se > 0.0
+    # the coefficients and their covariance (EE: the weights 1/v as given) on their scales
+    b, vcov, _, _ = exact_wls(fy, fv, fx, Fraction(0))
+    ee = fit(y, v, mods, "EE", "z")
+    tol = tolerances(ee, 1e-12 + floor(y, v, 0.0))
+    assert np.all(np.abs(ee.coef - [float(c) for c in b]) <= tol["coef"])
+    exact_v = np.array([[float(c) for c in row] for row in vcov])
+    assert np.all(np.abs(ee.vcov - exact_v) <= tol["vcov"])
+    # Hedges' tr((I - H)V) (HE's τ²) and tr(((I - H)D)²) (its SE), D = V + τ̂²
+    he = fit(y, v, mods, "HE", "z")
+    tr_hv, _ = exact_traces(ones, fv, fx)
+    resid = [
+        fy[i] - sum(fx[i][c] * bc for c, bc in enumerate(exact_wls(fy, ones, fx, Fraction(0))[0]))
+        for i in range(k)
+    ]
+    rss = sum(e * e for e in resid)
+    tau2_he = max(Fraction(0), (rss - tr_hv) / (k - p))
+    assert abs(he.tau2 - float(tau2_he)) <= (1e-12 + floor(y, v, he.tau2)) * float(
+        tau2_he + tr_hv / (k - p)
+    )
+    _, tr_dd = exact_traces(ones, [t + Fraction(he.tau2) for t in fv], fx)
+    se_he = math.sqrt(float(2 * tr_dd)) / (k - p)
+    assert he.tau2_se == pytest.approx(se_he, rel=1e-12)
+
+
 @given(
-    metareg_data(ratios=(1e6, 1e9, 1e12)),
+    metareg_data(ratios=(1e6, 1e9, 1e12, 1e15)),
     st.sampled_from(METHODS),
     st.sampled_from(TESTS),
 )
@@ -1091,31 +1046,17 @@ def test_extreme_variance_ratios_are_fitted(reg: Data, method: str, test: str) -
     assert np.all(np.isfinite(r.coef))
     assert np.all(np.isfinite(r.vcov))
     assert np.all(r.se >= 0.0)
-    # I² = 100 τ²/(τ² + ṽ) with ṽ = (k - p)/tr P₀ lies in [0, 100) while tr P₀ > 0, which
-    # the engine's tr P₀ is unless its known error reaches 100% (then it can be negative:
-    # test_i2_at_extreme_variance_ratios, strict xfail)
-    known = engine_errors(r)
-    if known["i2"] < 1.0:
-        assert 0.0 <= r.i2 < 100.0
-        assert r.h2 >= (0.0 if method == "EE" else 1.0)
+    # I² = 100 τ²/(τ² + ṽ) with ṽ = (k - p)/tr P₀ lies in [0, 100) and H² ≥ 1, since the
+    # engine's tr P₀ is a sum of non-negative terms wherever the cheap formula could cancel
+    # (test_heterogeneity_at_extreme_variance_ratios)
+    assert 0.0 <= r.i2 < 100.0
+    assert r.h2 >= (0.0 if method == "EE" else 1.0)
     if method == "EE":
         assert math.isnan(r.tau2_se)
-    elif known["tau2_se"] < 1.0:  # (likewise the traces in τ²'s SE)
+    else:
         assert r.tau2_se >= 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "engine (moments.py): with variances from 1e-12 to 1 and studies alone in their "
-        "factor level or moderator value, the engine's tr P₀ cancels to a negative number "
-        "(PM: -552981, exactly 3999995.8), so ṽ = (k - p)/tr P₀ < 0: I² = 100.0047% and "
-        "H² = -21504 (PM); DL's τ² = (Q_E - (k - p))/tr P₀ is 5.2e-7 although Q_E = 0 "
-        "(exactly 0), with a negative SE and I² = inf: the cancellation of "
-        "test_projector_traces_against_exact_arithmetic, grossly."
-    ),
-)
 @pytest.mark.parametrize("case", ["PM", "DL"])
 def test_heterogeneity_at_extreme_variance_ratios(case: str) -> None:
     if case == "PM":
@@ -1143,19 +1084,6 @@ def test_heterogeneity_at_extreme_variance_ratios(case: str) -> None:
         assert r.tau2 == 0.0  # (Q_E below k - p)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "engine (design.py): a shared design is orthogonalised once over all k studies, "
-        "so a row of a ragged batch works in a basis that is not orthogonal over its own "
-        "studies; here (a moderator whose largest value, 2.49e-4, is in an absent study, "
-        "the others 1e-6) cond(Q_pᵀWQ_p) is 9.3e4 instead of 1 and the row's covariance "
-        "differs from metareg's on the same studies by 1.9e-12 of √(V_aa V_bb), beyond "
-        "the 1e-12 of issue #13; re-orthogonalising ragged rows (or a per-row design) "
-        "would avoid it."
-    ),
-)
 def test_ragged_row_of_a_shared_design() -> None:
     k = 10
     x = np.zeros((k, 4))

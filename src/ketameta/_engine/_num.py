@@ -25,30 +25,33 @@ from .._typing import BoolArray, FloatArray
 Num: TypeAlias = float | FloatArray
 #: a flag per analysis
 Flag: TypeAlias = bool | BoolArray
+# (isinstance with a tuple: a union type would be built at every call)
+_NUMBER = (float, int)
+_BOOL = (bool, np.bool_)
 
 
 def is_scalar(x: Num) -> bool:
     """Whether `x` is one analysis's number (a Python float or a NumPy scalar)."""
-    return isinstance(x, float | int)
+    return isinstance(x, _NUMBER)
 
 
 def where(cond: Flag, a: Num, b: Num) -> Num:
     """``np.where`` that stays a Python float for one analysis."""
-    if isinstance(cond, bool | np.bool_):
+    if isinstance(cond, _BOOL):
         return a if cond else b
     return np.where(cond, a, b)
 
 
 def maximum(a: Num, b: Num) -> Num:
     """``np.maximum`` (NaN propagates from `a`; a Python float for one analysis)."""
-    if isinstance(a, float | int) and isinstance(b, float | int):
+    if isinstance(a, _NUMBER) and isinstance(b, _NUMBER):
         return b if b > a else a  # `a` when either is NaN and `a` is
     return np.maximum(a, b)
 
 
 def minimum(a: Num, b: Num) -> Num:
     """``np.minimum`` (a Python float for one analysis)."""
-    if isinstance(a, float | int) and isinstance(b, float | int):
+    if isinstance(a, _NUMBER) and isinstance(b, _NUMBER):
         return b if b < a else a
     return np.minimum(a, b)
 
@@ -63,28 +66,28 @@ def div(a: Num, b: Num) -> Num:
 
 def sqrt(a: Num) -> Num:
     """``np.sqrt`` (NaN below 0); a Python float stays a Python float."""
-    if isinstance(a, float | int):
+    if isinstance(a, _NUMBER):
         return math.sqrt(a) if a >= 0.0 else math.nan
     return np.sqrt(a)
 
 
 def log(a: Num) -> Num:
     """``np.log`` (-inf at 0, NaN below); a Python float stays a Python float."""
-    if isinstance(a, float | int):
+    if isinstance(a, _NUMBER):
         return math.log(a) if a > 0.0 else (-math.inf if a == 0.0 else math.nan)
     return np.log(a)
 
 
 def isfinite(a: Num) -> Flag:
     """``np.isfinite``."""
-    if isinstance(a, float | int):
+    if isinstance(a, _NUMBER):
         return math.isfinite(a)
     return np.isfinite(a)
 
 
 def negate(a: Flag) -> Flag:
     """Logical not (``~`` on a Python bool would be an integer)."""
-    if isinstance(a, bool | np.bool_):
+    if isinstance(a, _BOOL):
         return not a
     return ~a
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .._typing import BoolArray, FloatArray
+from .._typing import BoolArray, FloatArray, IntArray
 from . import _num as nm
 from ._num import Num
 from .kernels import kernels, solve
@@ -51,9 +51,65 @@ _POWERS = -np.arange(1.0, 4.0)[:, None]  # w, w², w³ of one analysis
 _POWERS0 = np.array([[0.0], [-1.0], [-2.0], [-3.0], [1.0]])
 
 
+# -- sums over the studies of a batch, in a fixed order ----------------------------------
+#
+# A batch's arrays hold the analyses on axis 0 and the studies on axis 1. NumPy adds the
+# studies of a row one after another when the analyses' axis is the faster-varying one of
+# an array with at least two rows (its loops then run over the analyses, and the
+# reduction over the studies is the outer loop; einsum without BLAS alike); a single
+# row, or a row-major array, it sums pairwise or in unrolled blocks instead. The sums
+# below are therefore always taken on "rows-inner" arrays with at least two rows, so that
+# each analysis's sums, and every statistic, are the same bits whatever the number of
+# analyses fitted together (the chunk size), the threads, or the rows still iterating in
+# a root finder (tests/properties/test_metareg_properties.py).
+
+
+def rows_inner(a: FloatArray) -> bool:
+    """Whether the batch array `a` (analyses on axis 0) has at least two rows and its
+    analyses' axis varies fastest in memory."""
+    shape, strides = a.shape, a.strides
+    if shape[0] < 2:
+        return False
+    inner = strides[0]
+    if a.ndim == 2:
+        return 0 < inner < strides[1] or shape[1] < 2
+    return all(0 < inner < s or n < 2 for s, n in zip(strides[1:], shape[1:], strict=True))
+
+
+def fixed_order(a: FloatArray) -> FloatArray:
+    """`a` laid out for sums in a fixed order (see :func:`rows_inner`): column-major, a
+    single row doubled (the callers keep the first of the two results)."""
+    if rows_inner(a):
+        return a
+    if a.shape[0] == 1:
+        a = np.concatenate([a, a])
+    return np.asfortranarray(a)
+
+
+def rowsum(a: FloatArray) -> FloatArray:
+    """``Σ_k a`` for every row (studies on axis 1), in a fixed order."""
+    n = a.shape[0]
+    out: FloatArray = np.add.reduce(fixed_order(a), axis=1)
+    return out if n >= 2 else out[:n]
+
+
 def rowdot(a: FloatArray, b: FloatArray) -> FloatArray:
-    """``Σ_k a b`` for every row, without a temporary product array."""
-    return np.asarray(np.einsum("ij,ij->i", a, b), dtype=np.float64)
+    """``Σ_k a b`` for every row, in a fixed order, without a temporary product array."""
+    n = a.shape[0]
+    out = np.einsum("ij,ij->i", fixed_order(a), fixed_order(b))
+    return np.asarray(out if n >= 2 else out[:n], dtype=np.float64)
+
+
+def rowprods(u: FloatArray, z: FloatArray) -> FloatArray:
+    """``Σ_k u z_n`` for every row and column ``n`` of `z`, ``(k, n)`` (shared) or
+    ``(m, k, n)`` (per row), in a fixed order (einsum's own loops, not BLAS, whose
+    kernels sum leftover rows in another order)."""
+    m = u.shape[0]
+    if z.ndim == 2:
+        out = np.einsum("mk,kn->mn", fixed_order(u), z)
+    else:
+        out = np.einsum("mk,mkn->mn", fixed_order(u), fixed_order(z))
+    return np.asarray(out if m >= 2 else out[:m], dtype=np.float64)
 
 
 class Design:
@@ -92,6 +148,8 @@ class Design:
         "v_row",
         "w0",
         "wp0",
+        "x",
+        "x_at",
         "y",
         "y2",
         "z",
@@ -125,6 +183,10 @@ class Design:
         self.y2: FloatArray | None = None
         self.sums0: list[list[Num]] = []
         self.basis: FloatArray | None = None
+        #: the design as given (the pivoted coefficients solve in its coordinates); a
+        #: subset of a per-analysis design keeps it whole, with its analyses in `x_at`
+        self.x = x
+        self.x_at: Any = None
         self.r: Mat | None = None
         if x is not None:
             self.basis, self.r = self._orthogonalise(x)
@@ -156,9 +218,10 @@ class Design:
             assert self.wp0 is not None
             self.sums0 = self.sums(self.wp0)
         else:
-            # column-major: the row sums run over contiguous memory
-            self.y = np.asfortranarray(y)
-            self.v = np.asfortranarray(v)
+            # analyses varying fastest: sums over the studies in a fixed order (and over
+            # contiguous memory)
+            self.y = _column_major(y)
+            self.v = _column_major(v)
             self.y2 = self.y * self.y
             if self.basis is not None:
                 self.z = self._basis_products()
@@ -183,8 +246,7 @@ class Design:
         singular: nm.Flag = False
 
         def total(a: FloatArray) -> Num:
-            s = a.sum(axis=-1)
-            return float(s) if np.ndim(s) == 0 else np.asarray(s, dtype=np.float64)
+            return float(np.add.reduce(a)) if a.ndim == 1 else rowsum(a)
 
         for j in range(p):
             col = x[..., j] if mask is None else np.where(mask, x[..., j], 0.0)
@@ -210,7 +272,7 @@ class Design:
             cols.append(col / _col(scale))
             r[j][j] = scale
         self.singular = singular
-        return np.stack(cols, axis=-1), r
+        return _stack_columns(cols), r
 
     def _singular_rows(self) -> nm.Flag:
         """Rows of a ragged batch whose studies present do not identify a shared design:
@@ -276,7 +338,7 @@ class Design:
         cols = [q[..., a] * q[..., b] for a, b in pairs(self.p)]
         if not self.intercept:
             cols.append(np.ones(q.shape[:-1]))
-        return np.stack(cols, axis=-1)
+        return _stack_columns(cols)
 
     # -- weighted sums ---------------------------------------------------------------------
 
@@ -294,21 +356,21 @@ class Design:
 
     def _batch_sums(self, u: FloatArray, *, xy: bool, yy: bool) -> list[Num]:
         p, y = self.p, self.y
-        nan = np.full(u.shape[0], np.nan)
+        if u.shape[0] >= 2:
+            u = fixed_order(u)  # (once for every sum below)
+        nan: Num = math.nan  # (sums not asked for)
         yyv = rowdot(u, self.y2 if self.y2 is not None else y * y) if yy else nan
         if self.basis is None:  # the intercept-only model
-            return [u.sum(axis=-1), rowdot(u, y) if xy else nan, yyv]
+            return [rowsum(u), rowdot(u, y) if xy else nan, yyv]
         z = self.z if self.z is not None else self._basis_products()
-        # Σ u q_a q_b (and Σ u) for every row. (einsum's own loops, not BLAS: each row's
-        # sums are then added in the same order whatever the number of rows, so results
-        # do not depend on the chunk size, bit for bit)
-        prods = np.einsum("mk,kn->mn" if z.ndim == 2 else "mk,mkn->mn", u, z)
+        # Σ u q_a q_b (and Σ u) for every row
+        prods = rowprods(u, z)
         n = len(pairs(p))
         row: list[Num] = [prods[:, i] for i in range(n)]
         if not xy:
             row += [nan] * p
         elif self.basis.ndim == 2:
-            s_xy = np.einsum("mk,kp->mp", u * y, self.basis)
+            s_xy = rowprods(u * y, self.basis)
             row += [s_xy[:, a] for a in range(p)]
         else:
             uy = u * y
@@ -327,7 +389,7 @@ class Design:
             if self.single:
                 self._v_scale = float(np.add.reduce(self.v)) / float(self.k)
             else:
-                self._v_scale = self.mask(self.v).sum(axis=-1) / self.k
+                self._v_scale = rowsum(self.mask(self.v)) / self.k
         return self._v_scale
 
     def full(self, value: float) -> Num:
@@ -362,8 +424,9 @@ class Design:
         "y2",
     )
 
-    def subset(self, rows: BoolArray) -> Design:
-        """The analyses `rows` (a boolean mask) of a batch, for the root finders."""
+    def subset(self, mask: BoolArray) -> Design:
+        """The analyses `mask` (a boolean mask) of a batch, for the root finders."""
+        rows = np.flatnonzero(mask)  # (indices: cheaper to gather by)
         out = Design.__new__(Design)
         per_analysis = set(self._PER_ANALYSIS)
         if not self.shared:
@@ -372,14 +435,48 @@ class Design:
             value = getattr(self, name)
             setattr(out, name, _take(value, rows) if name in per_analysis else value)
         out.last = None
+        if not self.shared:  # (no copy of the design as given: it is rarely needed)
+            at = np.flatnonzero(rows)
+            out.x_at = at if self.x_at is None else self.x_at[at]
         return out
 
+    def given_x(self, rows: Any) -> FloatArray:
+        """The design as given of the analyses `rows` (indices), ``(len(rows), k, p)``,
+        with 0 for absent studies (``(k, p)`` for one analysis or a shared design)."""
+        x = self.x
+        assert x is not None
+        if x.ndim == 2:
+            return x
+        x = x[rows if self.x_at is None else self.x_at[rows]]
+        if self.present is not None:  # (absent studies may hold NaN)
+            x = np.where(self.present[rows][..., None], x, 0.0)
+        return np.asarray(x, dtype=np.float64)
 
-def _take(value: Any, rows: BoolArray) -> Any:
-    """The rows `rows` of a per-analysis value: an array, or a (nested) list of them;
-    numbers that are the same for every analysis (Python floats) are kept."""
+
+def _column_major(a: FloatArray) -> FloatArray:
+    """A batch array with its analyses varying fastest (a copy only if they do not)."""
+    return a if a.ndim < 2 or rows_inner(a) else np.asfortranarray(a)
+
+
+def _stack_columns(cols: list[FloatArray]) -> FloatArray:
+    """Columns ``(k,)`` or ``(m, k)`` stacked on a last axis; a batch's column-major (see
+    :func:`rows_inner`)."""
+    if cols[0].ndim < 2:
+        return np.stack(cols, axis=-1)
+    out = np.empty((*cols[0].shape, len(cols)), order="F")
+    for j, col in enumerate(cols):
+        out[..., j] = col
+    return out
+
+
+def _take(value: Any, rows: IntArray) -> Any:
+    """The rows `rows` (indices) of a per-analysis value: an array, or a (nested) list of
+    them; numbers that are the same for every analysis (Python floats) are kept."""
     if isinstance(value, np.ndarray) and value.ndim >= 1:
-        return value[rows]
+        if value.ndim == 1:
+            return value[rows]
+        # (gathered along the last axis of the transpose: the analyses stay fastest)
+        return np.moveaxis(np.take(np.moveaxis(value, 0, -1), rows, axis=-1), -1, 0)
     if isinstance(value, list):
         return [_take(v, rows) for v in value]
     return value

@@ -519,34 +519,69 @@ def _tarone(
     usable = (np.minimum(m1, b + d) > 0.0).astype(np.float64)
     psi_safe = _pick(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
     psi_c = psi_safe[..., None] if np.ndim(psi_safe) else psi_safe
-    # the quadratic (1 - ψ) x² + (n2 - m1 + ψ (n1 + m1)) x - ψ n1 m1 = 0, solved stably.
-    # With qb ≥ 0 its smaller root qc/qq, qq = -(qb + √D)/2, is ã: for ψ < 1 the roots
-    # have opposite signs and ã ≥ 0; for ψ > 1 the parabola is concave and crosses zero
-    # upwards, inside [max(0, m1 - n2), min(n1, m1)], at its smaller root (and qb < 0 is
-    # impossible there). For ψ < 1 and qb < 0, ã is the other root qq/qa, qq = (√D - qb)/2.
-    qa = 1.0 - psi_c
-    n2_m1 = n2 - m1
-    qb = n2_m1 + psi_c * (n1 + m1)
-    qc = -psi_c * (n1 * m1)
-    root_d = np.sqrt(qb * qb - 4.0 * qa * qc)
-    fitted = qc / (-0.5 * (qb + root_d))
-    if not np.min(qb) >= 0.0:
-        fitted = np.where(qb >= 0.0, fitted, 0.5 * (root_d - qb) / qa)
-    # tables without both outcomes have ã at a bound and V = 0: their terms are masked
-    var = 1.0 / (1.0 / fitted + 1.0 / (n1 - fitted) + 1.0 / (m1 - fitted) + 1.0 / (n2_m1 + fitted))
-    resid = a - fitted
+    # each cell of the fitted table solved for directly (a cell near 0 would lose its digits
+    # as a margin minus another cell): the four are the same equation with the margins and
+    # ψ permuted (the cell in row 2 / column 2 exchanges n1 with n2 / m1 with m0 and ψ with 1/ψ)
+    inv_psi = 1.0 / psi_c
+    m0 = n1 + n2 - m1
+    cells = (
+        _fitted_cell(n1, n2, m1, psi_c),
+        _fitted_cell(n1, n2, m0, inv_psi),
+        _fitted_cell(n2, n1, m1, inv_psi),
+        _fitted_cell(n2, n1, m0, psi_c),
+    )
+    var = 1.0 / (1.0 / cells[0] + 1.0 / cells[1] + 1.0 / cells[2] + 1.0 / cells[3])
+    # the residual a - ã = x̃12 - b = x̃21 - c = d - x̃22, taken from the smallest fitted cell
+    resid = a - cells[0]
+    smallest = cells[0]
+    for cell, other in (
+        (cells[1], cells[1] - b),
+        (cells[2], cells[2] - c),
+        (cells[3], d - cells[3]),
+    ):
+        resid = np.where(cell < smallest, other, resid)
+        smallest = np.minimum(cell, smallest)
+    # (tables without both outcomes have ã at a bound and V = 0: their terms are masked)
     var = var * usable
     resid = resid * usable
     bd, sresid, svar, k_pos = _sums(resid * resid / (var + (1.0 - usable)), resid, var, usable)
     if not np.isfinite(bd + sresid + svar).all():  # (never expected: a NaN-safe path)
         var, resid = np.where(usable > 0, var, 0.0), np.where(usable > 0, resid, 0.0)
         bd, sresid, svar = _sums(resid * resid / (var + (1.0 - usable)), resid, var)
-    tarone = bd - sresid**2 / svar
+    # Tarone's X² - (Σr)²/ΣV is the weighted spread Σ V (r/V - c)², c = Σr/ΣV, a sum of
+    # non-negative terms: the difference itself cancels when the correction is near X²
+    with np.errstate(invalid="ignore", divide="ignore"):  # (no usable table: NaN, masked)
+        centre = sresid / svar
+    centre_c = centre[..., None] if np.ndim(centre) else centre
+    spread = resid / (var + (1.0 - usable)) - centre_c
+    (tarone,) = _sums(var * spread * spread)
     df = k_pos - 1.0
     nan = ~(defined & (k_pos > 0))
     bd = _pick(nan, math.nan, _pick(k_pos > 1, bd, 0.0))
     tarone = _pick(nan, math.nan, _pick(k_pos > 1, tarone, 0.0))
     return {"breslow_day": bd, "tarone": tarone, "tarone_df": df}
+
+
+def _fitted_cell(n1: FloatArray, n2: FloatArray, m1: FloatArray, psi: Num) -> FloatArray:
+    """The first cell ``x`` of the table with row totals `n1`, `n2`, first column total
+    `m1` and odds ratio `psi`: the root of ``x (n2 - m1 + x) = ψ (n1 - x)(m1 - x)`` in
+    ``[max(0, m1 - n2), min(n1, m1)]``, to rounding relative to ``x`` itself.
+
+    The quadratic ``(1 - ψ) x² + (n2 - m1 + ψ (n1 + m1)) x - ψ n1 m1 = 0`` is solved
+    stably. With ``qb ≥ 0`` its smaller root ``qc/qq``, ``qq = -(qb + √D)/2``, is the cell:
+    for ψ < 1 the roots have opposite signs and x ≥ 0; for ψ > 1 the parabola is concave
+    and crosses zero upwards, inside the interval, at its smaller root (and ``qb < 0`` is
+    impossible there). For ψ < 1 and ``qb < 0`` the cell is the other root ``qq/qa``,
+    ``qq = (√D - qb)/2``.
+    """
+    qa = 1.0 - psi
+    qb = (n2 - m1) + psi * (n1 + m1)
+    qc = -psi * (n1 * m1)
+    root_d = np.sqrt(qb * qb - 4.0 * qa * qc)
+    cell: FloatArray = qc / (-0.5 * (qb + root_d))
+    if not np.min(qb) >= 0.0:
+        cell = np.where(qb >= 0.0, cell, 0.5 * (root_d - qb) / qa)
+    return cell
 
 
 def _person_time(

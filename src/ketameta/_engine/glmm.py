@@ -374,7 +374,7 @@ def _newton_step(
         if s:
             g_a = state.grad[:, n_out:]
             b = state.hess[:, :n_out, n_out:]
-            d = state.hess[:, n_out:, n_out:] - mu * np.eye(s)
+            d = _informed(state.hess[:, n_out:, n_out:]) - mu * np.eye(s)
             np.linalg.cholesky(-d)
             d_inv = np.linalg.inv(d)
             bd = np.einsum("kos,kst->kot", b, d_inv)
@@ -398,6 +398,19 @@ def _newton_step(
     return step_out, step_a, predicted
 
 
+def _informed(hess_aa: FloatArray) -> FloatArray:
+    """The per-study nuisance blocks of the Hessian, with a block that is exactly zero (a
+    study whose α_i the likelihood does not depend on: the saturated model's first group
+    of a study whose supremum lies at α_i = ±∞, dropped there) replaced by ``-I``, so that
+    its α_i takes no step and the other parameters are unaffected."""
+    empty = ~np.any(hess_aa != 0.0, axis=(1, 2))
+    if not empty.any():
+        return hess_aa
+    out: FloatArray = np.array(hess_aa, dtype=np.float64)
+    out[empty] = -np.eye(hess_aa.shape[1])
+    return out
+
+
 def _covariance(
     state: _State, n_out: int, s: int, k: int, full: bool
 ) -> tuple[FloatArray, FloatArray | None]:
@@ -409,7 +422,7 @@ def _covariance(
         full_cov = np.linalg.pinv(info) if full else None
         return _safe_inverse(info), full_cov
     b = -state.hess[:, :n_out, n_out:]
-    d = -state.hess[:, n_out:, n_out:]
+    d = -_informed(state.hess[:, n_out:, n_out:])
     d_inv = np.linalg.inv(d)
     schur = a - np.einsum("kos,kst,kpt->op", b, d_inv, b)
     cov_out = _safe_inverse(schur)
@@ -878,3 +891,115 @@ def _numeric_newton(design: Design, near: Fit, nagq: int) -> Fit:
         iterations=iterations,
         nagq=nagq,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# the saturated model of UM.RS (random study effects): the heterogeneity tests
+
+_TREATED = np.array([[1.0], [0.0]])  # the first group's indicator (dummy coding)
+
+
+def saturated_random_study(model: Model, equal: Fit, nagq: int) -> tuple[float, float]:
+    """The Wald and likelihood-ratio tests of heterogeneity of the ``"UM.RS"`` model
+    (random study effects), as metafor defines them: the saturated model gives each study
+    its own fixed effect ``α_i`` of the first group (dummy coded, 1 in the first group and 0
+    in the second) beside the shared intercept and the random study effects,
+    ``η_ij = β_0 + u_i + α_i d_j`` with ``u_i ~ N(0, σ²)`` (so the random effect is the
+    second group's level); the LRT is ``2(ll_sat - ll_EE)`` against the equal-effects fit
+    `equal`, the Wald statistic tests ``α_1 = … = α_k`` with the inverse observed
+    information of every parameter (β_0, σ, α) — exact derivatives of the quadrature for
+    `nagq` ≥ 9 nodes, central differences of the approximation for fewer (the Laplace
+    approximation, as lme4's ``vcov``). Where a first group has no events (or only events)
+    its ``α_i`` diverges: the LRT uses the supremum of the saturated likelihood (that
+    group's observation dropped, its probability being 1 in the limit) and the Wald
+    statistic is NaN."""
+    design = model.random
+    if design.k < 2:
+        return math.nan, math.nan
+    # a first group without events (or with only events, binomial) has its saturated
+    # effect at -inf (+inf): the supremum of the likelihood drops that group's observation
+    # (its probability tends to 1); the Wald statistic of a divergent estimate is undefined
+    first = design.y[:, 0]
+    if design.family == "binomial":
+        separated = (first == 0) | (first == design.size[:, 0])
+    else:
+        separated = first == 0
+    if separated.any():
+        y, size, offset = design.y.copy(), design.size.copy(), design.offset.copy()
+        y[separated, 0] = 0.0
+        if design.family == "binomial":
+            size[separated, 0] = 0.0
+        else:
+            offset[separated, 0] = -1e3  # (exp underflows to 0: the Poisson term is 0)
+        design = attrs.evolve(design, y=y, size=size, offset=offset)
+    sat = attrs.evolve(design, X=np.ones((2, 1)), S=_TREATED, Z=np.ones((2, 1)))
+    k = design.k
+    theta = float(equal.beta[-1])
+    beta0 = np.array([float(equal.beta[0]) - 0.5 * theta])
+    alpha0 = np.full((k, 1), theta)
+    wald_wanted = not separated.any()
+    accurate = maximize(
+        sat, beta0, equal.lam.copy(), alpha0, max(nagq, _EXACT_NAGQ), full_vcov=wald_wanted
+    )
+    best = accurate
+    if nagq < _EXACT_NAGQ:
+        best = maximize(sat, accurate.beta, accurate.lam, accurate.alpha, nagq)
+    lrt = 2.0 * (best.loglik - equal.loglik)
+    if not wald_wanted:
+        return math.nan, lrt
+    if nagq < _EXACT_NAGQ:
+        cov = _safe_inverse(-_numeric_full_hessian(sat, best, nagq))
+    else:
+        assert accurate.full_vcov is not None
+        cov = accurate.full_vcov
+    alpha = best.alpha[:, 0]
+    cov_a = cov[2:, 2:]
+    contrast = np.eye(k)[1:] - np.eye(k)[:1]
+    diff = contrast @ alpha
+    try:
+        wald = float(diff @ np.linalg.solve(contrast @ cov_a @ contrast.T, diff))
+    except np.linalg.LinAlgError:
+        wald = math.nan
+    return wald, lrt
+
+
+def _numeric_full_hessian(design: Design, at: Fit, nagq: int) -> FloatArray:
+    """The Hessian of the log-likelihood in every parameter ``(β, λ, α)`` of `design` at
+    `at`, by central differences (step ``1e-4`` relative, as lme4); the studies are
+    independent, so the α_i are perturbed together and each study's log-likelihood read
+    apart (O((p + q)²) evaluations, not O(k²))."""
+    p, q, s, k = design.p, design.q, design.s, design.k
+    assert s == 1
+    n_out = p + q
+    x0 = np.concatenate([at.beta, at.lam])
+    h = 1e-4 * np.maximum(1.0, np.abs(x0))
+    ha = 1e-4 * np.maximum(1.0, np.abs(at.alpha[:, 0]))
+
+    def ll(shift: FloatArray, a_sign: float) -> FloatArray:
+        x = x0 + shift
+        alpha = at.alpha + a_sign * ha[:, None]
+        return evaluate(design, x[:p], np.abs(x[p:]), alpha, nagq, derivatives=False).loglik
+
+    zero = np.zeros(n_out)
+    f0 = ll(zero, 0.0)
+    eye = np.diag(h)
+    size = n_out + k * s
+    hess = np.zeros((size, size))
+    for i in range(n_out):
+        fp, fm = ll(eye[i], 0.0).sum(), ll(-eye[i], 0.0).sum()
+        hess[i, i] = (fp - 2.0 * f0.sum() + fm) / h[i] ** 2
+        for j in range(i):
+            hij = (
+                ll(eye[i] + eye[j], 0.0).sum()
+                - ll(eye[i] - eye[j], 0.0).sum()
+                - ll(-eye[i] + eye[j], 0.0).sum()
+                + ll(-eye[i] - eye[j], 0.0).sum()
+            ) / (4.0 * h[i] * h[j])
+            hess[i, j] = hess[j, i] = hij
+        cross = (ll(eye[i], 1.0) - ll(eye[i], -1.0) - ll(-eye[i], 1.0) + ll(-eye[i], -1.0)) / (
+            4.0 * h[i] * ha
+        )
+        hess[i, n_out:] = hess[n_out:, i] = cross
+    diag = (ll(zero, 1.0) - 2.0 * f0 + ll(zero, -1.0)) / ha**2
+    hess[n_out:, n_out:] = np.diag(diag)
+    return hess

@@ -18,6 +18,7 @@ from ._num import Num
 #: largest degrees of freedom (and x/2) for which chi2_sf sums its closed-form series
 _CHI2_SERIES_MAX_DF = 64
 _CHI2_SERIES_MAX_HALF_X = 600.0
+_NUMBER = (float, int)
 
 
 def chi2_sf(df: Num, x: Num) -> Num:
@@ -32,12 +33,12 @@ def chi2_sf(df: Num, x: Num) -> Num:
     """
     if isinstance(x, float):  # one analysis: the series in Python floats
         in_range = 0.0 <= x <= 2.0 * _CHI2_SERIES_MAX_HALF_X
-        if in_range and isinstance(df, float | int) and _series_df(float(df)):
+        if in_range and isinstance(df, _NUMBER) and _series_df(float(df)):
             return _chi2_sf_series(int(df), x)
         return float(special.chdtrc(df, x))
     xs = np.asarray(x, dtype=np.float64)
     series = (xs >= 0) & (xs <= 2.0 * _CHI2_SERIES_MAX_HALF_X)
-    if isinstance(df, float | int):  # one df for every row (a batch of complete analyses)
+    if isinstance(df, _NUMBER):  # one df for every row (a batch of complete analyses)
         groups = [float(df)]
         dfs = np.full(xs.shape, float(df))
     else:

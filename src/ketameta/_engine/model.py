@@ -20,7 +20,7 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,12 +43,15 @@ def fit_design(
     tau2_fixed: float | None,
     control: dict[str, Any],
     btt: Sequence[int] | None = None,
+    derive: bool = True,
 ) -> dict[str, Any]:
     """Fit the model; return a dict of statistics (see the module docstring).
 
     `btt`: the coefficients of the omnibus test (default: all but the intercept, or the
-    intercept of an intercept-only model). Callers hold ``np.errstate(divide="ignore",
-    invalid="ignore", over="ignore")``.
+    intercept of an intercept-only model). ``derive=False`` leaves out the statistics that
+    :func:`derived_statistics` computes from the others (a batch's result derives them
+    when they are read). Callers hold ``np.errstate(divide="ignore", invalid="ignore",
+    over="ignore")``.
     """
     k, p = design.k, design.p
     zero = design.full(0.0)
@@ -74,28 +77,22 @@ def fit_design(
         # as metafor: a root of the score whose likelihood is below the likelihood at
         # τ² = 0 (a lower local maximum) gives way to τ² = 0
         zeroed = zero_is_more_likely(design, tau2, method, ee, mom)
-        if zeroed if isinstance(zeroed, bool) else zeroed.any():
+        if isinstance(zeroed, bool):
+            if zeroed:
+                tau2, mom = zero, Moments(design, zero, entry.se_powers)
+        elif zeroed.any():  # (the moments at τ² = 0 of those rows are the ee moments)
             tau2 = nm.where(zeroed, zero, tau2)
-            mom = Moments(design, tau2, entry.se_powers)
+            mom = mom.where(zeroed, ee)
     tau2_se = nm.where(k > p, entry.standard_error(design, tau2, ee, mom), math.nan)
 
     # heterogeneity: the residual Q with equal-effects weights
     q = ee.q()
-    q_df = k - p
-    q_pvalue = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
-    v_typical = nm.div(q_df, ee.trace_p())  # Higgins & Thompson (2002), eq. 9
-    if method == "EE" and tau2_fixed is None:
-        i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
-        h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
-    else:
-        i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
-        h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
+    v_typical = nm.div(k - p, ee.trace_p())  # Higgins & Thompson (2002), eq. 9
 
     # the coefficients at the final τ² (in the basis, then mapped back through R)
     vcov_q = mom.inv
     beta_q = [b0 + d for b0, d in zip(design.beta0, mom.delta, strict=True)]
-    # t-based tests use k - p df; a fit without residual df falls back to z
-    df: Num = math.inf if test == "z" else nm.where(k > p, k - p + 0.0, math.inf)
+    s2: Num = 1.0
     if test in ("knha", "adhoc"):
         # Knapp & Hartung (2003); "adhoc" never narrower than the z interval
         s2 = nm.where(k > p, nm.div(mom.q(), k - p), 1.0)
@@ -106,29 +103,16 @@ def fit_design(
     if test in ("knha", "adhoc"):
         exact_fit = is_exact_fit(design, mom)
     coef, vcov = _from_basis(design, beta_q, vcov_q)
+    # (without the normal equations' error where the weights span many orders of magnitude)
+    coef, vcov = mom.in_design(coef, vcov, s2)
     se = [nm.sqrt(vcov[j][j]) for j in range(p)]
-    stat = [nm.div(coef[j], se[j]) for j in range(p)]
-    pvalue = [two_sided_p(s, df, test) for s in stat]
-    crit = test_critical_value(level, df, test)
-    half = [crit * s for s in se]
     out: dict[str, Any] = {
         "coef": coef,
         "vcov": vcov,
         "se": se,
-        "statistic": stat,
-        "pvalue": pvalue,
-        "ci_lower": [b - h for b, h in zip(coef, half, strict=True)],
-        "ci_upper": [b + h for b, h in zip(coef, half, strict=True)],
-        "crit": crit,
-        "df": df,
         "tau2": tau2,
         "tau2_se": tau2_se,
-        "tau": nm.sqrt(tau2),
-        "i2": i2,
-        "h2": h2,
         "q": q,
-        "q_df": q_df,
-        "q_pvalue": q_pvalue,
         "k": k,
         "converged": converged,
         "iterations": iterations,
@@ -139,13 +123,115 @@ def fit_design(
         # percent weights of one analysis (a batch derives them on demand from τ²)
         "weights": mom.percent_weights() if design.single else None,
     }
-    if p == 1 and design.intercept:
-        pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
-        out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
+    if derive:
+        out.update(
+            derived_statistics(
+                coef,
+                se,
+                tau2=tau2,
+                q=q,
+                k=k,
+                v_typical=v_typical,
+                zero=zero,
+                p=p,
+                intercept=design.intercept,
+                equal_effects=method == "EE" and tau2_fixed is None,
+                test=test,
+                level=level,
+            )
+        )
     btt = default_btt(design.p, design.intercept) if btt is None else btt
     if btt:  # (an empty `btt`: no omnibus test)
-        out.update(moderator_test(coef, vcov, btt, df, test))
+        out.update(moderator_test(coef, vcov, btt, reference_df(k, p, test), test))
     return out
+
+
+def reference_df(k: Num, p: int, test: str) -> Num:
+    """Degrees of freedom of the reference distribution of the coefficients' tests:
+    ``k - p`` for the t-based tests (a fit without residual df falls back to z), inf for
+    z."""
+    return math.inf if test == "z" else nm.where(k > p, k - p + 0.0, math.inf)
+
+
+def derived_statistics(
+    coef: Vec,
+    se: Vec,
+    *,
+    tau2: Num,
+    q: Num,
+    k: Num,
+    v_typical: Num,
+    zero: Num,
+    p: int,
+    intercept: bool,
+    equal_effects: bool,
+    test: str,
+    level: float,
+    only: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """The statistics that follow from a fit's coefficients, their standard errors, τ²,
+    Q and the typical within-study variance: the tests and intervals of the
+    coefficients (and the prediction interval of the intercept-only model), τ, I², H²
+    and the test of Q (written once: :func:`fit_design` and the batch results, which
+    compute them when they are read, call this).
+
+    `zero` is 0 for every analysis; `equal_effects`: the equal-effects model (I² and H²
+    from Q, Higgins & Thompson 2002, rather than from τ²); `only`: the statistics to
+    compute (default: all).
+    """
+    out: dict[str, Any] = {}
+    names = _DERIVED_NAMES if only is None else frozenset(only)
+    q_df = k - p
+    if "q_df" in names:
+        out["q_df"] = q_df
+    if "q_pvalue" in names:
+        out["q_pvalue"] = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
+    if "i2" in names or "h2" in names:
+        if equal_effects:
+            i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
+            h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
+        else:
+            i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
+            h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
+        out["i2"], out["h2"] = i2, h2
+    if "tau" in names:
+        out["tau"] = nm.sqrt(tau2)
+    df = reference_df(k, p, test)
+    out["df"] = df
+    tests = "statistic" in names or "pvalue" in names
+    intervals = "ci_lower" in names or "ci_upper" in names
+    crit: Num = math.nan
+    if not names.isdisjoint(_INTERVAL_NAMES):
+        crit = out["crit"] = test_critical_value(level, df, test)
+    if tests or intervals:  # (one pass over the coefficients)
+        stat: list[Num] = []
+        pvalue: list[Num] = []
+        lower: list[Num] = []
+        upper: list[Num] = []
+        for b, s in zip(coef, se, strict=True):
+            if tests:
+                z = nm.div(b, s)
+                stat.append(z)
+                pvalue.append(two_sided_p(z, df, test))
+            if intervals:
+                half = crit * s
+                lower.append(b - half)
+                upper.append(b + half)
+        if tests:
+            out["statistic"], out["pvalue"] = stat, pvalue
+        if intervals:
+            out["ci_lower"], out["ci_upper"] = lower, upper
+    if p == 1 and intercept and ("pred_lower" in names or "pred_upper" in names):
+        pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
+        out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
+    return out
+
+
+#: the statistics :func:`derived_statistics` computes (``df`` always)
+_INTERVAL_NAMES = frozenset(("ci_lower", "ci_upper", "crit", "pred_lower", "pred_upper"))
+_DERIVED_NAMES = frozenset(
+    ("q_df", "q_pvalue", "i2", "h2", "tau", "statistic", "pvalue", *_INTERVAL_NAMES)
+)
 
 
 def is_exact_fit(design: Design, mom: Moments) -> Flag:

@@ -25,14 +25,21 @@ References
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from .._typing import FloatArray
+import numpy as np
+import numpy.typing as npt
+
+from .._typing import BoolArray, FloatArray
 from . import _num as nm
 from ._num import Num
-from .design import _POWERS, Design, _col
+from .design import _POWERS, Design, _col, _take, rowsum
 from .kernels import kernels, solve
-from .linalg import Factor, trace_product
+from .linalg import Factor, Mat, Vec, trace_product
+from .pivoted import LIMIT, Pivoted
+
+IntArray = npt.NDArray[np.intp]
+_ONE: IntArray = np.zeros(1, dtype=np.intp)  # (the rows of one analysis)
 
 
 class Moments:
@@ -47,7 +54,7 @@ class Moments:
     Python-float arithmetic, a batch on arrays.
     """
 
-    __slots__ = ("_cache", "_w", "delta", "design", "inv", "kernels", "s", "tau2")
+    __slots__ = ("_cache", "_pivoted", "_w", "delta", "design", "inv", "kernels", "s", "tau2")
 
     def __init__(
         self,
@@ -85,6 +92,21 @@ class Moments:
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
         self.inv, self.delta = solve(k, self.s[0])
 
+    def where(self, cond: BoolArray, other: Moments) -> Moments:
+        """A batch's moments that are `other`'s in the analyses `cond` and these elsewhere
+        (both of the same design, with the same sums computed): the sums of each analysis
+        from the one it is taken from, bit for bit, without computing them again."""
+        out = Moments.__new__(Moments)
+        out.design, out.kernels, out._cache = self.design, self.kernels, {}
+        out.tau2 = np.where(cond, other.tau2, self.tau2)
+        out._w = np.where(cond[:, None], other._w, self._w)
+        out.s = [
+            [b if a is b else np.where(cond, b, a) for a, b in zip(mine, theirs, strict=True)]
+            for mine, theirs in zip(self.s, other.s, strict=False)
+        ]
+        out.inv, out.delta = solve(out.kernels, out.s[0])
+        return out
+
     @property
     def w(self) -> FloatArray:
         """The weights ``1/(v + τ²)`` of every study."""
@@ -111,7 +133,11 @@ class Moments:
         """The generalised Q statistic ``yᵀPy = Σ w (y - Xβ̂)²``."""
         cache = self._cache
         if "q" not in cache:
-            cache["q"] = self.rss(1)
+            q = self.rss(1)
+            design = self.design
+            if design.p > 1 or not design.intercept:  # (see _pivoted_q)
+                q = self._pivoted_q(q)
+            cache["q"] = q
         return cache["q"]
 
     def trace_p(self) -> Num:
@@ -138,7 +164,7 @@ class Moments:
         :meth:`_dominant_traces`), so that ``tr P`` and ``tr P²`` need the stable sums."""
         design = self.design
         if design.p != 1 or not design.intercept:
-            return False
+            return True  # (a meta-regression: trace_p and trace_pp check their error bound)
         ones = design.layout.ones
         sw, sw2 = self.s[0][ones], self.s[1][ones]
         if design.single:
@@ -155,10 +181,12 @@ class Moments:
         for the largest weight): ``tr P = Σ w_i S_{-i} / S`` and
         ``tr P² = Σ w_i² (S_{-i}² + Σ_{j≠i} w_j²) / S²``; used where ``Σw² > 0.99 S²``
         (the largest weight above 99% of the total), which the sums at hand tell.
+
+        A meta-regression: see :meth:`_pivoted_trace`.
         """
         design = self.design
         if design.p != 1 or not design.intercept:
-            return trace
+            return self._pivoted_trace(trace, which)
         ones = design.layout.ones
         sw, sw2 = self.s[0][ones], self.s[1][ones]
         dominated = sw2 > 0.99 * sw * sw
@@ -170,13 +198,146 @@ class Moments:
             if not np.any(dominated):
                 return trace
             rows = np.flatnonzero(dominated)
-            w = self._w[rows]
+            w = _take(self._w, rows)  # (the analyses fastest: sums in a fixed order)
         stable = _traces_without_cancellation(w)[which]
         if design.single:
             return float(stable[0])
         out = np.array(trace, dtype=np.float64)
         out[rows] = stable
         return out
+
+    def _kappa(self) -> Num:
+        """``tr(A) tr(A⁻¹) ≥ κ(A)`` (computed once)."""
+        cache = self._cache
+        if "kappa" not in cache:
+            cache["kappa"] = _kappa_bound(self.design, self.s[0], self.inv)
+        return cache["kappa"]
+
+    def _store(self) -> dict[bytes, tuple[Pivoted, tuple[FloatArray, FloatArray]]]:
+        """The pivoted parametrisations computed so far, by rows (created when first
+        needed: most moments never need one)."""
+        try:
+            return self._pivoted
+        except AttributeError:
+            self._pivoted: dict[bytes, tuple[Pivoted, tuple[FloatArray, FloatArray]]] = {}
+            return self._pivoted
+
+    def _pivoted_trace(self, trace: Num, which: int) -> Num:
+        """`trace` (``tr P`` for `which` 0, ``tr P²`` for 1) of a meta-regression, recomputed
+        in the pivoted parametrisation (:mod:`ketameta._engine.pivoted`) where the error
+        bound of the cheap formula, ``u tr(A) tr(A⁻¹) c`` with the cancellation factor
+        ``c = Σw/tr P`` (``Σw²/tr P²``), exceeds ``LIMIT u``: where a study with a large
+        weight has a hat value near 1. A trace that is not positive (or NaN) is beyond
+        any bound, so the traces used are positive whenever ``k > p``.
+        """
+        design = self.design
+        total = self.s[which][design.layout.ones]
+        kappa = self._kappa()
+        if design.single:  # (the usual case in a few comparisons)
+            if LIMIT * trace > kappa * total or not design.k > design.p:
+                return trace
+            rows = _ONE
+        else:
+            found = _rows(design, nm.negate(LIMIT * trace > kappa * total) & (design.k > design.p))
+            if found is None:
+                return trace
+            rows = found
+        _, stable = self._pivoted_at(rows)
+        return _put(design, trace, rows, stable[which])
+
+    def _pivoted_at(self, rows: IntArray) -> tuple[Pivoted, tuple[FloatArray, FloatArray]]:
+        """The pivoted parametrisation of the analyses `rows` at these weights, and its
+        ``tr P``, ``tr P²`` (computed once per set of rows)."""
+        key = rows.tobytes()
+        store = self._store()
+        if key not in store:
+            w = _take_rows(self.design, self._w, rows)
+            piv = pivoted(self.design, w, rows)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                store[key] = (piv, piv.traces(w))
+        return store[key]
+
+    def _pivoted_q(self, q: Num) -> Num:
+        """`q` (``yᵀWy - β̂ᵀXᵀWy``) of a meta-regression, recomputed as ``Σ r²`` of the
+        residuals of the pivoted parametrisation (:meth:`_in_own_coordinates`) where its
+        error bound ``u tr(A) tr(A⁻¹) yᵀWy/Q`` exceeds ``LIMIT u``: the effects are
+        centred at the equal-effects fit, whose error (the normal equations') leaves a
+        heavy study with a centred effect that is not quite its residual, and ``yᵀWy``
+        then cancels against ``β̂ᵀXᵀWy``."""
+        design = self.design
+        kappa = self._kappa()
+        total = self.s[0][design.layout.yy]
+        rows = _rows(design, nm.negate(LIMIT * q > kappa * total) & (design.k > design.p))
+        if rows is None:
+            return q
+        resid = self._in_own_coordinates(rows)[1]
+        return _put(design, q, rows, np.einsum("mk,mk->m", resid, resid))
+
+    def _in_own_coordinates(self, rows: IntArray) -> tuple[Pivoted, FloatArray, FloatArray]:
+        """The pivoted parametrisation of the analyses `rows` in the design's own
+        coordinates, exactly shifted (:func:`_exact_shift`), the weighted residuals
+        ``√w r`` and the shifts (m, p) (computed once per set of rows)."""
+        key = b"x" + rows.tobytes()
+        store = self._store()
+        if key not in store:
+            design = self.design
+            x = design.given_x(rows)
+            w = _take_rows(design, self._w, rows)
+            root = np.sqrt(w)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                x_rows = np.broadcast_to(x, (len(rows), *x.shape)) if x.ndim == 2 else x
+                shift = _exact_shift(x_rows, w) if design.intercept else None
+                if shift is None:
+                    shift = np.zeros((len(rows), design.p))
+                else:
+                    x_rows = x_rows - shift[:, None, :]  # (exact, see _exact_shift)
+                piv = Pivoted(x_rows, root)
+                # (the centred effects: their residuals are those of the effects)
+                resid = piv.residuals(root * _take_rows(design, design.mask(design.y), rows))
+            store[key] = (piv, (resid, shift))
+        piv, (resid, shift) = store[key]
+        return piv, resid, shift
+
+    def in_design(self, coef: Vec, vcov: Mat, scale: Num = 1.0) -> tuple[Vec, Mat]:
+        """The coefficients `coef` and their covariance `vcov` (``scale A⁻¹`` mapped to the
+        design's coordinates), recomputed where the normal equations' error bound ``u
+        tr(A) tr(A⁻¹)`` exceeds ``LIMIT u`` (a meta-regression whose weights span many
+        orders of magnitude): from the pivoted parametrisation of the design in its own
+        coordinates, ``β̂ = X_S⁻¹f_S`` and ``scale X_S⁻¹ Cov(f_S) X_S⁻ᵀ`` with ``f_S`` the
+        pivot studies' fitted values (:meth:`ketameta._engine.pivoted.Pivoted.in_design`).
+        Not in the orthogonal basis: an entry of the design that is exactly 0 (a factor
+        level a heavy study is not in) must stay exactly 0, or the heavy study's effect,
+        known to its own precision, leaks into coefficients it does not inform."""
+        design = self.design
+        if design.p == 1 and design.intercept:
+            return coef, vcov
+        kappa = self._kappa()
+        rows = _rows(design, nm.negate(kappa < LIMIT) & (design.k >= design.p))
+        if rows is None:
+            return coef, vcov
+        piv, resid, shift = self._in_own_coordinates(rows)
+        # the effects as given: the centred ones plus the equal-effects fit
+        y = _take_rows(design, design.mask(design.y + design.fitted(design.beta0)), rows)
+        root = np.sqrt(_take_rows(design, self._w, rows))
+        at = np.arange(len(rows))[:, None]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # the fitted values of the pivot studies, f_s = y_s - r_s/√w_s
+            fitted = y[at, piv.pivots] - resid[at, piv.pivots] / root[at, piv.pivots]
+            beta, cov = piv.in_design(piv.x[at, piv.pivots], fitted)
+            # β = Tβ', V = TV'Tᵀ for the shifted columns: the intercept takes -Σ c_j β'_j
+            t = np.broadcast_to(np.eye(design.p), cov.shape).copy()
+            t[:, 0, :] -= shift
+            beta = np.einsum("mab,mb->ma", t, beta)
+            cov = t @ cov @ np.swapaxes(t, 1, 2)
+        p = design.p
+        stable_vcov = [
+            [
+                _put(design, vcov[a][b], rows, scale_rows(design, scale, rows) * cov[:, a, b])
+                for b in range(p)
+            ]
+            for a in range(p)
+        ]
+        return [_put(design, coef[a], rows, beta[:, a]) for a in range(p)], stable_vcov
 
     def pppy(self) -> Num:
         """``yᵀP³y = Σw³r² - gᵀA⁻¹g``, ``g = XᵀW²r``."""
@@ -196,6 +357,115 @@ class Moments:
         return (100.0 / _col(self.sw)) * self._w  # type: ignore[no-any-return]
 
 
+def _kappa_bound(design: Design, row: list[Num], inv: Mat) -> Num:
+    """``tr(A) tr(A⁻¹) ≥ κ(A)`` for ``A`` the matrix of `row` and its inverse `inv` (inf
+    where the computed value is below 1 or NaN)."""
+    xx = design.layout.xx
+    total, total_inv = row[xx[0][0]], inv[0][0]
+    for a in range(1, design.p):
+        total = total + row[xx[a][a]]
+        total_inv = total_inv + inv[a][a]
+    kappa = total * total_inv
+    # (κ ≥ 1: a smaller or NaN value is itself a failure of the normal equations, whose
+    # A⁻¹ then has negative diagonal entries; its error bound is infinite)
+    return nm.where(kappa >= 1.0, kappa, math.inf)
+
+
+def _take_rows(design: Design, x: FloatArray, rows: IntArray) -> FloatArray:
+    """The analyses `rows` of per-study values `x` as ``(len(rows), k)``."""
+    return x[None, :] if design.single else x[rows]
+
+
+def pivoted(design: Design, u: FloatArray, rows: IntArray) -> Pivoted:
+    """The pivoted parametrisation (:class:`~ketameta._engine.pivoted.Pivoted`) of the
+    design of the analyses `rows` weighted by `u` (``(len(rows), k)``, 0 for an absent
+    study)."""
+    basis = design.basis
+    assert basis is not None
+    if basis.ndim == 2:
+        basis = np.broadcast_to(basis, (u.shape[0], *basis.shape))
+    elif not design.single:
+        basis = basis[rows]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return Pivoted(basis, np.sqrt(u))
+
+
+def checked_trace(
+    design: Design, row: list[Num], inv: Mat, trace: Num, u: FloatArray, d: FloatArray, which: int
+) -> Num:
+    """`trace`, the cheap ``tr(P_u D)`` (`which` 0) or ``tr((P_u D)²)`` (`which` 1) of a
+    meta-regression's projector of weights `u` (``D = diag(d)``; `row` the sums of `u`,
+    `inv` the inverse of their ``XᵀUX``), recomputed in the pivoted parametrisation where
+    its error bound ``u tr(A) tr(A⁻¹) c`` exceeds ``LIMIT u`` (``c = Σud/tr(P_u D)``, or
+    ``Σ(ud)²/tr((P_u D)²)``; see :meth:`Moments._pivoted_trace`). `u` and `d` are shaped
+    like the effects (0 for absent studies)."""
+    if design.p == 1 and design.intercept:
+        return trace  # (the intercept-only model: hat values 1/k or w_i/Σw, see above)
+    g = design.mask(u * d)
+    terms = g if which == 0 else g * g
+    total_sum = np.add.reduce(terms, axis=-1)
+    total: Num = float(total_sum) if design.single else total_sum
+    kappa = _kappa_bound(design, row, inv)
+    rows = _rows(design, nm.negate(LIMIT * trace > kappa * total) & (design.k > design.p))
+    if rows is None:
+        return trace
+    piv = pivoted(design, _take_rows(design, design.mask(u), rows), rows)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        stable = piv.traces(_take_rows(design, g, rows))[which]
+    return _put(design, trace, rows, stable)
+
+
+def _exact_shift(x: FloatArray, w: FloatArray) -> FloatArray | None:
+    """Shifts ``c_j`` of the columns of designs `x` (``(m, k, p)``, intercept first) by
+    which ``x_ij - c_j`` is exact for every study present (weight `w` > 0): the value of
+    the heaviest study, for a column whose values all lie within a factor 2 of it
+    (Sterbenz's lemma), 0 for the others (the intercept, a column with a 0 entry).
+    A year near 2000 then becomes its offset from the heaviest study's year, so that the
+    pivoted rows are not nearly parallel, and an exact 0 of the design stays exact; the
+    change of coordinates ``X' = XT⁻¹`` (``T`` unit upper triangular) is exact, and
+    ``β = Tβ'`` maps the coefficients back. None where no column shifts."""
+    at = np.arange(x.shape[0])
+    c = x[at, np.argmax(w, axis=-1)]  # (m, p)
+    c[:, 0] = 0.0
+    lo, hi = np.minimum(0.5 * c, 2.0 * c), np.maximum(0.5 * c, 2.0 * c)
+    present = (w > 0.0)[..., None]
+    inside = np.all(~present | ((x >= lo[:, None, :]) & (x <= hi[:, None, :])), axis=1)
+    c = np.where(inside & (c != 0.0), c, 0.0)
+    return c if np.any(c) else None
+
+
+def scale_rows(design: Design, scale: Num, rows: IntArray) -> FloatArray | float:
+    """`scale` (a number per analysis) in the analyses `rows`."""
+    return scale if isinstance(scale, float) else np.asarray(scale)[rows]
+
+
+def _rows(design: Design, flag: nm.Flag) -> IntArray | None:
+    """The analyses where `flag` holds (``[0]`` for one analysis), or None if none."""
+    if design.single:
+        return _ONE if bool(flag) else None
+    rows = np.flatnonzero(flag)
+    return rows if rows.size else None
+
+
+def _put(design: Design, value: Num, rows: IntArray, stable: FloatArray) -> Num:
+    """`value` (per analysis) with `stable` in the analyses `rows`."""
+    if design.single:
+        return float(stable[0])
+    out = np.array(value, dtype=np.float64)
+    out[rows] = stable
+    return out
+
+
+def typical_variance(w: FloatArray) -> float:
+    """Higgins & Thompson's (2002) typical within-study variance of an intercept-only
+    model with weights `w` (``(k,)``, k ≥ 2): ``ṽ = (k - 1)/tr P``, ``tr P = Σw - Σw²/Σw``
+    as a sum of positive terms (:meth:`Moments._dominant_traces`), so ``ṽ > 0`` and
+    ``I² = τ²/(τ² + ṽ)`` lies in ``[0, 1)`` however unequal the weights (the textbook
+    ``(k - 1)Σw/((Σw)² - Σw²)`` cancels to 0 or below at a variance ratio near 1e15)."""
+    trace_p = float(_traces_without_cancellation(np.asarray(w, dtype=np.float64)[None, :])[0][0])
+    return float(w.shape[-1] - 1) / trace_p
+
+
 def _traces_without_cancellation(w: FloatArray) -> tuple[FloatArray, FloatArray]:
     """``tr P`` and ``tr P²`` of the intercept-only model with weights `w` (rows of a
     batch; absent studies 0) as sums of positive terms (see
@@ -206,13 +476,13 @@ def _traces_without_cancellation(w: FloatArray) -> tuple[FloatArray, FloatArray]
     rest = w.copy()
     rest[rows, top] = 0.0
     rest2 = rest * rest
-    s, s2 = w.sum(axis=-1), w2.sum(axis=-1)
+    s, s2 = rowsum(w), rowsum(w2)
     others = s[:, None] - w  # S_{-i}: no cancellation where w_i is not the largest
-    others[rows, top] = rest.sum(axis=-1)  # summed directly for the largest weight
+    others[rows, top] = rowsum(rest)  # summed directly for the largest weight
     others2 = s2[:, None] - w2
-    others2[rows, top] = rest2.sum(axis=-1)
-    trace_p = (w * others).sum(axis=-1) / s
-    trace_pp = (w2 * (others * others + others2)).sum(axis=-1) / (s * s)
+    others2[rows, top] = rowsum(rest2)
+    trace_p = rowsum(w * others) / s
+    trace_pp = rowsum(w2 * (others * others + others2)) / (s * s)
     return trace_p, trace_pp
 
 
@@ -228,6 +498,10 @@ def projected_trace_sq(design: Design, u: FloatArray, d: FloatArray) -> Num:
     a, b, c = design.sums([u, u * ud * ud, u * ud], xy=False, yy=False)
     factor = Factor(lay.matrix(a))
     m = factor.solve_matrix(lay.matrix(c))
-    total = np.sum(design.mask(ud * ud), axis=-1)
-    total_num: Num = float(total) if design.single else total
-    return total_num - 2.0 * factor.trace_solve(lay.matrix(b)) + trace_product(m, m)
+    total_num: Num = (
+        float(np.add.reduce(ud * ud)) if design.single else rowsum(design.mask(ud * ud))
+    )
+    trace = total_num - 2.0 * factor.trace_solve(lay.matrix(b)) + trace_product(m, m)
+    if design.p == 1 and design.intercept:
+        return trace
+    return checked_trace(design, a, factor.inverse(), trace, u, d, 1)

@@ -9,6 +9,7 @@ threads.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._typing import FloatArray
+from .._validation import check_batch_rows
 from .design import Design
 from .model import fit_design, q_profile
 
@@ -42,8 +44,27 @@ COEF_FIELDS = ("coef", "se", "statistic", "pvalue", "ci_lower", "ci_upper")
 #: the intercept-only model's prediction interval (shape (m,))
 PRED_FIELDS = ("pred_lower", "pred_upper")
 CI_FIELDS = ("tau2_ci_lower", "tau2_ci_upper")
+#: the statistics that :func:`~ketameta._engine.model.derived_statistics` computes from
+#: the others (left out with ``derive=False``: the batch results derive them when read)
+DERIVED_FIELDS = (
+    "df",
+    "tau",
+    "i2",
+    "h2",
+    "q_df",
+    "q_pvalue",
+    "statistic",
+    "pvalue",
+    "ci_lower",
+    "ci_upper",
+    *PRED_FIELDS,
+)
+#: fields that are not statistics: kept for rows that were not fitted
+_FLAGS = ("k", "converged", "iterations", "singular", "exact_fit")
 #: doubles per (chunk × k) working array by default: 1 MiB, which a core's cache holds
-#: (and which stays clear of the allocator returning memory to the system after each chunk)
+#: (and which stays clear of the allocator returning memory to the system after each
+#: chunk); smaller chunks spend more in the per-call overhead of the ~100 NumPy calls a
+#: chunk's fit makes per τ² iteration (measured: 2^15 doubles 35 % slower for REML)
 CHUNK_DOUBLES = 2**17
 
 
@@ -69,6 +90,10 @@ def fit_rows(
     btt: Sequence[int] | None = None,
     vcov: bool = False,
     out: dict[str, FloatArray] | None = None,
+    derive: bool = True,
+    check: str | None = None,
+    store: tuple[FloatArray, FloatArray] | None = None,
+    row_offset: int = 0,
 ) -> dict[str, FloatArray]:
     """Fit every row of 2-D `y`, `v` (NaN = absent) with design `x` (None, ``(k, p)`` or
     ``(m, k, p)``), chunk by chunk, `workers` chunks at a time in threads; arrays of
@@ -76,40 +101,78 @@ def fit_rows(
     knows that no value is NaN. Rows that cannot be fitted have NaN statistics; the
     ``singular`` field flags rows whose studies do not identify the design. `out` may
     hold preallocated arrays for some of the outputs (e.g. views of one packed block),
-    which are written in place."""
+    which are written in place. ``derive=False`` leaves out :data:`DERIVED_FIELDS`.
+
+    `store`: two ``(k, m)`` arrays into which each chunk of `y` and `v` is copied (the
+    result's own copies of the input, transposed: the analyses vary fastest) and then
+    fitted from, while in the cache; `check` (``"V"`` or ``"SE"``, the name of `v`)
+    validates each chunk there (:func:`~ketameta._validation.check_batch_rows`: an error
+    names the analysis by its row in `y` plus `row_offset`) and squares standard errors
+    (without `store`, in a scratch copy of the chunk).
+    """
     m, k = y.shape
     p = 1 if x is None else x.shape[-1]
     pred = p == 1 and (x is None or bool(intercept))
-    names = ROW_FIELDS + (PRED_FIELDS if pred else ()) + (CI_FIELDS if tau2_ci else ())
+    names: tuple[str, ...] = ROW_FIELDS + (PRED_FIELDS if pred else ())
+    coef_names: tuple[str, ...] = COEF_FIELDS
+    if not derive:
+        names = tuple(n for n in names if n not in DERIVED_FIELDS)
+        coef_names = tuple(n for n in COEF_FIELDS if n not in DERIVED_FIELDS)
+        if btt is not None and not btt:  # (no omnibus test)
+            names = tuple(n for n in names if n not in ("qm", "qm_pvalue"))
+    names += CI_FIELDS if tau2_ci else ()
     # every row of the outputs is written below (fitted, or NaN / 0 when it has no study)
     given = {} if out is None else out
-    out = {name: given.get(name, np.empty(m)) for name in names}
-    out["singular"] = given.get("singular", np.zeros(m))
-    out["exact_fit"] = given.get("exact_fit", np.zeros(m))
-    out["singular"][...] = 0.0
-    out["exact_fit"][...] = 0.0
-    for name in COEF_FIELDS:
-        out[name] = given.get(name, np.empty((m, p)))
+    out = {name: given[name] if name in given else np.empty(m) for name in names}
+    for name in ("singular", "exact_fit"):
+        # (zeros from calloc: pages of a flag never set are never touched)
+        out[name] = given[name] if name in given else np.zeros(m)
+        if name in given:
+            out[name][...] = 0.0
+    for name in coef_names:
+        out[name] = given[name] if name in given else np.empty((m, p))
     if vcov:
         out["vcov"] = given.get("vcov", np.empty((m, p, p)))
     ctl = {**control, "raise_on_failure": False}
     per_row_x = x is not None and x.ndim == 3
+    fitted_names = tuple(n for n in names if n not in CI_FIELDS)
+    scratch = threading.local()  # (the chunk copies of each thread, without `store`)
 
     def fit_chunk(rows: slice) -> None:
-        # column-major chunks: the sums over studies then run over contiguous memory
-        yc, vc = np.asfortranarray(y[rows]), np.asfortranarray(v[rows])
+        if store is not None or check is not None:
+            # the chunk transposed (analyses fastest: sums over the studies in a fixed
+            # order) into the result's copy, or a scratch copy (the input is never
+            # modified), validated and fitted there while in the cache
+            if store is not None:
+                yt, vt = store[0][:, rows], store[1][:, rows]
+            else:  # (one pair of buffers per thread, reused by its chunks: no page faults)
+                buffers = getattr(scratch, "buffers", None)
+                if buffers is None:
+                    buffers = scratch.buffers = np.empty((2, k, chunk_size))
+                yt, vt = (
+                    buffers[0, :, : rows.stop - rows.start],
+                    buffers[1, :, : rows.stop - rows.start],
+                )
+            np.copyto(yt, y[rows].T)
+            np.copyto(vt, v[rows].T)
+            yc, vc = yt.T, vt.T
+        else:
+            yc, vc = y[rows], v[rows]
         xc = x[rows] if per_row_x and x is not None else x
-        # (validated: no inf)
-        full = complete or not (np.isnan(yc.sum()) or np.isnan(vc.sum()))
+        if check is not None:
+            full = check_batch_rows(yc, vc, check, row_offset=row_offset + rows.start)
+        else:  # (validated: no inf)
+            full = complete or not (
+                np.isnan(np.add.reduce(yc, axis=None)) or np.isnan(np.add.reduce(vc, axis=None))
+            )
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if full:  # every study present: no masks needed
                 sel = np.arange(yc.shape[0])
                 yy, vv, xx = yc, vc, xc
             else:
                 for name, arr in out.items():  # rows without studies
-                    arr[rows] = (
-                        0.0 if name in ("k", "converged", "singular", "exact_fit") else np.nan
-                    )
+                    if name not in ("singular", "exact_fit"):
+                        arr[rows] = 0.0 if name in _FLAGS else np.nan
                 absent = np.isnan(yc) | np.isnan(vc)
                 yy = np.where(absent, 0.0, yc)
                 vv = np.where(absent, np.inf, vc)
@@ -132,16 +195,18 @@ def fit_rows(
                 tau2_fixed=None,
                 control=ctl,
                 btt=btt,
+                derive=derive,
             )
             # a slice where every row of the chunk was fitted (fancy indexing costs twice)
             idx: slice | np.ndarray[Any, Any] = (
                 rows if sel.size == yc.shape[0] else rows.start + sel
             )
-            for name in names[: len(names) - (len(CI_FIELDS) if tau2_ci else 0)]:
+            for name in fitted_names:
                 out[name][idx] = fit.get(name, np.nan)  # (no QM when btt is empty)
-            out["singular"][idx] = fit["singular"]
-            out["exact_fit"][idx] = fit["exact_fit"]
-            for name in COEF_FIELDS:
+            for name in ("singular", "exact_fit"):
+                if not isinstance(fit[name], bool):  # (False for every row otherwise)
+                    out[name][idx] = fit[name]
+            for name in coef_names:
                 for j in range(p):
                     out[name][idx, j] = fit[name][j]
             if vcov:
@@ -150,15 +215,15 @@ def fit_rows(
                         out["vcov"][idx, a, b] = fit["vcov"][a][b]
             # never a silent wrong number: rows that did not converge, overflowed or have a
             # singular design are NaN (their reason: failures())
-            bad = (
-                ~np.asarray(fit["converged"], dtype=bool)
-                | ~np.isfinite(np.asarray(fit["coef"][0]))
-                | (np.asarray(fit["singular"]) > 0)
-            )
+            bad = ~np.isfinite(np.asarray(fit["coef"][0]))
+            if not isinstance(fit["converged"], bool):
+                bad |= ~np.asarray(fit["converged"], dtype=bool)
+            if not isinstance(fit["singular"], bool):
+                bad |= np.asarray(fit["singular"]) > 0
             if bad.any():
                 bad_rows = rows.start + sel[bad] if isinstance(idx, slice) else idx[bad]
                 for name, arr in out.items():
-                    if name not in ("k", "converged", "iterations", "singular", "exact_fit"):
+                    if name not in _FLAGS:
                         arr[bad_rows] = np.nan
             if tau2_ci:
                 lo, hi = q_profile(
@@ -170,12 +235,13 @@ def fit_rows(
 
     if chunk_size is None:
         chunk_size = max(256, CHUNK_DOUBLES // max(k * (p if per_row_x else 1), 1))
+    chunk_size = min(chunk_size, max(m, 1))
     chunks = list(_chunks(m, chunk_size))
     if workers > 1 and len(chunks) > 1:
         # NumPy and SciPy release the GIL in their loops: chunks in threads run in parallel
         with ThreadPoolExecutor(min(workers, len(chunks))) as executor:
             for _ in executor.map(fit_chunk, chunks):
-                pass  # (re-raises an exception of any chunk)
+                pass  # (re-raises an exception of the first chunk that raised)
     else:
         for rows in chunks:
             fit_chunk(rows)
@@ -191,6 +257,8 @@ def failures(
 ) -> dict[int, str]:
     """Why each unfitted analysis (NaN `estimate`, the first coefficient) was not fitted,
     by flat index."""
+    if not np.isnan(estimate).any():  # (every analysis not fitted has a NaN estimate)
+        return {}
     ok = converged.astype(bool)
     failed = {int(i): "no studies (every yi or vi is NaN)" for i in np.flatnonzero(k == 0)}
     if singular is not None:

@@ -21,10 +21,10 @@ from .._typing import BoolArray, FloatArray
 from .._warnings import ConvergenceError
 from . import _num as nm
 from ._num import Flag, Num
-from .design import Design, _col
+from .design import Design, _col, rowsum
 from .kernels import kernels
 from .kernels import solve as solve_kernel
-from .moments import Moments, projected_trace_sq
+from .moments import Moments, checked_trace, projected_trace_sq
 from .scalarize import scalarize
 
 Estimate = tuple[Num, Flag, Num]  # (τ², converged, iterations)
@@ -106,8 +106,7 @@ def _hs_se(design: Design, tau2: Num, ee: Moments, mom: Moments) -> Num:
 
 
 def _row_sum(design: Design, x: FloatArray) -> Num:
-    s = np.add.reduce(x, axis=-1)
-    return float(s) if design.single else np.asarray(s, dtype=np.float64)
+    return float(np.add.reduce(x)) if design.single else rowsum(x)
 
 
 def _he(design: Design, ee: Moments, control: dict[str, Any]) -> Estimate:
@@ -123,6 +122,9 @@ def _he(design: Design, ee: Moments, control: dict[str, Any]) -> Estimate:
     resid = design.mask(design.y - design.fitted(delta))
     rss = _row_sum(design, resid * resid)
     tr_pv = xvx[lay.ones] - k.trace(inv, xvx)
+    if design.p > 1 or not design.intercept:  # (without cancellation where it would)
+        unit_w = design.mask(np.ones_like(design.y))
+        tr_pv = checked_trace(design, unit, inv, tr_pv, unit_w, design.mask(design.v), 0)
     raw = nm.div(rss - tr_pv, _df(design))
     return (_truncate(design, raw), *_done(design))
 
@@ -206,7 +208,7 @@ def log_likelihood_gain(design: Design, tau2: Num, kind: str, ee: Moments, mom: 
     if design.single:
         return -(float(np.log1p(float(tau2) / design.v).sum()) + float(rest))
     t = np.asarray(tau2)
-    gain: FloatArray = -(np.log1p(t[:, None] / design.v).sum(axis=-1) + rest)
+    gain: FloatArray = -(rowsum(np.log1p(t[:, None] / design.v)) + rest)
     return gain
 
 
@@ -449,6 +451,10 @@ def newton_step(
 newton_step_scalar = scalarize(newton_step)
 
 
+#: the fewest converged rows of a batch for which :func:`solve` copies the others out
+_MIN_CUT = 512
+
+
 def solve(
     design: Design,
     kind: str,
@@ -493,7 +499,14 @@ def solve(
     lo_all, hi_all = np.full_like(t_all, -1.0), np.full_like(t_all, np.inf)
     prev_all = np.full_like(t_all, np.inf)
     iterations, converged = np.zeros(t_all.shape), np.zeros(t_all.shape, dtype=bool)
+    # `sub` holds the rows `rows` of the batch, of which those `active` still iterate:
+    # converged rows stay (their score evaluated again, their values kept) until no more
+    # than half of them iterate, when `sub` is cut down to those (copying the rows of
+    # every array at each convergence would cost more than the scores saved; nor is it
+    # cut for fewer than _MIN_CUT converged rows, whose scores cost less than the copies)
     rows = np.arange(t_all.size)
+    active = np.ones(rows.size, dtype=bool)
+    n_active = rows.size
     sub, tg = design, target
     for _ in range(maxiter):
         t = t_all[rows]
@@ -509,16 +522,26 @@ def solve(
             sub.v_scale,
             threshold,
         )
+        if n_active < rows.size:  # (rows that converged earlier keep their values)
+            new = np.where(active, new, t)
+            lo = np.where(active, lo, lo_all[rows])
+            hi = np.where(active, hi, hi_all[rows])
+            step = np.where(active, step, prev_all[rows])
+            done_rows = np.asarray(done) & active
+        else:
+            done_rows = np.asarray(done)
         t_all[rows], lo_all[rows], hi_all[rows], prev_all[rows] = new, lo, hi, step
-        iterations[rows] += 1
-        done_rows = np.asarray(done)
+        iterations[rows] += active
         converged[rows[done_rows]] = True
-        if done_rows.all():
+        active = active & ~done_rows
+        n_active = int(np.count_nonzero(active))
+        if not n_active:
             return t_all, converged, iterations
-        keep = ~done_rows
-        rows = rows[keep]
-        sub = sub.subset(keep)
-        tg = np.asarray(tg)[keep] if np.ndim(tg) else tg
+        if 2 * n_active <= rows.size and rows.size - n_active >= _MIN_CUT:
+            rows = rows[active]
+            sub = sub.subset(active)
+            tg = np.asarray(tg)[active] if np.ndim(tg) else tg
+            active = np.ones(rows.size, dtype=bool)
     if not raise_on_failure:
         return t_all, converged, iterations
     raise ConvergenceError(method, maxiter)

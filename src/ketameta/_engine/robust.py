@@ -1,0 +1,322 @@
+"""Cluster-robust (sandwich) covariance of a weighted least-squares fit, its small-sample
+adjustments and the degrees of freedom of its tests (private).
+
+The fit: ``b = (XᵀWX)⁻¹XᵀWy`` with ``W = Θ⁻¹`` block-diagonal by cluster, where Θ is the
+working model's marginal covariance (``diag(v + τ²)`` for the random-effects model, ``V + ZGZᵀ``
+restricted to the clusters for a multilevel model, the inverse weights for robumeta's
+weights). The estimator is
+
+    V^CR = c · B (Σ_j X_jᵀ W_j A_j e_j e_jᵀ A_jᵀ W_j X_j) B,   B = (XᵀWX)⁻¹,
+
+with ``A_j = I`` (CR0, CR1; ``c`` the CR1 factor), ``A_j = (I - H_jj)⁻¹`` (CR3) or the CR2
+matrices of Bell & McCaffrey (2002) as Pustejovsky & Tipton (2018, eq. 5) define them for a
+working model Θ: ``A_j = D_jᵀ (D_j (Θ_j - X_j B X_jᵀ) D_jᵀ)^{+1/2} D_j`` for any ``D_j`` with
+``D_jᵀD_j = Θ_j`` (the result does not depend on the choice; the power is the symmetric
+square root of the Moore-Penrose inverse). ``Θ_j - X_j B X_jᵀ`` is the covariance of the
+residuals of cluster j under the working model, so CR2 is unbiased when Θ is right.
+
+Everything is computed in whitened coordinates: with ``Θ_j = L_jL_jᵀ`` (Cholesky),
+``Z_j = L_j⁻¹X_j`` and ``r_j = L_j⁻¹e_j``, ``XᵀWX = ZᵀZ = RᵀR`` (QR of Z, so ``B`` never
+forms an ill-conditioned ``XᵀWX``), ``I - Z_j B Z_jᵀ = I - Q_jQ_jᵀ`` and with ``D_j = L_jᵀ``,
+``K_j = L_jᵀL_j``: ``X_jᵀW_jA_j = Z_jᵀ F_j L_j⁻¹`` where ``F_j`` is ``I`` (CR0),
+``(I - Q_jQ_jᵀ)⁻¹`` (CR3) or ``(K_j (I - Q_jQ_jᵀ) K_j)^{+1/2} K_j`` (CR2).
+
+The small-sample degrees of freedom come from the working model too (Tipton 2015; Tipton &
+Pustejovsky 2015): for a contrast ``c``, ``cᵀV^CR c = Σ_j z_j²`` with ``z_j =
+cᵀB X_jᵀW_jA_j e_j``; under the working model the ``z_j`` are normal with covariance
+
+    P_jk = δ_jk cᵀΓ_j c - cᵀS_j B S_kᵀ c,   Γ_j = B X_jᵀW_jA_jΘ_jA_jᵀW_jX_j B,
+                                             S_j = B X_jᵀW_jA_j X_j,
+
+(derived from ``e = (I - H)y``, ``Var(y) = Θ``, ``W = Θ⁻¹``), so ``E = tr P`` and
+``Var = 2 tr P²``: the Satterthwaite df is ``(tr P)²/tr P²``. For q contrasts at once (the
+HTZ test), the same covariances of the standardised ``Ω^{-1/2}C z`` give Zhang's (2012)
+degrees of freedom of the approximating Hotelling T² (Tipton & Pustejovsky 2015, eq. 12).
+The traces are evaluated through p × p products (never m × m matrices).
+
+References
+----------
+Bell, R. M., & McCaffrey, D. F. (2002). Bias reduction in standard errors for linear
+regression with multi-stage samples. Survey Methodology, 28(2), 169-181.
+Pustejovsky, J. E., & Tipton, E. (2018). Small-sample methods for cluster-robust variance
+estimation and hypothesis testing in fixed effects models. Journal of Business & Economic
+Statistics, 36(4), 672-683. https://doi.org/10.1080/07350015.2016.1247004
+Tipton, E. (2015). Small sample adjustments for robust variance estimation with
+meta-regression. Psychological Methods, 20(3), 375-393. https://doi.org/10.1037/met0000011
+Tipton, E., & Pustejovsky, J. E. (2015). Small-sample adjustments for tests of moderators
+and model fit using robust variance estimation in meta-regression. Journal of Educational
+and Behavioral Statistics, 40(6), 604-634. https://doi.org/10.3102/1076998615606099
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .._results import array_field
+from .._typing import FloatArray
+
+__all__ = [
+    "ADJUSTMENTS",
+    "ClusterPieces",
+    "cluster_pieces",
+    "satterthwaite_df",
+    "wald_htz_df",
+    "wald_statistic",
+]
+
+#: forms of the adjustment matrices A_j
+ADJUSTMENTS = ("CR0", "CR2", "CR3")
+#: eigenvalues of I - H_jj (in [0, 1]) at or below this are zero: the cluster fits those
+#: directions exactly (e.g. a moderator that is non-zero in one cluster only)
+RANK_TOL = 1e-10
+
+IntArray = np.ndarray[Any, np.dtype[np.intp]]
+
+
+class SingularClusterError(ValueError):
+    """``I - H_jj`` is singular for a cluster (CR3 is undefined there)."""
+
+    def __init__(self, cluster: int) -> None:
+        self.cluster = cluster
+        super().__init__(cluster)
+
+
+class NotPositiveDefiniteError(ValueError):
+    """The working covariance of a cluster is not positive definite."""
+
+    def __init__(self, cluster: int) -> None:
+        self.cluster = cluster
+        super().__init__(cluster)
+
+
+@attrs.frozen(kw_only=True)
+class ClusterPieces:
+    """What the covariance and every degrees-of-freedom approximation need, per cluster,
+    in the orthonormal parametrisation ``β̃ = Rβ`` (``XᵀWX = RᵀR``), where the bread is
+    the identity: the covariance of an ill-conditioned design (years as a moderator) and
+    tests of several of its coefficients stay accurate.
+
+    ``r`` (p, p) the triangular factor; ``u`` (m, p) the cluster scores ``R⁻ᵀX_jᵀW_jA_j e_j``;
+    ``gamma`` (m, p, p) and ``s`` (m, p, p) the matrices Γ_j and S_j of the module docstring
+    in that parametrisation (without the CR1 factor): ``Γ_j = R Γ_j(β) Rᵀ``, ``S_j =
+    R S_j(β) R⁻¹``.
+    """
+
+    r: FloatArray = array_field()
+    u: FloatArray = array_field()
+    gamma: FloatArray = array_field()
+    s: FloatArray = array_field()
+
+    @property
+    def rinv(self) -> FloatArray:
+        """``R⁻¹``."""
+        return np.asarray(np.linalg.solve(self.r, np.eye(self.r.shape[0])), dtype=np.float64)
+
+    @property
+    def bread(self) -> FloatArray:
+        """``(XᵀWX)⁻¹ = R⁻¹R⁻ᵀ``."""
+        ri = self.rinv
+        return np.asarray(ri @ ri.T, dtype=np.float64)
+
+    def vcov(self, factor: float = 1.0) -> FloatArray:
+        """The sandwich ``factor · B (Σ_j X_jᵀW_jA_j e_j e_jᵀA_jᵀW_jX_j) B`` of β."""
+        half = self.u @ self.rinv.T  # (m, p): rows u_jᵀ R⁻ᵀ
+        v = half.T @ half
+        return np.asarray(factor * 0.5 * (v + v.T), dtype=np.float64)
+
+    def contrasts(self, c: FloatArray) -> FloatArray:
+        """Contrast rows for β as rows for β̃: ``C R⁻¹``."""
+        return np.asarray(np.linalg.solve(self.r.T, c.T).T, dtype=np.float64)
+
+
+def _whiten(
+    x: FloatArray,
+    e: FloatArray,
+    theta: FloatArray,
+    groups: list[IntArray],
+    group_clusters: list[IntArray],
+) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+    """Whitened design and residuals (rows in the input order), and per size group the
+    cluster blocks of ``K_j = L_jᵀL_j``. `theta` is the (k,) diagonal or the (k, k)
+    working covariance (block-diagonal by cluster)."""
+    z = np.empty_like(x)
+    r = np.empty_like(e)
+    ks: list[FloatArray] = []
+    if theta.ndim == 1:
+        root = np.sqrt(theta)
+        z[:] = x / root[:, None]
+        r[:] = e / root
+        for idx in groups:
+            t = theta[idx]  # (g, n)
+            ks.append(t[:, :, None] * np.eye(idx.shape[1]))
+        return z, r, ks
+    for idx, members in zip(groups, group_clusters, strict=True):
+        blocks = theta[idx[:, :, None], idx[:, None, :]]  # (g, n, n)
+        try:
+            low = np.linalg.cholesky(blocks)
+        except np.linalg.LinAlgError:
+            bad = next(
+                j for j in range(blocks.shape[0]) if not np.all(np.linalg.eigvalsh(blocks[j]) > 0)
+            )
+            raise NotPositiveDefiniteError(int(members[bad])) from None
+        z[idx] = np.linalg.solve(low, x[idx])
+        r[idx] = np.linalg.solve(low, e[idx][:, :, None])[:, :, 0]
+        ks.append(np.swapaxes(low, 1, 2) @ low)
+    return z, r, ks
+
+
+def cluster_pieces(
+    x: FloatArray,
+    resid: FloatArray,
+    theta: FloatArray,
+    codes: IntArray,
+    n_clusters: int,
+    adjustment: str,
+) -> ClusterPieces:
+    """The cluster-level pieces of the sandwich for design `x` (k, p), residuals `resid`
+    (k,), working covariance `theta` ((k,) diagonal or (k, k), block-diagonal by cluster)
+    and cluster codes ``0 .. n_clusters - 1`` (every code present).
+
+    `adjustment` is ``"CR0"`` (also CR1: the factor is applied later), ``"CR2"`` or
+    ``"CR3"``. Raises :class:`SingularClusterError` for CR3 when ``I - H_jj`` is singular
+    and :class:`NotPositiveDefiniteError` for a working covariance block that is not
+    positive definite (both carry the cluster code).
+    """
+    p = x.shape[1]
+    sizes = np.bincount(codes, minlength=n_clusters)
+    order = np.argsort(codes, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(sizes)))
+    # clusters grouped by size: (g, n) row indices of the g clusters of n effects
+    groups: list[IntArray] = []
+    group_clusters: list[IntArray] = []
+    for n in np.unique(sizes):
+        members = np.flatnonzero(sizes == n)
+        rows = order[starts[members][:, None] + np.arange(n)]
+        groups.append(np.asarray(rows, dtype=np.intp))
+        group_clusters.append(members)
+    z, r, ks = _whiten(x, resid, theta, groups, group_clusters)
+    q, rr = np.linalg.qr(z)
+    if not np.all(np.abs(np.diag(rr)) > 0):
+        msg = "the design is rank-deficient"
+        raise ValueError(msg)
+    u = np.empty((n_clusters, p))
+    gamma = np.empty((n_clusters, p, p))
+    s = np.empty((n_clusters, p, p))
+    for idx, members, kk in zip(groups, group_clusters, ks, strict=True):
+        n = idx.shape[1]
+        rg, qg = r[idx], q[idx]  # (g, n), (g, n, p)
+        qt = np.swapaxes(qg, 1, 2)  # (g, p, n)
+        if adjustment == "CR0":  # F_j = I
+            u[members] = (qt @ rg[:, :, None])[:, :, 0]
+            s[members] = qt @ qg
+            gamma[members] = s[members]
+            continue
+        c = np.eye(n) - qg @ qt  # I - H_jj in whitened form
+        c = 0.5 * (c + np.swapaxes(c, 1, 2))
+        rank = np.sum(np.linalg.eigvalsh(c) > RANK_TOL, axis=1)
+        if adjustment == "CR3":
+            if np.any(rank < n):
+                raise SingularClusterError(int(members[np.flatnonzero(rank < n)[0]]))
+            f = np.linalg.inv(c)
+        else:  # CR2
+            b = kk @ c @ kk
+            b = 0.5 * (b + np.swapaxes(b, 1, 2))
+            lam, vec = np.linalg.eigh(b)  # ascending
+            keep = np.arange(n)[None, :] >= (n - rank)[:, None]
+            inv_root = np.where(keep, 1.0 / np.sqrt(np.where(keep, lam, 1.0)), 0.0)
+            f = (vec * inv_root[:, None, :]) @ np.swapaxes(vec, 1, 2) @ kk
+        u[members] = (qt @ (f @ rg[:, :, None]))[:, :, 0]
+        s[members] = qt @ f @ qg
+        g_half = np.swapaxes(f, 1, 2) @ qg  # (g, n, p): F_jᵀ Q_j
+        gamma[members] = np.swapaxes(g_half, 1, 2) @ g_half
+    return ClusterPieces(r=rr, u=u, gamma=gamma, s=s)
+
+
+def _contrast_moments(
+    pieces: ClusterPieces, contrasts: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """For contrast rows C (q, p) of β̃: ``γ_j = C Γ_j Cᵀ`` (m, q, q) and ``R_j = C S_j``
+    (m, q, p), so that ``P_st[j, k] = δ_jk γ_j[s, t] - R_j[s]·R_k[t]`` (the bread is I)."""
+    return contrasts @ pieces.gamma @ contrasts.T, contrasts @ pieces.s
+
+
+def satterthwaite_df(pieces: ClusterPieces, contrasts: FloatArray) -> FloatArray:
+    """Satterthwaite degrees of freedom ``(tr P)² / tr P²`` of each contrast row (q,) of β."""
+    gam, rr = _contrast_moments(pieces, pieces.contrasts(contrasts))
+    out = np.empty(contrasts.shape[0])
+    for i in range(contrasts.shape[0]):
+        g = gam[:, i, i]  # (m,)
+        ri = rr[:, i, :]  # (m, p)
+        norms = np.einsum("jp,jp->j", ri, ri)
+        trace = float(np.sum(g) - np.sum(norms))
+        kk = ri.T @ ri
+        trace_sq = float(np.sum(g * g) - 2.0 * np.sum(g * norms) + np.sum(kk * kk))
+        out[i] = trace * trace / trace_sq if trace_sq > 0 else np.nan
+    return out
+
+
+def _orthonormal_rows(pieces: ClusterPieces, contrasts: FloatArray) -> FloatArray:
+    """Orthonormal rows spanning the contrasts of β mapped to β̃ (``C R⁻¹``): the Wald
+    statistic and the HTZ degrees of freedom do not change when the q contrasts are
+    replaced by any invertible combination of them, and orthonormal ones keep the
+    q × q algebra well conditioned."""
+    qc, rc = np.linalg.qr(pieces.contrasts(contrasts).T)
+    d = np.abs(np.diag(rc))
+    if not np.all(d > d.max() * 1e-12):
+        msg = "the constraints are linearly dependent"
+        raise ValueError(msg)
+    return np.asarray(qc.T, dtype=np.float64)
+
+
+def wald_statistic(pieces: ClusterPieces, coef: FloatArray, contrasts: FloatArray) -> float:
+    """``Q = (Cb)ᵀ (C V Cᵀ)⁻¹ (Cb)`` with the sandwich V (without the CR1 factor); NaN when
+    ``C V Cᵀ`` is singular (a cluster alone determines a combination of the contrasts, so
+    the sandwich has no variance in that direction)."""
+    o = _orthonormal_rows(pieces, contrasts)
+    ob = o @ (pieces.r @ coef)
+    half = pieces.u @ o.T  # (m, q)
+    lam, vec = np.linalg.eigh(half.T @ half)
+    if not lam[0] > lam[-1] * RANK_TOL:
+        return float("nan")
+    proj = vec.T @ ob
+    return float(np.sum(proj * proj / lam))
+
+
+def wald_htz_df(pieces: ClusterPieces, contrasts: FloatArray) -> float:
+    """Zhang's degrees of freedom ``ν = q(q+1) / Σ_st Var(d_st)`` of the Hotelling T²
+    approximation (HTZ) for the q contrast rows of β, where ``d`` is ``Ω^{-1/2} C V Cᵀ
+    Ω^{-1/2}`` and Ω its expectation, under the working model (Tipton & Pustejovsky 2015)."""
+    o = _orthonormal_rows(pieces, contrasts)
+    q = o.shape[0]
+    gam, rr = _contrast_moments(pieces, o)
+    omega = gam.sum(axis=0) - np.einsum("jsp,jtp->st", rr, rr)
+    lam, vec = np.linalg.eigh(0.5 * (omega + omega.T))
+    # (a pseudo-inverse root: Ω is singular when a cluster alone determines a contrast,
+    # whose residuals then vanish, e.g. a moderator non-zero in one cluster only)
+    keep = lam > lam[-1] * RANK_TOL
+    w = (vec * np.where(keep, 1.0 / np.sqrt(np.where(keep, lam, 1.0)), 0.0)) @ vec.T
+    gam = w @ gam @ w  # (m, q, q), standardised
+    rr = np.einsum("su,jup->jsp", w, rr)
+    d = np.einsum("jsp,jtp->jst", rr, rr)  # R_js · R_jt
+    kmat = np.einsum("jtp,jsr->tspr", rr, rr)  # K_ts = R_tᵀ R_s
+    gd = np.einsum("jss->js", gam)
+    dd = np.einsum("jss->js", d)
+    total = 0.0
+    for s_ in range(q):
+        for t in range(q):
+            cross = (
+                np.sum(gam[:, s_, t] ** 2)
+                - 2.0 * np.sum(gam[:, s_, t] * d[:, s_, t])
+                + np.sum(kmat[t, s_] * kmat[t, s_].T)
+            )
+            square = (
+                np.sum(gd[:, s_] * gd[:, t])
+                - np.sum(gd[:, s_] * dd[:, t])
+                - np.sum(gd[:, t] * dd[:, s_])
+                + np.sum(kmat[t, s_] ** 2)
+            )
+            total += float(cross + square)
+    return q * (q + 1) / total if total > 0 else float("nan")
