@@ -222,6 +222,11 @@ def test_render_and_cli(
     assert main(["crps", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["small_study"]["run"] is False
+    # issue #19: the report says why a selection model cannot be fitted to 3 studies
+    note = data["small_study"]["selection_model"]
+    assert note.startswith("cannot say anything here")
+    assert "k = 3" in note
+    assert "not identified" in note
     pytest.importorskip("matplotlib")
     assert main(["crps", "--forest", str(tmp_path / "plots")]) == 0
     assert (tmp_path / "plots" / "crps_responders.png").read_bytes().startswith(b"\x89PNG")

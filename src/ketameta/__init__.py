@@ -65,6 +65,13 @@ from .multilevel import (
 )
 from .permutation import PermutationTestResult, permutation_test
 from .pooling import METHODS, TESTS, ModelFit, PoolResult, Tau2Interval, pool
+from .selection import (
+    VEVEA_WOODS_2005,
+    PetPeeseResult,
+    SelectionModelResult,
+    pet_peese,
+    selection_model,
+)
 from .sensitivity import (
     CumulativeResult,
     InfluenceResult,
@@ -103,6 +110,7 @@ __all__ = [
     "METHODS",
     "MH_MEASURES",
     "TESTS",
+    "VEVEA_WOODS_2005",
     "AccuracyWarning",
     "BatchBayesResult",
     "BatchBinaryResult",
@@ -132,6 +140,7 @@ __all__ = [
     "ModelFit",
     "OmittedStudiesWarning",
     "PermutationTestResult",
+    "PetPeeseResult",
     "PetoResult",
     "PoolResult",
     "PredictResult",
@@ -139,6 +148,7 @@ __all__ = [
     "RobustModel",
     "RobustResult",
     "RobustWaldTest",
+    "SelectionModelResult",
     "SmallSampleWarning",
     "SubgroupResult",
     "Tau2Interval",
@@ -163,6 +173,7 @@ __all__ = [
     "leave_one_out",
     "metareg",
     "permutation_test",
+    "pet_peese",
     "pool",
     "pool_glmm",
     "pool_many",
@@ -174,6 +185,7 @@ __all__ = [
     "priors",
     "robust",
     "rve",
+    "selection_model",
     "subgroups",
     "trim_and_fill",
     "vcalc",

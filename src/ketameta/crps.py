@@ -644,9 +644,27 @@ def analyse_crps(data: CRPSData | None = None) -> dict[str, Any]:
             "why": f"k = {k_resp} and 3 studies per pooled analysis: funnel-plot tests "
             "(Egger, Begg) and trim-and-fill need at least 10 studies to mean anything "
             "(Sterne et al. 2011); leave-one-out is reported instead",
+            "selection_model": _SELECTION_MODEL_NOTE.format(k=k_resp),
         },
         "summary": summary,
     }
+
+
+#: why no selection model (ketameta.selection_model) is fitted to the CRPS data
+_SELECTION_MODEL_NOTE = (
+    "cannot say anything here, so none is fitted. A selection model estimates how much less "
+    "likely a study with a larger p-value is to be published from how the studies' p-values "
+    "spread over p-value intervals, jointly with the mean and tau^2; with k = {k} studies per "
+    "analysis there are as many data points as parameters (mean, tau^2 and at least one "
+    "selection weight), the weight is not identified (the three-parameter model needs "
+    "studies on both sides of its cut-point, and many of them), and the adjusted estimate "
+    "would restate the assumed weight function rather than the data. Moreover, these are "
+    "uncontrolled series: a selection model weights studies by the p-value of theta = 0, "
+    "here a responder rate of 50% (logit 0) or no pain change from baseline, not a "
+    "comparison whose significance would decide publication. Fixed a priori weights "
+    "(Vevea & Woods 2005) would only show how far an assumed selection could move the "
+    "estimate"
+)
 
 
 def _dec(*xs: float) -> int:
@@ -841,6 +859,8 @@ def render(report: dict[str, Any]) -> str:
 
     out += ["5. Small-study effects", ""]
     out += _wrap("Not run: " + report["small_study"]["why"], 92, "  ")
+    if "selection_model" in report["small_study"]:
+        out += _wrap("Selection models: " + report["small_study"]["selection_model"], 92, "  ")
     out += ["", "Summary", ""]
     for line in report["summary"]:
         out += _wrap(line, 92, "- ")[:1] + ["  " + x[2:] for x in _wrap(line, 92, "- ")[1:]]

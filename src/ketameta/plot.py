@@ -39,7 +39,7 @@ from .pooling import PoolResult
 from .sensitivity import CumulativeResult, LeaveOneOutResult
 from .subgroups import SubgroupResult, subgroups
 
-__all__ = ["bayes_forest", "bubble", "forest", "funnel", "posterior"]
+__all__ = ["bayes_forest", "bubble", "forest", "funnel", "posterior", "selection"]
 
 #: with transf="exp", log ratios are drawn within ±log(1e100)
 _LOG_CAP = _forest.LOG_CAP
@@ -1780,3 +1780,115 @@ def _ratio_axis(ax: Any) -> None:
     ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=subs))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_locator(NullLocator())
+
+
+def selection(
+    result: Any,
+    *,
+    ci: bool = True,
+    rug: bool = True,
+    scale: bool = False,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    ax: Any = None,
+) -> Any:
+    """The estimated selection function of a :func:`ketameta.selection_model` fit: the
+    relative likelihood of publication ``w(p)`` against the p-value (metafor's
+    ``plot(sel)``) [6]_.
+
+    Parameters
+    ----------
+    result : SelectionModelResult
+        A fitted selection model.
+    ci : bool
+        Draw the pointwise Wald band: the δ limits for a step function, the delta-method
+        band of ``w(p)`` for the other weight functions
+        (:meth:`~ketameta.SelectionModelResult.weight_function_ci`).
+    rug : bool
+        Mark the studies' p-values (their effect sizes for ``type="trunc"``) on the x axis.
+    scale : bool
+        Divide ``w`` (and the band) by its largest value on the plotted range, so that the
+        curve peaks at 1.
+    xlabel, ylabel : str, optional
+        Axis titles.
+    ax : matplotlib Axes, optional
+        Draw into this Axes instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    .. [6] Vevea & Hedges (1995), Psychometrika 60(3):419-435.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np, ketameta
+    >>> from ketameta.plot import selection
+    >>> y = np.array([0.61, 0.12, 0.45, 0.05, 0.33, 0.70, 0.21, -0.10, 0.52, 0.28])
+    >>> v = np.array([0.04, 0.02, 0.05, 0.01, 0.03, 0.08, 0.02, 0.02, 0.06, 0.03])
+    >>> sel = ketameta.selection_model(ketameta.pool(y, v, method="ML"))
+    >>> fig = selection(sel)
+    >>> fig.axes[0].get_xlabel()
+    'p-value'
+    """
+    from .selection import SelectionModelResult
+
+    if not isinstance(result, SelectionModelResult):
+        msg = f"cannot draw a selection function of {type(result).__name__}"
+        raise TypeError(msg)
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.0, 4.5), layout="constrained")
+    else:
+        fig = ax.figure
+    trunc = result.type == "trunc"
+    if trunc:
+        span = float(np.ptp(result.yi)) or 1.0
+        x = np.linspace(
+            float(np.min(result.yi)) - 0.1 * span, float(np.max(result.yi)) + 0.1 * span, 1001
+        )
+    else:
+        x = np.linspace(0.0, 1.0, 1001)[1:]
+        if result.type == "stepfun":  # vertical jumps at the cut-points
+            cuts = np.asarray(result.steps[:-1])
+            x = np.sort(np.concatenate([x, cuts, np.nextafter(cuts, 2.0)]))
+    w = result.weight_function(x)
+    lo, hi = result.weight_function_ci(x) if ci else (w, w)
+    top = float(np.nanmax(w)) if scale else 1.0
+    if ci:
+        ax.fill_between(
+            x, lo / top, hi / top, color="0.85", linewidth=0, label=f"{100 * result.level:g}% CI"
+        )
+    ax.plot(x, w / top, color="black", lw=1.6, label="estimated w")
+    if rug:
+        pts = result.yi if trunc else result.pvalues
+        ax.plot(
+            pts,
+            np.zeros_like(pts),
+            "|",
+            color="black",
+            markersize=10,
+            clip_on=False,
+            label="studies",
+        )
+    ax.set_xlim(float(x[0]) if trunc else 0.0, float(x[-1]) if trunc else 1.0)
+    ymax = float(np.nanmax(hi / top)) if ci else float(np.nanmax(w / top))
+    ax.set_ylim(0.0, max(ymax * 1.05, 1.05))
+    ax.set_xlabel(xlabel or ("Effect size" if trunc else "p-value"))
+    ax.set_ylabel(ylabel or "Relative likelihood of selection")
+    ax.set_title(
+        f"{_sel_title(result.type)} selection model (alternative: {result.alternative})",
+        fontsize="medium",
+    )
+    ax.legend(loc="best", fontsize="small", framealpha=0.9)
+    return fig
+
+
+def _sel_title(kind: str) -> str:
+    from ._engine.selection import SELECTION_TYPES
+
+    return SELECTION_TYPES[kind].title

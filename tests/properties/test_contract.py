@@ -277,6 +277,14 @@ RECIPES: dict[str, Recipe] = {
         {"yi": YK, "vi": VK, "order": ORDER},
         integer_args=("order",),
     ),
+    "ketameta.selection_model": Recipe(
+        "studies",
+        lambda a: ketameta.selection_model(pool(a["yi"], a["vi"], method="ML")),
+        {"yi": YK, "vi": VK},
+    ),
+    "ketameta.pet_peese": Recipe(
+        "studies", lambda a: ketameta.pet_peese(a["yi"], a["vi"]), {"yi": YK, "vi": VK}
+    ),
     "ketameta.influence": Recipe(
         "studies", lambda a: ketameta.influence(pool(a["yi"], a["vi"])), {"yi": YK, "vi": VK}
     ),
@@ -488,6 +496,10 @@ RECIPES: dict[str, Recipe] = {
     ),
     "ketameta.plot.forest": Recipe("results", lambda a: plot.forest(pool(YK, VK))),
     "ketameta.plot.funnel": Recipe("results", lambda a: plot.funnel(pool(YK, VK))),
+    "ketameta.plot.selection": Recipe(
+        "results",
+        lambda a: plot.selection(ketameta.selection_model(pool(YK, VK, method="ML"))),
+    ),
     "ketameta.plot.bubble": Recipe(
         "results",
         lambda a: plot.bubble(ketameta.metareg(YK, VK, mods=[float(x) for x in ORDER])),
@@ -929,6 +941,8 @@ def _call_with_option(name: str, option: str, value: Any) -> tuple[Any, ...]:
         return _outcome(lambda: fn(YK, VK, random="~ es | cl", data=data, **{option: value}))
     if set(recipe.args) <= set(inspect.signature(fn).parameters):
         return _outcome(lambda: fn(**recipe.args, **{option: value}))
+    if next(iter(inspect.signature(fn).parameters)) == "result":  # takes a fitted model
+        return _outcome(lambda: fn(pool(YK, VK, method="ML"), **{option: value}))
     return _outcome(lambda: fn(YK, VK, **{option: value}))
 
 
