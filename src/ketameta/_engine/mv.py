@@ -798,14 +798,36 @@ def maximise_with_restarts(
       the start with the correlations at 1, 0 and -1 (the variances halved until ``M`` is
       positive definite): on a variance of 0 the correlation has no gradient, and whether a
       positive variance is better depends on it (for ``CS`` the derivative in τ² at τ² = 0
-      is linear in ρ, so largest at ρ = ±1; ρ = 0 is the three-level model's σ²₁ = 0).
+      is linear in ρ, so largest at ρ = ±1; ρ = 0 is the three-level model's σ²₁ = 0);
+    * with a free correlation, the starts with the correlations at 0.5, 0 and -0.5: the
+      likelihood in a correlation can have several local maxima. These starts are also
+      tried when the first fit does not converge (a ``ConvergenceError`` only when none
+      does).
     """
     fit = maximise(model, start, free, maxiter=maxiter, threshold=threshold)
     kinds = np.array(model.param_kinds())
-    if not fit.converged or kinds.size == 0:
+    if kinds.size == 0:
         return fit
     variance = free & (kinds != COR)
+    correlation = free & (kinds == COR)
     starts: list[FloatArray] = []
+    if correlation.any() and (not fit.converged or not np.all(fit.theta[variance] <= 0.0)):
+        # a correlation's likelihood can have several local maxima (with CS one at ρ < 0
+        # below the maximum at ρ > 0 that the nested three-level model reaches), and a fit
+        # heading for a singular M at one sign of ρ may converge from the other
+        for rho in (0.5, 0.0, -0.5):
+            again = start.copy()
+            again[correlation] = rho
+            starts.append(again)
+    if not fit.converged:
+        best = None
+        iterations = fit.iterations
+        for origin in starts:
+            other = maximise(model, origin, free, maxiter=maxiter, threshold=threshold)
+            iterations += other.iterations
+            if other.converged and (best is None or other.ev.ll > best.ev.ll):
+                best = other
+        return attrs.evolve(fit if best is None else best, iterations=iterations)
     if variance.any() and np.any(fit.theta[variance] > 0.0):
         zero = fit.theta.copy()
         zero[variance] = 0.0
@@ -818,7 +840,6 @@ def maximise_with_restarts(
         again = fit.theta.copy()
         again[stuck] = start[stuck]
         starts.append(again)
-    correlation = free & (kinds == COR)
     if correlation.any() and np.any(fit.theta[variance] <= 0.0):
         for rho in (1.0, 0.0, -1.0):
             again = start.copy()
