@@ -518,18 +518,7 @@ def _tarone(
     m1 = a + c
     usable = (np.minimum(m1, b + d) > 0.0).astype(np.float64)
     psi_safe = _pick(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
-    psi_c = psi_safe[..., None] if np.ndim(psi_safe) else psi_safe
-    # each cell of the fitted table solved for directly (a cell near 0 would lose its digits
-    # as a margin minus another cell): the four are the same equation with the margins and
-    # ψ permuted (the cell in row 2 / column 2 exchanges n1 with n2 / m1 with m0 and ψ with 1/ψ)
-    inv_psi = 1.0 / psi_c
-    m0 = n1 + n2 - m1
-    cells = (
-        _fitted_cell(n1, n2, m1, psi_c),
-        _fitted_cell(n1, n2, m0, inv_psi),
-        _fitted_cell(n2, n1, m1, inv_psi),
-        _fitted_cell(n2, n1, m0, psi_c),
-    )
+    cells = _fitted_table(n1, n2, m1, n1 + n2 - m1, np.asarray(psi_safe, dtype=np.float64))
     var = 1.0 / (1.0 / cells[0] + 1.0 / cells[1] + 1.0 / cells[2] + 1.0 / cells[3])
     # the residual a - ã = x̃12 - b = x̃21 - c = d - x̃22, taken from the smallest fitted cell
     resid = a - cells[0]
@@ -544,22 +533,61 @@ def _tarone(
     # (tables without both outcomes have ã at a bound and V = 0: their terms are masked)
     var = var * usable
     resid = resid * usable
-    bd, sresid, svar, k_pos = _sums(resid * resid / (var + (1.0 - usable)), resid, var, usable)
+    var_safe = var + (1.0 - usable)  # (1 for the masked tables)
+    bd, sresid, svar, k_pos = _sums(resid * resid / var_safe, resid, var, usable)
     if not np.isfinite(bd + sresid + svar).all():  # (never expected: a NaN-safe path)
         var, resid = np.where(usable > 0, var, 0.0), np.where(usable > 0, resid, 0.0)
-        bd, sresid, svar = _sums(resid * resid / (var + (1.0 - usable)), resid, var)
+        var_safe = var + (1.0 - usable)
+        bd, sresid, svar = _sums(resid * resid / var_safe, resid, var)
     # Tarone's X² - (Σr)²/ΣV is the weighted spread Σ V (r/V - c)², c = Σr/ΣV, a sum of
     # non-negative terms: the difference itself cancels when the correction is near X²
     with np.errstate(invalid="ignore", divide="ignore"):  # (no usable table: NaN, masked)
         centre = sresid / svar
     centre_c = centre[..., None] if np.ndim(centre) else centre
-    spread = resid / (var + (1.0 - usable)) - centre_c
+    spread = resid / var_safe - centre_c
     (tarone,) = _sums(var * spread * spread)
     df = k_pos - 1.0
     nan = ~(defined & (k_pos > 0))
     bd = _pick(nan, math.nan, _pick(k_pos > 1, bd, 0.0))
     tarone = _pick(nan, math.nan, _pick(k_pos > 1, tarone, 0.0))
     return {"breslow_day": bd, "tarone": tarone, "tarone_df": df}
+
+
+#: up to this many tables, the four cells of the fitted tables are solved in one set of
+#: NumPy calls on (2, 2, ...) stacks (the calls, not the arithmetic, are the cost); beyond,
+#: cell by cell (stacks 4× a batch chunk would leave the allocator's cache)
+_STACK_TABLES = 4096
+
+
+def _fitted_table(
+    n1: FloatArray, n2: FloatArray, m1: FloatArray, m0: FloatArray, psi: Num
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The four cells ``x̃11, x̃12, x̃21, x̃22`` of each table refitted to the odds ratio
+    `psi` with its margins, each solved for directly (:func:`_fitted_cell`; a cell near 0
+    would lose its digits as a margin minus another cell): the four are the same equation
+    with the margins and ψ permuted (the cell in row 2 / column 2 exchanges ``n1`` with
+    ``n2`` / ``m1`` with ``m0`` and ψ with 1/ψ). `psi`: one per analysis.
+
+    The same arithmetic element by element, and the same memory order of the results,
+    whether the cells are solved as one stack or one by one: the stacks hold the
+    transposed margins (studies first, so ψ broadcasts along the last axis) and their
+    results transpose back (a batch's column-major chunks stay column-major, and its sums
+    over the studies add in the same order)."""
+    inv_psi = 1.0 / psi
+    if n1.size <= _STACK_TABLES:
+        rows = np.array((n1.T, n2.T))
+        cols = np.array((m1.T, m0.T))
+        psis = np.array(((psi, inv_psi), (inv_psi, psi)))
+        psis = psis.reshape((2, 2, *(1,) * (n1.ndim - psi.ndim), *psi.shape))
+        x = _fitted_cell(rows[:, None], rows[::-1, None], cols[None, :], psis)
+        return x[0, 0].T, x[0, 1].T, x[1, 0].T, x[1, 1].T
+    psi, inv_psi = psi[..., None], inv_psi[..., None]
+    return (
+        _fitted_cell(n1, n2, m1, psi),
+        _fitted_cell(n1, n2, m0, inv_psi),
+        _fitted_cell(n2, n1, m1, inv_psi),
+        _fitted_cell(n2, n1, m0, psi),
+    )
 
 
 def _fitted_cell(n1: FloatArray, n2: FloatArray, m1: FloatArray, psi: Num) -> FloatArray:
@@ -579,7 +607,7 @@ def _fitted_cell(n1: FloatArray, n2: FloatArray, m1: FloatArray, psi: Num) -> Fl
     qc = -psi * (n1 * m1)
     root_d = np.sqrt(qb * qb - 4.0 * qa * qc)
     cell: FloatArray = qc / (-0.5 * (qb + root_d))
-    if not np.min(qb) >= 0.0:
+    if not qb.min() >= 0.0:
         cell = np.where(qb >= 0.0, cell, 0.5 * (root_d - qb) / qa)
     return cell
 
