@@ -602,11 +602,20 @@ def _fitted_cell(n1: FloatArray, n2: FloatArray, m1: FloatArray, psi: Num) -> Fl
     impossible there). For ψ < 1 and ``qb < 0`` the cell is the other root ``qq/qa``,
     ``qq = (√D - qb)/2``.
     """
+    # (in place, four full-size temporaries: a batch's chunks stay in the allocator's cache)
     qa = 1.0 - psi
-    qb = (n2 - m1) + psi * (n1 + m1)
-    qc = -psi * (n1 * m1)
-    root_d = np.sqrt(qb * qb - 4.0 * qa * qc)
-    cell: FloatArray = qc / (-0.5 * (qb + root_d))
+    qb = n2 - m1
+    tmp = n1 + m1
+    tmp *= psi
+    qb += tmp  # (n2 - m1) + ψ (n1 + m1)
+    qc = n1 * m1
+    qc *= -psi  # -ψ n1 m1
+    root_d = qb * qb
+    root_d -= np.multiply(qc, 4.0 * qa, out=tmp)
+    np.sqrt(root_d, out=root_d)
+    cell: FloatArray = np.add(qb, root_d, out=tmp)
+    cell *= -0.5
+    np.divide(qc, cell, out=cell)  # qc / (-(qb + √D)/2)
     if not qb.min() >= 0.0:
         cell = np.where(qb >= 0.0, cell, 0.5 * (root_d - qb) / qa)
     return cell
