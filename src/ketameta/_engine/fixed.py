@@ -232,6 +232,8 @@ def added(
         zero = prod == 0.0
         if pf is not None:
             zero &= pf > 0.0
+        if not zero.any():  # (no study gets `add`)
+            return cells
         if to == "if0all":
             zero = np.broadcast_to(zero.any(axis=-1, keepdims=True), zero.shape)
             if pf is not None:
@@ -445,7 +447,10 @@ def _tables(
     if measure == "OR":
         p = (a + d) * inv_n
         q = (b + c) * inv_n
-        sr, ss, spr, spsqr, sqs = _sums(r, s, p * r, p * s + q * r, q * s)
+        # (the sums of the CMH tests taken with the estimator's)
+        sr, ss, spr, spsqr, sqs, *cmh_sums = _sums(
+            r, s, p * r, p * s + q * r, q * s, *_cmh_terms(a, b, c, d, n1, n2, inv_n)
+        )
         var = spr / (2.0 * sr * sr) + spsqr / (2.0 * sr * ss) + sqs / (2.0 * ss * ss)
         why = (
             "the Mantel-Haenszel odds ratio is 0 or infinite (every table has a zero in "
@@ -459,14 +464,14 @@ def _tables(
     defined = (sr > 0) & (ss > 0)
     out.update(estimate=est, variance=var, weights=s, status=_status(defined, var), why=why)
     if measure == "OR":
-        out.update(_cmh_tests(a, b, c, d, n1, n2, inv_n, correct))
+        out.update(_cmh_tests(*cmh_sums, correct=correct))
         # (absent tables get n2 = 1: a harmless table without events, masked in _tarone)
         n2_safe = n2 if pf is None else n2 + (1.0 - pf)
         out.update(_tarone(a, b, c, d, n1, n2_safe, sr / ss, defined))
     return out
 
 
-def _cmh_tests(
+def _cmh_terms(
     a: FloatArray,
     b: FloatArray,
     c: FloatArray,
@@ -474,20 +479,25 @@ def _cmh_tests(
     n1: FloatArray,
     n2: FloatArray,
     inv_n: FloatArray,
-    correct: bool,
-) -> dict[str, Num]:
-    """The Cochran–Mantel–Haenszel test (Mantel & Haenszel 1959: hypergeometric variance
-    ``n1 n2 m1 m0/(n²(n-1))``) and Cochran's (1954) test (binomial variance
-    ``n1 n2 m1 m0/n³``) of a common odds ratio of 1, with the continuity correction
-    ``(|Σa - ΣE(a)| - ½)²`` when `correct` (applied as written, also when
-    ``|Σa - ΣE(a)| < ½``, as metafor)."""
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The terms summed by :func:`_cmh_tests`: ``a``, ``E(a) = n1 m1/n`` and the
+    hypergeometric and binomial variances of ``a``."""
     m1 = a + c
     expected = n1 * m1 * inv_n
     base = n1 * n2 * m1 * (b + d) * (inv_n * inv_n)
     # n ≥ 2 in every present table (both groups non-empty); absent ones have base 0
     v_hyper = base / (n1 + n2 - 1.0)
     v_binom = base * inv_n
-    sa, se, svh, svb = _sums(a, expected, v_hyper, v_binom)
+    return a, expected, v_hyper, v_binom
+
+
+def _cmh_tests(sa: Num, se: Num, svh: Num, svb: Num, *, correct: bool) -> dict[str, Num]:
+    """The Cochran–Mantel–Haenszel test (Mantel & Haenszel 1959: hypergeometric variance
+    ``n1 n2 m1 m0/(n²(n-1))``) and Cochran's (1954) test (binomial variance
+    ``n1 n2 m1 m0/n³``) of a common odds ratio of 1, with the continuity correction
+    ``(|Σa - ΣE(a)| - ½)²`` when `correct` (applied as written, also when
+    ``|Σa - ΣE(a)| < ½``, as metafor), from the sums over the tables of the terms of
+    :func:`_cmh_terms`."""
     diff = abs(sa - se)
     if correct:
         diff = diff - 0.5
