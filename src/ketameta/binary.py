@@ -1295,14 +1295,12 @@ def _fit_rows(
         _validate_batch_cells(names, dict(zip(names, raw, strict=True)), rows.start)
         if names == ("ai", "n1i", "ci", "n2i"):
             raw = (raw[0], raw[1] - raw[0], raw[2], raw[3] - raw[2])
-        full = not any(np.isnan(c.sum()) for c in raw)
-        if full:
+        # (a NaN cell makes its table's total NaN: the cells are validated, without ±inf)
+        total = (raw[0] + raw[1]) + (raw[2] + raw[3])
+        if not np.isnan(total.sum()):
             cells, present = raw, None
         else:
-            absent = np.isnan(raw[0])
-            for c in raw[1:]:
-                absent |= np.isnan(c)
-            present = ~absent
+            present = ~np.isnan(total)
             # (fmax ignores NaN: the absent cells become 0 without a data-dependent branch)
             cells = tuple(np.fmax(c, 0.0) for c in raw)
         with np.errstate(all="ignore"):

@@ -543,18 +543,18 @@ def _tarone(
     # (tables without both outcomes have ã at a bound and V = 0: their terms are masked)
     var = var * usable
     resid = resid * usable
-    var_safe = var + (1.0 - usable)  # (1 for the masked tables)
-    bd, sresid, svar, k_pos = _sums(resid * resid / var_safe, resid, var, usable)
+    ratio = resid / (var + (1.0 - usable))  # r/V (0 for the masked tables)
+    bd, sresid, svar, k_pos = _sums(resid * ratio, resid, var, usable)
     if not np.isfinite(bd + sresid + svar).all():  # (never expected: a NaN-safe path)
         var, resid = np.where(usable > 0, var, 0.0), np.where(usable > 0, resid, 0.0)
-        var_safe = var + (1.0 - usable)
-        bd, sresid, svar = _sums(resid * resid / var_safe, resid, var)
+        ratio = resid / (var + (1.0 - usable))
+        bd, sresid, svar = _sums(resid * ratio, resid, var)
     # Tarone's X² - (Σr)²/ΣV is the weighted spread Σ V (r/V - c)², c = Σr/ΣV, a sum of
     # non-negative terms: the difference itself cancels when the correction is near X²
     with np.errstate(invalid="ignore", divide="ignore"):  # (no usable table: NaN, masked)
         centre = sresid / svar
     centre_c = centre[..., None] if np.ndim(centre) else centre
-    spread = resid / var_safe - centre_c
+    spread = ratio - centre_c
     (tarone,) = _sums(var * spread * spread)
     df = k_pos - 1.0
     nan = ~(defined & (k_pos > 0))
