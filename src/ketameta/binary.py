@@ -672,8 +672,15 @@ def _prepare(
 ) -> tuple[tuple[str, ...], tuple[FloatArray, ...], BoolArray, tuple[int, ...]]:
     """Validated cells of every input row, the names, the rows used and the omitted rows."""
     sig = _signature(given, allow_person_time, what)
-    arrays = {name: _resolve(name, given[name], data) for name in sig}
     names = _PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS
+    raw = [given[name] for name in sig]
+    if all(type(x) is np.ndarray and x.dtype.kind in "fiu" and x.itemsize <= 8 for x in raw):
+        # plain int/float arrays: the quick checks on one float64 copy of the four
+        # (anything that fails them goes through the conversions and checks below)
+        quick = _quick_cells(sig, dict(zip(sig, raw, strict=True)))
+        if quick is not None:
+            return names, quick, np.ones(quick[0].shape, dtype=bool), ()
+    arrays = {name: _resolve(name, given[name], data) for name in sig}
     quick = _quick_cells(sig, arrays)
     if quick is not None:  # valid and complete: the common case, in a few NumPy calls
         return names, quick, np.ones(quick[0].shape, dtype=bool), ()
@@ -711,7 +718,7 @@ def _quick_cells(
     if first.ndim != 1 or first.shape[0] == 0:
         return None
     try:
-        t = np.array([arrays[name] for name in sig])
+        t = np.array([arrays[name] for name in sig], dtype=np.float64)  # (a new array)
     except ValueError:  # ragged
         return None
     if t.ndim != 2:
