@@ -551,8 +551,7 @@ def _tarone(
         bd, sresid, svar = _sums(resid * ratio, resid, var)
     # Tarone's X² - (Σr)²/ΣV is the weighted spread Σ V (r/V - c)², c = Σr/ΣV, a sum of
     # non-negative terms: the difference itself cancels when the correction is near X²
-    with np.errstate(invalid="ignore", divide="ignore"):  # (no usable table: NaN, masked)
-        centre = sresid / svar
+    centre = sresid / svar  # (no usable table: NaN, masked below; under the caller's errstate)
     centre_c = centre[..., None] if np.ndim(centre) else centre
     spread = ratio - centre_c
     (tarone,) = _sums(var * spread * spread)
