@@ -10,7 +10,8 @@ minimum over the rounds, and the ratios are medians of the per-round ratios.
 
 The calls:
 
-* ``ketameta.pool_mh(ai, bi, ci, di)``: validation, the MH log odds ratio with its
+* ``ketameta.pool_mh(ai, bi, ci, di)`` (then reading the estimate, SE, CI, the CMH and
+  Tarone p-values, as from statsmodels): validation, the MH log odds ratio with its
   Robins-Breslow-Greenland variance, Wald CI and test, the Cochran-Mantel-Haenszel and
   Cochran tests, Breslow-Day and Tarone, the study-level log odds ratios (½ added to
   tables with a zero), Q, I², H², fit statistics and the frozen result object;
@@ -47,13 +48,14 @@ for _seed in range(10):
     TABLES.append((_a, _n1 - _a, _c, _n2 - _c))
 
 
-def time_round(fit: Callable[..., object], number: int) -> float:
-    """Mean seconds per analysis over `number` passes over the ten sets."""
-    start = time.perf_counter()
+def time_round(fit: Callable[..., object], number: int) -> tuple[float, float]:
+    """Mean wall and CPU seconds per analysis over `number` passes over the ten sets."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(number):
         for cells in TABLES:
             fit(*cells)
-    return (time.perf_counter() - start) / (number * len(TABLES))
+    calls = number * len(TABLES)
+    return (time.perf_counter() - start) / calls, (time.process_time() - cpu) / calls
 
 
 def calls() -> list[tuple[str, Callable[..., Any]]]:
@@ -79,8 +81,18 @@ def calls() -> list[tuple[str, Callable[..., Any]]]:
         st = StratifiedTable(stack(a, b, c, d))
         return st.logodds_pooled, st.logodds_pooled_se
 
+    def ketameta_same(a: Any, b: Any, c: Any, d: Any) -> Any:
+        res = ketameta.pool_mh(a, b, c, d)
+        return (
+            res.estimate,
+            res.se,
+            (res.ci_lower, res.ci_upper),
+            res.cmh_pvalue,
+            res.tarone_pvalue,
+        )
+
     return [
-        ("ketameta pool_mh", ketameta.pool_mh),
+        ("ketameta pool_mh", ketameta_same),
         ("statsmodels, same statistics", sm_same),
         ("statsmodels summary()", sm_summary),
         ("statsmodels estimate + SE only", sm_estimate),
@@ -98,7 +110,7 @@ def main() -> None:
     print(f"SE:     ketameta {ours.se:.12f}, statsmodels {theirs[1]:.12f}")
     print(f"Tarone p: ketameta {ours.tarone_pvalue:.10f}, statsmodels {theirs[4]:.10f}")
     number = 20
-    times: dict[str, list[float]] = {name: [] for name, _ in entries}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in entries}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for fn in (fn for _, fn in entries):  # warm-up
@@ -107,13 +119,19 @@ def main() -> None:
             for name, fn in entries:
                 times[name].append(time_round(fn, number))
     base = times["ketameta pool_mh"]
-    print(f"\nµs per analysis (k = {K}), median / minimum over {ROUNDS} interleaved rounds")
+    print(
+        f"\nµs per analysis (k = {K}), median / minimum over {ROUNDS} interleaved rounds;"
+        " wall clock, then process CPU time"
+    )
     for name, values in times.items():
-        ratio = statistics.median(v / b for v, b in zip(values, base, strict=True))
-        print(
-            f"{name:34s} {1e6 * statistics.median(values):8.1f} / {1e6 * min(values):8.1f}"
-            f"   ({ratio:5.2f}× ketameta)"
-        )
+        line = f"{name:34s}"
+        for i in (0, 1):
+            mine = [v[i] for v in values]
+            ratio = statistics.median(v[i] / b[i] for v, b in zip(values, base, strict=True))
+            line += (
+                f" {1e6 * statistics.median(mine):7.1f} / {1e6 * min(mine):7.1f} ({ratio:5.2f}×)"
+            )
+        print(line)
 
 
 if __name__ == "__main__":

@@ -837,3 +837,37 @@ def test_breslow_day_and_tarone_near_a_bound_against_high_precision() -> None:
         got = pool_mh(ai=ai, bi=bi, ci=ci, di=di, measure="OR")
     assert got.breslow_day == pytest.approx(float(bd), rel=1e-13)
     assert got.tarone == pytest.approx(float(bd - sr**2 / sv), rel=1e-13)
+
+
+@pytest.mark.parametrize("shape", [(15,), (40, 9)])
+def test_fitted_tables_stacked_and_cell_by_cell_agree_bit_for_bit(
+    shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Breslow-Day's fitted cells are solved in one set of NumPy calls for small inputs and
+    # cell by cell for large ones: the same arithmetic, so the same bits and memory order
+    # (a batch's rows equal the single fits, and Dask blocks equal NumPy chunks)
+    from ketameta._engine import fixed
+
+    rng = np.random.default_rng(5)
+    n1 = np.asfortranarray(rng.integers(1, 300, shape).astype(float))
+    n2 = np.asfortranarray(rng.integers(1, 300, shape).astype(float))
+    m1 = np.asfortranarray(np.floor(rng.uniform(0, 1, shape) * (n1 + n2)))
+    m0 = n1 + n2 - m1
+    psi = np.asarray(rng.uniform(0.05, 20.0, shape[:-1]))
+    with np.errstate(all="ignore"):
+        stacked = fixed._fitted_table(n1, n2, m1, m0, psi)
+        monkeypatch.setattr(fixed, "_STACK_TABLES", 0)
+        by_cell = fixed._fitted_table(n1, n2, m1, m0, psi)
+    for x, y in zip(stacked, by_cell, strict=True):
+        assert x.shape == shape
+        np.testing.assert_array_equal(x, y)
+        assert x.flags.f_contiguous == y.flags.f_contiguous
+    # each is the root of its table's equation (x11 (n2 - m1 + x11) = ψ (n1 - x11)(m1 - x11))
+    x11 = stacked[0]
+    psi_c = psi[..., None] if psi.ndim else psi
+    lhs = x11 * (n2 - m1 + x11)
+    rhs = psi_c * (n1 - x11) * (m1 - x11)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-9, atol=1e-9)
+    # and the four add up to the margins
+    np.testing.assert_allclose(stacked[0] + stacked[1], n1, rtol=1e-12)
+    np.testing.assert_allclose(stacked[0] + stacked[2], m1, rtol=1e-12)

@@ -672,8 +672,15 @@ def _prepare(
 ) -> tuple[tuple[str, ...], tuple[FloatArray, ...], BoolArray, tuple[int, ...]]:
     """Validated cells of every input row, the names, the rows used and the omitted rows."""
     sig = _signature(given, allow_person_time, what)
-    arrays = {name: _resolve(name, given[name], data) for name in sig}
     names = _PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS
+    raw = [given[name] for name in sig]
+    if all(type(x) is np.ndarray and x.dtype.kind in "fiu" and x.itemsize <= 8 for x in raw):
+        # plain int/float arrays: the quick checks on one float64 copy of the four
+        # (anything that fails them goes through the conversions and checks below)
+        quick = _quick_cells(sig, dict(zip(sig, raw, strict=True)))
+        if quick is not None:
+            return names, quick, np.ones(quick[0].shape, dtype=bool), ()
+    arrays = {name: _resolve(name, given[name], data) for name in sig}
     quick = _quick_cells(sig, arrays)
     if quick is not None:  # valid and complete: the common case, in a few NumPy calls
         return names, quick, np.ones(quick[0].shape, dtype=bool), ()
@@ -711,7 +718,7 @@ def _quick_cells(
     if first.ndim != 1 or first.shape[0] == 0:
         return None
     try:
-        t = np.array([arrays[name] for name in sig])
+        t = np.array([arrays[name] for name in sig], dtype=np.float64)  # (a new array)
     except ValueError:  # ragged
         return None
     if t.ndim != 2:
@@ -1295,14 +1302,12 @@ def _fit_rows(
         _validate_batch_cells(names, dict(zip(names, raw, strict=True)), rows.start)
         if names == ("ai", "n1i", "ci", "n2i"):
             raw = (raw[0], raw[1] - raw[0], raw[2], raw[3] - raw[2])
-        full = not any(np.isnan(c.sum()) for c in raw)
-        if full:
+        # (a NaN cell makes its table's total NaN: the cells are validated, without ±inf)
+        total = (raw[0] + raw[1]) + (raw[2] + raw[3])
+        if not np.isnan(total.sum()):
             cells, present = raw, None
         else:
-            absent = np.isnan(raw[0])
-            for c in raw[1:]:
-                absent |= np.isnan(c)
-            present = ~absent
+            present = ~np.isnan(total)
             # (fmax ignores NaN: the absent cells become 0 without a data-dependent branch)
             cells = tuple(np.fmax(c, 0.0) for c in raw)
         with np.errstate(all="ignore"):

@@ -232,6 +232,8 @@ def added(
         zero = prod == 0.0
         if pf is not None:
             zero &= pf > 0.0
+        if not zero.any():  # (no study gets `add`)
+            return cells
         if to == "if0all":
             zero = np.broadcast_to(zero.any(axis=-1, keepdims=True), zero.shape)
             if pf is not None:
@@ -445,7 +447,10 @@ def _tables(
     if measure == "OR":
         p = (a + d) * inv_n
         q = (b + c) * inv_n
-        sr, ss, spr, spsqr, sqs = _sums(r, s, p * r, p * s + q * r, q * s)
+        # (the sums of the CMH tests taken with the estimator's)
+        sr, ss, spr, spsqr, sqs, *cmh_sums = _sums(
+            r, s, p * r, p * s + q * r, q * s, *_cmh_terms(a, b, c, d, n1, n2, inv_n)
+        )
         var = spr / (2.0 * sr * sr) + spsqr / (2.0 * sr * ss) + sqs / (2.0 * ss * ss)
         why = (
             "the Mantel-Haenszel odds ratio is 0 or infinite (every table has a zero in "
@@ -459,14 +464,14 @@ def _tables(
     defined = (sr > 0) & (ss > 0)
     out.update(estimate=est, variance=var, weights=s, status=_status(defined, var), why=why)
     if measure == "OR":
-        out.update(_cmh_tests(a, b, c, d, n1, n2, inv_n, correct))
+        out.update(_cmh_tests(*cmh_sums, correct=correct))
         # (absent tables get n2 = 1: a harmless table without events, masked in _tarone)
         n2_safe = n2 if pf is None else n2 + (1.0 - pf)
         out.update(_tarone(a, b, c, d, n1, n2_safe, sr / ss, defined))
     return out
 
 
-def _cmh_tests(
+def _cmh_terms(
     a: FloatArray,
     b: FloatArray,
     c: FloatArray,
@@ -474,20 +479,25 @@ def _cmh_tests(
     n1: FloatArray,
     n2: FloatArray,
     inv_n: FloatArray,
-    correct: bool,
-) -> dict[str, Num]:
-    """The Cochran–Mantel–Haenszel test (Mantel & Haenszel 1959: hypergeometric variance
-    ``n1 n2 m1 m0/(n²(n-1))``) and Cochran's (1954) test (binomial variance
-    ``n1 n2 m1 m0/n³``) of a common odds ratio of 1, with the continuity correction
-    ``(|Σa - ΣE(a)| - ½)²`` when `correct` (applied as written, also when
-    ``|Σa - ΣE(a)| < ½``, as metafor)."""
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The terms summed by :func:`_cmh_tests`: ``a``, ``E(a) = n1 m1/n`` and the
+    hypergeometric and binomial variances of ``a``."""
     m1 = a + c
     expected = n1 * m1 * inv_n
     base = n1 * n2 * m1 * (b + d) * (inv_n * inv_n)
     # n ≥ 2 in every present table (both groups non-empty); absent ones have base 0
     v_hyper = base / (n1 + n2 - 1.0)
     v_binom = base * inv_n
-    sa, se, svh, svb = _sums(a, expected, v_hyper, v_binom)
+    return a, expected, v_hyper, v_binom
+
+
+def _cmh_tests(sa: Num, se: Num, svh: Num, svb: Num, *, correct: bool) -> dict[str, Num]:
+    """The Cochran–Mantel–Haenszel test (Mantel & Haenszel 1959: hypergeometric variance
+    ``n1 n2 m1 m0/(n²(n-1))``) and Cochran's (1954) test (binomial variance
+    ``n1 n2 m1 m0/n³``) of a common odds ratio of 1, with the continuity correction
+    ``(|Σa - ΣE(a)| - ½)²`` when `correct` (applied as written, also when
+    ``|Σa - ΣE(a)| < ½``, as metafor), from the sums over the tables of the terms of
+    :func:`_cmh_terms`."""
     diff = abs(sa - se)
     if correct:
         diff = diff - 0.5
@@ -518,18 +528,7 @@ def _tarone(
     m1 = a + c
     usable = (np.minimum(m1, b + d) > 0.0).astype(np.float64)
     psi_safe = _pick(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
-    psi_c = psi_safe[..., None] if np.ndim(psi_safe) else psi_safe
-    # each cell of the fitted table solved for directly (a cell near 0 would lose its digits
-    # as a margin minus another cell): the four are the same equation with the margins and
-    # ψ permuted (the cell in row 2 / column 2 exchanges n1 with n2 / m1 with m0 and ψ with 1/ψ)
-    inv_psi = 1.0 / psi_c
-    m0 = n1 + n2 - m1
-    cells = (
-        _fitted_cell(n1, n2, m1, psi_c),
-        _fitted_cell(n1, n2, m0, inv_psi),
-        _fitted_cell(n2, n1, m1, inv_psi),
-        _fitted_cell(n2, n1, m0, psi_c),
-    )
+    cells = _fitted_table(n1, n2, m1, n1 + n2 - m1, np.asarray(psi_safe, dtype=np.float64))
     var = 1.0 / (1.0 / cells[0] + 1.0 / cells[1] + 1.0 / cells[2] + 1.0 / cells[3])
     # the residual a - ã = x̃12 - b = x̃21 - c = d - x̃22, taken from the smallest fitted cell
     resid = a - cells[0]
@@ -544,22 +543,60 @@ def _tarone(
     # (tables without both outcomes have ã at a bound and V = 0: their terms are masked)
     var = var * usable
     resid = resid * usable
-    bd, sresid, svar, k_pos = _sums(resid * resid / (var + (1.0 - usable)), resid, var, usable)
+    ratio = resid / (var + (1.0 - usable))  # r/V (0 for the masked tables)
+    bd, sresid, svar, k_pos = _sums(resid * ratio, resid, var, usable)
     if not np.isfinite(bd + sresid + svar).all():  # (never expected: a NaN-safe path)
         var, resid = np.where(usable > 0, var, 0.0), np.where(usable > 0, resid, 0.0)
-        bd, sresid, svar = _sums(resid * resid / (var + (1.0 - usable)), resid, var)
+        ratio = resid / (var + (1.0 - usable))
+        bd, sresid, svar = _sums(resid * ratio, resid, var)
     # Tarone's X² - (Σr)²/ΣV is the weighted spread Σ V (r/V - c)², c = Σr/ΣV, a sum of
     # non-negative terms: the difference itself cancels when the correction is near X²
-    with np.errstate(invalid="ignore", divide="ignore"):  # (no usable table: NaN, masked)
-        centre = sresid / svar
+    centre = sresid / svar  # (no usable table: NaN, masked below; under the caller's errstate)
     centre_c = centre[..., None] if np.ndim(centre) else centre
-    spread = resid / (var + (1.0 - usable)) - centre_c
+    spread = ratio - centre_c
     (tarone,) = _sums(var * spread * spread)
     df = k_pos - 1.0
     nan = ~(defined & (k_pos > 0))
     bd = _pick(nan, math.nan, _pick(k_pos > 1, bd, 0.0))
     tarone = _pick(nan, math.nan, _pick(k_pos > 1, tarone, 0.0))
     return {"breslow_day": bd, "tarone": tarone, "tarone_df": df}
+
+
+#: up to this many tables, the four cells of the fitted tables are solved in one set of
+#: NumPy calls on (2, 2, ...) stacks (the calls, not the arithmetic, are the cost); beyond,
+#: cell by cell (stacks 4× a batch chunk would leave the allocator's cache)
+_STACK_TABLES = 4096
+
+
+def _fitted_table(
+    n1: FloatArray, n2: FloatArray, m1: FloatArray, m0: FloatArray, psi: Num
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The four cells ``x̃11, x̃12, x̃21, x̃22`` of each table refitted to the odds ratio
+    `psi` with its margins, each solved for directly (:func:`_fitted_cell`; a cell near 0
+    would lose its digits as a margin minus another cell): the four are the same equation
+    with the margins and ψ permuted (the cell in row 2 / column 2 exchanges ``n1`` with
+    ``n2`` / ``m1`` with ``m0`` and ψ with 1/ψ). `psi`: one per analysis.
+
+    The same arithmetic element by element, and the same memory order of the results,
+    whether the cells are solved as one stack or one by one: the stacks hold the
+    transposed margins (studies first, so ψ broadcasts along the last axis) and their
+    results transpose back (a batch's column-major chunks stay column-major, and its sums
+    over the studies add in the same order)."""
+    inv_psi = 1.0 / psi
+    if n1.size <= _STACK_TABLES:
+        rows = np.array((n1.T, n2.T))
+        cols = np.array((m1.T, m0.T))
+        psis = np.array(((psi, inv_psi), (inv_psi, psi)))
+        psis = psis.reshape((2, 2, *(1,) * (n1.ndim - psi.ndim), *psi.shape))
+        x = _fitted_cell(rows[:, None], rows[::-1, None], cols[None, :], psis)
+        return x[0, 0].T, x[0, 1].T, x[1, 0].T, x[1, 1].T
+    psi, inv_psi = psi[..., None], inv_psi[..., None]
+    return (
+        _fitted_cell(n1, n2, m1, psi),
+        _fitted_cell(n1, n2, m0, inv_psi),
+        _fitted_cell(n2, n1, m1, inv_psi),
+        _fitted_cell(n2, n1, m0, psi),
+    )
 
 
 def _fitted_cell(n1: FloatArray, n2: FloatArray, m1: FloatArray, psi: Num) -> FloatArray:
@@ -574,12 +611,21 @@ def _fitted_cell(n1: FloatArray, n2: FloatArray, m1: FloatArray, psi: Num) -> Fl
     impossible there). For ψ < 1 and ``qb < 0`` the cell is the other root ``qq/qa``,
     ``qq = (√D - qb)/2``.
     """
+    # (in place, four full-size temporaries: a batch's chunks stay in the allocator's cache)
     qa = 1.0 - psi
-    qb = (n2 - m1) + psi * (n1 + m1)
-    qc = -psi * (n1 * m1)
-    root_d = np.sqrt(qb * qb - 4.0 * qa * qc)
-    cell: FloatArray = qc / (-0.5 * (qb + root_d))
-    if not np.min(qb) >= 0.0:
+    qb = n2 - m1
+    tmp = n1 + m1
+    tmp *= psi
+    qb += tmp  # (n2 - m1) + ψ (n1 + m1)
+    qc = n1 * m1
+    qc *= -psi  # -ψ n1 m1
+    root_d = qb * qb
+    root_d -= np.multiply(qc, 4.0 * qa, out=tmp)
+    np.sqrt(root_d, out=root_d)
+    cell: FloatArray = np.add(qb, root_d, out=tmp)
+    cell *= -0.5
+    np.divide(qc, cell, out=cell)  # qc / (-(qb + √D)/2)
+    if not qb.min() >= 0.0:
         cell = np.where(qb >= 0.0, cell, 0.5 * (root_d - qb) / qa)
     return cell
 
