@@ -799,8 +799,9 @@ def maximise_with_restarts(
       positive definite): on a variance of 0 the correlation has no gradient, and whether a
       positive variance is better depends on it (for ``CS`` the derivative in τ² at τ² = 0
       is linear in ρ, so largest at ρ = ±1; ρ = 0 is the three-level model's σ²₁ = 0);
-    * with a free correlation, the starts with the correlations at 0.5, 0 and -0.5: the
-      likelihood in a correlation can have several local maxima. These starts are also
+    * with a free correlation, the starts with the correlations at 0.5, 0 and -0.5 and the
+      variances as started and five times larger: the likelihood in a correlation can have
+      several local maxima, and which one is reached depends on the variances. These starts are also
       tried when the first fit does not converge (a ``ConvergenceError`` only when none
       does).
     """
@@ -815,10 +816,12 @@ def maximise_with_restarts(
         # a correlation's likelihood can have several local maxima (with CS one at ρ < 0
         # below the maximum at ρ > 0 that the nested three-level model reaches), and a fit
         # heading for a singular M at one sign of ρ may converge from the other
-        for rho in (0.5, 0.0, -0.5):
-            again = start.copy()
-            again[correlation] = rho
-            starts.append(again)
+        for scale in (1.0, 5.0):
+            for rho in (0.5, 0.0, -0.5):
+                again = start.copy()
+                again[correlation] = rho
+                again[variance] *= scale
+                starts.append(again)
     if not fit.converged:
         best = None
         iterations = fit.iterations
