@@ -134,9 +134,11 @@ class Design:
         "beta0",
         "intercept",
         "k",
+        "kernels",
         "last",
         "layout",
         "p",
+        "pair",
         "present",
         "r",
         "shared",
@@ -166,6 +168,8 @@ class Design:
     ) -> None:
         self.single = single = y.ndim == 1
         self.last: Any = None  # one analysis: the moments the solver evaluated last
+        #: a batch of one analysis: its y, and y and y² doubled for the sums (_batch_sums)
+        self.pair: tuple[FloatArray, FloatArray, FloatArray] | None = None
         self._v_scale: Num | None = None
         self.v_row = v[None, :] if single else None
         self.present: BoolArray | None = None
@@ -177,6 +181,8 @@ class Design:
         self.p = 1 if x is None else int(x.shape[-1])
         self.intercept = x is None if intercept is None else intercept
         self.layout = layout(self.p, self.intercept)
+        #: the quadratic forms' kernels (Python floats for one analysis, arrays for a batch)
+        self.kernels = kernels(self.p, self.intercept, not single)
         self.shared = x is None or x.ndim == 2
         self.singular: nm.Flag = False  # batch rows whose design is singular
         self.z: FloatArray | None = None
@@ -204,7 +210,8 @@ class Design:
         if self.present is not None:  # (rows without studies)
             beta0 = [np.where(np.isfinite(b), b, 0.0) for b in beta0]
         self.beta0 = beta0
-        y = y - self.fitted(beta0)
+        # (the intercept-only model's fitted value is the number β₀ itself)
+        y = y - (beta0[0] if x is None and single else self.fitted(beta0))
         if self.present is not None:
             y = np.where(self.present, y, 0.0)
         self.v_harmonic: Num = nm.div(self.k, sums0[self.layout.ones])
@@ -355,29 +362,41 @@ class Design:
         return [self._batch_sums(u, xy=xy, yy=yy) for u in weights]
 
     def _batch_sums(self, u: FloatArray, *, xy: bool, yy: bool) -> list[Num]:
-        p, y = self.p, self.y
-        if u.shape[0] >= 2:
+        p, y, y2 = self.p, self.y, self.y2
+        # a batch of one analysis (no design of its own): its row, y and y² doubled once
+        # for every sum below, as rowsum/rowdot/rowprods would double them in each (the
+        # same arrays, so the same bits; see fixed_order), and the first row kept
+        one = u.shape[0] == 1 and (self.basis is None or self.basis.ndim == 2)
+        if one:
+            if self.pair is None or self.pair[0] is not y:  # (y is centred after the EE fit)
+                self.pair = (y, fixed_order(y), fixed_order(y2 if y2 is not None else y * y))
+            _, y, y2 = self.pair
+        if u.shape[0] >= 2 or one:
             u = fixed_order(u)  # (once for every sum below)
         nan: Num = math.nan  # (sums not asked for)
-        yyv = rowdot(u, self.y2 if self.y2 is not None else y * y) if yy else nan
+        yyv = rowdot(u, y2 if y2 is not None else y * y) if yy else nan
+        row: list[Num]
         if self.basis is None:  # the intercept-only model
-            return [rowsum(u), rowdot(u, y) if xy else nan, yyv]
-        z = self.z if self.z is not None else self._basis_products()
-        # Σ u q_a q_b (and Σ u) for every row
-        prods = rowprods(u, z)
-        n = len(pairs(p))
-        row: list[Num] = [prods[:, i] for i in range(n)]
-        if not xy:
-            row += [nan] * p
-        elif self.basis.ndim == 2:
-            s_xy = rowprods(u * y, self.basis)
-            row += [s_xy[:, a] for a in range(p)]
+            row = [rowsum(u), rowdot(u, y) if xy else nan, yyv]
         else:
-            uy = u * y
-            row += [rowdot(uy, self.basis[..., a]) for a in range(p)]
-        row.append(yyv)
-        if not self.intercept:
-            row.append(prods[:, n])
+            z = self.z if self.z is not None else self._basis_products()
+            # Σ u q_a q_b (and Σ u) for every row
+            prods = rowprods(u, z)
+            n = len(pairs(p))
+            row = [prods[:, i] for i in range(n)]
+            if not xy:
+                row += [nan] * p
+            elif self.basis.ndim == 2:
+                s_xy = rowprods(u * y, self.basis)
+                row += [s_xy[:, a] for a in range(p)]
+            else:
+                uy = u * y
+                row += [rowdot(uy, self.basis[..., a]) for a in range(p)]
+            row.append(yyv)
+            if not self.intercept:
+                row.append(prods[:, n])
+        if one:
+            return [x if isinstance(x, float) else x[:1] for x in row]
         return row
 
     # -- helpers ---------------------------------------------------------------------------
@@ -435,6 +454,7 @@ class Design:
             value = getattr(self, name)
             setattr(out, name, _take(value, rows) if name in per_analysis else value)
         out.last = None
+        out.pair = None
         if not self.shared:  # (no copy of the design as given: it is rarely needed)
             at = np.flatnonzero(rows)
             out.x_at = at if self.x_at is None else self.x_at[at]
