@@ -5,15 +5,15 @@ Run: ``python benchmarks/overhead.py [rounds] [--tree NAME=SRC_DIR ...]``, e.g.
 another commit); the ketameta imported by this interpreter is "this". Each version runs in
 its own worker process (``PYTHONPATH=SRC_DIR``); the peers (statsmodels'
 ``combine_effects``, PyMARE's plain-array estimators, when installed) in one more (so that
-no ketameta process carries their imports). In every round each worker in turn times every call of its own (CPU time,
-``time.process_time``, of its process: robust to other tenants' load), so all versions meet
-the same load; figures are medians (minima) over rounds and ratios the medians of the
-per-round ratios.
+no ketameta process carries their imports). In every round each worker in turn (in a
+rotating order) times every call of its own (CPU time, ``time.process_time``, of its
+process: robust to other tenants' load), so all versions meet the same load; figures are
+medians (minima) over rounds and ratios the medians of the per-round ratios.
 
 Calls: ``pool(yi, vi, method=...)`` with k = 15 (ten simulated datasets, true τ² = 0.05,
 the time per fit the mean over the ten), DL and REML; ``pool_many`` on m = 1 and m = 100
 analyses of k = 15 (DL, REML); PyMARE's ``DerSimonianLaird().fit(y, v, X)`` and
-``VarianceBasedLikelihoodEstimator("REML").fit(y, v, X)`` (the latter 1 call a round);
+``VarianceBasedLikelihoodEstimator("REML").fit(y, v, X)``;
 statsmodels' ``combine_effects(method_re="dl")``.
 """
 
@@ -24,8 +24,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 import warnings
+
 WORKER = r"""
 import json, sys, time, warnings
 import numpy as np
@@ -120,9 +120,11 @@ def main() -> None:
     workers = [start("this", None, False), start("peers", None, True)]
     workers += [start(n, s, False) for n, s in trees]
     times: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        for label, proc, _names in workers:
-            assert proc.stdin is not None and proc.stdout is not None
+    for r in range(rounds):
+        # (each round in another order: no version always runs right after another)
+        for label, proc, _names in workers[r % len(workers) :] + workers[: r % len(workers)]:
+            assert proc.stdin is not None
+            assert proc.stdout is not None
             proc.stdin.write("0.05\n")
             proc.stdin.flush()
             for name, t in json.loads(proc.stdout.readline()).items():
@@ -150,8 +152,13 @@ def main() -> None:
         ("PyMARE DL m=100", "this: pool_many m=100 DL"),
     ]
     for label, _ in trees:
-        for call in ("pool DL", "pool REML", "pool_many m=1 DL", "pool_many m=100 DL",
-                     "pool_many m=100 REML"):
+        for call in (
+            "pool DL",
+            "pool REML",
+            "pool_many m=1 DL",
+            "pool_many m=100 DL",
+            "pool_many m=100 REML",
+        ):
             pairs.append((f"this: {call}", f"{label}: {call}"))
     for a, b in pairs:
         print(f"  {a} / {b}: {ratio(a, b)}")

@@ -26,7 +26,6 @@ References
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,7 +54,7 @@ class Moments:
     Python-float arithmetic, a batch on arrays.
     """
 
-    __slots__ = ("_cache", "_pivoted", "_w", "delta", "design", "inv", "kernels", "s", "tau2")
+    __slots__ = ("_cache", "_delta", "_inv", "_pivoted", "_w", "design", "kernels", "s", "tau2")
 
     def __init__(
         self,
@@ -94,17 +93,22 @@ class Moments:
         self.kernels = design.kernels
         # (``inv`` and ``delta`` are solved for when first read: the root finders' score
         # evaluations mostly need the sums only)
+        self._inv: Mat | None = None
+        self._delta: Vec | None = None
 
-    #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
-    inv: Mat
-    delta: Vec
+    @property
+    def inv(self) -> Mat:
+        """``A⁻¹`` (``A = XᵀWX``, in the basis)."""
+        if self._inv is None:
+            self._inv, self._delta = solve(self.kernels, self.s[0])
+        return self._inv
 
-    def __getattr__(self, name: str) -> Any:
-        # (called only for a slot not yet set: ``inv`` and ``delta`` are solved for once)
-        if name in ("inv", "delta"):
-            self.inv, self.delta = solve(self.kernels, self.s[0])
-            return self.inv if name == "inv" else self.delta
-        raise AttributeError(name)
+    @property
+    def delta(self) -> Vec:
+        """``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)."""
+        if self._delta is None:
+            self._inv, self._delta = solve(self.kernels, self.s[0])
+        return self._delta
 
     def where(self, cond: BoolArray, other: Moments) -> Moments:
         """A batch's moments that are `other`'s in the analyses `cond` and these elsewhere
@@ -118,7 +122,7 @@ class Moments:
             [b if a is b else np.where(cond, b, a) for a, b in zip(mine, theirs, strict=True)]
             for mine, theirs in zip(self.s, other.s, strict=False)
         ]
-        out.inv, out.delta = solve(out.kernels, out.s[0])
+        out._inv, out._delta = solve(out.kernels, out.s[0])
         return out
 
     @property
