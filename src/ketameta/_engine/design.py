@@ -138,7 +138,6 @@ class Design:
         "last",
         "layout",
         "p",
-        "pair",
         "present",
         "r",
         "shared",
@@ -168,8 +167,6 @@ class Design:
     ) -> None:
         self.single = single = y.ndim == 1
         self.last: Any = None  # one analysis: the moments the solver evaluated last
-        #: a batch of one analysis: its y, and y and y² doubled for the sums (_batch_sums)
-        self.pair: tuple[FloatArray, FloatArray, FloatArray] | None = None
         self._v_scale: Num | None = None
         self.v_row = v[None, :] if single else None
         self.present: BoolArray | None = None
@@ -362,41 +359,29 @@ class Design:
         return [self._batch_sums(u, xy=xy, yy=yy) for u in weights]
 
     def _batch_sums(self, u: FloatArray, *, xy: bool, yy: bool) -> list[Num]:
-        p, y, y2 = self.p, self.y, self.y2
-        # a batch of one analysis (no design of its own): its row, y and y² doubled once
-        # for every sum below, as rowsum/rowdot/rowprods would double them in each (the
-        # same arrays, so the same bits; see fixed_order), and the first row kept
-        one = u.shape[0] == 1 and (self.basis is None or self.basis.ndim == 2)
-        if one:
-            if self.pair is None or self.pair[0] is not y:  # (y is centred after the EE fit)
-                self.pair = (y, fixed_order(y), fixed_order(y2 if y2 is not None else y * y))
-            _, y, y2 = self.pair
-        if u.shape[0] >= 2 or one:
+        p, y = self.p, self.y
+        if u.shape[0] >= 2:
             u = fixed_order(u)  # (once for every sum below)
         nan: Num = math.nan  # (sums not asked for)
-        yyv = rowdot(u, y2 if y2 is not None else y * y) if yy else nan
-        row: list[Num]
+        yyv = rowdot(u, self.y2 if self.y2 is not None else y * y) if yy else nan
         if self.basis is None:  # the intercept-only model
-            row = [rowsum(u), rowdot(u, y) if xy else nan, yyv]
+            return [rowsum(u), rowdot(u, y) if xy else nan, yyv]
+        z = self.z if self.z is not None else self._basis_products()
+        # Σ u q_a q_b (and Σ u) for every row
+        prods = rowprods(u, z)
+        n = len(pairs(p))
+        row: list[Num] = [prods[:, i] for i in range(n)]
+        if not xy:
+            row += [nan] * p
+        elif self.basis.ndim == 2:
+            s_xy = rowprods(u * y, self.basis)
+            row += [s_xy[:, a] for a in range(p)]
         else:
-            z = self.z if self.z is not None else self._basis_products()
-            # Σ u q_a q_b (and Σ u) for every row
-            prods = rowprods(u, z)
-            n = len(pairs(p))
-            row = [prods[:, i] for i in range(n)]
-            if not xy:
-                row += [nan] * p
-            elif self.basis.ndim == 2:
-                s_xy = rowprods(u * y, self.basis)
-                row += [s_xy[:, a] for a in range(p)]
-            else:
-                uy = u * y
-                row += [rowdot(uy, self.basis[..., a]) for a in range(p)]
-            row.append(yyv)
-            if not self.intercept:
-                row.append(prods[:, n])
-        if one:
-            return [x if isinstance(x, float) else x[:1] for x in row]
+            uy = u * y
+            row += [rowdot(uy, self.basis[..., a]) for a in range(p)]
+        row.append(yyv)
+        if not self.intercept:
+            row.append(prods[:, n])
         return row
 
     # -- helpers ---------------------------------------------------------------------------
@@ -454,7 +439,6 @@ class Design:
             value = getattr(self, name)
             setattr(out, name, _take(value, rows) if name in per_analysis else value)
         out.last = None
-        out.pair = None
         if not self.shared:  # (no copy of the design as given: it is rarely needed)
             at = np.flatnonzero(rows)
             out.x_at = at if self.x_at is None else self.x_at[at]

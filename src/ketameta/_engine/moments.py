@@ -54,7 +54,7 @@ class Moments:
     Python-float arithmetic, a batch on arrays.
     """
 
-    __slots__ = ("_cache", "_delta", "_inv", "_pivoted", "_w", "design", "kernels", "s", "tau2")
+    __slots__ = ("_cache", "_pivoted", "_w", "delta", "design", "inv", "kernels", "s", "tau2")
 
     def __init__(
         self,
@@ -90,25 +90,9 @@ class Moments:
                 sums += design.sums([wj], xy=scores, yy=scores)
             self.s = sums
         self._cache: dict[str, Num] = {}  # (tr P, tr P², Q: used several times per fit)
-        self.kernels = design.kernels
-        # (``inv`` and ``delta`` are solved for when first read: the root finders' score
-        # evaluations mostly need the sums only)
-        self._inv: Mat | None = None
-        self._delta: Vec | None = None
-
-    @property
-    def inv(self) -> Mat:
-        """``A⁻¹`` (``A = XᵀWX``, in the basis)."""
-        if self._inv is None:
-            self._inv, self._delta = solve(self.kernels, self.s[0])
-        return self._inv
-
-    @property
-    def delta(self) -> Vec:
-        """``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)."""
-        if self._delta is None:
-            self._inv, self._delta = solve(self.kernels, self.s[0])
-        return self._delta
+        self.kernels = k = design.kernels
+        #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
+        self.inv, self.delta = solve(k, self.s[0])
 
     def where(self, cond: BoolArray, other: Moments) -> Moments:
         """A batch's moments that are `other`'s in the analyses `cond` and these elsewhere
@@ -122,7 +106,7 @@ class Moments:
             [b if a is b else np.where(cond, b, a) for a, b in zip(mine, theirs, strict=True)]
             for mine, theirs in zip(self.s, other.s, strict=False)
         ]
-        out._inv, out._delta = solve(out.kernels, out.s[0])
+        out.inv, out.delta = solve(out.kernels, out.s[0])
         return out
 
     @property
