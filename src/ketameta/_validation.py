@@ -608,6 +608,8 @@ def study_labels(
 
 def strings(x: Any) -> tuple[str, ...]:
     """A tuple of str (an attrs converter; a tuple of str is kept as it is)."""
-    if type(x) is tuple and all(type(s) is str for s in x):
+    if type(x) is tuple and (
+        not x or x is default_labels(len(x)) or all(type(s) is str for s in x)
+    ):  # (the default labels, cached, are the usual case)
         return x
     return tuple(str(s) for s in x)

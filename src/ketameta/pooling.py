@@ -118,6 +118,8 @@ _METHOD_NAMES = {
 
 
 def _indices(x: Any) -> tuple[int, ...]:
+    if type(x) is tuple and not x:  # (nothing omitted: the usual case)
+        return ()
     return tuple(int(i) for i in x) if len(x) else ()
 
 

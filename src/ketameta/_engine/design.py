@@ -134,6 +134,7 @@ class Design:
         "beta0",
         "intercept",
         "k",
+        "kernels",
         "last",
         "layout",
         "p",
@@ -177,6 +178,8 @@ class Design:
         self.p = 1 if x is None else int(x.shape[-1])
         self.intercept = x is None if intercept is None else intercept
         self.layout = layout(self.p, self.intercept)
+        #: the quadratic forms' kernels (Python floats for one analysis, arrays for a batch)
+        self.kernels = kernels(self.p, self.intercept, not single)
         self.shared = x is None or x.ndim == 2
         self.singular: nm.Flag = False  # batch rows whose design is singular
         self.z: FloatArray | None = None
@@ -204,7 +207,8 @@ class Design:
         if self.present is not None:  # (rows without studies)
             beta0 = [np.where(np.isfinite(b), b, 0.0) for b in beta0]
         self.beta0 = beta0
-        y = y - self.fitted(beta0)
+        # (the intercept-only model's fitted value is the number β₀ itself)
+        y = y - (beta0[0] if x is None and single else self.fitted(beta0))
         if self.present is not None:
             y = np.where(self.present, y, 0.0)
         self.v_harmonic: Num = nm.div(self.k, sums0[self.layout.ones])

@@ -180,13 +180,14 @@ def derived_statistics(
     compute (default: all).
     """
     out: dict[str, Any] = {}
+    every = only is None  # (every statistic: the usual case, without the name checks)
     names = _DERIVED_NAMES if only is None else frozenset(only)
     q_df = k - p
-    if "q_df" in names:
+    if every or "q_df" in names:
         out["q_df"] = q_df
-    if "q_pvalue" in names:
+    if every or "q_pvalue" in names:
         out["q_pvalue"] = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
-    if "i2" in names or "h2" in names:
+    if every or "i2" in names or "h2" in names:
         if equal_effects:
             i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
             h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
@@ -194,14 +195,14 @@ def derived_statistics(
             i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
             h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
         out["i2"], out["h2"] = i2, h2
-    if "tau" in names:
+    if every or "tau" in names:
         out["tau"] = nm.sqrt(tau2)
     df = reference_df(k, p, test)
     out["df"] = df
-    tests = "statistic" in names or "pvalue" in names
-    intervals = "ci_lower" in names or "ci_upper" in names
+    tests = every or "statistic" in names or "pvalue" in names
+    intervals = every or "ci_lower" in names or "ci_upper" in names
     crit: Num = math.nan
-    if not names.isdisjoint(_INTERVAL_NAMES):
+    if every or not names.isdisjoint(_INTERVAL_NAMES):
         crit = out["crit"] = test_critical_value(level, df, test)
     if tests or intervals:  # (one pass over the coefficients)
         stat: list[Num] = []
@@ -221,7 +222,7 @@ def derived_statistics(
             out["statistic"], out["pvalue"] = stat, pvalue
         if intervals:
             out["ci_lower"], out["ci_upper"] = lower, upper
-    if p == 1 and intercept and ("pred_lower" in names or "pred_upper" in names):
+    if p == 1 and intercept and (every or "pred_lower" in names or "pred_upper" in names):
         pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
         out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
     return out

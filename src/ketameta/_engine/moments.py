@@ -34,7 +34,7 @@ from .._typing import BoolArray, FloatArray
 from . import _num as nm
 from ._num import Num
 from .design import _POWERS, Design, _col, _take, rowsum
-from .kernels import kernels, solve
+from .kernels import solve
 from .linalg import Factor, Mat, Vec, trace_product
 from .pivoted import LIMIT, Pivoted
 
@@ -68,15 +68,17 @@ class Moments:
     ) -> None:
         self.design, self.tau2 = design, tau2
         if design.single:
-            assert design.v_row is not None
-            assert design.wp0 is not None
             if tau2 == 0.0:  # the sums at τ² = 0 were taken with the data
+                assert design.wp0 is not None
                 self._w = design.wp0[1]
                 self.s: list[list[Num]] = design.sums0[1:4]
             else:
-                wp = (design.v_row + tau2) ** _POWERS
+                v_row, z = design.v_row, design.z
+                assert v_row is not None
+                assert z is not None
+                wp = (v_row + tau2) ** _POWERS
                 self._w = wp[0]
-                self.s = design.sums(wp)
+                self.s = np.dot(wp, z).tolist()  # (Design.sums of one analysis)
         else:
             if w is None:
                 w = design.weights(tau2)
@@ -88,7 +90,7 @@ class Moments:
                 sums += design.sums([wj], xy=scores, yy=scores)
             self.s = sums
         self._cache: dict[str, Num] = {}  # (tr P, tr P², Q: used several times per fit)
-        self.kernels = k = kernels(design.p, design.intercept, not design.single)
+        self.kernels = k = design.kernels
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
         self.inv, self.delta = solve(k, self.s[0])
 

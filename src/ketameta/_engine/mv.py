@@ -801,9 +801,9 @@ def maximise_with_restarts(
       is linear in ρ, so largest at ρ = ±1; ρ = 0 is the three-level model's σ²₁ = 0);
     * with a free correlation, the starts with the correlations at 0.5, 0 and -0.5 and the
       variances as started and five times larger: the likelihood in a correlation can have
-      several local maxima, and which one is reached depends on the variances. These starts are also
-      tried when the first fit does not converge (a ``ConvergenceError`` only when none
-      does).
+      several local maxima, and which one is reached depends on the variances. These
+      starts are also tried when the first fit does not converge (a ``ConvergenceError``
+      only when none does).
     """
     fit = maximise(model, start, free, maxiter=maxiter, threshold=threshold)
     kinds = np.array(model.param_kinds())
