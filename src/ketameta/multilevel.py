@@ -1383,7 +1383,12 @@ def _fit(
         vpairs = (vr[off], vc[off])
         v_arg = (vals, vr, vc)
     block = mv.blocks_of(k, groups, vpairs)
-    layout = mv.make_layout(y, qmat, v_arg, bases, block)
+    # the effects centred at a weighted least-squares fit with the sampling variances
+    # (ybar = X b0): the likelihoods depend on y only through y - X beta, so the fit is the
+    # same with beta shifted by b0, but effects far from 0 relative to their standard
+    # errors (1000 +- 1e-4) no longer lose their digits in the residuals
+    b0 = _centring(x, y, v if v_entries is None else None, v_entries)
+    layout = mv.make_layout(y - x @ b0, qmat, v_arg, bases, block)
     structures = tuple(c.structure for c in comps)
     model = mv.Model(layout=layout, structures=structures, reml=method == "REML")
     # V must be positive definite (Q_E and the start need V^-1)
@@ -1393,7 +1398,7 @@ def _fit(
         msg = f"`V` is not positive definite (in the block of effects {bad} of the effects used)"
         raise ValueError(msg)
     params, param_comp = _parameters(comps)
-    theta0, free = _start(model, comps, params, fixed, control, y, x, v)
+    theta0, free = _start(model, comps, params, fixed, control, y - x @ b0, x, v)
     nonzero = _nonzero_bases(layout)
     _fix_unidentified(comps, params, free, theta0, nonzero)
     fit = mv.maximise_with_restarts(
@@ -1409,7 +1414,7 @@ def _fit(
         )
     theta = fit.theta
     ev = fit.ev
-    beta = r_inv @ ev.beta
+    beta = r_inv @ ev.beta + b0
     vcov = r_inv @ ev.a @ r_inv.T
     vcov = 0.5 * (vcov + vcov.T)
     se = np.sqrt(np.diagonal(vcov))
@@ -1484,6 +1489,29 @@ def _fit(
         model_matrix=mm,
         fitted_model=fitted,
     )
+
+
+def _centring(
+    x: FloatArray,
+    y: FloatArray,
+    v: Any,
+    v_entries: tuple[FloatArray, Any, Any] | None,
+) -> FloatArray:
+    """Coefficients of the least-squares fit of `y` on `x` weighted by the inverse sampling
+    variances (the diagonal of V): a centring of the effects (any b0 gives the same fit)."""
+    if v_entries is not None:
+        vals, vr, vc = v_entries
+        diag = np.zeros(y.shape[0])
+        on = vr == vc
+        diag[vr[on]] = vals[on]
+    else:
+        arr = np.asarray(v, dtype=np.float64)
+        diag = np.diagonal(arr).copy() if arr.ndim == 2 else arr.copy()
+    if not np.all(np.isfinite(diag)) or not np.all(diag > 0.0):
+        return np.zeros(x.shape[1])
+    sw = 1.0 / np.sqrt(diag)
+    b0, *_ = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)
+    return np.asarray(b0, dtype=np.float64)
 
 
 def _non_pd_blocks(layout: mv.Layout) -> list[int]:

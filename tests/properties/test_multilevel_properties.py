@@ -118,10 +118,12 @@ def test_one_level_meta_regression_is_metareg(
             data={"study": list(range(k))},
             method=method,
         )
-    if abs(mv.loglik - uni.loglik()) > _ll_tol(uni.loglik()):
-        _another_maximum(mv, uni.tau2, uni.loglik(), 0.0)
+    # (the rounding floor of residuals of effects far from 0, as in the test above)
+    slack = 4 * _floor(y, vi, uni.tau2) * (uni.q + k)
+    if abs(mv.loglik - uni.loglik()) > _ll_tol(uni.loglik()) + slack:
+        _another_maximum(mv, uni.tau2, uni.loglik(), slack)
         return
-    np.testing.assert_allclose(mv.loglik, uni.loglik(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(mv.loglik, uni.loglik(), rtol=1e-9, atol=1e-9 + slack)
     scale = uni.tau2 + float(np.mean(vi))
     assert abs(mv.sigma2[0] - uni.tau2) <= 1e-5 * scale
     se = np.sqrt(np.diagonal(uni.vcov))
