@@ -584,9 +584,15 @@ class PoolResult(ModelFit):
             f"{self.estimate:9.4f} {self.se:8.4f} {self.statistic:8.4f} "
             f"{format_p(self.pvalue):>8s} {self.ci_lower:8.4f} {self.ci_upper:8.4f}"
         )
-        lines.append("")
-        lines.append(f"{pct} prediction interval: [{self.pred_lower:.4f}, {self.pred_upper:.4f}]")
-        lines += back_transformed_lines(self.back_transform(transf))
+        back = self.back_transform(transf)
+        if self.method != "EE":  # metafor prints no prediction interval for an EE model
+            lines.append("")
+            lines.append(
+                f"{pct} prediction interval: [{self.pred_lower:.4f}, {self.pred_upper:.4f}]"
+            )
+        else:
+            back = {k: v for k, v in back.items() if k not in ("pred_lower", "pred_upper")}
+        lines += back_transformed_lines(back)
         omitted = self._omitted_lines()
         if omitted:
             lines += ["", *omitted]
