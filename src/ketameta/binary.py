@@ -553,13 +553,26 @@ class _BinaryResult:
         return ["", *lines] if lines else []
 
 
-def _chi2_line(name: str, stat: float, df: float, p: float, width: int = 0) -> str:
+def _chi2_line(
+    name: str,
+    stat: float,
+    df: float,
+    p: float,
+    width: int = 0,
+    stat_width: int = 0,
+    df_width: int = 0,
+) -> str:
+    # metafor 3.8-1 prints these test lines of rma.mh with "p-val < 0.0001" (unlike its
+    # "p-val < .0001" of the Q test), values and df aligned between the lines:
+    #   Cochran-Mantel-Haenszel Test:    CMH = 128.8608, df = 1, p-val < 0.0001
+    #   Tarone's Test for Heterogeneity: X^2 =  24.3962, df = 4, p-val < 0.0001
     p_text = format_p(p)
     if p_text.startswith("<"):
         p_text = "< 0.0001"
     elif p_text != "NA":
         p_text = f"= {p_text}"
-    return f"{name:{width}s}{stat:.4f}, df = {df:g}, p-val {p_text}"
+    df_text = f"{df:g},"
+    return f"{name:{width}s}{stat:{stat_width}.4f}, df = {df_text:{df_width + 1}s} p-val {p_text}"
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -626,16 +639,25 @@ class MHResult(_BinaryResult):
         heterogeneity, the estimate on the log and the ratio scale and the tests."""
         lines = self._summary_lines(f"Mantel-Haenszel, {_MEASURE_NAMES[self.measure]}")
         if self.measure == "OR":
+            sw = max(len(f"{x:.4f}") for x in (self.cmh, self.tarone))
+            dw = max(len(f"{x:g}") for x in (1, self.tarone_df))
             lines += [
                 "",
                 _chi2_line(
-                    "Cochran-Mantel-Haenszel Test:    CMH = ", self.cmh, 1, self.cmh_pvalue
+                    "Cochran-Mantel-Haenszel Test:    CMH = ",
+                    self.cmh,
+                    1,
+                    self.cmh_pvalue,
+                    stat_width=sw,
+                    df_width=dw,
                 ),
                 _chi2_line(
                     "Tarone's Test for Heterogeneity: X^2 = ",
                     self.tarone,
                     self.tarone_df,
                     self.tarone_pvalue,
+                    stat_width=sw,
+                    df_width=dw,
                 ),
             ]
         elif self.measure == "IRR":
