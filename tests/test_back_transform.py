@@ -76,7 +76,8 @@ def test_equal_effects_summary_has_no_prediction_interval() -> None:
     assert "prediction interval" not in text
     assert "pi.lb" not in text
     assert text.endswith("estimate    ci.lb    ci.ub\n   0.6503   0.6007   0.7040")
-    assert " -0.4303   0.0405 -10.6247   <.0001  -0.5097  -0.3509" in text
+    # metafor: " -0.4303  0.0405  -10.6247  <.0001  -0.5097  -0.3509": two spaces before each
+    assert "  -0.4303   0.0405  -10.6247   <.0001  -0.5097  -0.3509" in text
     # a random-effects model keeps both
     assert "pi.lb" in ketameta.pool(_effect_sizes("bcg RR")).summary()
     assert "95% prediction interval" in ketameta.pool(_effect_sizes("bcg RR")).summary()

@@ -51,6 +51,7 @@ from ._results import (
     import_pandas,
     plain,
     readonly,
+    table_lines,
 )
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
@@ -576,13 +577,10 @@ class PoolResult(ModelFit):
         note = f" ({'; '.join(notes)})" if notes else ""
         lines.append(f"Model Results{note}:")
         lines.append("")
-        header = (
-            f"{'estimate':>9s} {'se':>8s} {stat_name:>8s} {'pval':>8s} {'ci.lb':>8s} {'ci.ub':>8s}"
-        )
-        lines.append(header)
-        lines.append(
-            f"{self.estimate:9.4f} {self.se:8.4f} {self.statistic:8.4f} "
-            f"{format_p(self.pvalue):>8s} {self.ci_lower:8.4f} {self.ci_upper:8.4f}"
+        row = [f"{x:.4f}" for x in (self.estimate, self.se, self.statistic)]
+        row += [format_p(self.pvalue), f"{self.ci_lower:.4f}", f"{self.ci_upper:.4f}"]
+        lines += table_lines(
+            ["estimate", "se", stat_name, "pval", "ci.lb", "ci.ub"], [row], [9, 9, 9, 9, 9, 9]
         )
         back = self.back_transform(transf)
         if self.method != "EE":  # metafor prints no prediction interval for an EE model
