@@ -65,7 +65,6 @@ def test_back_transform_is_metafor_predict_transf(case_id: str) -> None:
     assert "back-transformed" not in res.summary(transf=None)
 
 
-
 def test_equal_effects_summary_has_no_prediction_interval() -> None:
     # metafor 3.8-1, rma(yi, vi, data = escalc("RR", ... dat.bcg), method = "EE"): print(res)
     # has no prediction interval, and predict(res, transf = exp) prints only
@@ -81,6 +80,7 @@ def test_equal_effects_summary_has_no_prediction_interval() -> None:
     # a random-effects model keeps both
     assert "pi.lb" in ketameta.pool(_effect_sizes("bcg RR")).summary()
     assert "95% prediction interval" in ketameta.pool(_effect_sizes("bcg RR")).summary()
+
 
 @pytest.mark.parametrize("case_id", sorted(REF))
 def test_studies_table_weights_and_study_intervals(case_id: str) -> None:

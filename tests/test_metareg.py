@@ -313,4 +313,5 @@ def test_coefficient_table_widens_to_its_values() -> None:
     # every header right-aligned over its values
     for head in ("estimate", "se", "zval", "pval", "ci.lb", "ci.ub"):
         end = table[0].index(head) + len(head)
-        assert table[1][end - 1] != " " and table[1][end : end + 1] in ("", " ")
+        assert table[1][end - 1] != " "
+        assert table[1][end : end + 1] in ("", " ")
