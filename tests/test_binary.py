@@ -555,7 +555,9 @@ def test_results_carry_labels_and_serialise() -> None:
             "n2": [20, 30, 25, 40],
         }
     )
-    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[2\]"):
+    with pytest.warns(
+        ketameta.OmittedStudiesWarning, match=r"1 study omitted: C \(index 2\) has missing cells"
+    ):
         res = pool_mh(ai="a", n1i="n1", ci="c", n2i="n2", data=frame, labels="trial")
     assert res.labels == ("A", "B", "C", "D")
     assert res.omitted == (2,)

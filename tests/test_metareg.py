@@ -206,7 +206,10 @@ def test_redundant_moderators_are_dropped_with_a_named_warning() -> None:
 def test_missing_moderators_are_omitted_and_named() -> None:
     case = CASES["bangertdrowns2004 ~ length"]
     length = case["moderators"]["length"]
-    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[33, 34\]"):
+    with pytest.warns(
+        ketameta.OmittedStudiesWarning,
+        match=r"Study 34 \(index 33\), Study 35 \(index 34\) have a missing",
+    ):
         res = metareg(case["yi"], case["vi"], mods={"length": length})
     assert res.omitted == (33, 34)
     fit = next(f for f in case["fits"] if f["method"] == "REML" and f["test"] == "z")

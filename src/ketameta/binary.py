@@ -67,6 +67,7 @@ from ._validation import (
     check_level,
     check_nonnegative,
     check_positive,
+    name_studies,
 )
 from ._warnings import ConvergenceError, OmittedStudiesWarning
 
@@ -691,6 +692,7 @@ def _prepare(
     what: str,
     nan_policy: str,
     stacklevel: int,
+    labels: Any = None,
 ) -> tuple[tuple[str, ...], tuple[FloatArray, ...], BoolArray, tuple[int, ...]]:
     """Validated cells of every input row, the names, the rows used and the omitted rows."""
     sig = _signature(given, allow_person_time, what)
@@ -709,15 +711,19 @@ def _prepare(
     omitted: tuple[int, ...] = ()
     if missing.any():
         idx = np.flatnonzero(missing)
+        named = name_studies(idx, None if labels is None else _labels(labels, data, missing.size))
+        have = "has" if idx.size == 1 else "have"
         if nan_policy == "raise":
-            msg = f"studies {idx.tolist()} have missing cells (nan_policy='raise')"
+            msg = f"{named} {have} missing cells (nan_policy='raise')"
             raise ValueError(msg)
         omitted = tuple(int(i) for i in idx)
         if len(omitted) == missing.size:
             msg = "no studies: every study has a missing cell"
             raise ValueError(msg)
+        count = len(omitted)
         warnings.warn(
-            f"studies {list(omitted)} have missing cells and were omitted",
+            f"{count} {'study' if count == 1 else 'studies'} omitted: {named} {have} "
+            "missing cells",
             OmittedStudiesWarning,
             stacklevel=stacklevel,
         )
@@ -769,6 +775,7 @@ def _single(
         what=what,
         nan_policy=nan_policy,
         stacklevel=4,
+        labels=labels,
     )
     if model == "mh":
         person_time = names == _PERSON_TIME
@@ -2024,11 +2031,15 @@ def pool_glmm(
         missing |= np.isnan(arr)
     omitted = tuple(int(i) for i in np.flatnonzero(missing))
     if omitted:
+        named = name_studies(omitted, None if labels is None else labs)
+        have = "has" if len(omitted) == 1 else "have"
         if nan_policy == "raise":
-            msg = f"studies {list(omitted)} have missing values (nan_policy='raise')"
+            msg = f"{named} {have} missing values (nan_policy='raise')"
             raise ValueError(msg)
+        count = len(omitted)
         warnings.warn(
-            f"studies {list(omitted)} have missing values and were omitted",
+            f"{count} {'study' if count == 1 else 'studies'} omitted: {named} {have} "
+            "missing values",
             OmittedStudiesWarning,
             stacklevel=2,
         )

@@ -69,6 +69,7 @@ from ._validation import (
     critical_value,
     default_labels,
     fixed_tau2,
+    name_studies,
     sei_to_variance,
     strings,
     study_labels,
@@ -718,17 +719,14 @@ def prepare_studies(
 
     def named(mask: np.ndarray[Any, Any]) -> str:
         idx = np.flatnonzero(mask).tolist()
-        text = f"studies {idx}"
-        if names is not None:
-            text += f" ({', '.join(names[i] for i in idx)})"
-        return text
+        return f"{name_studies(idx, names)} {'has' if len(idx) == 1 else 'have'}"
 
-    reasons = [f"{named(missing)} have missing yi or vi"]
+    reasons = [f"{named(missing)} missing yi or vi"]
     if also_missing is not None:
         other = np.asarray(also_missing, dtype=bool) & ~missing
         reasons = reasons if missing.any() else []
         if other.any():
-            reasons.append(f"{named(other)} have a missing {what}")
+            reasons.append(f"{named(other)} a missing {what}")
             why[other] = f"missing {what}"
         missing = missing | other
     omitted: tuple[int, ...] = ()
@@ -740,8 +738,9 @@ def prepare_studies(
             raise ValueError(msg)
         omitted = tuple(int(i) for i in idx)
         omitted_why = tuple(str(w) for w in why[idx])
+        n = len(omitted)
         warnings.warn(
-            f"{'; '.join(reasons)} and were omitted",
+            f"{n} {'study' if n == 1 else 'studies'} omitted: {'; '.join(reasons)}",
             OmittedStudiesWarning,
             stacklevel=stacklevel,
         )
