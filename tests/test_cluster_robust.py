@@ -474,7 +474,8 @@ def _cr2_by_definition(x: np.ndarray, e: np.ndarray, theta: np.ndarray, cluster:
         # here and dropped there; such examples compare two sides of the jump
         z = np.linalg.solve(d.T, x[i])
         lam = np.linalg.eigvalsh(np.eye(len(i)) - z @ bread @ z.T)
-        assume(not np.any((lam > 1e-14) & (lam < 1e-7)))
+        if np.any((lam > 1e-14) & (lam < 1e-7)):
+            assume(False)
         b = d @ (theta[np.ix_(i, i)] - x[i] @ bread @ x[i].T) @ d.T
         a = d.T @ np.real(linalg.inv(linalg.sqrtm(b))) @ d
         adjust[j] = a
