@@ -65,6 +65,23 @@ def test_back_transform_is_metafor_predict_transf(case_id: str) -> None:
     assert "back-transformed" not in res.summary(transf=None)
 
 
+def test_equal_effects_summary_has_no_prediction_interval() -> None:
+    # metafor 3.8-1, rma(yi, vi, data = escalc("RR", ... dat.bcg), method = "EE"): print(res)
+    # has no prediction interval, and predict(res, transf = exp) prints only
+    #    pred  ci.lb  ci.ub
+    #  0.6503 0.6007 0.7040
+    res = ketameta.pool(_effect_sizes("bcg RR"), method="EE")
+    text = res.summary()
+    assert "prediction interval" not in text
+    assert "pi.lb" not in text
+    assert text.endswith("estimate    ci.lb    ci.ub\n   0.6503   0.6007   0.7040")
+    # metafor: " -0.4303  0.0405  -10.6247  <.0001  -0.5097  -0.3509": two spaces before each
+    assert "  -0.4303   0.0405  -10.6247   <.0001  -0.5097  -0.3509" in text
+    # a random-effects model keeps both
+    assert "pi.lb" in ketameta.pool(_effect_sizes("bcg RR")).summary()
+    assert "95% prediction interval" in ketameta.pool(_effect_sizes("bcg RR")).summary()
+
+
 @pytest.mark.parametrize("case_id", sorted(REF))
 def test_studies_table_weights_and_study_intervals(case_id: str) -> None:
     pytest.importorskip("pandas")

@@ -408,7 +408,10 @@ def test_metareg_many_shared_design_from_a_table_with_a_missing_moderator() -> N
     y, v, x = _mr_data(m=20)
     frame = pd.DataFrame({"dose": x[:, 0], "arm": ["a", "b", "c"] * 3})
     frame.loc[7, "dose"] = np.nan
-    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[7\]"):
+    with pytest.warns(
+        ketameta.OmittedStudiesWarning,
+        match=r"1 study omitted from every analysis: Study 8 \(index 7\) has a missing moderator",
+    ):
         res = pool_many(y, v, mods=frame)
     assert res.names == ("intrcpt", "dose", "armb", "armc")
     keep = np.arange(9) != 7

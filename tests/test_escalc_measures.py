@@ -247,7 +247,7 @@ def test_zcor_of_a_perfect_correlation_is_missing_with_a_warning(r: float) -> No
     assert np.isnan(es.yi[1])
     assert np.isnan(es.vi[1])
     np.testing.assert_allclose(es.yi[[0, 2]], np.arctanh([0.5, 0.1]), rtol=1e-15)
-    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[1\]"):
+    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"Study 2 \(index 1\) has"):
         assert ketameta.pool(es).k == 2
 
 

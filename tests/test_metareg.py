@@ -206,7 +206,10 @@ def test_redundant_moderators_are_dropped_with_a_named_warning() -> None:
 def test_missing_moderators_are_omitted_and_named() -> None:
     case = CASES["bangertdrowns2004 ~ length"]
     length = case["moderators"]["length"]
-    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[33, 34\]"):
+    with pytest.warns(
+        ketameta.OmittedStudiesWarning,
+        match=r"Study 34 \(index 33\), Study 35 \(index 34\) have a missing",
+    ):
         res = metareg(case["yi"], case["vi"], mods={"length": length})
     assert res.omitted == (33, 34)
     fit = next(f for f in case["fits"] if f["method"] == "REML" and f["test"] == "z")
@@ -296,3 +299,22 @@ def test_predict_summary_after_a_back_transformation_has_no_se_column() -> None:
     assert rows[0] == pytest.approx([0.961, 0.667, 1.386, 0.500, 1.848], abs=5.5e-4)
     assert rows[1] == pytest.approx([0.259, 0.175, 0.385, 0.133, 0.507], abs=5.5e-4)
     assert res.predict([10.0]).summary().split("\n")[0].split()[1] == "se"
+
+
+def test_coefficient_table_widens_to_its_values() -> None:
+    # metafor 3.8-1: rma(yi * 1000, vi * 1e6, mods = ~ ablat, data = escalc("RR", ...
+    # dat.bcg)) prints its columns as wide as their values, two spaces before each:
+    #          estimate        se     zval    pval      ci.lb     ci.ub
+    # intrcpt  251.4682  249.0954   1.0095  0.3127  -236.7498  739.6862
+    # ablat    -29.1017    7.1953  -4.0445  <.0001   -43.2043  -14.9991
+    data = ketameta.datasets.bcg()
+    es = ketameta.escalc("RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg")
+    text = metareg(es.yi * 1000, es.vi * 1e6, mods={"ablat": data["ablat"]}).summary()
+    table = text.split("Model Results:\n\n")[1].split("\n")
+    assert table[1] == "intrcpt   251.4682  249.0954   1.0095   0.3127  -236.7498  739.6862"
+    assert table[2] == "ablat     -29.1017    7.1953  -4.0445   <.0001   -43.2043  -14.9991"
+    # every header right-aligned over its values
+    for head in ("estimate", "se", "zval", "pval", "ci.lb", "ci.ub"):
+        end = table[0].index(head) + len(head)
+        assert table[1][end - 1] != " "
+        assert table[1][end : end + 1] in ("", " ")

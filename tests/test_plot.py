@@ -220,7 +220,9 @@ def test_forest_shows_omitted_studies_by_name_with_their_data(bcg) -> None:  # t
     es = ketameta.escalc(
         "RR", ai=tpos, bi=data["tneg"], ci=data["cpos"], di=data["cneg"], labels=labels
     )
-    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[2\] \(Rosenthal"):
+    with pytest.warns(
+        ketameta.OmittedStudiesWarning, match=r"Rosenthal et al \(1960\) \(index 2\) has missing"
+    ):
         res = ketameta.pool(es)
     table = rows(forest(res))
     row = table[2]

@@ -442,13 +442,18 @@ def test_aliases_of_common_effect() -> None:
 def test_nan_policy_omit_and_raise() -> None:
     y = [0.1, np.nan, 0.5, 0.2]
     v = [0.01, 0.02, np.nan, 0.02]
-    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[1, 2\]"):
+    with pytest.warns(
+        ketameta.OmittedStudiesWarning,
+        match=r"2 studies omitted: Study 2 \(index 1\), Study 3 \(index 2\) have",
+    ):
         res = pool(y, v, method="DL")
     assert res.omitted == (1, 2)
     assert res.k == 2
     ref = pool([0.1, 0.2], [0.01, 0.02], method="DL")
     assert res.estimate == ref.estimate
-    with pytest.raises(ValueError, match=r"studies \[1, 2\] have missing yi or vi"):
+    with pytest.raises(
+        ValueError, match=r"Study 2 \(index 1\), Study 3 \(index 2\) have missing yi or vi"
+    ):
         pool(y, v, nan_policy="raise")
 
 

@@ -3,6 +3,7 @@ survives pickling unchanged and stays read-only after it (issue #14: results are
 
 from __future__ import annotations
 
+import json
 import pickle
 import warnings
 from typing import Any
@@ -112,6 +113,15 @@ def test_results_survive_pickling(name: str) -> None:
         value = getattr(restored, field.name)
         if isinstance(value, np.ndarray):
             assert not value.flags.writeable, f"{field.name} is writeable after unpickling"
+
+
+@pytest.mark.parametrize("name", list(RESULTS))
+def test_to_dict_is_json_serialisable(name: str) -> None:
+    # to_dict() is the JSON-safe record (DEVELOPERS.md): strict JSON, no NaN/inf tokens
+    record = RESULTS[name].to_dict()
+    assert isinstance(record, dict)
+    text = json.dumps(record, allow_nan=False)
+    assert json.loads(text).keys() == record.keys()
 
 
 def test_a_changed_field_makes_results_unequal() -> None:

@@ -363,7 +363,7 @@ def test_missing_group_labels_are_omitted_with_a_warning(missing: str) -> None:
         given = np.array([np.nan if i == j else g for i, g in enumerate(G)], dtype=object)
     with pytest.warns(
         ketameta.OmittedStudiesWarning,
-        match=rf"studies \[{j}\] have a missing group label and were omitted",
+        match=rf"1 study omitted: Study {j + 1} \(index {j}\) has a missing group label",
     ):
         res = subgroups(Y, V, groups=given)
     assert res.omitted == (j,)
@@ -373,7 +373,7 @@ def test_missing_group_labels_are_omitted_with_a_warning(missing: str) -> None:
         res,
         subgroups([Y[i] for i in keep], [V[i] for i in keep], groups=[labels[i] for i in keep]),
     )
-    with pytest.raises(ValueError, match=r"studies \[4\] have a missing group label"):
+    with pytest.raises(ValueError, match=r"Study 5 \(index 4\) has a missing group label"):
         subgroups(Y, V, groups=given, nan_policy="raise")
 
 
@@ -382,7 +382,9 @@ def test_missing_effect_and_label_are_named_in_one_warning() -> None:
     g = [None if i == 6 else x for i, x in enumerate(G)]
     with pytest.warns(
         ketameta.OmittedStudiesWarning,
-        match=r"studies \[1\] have missing yi or vi; studies \[6\] have a missing group label",
+        match=r"2 studies omitted: Study 2 \(index 1\) has missing yi or vi; "
+        r"Study 7 \(index 6\) has a "
+        r"missing group label",
     ):
         res = subgroups(y, V, groups=g)
     assert res.omitted == (1, 6)

@@ -558,6 +558,16 @@ def default_labels(n: int) -> tuple[str, ...]:
     return tuple(f"Study {i + 1}" for i in range(n))
 
 
+def name_studies(idx: Any, labels: Any = None) -> str:
+    """Studies named for a warning or error unambiguously: by label with the 0-based index
+    of the whole input, ``"Rosenthal (index 2)"``, or without labels by the default label
+    the summaries print, ``"Study 3 (index 2)"``."""
+    return ", ".join(
+        f"{labels[i] if labels is not None else f'Study {i + 1}'} (index {i})"
+        for i in (int(j) for j in idx)
+    )
+
+
 def _label_text(value: object, i: int) -> str:
     """One study label as text: numbers as printed (1948, not 1948.0); a missing label
     is the default "Study i"."""

@@ -960,11 +960,14 @@ def _metareg_many(
     if missing is not None and missing.any():
         import warnings
 
+        from ._validation import name_studies
         from ._warnings import OmittedStudiesWarning
 
+        gone = np.flatnonzero(missing)
         warnings.warn(
-            f"studies {np.flatnonzero(missing).tolist()} have a missing moderator and were "
-            "omitted from every analysis",
+            f"{gone.size} {'study' if gone.size == 1 else 'studies'} omitted from every "
+            f"analysis: {name_studies(gone)} {'has' if gone.size == 1 else 'have'} a missing "
+            "moderator",
             OmittedStudiesWarning,
             stacklevel=3,
         )

@@ -67,6 +67,7 @@ from ._validation import (
     check_level,
     check_nonnegative,
     check_positive,
+    name_studies,
 )
 from ._warnings import ConvergenceError, OmittedStudiesWarning
 
@@ -553,13 +554,26 @@ class _BinaryResult:
         return ["", *lines] if lines else []
 
 
-def _chi2_line(name: str, stat: float, df: float, p: float, width: int = 0) -> str:
+def _chi2_line(
+    name: str,
+    stat: float,
+    df: float,
+    p: float,
+    width: int = 0,
+    stat_width: int = 0,
+    df_width: int = 0,
+) -> str:
+    # metafor 3.8-1 prints these test lines of rma.mh with "p-val < 0.0001" (unlike its
+    # "p-val < .0001" of the Q test), values and df aligned between the lines:
+    #   Cochran-Mantel-Haenszel Test:    CMH = 128.8608, df = 1, p-val < 0.0001
+    #   Tarone's Test for Heterogeneity: X^2 =  24.3962, df = 4, p-val < 0.0001
     p_text = format_p(p)
     if p_text.startswith("<"):
         p_text = "< 0.0001"
     elif p_text != "NA":
         p_text = f"= {p_text}"
-    return f"{name:{width}s}{stat:.4f}, df = {df:g}, p-val {p_text}"
+    df_text = f"{df:g},"
+    return f"{name:{width}s}{stat:{stat_width}.4f}, df = {df_text:{df_width + 1}s} p-val {p_text}"
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -626,16 +640,25 @@ class MHResult(_BinaryResult):
         heterogeneity, the estimate on the log and the ratio scale and the tests."""
         lines = self._summary_lines(f"Mantel-Haenszel, {_MEASURE_NAMES[self.measure]}")
         if self.measure == "OR":
+            sw = max(len(f"{x:.4f}") for x in (self.cmh, self.tarone))
+            dw = max(len(f"{x:g}") for x in (1, self.tarone_df))
             lines += [
                 "",
                 _chi2_line(
-                    "Cochran-Mantel-Haenszel Test:    CMH = ", self.cmh, 1, self.cmh_pvalue
+                    "Cochran-Mantel-Haenszel Test:    CMH = ",
+                    self.cmh,
+                    1,
+                    self.cmh_pvalue,
+                    stat_width=sw,
+                    df_width=dw,
                 ),
                 _chi2_line(
                     "Tarone's Test for Heterogeneity: X^2 = ",
                     self.tarone,
                     self.tarone_df,
                     self.tarone_pvalue,
+                    stat_width=sw,
+                    df_width=dw,
                 ),
             ]
         elif self.measure == "IRR":
@@ -669,6 +692,7 @@ def _prepare(
     what: str,
     nan_policy: str,
     stacklevel: int,
+    labels: Any = None,
 ) -> tuple[tuple[str, ...], tuple[FloatArray, ...], BoolArray, tuple[int, ...]]:
     """Validated cells of every input row, the names, the rows used and the omitted rows."""
     sig = _signature(given, allow_person_time, what)
@@ -694,15 +718,19 @@ def _prepare(
     omitted: tuple[int, ...] = ()
     if missing.any():
         idx = np.flatnonzero(missing)
+        named = name_studies(idx, None if labels is None else _labels(labels, data, missing.size))
+        have = "has" if idx.size == 1 else "have"
         if nan_policy == "raise":
-            msg = f"studies {idx.tolist()} have missing cells (nan_policy='raise')"
+            msg = f"{named} {have} missing cells (nan_policy='raise')"
             raise ValueError(msg)
         omitted = tuple(int(i) for i in idx)
         if len(omitted) == missing.size:
             msg = "no studies: every study has a missing cell"
             raise ValueError(msg)
+        count = len(omitted)
         warnings.warn(
-            f"studies {list(omitted)} have missing cells and were omitted",
+            f"{count} {'study' if count == 1 else 'studies'} omitted: {named} {have} "
+            "missing cells",
             OmittedStudiesWarning,
             stacklevel=stacklevel,
         )
@@ -754,6 +782,7 @@ def _single(
         what=what,
         nan_policy=nan_policy,
         stacklevel=4,
+        labels=labels,
     )
     if model == "mh":
         person_time = names == _PERSON_TIME
@@ -2007,11 +2036,15 @@ def pool_glmm(
         missing |= np.isnan(arr)
     omitted = tuple(int(i) for i in np.flatnonzero(missing))
     if omitted:
+        named = name_studies(omitted, None if labels is None else labs)
+        have = "has" if len(omitted) == 1 else "have"
         if nan_policy == "raise":
-            msg = f"studies {list(omitted)} have missing values (nan_policy='raise')"
+            msg = f"{named} {have} missing values (nan_policy='raise')"
             raise ValueError(msg)
+        count = len(omitted)
         warnings.warn(
-            f"studies {list(omitted)} have missing values and were omitted",
+            f"{count} {'study' if count == 1 else 'studies'} omitted: {named} {have} "
+            "missing values",
             OmittedStudiesWarning,
             stacklevel=2,
         )

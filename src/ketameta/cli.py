@@ -93,11 +93,8 @@ def _run(table: Table, call: Any, what: str | Callable[[str], str] = "") -> Any:
     for w in caught:
         if issubclass(w.category, OmittedStudiesWarning):
             # (every list of studies: missing yi/vi, a missing group label, ...)
-            found = re.findall(r"\[([\d, ]*)\]", str(w.message))
-            numbers = [
-                str(table.lines[int(i)])
-                for i in sorted({int(i) for group in found for i in re.findall(r"\d+", group)})
-            ]
+            found = re.findall(r"\(index (\d+)\)", str(w.message))
+            numbers = [str(table.lines[i]) for i in sorted({int(i) for i in found})]
             what = (
                 f"line {numbers[0]} has a missing value and was left out"
                 if len(numbers) == 1

@@ -48,6 +48,7 @@ import attrs
 import numpy as np
 from scipy import special
 
+from ._results import RecordResult, plain
 from ._typing import FloatArray
 from ._validation import as_float, check_choice, check_level
 
@@ -400,6 +401,10 @@ class MeanSD:
     mean_method: str
     sd_method: str
     assumption: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (JSON-serialisable; NaN/inf become ``None``)."""
+        return plain(self)  # type: ignore[no-any-return]
 
 
 def mean_sd_from_median(
@@ -937,7 +942,7 @@ def _check_decimals(decimals: Any) -> None:
 
 
 @attrs.frozen(kw_only=True)
-class GrimResult:
+class GrimResult(RecordResult):
     """Result of :func:`grim_test`: whether the mean is possible, and the nearest possible ones."""
 
     consistent: bool
@@ -1001,7 +1006,7 @@ def grim_test(mean: Any, n: int, *, decimals: int = 2, items: int = 1) -> GrimRe
 
 
 @attrs.frozen(kw_only=True)
-class ReportedCheck:
+class ReportedCheck(RecordResult):
     """Result of :func:`check_reported`."""
 
     estimate: float

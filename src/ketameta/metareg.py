@@ -46,6 +46,7 @@ from ._results import (
     format_p_with_sign,
     import_pandas,
     plain,
+    table_lines,
 )
 from ._typing import ArrayLike, FloatArray
 from ._warnings import CollinearityWarning, SmallSampleWarning
@@ -449,16 +450,20 @@ class MetaRegResult(ModelFit):
         lines += [f"Model Results{note}:", ""]
         width = max(8, *(len(n) for n in self.names))
         stat = "tval" if t_based else "zval"
-        lines.append(
-            f"{'':{width}s} {'estimate':>9s} {'se':>8s} {stat:>8s} {'pval':>8s} "
-            f"{'ci.lb':>8s} {'ci.ub':>8s}"
+        rows = [
+            [
+                *(f"{x[j]:.4f}" for x in (self.coef, self.se, self.statistic)),
+                format_p(float(self.pvalue[j])),
+                *(f"{x[j]:.4f}" for x in (self.ci_lower, self.ci_upper)),
+            ]
+            for j in range(len(self.names))
+        ]
+        lines += table_lines(
+            ["estimate", "se", stat, "pval", "ci.lb", "ci.ub"],
+            rows,
+            [10, 9, 9, 9, 9, 9],
+            stub=[f"{n:{width}s}" for n in self.names],
         )
-        for j, name in enumerate(self.names):
-            lines.append(
-                f"{name:{width}s} {self.coef[j]:9.4f} {self.se[j]:8.4f} {self.statistic[j]:8.4f} "
-                f"{format_p(float(self.pvalue[j])):>8s} {self.ci_lower[j]:8.4f} "
-                f"{self.ci_upper[j]:8.4f}"
-            )
         if self.dropped:
             lines += [
                 "",

@@ -51,6 +51,7 @@ from ._results import (
     import_pandas,
     plain,
     readonly,
+    table_lines,
 )
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
@@ -68,6 +69,7 @@ from ._validation import (
     critical_value,
     default_labels,
     fixed_tau2,
+    name_studies,
     sei_to_variance,
     strings,
     study_labels,
@@ -578,17 +580,20 @@ class PoolResult(ModelFit):
         note = f" ({'; '.join(notes)})" if notes else ""
         lines.append(f"Model Results{note}:")
         lines.append("")
-        header = (
-            f"{'estimate':>9s} {'se':>8s} {stat_name:>8s} {'pval':>8s} {'ci.lb':>8s} {'ci.ub':>8s}"
+        row = [f"{x:.4f}" for x in (self.estimate, self.se, self.statistic)]
+        row += [format_p(self.pvalue), f"{self.ci_lower:.4f}", f"{self.ci_upper:.4f}"]
+        lines += table_lines(
+            ["estimate", "se", stat_name, "pval", "ci.lb", "ci.ub"], [row], [9, 9, 9, 9, 9, 9]
         )
-        lines.append(header)
-        lines.append(
-            f"{self.estimate:9.4f} {self.se:8.4f} {self.statistic:8.4f} "
-            f"{format_p(self.pvalue):>8s} {self.ci_lower:8.4f} {self.ci_upper:8.4f}"
-        )
-        lines.append("")
-        lines.append(f"{pct} prediction interval: [{self.pred_lower:.4f}, {self.pred_upper:.4f}]")
-        lines += back_transformed_lines(self.back_transform(transf))
+        back = self.back_transform(transf)
+        if self.method != "EE":  # metafor prints no prediction interval for an EE model
+            lines.append("")
+            lines.append(
+                f"{pct} prediction interval: [{self.pred_lower:.4f}, {self.pred_upper:.4f}]"
+            )
+        else:
+            back = {k: v for k, v in back.items() if k not in ("pred_lower", "pred_upper")}
+        lines += back_transformed_lines(back)
         omitted = self._omitted_lines()
         if omitted:
             lines += ["", *omitted]
@@ -716,17 +721,14 @@ def prepare_studies(
 
     def named(mask: np.ndarray[Any, Any]) -> str:
         idx = np.flatnonzero(mask).tolist()
-        text = f"studies {idx}"
-        if names is not None:
-            text += f" ({', '.join(names[i] for i in idx)})"
-        return text
+        return f"{name_studies(idx, names)} {'has' if len(idx) == 1 else 'have'}"
 
-    reasons = [f"{named(missing)} have missing yi or vi"]
+    reasons = [f"{named(missing)} missing yi or vi"]
     if also_missing is not None:
         other = np.asarray(also_missing, dtype=bool) & ~missing
         reasons = reasons if missing.any() else []
         if other.any():
-            reasons.append(f"{named(other)} have a missing {what}")
+            reasons.append(f"{named(other)} a missing {what}")
             why[other] = f"missing {what}"
         missing = missing | other
     omitted: tuple[int, ...] = ()
@@ -738,8 +740,9 @@ def prepare_studies(
             raise ValueError(msg)
         omitted = tuple(int(i) for i in idx)
         omitted_why = tuple(str(w) for w in why[idx])
+        n = len(omitted)
         warnings.warn(
-            f"{'; '.join(reasons)} and were omitted",
+            f"{n} {'study' if n == 1 else 'studies'} omitted: {'; '.join(reasons)}",
             OmittedStudiesWarning,
             stacklevel=stacklevel,
         )

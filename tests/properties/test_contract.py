@@ -101,7 +101,7 @@ def test_bad_input_is_named(
 @pytest.mark.parametrize("name", list(FUNCTIONS))
 def test_nan_studies_are_omitted_with_a_warning(name: str) -> None:
     yi = [Y[0], np.nan, *Y[2:]]
-    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"studies \[1\]"):
+    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"Study 2 \(index 1\) has"):
         with_nan = _call(name, yi, V)
     without = _call(name, [Y[0], *Y[2:]], [V[0], *V[2:]])
     assert _signature(with_nan) == _signature(without)
@@ -675,7 +675,10 @@ def test_masked_studies_are_never_pooled(name: str, arg: str) -> None:
     naming = {"omitted", "study", "omitted_reasons", "labels"}
     assert _without(outcome[1], naming) == _without(without[1], naming)
     # the omitted study named by its 0-based index (no label given: none repeated)
-    omitted = ("OmittedStudiesWarning", f"studies [{J}] have missing yi or vi and were omitted")
+    omitted = (
+        "OmittedStudiesWarning",
+        f"1 study omitted: Study {J + 1} (index {J}) has missing yi or vi",
+    )
     assert omitted in outcome[2]
 
 

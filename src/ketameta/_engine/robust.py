@@ -72,6 +72,9 @@ ADJUSTMENTS = ("CR0", "CR2", "CR3")
 #: eigenvalues of I - H_jj (in [0, 1]) at or below this are zero: the cluster fits those
 #: directions exactly (e.g. a moderator that is non-zero in one cluster only)
 RANK_TOL = 1e-10
+#: the cheap sums over pairs of clusters are used while their cancellation costs less than
+#: this many units of rounding (as in the engine: ``pivoted.LIMIT``)
+LIMIT = 1024.0
 
 IntArray = np.ndarray[Any, np.dtype[np.intp]]
 
@@ -243,17 +246,61 @@ def _contrast_moments(
     return contrasts @ pieces.gamma @ contrasts.T, contrasts @ pieces.s
 
 
+def _cluster_covariances(gam: FloatArray, rr: FloatArray) -> FloatArray:
+    """``D_j = γ_j - R_j R_jᵀ`` (m, q, q): the covariance of cluster j's terms ``C z_j``
+    (the diagonal blocks of P), taken per cluster: the sums ``Σ_j γ_j`` and ``Σ_j R_jR_jᵀ``
+    nearly cancel when a cluster almost determines a contrast."""
+    d = gam - np.einsum("jsp,jtp->jst", rr, rr)
+    return np.asarray(0.5 * (d + np.swapaxes(d, 1, 2)), dtype=np.float64)
+
+
+def _pairs_sum(rr: FloatArray) -> float:
+    """``Σ_{j≠k} [(tr M_jk)² + tr(M_jk M_jk)]`` with ``M_jk = R_j R_kᵀ`` (q × q): the part of
+    ``Σ_st Var(d_st)`` from pairs of distinct clusters (the sign of ``P_jk = -M_jk`` squares
+    away).
+
+    The sum over all pairs is a sum of p × p (qp × qp) products; the pairs j = k, subtracted
+    from it, dominate it when one cluster carries most of a contrast (its terms cancel to 1e-8
+    relative). While the cancellation costs less than ``LIMIT`` units of rounding the cheap
+    form is used; beyond, the pairs are summed directly (m × m products in blocks)."""
+    m, q, p = rr.shape
+    flat = rr.reshape(m, q * p)
+    vv = flat.T @ flat  # Σ_jk (vec R_j · vec R_k)² = ||VᵀV||²
+    kmat = np.einsum("jtp,jsr->tspr", rr, rr)  # K_ts = Σ_j R_jt R_jsᵀ
+    full = float(np.sum(vv * vv) + np.einsum("tspr,tsrp->", kmat, kmat))
+    gram = np.einsum("jsp,jtp->jst", rr, rr)  # R_j R_jᵀ
+    self_ = float(np.sum(np.einsum("jss->j", gram) ** 2) + np.sum(gram * gram))
+    cheap = full - self_
+    if cheap > 0.0 and full + self_ <= LIMIT * cheap:
+        return cheap
+    total = 0.0
+    block = max(1, 2**20 // max(m * q * q, 1))
+    for start in range(0, m, block):
+        stop = min(start + block, m)
+        mm = np.einsum("jsp,ktp->jkst", rr[start:stop], rr)  # (b, m, q, q)
+        own = np.arange(start, stop)
+        mm[own - start, own] = 0.0
+        total += float(np.sum(np.einsum("jkss->jk", mm) ** 2) + np.einsum("jkst,jkts->", mm, mm))
+    return total
+
+
+def _variance_sum(d: FloatArray, rr: FloatArray) -> float:
+    """``Σ_st Var(d_st)`` of ``d = Σ_j (Cz_j)(Cz_j)ᵀ`` with ``Cov(Cz_j, Cz_k) = δ_jk D_j -
+    R_j R_kᵀ`` (Gaussian quadratic forms, Isserlis):
+    ``Σ_jk [(tr P_jk)² + tr(P_jk P_jk)]``, the pairs j = k from D_j directly."""
+    own = float(np.sum(np.einsum("jss->j", d) ** 2) + np.einsum("jst,jts->", d, d))
+    return own + _pairs_sum(rr)
+
+
 def satterthwaite_df(pieces: ClusterPieces, contrasts: FloatArray) -> FloatArray:
     """Satterthwaite degrees of freedom ``(tr P)² / tr P²`` of each contrast row (q,) of β."""
     gam, rr = _contrast_moments(pieces, pieces.contrasts(contrasts))
     out = np.empty(contrasts.shape[0])
     for i in range(contrasts.shape[0]):
-        g = gam[:, i, i]  # (m,)
-        ri = rr[:, i, :]  # (m, p)
-        norms = np.einsum("jp,jp->j", ri, ri)
-        trace = float(np.sum(g) - np.sum(norms))
-        kk = ri.T @ ri
-        trace_sq = float(np.sum(g * g) - 2.0 * np.sum(g * norms) + np.sum(kk * kk))
+        ri = rr[:, i : i + 1, :]  # (m, 1, p)
+        d = _cluster_covariances(gam[:, i : i + 1, i : i + 1], ri)
+        trace = float(np.sum(d))
+        trace_sq = 0.5 * _variance_sum(d, ri)  # Var(Σ z_j²) = 2 tr P²
         out[i] = trace * trace / trace_sq if trace_sq > 0 else np.nan
     return out
 
@@ -292,31 +339,12 @@ def wald_htz_df(pieces: ClusterPieces, contrasts: FloatArray) -> float:
     o = _orthonormal_rows(pieces, contrasts)
     q = o.shape[0]
     gam, rr = _contrast_moments(pieces, o)
-    omega = gam.sum(axis=0) - np.einsum("jsp,jtp->st", rr, rr)
-    lam, vec = np.linalg.eigh(0.5 * (omega + omega.T))
+    d = _cluster_covariances(gam, rr)
+    omega = d.sum(axis=0)
+    lam, vec = np.linalg.eigh(omega)
     # (a pseudo-inverse root: Ω is singular when a cluster alone determines a contrast,
     # whose residuals then vanish, e.g. a moderator non-zero in one cluster only)
     keep = lam > lam[-1] * RANK_TOL
     w = (vec * np.where(keep, 1.0 / np.sqrt(np.where(keep, lam, 1.0)), 0.0)) @ vec.T
-    gam = w @ gam @ w  # (m, q, q), standardised
-    rr = np.einsum("su,jup->jsp", w, rr)
-    d = np.einsum("jsp,jtp->jst", rr, rr)  # R_js · R_jt
-    kmat = np.einsum("jtp,jsr->tspr", rr, rr)  # K_ts = R_tᵀ R_s
-    gd = np.einsum("jss->js", gam)
-    dd = np.einsum("jss->js", d)
-    total = 0.0
-    for s_ in range(q):
-        for t in range(q):
-            cross = (
-                np.sum(gam[:, s_, t] ** 2)
-                - 2.0 * np.sum(gam[:, s_, t] * d[:, s_, t])
-                + np.sum(kmat[t, s_] * kmat[t, s_].T)
-            )
-            square = (
-                np.sum(gd[:, s_] * gd[:, t])
-                - np.sum(gd[:, s_] * dd[:, t])
-                - np.sum(gd[:, t] * dd[:, s_])
-                + np.sum(kmat[t, s_] ** 2)
-            )
-            total += float(cross + square)
+    total = _variance_sum(w @ d @ w, np.einsum("su,jup->jsp", w, rr))  # standardised
     return q * (q + 1) / total if total > 0 else float("nan")
