@@ -99,6 +99,19 @@ def import_pandas() -> Any:
     return pd
 
 
+def coefficient_frame(result: Any, *, df: bool = False) -> Any:
+    """The coefficient table of a fitted model as a pandas DataFrame indexed by coefficient
+    name: estimate, se, statistic (with its df when `df`), p-value and confidence limits,
+    from the result's fields ``names``, ``coef``, ``se``, ``statistic``, ``pvalue``,
+    ``ci_lower``, ``ci_upper`` (and ``df``)."""
+    pd = import_pandas()
+    columns = {"estimate": result.coef, "se": result.se, "statistic": result.statistic}
+    if df:
+        columns["df"] = result.df
+    columns.update(pvalue=result.pvalue, ci_lower=result.ci_lower, ci_upper=result.ci_upper)
+    return pd.DataFrame(columns, index=pd.Index(result.names, name="coefficient"))
+
+
 def format_p(p: float) -> str:
     """A p-value as metafor prints it."""
     if not math.isfinite(p):

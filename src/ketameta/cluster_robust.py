@@ -43,7 +43,14 @@ import numpy as np
 from ._engine import robust as _robust
 from ._engine.inference import critical_value, f_sf, two_sided_p
 from ._modelmatrix import INTERCEPT, check_coefficients, model_matrix
-from ._results import RecordResult, array_field, format_p, format_p_with_sign, import_pandas, plain
+from ._results import (
+    RecordResult,
+    array_field,
+    coefficient_frame,
+    format_p,
+    format_p_with_sign,
+    plain,
+)
 from ._typing import ArrayLike, FloatArray
 from ._validation import as_number, check_choice, check_length, check_level
 from ._warnings import CollinearityWarning, DegenerateDataWarning
@@ -261,19 +268,7 @@ class RobustResult:
 
     def to_frame(self) -> Any:
         """The coefficient table as a pandas DataFrame indexed by coefficient name."""
-        pd = import_pandas()
-        return pd.DataFrame(
-            {
-                "estimate": self.coef,
-                "se": self.se,
-                "statistic": self.statistic,
-                "df": self.df,
-                "pvalue": self.pvalue,
-                "ci_lower": self.ci_lower,
-                "ci_upper": self.ci_upper,
-            },
-            index=pd.Index(self.names, name="coefficient"),
-        )
+        return coefficient_frame(self, df=True)
 
     def __repr__(self) -> str:
         coefs = ", ".join(

@@ -42,6 +42,7 @@ from ._results import (
     RecordResult,
     TableResult,
     array_field,
+    coefficient_frame,
     format_p,
     format_p_with_sign,
     import_pandas,
@@ -397,18 +398,7 @@ class MetaRegResult(ModelFit):
 
     def to_frame(self) -> Any:
         """The coefficient table as a pandas DataFrame indexed by coefficient name."""
-        pd = import_pandas()
-        return pd.DataFrame(
-            {
-                "estimate": self.coef,
-                "se": self.se,
-                "statistic": self.statistic,
-                "pvalue": self.pvalue,
-                "ci_lower": self.ci_lower,
-                "ci_upper": self.ci_upper,
-            },
-            index=pd.Index(self.names, name="coefficient"),
-        )
+        return coefficient_frame(self)
 
     def __repr__(self) -> str:
         coefs = ", ".join(f"{n}={b:.4g}" for n, b in zip(self.names, self.coef, strict=True))

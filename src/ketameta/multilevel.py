@@ -65,6 +65,7 @@ from ._results import (
     RecordResult,
     TableResult,
     array_field,
+    coefficient_frame,
     format_p,
     format_p_with_sign,
     import_pandas,
@@ -729,18 +730,7 @@ class MVResult:
 
     def to_frame(self) -> Any:
         """The coefficient table as a pandas DataFrame indexed by coefficient name."""
-        pd = import_pandas()
-        return pd.DataFrame(
-            {
-                "estimate": self.coef,
-                "se": self.se,
-                "statistic": self.statistic,
-                "pvalue": self.pvalue,
-                "ci_lower": self.ci_lower,
-                "ci_upper": self.ci_upper,
-            },
-            index=pd.Index(self.names, name="coefficient"),
-        )
+        return coefficient_frame(self)
 
     def components_frame(self) -> Any:
         """The variance components as a pandas DataFrame (one row each)."""
