@@ -623,3 +623,18 @@ def strings(x: Any) -> tuple[str, ...]:
     ):  # (the default labels, cached, are the usual case)
         return x
     return tuple(str(s) for s in x)
+
+
+def ints(x: Any) -> tuple[int, ...]:
+    """A tuple of int (an attrs converter)."""
+    return tuple(int(i) for i in x)
+
+
+def floats(x: Any) -> tuple[float, ...]:
+    """A tuple of float (an attrs converter)."""
+    return tuple(float(f) for f in x)
+
+
+def bools(x: Any) -> tuple[bool, ...]:
+    """A tuple of bool (an attrs converter)."""
+    return tuple(bool(b) for b in x)

@@ -52,7 +52,7 @@ from ._results import (
     plain,
 )
 from ._typing import ArrayLike, FloatArray
-from ._validation import as_number, check_choice, check_length, check_level
+from ._validation import as_number, check_choice, check_length, check_level, ints, strings
 from ._warnings import CollinearityWarning, DegenerateDataWarning
 from .effect_sizes import EffectSizes
 from .metareg import MetaRegResult, _btt, _column
@@ -106,14 +106,6 @@ class RobustModel(Protocol):
         """The fitted (k, k) marginal covariance of `yi` (or its (k,) diagonal)."""
 
 
-def _names_tuple(x: Any) -> tuple[str, ...]:
-    return tuple(str(n) for n in x)
-
-
-def _ints(x: Any) -> tuple[int, ...]:
-    return tuple(int(i) for i in x)
-
-
 @attrs.frozen(kw_only=True)
 class RobustWaldTest(RecordResult):
     """A cluster-robust Wald test that ``C β = 0`` for q contrast rows (coefficients
@@ -126,8 +118,8 @@ class RobustWaldTest(RecordResult):
     m - p) (metafor's ``robust()``).
     """
 
-    coefficients: tuple[str, ...] = attrs.field(converter=_names_tuple)
-    btt: tuple[int, ...] = attrs.field(converter=_ints)
+    coefficients: tuple[str, ...] = attrs.field(converter=strings)
+    btt: tuple[int, ...] = attrs.field(converter=ints)
     constraints: FloatArray = array_field()
     q_statistic: float
     statistic: float
@@ -207,7 +199,7 @@ class RobustResult:
     pvalue: FloatArray = array_field()
     ci_lower: FloatArray = array_field()
     ci_upper: FloatArray = array_field()
-    names: tuple[str, ...] = attrs.field(converter=_names_tuple)
+    names: tuple[str, ...] = attrs.field(converter=strings)
     vcov: FloatArray = array_field()
     se_model: FloatArray = array_field()
     method: str
@@ -217,9 +209,9 @@ class RobustResult:
     level: float
     k: int
     n_clusters: int
-    cluster_labels: tuple[str, ...] = attrs.field(converter=_names_tuple)
-    cluster_sizes: tuple[int, ...] = attrs.field(converter=_ints)
-    btt: tuple[int, ...] = attrs.field(converter=_ints)
+    cluster_labels: tuple[str, ...] = attrs.field(converter=strings)
+    cluster_sizes: tuple[int, ...] = attrs.field(converter=ints)
+    btt: tuple[int, ...] = attrs.field(converter=ints)
     omnibus: RobustWaldTest | None
     model: str
     pieces: _robust.ClusterPieces = attrs.field(repr=False)
@@ -379,7 +371,7 @@ class RVEResult(RobustResult):
     yi: FloatArray = array_field()
     vi: FloatArray = array_field()
     X: FloatArray = array_field()
-    omitted: tuple[int, ...] = attrs.field(converter=_ints, default=())
+    omitted: tuple[int, ...] = attrs.field(converter=ints, default=())
 
     def summary(self) -> str:
         """A printed summary like robumeta's ``print(robu(...))``."""
@@ -528,7 +520,7 @@ def _working_model(result: Any) -> _Working:
             if _default_btt(x) != tuple(range(p))
             else tuple(f"X{j + 1}" for j in range(p))
         )
-    btt = _default_btt(x) if getattr(result, "btt", None) is None else _ints(result.btt)
+    btt = _default_btt(x) if getattr(result, "btt", None) is None else ints(result.btt)
     if p == 1 and _default_btt(x) == ():
         btt = ()  # (an intercept-only model has no test of moderators, as in metafor)
     level = getattr(result, "level", 0.95)
@@ -540,11 +532,11 @@ def _working_model(result: Any) -> _Working:
         y=y,
         coef=coef,
         theta=theta,
-        names=_names_tuple(names),
+        names=strings(names),
         se_model=np.sqrt(np.diag(vcov)),
         btt=btt,
         level=check_level(level),
-        omitted=_ints(getattr(result, "omitted", ())),
+        omitted=ints(getattr(result, "omitted", ())),
         model=first or f"{type(result).__name__} (k = {k})",
     )
 

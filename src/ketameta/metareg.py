@@ -50,6 +50,7 @@ from ._results import (
     table_lines,
 )
 from ._typing import ArrayLike, FloatArray
+from ._validation import ints, strings
 from ._warnings import CollinearityWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
 from .pooling import (
@@ -63,14 +64,6 @@ from .pooling import (
 __all__ = ["MetaRegResult", "PredictResult", "WaldTest", "metareg"]
 
 
-def _names(x: Any) -> tuple[str, ...]:
-    return tuple(str(n) for n in x)
-
-
-def _ints(x: Any) -> tuple[int, ...]:
-    return tuple(int(i) for i in x)
-
-
 @attrs.frozen(kw_only=True)
 class WaldTest(RecordResult):
     """A Wald test that some coefficients are all 0 (metafor's ``anova(res, btt=)``).
@@ -79,8 +72,8 @@ class WaldTest(RecordResult):
     ``test="z"``, or ``QM/m`` (F with ``df`` and ``df_residual``) for t-based tests.
     """
 
-    coefficients: tuple[str, ...] = attrs.field(converter=_names)
-    btt: tuple[int, ...] = attrs.field(converter=_ints)
+    coefficients: tuple[str, ...] = attrs.field(converter=strings)
+    btt: tuple[int, ...] = attrs.field(converter=ints)
     statistic: float
     df: int
     df_residual: float
@@ -117,7 +110,7 @@ class PredictResult(TableResult):
     pred_lower: FloatArray = array_field()
     pred_upper: FloatArray = array_field()
     X: FloatArray = array_field()
-    names: tuple[str, ...] = attrs.field(converter=_names)
+    names: tuple[str, ...] = attrs.field(converter=strings)
     level: float
     transf: str | None = None
 
@@ -194,15 +187,15 @@ class MetaRegResult(ModelFit):
     pvalue: FloatArray = array_field()
     ci_lower: FloatArray = array_field()
     ci_upper: FloatArray = array_field()
-    names: tuple[str, ...] = attrs.field(converter=_names)
+    names: tuple[str, ...] = attrs.field(converter=strings)
     vcov: FloatArray = array_field()
     X: FloatArray = array_field()
     intercept: bool
-    btt: tuple[int, ...] = attrs.field(converter=_ints)
+    btt: tuple[int, ...] = attrs.field(converter=ints)
     qm: float
     qm_df: int
     qm_pvalue: float
-    dropped: tuple[str, ...] = attrs.field(converter=_names, default=())
+    dropped: tuple[str, ...] = attrs.field(converter=strings, default=())
     model_matrix: ModelMatrix | None = attrs.field(default=None, eq=False, repr=False)
     #: statistics derived on first access (the pseudo-R² needs a second fit)
     _derived: dict[str, float] = attrs.field(factory=dict, eq=False, repr=False, init=False)

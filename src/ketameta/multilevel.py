@@ -76,9 +76,13 @@ from ._validation import (
     as_float,
     as_float_array,
     as_number,
+    bools,
     check_choice,
     check_level,
     check_positive_int,
+    floats,
+    ints,
+    strings,
 )
 from ._warnings import CollinearityWarning, ConvergenceError, DegenerateDataWarning
 from .effect_sizes import EffectSizes
@@ -115,22 +119,6 @@ _KIND_SYMBOL = {
     "gamma2": "gamma^2",
     "phi": "phi",
 }
-
-
-def _names(x: Any) -> tuple[str, ...]:
-    return tuple(str(n) for n in x)
-
-
-def _ints(x: Any) -> tuple[int, ...]:
-    return tuple(int(i) for i in x)
-
-
-def _floats(x: Any) -> tuple[float, ...]:
-    return tuple(float(i) for i in x)
-
-
-def _bools(x: Any) -> tuple[bool, ...]:
-    return tuple(bool(i) for i in x)
 
 
 def _tuple(x: Any) -> tuple[Any, ...]:
@@ -201,12 +189,12 @@ class ComponentIntervals(TableResult):
     limit above), not a root of the profile.
     """
 
-    names: tuple[str, ...] = attrs.field(converter=_names)
+    names: tuple[str, ...] = attrs.field(converter=strings)
     estimate: FloatArray = array_field()
     ci_lower: FloatArray = array_field()
     ci_upper: FloatArray = array_field()
-    lower_at_limit: tuple[bool, ...] = attrs.field(converter=_bools)
-    upper_at_limit: tuple[bool, ...] = attrs.field(converter=_bools)
+    lower_at_limit: tuple[bool, ...] = attrs.field(converter=bools)
+    upper_at_limit: tuple[bool, ...] = attrs.field(converter=bools)
     level: float
 
     def __getitem__(self, name: str) -> tuple[float, float, float]:
@@ -247,12 +235,12 @@ class LikelihoodRatioTest(RecordResult):
     ``anova(full, reduced)``): ``LRT = 2 (ll_full - ll_reduced)`` ~ χ² with the
     difference in the number of parameters as degrees of freedom."""
 
-    df: tuple[int, int] = attrs.field(converter=_ints)
-    loglik: tuple[float, ...] = attrs.field(converter=_floats)
-    aic: tuple[float, ...] = attrs.field(converter=_floats)
-    bic: tuple[float, ...] = attrs.field(converter=_floats)
-    aicc: tuple[float, ...] = attrs.field(converter=_floats)
-    qe: tuple[float, ...] = attrs.field(converter=_floats)
+    df: tuple[int, int] = attrs.field(converter=ints)
+    loglik: tuple[float, ...] = attrs.field(converter=floats)
+    aic: tuple[float, ...] = attrs.field(converter=floats)
+    bic: tuple[float, ...] = attrs.field(converter=floats)
+    aicc: tuple[float, ...] = attrs.field(converter=floats)
+    qe: tuple[float, ...] = attrs.field(converter=floats)
     statistic: float
     pvalue: float
     method: str
@@ -341,7 +329,7 @@ class MVResult:
     pvalue: FloatArray = array_field()
     ci_lower: FloatArray = array_field()
     ci_upper: FloatArray = array_field()
-    names: tuple[str, ...] = attrs.field(converter=_names)
+    names: tuple[str, ...] = attrs.field(converter=strings)
     vcov: FloatArray = array_field()
     X: FloatArray = array_field()
     yi: FloatArray = array_field()
@@ -350,7 +338,7 @@ class MVResult:
     q: float
     q_df: int
     q_pvalue: float
-    btt: tuple[int, ...] = attrs.field(converter=_ints)
+    btt: tuple[int, ...] = attrs.field(converter=ints)
     qm: float
     qm_df: int
     qm_pvalue: float
@@ -368,10 +356,10 @@ class MVResult:
     level: float
     converged: bool
     iterations: int
-    random: tuple[str, ...] = attrs.field(converter=_names)
-    struct: tuple[str, ...] = attrs.field(converter=_names)
-    omitted: tuple[int, ...] = attrs.field(converter=_ints, default=())
-    dropped: tuple[str, ...] = attrs.field(converter=_names, default=())
+    random: tuple[str, ...] = attrs.field(converter=strings)
+    struct: tuple[str, ...] = attrs.field(converter=strings)
+    omitted: tuple[int, ...] = attrs.field(converter=ints, default=())
+    dropped: tuple[str, ...] = attrs.field(converter=strings, default=())
     model_matrix: ModelMatrix | None = attrs.field(default=None, eq=False, repr=False)
     fitted_model: _Fitted | None = attrs.field(default=None, eq=False, repr=False)
 

@@ -47,7 +47,7 @@ from ._engine.design import Design
 from ._engine.model import fit_design
 from ._results import RecordResult, array_field, format_p, format_p_with_sign, import_pandas, plain
 from ._typing import BoolArray, FloatArray
-from ._validation import check_positive_int
+from ._validation import check_positive_int, ints, strings
 from .metareg import MetaRegResult
 from .pooling import ModelFit, PoolResult
 
@@ -60,14 +60,6 @@ MAX_EXACT = 10**6
 TOLERANCE = math.sqrt(np.finfo(np.float64).eps)
 #: doubles per ``(chunk, k)`` working array: ~1 MiB
 _CHUNK_DOUBLES = 2**17
-
-
-def _names(x: Any) -> tuple[str, ...]:
-    return tuple(str(n) for n in x)
-
-
-def _ints(x: Any) -> tuple[int, ...]:
-    return tuple(int(i) for i in x)
 
 
 def _optional_array(x: Any) -> FloatArray | None:
@@ -134,7 +126,7 @@ class PermutationTestResult(RecordResult):
         order they were run (the observed data first for a random test).
     """
 
-    names: tuple[str, ...] = attrs.field(converter=_names)
+    names: tuple[str, ...] = attrs.field(converter=strings)
     coef: FloatArray = array_field()
     se: FloatArray = array_field()
     statistic: FloatArray = array_field()
@@ -142,8 +134,8 @@ class PermutationTestResult(RecordResult):
     ci_upper: FloatArray = array_field()
     pvalue_model: FloatArray = array_field()
     pvalue: FloatArray = array_field()
-    count: tuple[int, ...] = attrs.field(converter=_ints)
-    btt: tuple[int, ...] = attrs.field(converter=_ints)
+    count: tuple[int, ...] = attrs.field(converter=ints)
+    btt: tuple[int, ...] = attrs.field(converter=ints)
     qm: float
     qm_df: int
     qm_df_residual: float

@@ -40,7 +40,7 @@ from ._engine import selection as _sel
 from ._engine.inference import chi2_sf, critical_z, two_sided_normal_p
 from ._results import RecordResult, array_field, format_p
 from ._typing import FloatArray
-from ._validation import as_number, check_choice, check_level
+from ._validation import as_number, bools, check_choice, check_level, floats, ints, strings
 from ._warnings import ConvergenceError, SmallSampleWarning
 from .metareg import MetaRegResult, metareg
 from .pooling import PoolResult, prepare_studies, validate_options
@@ -79,22 +79,6 @@ VEVEA_WOODS_2005: dict[str, tuple[float, ...]] = {
 
 _ALTERNATIVES = ("greater", "less", "two.sided")
 _CONTROL_KEYS = ("delta_min", "delta_max", "pval_min", "tau2tol", "deltatol", "maxiter", "starts")
-
-
-def _names(x: Any) -> tuple[str, ...]:
-    return tuple(str(s) for s in x)
-
-
-def _floats(x: Any) -> tuple[float, ...]:
-    return tuple(float(s) for s in x)
-
-
-def _bools(x: Any) -> tuple[bool, ...]:
-    return tuple(bool(s) for s in x)
-
-
-def _ints(x: Any) -> tuple[int, ...]:
-    return tuple(int(s) for s in x)
 
 
 @attrs.frozen(kw_only=True)
@@ -150,7 +134,7 @@ class SelectionModelResult(RecordResult):
     pvalue: FloatArray = array_field()
     ci_lower: FloatArray = array_field()
     ci_upper: FloatArray = array_field()
-    names: tuple[str, ...] = attrs.field(converter=_names)
+    names: tuple[str, ...] = attrs.field(converter=strings)
     vcov: FloatArray = array_field()
     intercept: bool
     tau2: float
@@ -163,7 +147,7 @@ class SelectionModelResult(RecordResult):
     delta_ci_lower: FloatArray = array_field()
     delta_ci_upper: FloatArray = array_field()
     delta_vcov: FloatArray = array_field()
-    delta_estimated: tuple[bool, ...] = attrs.field(converter=_bools)
+    delta_estimated: tuple[bool, ...] = attrs.field(converter=bools)
     delta_null: float
     lrt: float
     lrt_df: int
@@ -175,11 +159,11 @@ class SelectionModelResult(RecordResult):
     qm_pvalue: float
     loglik: float
     loglik_unadjusted: float
-    counts: tuple[int, ...] = attrs.field(converter=_ints)
+    counts: tuple[int, ...] = attrs.field(converter=ints)
     pvalues: FloatArray = array_field()
     type: str
     alternative: str
-    steps: tuple[float, ...] = attrs.field(converter=_floats)
+    steps: tuple[float, ...] = attrs.field(converter=floats)
     level: float
     method: str
     k: int
