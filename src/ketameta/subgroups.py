@@ -61,6 +61,8 @@ from .batch import _percent_weights
 from .effect_sizes import EffectSizes
 from .metareg import MetaRegResult, _column, metareg
 from .pooling import (
+    CORE_COUNT_FIELDS,
+    CORE_FLOAT_FIELDS,
     PoolResult,
     _indices,
     _no_inputs,
@@ -941,31 +943,8 @@ def _fit_groups(
     return out
 
 
-_ROW_KEYS = frozenset(
-    (
-        "estimate",
-        "se",
-        "statistic",
-        "pvalue",
-        "ci_lower",
-        "ci_upper",
-        "df",
-        "tau2",
-        "tau2_se",
-        "tau",
-        "i2",
-        "h2",
-        "q",
-        "q_df",
-        "q_pvalue",
-        "pred_lower",
-        "pred_upper",
-        "v_typical",
-        "k",
-        "converged",
-        "iterations",
-    )
-)
+#: the statistics of the engine's fit kept per subgroup (those of a PoolResult)
+_ROW_KEYS = frozenset((*CORE_FLOAT_FIELDS, *CORE_COUNT_FIELDS))
 
 
 def _q_between(
