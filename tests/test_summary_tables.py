@@ -3,9 +3,9 @@
 metafor prints its tables as wide as their values, with two spaces before each value
 (``tests/test_metareg.py::test_coefficient_table_widens_to_its_values`` quotes metafor
 3.8-1 on a rescaled meta-regression); ketameta's summaries follow that rule everywhere
-(``_results.table_lines``). Here: every table of the 2x2, GLMM, subgroup, cluster-robust
-and Bayesian summaries, printed with huge, tiny and negative values and long labels,
-keeps each value right-aligned under its header with at least two spaces before it.
+(``_results.table_lines``). Here: every table of the 2x2, GLMM, subgroup, cluster-robust,
+Bayesian and sensitivity summaries, printed with huge, tiny and negative values and long
+labels, keeps each value right-aligned under its header with at least two spaces before it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ HEADERS = (
     ["estimate", "se", "tval", "df", "pval", "ci.lb", "ci.ub"],
     ["tau", "mu"],
     ["tau", "mu", "theta"],
+    ["study", "estimate", "ci_lower", "ci_upper", "pvalue", "tau2", "i2", "q"],
+    ["study", "estimate", "ci_lower", "ci_upper", "pvalue", "tau2", "i2"],
+    ["study", "rstudent", "dffits", "cook_d", "cov_r", "tau2_del", "q_del", "hat", "weight"],
 )
 
 
@@ -51,7 +54,8 @@ def _tables(text: str) -> list[tuple[str, list[str]]]:
 
 
 def _assert_aligned(header: str, rows: list[str]) -> None:
-    ends = [m.end() for m in re.finditer(r"\S+", header)]
+    # (the corner "study" heads the row labels, left-aligned)
+    ends = [m.end() for m in re.finditer(r"\S+", header) if m.start() or m.group() != "study"]
     assert rows, header
     for row in rows:
         values = list(re.finditer(r"\S+", row))[-len(ends) :]
@@ -77,6 +81,9 @@ def _es() -> Any:
 
 _LONG = "randomised, double-blind, placebo-controlled"
 _GROUPS = [a if a != "random" else _LONG for a in _DATA["alloc"]]
+
+_STUDIES = ["A long study label, Smith et al. 2001", *(f"Study {i}" for i in range(2, 9))]
+_HUGE = (_Y[:8] * 1e6 - 5e6, _V[:8] * 1e12)
 
 CASES: dict[str, tuple[Callable[[], Any], int]] = {
     # (the fit, how many tables its summary prints)
@@ -140,6 +147,18 @@ CASES: dict[str, tuple[Callable[[], Any], int]] = {
             _Y[:5] * 1e5 - 1e6, _V[:5] * 1e10, tau_prior=HalfNormal(5e4), level=0.995
         ),
         2,
+    ),
+    "leave-one-out, huge effects and a long label": (
+        lambda: ketameta.leave_one_out(*_HUGE, labels=_STUDIES),
+        1,
+    ),
+    "cumulative, tiny effects": (
+        lambda: ketameta.cumulative(_Y[:8] * 1e-6, _V[:8] * 1e-12, labels=_STUDIES),
+        1,
+    ),
+    "influence, huge effects": (
+        lambda: ketameta.influence(ketameta.pool(*_HUGE, labels=_STUDIES)),
+        1,
     ),
 }
 
