@@ -4,8 +4,9 @@ metafor prints its tables as wide as their values, with two spaces before each v
 (``tests/test_metareg.py::test_coefficient_table_widens_to_its_values`` quotes metafor
 3.8-1 on a rescaled meta-regression); ketameta's summaries follow that rule everywhere
 (``_results.table_lines``). Here: every table of the 2x2, GLMM, subgroup, cluster-robust,
-Bayesian and sensitivity summaries, printed with huge, tiny and negative values and long
-labels, keeps each value right-aligned under its header with at least two spaces before it.
+Bayesian, PET-PEESE and sensitivity summaries, printed with huge, tiny and negative values
+and long labels, keeps each value right-aligned under its header with at least two spaces
+before it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ HEADERS = (
     ["estimate", "se", "tval", "df", "pval", "ci.lb", "ci.ub"],
     ["tau", "mu"],
     ["tau", "mu", "theta"],
+    ["estimate", "se", "tval", "pval", "ci.lb", "ci.ub", "slope"],
     ["study", "estimate", "ci_lower", "ci_upper", "pvalue", "tau2", "i2", "q"],
     ["study", "estimate", "ci_lower", "ci_upper", "pvalue", "tau2", "i2"],
     ["study", "rstudent", "dffits", "cook_d", "cov_r", "tau2_del", "q_del", "hat", "weight"],
@@ -154,6 +156,10 @@ CASES: dict[str, tuple[Callable[[], Any], int]] = {
     ),
     "cumulative, tiny effects": (
         lambda: ketameta.cumulative(_Y[:8] * 1e-6, _V[:8] * 1e-12, labels=_STUDIES),
+        1,
+    ),
+    "PET-PEESE, huge effects": (
+        lambda: ketameta.pet_peese(np.asarray(_es().yi) * 1e5 - 2e6, np.asarray(_es().vi) * 1e10),
         1,
     ),
     "influence, huge effects": (
