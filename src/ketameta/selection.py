@@ -366,16 +366,17 @@ def _stars(p: float) -> str:
 
 
 def _table(header: list[str], labels: list[str], rows: list[list[str]]) -> list[str]:
-    """Right-aligned columns under a header, row labels left-aligned (as R prints a
-    data frame)."""
+    """Right-aligned columns under a header, as wide as their values, two spaces apart and
+    after the row labels (left-aligned; none for an intercept-only model), as metafor
+    prints ``selmodel`` results."""
     cols = list(zip(header, *rows, strict=True))
     widths = [max(len(c) for c in col) for col in cols]
     lw = max(len(s) for s in labels)
-    out = [" " * lw + " " + " ".join(f"{h:>{w}s}" for h, w in zip(header, widths, strict=True))]
-    for lab, row in zip(labels, rows, strict=True):
-        out.append(
-            f"{lab:<{lw}s} " + " ".join(f"{c:>{w}s}" for c, w in zip(row, widths, strict=True))
-        )
+    lead = [f"{s:<{lw}s}  " if lw else "" for s in ["", *labels]]
+    out = [
+        start + "  ".join(f"{c:>{w}s}" for c, w in zip(row, widths, strict=True))
+        for start, row in zip(lead, [header, *rows], strict=True)
+    ]
     return [s.rstrip() for s in out]
 
 
