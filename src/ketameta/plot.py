@@ -828,19 +828,29 @@ def _subgroups_of(res: PoolResult, groups: Any) -> SubgroupResult:
     }
     labels = [res.study_labels[int(i)] for i in used]
     if not res.input_names:
-        return subgroups(res.yi, res.vi, labels=labels, measure=res.measure, **settings)
-    from .effect_sizes import EffectSizes
+        sub = subgroups(res.yi, res.vi, labels=labels, measure=res.measure, **settings)
+    else:
+        from .effect_sizes import EffectSizes
 
-    es = EffectSizes(
-        yi=res.yi,
-        vi=res.vi,
-        measure=res.measure or "MD",
-        ni=np.full(len(used), np.nan),
-        labels=labels,
-        inputs=res.inputs[used],
-        input_names=res.input_names,
+        es = EffectSizes(
+            yi=res.yi,
+            vi=res.vi,
+            measure=res.measure or "MD",
+            ni=np.full(len(used), np.nan),
+            labels=labels,
+            inputs=res.inputs[used],
+            input_names=res.input_names,
+        )
+        sub = attrs.evolve(subgroups(es, **settings), measure=res.measure)
+    # the studies the pooled model left out are drawn as in a subgroup analysis of all of
+    # them: greyed under "Omitted", by their input index and label
+    return attrs.evolve(
+        sub,
+        omitted=res.omitted,
+        omitted_reasons=res.omitted_reasons,
+        labels=res.study_labels,
+        inputs=res.inputs if res.input_names else sub.inputs,
     )
-    return attrs.evolve(subgroups(es, **settings), measure=res.measure)
 
 
 # -- funnel plots -----------------------------------------------------------------------------
