@@ -516,7 +516,9 @@ def test_summary_prints_both_scales_and_the_tests() -> None:
     assert "Q(df = 12) = 163.9426, p-val < .0001" in text
     assert "Model Results (log scale):" in text
     assert "Model Results (OR scale):" in text
-    assert "  -0.4734   0.0410 -11.5444   <.0001  -0.5538  -0.3930" in text
+    # the columns widen to their values: two spaces before each (as pool's and metafor's)
+    assert " estimate       se      zval     pval    ci.lb    ci.ub\n" in text
+    assert "\n  -0.4734   0.0410  -11.5444   <.0001  -0.5538  -0.3930\n" in text
     assert "   0.6229   0.5748   0.6750" in text
     # metafor 3.8-1 print(rma.mh(...)) writes these two lines with "< 0.0001" (its Q line
     # with "< .0001"), the values and df aligned between them
@@ -813,7 +815,9 @@ def test_escalc_drops_person_time_double_zeros_as_metafor() -> None:
     case = next(
         c for c in GENERATED["cases"] if c["dataset"] == "pt_rare1" and c["measure"] == "IRR"
     )
-    with pytest.warns(ketameta.ZeroCellWarning, match=r"studies \[0\]"):  # (as for 2x2 tables)
+    with pytest.warns(
+        ketameta.ZeroCellWarning, match=r"IRR is undefined for Study 1 \(index 0\): zero cells"
+    ):
         es = ketameta.escalc("IRR", drop00=True, **_columns("pt_rare1"))
     np.testing.assert_allclose(es.yi, as_float(case["value"]["yi"]), rtol=1e-12, equal_nan=True)
 

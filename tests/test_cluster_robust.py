@@ -797,10 +797,13 @@ def test_summary_prints_as_metafor() -> None:
     assert (
         "Test of Moderators (coefficient 2):\nF(df1 = 1, df2 = 9) = 0.4397, p-val = 0.5239" in cr1
     )
-    assert "-10.1640  15.5251  -0.6547      9   0.5290 -45.2842  24.9562" in cr1
+    # metafor: "intrcpt  -10.1640  15.5251   -0.6547    9   0.5290   -45.2842   24.9562" (its
+    # columns as wide as their values and the footnote marks, two spaces before each value)
+    assert "-10.1640  15.5251  -0.6547      9   0.5290  -45.2842  24.9562\n" in cr1
     cr2 = ketameta.robust(fit, cluster).summary()
     assert "F(df1 = 1, df2 = 3.3) = 0.3294, p-val = 0.6028" in cr2
-    assert "0.0052   0.0090   0.5740    3.3   0.6028  -0.0221   0.0324" in cr2
+    # (the column of ci.lb as wide as its widest value, -64.7231, as metafor's)
+    assert "0.0052   0.0090   0.5740    3.3   0.6028   -0.0221   0.0324\n" in cr2
     assert "-0.5662   3.27   0.6078" in cr2
 
 

@@ -272,10 +272,33 @@ def test_read_only_and_integer_inputs() -> None:
 
 
 def test_undefined_effect_warns_and_is_nan() -> None:
-    with pytest.warns(ketameta.ZeroCellWarning, match=r"studies \[0\]"):
+    with pytest.warns(
+        ketameta.ZeroCellWarning, match=r"^OR is undefined for Study 1 \(index 0\): "
+    ) as rec:
         es = escalc("OR", ai=[0, 3], bi=[10, 7], ci=[2, 4], di=[8, 10], to="none")
+    assert "; its yi and vi are NaN" in str(rec[0].message)
     assert np.isnan(es.yi[0])
     assert np.isfinite(es.yi[1])
+
+
+def test_undefined_effects_are_named_by_label_and_index() -> None:
+    # as the omitted-study warnings: the label and the 0-based index in the whole input
+    with pytest.warns(
+        ketameta.ZeroCellWarning,
+        match=r"OR is undefined for Stein 1953 \(index 0\), Jones \(index 2\): zero cells "
+        r"or counts, see `add`/`to`; their yi and vi are NaN",
+    ):
+        es = escalc(
+            "OR",
+            ai=[0, 3, 0],
+            bi=[10, 7, 5],
+            ci=[0, 4, 0],
+            di=[8, 10, 6],
+            to="none",
+            labels=["Stein 1953", "Smith", "Jones"],
+        )
+    assert np.isnan(es.yi[[0, 2]]).all()
+    assert es.labels == ("Stein 1953", "Smith", "Jones")
 
 
 @pytest.mark.parametrize(

@@ -241,7 +241,7 @@ def test_ucor_needs_more_than_four_observations() -> None:
 def test_zcor_of_a_perfect_correlation_is_missing_with_a_warning(r: float) -> None:
     # metafor: Fisher's z of ±1 is ±Inf, recoded to NA with a warning
     with pytest.warns(
-        ketameta.UndefinedEffectWarning, match=r"ZCOR is undefined for studies \[1\]"
+        ketameta.UndefinedEffectWarning, match=r"ZCOR is undefined for Study 2 \(index 1\): "
     ):
         es = escalc("ZCOR", ri=[0.5, r, 0.1], ni=[10, 20, 30])
     assert np.isnan(es.yi[1])

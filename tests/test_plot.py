@@ -301,6 +301,33 @@ def test_forest_of_subgroups(bcg) -> None:  # type: ignore[no-untyped-def]
         forest(sub, groups=data["alloc"])
 
 
+def test_forest_by_groups_shows_the_studies_the_model_left_out(bcg) -> None:  # type: ignore[no-untyped-def]
+    # forest(pool(...), groups=) draws the same figure as forest(subgroups(...)) of the
+    # same studies: a study the model omitted stays in the figure, greyed under "Omitted"
+    # (before: it vanished without a word)
+    _, labels, data = bcg
+    ai = np.array(data["tpos"], dtype=float)
+    ai[3] = np.nan
+    es = ketameta.escalc(
+        "RR", ai=ai, bi=data["tneg"], ci=data["cpos"], di=data["cneg"], labels=labels
+    )
+    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"\(index 3\)"):
+        res = ketameta.pool(es)
+    with pytest.warns(ketameta.OmittedStudiesWarning, match=r"\(index 3\)"):
+        sub = ketameta.subgroups(es, groups=data["alloc"])
+    used_groups = [g for i, g in enumerate(data["alloc"]) if i != 3]
+    expected = rows(forest(sub))
+    for groups in (data["alloc"], used_groups):  # (one label per input study or per study used)
+        fig = forest(res, groups=groups)
+        table = rows(fig)
+        assert table == expected
+        i = [r.get("header") for r in table].index("Omitted")
+        assert table[i + 1]["study"] == labels[3]
+        assert table[i + 1]["effect"] == "missing data"
+        plt.close(fig)
+    plt.close("all")
+
+
 def test_forest_single_study_subgroup_and_missing_group_labels() -> None:
     y = [0.1, 0.3, 0.2, 0.6, 0.5]
     v = [0.01, 0.02, 0.015, 0.03, 0.02]

@@ -126,19 +126,26 @@ def format_p_with_sign(p: float) -> str:
 
 
 def table_lines(
-    headers: list[str], rows: list[list[str]], widths: list[int], stub: list[str] | None = None
+    headers: list[str],
+    rows: list[list[str]],
+    widths: list[int],
+    stub: list[str] | None = None,
+    corner: str = "",
 ) -> list[str]:
     """A printed table as metafor prints its coefficient tables: cells right-aligned in
-    columns of at least `widths` (the first after the `stub` of row names, left-aligned)
-    that widen so that every value keeps two spaces before it (e.g. a limit -164.1852)."""
+    columns of at least `widths` (the first after the `stub` of row names, left-aligned,
+    headed by `corner`) that widen so that every value keeps two spaces before it (e.g. a
+    limit -164.1852)."""
     cols = [
         max(w, len(h) + 1, *(len(r[j]) + 2 for r in rows))
         for j, (h, w) in enumerate(zip(headers, widths, strict=True))
     ]
     names = [] if stub is None else stub
-    first = max((len(n) for n in names), default=0)
+    first = max(len(corner), *(len(n) for n in names)) if names else len(corner)
     lead = [f"{n:{first}s}" for n in names] if stub is not None else [""] * len(rows)
-    lines = [f"{'':{first}s}" + "".join(f"{h:>{c}s}" for h, c in zip(headers, cols, strict=True))]
+    lines = [
+        f"{corner:{first}s}" + "".join(f"{h:>{c}s}" for h, c in zip(headers, cols, strict=True))
+    ]
     for start, row in zip(lead, rows, strict=True):
         lines.append(start + "".join(f"{v:>{c}s}" for v, c in zip(row, cols, strict=True)))
     return lines

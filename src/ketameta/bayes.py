@@ -38,7 +38,7 @@ from scipy import special
 from . import _transf
 from ._engine import bayes as _eng
 from ._engine.moments import typical_variance
-from ._results import array_field, import_pandas, plain
+from ._results import array_field, import_pandas, plain, table_lines
 from ._typing import ArrayLike, FloatArray
 from ._validation import check_choice, check_level, default_labels, strings
 from ._warnings import AccuracyWarning, KetametaWarning
@@ -419,13 +419,17 @@ class BayesPoolResult:
             ),
             "",
             "ML and MAP estimates:",
-            f"{'':13s}{'tau':>10s}{'mu':>10s}",
-            f"{'ML joint':13s}{ml_tau:10.6f}{ml_mu:10.6f}",
-            f"{'MAP joint':13s}{map_tau:10.6f}{map_mu:10.6f}",
-            f"{'MAP marginal':13s}{modes[0]:10.6f}{modes[1]:10.6f}",
+            *table_lines(
+                ["tau", "mu"],
+                [
+                    [_num(x) for x in pair]
+                    for pair in ((ml_tau, ml_mu), (map_tau, map_mu), modes[:2])
+                ],
+                [10, 10],
+                stub=[f"{n:13s}" for n in ("ML joint", "MAP joint", "MAP marginal")],
+            ),
             "",
             "marginal posterior summary:",
-            f"{'':10s}{'tau':>11s}{'mu':>11s}{'theta':>11s}",
         ]
         ints = {p: self.interval(p, kind=kind) for p in ("tau", "mu", "theta_new")}
         rows = (
@@ -436,8 +440,12 @@ class BayesPoolResult:
             (f"{pct} lower", tuple(ints[p][0] for p in ("tau", "mu", "theta_new"))),
             (f"{pct} upper", tuple(ints[p][1] for p in ("tau", "mu", "theta_new"))),
         )
-        for label, vals in rows:
-            lines.append(f"{label:10s}" + "".join(_num(v) for v in vals))
+        lines += table_lines(
+            ["tau", "mu", "theta"],
+            [[_num(v) for v in vals] for _, vals in rows],
+            [11, 11, 11],
+            stub=[f"{label:10s}" for label, _ in rows],
+        )
         lines += [
             "",
             f"(quoted intervals are {kind} credible intervals; 'theta' is the effect in a "
@@ -468,7 +476,7 @@ class BayesPoolResult:
 
 
 def _num(x: float) -> str:
-    return f"{'NaN':>11s}" if not math.isfinite(x) else f"{x:11.6f}"
+    return "NaN" if not math.isfinite(x) else f"{x:.6f}"
 
 
 def _bf(x: float) -> str:

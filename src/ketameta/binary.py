@@ -57,7 +57,15 @@ from ._engine import fixed
 from ._engine import glmm as _glmm
 from ._engine.inference import critical_z
 from ._engine.moments import typical_variance
-from ._results import Owned, array_field, format_p, import_pandas, plain, readonly_bool
+from ._results import (
+    Owned,
+    array_field,
+    format_p,
+    import_pandas,
+    plain,
+    readonly_bool,
+    table_lines,
+)
 from ._typing import BoolArray, FloatArray
 from ._validation import (
     as_float,
@@ -379,8 +387,18 @@ def _labels(labels: Any, data: Mapping[str, Any] | None, k: int) -> tuple[str, .
 # results
 
 
-def _fmt(x: float, width: int) -> str:
-    return f"{x:{width}.4f}" if math.isfinite(x) else f"{'NA':>{width}s}"
+def _fmt(x: float) -> str:
+    return f"{x:.4f}" if math.isfinite(x) else "NA"
+
+
+_FIT_HEADERS = ["logLik", "deviance", "AIC", "BIC", "AICc"]
+
+
+def _model_table(res: Any) -> list[str]:
+    """The model results table (widening to its values, as the others)."""
+    row = [_fmt(x) for x in (res.estimate, res.se, res.statistic)]
+    row += [format_p(res.pvalue), _fmt(res.ci_lower), _fmt(res.ci_upper)]
+    return table_lines(["estimate", "se", "zval", "pval", "ci.lb", "ci.ub"], [row], [9] * 6)
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -508,9 +526,8 @@ class _BinaryResult:
 
     def _summary_lines(self, title: str) -> list[str]:
         lines = [f"Equal-Effects Model (k = {self.k}; {title})", ""]
-        lines.append(f"{'logLik':>9s} {'deviance':>9s} {'AIC':>9s} {'BIC':>9s} {'AICc':>9s}")
         stats = (self.loglik, self.deviance, self.aic, self.bic, self.aicc)
-        lines.append(" ".join(_fmt(x, 9) for x in stats))
+        lines += table_lines(_FIT_HEADERS, [[_fmt(x) for x in stats]], [9, 10, 10, 10, 10])
         lines.append("")
         lines.append(f"I^2 (total heterogeneity / total variability):  {self.i2:.2f}%")
         lines.append(f"H^2 (total variability / sampling variability): {self.h2:.2f}")
@@ -523,21 +540,18 @@ class _BinaryResult:
         scale = " (log scale)" if self.is_ratio else ""
         lines.append(f"Model Results{scale}:")
         lines.append("")
-        lines.append(
-            f"{'estimate':>9s} {'se':>8s} {'zval':>8s} {'pval':>8s} {'ci.lb':>8s} {'ci.ub':>8s}"
-        )
-        lines.append(
-            f"{_fmt(self.estimate, 9)} {_fmt(self.se, 8)} {_fmt(self.statistic, 8)} "
-            f"{format_p(self.pvalue):>8s} {_fmt(self.ci_lower, 8)} {_fmt(self.ci_upper, 8)}"
-        )
+        lines += _model_table(self)
         if self.is_ratio:
             lo, hi = self.exp_ci
             lines += [
                 "",
                 f"Model Results ({_SCALE_NAMES[self.measure]} scale):",
                 "",
-                f"{'estimate':>9s} {'ci.lb':>8s} {'ci.ub':>8s}",
-                f"{_fmt(self.exp_estimate, 9)} {_fmt(lo, 8)} {_fmt(hi, 8)}",
+                *table_lines(
+                    ["estimate", "ci.lb", "ci.ub"],
+                    [[_fmt(x) for x in (self.exp_estimate, lo, hi)]],
+                    [9, 9, 9],
+                ),
             ]
         return lines
 
@@ -1804,9 +1818,8 @@ class GLMMResult:
             )
         )
         lines += ["", f"Integration: {quad}", ""]
-        lines.append(f"{'logLik':>10s} {'deviance':>10s} {'AIC':>10s} {'BIC':>10s} {'AICc':>10s}")
         stats = (self.loglik, self.deviance, self.aic, self.bic, self.aicc)
-        lines.append(" ".join(_fmt(x, 10) for x in stats))
+        lines += table_lines(_FIT_HEADERS, [[_fmt(x) for x in stats]], [10, 11, 11, 11, 11])
         lines.append("")
         if self.method == "ML":
             lines.append(f"tau^2 (estimated amount of total heterogeneity): {self.tau2:.4f}")
@@ -1829,15 +1842,9 @@ class GLMMResult:
         ):
             p_text = format_p(p)
             p_text = "< .0001" if p_text.startswith("<") else f"= {p_text}"
-            lines.append(f"{name}(df = {self.qe_df}) = {_fmt(stat, 0).strip()}, p-val {p_text}")
+            lines.append(f"{name}(df = {self.qe_df}) = {_fmt(stat)}, p-val {p_text}")
         lines += ["", "Model Results:", ""]
-        lines.append(
-            f"{'estimate':>9s} {'se':>8s} {'zval':>8s} {'pval':>8s} {'ci.lb':>8s} {'ci.ub':>8s}"
-        )
-        lines.append(
-            f"{_fmt(self.estimate, 9)} {_fmt(self.se, 8)} {_fmt(self.statistic, 8)} "
-            f"{format_p(self.pvalue):>8s} {_fmt(self.ci_lower, 8)} {_fmt(self.ci_upper, 8)}"
-        )
+        lines += _model_table(self)
         names = {"OR": "OR", "IRR": "IRR", "PLO": "proportion", "IRLN": "rate"}
         lo, hi = self.exp_ci
         lines += [

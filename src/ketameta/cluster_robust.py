@@ -50,6 +50,7 @@ from ._results import (
     format_p,
     format_p_with_sign,
     plain,
+    table_lines,
 )
 from ._typing import ArrayLike, FloatArray
 from ._validation import as_number, check_choice, check_length, check_level, ints, strings
@@ -283,18 +284,21 @@ class RobustResult:
 
     def _table_lines(self) -> list[str]:
         width = max(8, *(len(n) for n in self.names))
-        lines = [
-            f"{'':{width}s} {'estimate':>9s} {'se':>8s} {'tval':>8s} {'df':>6s} {'pval':>8s} "
-            f"{'ci.lb':>8s} {'ci.ub':>8s}"
+        rows = [
+            [
+                *(f"{x[j]:.4f}" for x in (self.coef, self.se, self.statistic)),
+                _df_text(float(self.df[j])),
+                format_p(float(self.pvalue[j])),
+                *(f"{x[j]:.4f}" for x in (self.ci_lower, self.ci_upper)),
+            ]
+            for j in range(len(self.names))
         ]
-        for j, name in enumerate(self.names):
-            lines.append(
-                f"{name:{width}s} {self.coef[j]:9.4f} {self.se[j]:8.4f} "
-                f"{self.statistic[j]:8.4f} {_df_text(float(self.df[j])):>6s} "
-                f"{format_p(float(self.pvalue[j])):>8s} {self.ci_lower[j]:8.4f} "
-                f"{self.ci_upper[j]:8.4f}"
-            )
-        return lines
+        return table_lines(
+            ["estimate", "se", "tval", "df", "pval", "ci.lb", "ci.ub"],
+            rows,
+            [10, 9, 9, 7, 9, 9, 9],
+            stub=[f"{n:{width}s}" for n in self.names],
+        )
 
     def _estimator_note(self) -> str:
         if self.method == "CR1":

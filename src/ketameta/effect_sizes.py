@@ -101,6 +101,7 @@ from ._validation import (
     check_within,
     critical_value,
     default_labels,
+    name_studies,
     strings,
     study_labels,
 )
@@ -458,10 +459,12 @@ def _association(
     return phi, vi
 
 
-def _undefined(yi: FloatArray, vi: FloatArray, a: Arrays, measure: str) -> None:
+def _undefined(
+    yi: FloatArray, vi: FloatArray, a: Arrays, measure: str, labels: tuple[str, ...]
+) -> None:
     """Studies with complete inputs but no finite effect size: counts with zero cells get
-    NaN and a :class:`ZeroCellWarning`; anything else (a zero SD, values so large that the
-    arithmetic overflows) is an error naming the study."""
+    NaN and a :class:`ZeroCellWarning` naming them by label and index; anything else (a
+    zero SD, values so large that the arithmetic overflows) is an error naming the study."""
     present = np.ones(yi.shape, dtype=bool)
     for arr in a.values():
         present &= ~np.isnan(arr)
@@ -473,10 +476,11 @@ def _undefined(yi: FloatArray, vi: FloatArray, a: Arrays, measure: str) -> None:
         _nan_if_nonfinite(yi, vi)
         yi[undefined], vi[undefined] = np.nan, np.nan
         count = measure in _COUNT_MEASURES
-        reason = "zero cells or counts; see `add`/`to`" if count else _UNDEFINED_AS_NA[measure]
+        reason = "zero cells or counts, see `add`/`to`" if count else _UNDEFINED_AS_NA[measure]
+        their = "its" if len(idx) == 1 else "their"
         warnings.warn(
-            f"{measure} is undefined for studies {idx} ({reason}); their yi and vi are NaN "
-            "(as metafor's NA)",
+            f"{measure} is undefined for {name_studies(idx, labels)}: {reason}; {their} yi "
+            "and vi are NaN (as metafor's NA)",
             ZeroCellWarning if count else UndefinedEffectWarning,
             stacklevel=3,
         )
@@ -1132,17 +1136,17 @@ def escalc(
     with np.errstate(all="ignore"):
         yi, vi, ni = spec.impl(cols, options)
     yi, vi = np.array(yi, dtype=np.float64), np.array(vi, dtype=np.float64)
-    _undefined(yi, vi, cols, code)
+    labs = study_labels(labels, len(yi), data)
+    _undefined(yi, vi, cols, code, labs)
     missing = np.isnan(yi) | np.isnan(vi)
     yi[missing], vi[missing] = np.nan, np.nan
-    k = len(yi)
     return EffectSizes(
         yi=yi,
         vi=vi,
         measure=code,
         ni=ni,
         options=options,
-        labels=study_labels(labels, k, data),
+        labels=labs,
         inputs=np.column_stack([cols[n] for n in names]),
         input_names=names,
     )

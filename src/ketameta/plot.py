@@ -197,17 +197,34 @@ def _heterogeneity(res: Any, *, tau2: bool = True, extra: str = "") -> str:
 
 
 def _overall_test(res: Any) -> str:
-    test = getattr(res, "test", "z")
-    if test == "z" or not math.isfinite(getattr(res, "df", math.inf)):
-        stat = f"z = {_forest.stat_text(res.statistic)}"
+    df = math.inf if getattr(res, "test", "z") == "z" else getattr(res, "df", math.inf)
+    return _test_line(res.statistic, df, res.pvalue)
+
+
+def _test_line(statistic: float, df: float, pvalue: float) -> str:
+    """The test for the overall effect: z without degrees of freedom, else t with them."""
+    if math.isfinite(df):
+        stat = f"t = {_forest.stat_text(statistic)}, df = {df:g}"
     else:
-        stat = f"t = {_forest.stat_text(res.statistic)}, df = {res.df:g}"
-    return f"Test for overall effect: {stat} ({_forest.p_text(res.pvalue)})"
+        stat = f"z = {_forest.stat_text(statistic)}"
+    return f"Test for overall effect: {stat} ({_forest.p_text(pvalue)})"
 
 
 def _effect_header(scale_name: str, model: str, level: float) -> str:
     name = scale_name[:1].upper() + scale_name[1:]
     return f"{name}\n{model}, {100 * level:g}% CI"
+
+
+def _effect_columns(data: list[Any], header: str, *, show_weights: bool) -> list[_forest.Column]:
+    """The columns of a forest of studies: label, data, effect [CI] and (optionally) weight."""
+    columns = [
+        _forest.Column("study", "Study"),
+        *data,
+        _forest.Column("effect", header, side="right", parts=3),
+    ]
+    if show_weights:
+        columns.append(_forest.Column("weight", "Weight", side="right", align="right"))
+    return columns
 
 
 def _omitted_text(inputs: Any, row: int) -> str:
@@ -217,53 +234,63 @@ def _omitted_text(inputs: Any, row: int) -> str:
 
 
 class _Builder:
-    """Rows of a forest of studies with a pooled result (PoolResult, subgroups)."""
+    """Rows of a forest of studies with a pooled result (PoolResult, subgroups): the
+    studies of `res` (its weights, inputs and labels; NaN at the omitted ones), drawn on
+    the scale of `scaled`'s measure (default `res`'s) in a window around `core`."""
 
     def __init__(
         self,
         res: Any,
-        sc: _forest.Scale,
-        names: list[str],
+        core: list[float],
         *,
-        arms: tuple[str, str],
+        scaled: Any = None,
+        labels: Any,
+        transf: Any,
+        transform: Any,
+        digits: int,
+        arms: Any,
         show_data: bool,
         show_weights: bool,
         show_omitted: bool,
-        model: str,
-        scale_name: str,
     ) -> None:
         self.res = res
-        self.sc = sc
-        self.names = names
+        n_input = res.k + len(res.omitted)
+        used = res.used
+        self.names = _labels_for(labels, n_input, used, res.study_labels)
+        self.y, self.v, self.w = (np.full(n_input, np.nan) for _ in range(3))
+        self.y[used], self.v[used], self.w[used] = res.yi, res.vi, res.weights
+        self.crit = float(critical_value(res.level))
+        self.sc, scale_name, self.null = _scale(
+            res if scaled is None else scaled, transf, transform, digits, core
+        )
+        self.label, model = _model_name(res)
+        self.header = _effect_header(scale_name, model, res.level)
         self.inputs = res.inputs if res.input_names else None
         self.input_names = tuple(res.input_names)
         cols, self.data_cells, self.data_kind = (
-            _forest.data_columns(self.input_names, arms, res.inputs)
+            _forest.data_columns(self.input_names, _arms(arms), res.inputs)
             if show_data and self.input_names
             else ([], (lambda x: {}), "")
         )
         self.show_weights = show_weights
         self.show_omitted = show_omitted
-        self.columns = [
-            _forest.Column("study", "Study"),
-            *cols,
-            _forest.Column(
-                "effect", _effect_header(scale_name, model, res.level), side="right", parts=3
-            ),
-        ]
-        if show_weights:
-            self.columns.append(_forest.Column("weight", "Weight", side="right", align="right"))
+        self.columns = _effect_columns(cols, self.header, show_weights=show_weights)
         _, self.ni = res._transf_n()
 
-    def study(self, i: int, y: float, v: float, w: float, crit: float, note: str = "") -> Any:
+    def table(self, rows: list[Any]) -> _forest.Table:
+        return _forest.Table(self.columns, rows, panel_header=self.header)
+
+    def study(self, i: int) -> Any:
+        """Input study `i`: its square and interval, or a grey line if it was omitted."""
+        y, v, w = self.y[i], self.v[i], self.w[i]
         n = None if self.ni is None else self.ni[i]
         cells: dict[str, Any] = {"study": self.names[i]}
         if self.inputs is not None:
             cells.update(self.data_cells(self.inputs[i]))
         if not math.isfinite(y):
-            cells["effect"] = (note or _omitted_text(self.inputs, i), "", "")
+            cells["effect"] = (_omitted_text(self.inputs, i), "", "")
             return _forest.Row("text", cells=cells, color="0.45")
-        half = crit * math.sqrt(v)
+        half = self.crit * math.sqrt(v)
         cells["effect"] = self.sc.cell(y, y - half, y + half, n)
         if self.show_weights and math.isfinite(w):
             cells["weight"] = f"{w:.1f}%"
@@ -321,134 +348,67 @@ class _Builder:
             out.append(_forest.Row("span", text=test))
         return out
 
+    def overall(self, fit: Any, label: str) -> list[Any]:
+        """The pooled model of all studies: its diamond, prediction interval (random
+        effects), heterogeneity and test (when the scale has a null)."""
+        random = fit.method != "EE"
+        return self.pooled(
+            fit,
+            label,
+            self.res.used,
+            weight=100.0,
+            pi=random,
+            het=_heterogeneity(fit, extra=f" ({fit.method})" if random else ""),
+            test=_overall_test(fit) if self.null is not None else "",
+        )
 
-def _pool_table(
-    res: PoolResult,
-    *,
-    labels: Any,
-    transf: Any,
-    transform: Any,
-    digits: int,
-    arms: Any,
-    show_data: bool,
-    show_weights: bool,
-    show_omitted: bool,
-) -> tuple[_forest.Table, float | None]:
-    n_input = res.k + len(res.omitted)
-    used = res.used
-    names = _labels_for(labels, n_input, used, res.study_labels)
-    y, v, w = (np.full(n_input, np.nan) for _ in range(3))
-    y[used], v[used], w[used] = res.yi, res.vi, res.weights
-    crit = float(critical_value(res.level))
+
+def _pool_table(res: PoolResult, **options: Any) -> tuple[_forest.Table, float | None]:
     core = [*res.yi, res.ci_lower, res.ci_upper]
     if res.method != "EE":
         core += [res.pred_lower, res.pred_upper]
-    sc, scale_name, null = _scale(res, transf, transform, digits, core)
-    label, model = _model_name(res)
-    b = _Builder(
-        res,
-        sc,
-        names,
-        arms=_arms(arms),
-        show_data=show_data,
-        show_weights=show_weights,
-        show_omitted=show_omitted,
-        model=model,
-        scale_name=scale_name,
-    )
-    rows = [
-        b.study(i, y[i], v[i], w[i], crit)
-        for i in range(n_input)
-        if show_omitted or math.isfinite(y[i])
-    ]
-    rows += b.pooled(
-        res,
-        label,
-        used,
-        weight=100.0,
-        pi=res.method != "EE",
-        het=_heterogeneity(res, extra=f" ({res.method})" if res.method != "EE" else ""),
-        test=_overall_test(res) if null is not None else "",
-    )
-    table = _forest.Table(
-        b.columns, rows, panel_header=_effect_header(scale_name, model, res.level)
-    )
-    return table, null
+    b = _Builder(res, core, **options)
+    rows = [b.study(i) for i in range(len(b.y)) if b.show_omitted or math.isfinite(b.y[i])]
+    rows += b.overall(res, b.label)
+    return b.table(rows), b.null
 
 
-def _subgroup_table(
-    sub: SubgroupResult,
-    *,
-    labels: Any,
-    transf: Any,
-    transform: Any,
-    digits: int,
-    arms: Any,
-    show_data: bool,
-    show_weights: bool,
-    show_omitted: bool,
-) -> tuple[_forest.Table, float | None]:
-    overall = sub.overall
-    n_input = sub.k + len(sub.omitted)
-    used = sub.used
-    names = _labels_for(labels, n_input, used, sub.study_labels)
+def _subgroup_table(sub: SubgroupResult, **options: Any) -> tuple[_forest.Table, float | None]:
     full = attrs.evolve(
-        overall,
+        sub.overall,
         omitted=sub.omitted,
         omitted_reasons=sub.omitted_reasons,
         labels=sub.study_labels,
         inputs=sub.inputs,
         input_names=sub.input_names,
     )
-    y, v, w = (np.full(n_input, np.nan) for _ in range(3))
-    y[used], v[used], w[used] = sub.yi, sub.vi, overall.weights
-    crit = float(critical_value(sub.level))
     est, _, lo, hi = sub._estimates()
-    core = [*sub.yi, *lo, *hi, overall.ci_lower, overall.ci_upper]
+    core = [*sub.yi, *lo, *hi, full.ci_lower, full.ci_upper]
     if sub.method != "EE":
-        core += [overall.pred_lower, overall.pred_upper]
-    sc, scale_name, null = _scale(sub, transf, transform, digits, core)
-    label, model = _model_name(overall)
-    b = _Builder(
-        full,
-        sc,
-        names,
-        arms=_arms(arms),
-        show_data=show_data,
-        show_weights=show_weights,
-        show_omitted=show_omitted,
-        model=model,
-        scale_name=scale_name,
-    )
-    group_of = np.full(n_input, -1)
-    group_of[used] = sub.group
+        core += [full.pred_lower, full.pred_upper]
+    b = _Builder(full, core, scaled=sub, **options)
+    group_of = np.full(len(b.y), -1)
+    group_of[sub.used] = sub.group
     rows: list[Any] = []
     common = sub.common
     for g, name in enumerate(sub.level_names):
         fit = sub.per_group[g]
         members = np.flatnonzero(group_of == g)
         rows.append(_forest.Row("header", text=name, bold=True))
-        rows += [b.study(int(i), y[i], v[i], w[i], crit) for i in members]
+        rows += [b.study(int(i)) for i in members]
         if common is not None:
-            het = (
-                f"Heterogeneity: Q = {_forest.stat_text(fit.q)}, df = {fit.q_df} "
-                f"({_forest.p_text(fit.q_pvalue)}); I² = {fit.i2:.0f}%"
-            )
-            stat = _forest.stat_text(float(common.statistic[g]))
-            p_g = _forest.p_text(float(common.pvalue[g]))
-            test = (
-                f"Test for overall effect: z = {stat} ({p_g})"
-                if common.df == math.inf or not math.isfinite(common.df)
-                else f"Test for overall effect: t = {stat}, df = {common.df:g} ({p_g})"
+            het = _heterogeneity(fit, tau2=False)
+            test = _test_line(
+                float(common.statistic[g]), float(common.df), float(common.pvalue[g])
             )
         else:
             het = _heterogeneity(fit) if fit.k > 1 else "Heterogeneity: not applicable (one study)"
-            test = _overall_test(fit) if null is not None else ""
+            test = _overall_test(fit) if b.null is not None else ""
         rows += b.pooled(
             fit,
             f"Subtotal ({fit.k} {'study' if fit.k == 1 else 'studies'})",
             members,
-            weight=float(np.nansum(w[members])),
+            weight=float(np.nansum(b.w[members])),
             pi=False,
             het=het,
             test=test,
@@ -456,28 +416,17 @@ def _subgroup_table(
             est=(est[g], lo[g], hi[g]),
         )
         rows.append(_forest.Row("text"))
-    omitted_rows = [i for i in range(n_input) if group_of[i] < 0]
-    if show_omitted and omitted_rows:
+    omitted_rows = np.flatnonzero(group_of < 0)
+    if b.show_omitted and omitted_rows.size:
         rows.append(_forest.Row("header", text="Omitted", bold=True, color="0.45"))
-        rows += [b.study(i, math.nan, math.nan, math.nan, crit) for i in omitted_rows]
+        rows += [b.study(int(i)) for i in omitted_rows]
         rows.append(_forest.Row("text"))
     tau_note = ""
     if common is not None:
         tau_note = f" (common to the subgroups: {_forest.sig_text(common.tau2)})"
-    rows += b.pooled(
-        full,
-        f"{label} (all studies)",
-        used,
-        weight=100.0,
-        pi=sub.method != "EE",
-        het=_heterogeneity(overall, extra=f" ({sub.method})" if sub.method != "EE" else ""),
-        test=_overall_test(overall) if null is not None else "",
-    )
+    rows += b.overall(full, f"{b.label} (all studies)")
     rows.append(_forest.Row("span", text=_subgroup_test(sub) + tau_note))
-    table = _forest.Table(
-        b.columns, rows, panel_header=_effect_header(scale_name, model, sub.level)
-    )
-    return table, null
+    return b.table(rows), b.null
 
 
 def _subgroup_test(sub: SubgroupResult) -> str:
@@ -624,16 +573,9 @@ def _binary_table(
         if show_data
         else ([], lambda x: {}, "")
     )
-    columns = [
-        _forest.Column("study", "Study"),
-        *cols,
-        _forest.Column(
-            "effect", _effect_header(scale_name, model, res.level), side="right", parts=3
-        ),
-    ]
     weights = None if glmm else res.weights
-    if show_weights and weights is not None:
-        columns.append(_forest.Column("weight", "Weight", side="right", align="right"))
+    header = _effect_header(scale_name, model, res.level)
+    columns = _effect_columns(cols, header, show_weights=show_weights and weights is not None)
     notes = res.notes() if hasattr(res, "notes") else [""] * n_input
     rows = []
     for i in range(n_input):
@@ -701,7 +643,7 @@ def _binary_table(
         rows.append(
             _forest.Row("span", text="Dropped (double zero): " + ", ".join(dropped), color="0.35")
         )
-    table = _forest.Table(columns, rows, panel_header=_effect_header(scale_name, model, res.level))
+    table = _forest.Table(columns, rows, panel_header=header)
     return table, null
 
 
@@ -867,55 +809,48 @@ def forest(
 
 def _subgroups_of(res: PoolResult, groups: Any) -> SubgroupResult:
     """The subgroup analysis of a pooled result's studies by `groups` (one label per input
-    study, or one per study used)."""
+    study, or one per study used), with the model's settings (separate τ² unless fixed)."""
     g = list(groups) if not hasattr(groups, "shape") else groups
     n_input = res.k + len(res.omitted)
     if len(g) not in (n_input, res.k):
         msg = f"`groups` has {len(g)} entries but the model has {res.k} studies"
         raise ValueError(msg)
-    if len(g) == n_input and res.omitted:
-        g = [g[int(i)] for i in res.used]
-    return (
-        subgroups(
-            res.yi,
-            res.vi,
-            groups=g,
-            method=res.method,
-            test=res.test,
-            level=res.level,
-            tau2=res.tau2 if res.tau2_fixed else "separate",
-            control=res.control,
-            labels=[res.study_labels[int(i)] for i in res.used],
-            measure=res.measure,
-        )
-        if not res.input_names
-        else _subgroups_with_inputs(res, g)
-    )
-
-
-def _subgroups_with_inputs(res: PoolResult, g: Any) -> SubgroupResult:
-    from .effect_sizes import EffectSizes
-
     used = res.used
-    es = EffectSizes(
-        yi=res.yi,
-        vi=res.vi,
-        measure=res.measure or "MD",
-        ni=np.full(len(used), np.nan),
-        labels=[res.study_labels[int(i)] for i in used],
-        inputs=res.inputs[used],
-        input_names=res.input_names,
+    if len(g) == n_input and res.omitted:
+        g = [g[int(i)] for i in used]
+    settings: dict[str, Any] = {
+        "groups": g,
+        "method": res.method,
+        "test": res.test,
+        "level": res.level,
+        "tau2": res.tau2 if res.tau2_fixed else "separate",
+        "control": res.control,
+    }
+    labels = [res.study_labels[int(i)] for i in used]
+    if not res.input_names:
+        sub = subgroups(res.yi, res.vi, labels=labels, measure=res.measure, **settings)
+    else:
+        from .effect_sizes import EffectSizes
+
+        es = EffectSizes(
+            yi=res.yi,
+            vi=res.vi,
+            measure=res.measure or "MD",
+            ni=np.full(len(used), np.nan),
+            labels=labels,
+            inputs=res.inputs[used],
+            input_names=res.input_names,
+        )
+        sub = attrs.evolve(subgroups(es, **settings), measure=res.measure)
+    # the studies the pooled model left out are drawn as in a subgroup analysis of all of
+    # them: greyed under "Omitted", by their input index and label
+    return attrs.evolve(
+        sub,
+        omitted=res.omitted,
+        omitted_reasons=res.omitted_reasons,
+        labels=res.study_labels,
+        inputs=res.inputs if res.input_names else sub.inputs,
     )
-    sub = subgroups(
-        es,
-        groups=g,
-        method=res.method,
-        test=res.test,
-        level=res.level,
-        tau2=res.tau2 if res.tau2_fixed else "separate",
-        control=res.control,
-    )
-    return attrs.evolve(sub, measure=res.measure)
 
 
 # -- funnel plots -----------------------------------------------------------------------------

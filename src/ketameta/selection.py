@@ -38,7 +38,7 @@ from scipy import special
 from . import _engine
 from ._engine import selection as _sel
 from ._engine.inference import chi2_sf, critical_z, two_sided_normal_p
-from ._results import RecordResult, array_field, format_p
+from ._results import RecordResult, array_field, format_p, table_lines
 from ._typing import FloatArray
 from ._validation import as_number, bools, check_choice, check_level, floats, ints, strings
 from ._warnings import ConvergenceError, SmallSampleWarning
@@ -366,16 +366,17 @@ def _stars(p: float) -> str:
 
 
 def _table(header: list[str], labels: list[str], rows: list[list[str]]) -> list[str]:
-    """Right-aligned columns under a header, row labels left-aligned (as R prints a
-    data frame)."""
+    """Right-aligned columns under a header, as wide as their values, two spaces apart and
+    after the row labels (left-aligned; none for an intercept-only model), as metafor
+    prints ``selmodel`` results."""
     cols = list(zip(header, *rows, strict=True))
     widths = [max(len(c) for c in col) for col in cols]
     lw = max(len(s) for s in labels)
-    out = [" " * lw + " " + " ".join(f"{h:>{w}s}" for h, w in zip(header, widths, strict=True))]
-    for lab, row in zip(labels, rows, strict=True):
-        out.append(
-            f"{lab:<{lw}s} " + " ".join(f"{c:>{w}s}" for c, w in zip(row, widths, strict=True))
-        )
+    lead = [f"{s:<{lw}s}  " if lw else "" for s in ["", *labels]]
+    out = [
+        start + "  ".join(f"{c:>{w}s}" for c, w in zip(row, widths, strict=True))
+        for start, row in zip(lead, [header, *rows], strict=True)
+    ]
     return [s.rstrip() for s in out]
 
 
@@ -914,25 +915,26 @@ class PetPeeseResult(RecordResult):
         """A summary of both fits and the procedure's choice."""
         stat = "t" if math.isfinite(self.df) else "z"
         pct = f"{100 * self.level:g}%"
-        head = f"{'':6s} {'estimate':>9s} {'se':>8s} {stat + 'val':>8s} {'pval':>8s} "
-        head += f"{'ci.lb':>8s} {'ci.ub':>8s} {'slope':>8s}"
         lines = [
             f"PET-PEESE (Stanley & Doucouliagos 2014; k = {self.k}; "
             + ("weighted least squares" if self.model == "lm" else f"rma, {self.method}")
             + ")",
             "",
-            head,
         ]
-        for name in ("pet", "peese"):
-            g = {
-                f: getattr(self, f"{name}_{f}")
-                for f in ("estimate", "se", "statistic", "pvalue", "ci_lower", "ci_upper", "slope")
-            }
-            lines.append(
-                f"{name.upper():6s} {g['estimate']:9.4f} {g['se']:8.4f} {g['statistic']:8.4f} "
-                f"{format_p(g['pvalue']):>8s} {g['ci_lower']:8.4f} {g['ci_upper']:8.4f} "
-                f"{g['slope']:8.4f}"
-            )
+        fields = ("estimate", "se", "statistic", "pvalue", "ci_lower", "ci_upper", "slope")
+        rows = [
+            [
+                format_p(v) if f == "pvalue" else f"{v:.4f}"
+                for f, v in ((f, getattr(self, f"{name}_{f}")) for f in fields)
+            ]
+            for name in ("pet", "peese")
+        ]
+        lines += table_lines(
+            ["estimate", "se", stat + "val", "pval", "ci.lb", "ci.ub", "slope"],
+            rows,
+            [10, 9, 9, 9, 9, 9, 9],
+            stub=["PET   ", "PEESE "],
+        )
         side = {"two.sided": "two-sided", "greater": "one-sided, > 0", "less": "one-sided, < 0"}
         verdict = "rejects" if self.selected == "PEESE" else "does not reject"
         lines += [

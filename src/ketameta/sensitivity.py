@@ -26,7 +26,15 @@ import numpy as np
 from scipy import special
 
 from . import _engine, _transf
-from ._results import TableResult, array_field, format_p, import_pandas, plain, readonly_bool
+from ._results import (
+    TableResult,
+    array_field,
+    format_p,
+    import_pandas,
+    plain,
+    readonly_bool,
+    table_lines,
+)
 from ._typing import FloatArray
 from ._validation import as_float_array, check_length, default_labels, strings
 from .pooling import (
@@ -95,17 +103,20 @@ class _Table(TableResult):
 
     def _rows(self, title: str, columns: tuple[str, ...]) -> str:
         names = self.row_labels
-        width = max(5, *(len(n) for n in names))
-        header = f"{'study':{width}s} " + " ".join(f"{c:>9s}" for c in columns)
         if self.measure is not None:
             title += f" ({_transf.scale(self.measure).name})"
-        lines = [title, "", header]
-        for i, name in enumerate(names):
-            cells = []
-            for c in columns:
-                value = float(getattr(self, c)[i])
-                cells.append(f"{format_p(value):>9s}" if c.endswith("pvalue") else f"{value:9.4f}")
-            lines.append(f"{name:{width}s} " + " ".join(cells))
+        values = [np.asarray(getattr(self, c), dtype=np.float64) for c in columns]
+        rows = [
+            [
+                format_p(float(v[i])) if c.endswith("pvalue") else f"{v[i]:.4f}"
+                for c, v in zip(columns, values, strict=True)
+            ]
+            for i in range(len(names))
+        ]
+        lines = [title, ""]
+        lines += table_lines(
+            list(columns), rows, [10] * len(columns), stub=list(names), corner="study"
+        )
         omitted = omitted_lines(self.omitted, self.omitted_reasons, self.study_labels)
         return "\n".join(lines + (["", *omitted] if omitted else []))
 

@@ -47,6 +47,7 @@ from ._results import (
     import_pandas,
     plain,
     readonly,
+    table_lines,
 )
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
@@ -61,6 +62,8 @@ from .batch import _percent_weights
 from .effect_sizes import EffectSizes
 from .metareg import MetaRegResult, _column, metareg
 from .pooling import (
+    CORE_COUNT_FIELDS,
+    CORE_FLOAT_FIELDS,
     PoolResult,
     _indices,
     _no_inputs,
@@ -335,23 +338,24 @@ class SubgroupResult:
         ]
         est, se, lo, hi = self._estimates()
         common = self.common is not None
-        head = f"{'':{width}s} {'k':>4s} {'estimate':>9s} {'se':>8s} {'ci.lb':>8s} {'ci.ub':>8s}"
+        headers = ["k", "estimate", "se", "ci.lb", "ci.ub"]
+        widths = [5, 10, 9, 9, 9]
         if not common:
-            head += ("" if ee else f" {'tau^2':>8s}") + f" {'I^2':>7s} {'Q':>9s} {'p(Q)':>7s}"
-        lines.append(head)
+            headers += [*([] if ee else ["tau^2"]), "I^2", "Q", "p(Q)"]
+            widths += [*([] if ee else [9]), 8, 10, 8]
 
-        def row(name: str, r: PoolResult, e: float, s: float, a: float, b: float) -> str:
-            text = f"{name:{width}s} {r.k:4d} {e:9.4f} {s:8.4f} {a:8.4f} {b:8.4f}"
+        def row(r: PoolResult, *values: float) -> list[str]:
+            cells = [str(r.k), *(f"{x:.4f}" for x in values)]
             if not common:
-                if not ee:
-                    text += f" {r.tau2:8.4f}"
-                text += f" {r.i2:6.2f}% {r.q:9.4f} {format_p(r.q_pvalue):>7s}"
-            return text
+                cells += [] if ee else [f"{r.tau2:.4f}"]
+                cells += [f"{r.i2:.2f}%", f"{r.q:.4f}", format_p(r.q_pvalue)]
+            return cells
 
-        for i, r in enumerate(self.per_group):
-            lines.append(row(names[i], r, est[i], se[i], lo[i], hi[i]))
         o = self.overall
-        lines.append(row("overall", o, o.estimate, o.se, o.ci_lower, o.ci_upper))
+        rows = [row(r, *x) for r, *x in zip(self.per_group, est, se, lo, hi, strict=True)]
+        rows.append(row(o, o.estimate, o.se, o.ci_lower, o.ci_upper))
+        stub = [f"{n:{width}s}" for n in (*names, "overall")]
+        lines += table_lines(headers, rows, widths, stub=stub)
         single = [n for n, r in zip(names, self.per_group, strict=True) if r.k == 1]
         if single and not common:
             lines.append(
@@ -402,10 +406,10 @@ class SubgroupResult:
             "",
             f"{scale[:1].upper()}{scale[1:]} (back-transformed: {t.name}):",
             "",
-            f"{'':{width}s} {'estimate':>9s} {'ci.lb':>8s} {'ci.ub':>8s}",
         ]
-        lines += [f"{n:{width}s} {e:9.4f} {a:8.4f} {b:8.4f}" for n, e, a, b in rows]
-        return lines
+        cells = [[f"{x:.4f}" for x in row[1:]] for row in rows]
+        stub = [f"{row[0]:{width}s}" for row in rows]
+        return lines + table_lines(["estimate", "ci.lb", "ci.ub"], cells, [10, 9, 9], stub=stub)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (JSON-serialisable; NaN/inf become ``None``): ``per_group`` maps each
@@ -941,31 +945,8 @@ def _fit_groups(
     return out
 
 
-_ROW_KEYS = frozenset(
-    (
-        "estimate",
-        "se",
-        "statistic",
-        "pvalue",
-        "ci_lower",
-        "ci_upper",
-        "df",
-        "tau2",
-        "tau2_se",
-        "tau",
-        "i2",
-        "h2",
-        "q",
-        "q_df",
-        "q_pvalue",
-        "pred_lower",
-        "pred_upper",
-        "v_typical",
-        "k",
-        "converged",
-        "iterations",
-    )
-)
+#: the statistics of the engine's fit kept per subgroup (those of a PoolResult)
+_ROW_KEYS = frozenset((*CORE_FLOAT_FIELDS, *CORE_COUNT_FIELDS))
 
 
 def _q_between(
