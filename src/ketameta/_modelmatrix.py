@@ -778,6 +778,10 @@ def _check_rows(n: int, k: int, what: str) -> None:
 
 
 def _from_array(mods: Any, intercept: bool, k: int) -> ModelMatrix:
+    if type(mods) is np.ndarray and mods.dtype == np.float64 and mods.size:
+        fast = _from_float_array(mods, intercept, k)
+        if fast is not None:
+            return fast
     name = "mods"
     series_name = getattr(mods, "name", None) if _is_pandas(mods) else None
     arr = _as_numeric(mods, "mods", ndim=None)
@@ -821,6 +825,46 @@ def _from_array(mods: Any, intercept: bool, k: int) -> ModelMatrix:
         missing=missing,
         spec=_ArraySpec(q=arr.shape[1]),
         columns=tuple(range(x.shape[1])),
+    )
+
+
+#: the coefficient names of the columns of a plain array, per number of columns
+_ARRAY_LABELS: dict[int, tuple[str, ...]] = {}
+
+
+def _from_float_array(mods: FloatArray, intercept: bool, k: int) -> ModelMatrix | None:
+    """:func:`_from_array` for the usual case, a plain float64 array ``(k,)`` or ``(k, q)``
+    of finite values: one copy into the design and one sum as the check (a sum is finite
+    only if every value is; NaN or ±inf, or a sum overflowing to inf, return None and the
+    general path names the offending study)."""
+    if mods.ndim == 1:
+        q = 1
+    elif mods.ndim == 2 and mods.shape[1] > 0:
+        q = mods.shape[1]
+    else:
+        return None
+    if mods.shape[0] != k:
+        return None
+    p = q + 1 if intercept else q
+    x = np.empty((k, p))
+    if intercept:
+        x[:, 0] = 1.0
+        x[:, 1:] = mods.reshape(k, q)
+    else:
+        x[:] = mods.reshape(k, q)
+    if not math.isfinite(float(np.add.reduce(x[:, p - q :], axis=None))):
+        return None
+    labels = _ARRAY_LABELS.get(q) if mods.ndim == 2 else ("mods",)
+    if labels is None:
+        labels = ("mods",) if q == 1 else tuple(f".{j + 1}" for j in range(q))
+        _ARRAY_LABELS[q] = labels
+    return ModelMatrix(
+        x=_owned(x),
+        names=((INTERCEPT,) if intercept else ()) + labels,
+        intercept=intercept,
+        missing=(),
+        spec=_ArraySpec(q=q),
+        columns=tuple(range(p)),
     )
 
 
