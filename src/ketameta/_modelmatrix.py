@@ -834,16 +834,15 @@ _ARRAY_LABELS: dict[int, tuple[str, ...]] = {}
 
 def _from_float_array(mods: FloatArray, intercept: bool, k: int) -> ModelMatrix | None:
     """:func:`_from_array` for the usual case, a plain float64 array ``(k,)`` or ``(k, q)``
-    of finite values: one copy into the design and one sum as the check (a sum is finite
-    only if every value is; NaN or ±inf, or a sum overflowing to inf, return None and the
-    general path names the offending study)."""
+    of finite values: one check and one copy into the design (NaN or ±inf return None:
+    the general path marks the missing rows or names the offending study)."""
     if mods.ndim == 1:
         q = 1
     elif mods.ndim == 2 and mods.shape[1] > 0:
         q = mods.shape[1]
     else:
         return None
-    if mods.shape[0] != k:
+    if mods.shape[0] != k or not np.logical_and.reduce(np.isfinite(mods), axis=None):
         return None
     p = q + 1 if intercept else q
     x = np.empty((k, p))
@@ -852,8 +851,6 @@ def _from_float_array(mods: FloatArray, intercept: bool, k: int) -> ModelMatrix 
         x[:, 1:] = mods.reshape(k, q)
     else:
         x[:] = mods.reshape(k, q)
-    if not math.isfinite(float(np.add.reduce(x[:, p - q :], axis=None))):
-        return None
     labels = _ARRAY_LABELS.get(q) if mods.ndim == 2 else ("mods",)
     if labels is None:
         labels = ("mods",) if q == 1 else tuple(f".{j + 1}" for j in range(q))
