@@ -485,6 +485,8 @@ def model_matrix(mods: Any, *, data: Any = None, intercept: bool = True, k: int)
     (('intrcpt', 'ablat'), ('double',))
     """
     intercept = _check_bool(intercept, "intercept")
+    if type(mods) is np.ndarray and data is None:
+        return _from_array(mods, intercept, k)  # (the usual case: no names to look up)
     if mods is None:
         msg = "`mods` is required"
         raise TypeError(msg)
