@@ -632,7 +632,7 @@ def metareg(
         data=data,
     )
     y, v, kept = prep.yi, prep.vi, prep.kept
-    options = {
+    options: dict[str, Any] = {
         "method": method,
         "level": lv,
         "tau2_fixed": tau2_fixed,
@@ -672,15 +672,15 @@ def metareg(
     # prepare_studies, the design rows made by the model matrix): the result takes them
     # over without the converters' copies
     return MetaRegResult(
-        coef=Owned(np.array(out["coef"], dtype=np.float64)),
-        se=Owned(np.array(out["se"], dtype=np.float64)),
-        statistic=Owned(np.array(out["statistic"], dtype=np.float64)),
-        pvalue=Owned(np.array(out["pvalue"], dtype=np.float64)),
-        ci_lower=Owned(np.array(out["ci_lower"], dtype=np.float64)),
-        ci_upper=Owned(np.array(out["ci_upper"], dtype=np.float64)),
+        coef=_owned(np.array(out["coef"], dtype=np.float64)),
+        se=_owned(np.array(out["se"], dtype=np.float64)),
+        statistic=_owned(np.array(out["statistic"], dtype=np.float64)),
+        pvalue=_owned(np.array(out["pvalue"], dtype=np.float64)),
+        ci_lower=_owned(np.array(out["ci_lower"], dtype=np.float64)),
+        ci_upper=_owned(np.array(out["ci_upper"], dtype=np.float64)),
         names=mm.names,
-        vcov=Owned(np.array(out["vcov"], dtype=np.float64)),
-        X=Owned(x),
+        vcov=_owned(np.array(out["vcov"], dtype=np.float64)),
+        X=_owned(x),
         intercept=mm.intercept,
         btt=tuple(btt_used),
         qm=float(out["qm"]),
@@ -698,9 +698,9 @@ def metareg(
         q_df=int(out["q_df"]),
         q_pvalue=float(out["q_pvalue"]),
         k=k,
-        weights=Owned(out["weights"]),
-        yi=Owned(y),
-        vi=Owned(v),
+        weights=_owned(out["weights"]),
+        yi=_owned(y),
+        vi=_owned(v),
         method=method,
         test=test,
         level=lv,
@@ -711,6 +711,12 @@ def metareg(
         control=dict(control or {}),
         **prep.fields(),
     )
+
+
+def _owned(x: Any) -> Any:
+    """A fresh array made here or by the engine, taken over by the result without a copy
+    (see :class:`ketameta._results.Owned`)."""
+    return Owned(x)
 
 
 def _n_studies(yi: Any, vi: Any, sei: Any) -> int:
