@@ -326,6 +326,10 @@ def test_the_redundancy_rule_holds_when_the_fit_checks_it() -> None:
     orthogonal to the earlier ones is below 1e-7 of its norm is dropped) must hold there
     too, and the fit equals the general path's (here reached through a column of ones
     given with ``intercept=False``, which the model matrix makes the intercept)."""
+    from ketameta._engine.design import RANK_TOLERANCE
+    from ketameta._modelmatrix import REDUNDANCY_TOL
+
+    assert RANK_TOLERANCE == REDUNDANCY_TOL == 1e-7  # (the one rule, in both places)
     rng = np.random.default_rng(11)
     k = 20
     a, b = rng.normal(size=k), rng.normal(size=k)
