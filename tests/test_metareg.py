@@ -318,3 +318,46 @@ def test_coefficient_table_widens_to_its_values() -> None:
         end = table[0].index(head) + len(head)
         assert table[1][end - 1] != " "
         assert table[1][end : end + 1] in ("", " ")
+
+
+def test_the_redundancy_rule_holds_when_the_fit_checks_it() -> None:
+    """A design with an intercept and no redundant column is checked by the engine's own
+    orthogonalisation (one Gram-Schmidt per call): metafor's rule (a column whose part
+    orthogonal to the earlier ones is below 1e-7 of its norm is dropped) must hold there
+    too, and the fit equals the general path's (here reached through a column of ones
+    given with ``intercept=False``, which the model matrix makes the intercept)."""
+    from ketameta._engine.design import RANK_TOLERANCE
+    from ketameta._modelmatrix import REDUNDANCY_TOL
+
+    assert RANK_TOLERANCE == REDUNDANCY_TOL == 1e-7  # (the one rule, in both places)
+    rng = np.random.default_rng(11)
+    k = 20
+    a, b = rng.normal(size=k), rng.normal(size=k)
+    noise = rng.normal(size=k)
+    basis = np.column_stack([np.ones(k), a, b])
+    noise -= basis @ np.linalg.lstsq(basis, noise)[0]
+    noise /= np.linalg.norm(noise)
+    target = 2 * a - b + 1.0
+    v = rng.uniform(0.01, 0.2, k)
+    y = rng.normal(0.2 * a, np.sqrt(v + 0.05))
+    for rel, dropped in ((0.5e-7, True), (2e-7, False)):
+        c = target + rel * np.linalg.norm(target) * noise
+        mods = np.column_stack([a, b, c])
+        if dropped:
+            with pytest.warns(CollinearityWarning, match=r"\['\.3'\]"):
+                res = metareg(y, v, mods=mods)
+            assert res.names == ("intrcpt", ".1", ".2")
+        else:
+            res = metareg(y, v, mods=mods)
+            assert res.names == ("intrcpt", ".1", ".2", ".3")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CollinearityWarning)  # (checked above)
+            general = metareg(y, v, mods=np.column_stack([np.ones(k), mods]), intercept=False)
+        for field in ("coef", "se", "vcov", "pvalue", "X", "weights"):
+            np.testing.assert_array_equal(getattr(res, field), getattr(general, field))
+        assert (res.tau2, res.q, res.qm, res.iterations) == (
+            general.tau2,
+            general.q,
+            general.qm,
+            general.iterations,
+        )

@@ -618,3 +618,34 @@ def test_any_column_gives_a_matrix_or_a_named_error(values: list[Any], intercept
         assert mm.x.shape[0] == k
         bad = set(mm.missing)
         assert all(np.isfinite(mm.x[i]).all() for i in range(k) if i not in bad)
+
+
+def test_plain_float_arrays_take_the_short_path_to_the_same_matrix() -> None:
+    """A plain float64 array is built without the generic conversion; the matrix (values,
+    names, missing rows, columns, new rows) is the one of the same values as lists."""
+    rng = np.random.default_rng(5)
+    for arr in (rng.normal(size=6), rng.normal(size=(6, 1)), rng.normal(size=(6, 3))):
+        for intercept in (True, False):
+            fast = model_matrix(arr, k=6, intercept=intercept)
+            slow = model_matrix(arr.tolist(), k=6, intercept=intercept)
+            np.testing.assert_array_equal(fast.x, slow.x)
+            assert not fast.x.flags.writeable
+            assert not np.shares_memory(fast.x, arr)
+            assert (fast.names, fast.missing, fast.columns, fast.intercept) == (
+                slow.names,
+                slow.missing,
+                slow.columns,
+                slow.intercept,
+            )
+            new = arr[:2].reshape(2, -1)
+            np.testing.assert_array_equal(fast.new_rows(new), slow.new_rows(new.tolist()))
+    # NaN and inf leave it for the general path's checks (huge values are no trouble)
+    with_nan = np.array([[1.0, 2.0], [np.nan, 1.0], [3.0, 4.0]])
+    assert model_matrix(with_nan, k=3).missing == (1,)
+    with pytest.raises(ValueError, match=r"study 2, column 0 has mods=inf"):
+        model_matrix(np.array([[1.0, 2.0], [2.0, 1.0], [np.inf, 4.0]]), k=3)
+    huge = model_matrix(np.array([1e308, 1e308, -1e308]), k=3)
+    assert huge.missing == ()
+    assert huge.x[:, 1].tolist() == [1e308, 1e308, -1e308]
+    with pytest.raises(ValueError, match=r"`mods` has 2 rows but there are 3 studies"):
+        model_matrix(np.array([1.0, 2.0]), k=3)

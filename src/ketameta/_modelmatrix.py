@@ -485,6 +485,8 @@ def model_matrix(mods: Any, *, data: Any = None, intercept: bool = True, k: int)
     (('intrcpt', 'ablat'), ('double',))
     """
     intercept = _check_bool(intercept, "intercept")
+    if type(mods) is np.ndarray and data is None:
+        return _from_array(mods, intercept, k)  # (the usual case: no names to look up)
     if mods is None:
         msg = "`mods` is required"
         raise TypeError(msg)
@@ -778,6 +780,10 @@ def _check_rows(n: int, k: int, what: str) -> None:
 
 
 def _from_array(mods: Any, intercept: bool, k: int) -> ModelMatrix:
+    if type(mods) is np.ndarray and mods.dtype == np.float64 and mods.size:
+        fast = _from_float_array(mods, intercept, k)
+        if fast is not None:
+            return fast
     name = "mods"
     series_name = getattr(mods, "name", None) if _is_pandas(mods) else None
     arr = _as_numeric(mods, "mods", ndim=None)
@@ -821,6 +827,43 @@ def _from_array(mods: Any, intercept: bool, k: int) -> ModelMatrix:
         missing=missing,
         spec=_ArraySpec(q=arr.shape[1]),
         columns=tuple(range(x.shape[1])),
+    )
+
+
+#: the coefficient names of the columns of a plain array, per number of columns
+_ARRAY_LABELS: dict[int, tuple[str, ...]] = {}
+
+
+def _from_float_array(mods: FloatArray, intercept: bool, k: int) -> ModelMatrix | None:
+    """:func:`_from_array` for the usual case, a plain float64 array ``(k,)`` or ``(k, q)``
+    of finite values: one check and one copy into the design (NaN or ±inf return None:
+    the general path marks the missing rows or names the offending study)."""
+    if mods.ndim == 1:
+        q = 1
+    elif mods.ndim == 2 and mods.shape[1] > 0:
+        q = mods.shape[1]
+    else:
+        return None
+    if mods.shape[0] != k or not np.logical_and.reduce(np.isfinite(mods), axis=None):
+        return None
+    p = q + 1 if intercept else q
+    x = np.empty((k, p))
+    if intercept:
+        x[:, 0] = 1.0
+        x[:, 1:] = mods.reshape(k, q)
+    else:
+        x[:] = mods.reshape(k, q)
+    labels = _ARRAY_LABELS.get(q) if mods.ndim == 2 else ("mods",)
+    if labels is None:
+        labels = ("mods",) if q == 1 else tuple(f".{j + 1}" for j in range(q))
+        _ARRAY_LABELS[q] = labels
+    return ModelMatrix(
+        x=_owned(x),
+        names=((INTERCEPT,) if intercept else ()) + labels,
+        intercept=intercept,
+        missing=(),
+        spec=_ArraySpec(q=q),
+        columns=tuple(range(p)),
     )
 
 

@@ -39,6 +39,7 @@ from ._engine.inference import test_critical_value
 from ._engine.model import default_btt, moderator_test
 from ._modelmatrix import ModelMatrix, check_coefficients, model_matrix
 from ._results import (
+    Owned,
     RecordResult,
     TableResult,
     array_field,
@@ -613,10 +614,12 @@ def metareg(
     yi = _column(yi, data, "yi")
     vi = _column(vi, data, "vi")
     sei = _column(sei, data, "sei")
-    n_input = _resolve_inputs(yi, vi, sei).shape[1]  # (validates the shapes and types)
+    n_input = _n_studies(yi, vi, sei)
     mm = model_matrix(mods, data=data, intercept=intercept, k=n_input)
-    missing = np.zeros(n_input, dtype=bool)
-    missing[list(mm.missing)] = True
+    missing = None
+    if mm.missing:
+        missing = np.zeros(n_input, dtype=bool)
+        missing[list(mm.missing)] = True
     prep = prepare_studies(
         yi,
         vi,
@@ -629,52 +632,57 @@ def metareg(
         data=data,
     )
     y, v, kept = prep.yi, prep.vi, prep.kept
-    mm, dropped = mm.reduce(kept)
-    if dropped:
-        warnings.warn(
-            f"moderators {list(dropped)} are linear combinations of earlier ones (on the "
-            "studies used) and were dropped (as metafor: 'Redundant predictors dropped')",
-            CollinearityWarning,
-            stacklevel=2,
+    options: dict[str, Any] = {
+        "method": method,
+        "level": lv,
+        "tau2_fixed": tau2_fixed,
+        "control": ctl,
+    }
+    fitted = _fit_full_rank(mm, y, v, prep.omitted, kept, btt, test, options)
+    dropped: tuple[str, ...] = ()
+    if fitted is None:  # (a redundant column, or an error to report as the general path does)
+        mm, dropped = mm.reduce(kept)
+        if dropped:
+            warnings.warn(
+                f"moderators {list(dropped)} are linear combinations of earlier ones (on the "
+                "studies used) and were dropped (as metafor: 'Redundant predictors dropped')",
+                CollinearityWarning,
+                stacklevel=2,
+            )
+        x = np.ascontiguousarray(mm.x[kept])
+        k, p = x.shape
+        check_coefficients(p, k, equal_effects=method == "EE")
+        idx = _btt(btt, mm.names) if btt is not None else None
+        if test != "z" and k <= p:
+            warnings.warn(
+                f"no residual degrees of freedom (k = {k}, p = {p}): test={test!r} is "
+                "replaced by 'z'",
+                SmallSampleWarning,
+                stacklevel=2,
+            )
+            test = "z"
+        out = _engine.fit(
+            y, v, x, padded=False, intercept=mm.intercept, test=test, btt=idx, **options
         )
-    x = np.ascontiguousarray(mm.x[kept])
+    else:
+        x, idx, out = fitted
     k, p = x.shape
-    check_coefficients(p, k, equal_effects=method == "EE")
-    names = mm.names
-    idx = _btt(btt, names) if btt is not None else None
-    if test != "z" and k <= p:
-        warnings.warn(
-            f"no residual degrees of freedom (k = {k}, p = {p}): test={test!r} is replaced by 'z'",
-            SmallSampleWarning,
-            stacklevel=2,
-        )
-        test = "z"
-    out = _engine.fit(
-        y,
-        v,
-        x,
-        padded=False,
-        intercept=mm.intercept,
-        method=method,
-        test=test,
-        level=lv,
-        tau2_fixed=tau2_fixed,
-        control=ctl,
-        btt=idx,
-    )
     btt_used = idx if idx is not None else default_btt(p, mm.intercept)
+    # every array below is fresh (the engine's lists and weights, the studies copied by
+    # prepare_studies, the design rows made by the model matrix): the result takes them
+    # over without the converters' copies
     return MetaRegResult(
-        coef=np.array(out["coef"], dtype=np.float64),
-        se=np.array(out["se"], dtype=np.float64),
-        statistic=np.array(out["statistic"], dtype=np.float64),
-        pvalue=np.array(out["pvalue"], dtype=np.float64),
-        ci_lower=np.array(out["ci_lower"], dtype=np.float64),
-        ci_upper=np.array(out["ci_upper"], dtype=np.float64),
-        names=names,
-        vcov=np.array(out["vcov"], dtype=np.float64),
-        X=x,
+        coef=_owned(np.array(out["coef"], dtype=np.float64)),
+        se=_owned(np.array(out["se"], dtype=np.float64)),
+        statistic=_owned(np.array(out["statistic"], dtype=np.float64)),
+        pvalue=_owned(np.array(out["pvalue"], dtype=np.float64)),
+        ci_lower=_owned(np.array(out["ci_lower"], dtype=np.float64)),
+        ci_upper=_owned(np.array(out["ci_upper"], dtype=np.float64)),
+        names=mm.names,
+        vcov=_owned(np.array(out["vcov"], dtype=np.float64)),
+        X=_owned(x),
         intercept=mm.intercept,
-        btt=btt_used,
+        btt=tuple(btt_used),
         qm=float(out["qm"]),
         qm_df=len(btt_used),
         qm_pvalue=float(out["qm_pvalue"]),
@@ -690,9 +698,9 @@ def metareg(
         q_df=int(out["q_df"]),
         q_pvalue=float(out["q_pvalue"]),
         k=k,
-        weights=out["weights"],
-        yi=y,
-        vi=v,
+        weights=_owned(out["weights"]),
+        yi=_owned(y),
+        vi=_owned(v),
         method=method,
         test=test,
         level=lv,
@@ -703,6 +711,68 @@ def metareg(
         control=dict(control or {}),
         **prep.fields(),
     )
+
+
+def _owned(x: Any) -> Any:
+    """A fresh array made here or by the engine, taken over by the result without a copy
+    (see :class:`ketameta._results.Owned`)."""
+    return Owned(x)
+
+
+def _n_studies(yi: Any, vi: Any, sei: Any) -> int:
+    """The number of input studies (validating the shapes and types of the inputs, as
+    :func:`~ketameta.pooling.prepare_studies` does again: the usual case, two 1-D float64
+    arrays of one length, is answered without the conversion)."""
+    if (
+        sei is None
+        and type(yi) is np.ndarray
+        and type(vi) is np.ndarray
+        and yi.dtype == np.float64
+        and vi.dtype == np.float64
+        and yi.ndim == 1
+        and yi.shape == vi.shape
+    ):
+        return int(yi.shape[0])
+    return int(_resolve_inputs(yi, vi, sei).shape[1])
+
+
+def _fit_full_rank(
+    mm: ModelMatrix,
+    y: FloatArray,
+    v: FloatArray,
+    omitted: tuple[int, ...],
+    kept: Any,
+    btt: Any,
+    test: str,
+    options: dict[str, Any],
+) -> tuple[FloatArray, list[int] | None, dict[str, Any]] | None:
+    """The fit of a design with an intercept and fewer columns than studies, when no
+    column is redundant: ``(X, btt indices, engine output)``; None otherwise (then the
+    general path reduces the design, warns and fits).
+
+    metafor's redundancy rule (:func:`ketameta._modelmatrix.drop_redundant`: a column
+    whose part orthogonal to the earlier columns is below ``1e-7`` of its norm) is the
+    engine's own: its Gram-Schmidt basis of the design (:class:`ketameta._engine.Design`)
+    applies the same test to every column after the intercept and raises ``LinAlgError``
+    when one fails. So a design the engine orthogonalises has no redundant column, and
+    the basis, built once, also answers the redundancy check (which costs as much as the
+    basis itself). The intercept (a column of ones) is never redundant.
+    """
+    k = y.shape[0]
+    if not mm.intercept or mm.p >= k:
+        return None
+    names = mm.names
+    try:
+        idx = _btt(btt, names) if btt is not None else None
+    except (TypeError, ValueError):
+        return None  # (raised by the general path, after its warnings)
+    x = mm.x if not omitted else mm.x[kept]
+    x = np.ascontiguousarray(x)
+    try:
+        out = _engine.fit(y, v, x, padded=False, intercept=True, test=test, btt=idx, **options)
+    except np.linalg.LinAlgError:
+        return None
+    return x, idx, out
 
 
 def _pseudo_r2(res: MetaRegResult) -> float:
