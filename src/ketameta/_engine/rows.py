@@ -84,6 +84,19 @@ def _output_names(
     return names + (CI_FIELDS if tau2_ci else ()), coef_names
 
 
+#: each thread's scratch copy of a chunk (without `store`), kept between calls: Dask
+#: fits its blocks by many calls, and fresh buffers would be faulted in by each
+_SCRATCH = threading.local()
+
+
+def _scratch(k: int, rows: int) -> FloatArray:
+    """This thread's ``(2, k, rows)`` scratch buffer (reused while its size fits)."""
+    buffers: FloatArray | None = getattr(_SCRATCH, "buffers", None)
+    if buffers is None or buffers.shape[1] != k or buffers.shape[2] < rows:
+        buffers = _SCRATCH.buffers = np.empty((2, k, rows))
+    return buffers
+
+
 def _chunks(m: int, size: int) -> Iterator[slice]:
     for start in range(0, m, size):
         yield slice(start, min(start + size, m))
@@ -147,7 +160,6 @@ def fit_rows(
     ctl = {**control, "raise_on_failure": False}
     per_row_x = x is not None and x.ndim == 3
     fitted_names = tuple(n for n in names if n not in CI_FIELDS)
-    scratch = threading.local()  # (the chunk copies of each thread, without `store`)
 
     def fit_chunk(rows: slice) -> None:
         if store is not None or check is not None:
@@ -157,9 +169,7 @@ def fit_rows(
             if store is not None:
                 yt, vt = store[0][:, rows], store[1][:, rows]
             else:  # (one pair of buffers per thread, reused by its chunks: no page faults)
-                buffers = getattr(scratch, "buffers", None)
-                if buffers is None:
-                    buffers = scratch.buffers = np.empty((2, k, chunk_size))
+                buffers = _scratch(k, rows.stop - rows.start)
                 yt, vt = (
                     buffers[0, :, : rows.stop - rows.start],
                     buffers[1, :, : rows.stop - rows.start],
