@@ -360,9 +360,18 @@ class Design:
 
     def _batch_sums(self, u: FloatArray, *, xy: bool, yy: bool) -> list[Num]:
         p, y = self.p, self.y
+        nan: Num = math.nan  # (sums not asked for)
         if u.shape[0] >= 2:
             u = fixed_order(u)  # (once for every sum below)
-        nan: Num = math.nan  # (sums not asked for)
+            if self.basis is None and rows_inner(y):
+                # the intercept-only model (y and y² laid out as y): rowsum and rowdot
+                # without their layout checks
+                y2 = self.y2 if self.y2 is not None else y * y
+                return [
+                    np.add.reduce(u, axis=1),
+                    np.einsum("ij,ij->i", u, y) if xy else nan,
+                    np.einsum("ij,ij->i", u, y2) if yy else nan,
+                ]
         yyv = rowdot(u, self.y2 if self.y2 is not None else y * y) if yy else nan
         if self.basis is None:  # the intercept-only model
             return [rowsum(u), rowdot(u, y) if xy else nan, yyv]

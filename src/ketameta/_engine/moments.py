@@ -95,7 +95,7 @@ class Moments:
                 w = design.v + _col(tau2)
                 np.divide(1.0, w, out=w)
             self._w = w
-            sums = design.sums([w], yy=r2)
+            sums = [design._batch_sums(w, xy=True, yy=r2)]
             if not scores and design.basis is None:
                 # the intercept-only model's Σw^j alone: products summed without
                 # materialising w^j (the same products, summed in the same order)
@@ -107,7 +107,7 @@ class Moments:
                 wj = w
                 for _ in range(1, powers):
                     wj = wj * w
-                    sums += design.sums([wj], xy=scores, yy=scores)
+                    sums.append(design._batch_sums(wj, xy=scores, yy=scores))
             self.s = sums
         self._cache: dict[str, Num] = {}  # (tr P, tr P², Q: used several times per fit)
         self.kernels = k = design.kernels
