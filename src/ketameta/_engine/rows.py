@@ -159,7 +159,7 @@ def fit_rows(
         out["vcov"] = given.get("vcov", np.empty((m, p, p)))
     ctl = {**control, "raise_on_failure": False}
     per_row_x = x is not None and x.ndim == 3
-    fitted_names = tuple(n for n in names if n not in CI_FIELDS)
+    fitted_names = names[: len(names) - len(CI_FIELDS)] if tau2_ci else names
 
     def fit_chunk(rows: slice) -> None:
         if store is not None or check is not None:
