@@ -205,9 +205,9 @@ class BatchPoolResult:
             return self
         compute = _dask_compute()
         names = (*_STORED, *(_CI_FIELDS if self.tau2_ci_lower is not None else ()))
-        values = compute(*(getattr(self, n) for n in names), **kwargs)
+        # (one graph: the inputs are read once for the statistics and the copies)
+        *values, yi, vi = compute(*(getattr(self, n) for n in names), self.yi, self.vi, **kwargs)
         arrays = dict(zip(names, values, strict=True))
-        yi, vi = compute(self.yi, self.vi, **kwargs)
         failed = _rows.failures(
             arrays["k"].reshape(-1),
             arrays["converged"].reshape(-1),
@@ -572,8 +572,10 @@ def pool_many(
         store=store,
     )
     failed = _rows.failures(out["k"], out["converged"], out["estimate"], method)
+    if batch_shape != (m,):
+        out = {name: a.reshape(batch_shape) for name, a in out.items()}
     return BatchPoolResult(
-        **{name: a.reshape(batch_shape) for name, a in out.items()},
+        **out,
         yi=store[0].T.reshape((*batch_shape, k_axis)),
         vi=store[1].T.reshape((*batch_shape, k_axis)),
         failed=failed,

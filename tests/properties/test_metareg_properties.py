@@ -233,6 +233,8 @@ def _r2_tolerance(r: MetaRegResult, rel: float) -> float:
     if r.method == "EE":
         if r.q <= 0.0:
             return math.inf
+        if r.r2 == 100.0:  # (0 · inf where Q_E is subnormal: the term is 0)
+            return rel * 100.0
         both = (r.q + r.q_df) / r.q + (null.q + null.q_df) / null.q
         return rel * (100.0 + (100.0 - r.r2) * both)
     t0, d0 = null.tau2, rel * (null.tau2 + null.v_typical)

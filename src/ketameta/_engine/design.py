@@ -360,9 +360,23 @@ class Design:
 
     def _batch_sums(self, u: FloatArray, *, xy: bool, yy: bool) -> list[Num]:
         p, y = self.p, self.y
-        if u.shape[0] >= 2:
-            u = fixed_order(u)  # (once for every sum below)
         nan: Num = math.nan  # (sums not asked for)
+        n = u.shape[0]
+        if self.basis is None and (n == 1 or rows_inner(y)):
+            # the intercept-only model: rowsum and rowdot without their layout checks,
+            # each array laid out once (a single row doubled once, not in every sum)
+            u = fixed_order(u)
+            cut = slice(None) if n >= 2 else slice(1)  # (a doubled row: its first result)
+            sums: list[Num] = [np.add.reduce(u, axis=1)[cut]]
+            sums.append(np.einsum("ij,ij->i", u, fixed_order(y))[cut] if xy else nan)
+            if yy:
+                y2 = self.y2 if self.y2 is not None else y * y
+                sums.append(np.einsum("ij,ij->i", u, fixed_order(y2))[cut])
+            else:
+                sums.append(nan)
+            return sums
+        if n >= 2:
+            u = fixed_order(u)  # (once for every sum below)
         yyv = rowdot(u, self.y2 if self.y2 is not None else y * y) if yy else nan
         if self.basis is None:  # the intercept-only model
             return [rowsum(u), rowdot(u, y) if xy else nan, yyv]

@@ -33,13 +33,24 @@ import numpy.typing as npt
 from .._typing import BoolArray, FloatArray
 from . import _num as nm
 from ._num import Num
-from .design import _POWERS, Design, _col, _take, rowsum
+from .design import _POWERS, Design, _col, _take, fixed_order, rowsum
 from .kernels import solve
 from .linalg import Factor, Mat, Vec, trace_product
 from .pivoted import LIMIT, Pivoted
 
 IntArray = npt.NDArray[np.intp]
 _ONE: IntArray = np.zeros(1, dtype=np.intp)  # (the rows of one analysis)
+#: einsum subscripts of ``Σ_k w^j`` per row, by ``j``
+_POWER_SUMS = {j: ",".join(["ij"] * j) + "->i" for j in range(2, 4)}
+
+
+def _rowsum_power(wf: FloatArray, j: int, n: int) -> FloatArray:
+    """``Σ_k w^j`` of the first `n` rows of `wf` (laid out by
+    :func:`~ketameta._engine.design.fixed_order`): the products ``(w·w)·w`` summed study
+    by study, as :func:`~ketameta._engine.design.rowsum` of ``w^j`` would, without the
+    ``w^j`` array."""
+    out = np.einsum(_POWER_SUMS[j], *([wf] * j))
+    return np.asarray(out if n >= 2 else out[:n], dtype=np.float64)
 
 
 class Moments:
@@ -80,14 +91,23 @@ class Moments:
                 self._w = wp[0]
                 self.s = np.dot(wp, z).tolist()  # (Design.sums of one analysis)
         else:
-            if w is None:
-                w = design.weights(tau2)
+            if w is None:  # (design.weights, without a temporary)
+                w = design.v + _col(tau2)
+                np.divide(1.0, w, out=w)
             self._w = w
-            sums = design.sums([w], yy=r2)
-            wj = w
-            for _ in range(1, powers):
-                wj = wj * w
-                sums += design.sums([wj], xy=scores, yy=scores)
+            sums = [design._batch_sums(w, xy=True, yy=r2)]
+            if not scores and design.basis is None:
+                # the intercept-only model's Σw^j alone: products summed without
+                # materialising w^j (the same products, summed in the same order)
+                nan: Num = math.nan
+                wf = fixed_order(w)
+                for j in range(2, powers + 1):
+                    sums.append([_rowsum_power(wf, j, w.shape[0]), nan, nan])
+            else:
+                wj = w
+                for _ in range(1, powers):
+                    wj = wj * w
+                    sums.append(design._batch_sums(wj, xy=scores, yy=scores))
             self.s = sums
         self._cache: dict[str, Num] = {}  # (tr P, tr P², Q: used several times per fit)
         self.kernels = k = design.kernels

@@ -9,6 +9,7 @@ threads.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,34 @@ _FLAGS = ("k", "converged", "iterations", "singular", "exact_fit")
 CHUNK_DOUBLES = 2**17
 
 
+@functools.cache
+def _output_names(
+    pred: bool, derive: bool, no_qm: bool, tau2_ci: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names of :func:`fit_rows`'s per-analysis and per-coefficient outputs."""
+    names: tuple[str, ...] = ROW_FIELDS + (PRED_FIELDS if pred else ())
+    coef_names: tuple[str, ...] = COEF_FIELDS
+    if not derive:
+        names = tuple(n for n in names if n not in DERIVED_FIELDS)
+        coef_names = tuple(n for n in COEF_FIELDS if n not in DERIVED_FIELDS)
+        if no_qm:  # (an empty `btt`: no omnibus test)
+            names = tuple(n for n in names if n not in ("qm", "qm_pvalue"))
+    return names + (CI_FIELDS if tau2_ci else ()), coef_names
+
+
+#: each thread's scratch copy of a chunk (without `store`), kept between calls: Dask
+#: fits its blocks by many calls, and fresh buffers would be faulted in by each
+_SCRATCH = threading.local()
+
+
+def _scratch(k: int, rows: int) -> FloatArray:
+    """This thread's ``(2, k, rows)`` scratch buffer (reused while its size fits)."""
+    buffers: FloatArray | None = getattr(_SCRATCH, "buffers", None)
+    if buffers is None or buffers.shape[1] != k or buffers.shape[2] < rows:
+        buffers = _SCRATCH.buffers = np.empty((2, k, rows))
+    return buffers
+
+
 def _chunks(m: int, size: int) -> Iterator[slice]:
     for start in range(0, m, size):
         yield slice(start, min(start + size, m))
@@ -113,30 +142,24 @@ def fit_rows(
     m, k = y.shape
     p = 1 if x is None else x.shape[-1]
     pred = p == 1 and (x is None or bool(intercept))
-    names: tuple[str, ...] = ROW_FIELDS + (PRED_FIELDS if pred else ())
-    coef_names: tuple[str, ...] = COEF_FIELDS
-    if not derive:
-        names = tuple(n for n in names if n not in DERIVED_FIELDS)
-        coef_names = tuple(n for n in COEF_FIELDS if n not in DERIVED_FIELDS)
-        if btt is not None and not btt:  # (no omnibus test)
-            names = tuple(n for n in names if n not in ("qm", "qm_pvalue"))
-    names += CI_FIELDS if tau2_ci else ()
+    names, coef_names = _output_names(pred, derive, btt is not None and not btt, tau2_ci)
     # every row of the outputs is written below (fitted, or NaN / 0 when it has no study)
     given = {} if out is None else out
     out = {name: given[name] if name in given else np.empty(m) for name in names}
     for name in ("singular", "exact_fit"):
         # (zeros from calloc: pages of a flag never set are never touched)
-        out[name] = given[name] if name in given else np.zeros(m)
         if name in given:
+            out[name] = given[name]
             out[name][...] = 0.0
+        else:
+            out[name] = np.zeros(m)
     for name in coef_names:
         out[name] = given[name] if name in given else np.empty((m, p))
     if vcov:
         out["vcov"] = given.get("vcov", np.empty((m, p, p)))
     ctl = {**control, "raise_on_failure": False}
     per_row_x = x is not None and x.ndim == 3
-    fitted_names = tuple(n for n in names if n not in CI_FIELDS)
-    scratch = threading.local()  # (the chunk copies of each thread, without `store`)
+    fitted_names = names[: len(names) - len(CI_FIELDS)] if tau2_ci else names
 
     def fit_chunk(rows: slice) -> None:
         if store is not None or check is not None:
@@ -146,9 +169,7 @@ def fit_rows(
             if store is not None:
                 yt, vt = store[0][:, rows], store[1][:, rows]
             else:  # (one pair of buffers per thread, reused by its chunks: no page faults)
-                buffers = getattr(scratch, "buffers", None)
-                if buffers is None:
-                    buffers = scratch.buffers = np.empty((2, k, chunk_size))
+                buffers = _scratch(k, rows.stop - rows.start)
                 yt, vt = (
                     buffers[0, :, : rows.stop - rows.start],
                     buffers[1, :, : rows.stop - rows.start],
@@ -159,6 +180,7 @@ def fit_rows(
         else:
             yc, vc = y[rows], v[rows]
         xc = x[rows] if per_row_x and x is not None else x
+        n = rows.stop - rows.start
         if check is not None:
             full = check_batch_rows(yc, vc, check, row_offset=row_offset + rows.start)
         else:  # (validated: no inf)
@@ -166,8 +188,9 @@ def fit_rows(
                 np.isnan(np.add.reduce(yc, axis=None)) or np.isnan(np.add.reduce(vc, axis=None))
             )
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # `sel`: the rows of the chunk fitted (None: all of them)
+            sel: np.ndarray[Any, Any] | None = None
             if full:  # every study present: no masks needed
-                sel = np.arange(yc.shape[0])
                 yy, vv, xx = yc, vc, xc
             else:
                 for name, arr in out.items():  # rows without studies
@@ -180,12 +203,14 @@ def fit_rows(
                 if per_row_x and xc is not None:
                     xx = np.where(absent[..., None], 0.0, xc)
                 sel = np.flatnonzero((~absent).any(axis=-1))
-                if sel.size < yc.shape[0]:
+                if not sel.size:
+                    return
+                if sel.size < n:
                     yy, vv = yy[sel], vv[sel]
                     if per_row_x and xx is not None:
                         xx = xx[sel]
-            if not sel.size:
-                return
+                else:
+                    sel = None
             design = Design(yy, vv, xx, padded=not full, intercept=intercept)
             fit = fit_design(
                 design,
@@ -198,30 +223,32 @@ def fit_rows(
                 derive=derive,
             )
             # a slice where every row of the chunk was fitted (fancy indexing costs twice)
-            idx: slice | np.ndarray[Any, Any] = (
-                rows if sel.size == yc.shape[0] else rows.start + sel
-            )
+            idx: slice | np.ndarray[Any, Any] = rows if sel is None else rows.start + sel
             for name in fitted_names:
                 out[name][idx] = fit.get(name, np.nan)  # (no QM when btt is empty)
             for name in ("singular", "exact_fit"):
                 if not isinstance(fit[name], bool):  # (False for every row otherwise)
                     out[name][idx] = fit[name]
             for name in coef_names:
-                for j in range(p):
-                    out[name][idx, j] = fit[name][j]
+                if p == 1:
+                    out[name][idx, 0] = fit[name][0]
+                else:
+                    for j in range(p):
+                        out[name][idx, j] = fit[name][j]
             if vcov:
-                for a in range(p):
-                    for b in range(p):
-                        out["vcov"][idx, a, b] = fit["vcov"][a][b]
+                for i in range(p):
+                    for j in range(p):
+                        out["vcov"][idx, i, j] = fit["vcov"][i][j]
             # never a silent wrong number: rows that did not converge, overflowed or have a
             # singular design are NaN (their reason: failures())
-            bad = ~np.isfinite(np.asarray(fit["coef"][0]))
+            ok = np.isfinite(fit["coef"][0])
             if not isinstance(fit["converged"], bool):
-                bad |= ~np.asarray(fit["converged"], dtype=bool)
+                ok &= np.asarray(fit["converged"], dtype=bool)
             if not isinstance(fit["singular"], bool):
-                bad |= np.asarray(fit["singular"]) > 0
-            if bad.any():
-                bad_rows = rows.start + sel[bad] if isinstance(idx, slice) else idx[bad]
+                ok &= ~np.asarray(fit["singular"], dtype=bool)
+            if not ok.all():
+                bad = np.flatnonzero(~ok)
+                bad_rows = rows.start + (bad if sel is None else sel[bad])
                 for name, arr in out.items():
                     if name not in _FLAGS:
                         arr[bad_rows] = np.nan

@@ -370,7 +370,8 @@ def score(design: Design, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, 
     or the (restricted) likelihood score (Viechtbauer 2005, eqs. 11 and 13: ML
     ``Σw²r² - Σw``, information ``Σw²``; REML ``yᵀP²y - tr P``, information ``tr P²``;
     derivatives ``information - 2 yᵀP³y``), by the generated kernels."""
-    mom = Moments(design, tau2, 2 if kind == "Q" else 3, scores=True)
+    # (the likelihood scores never read yᵀWy: a batch skips that sum)
+    mom = Moments(design, tau2, 2 if kind == "Q" else 3, scores=True, r2=kind == "Q")
     if design.single:  # (fit_design reuses the moments where the solver stopped)
         design.last = mom
     a = design.v_harmonic + tau2
