@@ -271,3 +271,50 @@ def test_userweights_checks_and_summary() -> None:
     text = fit.summary()
     assert text.startswith("RVE: User Specified Weights with Small-Sample Corrections")
     assert "Tau.sq" not in text
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cr2_with_a_target_is_unbiased_under_it(seed: int) -> None:
+    # E[V^CR2] = B X'W Phi W X B when Var(y) = Phi (Pustejovsky & Tipton 2018, eq. 5): the
+    # expected robust variance of each coefficient is tr P, the working-model covariance of
+    # its cluster terms; and the df is (tr P)^2 / tr P^2 of that P built densely here
+    rng = np.random.default_rng(seed)
+    m = 7
+    sizes = rng.integers(1, 5, size=m)
+    codes = np.repeat(np.arange(m), sizes)
+    k = codes.size
+    x = np.column_stack([np.ones(k), rng.normal(size=k), np.repeat(rng.normal(size=m), sizes)])
+    theta = rng.uniform(0.02, 0.3, size=k)
+    blocks = np.zeros((k, k))
+    for j in range(m):
+        idx = np.flatnonzero(codes == j)
+        a = rng.normal(size=(idx.size, idx.size))
+        blocks[np.ix_(idx, idx)] = a @ a.T + idx.size * np.eye(idx.size) * 0.1
+    y = rng.normal(size=k)
+    w = 1.0 / theta
+    bread = np.linalg.inv(x.T @ (w[:, None] * x))
+    coef = bread @ x.T @ (w * y)
+    pieces = engine.cluster_pieces(x, y - x @ coef, theta, codes, m, "CR2", blocks)
+    expected = bread @ x.T @ np.diag(w) @ blocks @ np.diag(w) @ x @ bread
+    # dense P: z_j = c'B X_j'W_j A_j (I - H)_j y, with A_j from the definition
+    ih = np.eye(k) - x @ bread @ x.T @ np.diag(w)
+    rows = []
+    for j in range(m):
+        idx = np.flatnonzero(codes == j)
+        d = np.linalg.cholesky(blocks[np.ix_(idx, idx)]).T  # D'D = Phi_j
+        mj = ih[idx] @ blocks @ ih[idx].T
+        lam, vec = np.linalg.eigh(d @ mj @ d.T)
+        aj = d.T @ (vec / np.sqrt(lam)) @ vec.T @ d
+        rows.append(bread @ x[idx].T @ np.diag(w[idx]) @ aj @ ih[idx])
+    for i in range(x.shape[1]):
+        g = np.array([r[i] for r in rows])  # (m, k)
+        p_dense = g @ blocks @ g.T
+        p_engine = engine.contrast_covariance(pieces, np.eye(x.shape[1])[i])
+        np.testing.assert_allclose(
+            p_engine, p_dense, rtol=1e-9, atol=1e-12 * np.abs(p_dense).max()
+        )
+        assert np.trace(p_engine) == pytest.approx(expected[i, i], rel=1e-9)
+        df = np.trace(p_dense) ** 2 / np.trace(p_dense @ p_dense)
+        assert engine.satterthwaite_df(pieces, np.eye(x.shape[1])[i : i + 1])[0] == pytest.approx(
+            df, rel=1e-9
+        )

@@ -34,6 +34,18 @@ HTZ test), the same covariances of the standardised ``Ω^{-1/2}C z`` give Zhang'
 degrees of freedom of the approximating Hotelling T² (Tipton & Pustejovsky 2015, eq. 12).
 The traces are evaluated through p × p products (never m × m matrices).
 
+Another working model. clubSandwich's ``target`` Φ replaces Θ in the CR2 adjustment and in
+the moments above while the weights stay ``W = Θ⁻¹`` (Pustejovsky & Tipton 2018, eq. 5
+with Φ ≠ W⁻¹). In the coordinates whitened by Θ, ``Ψ_j = L_j⁻¹Φ_jL_j⁻ᵀ`` (``I`` for the
+model) and the whitened residuals have covariance ``M̃ = (I - QQᵀ)Ψ(I - QQᵀ)``, whose block
+j is ``Ψ_j - Q_jQ_jᵀΨ_j - Ψ_jQ_jQ_jᵀ + Q_jΩQ_jᵀ``, ``Ω = Σ_j Q_jᵀΨ_jQ_j``. With ``D_j =
+N_jᵀL_jᵀ`` (``Ψ_j = N_jN_jᵀ``, so ``D_jᵀD_j = Φ_j``) and ``E_j = K_jN_j``:
+``F_j = N_j (E_jᵀM̃_jE_j)^{+1/2} E_jᵀ``. The covariance of the cluster terms becomes
+``P_jk = δ_jk γ_j - (R_jU_kᵀ + U_jR_kᵀ)`` with ``γ_j = C Q_jᵀF_jΨ_jF_jᵀQ_j Cᵀ``, ``R_j =
+C Q_jᵀF_jQ_j`` and ``U_j = C (Q_jᵀF_jΨ_jQ_j - ½ Q_jᵀF_jQ_j Ω)`` (``U_j = R_j/2`` for the
+model); the pairs of clusters are then summed directly. robumeta's user weights take one
+target for the adjustment and another (the identity) for the degrees of freedom.
+
 References
 ----------
 Bell, R. M., & McCaffrey, D. F. (2002). Bias reduction in standard errors for linear
