@@ -68,7 +68,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .._results import array_field
+from .._results import Owned, array_field
 from .._typing import FloatArray
 
 __all__ = [
@@ -166,8 +166,8 @@ def _whiten(
     group_clusters: list[IntArray],
 ) -> tuple[FloatArray, FloatArray, list[FloatArray], list[FloatArray]]:
     """Whitened design and residuals (rows in the input order), and per size group the
-    cluster blocks of ``L_j`` and of ``K_j = L_jᵀL_j``. `theta` is the (k,) diagonal or the
-    (k, k) working covariance (block-diagonal by cluster)."""
+    cluster blocks of ``K_j = L_jᵀL_j`` and (for a matrix Θ only) of ``L_j``. `theta` is the
+    (k,) diagonal or the (k, k) working covariance (block-diagonal by cluster)."""
     z = np.empty_like(x)
     r = np.empty_like(e)
     ks: list[FloatArray] = []
@@ -179,8 +179,7 @@ def _whiten(
         for idx in groups:
             t = theta[idx]  # (g, n)
             ks.append(t[:, :, None] * np.eye(idx.shape[1]))
-            lows.append(np.sqrt(t)[:, :, None] * np.eye(idx.shape[1]))
-        return z, r, ks, lows
+        return z, r, ks, lows  # (no L_j blocks: a target divides by √θ directly)
     for idx, members in zip(groups, group_clusters, strict=True):
         blocks = theta[idx[:, :, None], idx[:, None, :]]  # (g, n, n)
         try:
@@ -199,14 +198,16 @@ def _whiten(
 
 def _whitened_target(
     target: FloatArray,
+    theta: FloatArray,
     lows: list[FloatArray],
     groups: list[IntArray],
     group_clusters: list[IntArray],
 ) -> list[FloatArray]:
     """Per size group the blocks ``Ψ_j = L_j⁻¹ Φ_j L_j⁻ᵀ`` of the target Φ ((k,) or (k, k))
-    in the coordinates whitened by the model (``Ψ_j = I`` when Φ is the model)."""
+    in the coordinates whitened by the model (``Ψ_j = I`` when Φ is the model). `lows`: the
+    Cholesky blocks of a matrix Θ, empty for a diagonal Θ (``theta``: then ``L = √θ``)."""
     out: list[FloatArray] = []
-    for idx, members, low in zip(groups, group_clusters, lows, strict=True):
+    for i, (idx, members) in enumerate(zip(groups, group_clusters, strict=True)):
         if target.ndim == 1:
             blocks = target[idx][:, :, None] * np.eye(idx.shape[1])
         else:
@@ -215,8 +216,13 @@ def _whitened_target(
         bad = np.flatnonzero(~(lam[:, 0] > 0))
         if bad.size:
             raise NotPositiveDefiniteError(int(members[bad[0]]))
-        half = np.linalg.solve(low, blocks)  # L⁻¹Φ
-        psi = np.swapaxes(np.linalg.solve(low, np.swapaxes(half, 1, 2)), 1, 2)  # L⁻¹ΦL⁻ᵀ
+        if not lows:  # diagonal Θ
+            root = np.sqrt(theta[idx])
+            psi = blocks / (root[:, :, None] * root[:, None, :])
+        else:
+            low = lows[i]
+            half = np.linalg.solve(low, blocks)  # L⁻¹Φ
+            psi = np.swapaxes(np.linalg.solve(low, np.swapaxes(half, 1, 2)), 1, 2)  # L⁻¹ΦL⁻ᵀ
         out.append(0.5 * (psi + np.swapaxes(psi, 1, 2)))
     return out
 
@@ -278,7 +284,7 @@ def cluster_pieces(
     def whitened(phi: FloatArray | None) -> tuple[list[FloatArray] | None, FloatArray]:
         if phi is None:
             return None, np.eye(p)
-        blocks = _whitened_target(phi, lows, groups, group_clusters)
+        blocks = _whitened_target(phi, theta, lows, groups, group_clusters)
         om = sum(
             (
                 np.einsum("gnp,gnm,gmr->pr", q[i], b, q[i])
@@ -293,7 +299,7 @@ def cluster_pieces(
     u = np.empty((n_clusters, p))
     gamma = np.empty((n_clusters, p, p))
     s = np.empty((n_clusters, p, p))
-    t = np.empty((n_clusters, p, p))
+    t = np.empty((n_clusters, p, p)) if psis is not None else s
     for i, (idx, members, kk) in enumerate(zip(groups, group_clusters, ks, strict=True)):
         n = idx.shape[1]
         rg, qg = r[idx], q[idx]  # (g, n), (g, n, p)
@@ -305,7 +311,6 @@ def cluster_pieces(
             s[members] = qt @ qg
             if psi is None:
                 gamma[members] = s[members]
-                t[members] = s[members]
             else:
                 t[members] = qt @ psi @ qg
                 gamma[members] = t[members]
@@ -340,11 +345,25 @@ def cluster_pieces(
         g_half = np.swapaxes(f, 1, 2) @ qg  # (g, n, p): F_jᵀ Q_j
         if psi is None:
             gamma[members] = np.swapaxes(g_half, 1, 2) @ g_half
-            t[members] = s[members]
         else:
             gamma[members] = np.swapaxes(g_half, 1, 2) @ psi @ g_half
             t[members] = qt @ f @ psi @ qg
-    return ClusterPieces(r=rr, u=u, gamma=gamma, s=s, t=t, omega=omega, model_target=psis is None)
+    model = psis is None
+    s_owned = _own(s)  # (T = S for the model)
+    return ClusterPieces(
+        r=_own(np.asarray(rr, dtype=np.float64)),
+        u=_own(u),
+        gamma=_own(gamma),
+        s=s_owned,
+        t=s_owned if model else _own(t),
+        omega=_own(omega),
+        model_target=model,
+    )
+
+
+def _own(a: FloatArray) -> Any:
+    """An array made here, handed to the pieces without a copy."""
+    return Owned(a)
 
 
 def _contrast_moments(
