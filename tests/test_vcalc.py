@@ -204,3 +204,49 @@ def test_unequal_sizes_of_one_group_take_the_geometric_mean_covariance() -> None
     expected = math.sqrt(1 / 20 / 30) / math.sqrt((0.1 + 0.05) * (0.1 + 1 / 30))
     assert got[0, 1] == pytest.approx(expected, rel=1e-14)
     assert got[0, 1] == pytest.approx(0.2886751, abs=5e-8)
+
+
+# ---- rvars: the correlation matrices as columns -------------------------------------------
+
+
+def test_rvars_is_metafors_on_berkey1998() -> None:
+    # metafor_mv.json: V <- vcalc(vi = 1, cluster = author, rvars = c(v1i, v2i),
+    # data = dat.berkey1998) (validation/metafor/make_mv_reference.R): the trials' 2 x 2
+    # covariance matrices, read from the lower triangle of the v1i, v2i columns
+    mv = load_reference("metafor_mv.json")
+    ber = mv["datasets"]["berkey1998"]
+    cols = ber["columns"]
+    got = ketameta.vcalc(
+        np.ones(len(cols["yi"])), cluster=cols["author"], rvars=["v1i", "v2i"], data=cols
+    )
+    np.testing.assert_allclose(got, np.array(ber["V"], dtype=float), rtol=1e-13, atol=0.0)
+
+
+def test_rvars_reads_the_lower_triangle() -> None:
+    # metafor 3.8.1: vcalc(vi, cluster = cl, rvars = c(r1, r2, r3)) on these rows gives
+    # V[1, 2] = 0.8485281 (0.6 sqrt(2)), V[4, 5] = 3.577709 (0.8 sqrt(20)), V[4, 6] = 2.449490
+    # (0.5 sqrt(24)), V[5, 6] = 2.738613 (0.5 sqrt(30)); the upper triangle is not read
+    nan = np.nan
+    data = {
+        "vi": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        "cl": [1, 1, 2, 3, 3, 3],
+        "r1": [1.0, 0.6, 1.0, 1.0, 0.8, 0.5],
+        "r2": [0.3, 1.0, nan, 9.0, 1.0, 0.5],
+        "r3": [nan, nan, nan, nan, nan, 1.0],
+    }
+    got = ketameta.vcalc("vi", cluster="cl", rvars=["r1", "r2", "r3"], data=data)
+    assert got[0, 1] == pytest.approx(0.6 * math.sqrt(2.0), rel=1e-15)
+    assert got[3, 4] == pytest.approx(0.8 * math.sqrt(20.0), rel=1e-15)
+    assert got[3, 5] == pytest.approx(0.5 * math.sqrt(24.0), rel=1e-15)
+    assert got[4, 5] == pytest.approx(0.5 * math.sqrt(30.0), rel=1e-15)
+    np.testing.assert_allclose(np.diag(got), data["vi"], rtol=1e-15)
+    as_array = ketameta.vcalc(
+        "vi", cluster="cl", rvars=np.column_stack([data["r1"], data["r2"], data["r3"]]), data=data
+    )
+    np.testing.assert_array_equal(as_array, got)
+    with pytest.raises(ValueError, match="`rvars` has 2 columns but the cluster of study 3"):
+        ketameta.vcalc("vi", cluster="cl", rvars=["r1", "r2"], data=data)
+    with pytest.raises(ValueError, match="study 1 has no value in column 1"):
+        ketameta.vcalc("vi", cluster="cl", rvars=["r1", "r3", "r2"], data=data)
+    with pytest.raises(TypeError, match="obs, rho cannot be used with it"):
+        ketameta.vcalc("vi", cluster="cl", rvars=["r1", "r2", "r3"], obs="cl", rho=0.2, data=data)

@@ -65,6 +65,7 @@ def vcalc(
     w2: Any = None,
     rho: Any = None,
     phi: Any = None,
+    rvars: Any = None,
     data: Any = None,
     sparse: bool = False,
 ) -> Any:
@@ -110,6 +111,13 @@ def vcalc(
     phi : float, optional
         The autocorrelation per unit of `time1` (and `time2`), in [-1, 1] (negative values
         need integer times).
+    rvars : sequence of str or array_like, optional
+        metafor's ``rvars``: the correlation matrix of each cluster, given row by row in
+        its effects' rows. With K columns (names of `data`, arrays, or a ``(k, K)``
+        array), the effects of a cluster of n take the lower triangle of their first n
+        columns (diagonal included; the rest is not read) as their correlation matrix.
+        With every `vi` 1 the matrices are covariances (Berkey et al. 1998's reported 2 × 2
+        matrices). Cannot be combined with `obs`, `type`, times, groups, `rho` or `phi`.
     data : DataFrame or mapping, optional
         Where column names are looked up.
     sparse : bool
@@ -153,11 +161,12 @@ def vcalc(
       effect of a cluster is one condition of the same sample, so ``r_cond =
       phi^|time1_i - time1_j|`` (1 without `time1`).
 
-    Effects of different clusters or subgroups are independent. metafor's ``rvars``
-    (correlation matrices as columns) is not supported: give such a ``V`` as a matrix.
-    Unlike metafor, a correlation matrix for `rho` must be symmetric with a unit
-    diagonal, missing times omit the effect (metafor stops), and a contrast of a condition
-    with itself raises an error (metafor returns NaN everywhere).
+    Effects of different clusters or subgroups are independent. With `rvars`, ``r_ij`` is
+    read from the columns instead (``V_ii = r_ii v_i``). Unlike metafor, a correlation
+    matrix for `rho` must be symmetric with a unit diagonal, missing times omit the effect
+    (metafor stops), a contrast of a condition with itself raises an error (metafor
+    returns NaN everywhere), and `rvars` with other dependence arguments raises an error
+    (metafor ignores the others with a warning).
 
     References
     ----------
@@ -192,6 +201,20 @@ def vcalc(
 
     cl = codes(cluster, "cluster")[1]
     sub = codes(subgroup, "subgroup")[1] if subgroup is not None else np.zeros(k, dtype=np.intp)
+    rv = None
+    if rvars is not None:
+        given = {
+            "obs": obs, "type": type, "time1": time1, "time2": time2, "grp1": grp1,
+            "grp2": grp2, "w1": w1, "w2": w2, "rho": rho, "phi": phi,
+        }  # fmt: skip
+        other = [name for name, value in given.items() if value is not None]
+        if other:
+            msg = (
+                f"`rvars` gives the correlation matrices themselves: {', '.join(other)} "
+                "cannot be used with it (metafor ignores them with a warning)"
+            )
+            raise TypeError(msg)
+        rv = _rvars(rvars, data, k)
     ob = codes(obs, "obs") if obs is not None else None
     ty = codes(type, "type") if type is not None else None
     # the correlation of two effects' labels: r_obs[i, j] (1 where neither label is given)
@@ -278,6 +301,8 @@ def vcalc(
         members = idx[order[s:e]]
         n = members.size
         r = np.ones((n, n))
+        if rv is not None:
+            r = _rvars_block(rv, members)
         if ob is not None:
             c = ob[1][members]
             r = r_obs[c[:, None], c[None, :]]
@@ -295,7 +320,8 @@ def vcalc(
                 phi_value,
                 members,
             )
-        np.fill_diagonal(r, 1.0)
+        if rv is None:  # (rvars: its diagonal is used, V_ii = r_ii v_i)
+            np.fill_diagonal(r, 1.0)
         block = r * sd[members][:, None] * sd[members][None, :]
         if n > 1 and np.linalg.eigvalsh(block)[0] <= 1e-12 * float(np.max(v[members])):
             not_pd.append(int(cl[members[0]]))
@@ -507,3 +533,41 @@ def _inverse_weights(w: Any, data: Any, name: str, k: int, missing: Any) -> Floa
     missing |= np.isnan(arr)
     with np.errstate(invalid="ignore"):
         return np.asarray(1.0 / arr, dtype=np.float64)
+
+
+def _rvars(rvars: Any, data: Any, k: int) -> FloatArray:
+    """The `rvars` columns as a (k, K) array: column names of `data`, a sequence of K
+    columns, or a (k, K) array."""
+    if isinstance(rvars, str):
+        rvars = [rvars]
+    arr = np.asarray(rvars, dtype=object)
+    if arr.ndim == 2 and not isinstance(rvars, list | tuple):
+        cols = [arr[:, j] for j in range(arr.shape[1])]
+    else:
+        cols = [_arg(c, data, "rvars") for c in rvars]
+    out = np.column_stack([as_float(c, "rvars").reshape(-1) for c in cols])
+    check_length(out[:, 0], "rvars", k, of="vi")
+    return np.asarray(out, dtype=np.float64)
+
+
+def _rvars_block(rv: FloatArray, members: Any) -> FloatArray:
+    """The correlation (or, with ``vi = 1``, covariance) matrix of one cluster from the
+    lower triangle of its first n `rvars` columns (metafor's ``rvars``)."""
+    n = members.size
+    if rv.shape[1] < n:
+        msg = (
+            f"`rvars` has {rv.shape[1]} columns but the cluster of study {int(members[0])} "
+            f"has {n} effects: give as many columns as the largest cluster has effects"
+        )
+        raise ValueError(msg)
+    low = np.tril(rv[members][:, :n])
+    used = np.tril(np.ones((n, n), dtype=bool))
+    bad = used & ~np.isfinite(rv[members][:, :n])
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        msg = (
+            f"`rvars`: study {int(members[i])} has no value in column {int(j)} (the lower "
+            "triangle of each cluster's matrix is needed)"
+        )
+        raise ValueError(msg)
+    return np.asarray(low + np.tril(low, -1).T, dtype=np.float64)
