@@ -54,6 +54,7 @@ def _results() -> dict[str, Any]:
         out["RobustResult.wald_test"] = out["ketameta.robust"].wald_test(
             constraints=[[1.0, 0.0], [1.0, 1.0]]
         )
+        out["RobustResult.saddlepoint"] = out["ketameta.robust"].saddlepoint()
         out["PoolResult.tau2_ci"] = out["ketameta.pool"].tau2_ci()
         common = ketameta.subgroups(
             RECIPES["ketameta.subgroups"].args["yi"],

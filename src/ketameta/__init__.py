@@ -52,7 +52,15 @@ from .binary import (
     pool_peto,
     pool_peto_many,
 )
-from .cluster_robust import RobustModel, RobustResult, RobustWaldTest, RVEResult, robust, rve
+from .cluster_robust import (
+    RobustModel,
+    RobustResult,
+    RobustWaldTest,
+    RVEResult,
+    SaddlepointTest,
+    robust,
+    rve,
+)
 from .dependence import vcalc
 from .effect_sizes import MEASURES, EffectSizes, escalc, hedges_correction
 from .metareg import MetaRegResult, PredictResult, WaldTest, metareg
@@ -148,6 +156,7 @@ __all__ = [
     "RobustModel",
     "RobustResult",
     "RobustWaldTest",
+    "SaddlepointTest",
     "SelectionModelResult",
     "SmallSampleWarning",
     "SubgroupResult",

@@ -49,11 +49,20 @@ from ._results import (
     coefficient_frame,
     format_p,
     format_p_with_sign,
+    import_pandas,
     plain,
     table_lines,
 )
 from ._typing import ArrayLike, FloatArray
-from ._validation import as_number, check_choice, check_length, check_level, ints, strings
+from ._validation import (
+    as_float,
+    as_number,
+    check_choice,
+    check_length,
+    check_level,
+    ints,
+    strings,
+)
 from ._warnings import CollinearityWarning, DegenerateDataWarning
 from .effect_sizes import EffectSizes
 from .metareg import MetaRegResult, _btt, _column
@@ -69,6 +78,7 @@ __all__ = [
     "RobustModel",
     "RobustResult",
     "RobustWaldTest",
+    "SaddlepointTest",
     "robust",
     "rve",
 ]
@@ -145,6 +155,52 @@ class RobustWaldTest(RecordResult):
         return f"{head}\n{stat}"
 
 
+@attrs.frozen(kw_only=True)
+class SaddlepointTest(RecordResult):
+    """Cluster-robust t tests of single coefficients with saddlepoint p-values
+    (clubSandwich's ``coef_test(test = "saddlepoint")``; :meth:`RobustResult.saddlepoint`).
+
+    ``statistic`` are the robust t statistics, ``saddlepoint`` the saddlepoints ŝ of the
+    approximation and ``pvalue`` the two-sided p-values ``P(T² > t²)`` under the working
+    model (Bell & McCaffrey 2002; Lugannani & Rice 1980).
+    """
+
+    names: tuple[str, ...] = attrs.field(converter=strings)
+    coef: FloatArray = array_field()
+    se: FloatArray = array_field()
+    statistic: FloatArray = array_field()
+    saddlepoint: FloatArray = array_field()
+    pvalue: FloatArray = array_field()
+    method: str
+
+    def summary(self) -> str:
+        """The coefficient table with the saddlepoint and its p-value (as clubSandwich)."""
+        width = max(8, *(len(n) for n in self.names))
+        lines = [
+            f"{'':{width}s} {'estimate':>9s} {'se':>8s} {'tval':>8s} {'s.p.':>8s} {'pval':>8s}"
+        ]
+        for j, name in enumerate(self.names):
+            lines.append(
+                f"{name:{width}s} {self.coef[j]:9.4f} {self.se[j]:8.4f} "
+                f"{self.statistic[j]:8.4f} {self.saddlepoint[j]:8.4f} "
+                f"{format_p(float(self.pvalue[j])):>8s}"
+            )
+        lines.append(f"(var-cov estimator: {self.method}; p-values: saddlepoint approximation)")
+        return "\n".join(lines)
+
+    def to_frame(self) -> Any:
+        """The table as a pandas DataFrame indexed by coefficient name."""
+        pd = import_pandas()
+        columns = {
+            "estimate": self.coef,
+            "se": self.se,
+            "statistic": self.statistic,
+            "saddlepoint": self.saddlepoint,
+            "pvalue": self.pvalue,
+        }
+        return pd.DataFrame(columns, index=pd.Index(self.names, name="coefficient"))
+
+
 def _df_text(df: float) -> str:
     """Degrees of freedom as metafor prints them: up to two decimals, no trailing zeros."""
     if not math.isfinite(df):
@@ -191,6 +247,10 @@ class RobustResult:
         The robust test that the coefficients `btt` are all 0.
     model : str
         What was fitted (the first line of the model's summary).
+    target : str
+        The working model of the CR2 adjustment and the degrees of freedom: ``"model"``
+        (the model's marginal covariance), ``"user"`` (`target` given to :func:`robust`)
+        or ``"robumeta"`` (:func:`rve` with `userweights`).
     """
 
     coef: FloatArray = array_field()
@@ -215,6 +275,7 @@ class RobustResult:
     btt: tuple[int, ...] = attrs.field(converter=ints)
     omnibus: RobustWaldTest | None
     model: str
+    target: str = "model"
     pieces: _robust.ClusterPieces = attrs.field(repr=False)
 
     @property
@@ -250,6 +311,54 @@ class RobustResult:
                 raise ValueError(msg)
             idx, names = [], tuple(f"constraint {i + 1}" for i in range(c.shape[0]))
         return _wald(self, c, idx, names)
+
+    def saddlepoint(self) -> SaddlepointTest:
+        """The t test of each coefficient with a saddlepoint p-value instead of the
+        Satterthwaite (or residual) t reference (clubSandwich's ``coef_test(test =
+        "saddlepoint")``; Bell & McCaffrey 2002 [1]_; McCaffrey & Bell 2006 [2]_).
+
+        Notes
+        -----
+        Under the working model the robust variance of a coefficient is ``Σ_i λ_i χ²_1``
+        with λ the eigenvalues of the covariance ``P`` of its cluster terms (as for the
+        Satterthwaite degrees of freedom), independent of the estimate. So ``P(T² > t²) =
+        P(X > 0)`` with ``X = Σ_i g_i χ²_1``, ``g = (1, -t² λ/Σλ)``, whose distribution
+        the Lugannani-Rice formula approximates from the cumulant generating function
+        ``K(s) = -½ Σ log(1 - 2 g_i s)`` at its saddlepoint ``K'(ŝ) = 0`` [3]_ [4]_:
+        ``1 - Φ(w) + φ(w)(1/u - 1/w)``, ``w = sign(ŝ) √(-2K(ŝ))``, ``u = ŝ √K''(ŝ)``. It
+        uses the whole distribution of the variance estimate, where Satterthwaite's
+        approximation matches its first two moments; the two usually agree closely.
+        The saddlepoint is solved to machine precision (clubSandwich uses ``uniroot``'s
+        default tolerance, about 1e-4, so its p-values can differ in the fifth digit).
+
+        References
+        ----------
+        .. [1] Bell & McCaffrey (2002), Survey Methodology 28(2):169-181.
+        .. [2] McCaffrey & Bell (2006), Stat Med 25(23):4081-4098.
+           https://doi.org/10.1002/sim.2502
+        .. [3] Lugannani & Rice (1980), Adv Appl Probab 12(2):475-490.
+           https://doi.org/10.2307/1426607
+        .. [4] Kuonen (1999), Biometrika 86(4):929-935.
+           https://doi.org/10.1093/biomet/86.4.929
+        """
+        sp = np.empty(self.p)
+        pv = np.empty(self.p)
+        eye = np.eye(self.p)
+        for j in range(self.p):
+            lam = np.asarray(
+                np.linalg.eigvalsh(_robust.contrast_covariance(self.pieces, eye[j])),
+                dtype=np.float64,
+            )
+            sp[j], pv[j] = _robust.saddlepoint_test(float(self.statistic[j]), lam)
+        return SaddlepointTest(
+            names=self.names,
+            coef=self.coef,
+            se=self.se,
+            statistic=self.statistic,
+            saddlepoint=sp,
+            pvalue=pv,
+            method=self.method,
+        )
 
     # -- output ---------------------------------------------------------------------------
 
@@ -304,7 +413,12 @@ class RobustResult:
         if self.method == "CR1":
             factor = f"CR1, small-sample factor {self.adjust} = {self.factor:.4g}"
         elif self.method == "CR2":
-            factor = "CR2, bias-reduced linearization with the model as working model"
+            working = {
+                "model": "the model",
+                "user": "a user-specified target",
+                "robumeta": "robumeta's working model for user weights",
+            }[self.target]
+            factor = f"CR2, bias-reduced linearization with {working} as working model"
         else:
             factor = self.method
         df = (
@@ -340,18 +454,19 @@ class RVEResult(RobustResult):
     Attributes
     ----------
     modelweights : str
-        ``"CORR"`` (correlated effects) or ``"HIER"`` (hierarchical effects).
+        ``"CORR"`` (correlated effects), ``"HIER"`` (hierarchical effects) or ``"USER"``
+        (`userweights`).
     rho : float
-        The assumed within-cluster correlation of CORR (NaN for HIER).
+        The assumed within-cluster correlation of CORR (NaN otherwise).
     small : bool
         Small-sample corrections (CR2 with Satterthwaite df) or not (CR1 with ``m/(m-p)``
         and ``m - p`` df).
     tau2 : float
-        Between-cluster variance (method of moments).
+        Between-cluster variance (method of moments; NaN with user weights).
     omega2 : float
-        Within-cluster variance of HIER (NaN for CORR).
+        Within-cluster variance of HIER (NaN otherwise).
     i2 : float
-        I² (percent) of CORR (NaN for HIER).
+        I² (percent) of CORR (NaN otherwise).
     weights : ndarray
         The weights of the effects used.
     yi, vi : ndarray
@@ -379,14 +494,14 @@ class RVEResult(RobustResult):
 
     def summary(self) -> str:
         """A printed summary like robumeta's ``print(robu(...))``."""
-        kind = (
-            "Correlated Effects Model"
-            if self.modelweights == "CORR"
-            else "Hierarchical Effects Model"
-        )
+        kind = {
+            "CORR": "Correlated Effects Model",
+            "HIER": "Hierarchical Effects Model",
+            "USER": "User Specified Weights",
+        }[self.modelweights]
         corrections = " with Small-Sample Corrections" if self.small else ""
         sizes = self.cluster_sizes
-        unit = "studies" if self.modelweights == "CORR" else "clusters"
+        unit = "clusters" if self.modelweights == "HIER" else "studies"
         lines = [
             f"RVE: {kind}{corrections}",
             "",
@@ -403,7 +518,7 @@ class RVEResult(RobustResult):
                 f"I.sq = {self.i2:.4f}",
                 f"Tau.sq = {self.tau2:.6f}",
             ]
-        else:
+        elif self.modelweights == "HIER":
             lines += [f"Omega.sq = {self.omega2:.6f}", f"Tau.sq = {self.tau2:.6f}"]
         lines.append("")
         lines += self._table_lines()
@@ -612,6 +727,65 @@ def _check_nested(theta: FloatArray, codes: IntArray, where: IntArray) -> None:
         raise ValueError(msg)
 
 
+def _prepare_target(
+    target: Any, k: int, omitted: tuple[int, ...], codes: IntArray, where: IntArray
+) -> FloatArray | None:
+    """`target` as the (k,) or (k, k) working covariance of the studies used: given for
+    them or for the input studies (then the omitted ones are dropped), positive variances,
+    symmetric, no covariance between clusters, positive definite within each."""
+    if target is None:
+        return None
+    if hasattr(target, "toarray"):  # scipy.sparse
+        target = target.toarray()
+    try:
+        arr = np.array(target, dtype=np.float64)
+    except (TypeError, ValueError):
+        msg = f"`target` must be a vector or a matrix of numbers, got {type(target).__name__}"
+        raise TypeError(msg) from None
+    n_input = k + len(omitted)
+    n = arr.shape[0] if arr.ndim in (1, 2) else -1
+    if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] != n) or n not in (k, n_input):
+        msg = (
+            f"`target` must be a vector of {k} variances or a ({k}, {k}) matrix (one row "
+            f"per study of the model), got shape {arr.shape}"
+        )
+        raise ValueError(msg)
+    if n != k:
+        arr = arr[where] if arr.ndim == 1 else arr[np.ix_(where, where)]
+    if not np.all(np.isfinite(arr)):
+        i = int(np.argwhere(~np.isfinite(arr))[0][0])
+        msg = f"`target` must be finite; it is not for study {where[i]}"
+        raise ValueError(msg)
+    diag = arr if arr.ndim == 1 else np.diag(arr)
+    if not np.all(diag > 0):
+        i = int(np.flatnonzero(~(diag > 0))[0])
+        msg = f"`target` must have positive variances; study {where[i]} has {float(diag[i])!r}"
+        raise ValueError(msg)
+    if arr.ndim == 2:
+        if not np.allclose(arr, arr.T, rtol=1e-10, atol=0.0):
+            msg = "`target` must be a symmetric matrix"
+            raise ValueError(msg)
+        across = (arr != 0.0) & (codes[:, None] != codes[None, :])
+        if across.any():
+            i, j = np.argwhere(across)[0]
+            msg = (
+                f"`target` links studies {where[i]} and {where[j]} of different clusters: "
+                "a working model has no covariance between clusters"
+            )
+            raise ValueError(msg)
+        for c in range(int(codes.max()) + 1):
+            idx = np.flatnonzero(codes == c)
+            if not np.linalg.eigvalsh(arr[np.ix_(idx, idx)])[0] > 0:
+                msg = (
+                    "`target` is not positive definite within the cluster of study "
+                    f"{where[idx[0]]}"
+                )
+                raise ValueError(msg)
+        if np.count_nonzero(arr - np.diag(diag)) == 0:
+            arr = diag.copy()
+    return arr
+
+
 # -- the inference ------------------------------------------------------------------------------
 
 
@@ -634,8 +808,12 @@ def _infer(
     method: str,
     adjust: str | None,
     df_method: str,
+    target: FloatArray | None = None,
+    df_target: FloatArray | None = None,
+    target_name: str = "user",
 ) -> dict[str, Any]:
-    """The fields of a :class:`RobustResult` for the working model `wm`."""
+    """The fields of a :class:`RobustResult` for the working model `wm` (and the CR2 /
+    degrees-of-freedom `target`, when it is not the model's)."""
     x, coef = wm.x, wm.coef
     k, p = x.shape
     m = len(labels)
@@ -649,7 +827,14 @@ def _infer(
     resid = wm.y - x @ coef
     try:
         pieces = _robust.cluster_pieces(
-            x, resid, wm.theta, codes, m, "CR0" if method in ("CR0", "CR1") else method
+            x,
+            resid,
+            wm.theta,
+            codes,
+            m,
+            "CR0" if method in ("CR0", "CR1") else method,
+            target,
+            df_target,
         )
     except _robust.SingularClusterError as exc:
         msg = (
@@ -705,6 +890,7 @@ def _infer(
         "cluster_sizes": sizes,
         "btt": wm.btt,
         "model": wm.model,
+        "target": "model" if target is None and df_target is None else target_name,
         "pieces": pieces,
     }
 
@@ -778,6 +964,7 @@ def robust(
     method: str = "CR2",
     adjust: bool | str = True,
     df: str | None = None,
+    target: Any = None,
 ) -> RobustResult:
     """Cluster-robust tests and confidence intervals for a fitted model (metafor's
     ``robust()``; clubSandwich's ``vcovCR``, ``coef_test`` and ``Wald_test``).
@@ -818,6 +1005,14 @@ def robust(
         ``m - p`` for every test (metafor's "residual" method; F tests with ``m - p``
         denominator df). Default: Satterthwaite for CR2 and CR3, residual for CR0 and CR1
         (as metafor).
+    target : array_like or sparse matrix, optional
+        The working model Φ of the CR2 adjustment and of the Satterthwaite/HTZ degrees of
+        freedom (clubSandwich's ``target``): a vector of variances or a ``(k, k)``
+        covariance matrix (block-diagonal by cluster), one row per study of the model or
+        per input study. Default: the model's own marginal covariance ``M``. The
+        estimates and the weights stay the model's; use a target when the weights are
+        not the inverse of a plausible covariance (e.g. ``target=V``, the sampling
+        covariances alone, or the covariance of another working model).
 
     Returns
     -------
@@ -856,8 +1051,14 @@ def robust(
       ``rma.uni`` and ``rma.mv`` fits, ``inverse_var = TRUE``). Where a cluster fits some
       direction of its effects exactly (``I - H_jj`` singular), the Moore-Penrose inverse
       is used, as clubSandwich does.
+    - CR2 with a `target` Φ (Pustejovsky & Tipton 2018, eq. 5 with Φ ≠ W⁻¹ [4]_):
+      ``A_j = D_jᵀ (D_j (I - H)_j Φ (I - H)_jᵀ D_jᵀ)^{+1/2} D_j`` with ``D_jᵀD_j = Φ_j``,
+      ``H = X B XᵀW`` and ``(I - H)_j`` its rows of cluster j: ``E[V^CR2] = B XᵀWΦWX B``,
+      the covariance of b when Φ is right. The degrees of freedom below take ``Var(y) =
+      Φ``; with Φ = M both reduce to the forms above.
     - Satterthwaite df of ``cᵀb``: ``(tr P)²/tr(P²)`` where ``P`` is the covariance of the
-      cluster terms ``z_j = cᵀB X_jᵀW_jA_j e_j`` under the working model [2]_ [4]_.
+      cluster terms ``z_j = cᵀB X_jᵀW_jA_j e_j`` under the working model [2]_ [4]_
+      (``P_jk = cᵀB X_jᵀW_jA_j (I - H)_j Φ (I - H)_kᵀ A_kᵀW_kX_k B c``).
     - HTZ test of q constraints: ``F = δ Q/q`` ~ F(q, ν - q + 1), ``δ = (ν - q + 1)/ν``,
       ν from the variance of the standardised robust covariance (Zhang's approximation;
       Tipton & Pustejovsky 2015 [3]_). With one constraint it is the Satterthwaite t test.
@@ -903,7 +1104,10 @@ def robust(
     wm = _working_model(result)
     codes, labels, where = _cluster_codes(cluster, wm.x.shape[0], wm.omitted)
     _check_nested(wm.theta, codes, where)
-    fields = _infer(wm, codes, labels, where, method=method, adjust=factor, df_method=df_method)
+    phi = _prepare_target(target, wm.x.shape[0], wm.omitted, codes, where)
+    fields = _infer(
+        wm, codes, labels, where, method=method, adjust=factor, df_method=df_method, target=phi
+    )
     out = RobustResult(**fields, omnibus=None)
     if wm.btt:
         out = attrs.evolve(out, omnibus=out.wald_test(list(wm.btt)))
@@ -1009,6 +1213,7 @@ def rve(
     modelweights: str = "CORR",
     rho: float = 0.8,
     small: bool = True,
+    userweights: ArrayLike | str | None = None,
     level: float = 0.95,
     nan_policy: str = "omit",
 ) -> RVEResult:
@@ -1040,6 +1245,11 @@ def rve(
     small : bool
         Small-sample corrections [2]_: CR2 standard errors and Satterthwaite degrees of
         freedom (default), else CR1 with the factor ``m/(m - p)`` and ``m - p`` df.
+    userweights : array_like or str, optional
+        Weights of your own, one per effect (or a column of `data`): robumeta's
+        ``userweights`` (non-efficient weights, Tipton 2015, appendix [2]_). They replace
+        the model's weights (`modelweights` and `rho` are then unused; no τ̂² is
+        estimated); an effect with a missing weight is omitted.
     level : float
         Confidence level (robumeta: always 0.95).
 
@@ -1067,6 +1277,14 @@ def rve(
     (``Θ = W⁻¹``): CR2 and Satterthwaite df with `small`, as robumeta's small-sample
     corrections (Tipton 2015 [2]_) and clubSandwich's ``vcovCR`` of a ``robu`` fit.
 
+    With `userweights` the weights are not inverse variances of any model, so robumeta
+    takes another working model: the CR2 adjustment with the target ``Φ = diag(v̄_j)``
+    (each effect the mean sampling variance of its cluster: the correlated-effects model
+    with τ² = 0 and ρ = 0) and the Satterthwaite degrees of freedom with ``Φ = I``
+    (:func:`robust`'s `target` notes give the formulas). clubSandwich's ``vcovCR`` of
+    such a fit has the same covariance but takes the df under ``diag(v̄_j)``; ketameta
+    follows robumeta.
+
     References
     ----------
     .. [1] Hedges, Tipton & Johnson (2010), Res Synth Methods 1(1):39-65.
@@ -1089,6 +1307,8 @@ def rve(
     (0.2077, 0.0957, 0.0648)
     """
     modelweights = check_choice(modelweights, "modelweights", MODEL_WEIGHTS)
+    if userweights is not None:
+        modelweights = "USER"
     rho_value = as_number(rho, "rho")
     if not 0.0 <= rho_value <= 1.0:
         msg = f"`rho` must be in [0, 1], got {rho!r}"
@@ -1107,6 +1327,16 @@ def rve(
     missing = np.zeros(n_input, dtype=bool)
     if mm is not None:
         missing[list(mm.missing)] = True
+    user_w = None
+    if userweights is not None:
+        user_w = as_float(_column(userweights, data, "userweights"), "userweights").reshape(-1)
+        check_length(user_w, "userweights", n_input)
+        bad = ~(user_w > 0) & ~np.isnan(user_w) | np.isinf(user_w)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            msg = f"`userweights` must be positive and finite; effect {i} has {float(user_w[i])!r}"
+            raise ValueError(msg)
+        missing |= np.isnan(user_w)
     _, all_codes = group_codes(cluster, "cluster")
     check_length(all_codes.astype(np.float64), "cluster", n_input)
     y, v, kept, omitted, _, _ = prepare_studies(
@@ -1129,7 +1359,14 @@ def rve(
     check_coefficients(p, k)
     codes, labels, where = _cluster_codes(cluster, k, omitted)
     m = len(labels)
-    if modelweights == "CORR":
+    adjust_target = df_target = None
+    if user_w is not None:
+        w = user_w[where]
+        tau2 = omega2 = i2 = rho_value = math.nan
+        sizes = np.bincount(codes, minlength=m)
+        adjust_target = (np.bincount(codes, weights=v, minlength=m) / sizes)[codes]
+        df_target = np.ones(k)
+    elif modelweights == "CORR":
         w, tau2, i2 = _corr_weights(x, y, v, codes, m, rho_value)
         omega2 = math.nan
     else:
@@ -1161,6 +1398,9 @@ def rve(
         method=method,
         adjust=adjust,
         df_method="satterthwaite" if small else "residual",
+        target=adjust_target if small else None,
+        df_target=df_target if small else None,
+        target_name="robumeta",
     )
     out = RVEResult(
         **fields,

@@ -14,8 +14,8 @@ References
 
 from __future__ import annotations
 
-import math
 import warnings
+from collections.abc import Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -58,12 +58,14 @@ def vcalc(
     obs: Any = None,
     type: Any = None,
     time1: Any = None,
+    time2: Any = None,
     grp1: Any = None,
     grp2: Any = None,
     w1: Any = None,
     w2: Any = None,
     rho: Any = None,
     phi: Any = None,
+    rvars: Any = None,
     data: Any = None,
     sparse: bool = False,
 ) -> Any:
@@ -86,20 +88,36 @@ def vcalc(
         Distinguishes effects of different constructs (outcomes) measured in the same
         sample; needs `rho` (two values with `obs`).
     time1 : array_like or str, optional
-        The time of each effect: effects at times ``t`` and ``s`` correlate by
-        ``phi ** |t - s|`` (AR(1)); needs `phi`.
+        The time of each effect (of its first condition, for contrasts): effects at times
+        ``t`` and ``s`` correlate by ``phi ** |t - s|`` (AR(1)); needs `phi`.
+    time2 : array_like or str, optional
+        The time of each contrast's second condition (with `time1`, `grp1` and `grp2`):
+        within-subject contrasts such as a follow-up against baseline in one group
+        (``grp1 = grp2``, ``time1 = 2``, ``time2 = 1``). Default: `time1`.
     grp1, grp2 : array_like or str, optional
         The two groups each effect contrasts (e.g. treatment 1 vs control): contrasts
         sharing a group are correlated through it (multiple-treatment studies, Gleser &
         Olkin 2009 [1]_).
     w1, w2 : array_like or str, optional
-        The sizes (or inverse-variance weights) of the groups ``grp1`` and ``grp2``
-        (default: equal).
-    rho : float or pair of floats, optional
-        The correlation of effects with different `obs` (or `type`); with both, the
-        correlation within a type and between types.
+        The sizes (or inverse-variance weights) of the conditions ``(grp1, time1)`` and
+        ``(grp2, time2)`` (default: equal).
+    rho : float, labelled matrix or pair, optional
+        The correlation of effects with different `obs` (or different `type`): one number,
+        or a correlation matrix with the labels of `obs` (or `type`) as row and column
+        names -- a pandas DataFrame, or a mapping ``{label: {label: r}}`` -- for a
+        correlation per pair of labels. With both `obs` and `type`: a pair, the
+        correlation within a type (between obs) and between types, each a number or a
+        labelled matrix (of the `obs` and of the `type` labels).
     phi : float, optional
-        The autocorrelation per unit of `time1`.
+        The autocorrelation per unit of `time1` (and `time2`), in [-1, 1] (negative values
+        need integer times).
+    rvars : sequence of str or array_like, optional
+        metafor's ``rvars``: the correlation matrix of each cluster, given row by row in
+        its effects' rows. With K columns (names of `data`, arrays, or a ``(k, K)``
+        array), the effects of a cluster of n take the lower triangle of their first n
+        columns (diagonal included; the rest is not read) as their correlation matrix.
+        With every `vi` 1 the matrices are covariances (Berkey et al. 1998's reported 2 × 2
+        matrices). Cannot be combined with `obs`, `type`, times, groups, `rho` or `phi`.
     data : DataFrame or mapping, optional
         Where column names are looked up.
     sparse : bool
@@ -120,23 +138,35 @@ def vcalc(
     Notes
     -----
     Effects ``i ≠ j`` of the same cluster and subgroup have the covariance
-    ``r_ij √(v_i v_j)`` with ``r_ij = r_obs · r_time · r_grp``, where
+    ``r_ij √(v_i v_j)`` with ``r_ij = r_label · r_cond``, where
 
-    * ``r_obs`` is 1 for the same `obs` (or `type`) and `rho` otherwise; with both `type`
-      and `obs`: 1 for the same type and obs, ``rho[0]`` for the same type and another
-      obs, ``rho[1]`` for different types; 1 when neither is given;
-    * ``r_time = phi ** |t_i - t_j|`` (1 without `time1`);
-    * ``r_grp`` (with `grp1`, `grp2`): effect ``i`` contrasts the means of its groups
-      ``a_i`` and ``b_i``, whose variances are ``1/w``; the covariance of two contrasts is
-      the variance of each group they share, with the sign of the positions
-      (``[a_i = a_j]/w_a + [b_i = b_j]/w_b - [a_i = b_j]/w_a - [b_i = a_j]/w_b``), and
-      ``r_grp`` is that over ``√((1/w_{a_i} + 1/w_{b_i})(1/w_{a_j} + 1/w_{b_j}))`` -- 0.5
-      for two treatments against one control of equal sizes (Gleser & Olkin 2009 [1]_,
-      eq. 19.13). Without `grp1`/`grp2` every effect of a cluster is from the same sample
-      (``r_grp = 1``).
+    * ``r_label`` is 1 for the same `obs` (or `type`) and ``rho`` (``rho[o_i, o_j]`` for a
+      matrix) otherwise; with both `type` and `obs`: ``rho[0]`` between different obs of
+      the same type (1 for the same obs) and ``rho[1]`` between types; 1 when neither is
+      given;
+    * ``r_cond`` is the correlation of the effects as contrasts of conditions. Each
+      effect ``i`` is the mean of condition ``(grp1_i, time1_i)`` minus that of
+      ``(grp2_i, time2_i)``; a condition's mean has variance ``1/w`` and two conditions
+      ``c``, ``d`` have covariance
 
-    Effects of different clusters or subgroups are independent. Within-subject contrasts
-    (metafor's ``time2``) and correlation matrices for `rho` are not supported.
+      ``C(c, d) = [group_c = group_d] · phi^|t_c - t_d| · √((1/w_c)(1/w_d))``
+
+      (measurements of one group are autocorrelated over time, different groups are
+      independent). The covariance of two effects is the signed sum
+      ``C(1_i, 1_j) - C(1_i, 2_j) - C(2_i, 1_j) + C(2_i, 2_j)`` and ``r_cond`` is that over
+      the square root of the product of the two variances (Gleser & Olkin 2009 [1]_,
+      eq. 19.13, with time). Two treatments against one control of equal sizes at one
+      time: 0.5; follow-ups at times 2 and 3 against baseline 1 in one group:
+      ``(1 - phi²)/√((2 - 2phi)(2 - 2phi²))``. Without `grp1`/`grp2` every
+      effect of a cluster is one condition of the same sample, so ``r_cond =
+      phi^|time1_i - time1_j|`` (1 without `time1`).
+
+    Effects of different clusters or subgroups are independent. With `rvars`, ``r_ij`` is
+    read from the columns instead (``V_ii = r_ii v_i``). Unlike metafor, a correlation
+    matrix for `rho` must be symmetric with a unit diagonal, missing times omit the effect
+    (metafor stops), a contrast of a condition with itself raises an error (metafor
+    returns NaN everywhere), and `rvars` with other dependence arguments raises an error
+    (metafor ignores the others with a warning).
 
     References
     ----------
@@ -162,44 +192,60 @@ def vcalc(
         raise ValueError(msg)
     missing = np.isnan(v)
 
-    def codes(value: Any, name: str) -> Any:
-        _, c = group_codes(_arg(value, data, name), name)
+    def codes(value: Any, name: str) -> tuple[list[Any], Any]:
+        levels, c = group_codes(_arg(value, data, name), name)
         c = np.asarray(c)
         check_length(cast("FloatArray", c), name, k, of="vi")
         missing[:] |= c < 0
-        return c
+        return levels, c
 
-    cl = codes(cluster, "cluster")
-    sub = codes(subgroup, "subgroup") if subgroup is not None else np.zeros(k, dtype=np.intp)
+    cl = codes(cluster, "cluster")[1]
+    sub = codes(subgroup, "subgroup")[1] if subgroup is not None else np.zeros(k, dtype=np.intp)
+    rv = None
+    if rvars is not None:
+        given = {
+            "obs": obs, "type": type, "time1": time1, "time2": time2, "grp1": grp1,
+            "grp2": grp2, "w1": w1, "w2": w2, "rho": rho, "phi": phi,
+        }  # fmt: skip
+        other = [name for name, value in given.items() if value is not None]
+        if other:
+            msg = (
+                f"`rvars` gives the correlation matrices themselves: {', '.join(other)} "
+                "cannot be used with it (metafor ignores them with a warning)"
+            )
+            raise TypeError(msg)
+        rv = _rvars(rvars, data, k)
     ob = codes(obs, "obs") if obs is not None else None
     ty = codes(type, "type") if type is not None else None
-    if (ob is not None or ty is not None) and rho is None:
-        msg = "`rho` is required with `obs` or `type` (the correlation of their effects)"
-        raise TypeError(msg)
-    rho_within = rho_between = 1.0
-    if ob is not None and ty is not None:
-        items = [rho] if isinstance(rho, int | float) else list(rho)
-        if len(items) != 2:
-            msg = "with both `obs` and `type`, `rho` must give two correlations (within, between)"
-            raise ValueError(msg)
-        rho_within = _correlation(items[0], "rho")
-        rho_between = _correlation(items[1], "rho")
-    elif ob is not None or ty is not None:
-        rho_within = _correlation(rho, "rho")
-    t = None
+    # the correlation of two effects' labels: r_obs[i, j] (1 where neither label is given)
+    r_obs, r_type = _label_correlations(rho, ob, ty)
+    t1 = t2 = None
     phi_value = 1.0
+    if time2 is not None and time1 is None:
+        msg = "`time2` needs `time1` (the time of each effect's first condition)"
+        raise TypeError(msg)
+    if time2 is not None and (grp1 is None or grp2 is None):
+        msg = (
+            "`time2` needs `grp1` and `grp2`: it is the time of each contrast's second "
+            "condition (use grp1 = grp2 for a within-subject contrast)"
+        )
+        raise TypeError(msg)
     if time1 is not None:
-        t = as_float(_arg(time1, data, "time1"), "time1").reshape(-1)
-        check_length(t, "time1", k, of="vi")
-        if np.isinf(t).any():
-            i = int(np.flatnonzero(np.isinf(t))[0])
-            msg = f"`time1` must be finite; study {i} has time1={t[i]!r}"
-            raise ValueError(msg)
-        missing |= np.isnan(t)
+        t1 = _times(time1, data, "time1", k, missing)
+        t2 = _times(time2, data, "time2", k, missing) if time2 is not None else t1
         if phi is None:
             msg = "`phi` is required with `time1` (the autocorrelation per unit of time)"
             raise TypeError(msg)
         phi_value = _correlation(phi, "phi")
+        if phi_value < 0:
+            lags = np.concatenate((t1, t2))
+            lags = lags[np.isfinite(lags)]
+            if np.any(lags != np.round(lags)):
+                msg = (
+                    f"`phi` = {phi_value!r} is negative, so the times must be integers "
+                    "(phi ** |t - s| is not real otherwise)"
+                )
+                raise ValueError(msg)
     g1 = g2 = None
     inv_w1 = inv_w2 = None
     if (grp1 is None) != (grp2 is None):
@@ -218,7 +264,23 @@ def vcalc(
         g2 = np.array([names[levels2[c]] if c >= 0 else -1 for c in c2], dtype=np.intp)
         inv_w1 = _inverse_weights(w1, data, "w1", k, missing)
         inv_w2 = _inverse_weights(w2, data, "w2", k, missing)
-        _check_group_weights(cl, sub, g1, g2, inv_w1, inv_w2, missing)
+    # each effect as a contrast of (at most two) conditions: group, time, variance 1/w, sign
+    zeros = np.zeros(k)
+    if g1 is not None:
+        assert g2 is not None
+        assert inv_w1 is not None
+        assert inv_w2 is not None
+        cond_g = np.stack((g1, g2), axis=1)
+        cond_t = np.stack(
+            (t1 if t1 is not None else zeros, t2 if t2 is not None else zeros), axis=1
+        )
+        cond_w = np.stack((inv_w1, inv_w2), axis=1)
+        cond_s = np.tile(np.array([1.0, -1.0]), (k, 1))
+    else:  # one condition per effect, all in the same sample
+        cond_g = np.zeros((k, 1), dtype=np.intp)
+        cond_t = (t1 if t1 is not None else zeros)[:, None]
+        cond_w = np.ones((k, 1))
+        cond_s = np.ones((k, 1))
     # pairs of effects in the same cluster and subgroup
     ok = ~missing
     idx = np.flatnonzero(ok)
@@ -239,33 +301,27 @@ def vcalc(
         members = idx[order[s:e]]
         n = members.size
         r = np.ones((n, n))
-        if ob is not None and ty is not None:
-            same_t = ty[members][:, None] == ty[members][None, :]
-            same_o = ob[members][:, None] == ob[members][None, :]
-            r = np.where(same_t, np.where(same_o, 1.0, rho_within), rho_between)
-        elif ob is not None or ty is not None:
-            lab = ob if ob is not None else ty
-            assert lab is not None
-            r = np.where(lab[members][:, None] == lab[members][None, :], 1.0, rho_within)
-        if t is not None:
-            lag = np.abs(t[members][:, None] - t[members][None, :])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = r * np.where(lag == 0, 1.0, np.power(phi_value, lag))
-        if g1 is not None:
-            assert g2 is not None
-            assert inv_w1 is not None
-            assert inv_w2 is not None
-            a, b = g1[members], g2[members]
-            wa, wb = inv_w1[members], inv_w2[members]
-            cov = (
-                (a[:, None] == a[None, :]) * wa[:, None]
-                + (b[:, None] == b[None, :]) * wb[:, None]
-                - (a[:, None] == b[None, :]) * wa[:, None]
-                - (b[:, None] == a[None, :]) * wb[:, None]
+        if rv is not None:
+            r = _rvars_block(rv, members)
+        if ob is not None:
+            c = ob[1][members]
+            r = r_obs[c[:, None], c[None, :]]
+        if ty is not None:
+            c = ty[1][members]
+            between = r_type[c[:, None], c[None, :]]
+            # with both labels, the obs correlation applies within a type only
+            r = np.where(c[:, None] == c[None, :], r, between)
+        if t1 is not None or g1 is not None:
+            r = r * _contrast_correlation(
+                cond_g[members],
+                cond_t[members],
+                cond_w[members],
+                cond_s[members],
+                phi_value,
+                members,
             )
-            var = wa + wb
-            r = r * cov / np.sqrt(var[:, None] * var[None, :])
-        np.fill_diagonal(r, 1.0)
+        if rv is None:  # (rvars: its diagonal is used, V_ii = r_ii v_i)
+            np.fill_diagonal(r, 1.0)
         block = r * sd[members][:, None] * sd[members][None, :]
         if n > 1 and np.linalg.eigvalsh(block)[0] <= 1e-12 * float(np.max(v[members])):
             not_pd.append(int(cl[members[0]]))
@@ -298,6 +354,170 @@ def vcalc(
     return out
 
 
+def _times(value: Any, data: Any, name: str, k: int, missing: Any) -> FloatArray:
+    t = as_float(_arg(value, data, name), name).reshape(-1)
+    check_length(t, name, k, of="vi")
+    if np.isinf(t).any():
+        i = int(np.flatnonzero(np.isinf(t))[0])
+        msg = f"`{name}` must be finite; study {i} has {name}={t[i]!r}"
+        raise ValueError(msg)
+    missing |= np.isnan(t)
+    return t
+
+
+def _contrast_correlation(
+    g: Any, t: FloatArray, iw: FloatArray, sign: FloatArray, phi: float, members: Any
+) -> FloatArray:
+    """The correlation of the effects of one cluster as contrasts of conditions.
+
+    Condition ``a`` (group ``g_a``, time ``t_a``, variance ``1/w_a``) and condition ``b``
+    have the covariance ``[g_a = g_b] phi^|t_a - t_b| sqrt(1/w_a 1/w_b)``; an effect is the
+    signed sum of its conditions (``+`` first, ``-`` second).
+    """
+    same = g[:, :, None, None] == g[None, None, :, :]
+    lag = np.abs(t[:, :, None, None] - t[None, None, :, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        decay = np.where(lag == 0, 1.0, np.power(phi, np.where(same, lag, 0.0)))
+    scale = np.sqrt(iw[:, :, None, None] * iw[None, None, :, :])
+    signs = sign[:, :, None, None] * sign[None, None, :, :]
+    cov = np.sum(same * decay * scale * signs, axis=(1, 3))
+    var = np.diag(cov).copy()
+    tiny = var <= 1e-12 * np.sum(iw, axis=1)
+    if tiny.any():
+        i = int(members[np.flatnonzero(tiny)[0]])
+        msg = (
+            f"study {i} contrasts a condition with itself (the same group at the same time, "
+            "or at times whose correlation phi ** |time1 - time2| is 1): its sampling "
+            "variance would be 0; check `grp1`, `grp2`, `time1`, `time2` and `phi`"
+        )
+        raise ValueError(msg)
+    sd = np.sqrt(var)
+    return np.asarray(cov / (sd[:, None] * sd[None, :]), dtype=np.float64)
+
+
+def _is_matrix(value: Any) -> bool:
+    if hasattr(value, "columns") and hasattr(value, "index"):
+        return True
+    if isinstance(value, Mapping):
+        return True
+    return bool(np.ndim(value) == 2) if not isinstance(value, str) else False
+
+
+def _level_name(level: Any) -> list[Any]:
+    """The labels a level may carry in a correlation matrix (R names numbers as strings)."""
+    out = [level]
+    if isinstance(level, float | int | np.integer | np.floating) and not isinstance(level, bool):
+        if float(level).is_integer():
+            out += [int(level), str(int(level))]
+        out.append(str(level))
+    return out
+
+
+def _rho_matrix(value: Any, levels: list[Any], codes: Any, label: str) -> FloatArray:
+    """A correlation matrix with labels, aligned to the levels of `obs` or `type`."""
+    if hasattr(value, "columns") and hasattr(value, "index"):
+        rows = list(value.index)
+        cols = list(value.columns)
+        mat = as_float(np.asarray(value.to_numpy(dtype=float)), "rho")
+    elif isinstance(value, Mapping):
+        rows = list(value)
+        cols = list(dict.fromkeys(c for r in value.values() for c in r))
+        try:
+            mat = np.array([[float(value[r].get(c, np.nan)) for c in cols] for r in rows])
+        except (TypeError, ValueError, AttributeError):
+            msg = "`rho` as a mapping must map each label to a mapping {label: correlation}"
+            raise TypeError(msg) from None
+    else:
+        msg = (
+            "a correlation matrix given as `rho` needs labels (the values of "
+            f"`{label}`): give a pandas DataFrame with them as index and columns, or a "
+            "mapping {label: {label: correlation}}"
+        )
+        raise TypeError(msg)
+    if mat.shape != (len(rows), len(cols)) or len(rows) != len(cols):
+        msg = f"`rho` must be a square correlation matrix, got shape {mat.shape}"
+        raise ValueError(msg)
+    if set(map(repr, rows)) != set(map(repr, cols)):
+        msg = "`rho` must have the same labels in its rows and columns"
+        raise ValueError(msg)
+    col_of = {c: j for j, c in enumerate(cols)}
+    mat = mat[:, [col_of[r] for r in rows]]
+    if np.any(np.isnan(mat)) or np.any(np.abs(mat) > 1):
+        msg = "`rho`: every correlation in the matrix must be in [-1, 1]"
+        raise ValueError(msg)
+    if not np.allclose(np.diag(mat), 1.0, rtol=0.0, atol=1e-12):
+        msg = "`rho` must have 1 on its diagonal (a correlation matrix, not a covariance matrix)"
+        raise ValueError(msg)
+    if not np.allclose(mat, mat.T, rtol=0.0, atol=1e-12):
+        msg = "`rho` must be a symmetric correlation matrix"
+        raise ValueError(msg)
+    row_of = {r: i for i, r in enumerate(rows)}
+    pos: list[int] = []
+    used = set(np.asarray(codes)[np.asarray(codes) >= 0].tolist())
+    for li, lv in enumerate(levels):
+        hit = next((row_of[n] for n in _level_name(lv) if n in row_of), None)
+        if hit is None:
+            if li in used:
+                msg = f"`rho` has no row and column for the `{label}` value {lv!r}"
+                raise ValueError(msg)
+            hit = 0
+        pos.append(hit)
+    out = mat[np.ix_(pos, pos)]
+    np.fill_diagonal(out, 1.0)
+    return np.asarray(out, dtype=np.float64)
+
+
+def _one_rho(value: Any, labels: tuple[list[Any], Any], label: str) -> FloatArray:
+    levels, codes = labels
+    n = len(levels)
+    if _is_matrix(value):
+        return _rho_matrix(value, levels, codes, label)
+    r = _correlation(value, "rho")
+    out = np.full((n, n), r)
+    np.fill_diagonal(out, 1.0)
+    return out
+
+
+def _label_correlations(
+    rho: Any, ob: tuple[list[Any], Any] | None, ty: tuple[list[Any], Any] | None
+) -> tuple[FloatArray, FloatArray]:
+    """The correlation of two labels of `obs` and of `type` (1 for the same label).
+
+    With both, ``rho[0]`` applies within a type (between obs) and ``rho[1]`` between types:
+    the caller uses the `obs` matrix for pairs of the same type and the `type` matrix
+    otherwise.
+    """
+    one = np.ones((1, 1))
+    if ob is None and ty is None:
+        return one, one
+    if rho is None:
+        msg = "`rho` is required with `obs` or `type` (the correlation of their effects)"
+        raise TypeError(msg)
+    if ob is not None and ty is not None:
+        items = None if _is_matrix(rho) or isinstance(rho, str) else rho
+        try:
+            items = list(items) if items is not None else None
+        except TypeError:
+            items = None
+        if items is None or len(items) != 2:
+            msg = (
+                "with both `obs` and `type`, `rho` must give two correlations (within a "
+                "type, between types), each a number or a labelled matrix"
+            )
+            raise ValueError(msg)
+        return _one_rho(items[0], ob, "obs"), _one_rho(items[1], ty, "type")
+    labels = ob if ob is not None else ty
+    assert labels is not None
+    if not _is_matrix(rho) and np.ndim(rho) != 0:
+        msg = (
+            "with only `obs` or only `type`, `rho` must be one correlation or a labelled "
+            "correlation matrix"
+        )
+        raise ValueError(msg)
+    r = _one_rho(rho, labels, "obs" if ob is not None else "type")
+    return (r, one) if ob is not None else (one, r)
+
+
 def _inverse_weights(w: Any, data: Any, name: str, k: int, missing: Any) -> FloatArray:
     if w is None:
         return np.ones(k)
@@ -315,18 +535,39 @@ def _inverse_weights(w: Any, data: Any, name: str, k: int, missing: Any) -> Floa
         return np.asarray(1.0 / arr, dtype=np.float64)
 
 
-def _check_group_weights(
-    cl: Any, sub: Any, g1: Any, g2: Any, iw1: FloatArray, iw2: FloatArray, missing: Any
-) -> None:
-    """A group must have one size within its cluster."""
-    seen: dict[tuple[int, int, int], tuple[float, int]] = {}
-    for i in np.flatnonzero(~missing):
-        for g, w in ((g1[i], iw1[i]), (g2[i], iw2[i])):
-            key = (int(cl[i]), int(sub[i]), int(g))
-            if key in seen and not math.isclose(seen[key][0], float(w), rel_tol=1e-12):
-                msg = (
-                    f"group sizes differ for the same group in one cluster (studies "
-                    f"{seen[key][1]} and {int(i)}): `w1`/`w2` must give one size per group"
-                )
-                raise ValueError(msg)
-            seen.setdefault(key, (float(w), int(i)))
+def _rvars(rvars: Any, data: Any, k: int) -> FloatArray:
+    """The `rvars` columns as a (k, K) array: column names of `data`, a sequence of K
+    columns, or a (k, K) array."""
+    if isinstance(rvars, str):
+        rvars = [rvars]
+    arr = np.asarray(rvars, dtype=object)
+    if arr.ndim == 2 and not isinstance(rvars, list | tuple):
+        cols = [arr[:, j] for j in range(arr.shape[1])]
+    else:
+        cols = [_arg(c, data, "rvars") for c in rvars]
+    out = np.column_stack([as_float(c, "rvars").reshape(-1) for c in cols])
+    check_length(out[:, 0], "rvars", k, of="vi")
+    return np.asarray(out, dtype=np.float64)
+
+
+def _rvars_block(rv: FloatArray, members: Any) -> FloatArray:
+    """The correlation (or, with ``vi = 1``, covariance) matrix of one cluster from the
+    lower triangle of its first n `rvars` columns (metafor's ``rvars``)."""
+    n = members.size
+    if rv.shape[1] < n:
+        msg = (
+            f"`rvars` has {rv.shape[1]} columns but the cluster of study {int(members[0])} "
+            f"has {n} effects: give as many columns as the largest cluster has effects"
+        )
+        raise ValueError(msg)
+    low = np.tril(rv[members][:, :n])
+    used = np.tril(np.ones((n, n), dtype=bool))
+    bad = used & ~np.isfinite(rv[members][:, :n])
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        msg = (
+            f"`rvars`: study {int(members[i])} has no value in column {int(j)} (the lower "
+            "triangle of each cluster's matrix is needed)"
+        )
+        raise ValueError(msg)
+    return np.asarray(low + np.tril(low, -1).T, dtype=np.float64)

@@ -34,6 +34,18 @@ HTZ test), the same covariances of the standardised ``Ω^{-1/2}C z`` give Zhang'
 degrees of freedom of the approximating Hotelling T² (Tipton & Pustejovsky 2015, eq. 12).
 The traces are evaluated through p × p products (never m × m matrices).
 
+Another working model. clubSandwich's ``target`` Φ replaces Θ in the CR2 adjustment and in
+the moments above while the weights stay ``W = Θ⁻¹`` (Pustejovsky & Tipton 2018, eq. 5
+with Φ ≠ W⁻¹). In the coordinates whitened by Θ, ``Ψ_j = L_j⁻¹Φ_jL_j⁻ᵀ`` (``I`` for the
+model) and the whitened residuals have covariance ``M̃ = (I - QQᵀ)Ψ(I - QQᵀ)``, whose block
+j is ``Ψ_j - Q_jQ_jᵀΨ_j - Ψ_jQ_jQ_jᵀ + Q_jΩQ_jᵀ``, ``Ω = Σ_j Q_jᵀΨ_jQ_j``. With ``D_j =
+N_jᵀL_jᵀ`` (``Ψ_j = N_jN_jᵀ``, so ``D_jᵀD_j = Φ_j``) and ``E_j = K_jN_j``:
+``F_j = N_j (E_jᵀM̃_jE_j)^{+1/2} E_jᵀ``. The covariance of the cluster terms becomes
+``P_jk = δ_jk γ_j - (R_jU_kᵀ + U_jR_kᵀ)`` with ``γ_j = C Q_jᵀF_jΨ_jF_jᵀQ_j Cᵀ``, ``R_j =
+C Q_jᵀF_jQ_j`` and ``U_j = C (Q_jᵀF_jΨ_jQ_j - ½ Q_jᵀF_jQ_j Ω)`` (``U_j = R_j/2`` for the
+model); the pairs of clusters are then summed directly. robumeta's user weights take one
+target for the adjustment and another (the identity) for the degrees of freedom.
+
 References
 ----------
 Bell, R. M., & McCaffrey, D. F. (2002). Bias reduction in standard errors for linear
@@ -50,18 +62,22 @@ and Behavioral Statistics, 40(6), 604-634. https://doi.org/10.3102/1076998615606
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
 import numpy as np
 
-from .._results import array_field
+from .._results import Owned, array_field
 from .._typing import FloatArray
 
 __all__ = [
     "ADJUSTMENTS",
     "ClusterPieces",
     "cluster_pieces",
+    "contrast_covariance",
+    "lugannani_rice",
+    "saddlepoint_test",
     "satterthwaite_df",
     "wald_htz_df",
     "wald_statistic",
@@ -105,13 +121,20 @@ class ClusterPieces:
     ``r`` (p, p) the triangular factor; ``u`` (m, p) the cluster scores ``R⁻ᵀX_jᵀW_jA_j e_j``;
     ``gamma`` (m, p, p) and ``s`` (m, p, p) the matrices Γ_j and S_j of the module docstring
     in that parametrisation (without the CR1 factor): ``Γ_j = R Γ_j(β) Rᵀ``, ``S_j =
-    R S_j(β) R⁻¹``.
+    R S_j(β) R⁻¹``; ``t`` and ``omega`` the matrices ``T_j = Q_jᵀF_jΨ_jQ_j`` and ``Ω =
+    Σ_j Q_jᵀΨ_jQ_j`` of a target Φ other than the model (``Ψ_j = L_j⁻¹Φ_jL_j⁻ᵀ``).
     """
 
     r: FloatArray = array_field()
     u: FloatArray = array_field()
     gamma: FloatArray = array_field()
     s: FloatArray = array_field()
+    #: ``T_j`` (m, p, p) and ``Ω`` (p, p) of a target other than the model (module
+    #: docstring, "Another working model"); ``T_j = S_j`` and ``Ω = I`` for the model
+    t: FloatArray = array_field()
+    omega: FloatArray = array_field()
+    #: the target is the model's own covariance (W = Θ⁻¹): the cheap forms of the sums
+    model_target: bool = True
 
     @property
     def rinv(self) -> FloatArray:
@@ -141,13 +164,14 @@ def _whiten(
     theta: FloatArray,
     groups: list[IntArray],
     group_clusters: list[IntArray],
-) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+) -> tuple[FloatArray, FloatArray, list[FloatArray], list[FloatArray]]:
     """Whitened design and residuals (rows in the input order), and per size group the
-    cluster blocks of ``K_j = L_jᵀL_j``. `theta` is the (k,) diagonal or the (k, k)
-    working covariance (block-diagonal by cluster)."""
+    cluster blocks of ``K_j = L_jᵀL_j`` and (for a matrix Θ only) of ``L_j``. `theta` is the
+    (k,) diagonal or the (k, k) working covariance (block-diagonal by cluster)."""
     z = np.empty_like(x)
     r = np.empty_like(e)
     ks: list[FloatArray] = []
+    lows: list[FloatArray] = []
     if theta.ndim == 1:
         root = np.sqrt(theta)
         z[:] = x / root[:, None]
@@ -155,7 +179,7 @@ def _whiten(
         for idx in groups:
             t = theta[idx]  # (g, n)
             ks.append(t[:, :, None] * np.eye(idx.shape[1]))
-        return z, r, ks
+        return z, r, ks, lows  # (no L_j blocks: a target divides by √θ directly)
     for idx, members in zip(groups, group_clusters, strict=True):
         blocks = theta[idx[:, :, None], idx[:, None, :]]  # (g, n, n)
         try:
@@ -168,7 +192,39 @@ def _whiten(
         z[idx] = np.linalg.solve(low, x[idx])
         r[idx] = np.linalg.solve(low, e[idx][:, :, None])[:, :, 0]
         ks.append(np.swapaxes(low, 1, 2) @ low)
-    return z, r, ks
+        lows.append(np.asarray(low, dtype=np.float64))
+    return z, r, ks, lows
+
+
+def _whitened_target(
+    target: FloatArray,
+    theta: FloatArray,
+    lows: list[FloatArray],
+    groups: list[IntArray],
+    group_clusters: list[IntArray],
+) -> list[FloatArray]:
+    """Per size group the blocks ``Ψ_j = L_j⁻¹ Φ_j L_j⁻ᵀ`` of the target Φ ((k,) or (k, k))
+    in the coordinates whitened by the model (``Ψ_j = I`` when Φ is the model). `lows`: the
+    Cholesky blocks of a matrix Θ, empty for a diagonal Θ (``theta``: then ``L = √θ``)."""
+    out: list[FloatArray] = []
+    for i, (idx, members) in enumerate(zip(groups, group_clusters, strict=True)):
+        if target.ndim == 1:
+            blocks = target[idx][:, :, None] * np.eye(idx.shape[1])
+        else:
+            blocks = target[idx[:, :, None], idx[:, None, :]]
+        lam = np.linalg.eigvalsh(blocks)
+        bad = np.flatnonzero(~(lam[:, 0] > 0))
+        if bad.size:
+            raise NotPositiveDefiniteError(int(members[bad[0]]))
+        if not lows:  # diagonal Θ
+            root = np.sqrt(theta[idx])
+            psi = blocks / (root[:, :, None] * root[:, None, :])
+        else:
+            low = lows[i]
+            half = np.linalg.solve(low, blocks)  # L⁻¹Φ
+            psi = np.swapaxes(np.linalg.solve(low, np.swapaxes(half, 1, 2)), 1, 2)  # L⁻¹ΦL⁻ᵀ
+        out.append(0.5 * (psi + np.swapaxes(psi, 1, 2)))
+    return out
 
 
 def cluster_pieces(
@@ -178,15 +234,21 @@ def cluster_pieces(
     codes: IntArray,
     n_clusters: int,
     adjustment: str,
+    target: FloatArray | None = None,
+    df_target: FloatArray | None = None,
 ) -> ClusterPieces:
     """The cluster-level pieces of the sandwich for design `x` (k, p), residuals `resid`
     (k,), working covariance `theta` ((k,) diagonal or (k, k), block-diagonal by cluster)
     and cluster codes ``0 .. n_clusters - 1`` (every code present).
 
     `adjustment` is ``"CR0"`` (also CR1: the factor is applied later), ``"CR2"`` or
-    ``"CR3"``. Raises :class:`SingularClusterError` for CR3 when ``I - H_jj`` is singular
-    and :class:`NotPositiveDefiniteError` for a working covariance block that is not
-    positive definite (both carry the cluster code).
+    ``"CR3"``. `target` (shaped as `theta`): the working model Φ of the CR2 adjustment and
+    of the degrees of freedom when it is not the model's own covariance (the weights stay
+    ``W = Θ⁻¹``). `df_target`: a different working model for the degrees of freedom only
+    (robumeta's user weights; default: `target`). Raises :class:`SingularClusterError`
+    for CR3 when ``I - H_jj`` is singular and :class:`NotPositiveDefiniteError` for a
+    working covariance or target block that is not positive definite (both carry the
+    cluster code).
     """
     p = x.shape[1]
     sizes = np.bincount(codes, minlength=n_clusters)
@@ -200,22 +262,58 @@ def cluster_pieces(
         rows = order[starts[members][:, None] + np.arange(n)]
         groups.append(np.asarray(rows, dtype=np.intp))
         group_clusters.append(members)
-    z, r, ks = _whiten(x, resid, theta, groups, group_clusters)
+    if df_target is None:
+        df_target = target
+    elif target is None:
+        target = theta
+    targets = [a for a in (target, df_target) if a is not None]
+    if any(a.ndim != theta.ndim for a in targets):  # (diagonal and matrix: all matrices)
+
+        def square(a: FloatArray) -> FloatArray:
+            return a if a.ndim == 2 else np.diag(a)
+
+        theta = square(theta)
+        target = None if target is None else square(target)
+        df_target = None if df_target is None else square(df_target)
+    z, r, ks, lows = _whiten(x, resid, theta, groups, group_clusters)
     q, rr = np.linalg.qr(z)
     if not np.all(np.abs(np.diag(rr)) > 0):
         msg = "the design is rank-deficient"
         raise ValueError(msg)
+
+    def whitened(phi: FloatArray | None) -> tuple[list[FloatArray] | None, FloatArray]:
+        if phi is None:
+            return None, np.eye(p)
+        blocks = _whitened_target(phi, theta, lows, groups, group_clusters)
+        om = sum(
+            (
+                np.einsum("gnp,gnm,gmr->pr", q[i], b, q[i])
+                for i, b in zip(groups, blocks, strict=True)
+            ),
+            start=np.zeros((p, p)),
+        )
+        return blocks, 0.5 * (om + om.T)
+
+    psis_adj, omega_adj = whitened(target)
+    psis, omega = (psis_adj, omega_adj) if df_target is target else whitened(df_target)
     u = np.empty((n_clusters, p))
     gamma = np.empty((n_clusters, p, p))
     s = np.empty((n_clusters, p, p))
-    for idx, members, kk in zip(groups, group_clusters, ks, strict=True):
+    t = np.empty((n_clusters, p, p)) if psis is not None else s
+    for i, (idx, members, kk) in enumerate(zip(groups, group_clusters, ks, strict=True)):
         n = idx.shape[1]
         rg, qg = r[idx], q[idx]  # (g, n), (g, n, p)
         qt = np.swapaxes(qg, 1, 2)  # (g, p, n)
+        psi = None if psis is None else psis[i]  # (the working model of the df)
+        psi_adj = None if psis_adj is None else psis_adj[i]  # (of the CR2 adjustment)
         if adjustment == "CR0":  # F_j = I
             u[members] = (qt @ rg[:, :, None])[:, :, 0]
             s[members] = qt @ qg
-            gamma[members] = s[members]
+            if psi is None:
+                gamma[members] = s[members]
+            else:
+                t[members] = qt @ psi @ qg
+                gamma[members] = t[members]
             continue
         c = np.eye(n) - qg @ qt  # I - H_jj in whitened form
         c = 0.5 * (c + np.swapaxes(c, 1, 2))
@@ -224,85 +322,143 @@ def cluster_pieces(
             if np.any(rank < n):
                 raise SingularClusterError(int(members[np.flatnonzero(rank < n)[0]]))
             f = np.linalg.inv(c)
-        else:  # CR2
+        elif psi_adj is None:  # CR2 with the model as working model
             b = kk @ c @ kk
             b = 0.5 * (b + np.swapaxes(b, 1, 2))
             lam, vec = np.linalg.eigh(b)  # ascending
             keep = np.arange(n)[None, :] >= (n - rank)[:, None]
             inv_root = np.where(keep, 1.0 / np.sqrt(np.where(keep, lam, 1.0)), 0.0)
             f = (vec * inv_root[:, None, :]) @ np.swapaxes(vec, 1, 2) @ kk
+        else:  # CR2 with the target: F_j = N_j (E_jᵀ M̃_j E_j)^{+1/2} E_jᵀ, E_j = K_j N_j
+            qq = qg @ qt
+            mt = psi_adj - qq @ psi_adj - psi_adj @ qq + qg @ omega_adj @ qt  # Cov(residuals)
+            nn = np.linalg.cholesky(psi_adj)
+            ee = kk @ nn
+            b = np.swapaxes(ee, 1, 2) @ mt @ ee
+            b = 0.5 * (b + np.swapaxes(b, 1, 2))
+            lam, vec = np.linalg.eigh(b)
+            keep = np.arange(n)[None, :] >= (n - rank)[:, None]
+            inv_root = np.where(keep, 1.0 / np.sqrt(np.where(keep, lam, 1.0)), 0.0)
+            f = nn @ (vec * inv_root[:, None, :]) @ np.swapaxes(vec, 1, 2) @ np.swapaxes(ee, 1, 2)
         u[members] = (qt @ (f @ rg[:, :, None]))[:, :, 0]
         s[members] = qt @ f @ qg
         g_half = np.swapaxes(f, 1, 2) @ qg  # (g, n, p): F_jᵀ Q_j
-        gamma[members] = np.swapaxes(g_half, 1, 2) @ g_half
-    return ClusterPieces(r=rr, u=u, gamma=gamma, s=s)
+        if psi is None:
+            gamma[members] = np.swapaxes(g_half, 1, 2) @ g_half
+        else:
+            gamma[members] = np.swapaxes(g_half, 1, 2) @ psi @ g_half
+            t[members] = qt @ f @ psi @ qg
+    model = psis is None
+    s_owned = _own(s)  # (T = S for the model)
+    return ClusterPieces(
+        r=_own(np.asarray(rr, dtype=np.float64)),
+        u=_own(u),
+        gamma=_own(gamma),
+        s=s_owned,
+        t=s_owned if model else _own(t),
+        omega=_own(omega),
+        model_target=model,
+    )
+
+
+def _own(a: FloatArray) -> Any:
+    """An array made here, handed to the pieces without a copy."""
+    return Owned(a)
 
 
 def _contrast_moments(
     pieces: ClusterPieces, contrasts: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """For contrast rows C (q, p) of β̃: ``γ_j = C Γ_j Cᵀ`` (m, q, q) and ``R_j = C S_j``
-    (m, q, p), so that ``P_st[j, k] = δ_jk γ_j[s, t] - R_j[s]·R_k[t]`` (the bread is I)."""
-    return contrasts @ pieces.gamma @ contrasts.T, contrasts @ pieces.s
+) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+    """For contrast rows C (q, p) of β̃: ``γ_j = C Γ_j Cᵀ`` (m, q, q), ``R_j = C S_j``
+    (m, q, p) and, for a target other than the model, ``U_j = C (T_j - S_j Ω/2)``, so that
+    ``P_st[j, k] = δ_jk γ_j[s, t] - (R_j U_kᵀ + U_j R_kᵀ)[s, t]`` (the bread is I; for the
+    model ``U_j = R_j/2``, returned as None)."""
+    gam = contrasts @ pieces.gamma @ contrasts.T
+    rr = contrasts @ pieces.s
+    if pieces.model_target:
+        return gam, rr, None
+    uu = contrasts @ (pieces.t - 0.5 * pieces.s @ pieces.omega)
+    return gam, rr, uu
 
 
-def _cluster_covariances(gam: FloatArray, rr: FloatArray) -> FloatArray:
-    """``D_j = γ_j - R_j R_jᵀ`` (m, q, q): the covariance of cluster j's terms ``C z_j``
-    (the diagonal blocks of P), taken per cluster: the sums ``Σ_j γ_j`` and ``Σ_j R_jR_jᵀ``
-    nearly cancel when a cluster almost determines a contrast."""
-    d = gam - np.einsum("jsp,jtp->jst", rr, rr)
+def _cluster_covariances(gam: FloatArray, rr: FloatArray, uu: FloatArray | None) -> FloatArray:
+    """``D_j = γ_j - R_j R_jᵀ`` (m, q, q) (``γ_j - R_j U_jᵀ - U_j R_jᵀ`` for a target): the
+    covariance of cluster j's terms ``C z_j`` (the diagonal blocks of P), taken per cluster:
+    the sums ``Σ_j γ_j`` and ``Σ_j R_jR_jᵀ`` nearly cancel when a cluster almost determines a
+    contrast."""
+    if uu is None:
+        d = gam - np.einsum("jsp,jtp->jst", rr, rr)
+    else:
+        cross = np.einsum("jsp,jtp->jst", rr, uu)
+        d = gam - cross - np.swapaxes(cross, 1, 2)
     return np.asarray(0.5 * (d + np.swapaxes(d, 1, 2)), dtype=np.float64)
 
 
-def _pairs_sum(rr: FloatArray) -> float:
-    """``Σ_{j≠k} [(tr M_jk)² + tr(M_jk M_jk)]`` with ``M_jk = R_j R_kᵀ`` (q × q): the part of
-    ``Σ_st Var(d_st)`` from pairs of distinct clusters (the sign of ``P_jk = -M_jk`` squares
-    away).
+def _pairs_sum(rr: FloatArray, uu: FloatArray | None = None) -> float:
+    """``Σ_{j≠k} [(tr M_jk)² + tr(M_jk M_jk)]`` with ``M_jk = R_j R_kᵀ`` (q × q; ``R_j U_kᵀ +
+    U_j R_kᵀ`` for a target): the part of ``Σ_st Var(d_st)`` from pairs of distinct clusters
+    (the sign of ``P_jk = -M_jk`` squares away).
 
     The sum over all pairs is a sum of p × p (qp × qp) products; the pairs j = k, subtracted
     from it, dominate it when one cluster carries most of a contrast (its terms cancel to 1e-8
     relative). While the cancellation costs less than ``LIMIT`` units of rounding the cheap
-    form is used; beyond, the pairs are summed directly (m × m products in blocks)."""
+    form is used; beyond, and for a target other than the model, the pairs are summed
+    directly (m × m products in blocks)."""
     m, q, p = rr.shape
-    flat = rr.reshape(m, q * p)
-    vv = flat.T @ flat  # Σ_jk (vec R_j · vec R_k)² = ||VᵀV||²
-    kmat = np.einsum("jtp,jsr->tspr", rr, rr)  # K_ts = Σ_j R_jt R_jsᵀ
-    full = float(np.sum(vv * vv) + np.einsum("tspr,tsrp->", kmat, kmat))
-    gram = np.einsum("jsp,jtp->jst", rr, rr)  # R_j R_jᵀ
-    self_ = float(np.sum(np.einsum("jss->j", gram) ** 2) + np.sum(gram * gram))
-    cheap = full - self_
-    if cheap > 0.0 and full + self_ <= LIMIT * cheap:
-        return cheap
+    if uu is None:
+        flat = rr.reshape(m, q * p)
+        vv = flat.T @ flat  # Σ_jk (vec R_j · vec R_k)² = ||VᵀV||²
+        kmat = np.einsum("jtp,jsr->tspr", rr, rr)  # K_ts = Σ_j R_jt R_jsᵀ
+        full = float(np.sum(vv * vv) + np.einsum("tspr,tsrp->", kmat, kmat))
+        gram = np.einsum("jsp,jtp->jst", rr, rr)  # R_j R_jᵀ
+        self_ = float(np.sum(np.einsum("jss->j", gram) ** 2) + np.sum(gram * gram))
+        cheap = full - self_
+        if cheap > 0.0 and full + self_ <= LIMIT * cheap:
+            return cheap
     total = 0.0
     block = max(1, 2**20 // max(m * q * q, 1))
     for start in range(0, m, block):
         stop = min(start + block, m)
-        mm = np.einsum("jsp,ktp->jkst", rr[start:stop], rr)  # (b, m, q, q)
+        mm = np.einsum("jsp,ktp->jkst", rr[start:stop], rr if uu is None else uu)  # (b, m, q, q)
+        if uu is not None:
+            mm = mm + np.einsum("jsp,ktp->jkst", uu[start:stop], rr)
         own = np.arange(start, stop)
         mm[own - start, own] = 0.0
         total += float(np.sum(np.einsum("jkss->jk", mm) ** 2) + np.einsum("jkst,jkts->", mm, mm))
     return total
 
 
-def _variance_sum(d: FloatArray, rr: FloatArray) -> float:
+def _variance_sum(d: FloatArray, rr: FloatArray, uu: FloatArray | None) -> float:
     """``Σ_st Var(d_st)`` of ``d = Σ_j (Cz_j)(Cz_j)ᵀ`` with ``Cov(Cz_j, Cz_k) = δ_jk D_j -
-    R_j R_kᵀ`` (Gaussian quadratic forms, Isserlis):
+    M_jk`` (Gaussian quadratic forms, Isserlis):
     ``Σ_jk [(tr P_jk)² + tr(P_jk P_jk)]``, the pairs j = k from D_j directly."""
     own = float(np.sum(np.einsum("jss->j", d) ** 2) + np.einsum("jst,jts->", d, d))
-    return own + _pairs_sum(rr)
+    return own + _pairs_sum(rr, uu)
 
 
 def satterthwaite_df(pieces: ClusterPieces, contrasts: FloatArray) -> FloatArray:
     """Satterthwaite degrees of freedom ``(tr P)² / tr P²`` of each contrast row (q,) of β."""
-    gam, rr = _contrast_moments(pieces, pieces.contrasts(contrasts))
+    gam, rr, uu = _contrast_moments(pieces, pieces.contrasts(contrasts))
     out = np.empty(contrasts.shape[0])
     for i in range(contrasts.shape[0]):
         ri = rr[:, i : i + 1, :]  # (m, 1, p)
-        d = _cluster_covariances(gam[:, i : i + 1, i : i + 1], ri)
+        ui = None if uu is None else uu[:, i : i + 1, :]
+        d = _cluster_covariances(gam[:, i : i + 1, i : i + 1], ri, ui)
         trace = float(np.sum(d))
-        trace_sq = 0.5 * _variance_sum(d, ri)  # Var(Σ z_j²) = 2 tr P²
+        trace_sq = 0.5 * _variance_sum(d, ri, ui)  # Var(Σ z_j²) = 2 tr P²
         out[i] = trace * trace / trace_sq if trace_sq > 0 else np.nan
     return out
+
+
+def contrast_covariance(pieces: ClusterPieces, contrast: FloatArray) -> FloatArray:
+    """The (m, m) covariance ``P`` of the cluster terms ``z_j = cᵀB X_jᵀW_jA_j e_j`` of one
+    contrast row `c` (p,) of β under the working model (``Σ_j z_j² = cᵀV^CR c``)."""
+    gam, rr, uu = _contrast_moments(pieces, pieces.contrasts(contrast[None, :]))
+    a = rr[:, 0, :]
+    v = 0.5 * a if uu is None else uu[:, 0, :]
+    cross = a @ v.T
+    out = np.diag(gam[:, 0, 0]) - cross - cross.T
+    return np.asarray(0.5 * (out + out.T), dtype=np.float64)
 
 
 def _orthonormal_rows(pieces: ClusterPieces, contrasts: FloatArray) -> FloatArray:
@@ -338,13 +494,81 @@ def wald_htz_df(pieces: ClusterPieces, contrasts: FloatArray) -> float:
     Ω^{-1/2}`` and Ω its expectation, under the working model (Tipton & Pustejovsky 2015)."""
     o = _orthonormal_rows(pieces, contrasts)
     q = o.shape[0]
-    gam, rr = _contrast_moments(pieces, o)
-    d = _cluster_covariances(gam, rr)
+    gam, rr, uu = _contrast_moments(pieces, o)
+    d = _cluster_covariances(gam, rr, uu)
     omega = d.sum(axis=0)
     lam, vec = np.linalg.eigh(omega)
     # (a pseudo-inverse root: Ω is singular when a cluster alone determines a contrast,
     # whose residuals then vanish, e.g. a moderator non-zero in one cluster only)
     keep = lam > lam[-1] * RANK_TOL
     w = (vec * np.where(keep, 1.0 / np.sqrt(np.where(keep, lam, 1.0)), 0.0)) @ vec.T
-    total = _variance_sum(w @ d @ w, np.einsum("su,jup->jsp", w, rr))  # standardised
+    ws = None if uu is None else np.einsum("su,jup->jsp", w, uu)
+    total = _variance_sum(w @ d @ w, np.einsum("su,jup->jsp", w, rr), ws)  # standardised
     return q * (q + 1) / total if total > 0 else float("nan")
+
+
+def saddlepoint_test(tstat: float, lam: FloatArray) -> tuple[float, float]:
+    """The saddlepoint p-value of a cluster-robust t statistic (Bell & McCaffrey 2002,
+    sec. 4; Pustejovsky & Tipton 2018) and the saddlepoint ŝ.
+
+    Under the working model ``cᵀb ~ N(0, σ²)`` independent of ``cᵀV^CR c = Σ_i λ_i χ²_1``
+    (λ the eigenvalues of the covariance P of the cluster terms; ``σ² = Σλ`` for an
+    unbiased estimator), so ``P(T² > t²) = P(X > 0)`` for ``X = Σ_i g_i χ²_1`` with
+    ``g = (1, -t² λ/Σλ)``. Its cumulant generating function is ``K(s) = -½ Σ log(1 -
+    2g_i s)``; with ``K'(ŝ) = 0``, ``w = sign(ŝ) √(-2K(ŝ))`` and ``u = ŝ √K''(ŝ)`` the
+    Lugannani-Rice (1980) approximation is ``1 - Φ(w) + φ(w)(1/u - 1/w)`` (Kuonen 1999, for
+    quadratic forms); at ``t² = 1`` (ŝ = 0) its limit ``½ - κ₃/(6√(2π) κ₂^{3/2})``.
+    """
+    from scipy import optimize
+
+    lam = np.clip(np.asarray(lam, dtype=np.float64), 0.0, None)
+    total = float(np.sum(lam))
+    t2 = float(tstat) ** 2
+    if not (total > 0 and math.isfinite(t2)):
+        return math.nan, math.nan
+    if t2 == 0.0:
+        return -math.inf, 1.0
+    g = np.concatenate(([1.0], -t2 * lam[lam > 0] / total))
+
+    def k1(x: float) -> float:
+        return float(np.sum(g / (1.0 - 2.0 * g * x)))
+
+    kappa2 = 2.0 * float(np.sum(g * g))
+    if t2 == 1.0:  # ŝ = 0: the mean of X is 0
+        kappa3 = 8.0 * float(np.sum(g**3))
+        return 0.0, 0.5 - kappa3 / (6.0 * math.sqrt(2.0 * math.pi) * kappa2**1.5)
+    if t2 > 1.0:  # K'(0) = 1 - t² < 0: ŝ in (0, 1/2)
+        lo, hi = 0.0, 0.5 * (1.0 - 1e-15)
+    else:  # ŝ in (1/(2 min g), 0)
+        lo, hi = 0.5 / float(np.min(g)) * (1.0 - 1e-15), 0.0
+    s_hat = float(optimize.brentq(k1, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps))
+    return s_hat, lugannani_rice(g, s_hat)
+
+
+def lugannani_rice(g: FloatArray, s: float) -> float:
+    """``P(Σ g_i χ²_1 > 0)`` by the Lugannani-Rice formula at the saddlepoint `s` (see
+    :func:`saddlepoint_test`).
+
+    With ``a_i = 2 g_i s``: ``w² = Σ log(1 - a_i)`` and ``u² = ½ Σ a_i²/(1 - a_i)²``. Near
+    ``s = 0`` the correction ``1/u - 1/w`` is a difference of two large numbers; it is
+    computed as ``(w² - u²)/((w + u) u w)``, where at the saddlepoint (``Σ a_i/(1 - a_i) =
+    0``) ``w² = Σ_{n≥2} (n-1)/n Σ_i a_iⁿ`` and ``w² - u² = -Σ_{n≥3} (n-1)(n-2)/(2n) Σ_i
+    a_iⁿ``: series without cancellation while every ``|a_i| < 1/2``.
+    """
+    from scipy import special
+
+    a = 2.0 * g * s
+    u2 = 0.5 * float(np.sum(a * a / ((1.0 - a) * (1.0 - a))))
+    if float(np.max(np.abs(a))) < 0.5:
+        n = np.arange(2, 64)
+        powers = np.sum(a[None, :] ** n[:, None], axis=1)  # Σ_i a_iⁿ, n = 2 .. 63
+        w2 = float(np.sum((n - 1) / n * powers))
+        d = -float(np.sum((n - 1) * (n - 2) / (2.0 * n) * powers))
+    else:
+        w2 = float(np.sum(np.log1p(-a)))
+        d = w2 - u2
+    w = math.copysign(math.sqrt(max(w2, 0.0)), s)
+    u = math.copysign(math.sqrt(u2), s)
+    tail = float(special.ndtr(-w))
+    density = math.exp(-0.5 * w * w) / math.sqrt(2.0 * math.pi)
+    return tail + density * d / ((w + u) * u * w)
