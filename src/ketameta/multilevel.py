@@ -1259,6 +1259,8 @@ def pool_mv(
     missing = np.zeros(n_input, dtype=bool)
     for name in variables_of(terms):
         values = column(data, name)
+        if type(values) is list and all(type(val) is int for val in values):
+            values = np.asarray(values)  # (the numeric path of group_codes, at once)
         levels, codes = group_codes(values, name)
         if np.shape(codes)[0] != n_input:
             msg = (
@@ -1348,10 +1350,16 @@ def _fit(
 ) -> MVResult:
     k, p = x.shape
     # orthonormal design for the engine: X = Q R
-    qmat, rmat = np.linalg.qr(x)
-    r_inv = np.linalg.inv(rmat)
+    if p == 1:
+        norm = math.sqrt(float(x[:, 0] @ x[:, 0]))
+        qmat, r_inv = x / norm, np.array([[1.0 / norm]])
+    else:
+        qmat, rmat = np.linalg.qr(x)
+        r_inv = np.linalg.inv(rmat)
     bases = [b for c in comps for b in c.bases]
     groups = [g for c in comps for g in c.groups]
+    if v_entries is not None and np.all(v_entries[1] == v_entries[2]):
+        v_entries = None  # (a diagonal matrix V: its diagonal is `v`)
     if v_entries is None:
         vpairs = (np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp))
         v_arg: Any = v
@@ -1360,13 +1368,12 @@ def _fit(
         off = vr != vc
         vpairs = (vr[off], vc[off])
         v_arg = (vals, vr, vc)
-    block = mv.blocks_of(k, groups, vpairs)
     # the effects centred at a weighted least-squares fit with the sampling variances
     # (ybar = X b0): the likelihoods depend on y only through y - X beta, so the fit is the
     # same with beta shifted by b0, but effects far from 0 relative to their standard
     # errors (1000 +- 1e-4) no longer lose their digits in the residuals
     b0 = _centring(x, y, v if v_entries is None else None, v_entries)
-    layout = mv.make_layout(y - x @ b0, qmat, v_arg, bases, block)
+    layout = mv.make_layout(y - x @ b0, qmat, v_arg, bases, groups, vpairs)
     structures = tuple(c.structure for c in comps)
     model = mv.Model(layout=layout, structures=structures, reml=method == "REML")
     # V must be positive definite (Q_E and the start need V^-1)
@@ -1376,8 +1383,8 @@ def _fit(
         msg = f"`V` is not positive definite (in the block of effects {bad} of the effects used)"
         raise ValueError(msg)
     params, param_comp = _parameters(comps)
-    theta0, free = _start(model, comps, params, fixed, control, y - x @ b0, x, v)
-    nonzero = _nonzero_bases(layout)
+    theta0, free = _start(model, comps, params, fixed, control, layout.y, qmat, v)
+    nonzero = layout.nonzero_bases()
     _fix_unidentified(comps, params, free, theta0, nonzero)
     fit = mv.maximise_with_restarts(
         model,
@@ -1487,6 +1494,9 @@ def _centring(
         diag = np.diagonal(arr).copy() if arr.ndim == 2 else arr.copy()
     if not np.all(np.isfinite(diag)) or not np.all(diag > 0.0):
         return np.zeros(x.shape[1])
+    if x.shape[1] == 1:
+        w = x[:, 0] / diag
+        return np.array([float(w @ y) / float(w @ x[:, 0])])
     sw = 1.0 / np.sqrt(diag)
     b0, *_ = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)
     return np.asarray(b0, dtype=np.float64)
@@ -1500,14 +1510,6 @@ def _non_pd_blocks(layout: mv.Layout) -> list[int]:
             if np.any(np.linalg.eigvalsh(m) <= 0):
                 return [int(i) for i in bk.rows[b][:n]]
     return []  # pragma: no cover - only called when a block failed
-
-
-def _nonzero_bases(layout: mv.Layout) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    out = np.zeros(layout.n_bases, dtype=bool)
-    for bk in layout.buckets:
-        if bk.bases.size:
-            out |= bk.bases.reshape(layout.n_bases, -1).any(axis=1)
-    return out
 
 
 def _parameters(comps: Sequence[Component]) -> tuple[list[_Param], list[int]]:
@@ -1550,9 +1552,9 @@ def _start(
     """Starting values (fixed components at their values) and the free mask."""
     n = len(params)
     k, p = x.shape
-    # the total excess variance of the ordinary least-squares residuals (a moment start)
-    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-    resid = y - x @ beta
+    # the total excess variance of the ordinary least-squares residuals (a moment start;
+    # `x` has orthonormal columns)
+    resid = y - x @ (y @ x)
     mean_v = float(np.mean(v))
     total = float(resid @ resid) / (k - p) - mean_v if k > p else mean_v
     total = max(total, 0.1 * mean_v)
@@ -1698,6 +1700,11 @@ def _multilevel_i2(
     """``I²_l = 100 σ²_l/(Σσ² + ṽ)``, ``ṽ = (k - p)/tr(P)`` with ``W = V⁻¹``."""
     if k <= p:
         return math.nan, np.zeros(0), math.nan
+    if layout.groups is not None:  # (a diagonal V)
+        w = layout.groups.vinv
+        u = layout.x * w[:, None]
+        trp = float(w.sum()) - float(np.sum(u * (u @ np.linalg.inv(layout.x.T @ u))))
+        return _i2_levels(components, comps, (k - p) / trp)
     trp = 0.0
     xtwx = np.zeros((layout.p, layout.p))
     blocks = []
@@ -1711,7 +1718,12 @@ def _multilevel_i2(
     a = np.linalg.inv(xtwx)
     for u in blocks:
         trp -= float(np.einsum("bnp,pq,bnq->", u, a, u))
-    vt = (k - p) / trp
+    return _i2_levels(components, comps, (k - p) / trp)
+
+
+def _i2_levels(
+    components: Sequence[VarianceComponent], comps: Sequence[Component], vt: float
+) -> tuple[float, FloatArray, float]:
     variances = [c for c in components if c.is_variance]
     hetero = any(c.structure.kind in ("HCS", "UN", "DIAG") for c in comps)
     if hetero or not variances:
