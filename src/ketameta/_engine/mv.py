@@ -608,9 +608,10 @@ def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evalua
         out: Evaluation | None = layout._cache["zero", reml]
         return out
     g = layout.groups
+    out = _UNSTABLE
     if g is not None and (not f.size or float(f.min()) >= 0.0):
         out = _evaluate_groups(g, f, reml=reml, order=order)
-    else:
+    if out is _UNSTABLE:
         out = _evaluate_blocks(layout, f, reml=reml, order=order)
     if zero:
         layout._cache["zero", reml] = out
@@ -759,6 +760,18 @@ def _derivatives(
     )
 
 
+#: the closed forms of :func:`_evaluate_groups` subtract: ``W = D⁻¹ - FKΓFᵀ`` loses
+#: ``log10(D⁻¹_ii / W_ii)`` digits on its diagonal (a study far more precise than the
+#: rest of its group, with a large group variance) and ``1ᵀW1 = 1ᵀD⁻¹1 - ...`` about
+#: ``log10(f_c R_jj)`` (a group variance far above its studies' variances). They are used
+#: while ``W_ii / D⁻¹_ii`` is above and ``f_c R_jj`` below ``1 / _CANCELLATION`` (six
+#: digits at most), the blocks of ``M`` beyond
+_CANCELLATION = 1e-6
+
+#: what :func:`_evaluate_groups` returns where its closed forms would lose too many digits
+_UNSTABLE = Evaluation(ll=math.nan, beta=np.zeros(0), a=np.zeros((0, 0)), rss=math.nan)
+
+
 def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Evaluation | None:
     """:func:`evaluate` by the Woodbury identity (Henderson & Searle 1981 [7]_): with
     ``D`` diagonal, ``F = D⁻¹Ψ``, ``R = ΨᵀD⁻¹Ψ``, ``Γ = diag(f_c)`` over the columns of Ψ
@@ -782,19 +795,31 @@ def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Eva
     fm = psi * dinv[:, None]  # F (k, q)
     if g.diagonal:  # (R, K and KΓ diagonal: kept as their diagonals)
         rd = dinv @ psi
+        if rd.size and float((gam * rd).max()) > 1.0 / _CANCELLATION:
+            return _UNSTABLE
         td = 1.0 + gam * rd
         logdet_t = float(np.log(td).sum())
         kd = 1.0 / td
         hd = kd * gam
-        u = dinv[:, None] * x - fm @ (hd[:, None] * (fm.T @ x))  # W X
+        m_diag = dinv * dinv * (psi @ hd)  # diag(F KΓ Fᵀ)
     else:
         r_ = psi.T @ fm  # R (q, q)
+        if float((gam * np.diagonal(r_)).max()) > 1.0 / _CANCELLATION:
+            return _UNSTABLE
         sign, logdet_t = np.linalg.slogdet(g.eye + gam[:, None] * r_)
         if not (sign > 0 and math.isfinite(logdet_t)):  # pragma: no cover - PD for f >= 0
             return None
         kinv = np.linalg.inv(g.eye + gam[:, None] * r_)
         hm = kinv * gam  # K Γ
-        u = dinv[:, None] * x - fm @ (hm @ (fm.T @ x))
+        fh = fm @ hm  # F KΓ
+        m_diag = (fm * fh).sum(axis=1)
+    w_diag = dinv - m_diag  # diag(W)
+    if not (w_diag > _CANCELLATION * dinv).all():
+        return _UNSTABLE
+    if g.diagonal:
+        u = dinv[:, None] * x - fm @ (hd[:, None] * (fm.T @ x))  # W X
+    else:
+        u = dinv[:, None] * x - fh @ (fm.T @ x)
     logdet = float(logdet_t) - float(np.log(dinv).sum())
     fixed = _coefficients(x.T @ u, y @ u)
     if fixed is None:
@@ -807,10 +832,11 @@ def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Eva
     ll = _loglik(k, p, logdet, logdet_x, rss, reml)
     if order == 0 or f.size == 0:
         return Evaluation(ll=ll, beta=beta, a=a, rss=rss)
+    diag_w = (m_diag, w_diag)
     if g.diagonal:
-        sums = _sums_diagonal(g, dinv, fm, rd, kd, hd, u, e, a, reml=reml, order=order)
+        sums = _sums_diagonal(g, dinv, fm, rd, kd, hd, diag_w, u, e, a, reml=reml, order=order)
     else:
-        sums = _sums_dense(g, dinv, fm, r_, kinv, hm, u, e, a, reml=reml, order=order)
+        sums = _sums_dense(g, dinv, fm, r_, kinv, hm, fh, diag_w, u, e, a, reml=reml, order=order)
     return _derivatives(ll, beta, a, rss, sums, reml=reml, order=order)
 
 
@@ -821,6 +847,8 @@ def _sums_dense(
     r_: FloatArray,
     kinv: FloatArray,
     hm: FloatArray,
+    fh: FloatArray,
+    diag_w: tuple[FloatArray, FloatArray],
     u: FloatArray,
     e: FloatArray,
     a: FloatArray,
@@ -828,7 +856,8 @@ def _sums_dense(
     reml: bool,
     order: int,
 ) -> _Sums:
-    """The sums of :class:`_Sums` for :func:`_evaluate_groups` (any ``R``)."""
+    """The sums of :class:`_Sums` for :func:`_evaluate_groups` (any ``R``; ``fh = FKΓ``,
+    `diag_w` the diagonals of ``FKΓFᵀ`` and ``W``)."""
     p = u.shape[1]
     ident = g.identity
     s, st = g.member, g.member_t
@@ -848,9 +877,7 @@ def _sums_dense(
     if g.has_identity:
         # the identity bases: tr W, eᵀe, UᵀU, eᵀU; ‖W‖², tr(A UᵀWU), eᵀWe, and with the
         # group columns ‖WΨ_j‖², tr(A UᵀWΨ_j Y_j), eᵀWΨ_j h_j
-        fh = fm @ hm  # F KΓ
-        m_diag = (fm * fh).sum(axis=1)  # diag(F KΓ Fᵀ)
-        w_diag = dinv - m_diag
+        m_diag, w_diag = diag_w
         tr_wb = tr_wb + ident * float(w_diag.sum())
         ebe = ebe + ident * float(e @ e)
         q = q + ident[:, None, None] * (u.T @ u)
@@ -879,6 +906,7 @@ def _sums_diagonal(
     rd: FloatArray,
     kd: FloatArray,
     hd: FloatArray,
+    diag_w: tuple[FloatArray, FloatArray],
     u: FloatArray,
     e: FloatArray,
     a: FloatArray,
@@ -907,9 +935,7 @@ def _sums_diagonal(
         tr_ar = (st * (gd * ((yq @ a) * yq).sum(axis=1))) @ s if reml else None
         ehe = (st * (gd * h * h)) @ s
     if g.has_identity:
-        c = g.psi @ hd  # per study: KΓ of its column (0 in none)
-        m_diag = dinv * dinv * c  # diag(F KΓ Fᵀ)
-        w_diag = dinv - m_diag
+        m_diag, w_diag = diag_w
         tr_wb = tr_wb + ident * float(w_diag.sum())
         ebe = ebe + ident * float(e @ e)
         q = q + ident[:, None, None] * (u.T @ u)
@@ -972,6 +998,15 @@ class Model:
         """Whether the basis coefficients are the parameters themselves (random intercepts,
         ``ID``, ``DIAG``): ``f = θ``, ``∂f/∂θ = I``, no curvature."""
         return all(s.kind in ("sigma2", "ID", "DIAG") for s in self.structures)
+
+    def scales(self) -> FloatArray:
+        """A typical size of each parameter: the mean sampling variance (its square root
+        for a standard deviation), 1 for a correlation."""
+        v = self.layout.v
+        diag = v[0][v[1] == v[2]] if isinstance(v, tuple) else v
+        var = float(np.mean(diag)) if diag.size else 1.0
+        table = {VAR: var, SD: math.sqrt(var), COR: 1.0}
+        return np.array([table[kind] for kind in self.param_kinds()])
 
     def coefficients(self, theta: FloatArray) -> FloatArray:
         if self.linear:
@@ -1123,7 +1158,12 @@ def maximise(
                 decrement = float(gm @ direction)
                 new = _line_search(model, point, move, direction, lo, hi)
         if new is None:
-            converged = decrement <= tol
+            # no step increases the likelihood: a maximum if the Newton decrement is small,
+            # or if no parameter can change it to first order by more than the tolerance
+            # over its own scale (a direction in which the likelihood is flat, e.g. a
+            # variance confounded with the coefficients, where the curvature is rounding)
+            scale = np.abs(theta[move]) + model.scales()[move]
+            converged = decrement <= tol or float(np.abs(gm) @ scale) <= tol
             return Fit(
                 theta=theta,
                 ev=point.ev,
