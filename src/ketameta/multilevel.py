@@ -987,6 +987,18 @@ def _root(func: Callable[[float], float], a: float, b: float, fb_or_fa: float) -
 # ======================================================================================
 
 
+def _plain_integers(values: Any) -> bool:
+    """A 1-D NumPy array of integers below 2⁵³ in magnitude (group labels that
+    :func:`group_codes` would take through floats unchanged)."""
+    return (
+        isinstance(values, np.ndarray)
+        and values.ndim == 1
+        and values.dtype.kind in "iu"
+        and values.size > 0
+        and int(np.abs(values).max()) < 2**53
+    )
+
+
 def _prepare_v(v_in: Any, n: int) -> tuple[FloatArray, FloatArray | sp.coo_array | None]:
     """The sampling variances (diagonal of `V`) and, for a matrix, the matrix (dense array
     or COO sparse); for a vector ``(v, None)``."""
@@ -1256,12 +1268,18 @@ def pool_mv(
     terms = parse_random(random, struct)
     # grouping variables
     coded_all: dict[str, tuple[list[Any], Any]] = {}
+    compact: set[str] = set()
     missing = np.zeros(n_input, dtype=bool)
     for name in variables_of(terms):
         values = column(data, name)
         if type(values) is list and all(type(val) is int for val in values):
-            values = np.asarray(values)  # (the numeric path of group_codes, at once)
-        levels, codes = group_codes(values, name)
+            values = np.asarray(values)
+        if _plain_integers(values):  # (what group_codes returns for them, at once)
+            uniq, inverse = np.unique(values, return_inverse=True)
+            levels, codes = uniq.tolist(), np.asarray(inverse, dtype=np.intp).reshape(-1)
+            compact.add(name)
+        else:
+            levels, codes = group_codes(values, name)
         if np.shape(codes)[0] != n_input:
             msg = (
                 f"`random`: column {name!r} has {np.shape(codes)[0]} rows but `yi` has "
@@ -1300,7 +1318,12 @@ def pool_mv(
     check_coefficients(p, k, equal_effects=not terms)
     names = mm.names
     idx = _btt(btt, names) if btt is not None else None
-    coded = {name: recode(lv_, codes[kept]) for name, (lv_, codes) in coded_all.items()}
+    coded = {
+        name: Coded(tuple(lv_), codes)
+        if name in compact and kept.size == n_input  # (every level used, numbered 0, 1, ...)
+        else recode(lv_, codes[kept])
+        for name, (lv_, codes) in coded_all.items()
+    }
     comps = build(terms, coded)
     v_entries = None if v_mat is None else _v_entries(v_mat, kept)
     return _fit(
@@ -1703,7 +1726,11 @@ def _multilevel_i2(
     if layout.groups is not None:  # (a diagonal V)
         w = layout.groups.vinv
         u = layout.x * w[:, None]
-        trp = float(w.sum()) - float(np.sum(u * (u @ np.linalg.inv(layout.x.T @ u))))
+        xtwx = layout.x.T @ u
+        if p == 1:
+            trp = float(w.sum()) - float(u[:, 0] @ u[:, 0]) / float(xtwx[0, 0])
+        else:
+            trp = float(w.sum()) - float(np.sum(u * (u @ np.linalg.inv(xtwx))))
         return _i2_levels(components, comps, (k - p) / trp)
     trp = 0.0
     xtwx = np.zeros((layout.p, layout.p))

@@ -979,6 +979,13 @@ class Model:
     layout: Layout
     structures: tuple[Structure, ...]
     reml: bool
+    #: whether the basis coefficients are the parameters themselves (random intercepts,
+    #: ``ID``, ``DIAG``): ``f = θ``, ``∂f/∂θ = I``, no curvature
+    linear: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        linear = all(s.kind in ("sigma2", "ID", "DIAG") for s in self.structures)
+        object.__setattr__(self, "linear", linear)
 
     @property
     def n_params(self) -> int:
@@ -992,12 +999,6 @@ class Model:
         lo = np.array([-1.0 if kd == COR else 0.0 for kd in kinds])
         hi = np.array([1.0 if kd == COR else np.inf for kd in kinds])
         return lo, hi
-
-    @property
-    def linear(self) -> bool:
-        """Whether the basis coefficients are the parameters themselves (random intercepts,
-        ``ID``, ``DIAG``): ``f = θ``, ``∂f/∂θ = I``, no curvature."""
-        return all(s.kind in ("sigma2", "ID", "DIAG") for s in self.structures)
 
     def scales(self) -> FloatArray:
         """A typical size of each parameter: the mean sampling variance (its square root
@@ -1093,7 +1094,7 @@ def maximise(
     -- after that last step -- or when every free parameter is held on a bound.
     """
     lo, hi = model.bounds()
-    theta = np.clip(start, lo, hi)
+    theta = np.minimum(np.maximum(start, lo), hi)
     point = model.evaluate(theta, 2)
     if point is None:
         return Fit(
@@ -1105,6 +1106,7 @@ def maximise(
         )
     if not free.any() or not model.structures:
         return Fit(theta=theta, ev=point.ev, converged=True, iterations=0)
+    previous = math.inf  # the last Newton step's decrement
     for it in range(1, maxiter + 1):
         assert point.grad is not None
         assert point.hess is not None
@@ -1139,13 +1141,17 @@ def maximise(
             )
         decrement = float(gm @ direction)
         tol = threshold * max(1.0, abs(point.ev.ll))
-        if newton and decrement <= tol:
+        # Newton converging quadratically (this decrement below 1e-3 √tol and 1e-2 of the
+        # last Newton step's): the decrement after one more step is below tol
+        contracting = decrement <= 1e-3 * math.sqrt(tol) and decrement <= 1e-2 * previous
+        previous = decrement if newton else math.inf
+        if newton and (decrement <= tol or contracting):
             # the last Newton step: its gain (about half the decrement) can be below the
             # rounding of the log-likelihood, so no line search; accepted unless the
             # log-likelihood falls by more than rounding
             trial = theta.copy()
             trial[move] = theta[move] + direction
-            last = model.evaluate(np.clip(trial, lo, hi), 0)
+            last = model.evaluate(np.minimum(np.maximum(trial, lo), hi), 0)
             noise = 1e-12 * max(1.0, abs(point.ev.ll))
             if last is not None and last.ev.ll >= point.ev.ll - noise:
                 return Fit(theta=last.theta, ev=last.ev, converged=True, iterations=it)
@@ -1199,9 +1205,19 @@ def _dummy(model: Model) -> Evaluation:
 
 def _solve(h: FloatArray, g: FloatArray) -> FloatArray | None:
     """``h⁻¹g`` for a positive definite `h` (None otherwise)."""
-    if h.shape == (1, 1):
-        out = g / h[0, 0] if h[0, 0] > 0.0 else None
-        return out if out is not None and math.isfinite(out[0]) else None
+    n = h.shape[0]
+    if n <= 2:  # (closed forms: h positive definite iff h00 > 0 and det > 0)
+        h00 = float(h[0, 0])
+        if n == 1:
+            x0 = float(g[0]) / h00 if h00 > 0.0 else math.nan
+            return np.array([x0]) if math.isfinite(x0) else None
+        h01, h11 = 0.5 * float(h[0, 1] + h[1, 0]), float(h[1, 1])
+        det = h00 * h11 - h01 * h01
+        if not (h00 > 0.0 and det > 0.0):
+            return None
+        g0, g1 = float(g[0]), float(g[1])
+        x0, x1 = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
+        return np.array([x0, x1]) if math.isfinite(x0) and math.isfinite(x1) else None
     try:
         c = np.linalg.cholesky(h)
     except np.linalg.LinAlgError:
@@ -1230,12 +1246,16 @@ def _line_search(
     theta = point.theta
     ll0 = point.ev.ll
     alpha = 1.0
+    every = bool(move.all())
     for _ in range(60):
-        trial = theta.copy()
-        trial[move] = theta[move] + alpha * direction
-        trial = np.clip(trial, lo, hi)
+        if every:
+            trial = theta + alpha * direction
+        else:
+            trial = theta.copy()
+            trial[move] = theta[move] + alpha * direction
+        trial = np.minimum(np.maximum(trial, lo), hi)
         gain = float(point.grad @ (trial - theta))
-        if not np.any(trial != theta):
+        if (trial == theta).all():
             return None
         cand = model.evaluate(trial, 2)
         if cand is not None and cand.ev.ll >= ll0 + 1e-4 * gain:
