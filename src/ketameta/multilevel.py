@@ -1724,13 +1724,13 @@ def _multilevel_i2(
     if k <= p:
         return math.nan, np.zeros(0), math.nan
     if layout.groups is not None:  # (a diagonal V)
-        w = layout.groups.vinv
-        u = layout.x * w[:, None]
-        xtwx = layout.x.T @ u
+        wd = layout.groups.vinv
+        ud = layout.x * wd[:, None]
+        xtwx_d = layout.x.T @ ud
         if p == 1:
-            trp = float(w.sum()) - float(u[:, 0] @ u[:, 0]) / float(xtwx[0, 0])
+            trp = float(wd.sum()) - float(ud[:, 0] @ ud[:, 0]) / float(xtwx_d[0, 0])
         else:
-            trp = float(w.sum()) - float(np.sum(u * (u @ np.linalg.inv(xtwx))))
+            trp = float(wd.sum()) - float(np.sum(ud * (ud @ np.linalg.inv(xtwx_d))))
         return _i2_levels(components, comps, (k - p) / trp)
     trp = 0.0
     xtwx = np.zeros((layout.p, layout.p))

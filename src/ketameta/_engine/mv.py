@@ -363,9 +363,7 @@ class Groups:
 GROUPS_MAX_COLUMNS = 160
 
 
-def _groups_form(
-    y: FloatArray, x: FloatArray, v: Any, bases: Sequence[Basis]
-) -> Groups | None:
+def _groups_form(y: FloatArray, x: FloatArray, v: Any, bases: Sequence[Basis]) -> Groups | None:
     if isinstance(v, tuple) or np.ndim(v) != 1 or not bases:
         return None
     vd = np.asarray(v, dtype=np.float64)
@@ -421,7 +419,7 @@ class Layout:
     links: tuple[IntArray, ...]  # group codes linking studies into blocks
     v_pairs: tuple[IntArray, IntArray]  # off-diagonal non-zero entries of V
     groups: Groups | None
-    _cache: dict[str, Any] = attrs.field(factory=dict, alias="_cache")
+    _cache: dict[Any, Any] = attrs.field(factory=dict, alias="_cache")
 
     @property
     def block(self) -> IntArray:
@@ -520,7 +518,7 @@ def _buckets(
     block: IntArray,
 ) -> tuple[Bucket, ...]:
     """Stack the blocks of the studies (``block[i]``: the block of study i)."""
-    k, p = x.shape
+    k = x.shape[0]
     n_blocks = int(block.max()) + 1 if k else 0
     order = np.argsort(block, kind="stable")
     sizes = np.bincount(block, minlength=n_blocks)
@@ -747,8 +745,10 @@ def _derivatives(
     assert s.ehe is not None
     if reml:
         assert s.tr_ar is not None
-        aq = a[None] @ s.q
-        tr_pbpb = s.tr_wbwb - 2.0 * s.tr_ar + np.einsum("cij,dji->cd", aq, aq)
+        aq = a[None] @ s.q  # tr(A Q_c A Q_d) = Σ_ij (AQ_c)_ij (AQ_d)_ji
+        n_c = aq.shape[0]
+        aq_t = aq.transpose(0, 2, 1).reshape(n_c, -1)
+        tr_pbpb = s.tr_wbwb - 2.0 * s.tr_ar + aq.reshape(n_c, -1) @ aq_t.T
     else:
         tr_pbpb = s.tr_wbwb
     tr_pbpb = 0.5 * (tr_pbpb + tr_pbpb.T)
@@ -963,8 +963,11 @@ def _with_identity(
 ) -> FloatArray:
     """``m`` with the rows and columns of the identity bases: `cross` (their sums with
     the group bases) and `self_term` (with each other)."""
-    out: FloatArray = m + ident[:, None] * cross + cross[:, None] * ident
-    return out + (ident[:, None] * ident) * self_term
+    # (cross is 0 at the identity bases: ident ⊗ c + c ⊗ ident + t ident ⊗ ident with
+    # c = cross + t/2 ident)
+    half = ident[:, None] * (cross + (0.5 * self_term) * ident)
+    out: FloatArray = m + half + half.T
+    return out
 
 
 # --------------------------------------------------------------------------------------
