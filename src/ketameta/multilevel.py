@@ -1213,7 +1213,12 @@ def pool_mv(
     definitions, the block-wise computation and the optimiser are documented in
     :mod:`ketameta._engine.mv`): a projected Newton method with analytic gradient and
     Hessian, on variances (σ², τ²; standard deviations for ``HCS``/``UN``) bounded below
-    by 0 and correlations in [-1, 1], so an estimate on the boundary is exactly 0.
+    by 0 and correlations in [-1, 1], so an estimate on the boundary is exactly 0 (a
+    Fisher scoring step where the predicted gain is large, Jennrich & Sampson 1976 [8]_).
+    Random intercepts (and ``ID``/``DIAG``) with a diagonal ``V`` are computed in closed
+    form (the Woodbury identity, Henderson & Searle 1981 [9]_: ``O(k q + q³)`` for ``q``
+    groups, no ``k x k`` matrix),
+    except where that would lose more than six digits (then block by block).
     Then ``b = (XᵀM⁻¹X)⁻¹XᵀM⁻¹y`` and ``Var(b) = (XᵀM⁻¹X)⁻¹``.
 
     The multilevel I² (Cheung 2014 [6]_; Viechtbauer's definition on the metafor website)
@@ -1236,6 +1241,9 @@ def pool_mv(
     .. [5] Ishak et al. (2007), Clin Trials 4(5):525-539.
     .. [6] Cheung (2014), Psychol Methods 19(2):211-229.
     .. [7] Gleser & Olkin (2009), Handbook of Research Synthesis and Meta-Analysis, 2nd ed.
+    .. [8] Jennrich & Sampson (1976), Technometrics 18(1):11-17.
+       https://doi.org/10.1080/00401706.1976.10489395
+    .. [9] Henderson & Searle (1981), SIAM Rev 23(1):53-60. https://doi.org/10.1137/1023004
 
     Examples
     --------

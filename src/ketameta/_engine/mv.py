@@ -29,6 +29,12 @@ A point is admissible when every block of ``M`` is positive definite (as metafor
 correlations are not otherwise restricted). Estimates on a bound are exact (a variance of
 exactly 0), not the ``1e-10`` of an optimiser on log-variances.
 
+Random intercepts with a diagonal ``V`` (:class:`Groups`): ``M = D + Σ_c f_c Ψ_cΨ_cᵀ``
+with 0/1 group columns ``Ψ``, so ``M⁻¹``, ``log|M|`` and every sum of the derivatives
+have closed forms by the Woodbury identity (Henderson & Searle 1981 [7]_) in ``q x q``
+algebra (``q`` groups; diagonal for a three-level model): :func:`_evaluate_groups`, used
+while it keeps ten digits, the blocks below otherwise.
+
 Block structure: ``M`` is block-diagonal over the connected components of the studies that
 share a level of some grouping variable (or a non-zero entry of ``V``). The blocks are padded
 to a few common sizes and stacked (``(n_blocks, n, n)`` arrays), so that the Cholesky
