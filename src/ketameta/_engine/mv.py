@@ -1019,8 +1019,8 @@ class Model:
         return np.array([table[kind] for kind in self.param_kinds()])
 
     def coefficients(self, theta: FloatArray) -> FloatArray:
-        if self.linear:
-            return np.array(theta, dtype=np.float64)
+        if self.linear:  # (read only: the evaluation does not keep or change it)
+            return theta
         parts = []
         i = 0
         for s in self.structures:
@@ -1116,13 +1116,17 @@ def maximise(
     if not free.any() or not model.structures:
         return Fit(theta=theta, ev=point.ev, converged=True, iterations=0)
     previous = math.inf  # the last Newton step's decrement
+    every_free = bool(free.all())
     for it in range(1, maxiter + 1):
         assert point.grad is not None
         assert point.hess is not None
         assert point.fisher is not None
         g = point.grad
-        held = free & (((theta <= lo) & (g <= 0)) | ((theta >= hi) & (g >= 0)))
-        move = free & ~held
+        if every_free and bool(((theta > lo) & (theta < hi)).all()):
+            move = free  # (inside the box: nothing held)
+        else:
+            held = free & (((theta <= lo) & (g <= 0)) | ((theta >= hi) & (g >= 0)))
+            move = free & ~held
         if not move.any():
             return Fit(theta=theta, ev=point.ev, converged=True, iterations=it - 1)
         gm = g[move]
@@ -1188,9 +1192,9 @@ def maximise(
             )
         step = new.theta - theta
         theta, point = new.theta, new
-        scale = np.maximum(np.abs(theta), 1e-8)
-        tiny_step = bool(np.all(np.abs(step) <= 1e-13 * scale))
-        if (decrement <= tol and (newton or decrement <= tol * tol)) or tiny_step:
+        if (decrement <= tol and (newton or decrement <= tol * tol)) or bool(
+            (np.abs(step) <= 1e-13 * np.maximum(np.abs(theta), 1e-8)).all()  # (a tiny step)
+        ):
             return Fit(theta=theta, ev=point.ev, converged=True, iterations=it)
     return Fit(
         theta=theta,
