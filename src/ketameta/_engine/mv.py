@@ -1324,6 +1324,11 @@ def maximise_with_restarts(
                 again[correlation] = rho
                 again[variance] *= scale
                 starts.append(again)
+    twin = _intercept_twin_start(
+        model, fit.theta if fit.converged else start, free, maxiter=maxiter, threshold=threshold
+    )
+    if twin is not None:
+        starts.append(twin)
     if not fit.converged:
         best = None
         iterations = fit.iterations
@@ -1363,3 +1368,54 @@ def maximise_with_restarts(
         if other.converged and other.ev.ll > best.ev.ll:
             best = other
     return attrs.evolve(best, iterations=iterations)
+
+
+def _intercept_twin_start(
+    model: Model, theta: FloatArray, free: BoolArray, *, maxiter: int, threshold: float
+) -> FloatArray | None:
+    """The start of a model with ``CS`` terms at the maximum of its *intercept twin*: each
+    ``CS`` term ``τ² [inner equal] + ρτ² [inner different]`` (within an outer level) is,
+    for ρ in [0, 1], the two nested random intercepts ``ρτ² [same outer] + (1 - ρ)τ²
+    [same outer and inner]`` (Konstantopoulos 2011 [2]_). The twin -- random intercepts,
+    with the closed forms and no correlation -- is maximised (with its own restarts) and
+    its maximum mapped back (``τ² = σ²₁ + σ²₂``, ``ρ = σ²₁/τ²``): so the ``CS`` fit is
+    never below the nested model's maximum, which a local search from the usual starts
+    can miss (a boundary maximum at ρ = 1, or one at ρ < 0 that is lower). None when the
+    model has no ``CS`` term with both parameters free."""
+    bases: list[Basis] = []
+    structures: list[Structure] = []
+    cs_at: list[int] = []
+    c = i = 0
+    for st in model.structures:
+        own = model.layout.bases[c : c + st.n_bases]
+        if st.kind == "CS" and bool(free[i]) and bool(free[i + 1]):
+            same = own[0]
+            bases += [Basis(group=same.group, inner=None, relation=("all",)), same]
+            structures += [Structure("sigma2"), Structure("sigma2")]
+            cs_at.append(i)
+        else:
+            bases += own
+            structures.append(st)
+        c += st.n_bases
+        i += st.n_params
+    if not cs_at:
+        return None
+    lay = model.layout
+    twin = Model(
+        layout=make_layout(lay.y, lay.x, lay.v, bases, lay.links, lay.v_pairs),
+        structures=tuple(structures),
+        reml=model.reml,
+    )
+    start = theta.copy()
+    for i in cs_at:
+        rho = min(max(float(theta[i + 1]), 0.0), 1.0)
+        start[i], start[i + 1] = rho * theta[i], (1.0 - rho) * theta[i]
+    fit = maximise_with_restarts(twin, start, free, maxiter=maxiter, threshold=threshold)
+    if not fit.converged:
+        return None
+    out = fit.theta.copy()
+    for i in cs_at:
+        tau2 = float(fit.theta[i] + fit.theta[i + 1])
+        out[i], out[i + 1] = tau2, float(fit.theta[i]) / tau2 if tau2 > 0.0 else 0.0
+    return out
+
