@@ -823,7 +823,8 @@ def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Eva
     if not (w_diag > _CANCELLATION * dinv).all():
         return _UNSTABLE
     if g.diagonal:
-        u = dinv[:, None] * x - fm @ (hd[:, None] * (fm.T @ x))  # W X
+        fx = fm.T @ x
+        u = dinv[:, None] * x - fm @ (hd[:, None] * fx)  # W X
     else:
         u = dinv[:, None] * x - fh @ (fm.T @ x)
     logdet = float(logdet_t) - float(np.log(dinv).sum())
@@ -840,7 +841,9 @@ def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Eva
         return Evaluation(ll=ll, beta=beta, a=a, rss=rss)
     diag_w = (m_diag, w_diag)
     if g.diagonal:
-        sums = _sums_diagonal(g, dinv, fm, rd, kd, hd, diag_w, u, e, a, reml=reml, order=order)
+        # (Ψᵀe = fr - R KΓ fr = K fr, ΨᵀWX = K FᵀX: column by column)
+        kx = (kd[:, None] * fx, kd * fr, rd * kd)
+        sums = _sums_diagonal(g, dinv, fm, kd, hd, diag_w, kx, u, e, a, reml=reml, order=order)
     else:
         sums = _sums_dense(g, dinv, fm, r_, kinv, hm, fh, diag_w, u, e, a, reml=reml, order=order)
     return _derivatives(ll, beta, a, rss, sums, reml=reml, order=order)
@@ -909,10 +912,10 @@ def _sums_diagonal(
     g: Groups,
     dinv: FloatArray,
     fm: FloatArray,
-    rd: FloatArray,
     kd: FloatArray,
     hd: FloatArray,
     diag_w: tuple[FloatArray, FloatArray],
+    kx: tuple[FloatArray, FloatArray, FloatArray],
     u: FloatArray,
     e: FloatArray,
     a: FloatArray,
@@ -922,15 +925,11 @@ def _sums_diagonal(
 ) -> _Sums:
     """:func:`_sums_dense` where every study is in at most one column (``R``, ``K``,
     ``ΨᵀWΨ`` diagonal; ``WΨ = F K`` column by column): the same sums with the
-    diagonals as vectors."""
+    diagonals as vectors (`kx`: ``ΨᵀWX``, ``Ψᵀe`` and the diagonal of ``ΨᵀWΨ``)."""
     p = u.shape[1]
     ident = g.identity
     s, st = g.member, g.member_t
-    gd = rd * kd  # diag(ΨᵀWΨ)
-    fu = fm.T @ u
-    yq = kd[:, None] * (fm.T @ g.x)  # ΨᵀWX = K FᵀX (q, p)
-    fe = fm.T @ e
-    h = g.psi.T @ e  # Ψᵀe
+    yq, h, gd = kx
     tr_wb = gd @ s
     ebe = (h * h) @ s
     q = (st @ (yq[:, :, None] * yq[:, None, :]).reshape(-1, p * p)).reshape(-1, p, p)
@@ -953,13 +952,15 @@ def _sums_diagonal(
             hr = hd * r2
             w_sq = float(hr @ hr) - float(m_diag @ m_diag) + float(w_diag @ w_diag)
             tr_wbwb = _with_identity(tr_wbwb, ident, (kd * kd * r2) @ s, w_sq)
+            fe = fm.T @ e
             we = dinv * (e - g.psi @ (hd * fe))
             ehe = _with_identity(ehe, ident, (kd * fe * h) @ s, float(e @ we))
             if reml:
                 assert tr_ar is not None
+                fu = fm.T @ u
                 ua = u @ a
                 wu = dinv[:, None] * (u - g.psi @ (hd[:, None] * fu))
-                cross = ((kd[:, None] * (fm.T @ ua)) * yq).sum(axis=1) @ s
+                cross = ((kd[:, None] * (fu @ a)) * yq).sum(axis=1) @ s
                 tr_ar = _with_identity(tr_ar, ident, cross, float((wu * ua).sum()))
     return _Sums(tr_wb=tr_wb, ebe=ebe, q=q, z=z, tr_wbwb=tr_wbwb, tr_ar=tr_ar, ehe=ehe)
 
