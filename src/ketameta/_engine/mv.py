@@ -1419,4 +1419,3 @@ def _intercept_twin_start(
         tau2 = float(fit.theta[i] + fit.theta[i + 1])
         out[i], out[i + 1] = tau2, float(fit.theta[i]) / tau2 if tau2 > 0.0 else 0.0
     return out
-
