@@ -135,7 +135,11 @@ def main() -> None:
                 f"{min(theirs[key]) * 1e3:7.2f}ms"
             )
             ratios = [t / o for t, o in zip(theirs[key], ours[key], strict=True)]
-            print(f"  ratio metafor/ketameta (median of rounds): {statistics.median(ratios):.1f}x")
+            q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+            print(
+                f"  ratio metafor/ketameta (median of rounds): {statistics.median(ratios):.1f}x "
+                f"(interquartile range {q1:.1f}-{q3:.1f}x)"
+            )
     if r_proc is not None:
         print(
             f"intercepts: three-level ketameta {b3:.8f} metafor {r_coef[0]:.8f}; "

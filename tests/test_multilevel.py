@@ -19,6 +19,7 @@ import math
 import warnings
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 
@@ -427,3 +428,94 @@ def test_published_tables(case: dict[str, Any]) -> None:
     if "cov" in exp:
         cov = res.rho[0] * math.sqrt(res.tau2[0] * res.tau2[1])
         np.testing.assert_allclose(cov, exp["cov"], atol=atol)
+
+
+# -- the closed forms of random-intercept models (Woodbury) against the blocks of M -----
+
+
+def _intercept_data(seed: int, precise: float = 1.0) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    k = 40
+    cl = rng.integers(0, 9, k)
+    vi = rng.uniform(0.01, 0.2, k)
+    vi[0] /= precise
+    return {
+        "yi": rng.normal(0.3, 0.4, k).tolist(),
+        "vi": vi.tolist(),
+        "cl": cl.tolist(),
+        "sub": rng.integers(0, 3, k).tolist(),
+        "lab": rng.integers(0, 4, k).tolist(),
+        "id": list(range(k)),
+        "x": rng.normal(size=k).tolist(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("random", "struct", "mods", "method"),
+    [
+        ("~ 1 | cl/id", "CS", None, "REML"),  # a group basis and the identity (R diagonal)
+        ("~ 1 | cl/sub", "CS", "x", "REML"),  # nested groups (R not diagonal)
+        (["~ 1 | cl", "~ 1 | lab"], "CS", "x", "ML"),  # crossed groups
+        (["~ 1 | cl/sub/id"], "CS", None, "ML"),  # four levels
+        ("~ sub | cl", "ID", "x", "REML"),
+        (["~ sub | cl", "~ 1 | id"], "DIAG", None, "REML"),
+    ],
+)
+def test_closed_forms_equal_the_blocks_of_m(
+    random: Any, struct: str, mods: Any, method: str
+) -> None:
+    # Oracle: the likelihood, score and information computed block by block from the
+    # Cholesky factor and inverse of each block of M (the general path, which agrees with
+    # metafor in the tests above); the closed forms (Woodbury) must give the same numbers
+    # at the maximum and away from it
+    from ketameta._engine import mv
+
+    data = _intercept_data(3)
+    res = pool_mv("yi", "vi", random=random, struct=struct, mods=mods, data=data, method=method)
+    assert res.fitted_model is not None
+    model = res.fitted_model.model
+    layout = model.layout
+    assert layout.groups is not None
+    theta = res.fitted_model.theta
+    for point in (theta, theta * np.linspace(0.3, 3.0, theta.size) + 0.01):
+        f = model.coefficients(point)
+        closed = mv._evaluate_groups(layout.groups, f, reml=model.reml, order=2)
+        blocks = mv._evaluate_blocks(layout, f, reml=model.reml, order=2)
+        assert closed is not None
+        assert blocks is not None
+        assert closed is not mv._UNSTABLE
+        _close(closed.ll, blocks.ll, rtol=1e-12)
+        _close(closed.beta, blocks.beta, rtol=1e-10, atol=1e-12)
+        _close(closed.a, blocks.a, rtol=1e-10)
+        assert blocks.expected is not None
+        info = float(np.max(np.abs(blocks.expected)))
+        # (the score is ~0 at the maximum: compared on its natural scale, information
+        # times a typical variance)
+        scale = {"score": info * float(np.mean(data["vi"])), "observed": info, "expected": info}
+        for name, tol in scale.items():
+            got, want = getattr(closed, name), getattr(blocks, name)
+            assert got is not None
+            assert want is not None
+            _close(got, want, rtol=0.0, atol=1e-10 * tol)
+
+
+def test_closed_forms_give_way_where_they_would_lose_digits() -> None:
+    # a study 1e12 times more precise than the rest of its cluster: W = D⁻¹ - FKΓFᵀ would
+    # lose ~12 digits on its diagonal, so the blocks of M are used -- the fit is the one of
+    # the same data with the general path alone (the layout without closed forms)
+    from ketameta._engine import mv
+
+    data = _intercept_data(5, precise=1e12)
+    res = pool_mv("yi", "vi", random="~ 1 | cl", data=data)
+    assert res.fitted_model is not None
+    model = res.fitted_model.model
+    f = model.coefficients(res.fitted_model.theta)
+    assert model.layout.groups is not None
+    assert mv._evaluate_groups(model.layout.groups, f, reml=True, order=0) is mv._UNSTABLE
+    general = mv.Model(
+        layout=attrs.evolve(model.layout, groups=None), structures=model.structures, reml=True
+    )
+    fit = mv.maximise_with_restarts(general, res.fitted_model.theta * 1.5, res.fitted_model.free)
+    assert fit.converged
+    _close(res.loglik, fit.ev.ll, rtol=1e-10)
+    _close(res.sigma2, fit.theta, rtol=1e-6)

@@ -987,6 +987,18 @@ def _root(func: Callable[[float], float], a: float, b: float, fb_or_fa: float) -
 # ======================================================================================
 
 
+def _plain_integers(values: Any) -> bool:
+    """A 1-D NumPy array of integers below 2⁵³ in magnitude (group labels that
+    :func:`group_codes` would take through floats unchanged)."""
+    return (
+        isinstance(values, np.ndarray)
+        and values.ndim == 1
+        and values.dtype.kind in "iu"
+        and values.size > 0
+        and int(np.abs(values).max()) < 2**53
+    )
+
+
 def _prepare_v(v_in: Any, n: int) -> tuple[FloatArray, FloatArray | sp.coo_array | None]:
     """The sampling variances (diagonal of `V`) and, for a matrix, the matrix (dense array
     or COO sparse); for a vector ``(v, None)``."""
@@ -1201,7 +1213,12 @@ def pool_mv(
     definitions, the block-wise computation and the optimiser are documented in
     :mod:`ketameta._engine.mv`): a projected Newton method with analytic gradient and
     Hessian, on variances (σ², τ²; standard deviations for ``HCS``/``UN``) bounded below
-    by 0 and correlations in [-1, 1], so an estimate on the boundary is exactly 0.
+    by 0 and correlations in [-1, 1], so an estimate on the boundary is exactly 0 (a
+    Fisher scoring step where the predicted gain is large, Jennrich & Sampson 1976 [8]_).
+    Random intercepts (and ``ID``/``DIAG``) with a diagonal ``V`` are computed in closed
+    form (the Woodbury identity, Henderson & Searle 1981 [9]_: ``O(k q + q³)`` for ``q``
+    groups, no ``k x k`` matrix),
+    except where that would lose more than six digits (then block by block).
     Then ``b = (XᵀM⁻¹X)⁻¹XᵀM⁻¹y`` and ``Var(b) = (XᵀM⁻¹X)⁻¹``.
 
     The multilevel I² (Cheung 2014 [6]_; Viechtbauer's definition on the metafor website)
@@ -1224,6 +1241,9 @@ def pool_mv(
     .. [5] Ishak et al. (2007), Clin Trials 4(5):525-539.
     .. [6] Cheung (2014), Psychol Methods 19(2):211-229.
     .. [7] Gleser & Olkin (2009), Handbook of Research Synthesis and Meta-Analysis, 2nd ed.
+    .. [8] Jennrich & Sampson (1976), Technometrics 18(1):11-17.
+       https://doi.org/10.1080/00401706.1976.10489395
+    .. [9] Henderson & Searle (1981), SIAM Rev 23(1):53-60. https://doi.org/10.1137/1023004
 
     Examples
     --------
@@ -1256,10 +1276,18 @@ def pool_mv(
     terms = parse_random(random, struct)
     # grouping variables
     coded_all: dict[str, tuple[list[Any], Any]] = {}
+    compact: set[str] = set()
     missing = np.zeros(n_input, dtype=bool)
     for name in variables_of(terms):
         values = column(data, name)
-        levels, codes = group_codes(values, name)
+        if type(values) is list and all(type(val) is int for val in values):
+            values = np.asarray(values)
+        if _plain_integers(values):  # (what group_codes returns for them, at once)
+            uniq, inverse = np.unique(values, return_inverse=True)
+            levels, codes = uniq.tolist(), np.asarray(inverse, dtype=np.intp).reshape(-1)
+            compact.add(name)
+        else:
+            levels, codes = group_codes(values, name)
         if np.shape(codes)[0] != n_input:
             msg = (
                 f"`random`: column {name!r} has {np.shape(codes)[0]} rows but `yi` has "
@@ -1298,7 +1326,12 @@ def pool_mv(
     check_coefficients(p, k, equal_effects=not terms)
     names = mm.names
     idx = _btt(btt, names) if btt is not None else None
-    coded = {name: recode(lv_, codes[kept]) for name, (lv_, codes) in coded_all.items()}
+    coded = {
+        name: Coded(tuple(lv_), codes)
+        if name in compact and kept.size == n_input  # (every level used, numbered 0, 1, ...)
+        else recode(lv_, codes[kept])
+        for name, (lv_, codes) in coded_all.items()
+    }
     comps = build(terms, coded)
     v_entries = None if v_mat is None else _v_entries(v_mat, kept)
     return _fit(
@@ -1348,10 +1381,16 @@ def _fit(
 ) -> MVResult:
     k, p = x.shape
     # orthonormal design for the engine: X = Q R
-    qmat, rmat = np.linalg.qr(x)
-    r_inv = np.linalg.inv(rmat)
+    if p == 1:
+        norm = math.sqrt(float(x[:, 0] @ x[:, 0]))
+        qmat, r_inv = x / norm, np.array([[1.0 / norm]])
+    else:
+        qmat, rmat = np.linalg.qr(x)
+        r_inv = np.linalg.inv(rmat)
     bases = [b for c in comps for b in c.bases]
     groups = [g for c in comps for g in c.groups]
+    if v_entries is not None and np.all(v_entries[1] == v_entries[2]):
+        v_entries = None  # (a diagonal matrix V: its diagonal is `v`)
     if v_entries is None:
         vpairs = (np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp))
         v_arg: Any = v
@@ -1360,13 +1399,12 @@ def _fit(
         off = vr != vc
         vpairs = (vr[off], vc[off])
         v_arg = (vals, vr, vc)
-    block = mv.blocks_of(k, groups, vpairs)
     # the effects centred at a weighted least-squares fit with the sampling variances
     # (ybar = X b0): the likelihoods depend on y only through y - X beta, so the fit is the
     # same with beta shifted by b0, but effects far from 0 relative to their standard
     # errors (1000 +- 1e-4) no longer lose their digits in the residuals
     b0 = _centring(x, y, v if v_entries is None else None, v_entries)
-    layout = mv.make_layout(y - x @ b0, qmat, v_arg, bases, block)
+    layout = mv.make_layout(y - x @ b0, qmat, v_arg, bases, groups, vpairs)
     structures = tuple(c.structure for c in comps)
     model = mv.Model(layout=layout, structures=structures, reml=method == "REML")
     # V must be positive definite (Q_E and the start need V^-1)
@@ -1376,8 +1414,8 @@ def _fit(
         msg = f"`V` is not positive definite (in the block of effects {bad} of the effects used)"
         raise ValueError(msg)
     params, param_comp = _parameters(comps)
-    theta0, free = _start(model, comps, params, fixed, control, y - x @ b0, x, v)
-    nonzero = _nonzero_bases(layout)
+    theta0, free = _start(model, comps, params, fixed, control, layout.y, qmat, v)
+    nonzero = layout.nonzero_bases()
     _fix_unidentified(comps, params, free, theta0, nonzero)
     fit = mv.maximise_with_restarts(
         model,
@@ -1487,6 +1525,9 @@ def _centring(
         diag = np.diagonal(arr).copy() if arr.ndim == 2 else arr.copy()
     if not np.all(np.isfinite(diag)) or not np.all(diag > 0.0):
         return np.zeros(x.shape[1])
+    if x.shape[1] == 1:
+        w = x[:, 0] / diag
+        return np.array([float(w @ y) / float(w @ x[:, 0])])
     sw = 1.0 / np.sqrt(diag)
     b0, *_ = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)
     return np.asarray(b0, dtype=np.float64)
@@ -1500,14 +1541,6 @@ def _non_pd_blocks(layout: mv.Layout) -> list[int]:
             if np.any(np.linalg.eigvalsh(m) <= 0):
                 return [int(i) for i in bk.rows[b][:n]]
     return []  # pragma: no cover - only called when a block failed
-
-
-def _nonzero_bases(layout: mv.Layout) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    out = np.zeros(layout.n_bases, dtype=bool)
-    for bk in layout.buckets:
-        if bk.bases.size:
-            out |= bk.bases.reshape(layout.n_bases, -1).any(axis=1)
-    return out
 
 
 def _parameters(comps: Sequence[Component]) -> tuple[list[_Param], list[int]]:
@@ -1550,9 +1583,9 @@ def _start(
     """Starting values (fixed components at their values) and the free mask."""
     n = len(params)
     k, p = x.shape
-    # the total excess variance of the ordinary least-squares residuals (a moment start)
-    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-    resid = y - x @ beta
+    # the total excess variance of the ordinary least-squares residuals (a moment start;
+    # `x` has orthonormal columns)
+    resid = y - x @ (y @ x)
     mean_v = float(np.mean(v))
     total = float(resid @ resid) / (k - p) - mean_v if k > p else mean_v
     total = max(total, 0.1 * mean_v)
@@ -1698,6 +1731,15 @@ def _multilevel_i2(
     """``I²_l = 100 σ²_l/(Σσ² + ṽ)``, ``ṽ = (k - p)/tr(P)`` with ``W = V⁻¹``."""
     if k <= p:
         return math.nan, np.zeros(0), math.nan
+    if layout.groups is not None:  # (a diagonal V)
+        wd = layout.groups.vinv
+        ud = layout.x * wd[:, None]
+        xtwx_d = layout.x.T @ ud
+        if p == 1:
+            trp = float(wd.sum()) - float(ud[:, 0] @ ud[:, 0]) / float(xtwx_d[0, 0])
+        else:
+            trp = float(wd.sum()) - float(np.sum(ud * (ud @ np.linalg.inv(xtwx_d))))
+        return _i2_levels(components, comps, (k - p) / trp)
     trp = 0.0
     xtwx = np.zeros((layout.p, layout.p))
     blocks = []
@@ -1711,7 +1753,12 @@ def _multilevel_i2(
     a = np.linalg.inv(xtwx)
     for u in blocks:
         trp -= float(np.einsum("bnp,pq,bnq->", u, a, u))
-    vt = (k - p) / trp
+    return _i2_levels(components, comps, (k - p) / trp)
+
+
+def _i2_levels(
+    components: Sequence[VarianceComponent], comps: Sequence[Component], vt: float
+) -> tuple[float, FloatArray, float]:
     variances = [c for c in components if c.is_variance]
     hetero = any(c.structure.kind in ("HCS", "UN", "DIAG") for c in comps)
     if hetero or not variances:

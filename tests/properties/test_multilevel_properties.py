@@ -165,12 +165,11 @@ def test_order_of_the_effects_does_not_matter(
     assert abs(b.coef[0] - a.coef[0]) <= 1e-5 * (abs(a.coef[0]) + a.se[0])
 
 
-# Derandomized: the optimiser is local, and on rare data (about 1 in 500 generated sets,
-# found at 1500 examples) CS still stops at a lower maximum than the three-level model —
-# a boundary maximum at rho = 1 with a small variance (likelihoods 1.6e-4 apart), or a
-# maximum at rho < 0 reached from every start. A known limitation (CHANGELOG, issue #18):
-# CI must not fail at random on it; run it with more examples when changing mv.maximise.
-@settings(SETTINGS, derandomize=True)
+# The optimiser is local: from the usual starts CS could stop at a lower maximum than the
+# three-level model on rare data (about 1 in 500 generated sets: a boundary maximum at
+# rho = 1 with a small variance, or a maximum at rho < 0); mv.maximise_with_restarts also
+# starts CS at the maximum of its nested-intercept twin, so it is never below it.
+@SETTINGS
 @given(data=three_level())
 def test_three_level_model_is_compound_symmetry(
     data: tuple[np.ndarray, np.ndarray, list[int]],

@@ -29,6 +29,12 @@ A point is admissible when every block of ``M`` is positive definite (as metafor
 correlations are not otherwise restricted). Estimates on a bound are exact (a variance of
 exactly 0), not the ``1e-10`` of an optimiser on log-variances.
 
+Random intercepts with a diagonal ``V`` (:class:`Groups`): ``M = D + Σ_c f_c Ψ_cΨ_cᵀ``
+with 0/1 group columns ``Ψ``, so ``M⁻¹``, ``log|M|`` and every sum of the derivatives
+have closed forms by the Woodbury identity (Henderson & Searle 1981 [7]_) in ``q x q``
+algebra (``q`` groups; diagonal for a three-level model): :func:`_evaluate_groups`, used
+while it keeps ten digits, the blocks below otherwise.
+
 Block structure: ``M`` is block-diagonal over the connected components of the studies that
 share a level of some grouping variable (or a non-zero entry of ``V``). The blocks are padded
 to a few common sizes and stacked (``(n_blocks, n, n)`` arrays), so that the Cholesky
@@ -70,6 +76,11 @@ References
 .. [6] Harville, D. A. (1977). Maximum likelihood approaches to variance component
    estimation and to related problems. JASA, 72(358), 320-338.
    https://doi.org/10.1080/01621459.1977.10480998
+.. [7] Henderson, H. V., & Searle, S. R. (1981). On deriving the inverse of a sum of
+   matrices. SIAM Rev, 23(1), 53-60. https://doi.org/10.1137/1023004
+.. [8] Jennrich, R. I., & Sampson, P. F. (1976). Newton-Raphson and related algorithms
+   for maximum likelihood variance component estimation. Technometrics, 18(1), 11-17.
+   https://doi.org/10.1080/00401706.1976.10489395
 """
 
 from __future__ import annotations
@@ -137,6 +148,24 @@ class Basis:
                 raise ValueError(msg)
         out: FloatArray = pair.astype(np.float64)
         return out
+
+    def indicator(self) -> IntArray | None:
+        """Codes of disjoint groups of studies with ``B = Σ_g 1_g 1_gᵀ`` (``-1``: a study in
+        no group), or None when the basis is not of that form. Random intercepts
+        (``"all"``), ``ID`` (``"same"``) and the diagonal bases of ``HCS``/``UN``/``DIAG``
+        (``("levels", j, j)``) are; the bases of pairs of different levels are not."""
+        kind = self.relation[0]
+        if kind == "all":
+            return self.group
+        if self.inner is None:
+            return None
+        if kind == "same":
+            width = int(self.inner.max()) + 1 if self.inner.size else 1
+            joint = np.where(self.group >= 0, self.group * width + self.inner, -1)
+            return np.asarray(joint, dtype=np.intp)
+        if kind == "levels" and self.relation[1] == self.relation[2]:
+            return np.where(self.inner == self.relation[1], self.group, -1)
+        return None
 
 
 # --------------------------------------------------------------------------------------
@@ -303,14 +332,127 @@ class Bucket:
 
 
 @attrs.frozen(eq=False)
+class Groups:
+    """``M = D + Σ_c f_c Ψ_c Ψ_cᵀ`` with ``D = diag(v) + Σ_{c identity} f_c I``: every basis
+    a sum of disjoint group indicators, ``V`` diagonal (the form of nested and crossed
+    random intercepts, ``ID`` and ``DIAG``). ``Ψ = [Ψ_c]`` (k, q) holds the groups of the
+    bases that are not the identity as 0/1 columns (``member[j, c]``: column j belongs to
+    basis c); a basis whose every study is a group of its own is the identity (``B = I``,
+    added to the diagonal ``D``)."""
+
+    y: FloatArray  # (k,)
+    x: FloatArray  # (k, p)
+    v: FloatArray  # (k,) > 0
+    psi: FloatArray  # (k, q)
+    member: FloatArray  # (q, C)
+    column_basis: IntArray  # (q,) the basis of each column
+    identity: FloatArray  # (C,) 1 for an identity basis
+    # (derived once: Vᵀ, I_q, ...)
+    vinv: FloatArray = attrs.field(init=False)
+    member_t: FloatArray = attrs.field(init=False)
+    eye: FloatArray = attrs.field(init=False)
+    has_identity: bool = attrs.field(init=False)
+    diagonal: bool = attrs.field(init=False)  # each study in at most one column: R diagonal
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(
+            self, "diagonal", bool(self.psi.size == 0 or self.psi.sum(axis=1).max() <= 1.0)
+        )
+        object.__setattr__(self, "vinv", 1.0 / self.v)
+        object.__setattr__(self, "member_t", np.ascontiguousarray(self.member.T))
+        object.__setattr__(self, "eye", np.eye(self.psi.shape[1]))
+        object.__setattr__(self, "has_identity", bool(self.identity.any()))
+
+
+#: the largest number of group columns for which :class:`Groups` is used (its dense
+#: ``q x q`` algebra costs ``O(q³)`` per evaluation; the blocks of M beyond)
+GROUPS_MAX_COLUMNS = 160
+
+
+def _groups_form(y: FloatArray, x: FloatArray, v: Any, bases: Sequence[Basis]) -> Groups | None:
+    if isinstance(v, tuple) or np.ndim(v) != 1 or not bases:
+        return None
+    vd = np.asarray(v, dtype=np.float64)
+    if not (np.all(np.isfinite(vd)) and np.all(vd > 0.0)):
+        return None
+    k = vd.size
+    identity = np.zeros(len(bases))
+    cols: list[tuple[int, IntArray, IntArray]] = []  # (basis, rows, column within basis)
+    q = 0
+    for c, basis in enumerate(bases):
+        codes = basis.indicator()
+        if codes is None:
+            return None
+        inside = np.flatnonzero(codes >= 0)
+        which = codes[inside]
+        counts = np.bincount(which)
+        if not counts.all():  # (codes not numbered 0, 1, ...)
+            _, inverse = np.unique(which, return_inverse=True)
+            which = np.asarray(inverse, dtype=np.intp).reshape(-1)
+            counts = np.bincount(which)
+        if inside.size == k and counts.size == k:
+            identity[c] = 1.0
+            continue
+        cols.append((c, inside, which + q))
+        q += counts.size
+        if q > GROUPS_MAX_COLUMNS:
+            return None
+    psi = np.zeros((k, q))
+    member = np.zeros((q, len(bases)))
+    column_basis = np.zeros(q, dtype=np.intp)
+    for c, rows, col in cols:
+        psi[rows, col] = 1.0
+        member[col, c] = 1.0
+        column_basis[col] = c
+    return Groups(
+        y=y, x=x, v=vd, psi=psi, member=member, column_basis=column_basis, identity=identity
+    )
+
+
+@attrs.frozen(eq=False)
 class Layout:
-    """The model's data in blocks: ``M`` is block-diagonal over ``block`` (per study)."""
+    """The model's data: ``M`` is block-diagonal over ``block`` (per study); the stacked
+    blocks (``buckets``) are built when first needed, and not at all when the likelihood
+    has the closed forms of :class:`Groups` (``groups``)."""
 
     k: int
     p: int
-    buckets: tuple[Bucket, ...]
-    block: IntArray  # (k,) the block of each study
     n_bases: int
+    y: FloatArray
+    x: FloatArray
+    v: FloatArray | tuple[FloatArray, IntArray, IntArray]
+    bases: tuple[Basis, ...]
+    links: tuple[IntArray, ...]  # group codes linking studies into blocks
+    v_pairs: tuple[IntArray, IntArray]  # off-diagonal non-zero entries of V
+    groups: Groups | None
+    _cache: dict[Any, Any] = attrs.field(factory=dict, alias="_cache")
+
+    @property
+    def block(self) -> IntArray:
+        """The block of ``M`` of each study."""
+        if "block" not in self._cache:
+            self._cache["block"] = blocks_of(self.k, self.links, self.v_pairs)
+        out: IntArray = self._cache["block"]
+        return out
+
+    @property
+    def buckets(self) -> tuple[Bucket, ...]:
+        """The blocks of ``M`` stacked by size."""
+        if "buckets" not in self._cache:
+            self._cache["buckets"] = _buckets(self.y, self.x, self.v, self.bases, self.block)
+        out: tuple[Bucket, ...] = self._cache["buckets"]
+        return out
+
+    def nonzero_bases(self) -> BoolArray:
+        """Whether each basis has a non-zero entry."""
+        if self.groups is not None:
+            g = self.groups
+            return np.asarray((g.identity > 0) | (g.member.sum(axis=0) > 0), dtype=np.bool_)
+        out = np.zeros(self.n_bases, dtype=bool)
+        for bk in self.buckets:
+            if bk.bases.size:
+                out |= bk.bases.reshape(self.n_bases, -1).any(axis=1)
+        return out
 
 
 def blocks_of(k: int, groups: Sequence[IntArray], v_pairs: tuple[IntArray, IntArray]) -> IntArray:
@@ -352,14 +494,37 @@ def make_layout(
     x: FloatArray,
     v: FloatArray | tuple[FloatArray, IntArray, IntArray],
     bases: Sequence[Basis],
-    block: IntArray,
+    links: Sequence[IntArray],
+    v_pairs: tuple[IntArray, IntArray],
 ) -> Layout:
-    """Stack the blocks of the studies (``block[i]``: the block of study i).
-
+    """The layout of a model: `links` the group codes that join studies into blocks,
     ``v``: the variances ``(k,)`` (diagonal ``V``), or ``(values, rows, cols)`` of every
-    non-zero entry of ``V`` (both triangles and the diagonal).
-    """
+    non-zero entry of ``V`` (both triangles and the diagonal), `v_pairs` its off-diagonal
+    entries."""
     k, p = x.shape
+    return Layout(
+        k=k,
+        p=p,
+        n_bases=len(bases),
+        y=y,
+        x=x,
+        v=v,
+        bases=tuple(bases),
+        links=tuple(links),
+        v_pairs=v_pairs,
+        groups=_groups_form(y, x, v, bases),
+    )
+
+
+def _buckets(
+    y: FloatArray,
+    x: FloatArray,
+    v: FloatArray | tuple[FloatArray, IntArray, IntArray],
+    bases: Sequence[Basis],
+    block: IntArray,
+) -> tuple[Bucket, ...]:
+    """Stack the blocks of the studies (``block[i]``: the block of study i)."""
+    k = x.shape[0]
     n_blocks = int(block.max()) + 1 if k else 0
     order = np.argsort(block, kind="stable")
     sizes = np.bincount(block, minlength=n_blocks)
@@ -396,7 +561,7 @@ def make_layout(
         for c, basis in enumerate(bases):
             bb[c] = basis.block(safe, valid)
         buckets.append(Bucket(rows=rows, valid=valid, v=vb, x=xb, y=yb, bases=bb))
-    return Layout(k=k, p=p, buckets=tuple(buckets), block=block, n_bases=len(bases))
+    return tuple(buckets)
 
 
 def _size_classes(sizes: IntArray) -> list[IntArray]:
@@ -440,7 +605,27 @@ class Evaluation:
 def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evaluation | None:
     """The (restricted) log-likelihood at ``f`` (None where a block of ``M`` is not
     positive definite); ``order`` 1 adds the score, 2 the observed and expected
-    information (all in ``f``)."""
+    information (all in ``f``). With the closed forms of :class:`Groups` where the model
+    has them (and the coefficients are not negative), otherwise block by block."""
+    zero = order == 0 and not f.any()
+    if zero and ("zero", reml) in layout._cache:  # (the fit with V alone, met twice)
+        out: Evaluation | None = layout._cache["zero", reml]
+        return out
+    g = layout.groups
+    out = _UNSTABLE
+    if g is not None and (not f.size or float(f.min()) >= 0.0):
+        out = _evaluate_groups(g, f, reml=reml, order=order)
+    if out is _UNSTABLE:
+        out = _evaluate_blocks(layout, f, reml=reml, order=order)
+    if zero:
+        layout._cache["zero", reml] = out
+    return out
+
+
+def _evaluate_blocks(
+    layout: Layout, f: FloatArray, *, reml: bool, order: int
+) -> Evaluation | None:
+    """:func:`evaluate` on the stacked blocks of ``M`` (any model)."""
     p, k = layout.p, layout.k
     logdet = 0.0
     xtwx = np.zeros((p, p))
@@ -460,15 +645,10 @@ def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evalua
         xtwx += bk.x.reshape(-1, p).T @ u_flat
         xtwy += bk.y.reshape(-1) @ u_flat
         per.append((bk, w, u))
-    xtwx = 0.5 * (xtwx + xtwx.T)
-    try:
-        cx = np.linalg.cholesky(xtwx)
-    except np.linalg.LinAlgError:
+    fixed = _coefficients(xtwx, xtwy)
+    if fixed is None:
         return None
-    ci = np.linalg.inv(cx)
-    a = ci.T @ ci
-    beta = a @ xtwy
-    logdet_x = 2.0 * float(np.sum(np.log(np.diagonal(cx))))
+    a, beta, logdet_x = fixed
     rss = 0.0
     es: list[FloatArray] = []
     for bk, w, _ in per:
@@ -476,10 +656,7 @@ def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evalua
         e = (w @ r[:, :, None])[:, :, 0]
         rss += float(r.reshape(-1) @ e.reshape(-1))
         es.append(e)
-    if reml:
-        ll = -0.5 * ((k - p) * _LOG_2PI + logdet + logdet_x + rss)
-    else:
-        ll = -0.5 * (k * _LOG_2PI + logdet + rss)
+    ll = _loglik(k, p, logdet, logdet_x, rss, reml)
     if order == 0 or layout.n_bases == 0:
         return Evaluation(ll=ll, beta=beta, a=a, rss=rss)
     n_c = layout.n_bases
@@ -511,22 +688,293 @@ def evaluate(layout: Layout, f: FloatArray, *, reml: bool, order: int) -> Evalua
                 tr_ar += (t @ a).reshape(n_c, -1) @ wt.reshape(n_c, -1).T
             wh = (w[None] @ h[..., None])[..., 0]
             ehe += h_flat @ wh.reshape(n_c, -1).T
-    tr_pb = tr_wb - np.einsum("pq,cqp->c", a, q) if reml else tr_wb
-    score = -0.5 * tr_pb + 0.5 * ebe
+    sums = _Sums(tr_wb=tr_wb, ebe=ebe, q=q, z=z, tr_wbwb=tr_wbwb, tr_ar=tr_ar, ehe=ehe)
+    return _derivatives(ll, beta, a, rss, sums, reml=reml, order=order)
+
+
+def _coefficients(
+    xtwx: FloatArray, xtwy: FloatArray
+) -> tuple[FloatArray, FloatArray, float] | None:
+    """``A = (XᵀWX)⁻¹``, ``b = A XᵀWy`` and ``log|XᵀWX|`` (None if not positive definite)."""
+    if xtwx.shape == (1, 1):
+        info = float(xtwx[0, 0])
+        if not info > 0.0:
+            return None
+        return np.array([[1.0 / info]]), xtwy / info, math.log(info)
+    xtwx = 0.5 * (xtwx + xtwx.T)
+    try:
+        cx = np.linalg.cholesky(xtwx)
+    except np.linalg.LinAlgError:
+        return None
+    ci = np.linalg.inv(cx)
+    a = ci.T @ ci
+    return a, a @ xtwy, 2.0 * float(np.sum(np.log(np.diagonal(cx))))
+
+
+def _loglik(k: int, p: int, logdet: float, logdet_x: float, rss: float, reml: bool) -> float:
+    if reml:
+        return -0.5 * ((k - p) * _LOG_2PI + logdet + logdet_x + rss)
+    return -0.5 * (k * _LOG_2PI + logdet + rss)
+
+
+@attrs.frozen(eq=False)
+class _Sums:
+    """The sums over studies behind the derivatives (``U = WX``, ``e = Wr``):
+    ``tr(W B_c)``, ``eᵀB_c e``, ``UᵀB_cU``, ``eᵀB_cU``, ``tr(W B_c W B_d)``,
+    ``tr(A UᵀB_c W B_d U)``, ``eᵀB_c W B_d e``."""
+
+    tr_wb: FloatArray
+    ebe: FloatArray
+    q: FloatArray
+    z: FloatArray
+    tr_wbwb: FloatArray | None = None
+    tr_ar: FloatArray | None = None
+    ehe: FloatArray | None = None
+
+
+def _derivatives(
+    ll: float,
+    beta: FloatArray,
+    a: FloatArray,
+    rss: float,
+    s: _Sums,
+    *,
+    reml: bool,
+    order: int,
+) -> Evaluation:
+    """Score and information in ``f`` from the sums (the formulas of the module notes)."""
+    tr_pb = s.tr_wb - (s.q * a).sum(axis=(1, 2)) if reml else s.tr_wb
+    score = -0.5 * tr_pb + 0.5 * s.ebe
     if order < 2:
         return Evaluation(ll=ll, beta=beta, a=a, rss=rss, score=score)
+    assert s.tr_wbwb is not None
+    assert s.ehe is not None
     if reml:
-        aq = a[None] @ q
-        tr_pbpb = tr_wbwb - 2.0 * tr_ar + np.einsum("cij,dji->cd", aq, aq)
+        assert s.tr_ar is not None
+        aq = a[None] @ s.q  # tr(A Q_c A Q_d) = Σ_ij (AQ_c)_ij (AQ_d)_ji
+        n_c = aq.shape[0]
+        aq_t = aq.transpose(0, 2, 1).reshape(n_c, -1)
+        tr_pbpb = s.tr_wbwb - 2.0 * s.tr_ar + aq.reshape(n_c, -1) @ aq_t.T
     else:
-        tr_pbpb = tr_wbwb
+        tr_pbpb = s.tr_wbwb
     tr_pbpb = 0.5 * (tr_pbpb + tr_pbpb.T)
-    ehpe = ehe - z @ a @ z.T
+    ehpe = s.ehe - s.z @ a @ s.z.T
     observed = -0.5 * tr_pbpb + 0.5 * (ehpe + ehpe.T)
     expected = 0.5 * tr_pbpb
     return Evaluation(
         ll=ll, beta=beta, a=a, rss=rss, score=score, observed=observed, expected=expected
     )
+
+
+#: the closed forms of :func:`_evaluate_groups` subtract: ``W = D⁻¹ - FKΓFᵀ`` loses
+#: ``log10(D⁻¹_ii / W_ii)`` digits on its diagonal (a study far more precise than the
+#: rest of its group, with a large group variance) and ``1ᵀW1 = 1ᵀD⁻¹1 - ...`` about
+#: ``log10(f_c R_jj)`` (a group variance far above its studies' variances). They are used
+#: while ``W_ii / D⁻¹_ii`` is above and ``f_c R_jj`` below ``1 / _CANCELLATION`` (six
+#: digits at most), the blocks of ``M`` beyond
+_CANCELLATION = 1e-6
+
+#: what :func:`_evaluate_groups` returns where its closed forms would lose too many digits
+_UNSTABLE = Evaluation(ll=math.nan, beta=np.zeros(0), a=np.zeros((0, 0)), rss=math.nan)
+
+
+def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Evaluation | None:
+    """:func:`evaluate` by the Woodbury identity (Henderson & Searle 1981 [7]_): with
+    ``D`` diagonal, ``F = D⁻¹Ψ``, ``R = ΨᵀD⁻¹Ψ``, ``Γ = diag(f_c)`` over the columns of Ψ
+    and ``K = (I + ΓR)⁻¹`` (``q x q``)::
+
+        W = M⁻¹ = D⁻¹ - F K Γ Fᵀ,   WΨ = F K,   ΨᵀWΨ = R K,
+        log|M| = log|D| + log|I + ΓR|
+
+    (``KΓ = Γ^½(I + Γ^½RΓ^½)⁻¹Γ^½`` is symmetric positive semi-definite; a variance of 0
+    is an exact 0 column). Every sum of the derivatives is then an ``O(k q + q³)``
+    product: for a basis of group columns, ``tr(W B_c) = Σ_{j∈c} (ΨᵀWΨ)_jj``,
+    ``eᵀB_c e = Σ_{j∈c} (Ψᵀe)_j²``, ``tr(W B_c W B_d) = Σ_{j∈c, l∈d} (ΨᵀWΨ)_jl²``, ...;
+    for the identity ``tr(W)``, ``eᵀe``, ``‖W‖²_F``, ... (no ``k x k`` matrix is formed).
+    """
+    k, p = g.x.shape
+    ident = g.identity
+    has_ident = g.has_identity
+    dinv = 1.0 / (g.v + float(ident @ f)) if has_ident else g.vinv
+    psi, x, y = g.psi, g.x, g.y
+    gam = f[g.column_basis]
+    fm = psi * dinv[:, None]  # F (k, q)
+    if g.diagonal:  # (R, K and KΓ diagonal: kept as their diagonals)
+        rd = dinv @ psi
+        if rd.size and float((gam * rd).max()) > 1.0 / _CANCELLATION:
+            return _UNSTABLE
+        td = 1.0 + gam * rd
+        logdet_t = float(np.log(td).sum())
+        kd = 1.0 / td
+        hd = kd * gam
+        m_diag = dinv * dinv * (psi @ hd)  # diag(F KΓ Fᵀ)
+    else:
+        r_ = psi.T @ fm  # R (q, q)
+        if float((gam * np.diagonal(r_)).max()) > 1.0 / _CANCELLATION:
+            return _UNSTABLE
+        sign, logdet_t = np.linalg.slogdet(g.eye + gam[:, None] * r_)
+        if not (sign > 0 and math.isfinite(logdet_t)):  # pragma: no cover - PD for f >= 0
+            return None
+        kinv = np.linalg.inv(g.eye + gam[:, None] * r_)
+        hm = kinv * gam  # K Γ
+        fh = fm @ hm  # F KΓ
+        m_diag = (fm * fh).sum(axis=1)
+    w_diag = dinv - m_diag  # diag(W)
+    if not (w_diag > _CANCELLATION * dinv).all():
+        return _UNSTABLE
+    if g.diagonal:
+        fx = fm.T @ x
+        u = dinv[:, None] * x - fm @ (hd[:, None] * fx)  # W X
+    else:
+        u = dinv[:, None] * x - fh @ (fm.T @ x)
+    logdet = float(logdet_t) - float(np.log(dinv).sum())
+    fixed = _coefficients(x.T @ u, y @ u)
+    if fixed is None:
+        return None
+    a, beta, logdet_x = fixed
+    r = y - x @ beta
+    fr = fm.T @ r
+    e = dinv * r - fm @ (hd * fr if g.diagonal else hm @ fr)  # W r
+    rss = float(r @ e)
+    ll = _loglik(k, p, logdet, logdet_x, rss, reml)
+    if order == 0 or f.size == 0:
+        return Evaluation(ll=ll, beta=beta, a=a, rss=rss)
+    diag_w = (m_diag, w_diag)
+    if g.diagonal:
+        # (Ψᵀe = fr - R KΓ fr = K fr, ΨᵀWX = K FᵀX: column by column)
+        kx = (kd[:, None] * fx, kd * fr, rd * kd)
+        sums = _sums_diagonal(g, dinv, fm, kd, hd, diag_w, kx, u, e, a, reml=reml, order=order)
+    else:
+        sums = _sums_dense(g, dinv, fm, r_, kinv, hm, fh, diag_w, u, e, a, reml=reml, order=order)
+    return _derivatives(ll, beta, a, rss, sums, reml=reml, order=order)
+
+
+def _sums_dense(
+    g: Groups,
+    dinv: FloatArray,
+    fm: FloatArray,
+    r_: FloatArray,
+    kinv: FloatArray,
+    hm: FloatArray,
+    fh: FloatArray,
+    diag_w: tuple[FloatArray, FloatArray],
+    u: FloatArray,
+    e: FloatArray,
+    a: FloatArray,
+    *,
+    reml: bool,
+    order: int,
+) -> _Sums:
+    """The sums of :class:`_Sums` for :func:`_evaluate_groups` (any ``R``; ``fh = FKΓ``,
+    `diag_w` the diagonals of ``FKΓFᵀ`` and ``W``)."""
+    p = u.shape[1]
+    ident = g.identity
+    s, st = g.member, g.member_t
+    wz = fm @ kinv  # WΨ = F K (k, q)
+    gm = r_ @ kinv  # ΨᵀWΨ = R K (q, q)
+    yq = wz.T @ g.x  # ΨᵀWX (q, p)
+    h = g.psi.T @ e  # Ψᵀe (q,)
+    tr_wb = np.diagonal(gm) @ s
+    ebe = (h * h) @ s
+    q = (st @ (yq[:, :, None] * yq[:, None, :]).reshape(-1, p * p)).reshape(-1, p, p)
+    z = st @ (h[:, None] * yq)
+    tr_wbwb = tr_ar = ehe = None
+    if order >= 2:
+        tr_wbwb = st @ (gm * gm) @ s
+        tr_ar = st @ (gm * (yq @ a @ yq.T)) @ s if reml else None
+        ehe = st @ (gm * (h[:, None] * h)) @ s
+    if g.has_identity:
+        # the identity bases: tr W, eᵀe, UᵀU, eᵀU; ‖W‖², tr(A UᵀWU), eᵀWe, and with the
+        # group columns ‖WΨ_j‖², tr(A UᵀWΨ_j Y_j), eᵀWΨ_j h_j
+        m_diag, w_diag = diag_w
+        tr_wb = tr_wb + ident * float(w_diag.sum())
+        ebe = ebe + ident * float(e @ e)
+        q = q + ident[:, None, None] * (u.T @ u)
+        z = z + ident[:, None] * (e @ u)
+        if order >= 2:
+            assert tr_wbwb is not None
+            assert ehe is not None
+            hf = hm @ (fm.T @ fm)
+            w_sq = float((hf * hf.T).sum()) - float(m_diag @ m_diag) + float(w_diag @ w_diag)
+            tr_wbwb = _with_identity(tr_wbwb, ident, (wz * wz).sum(axis=0) @ s, w_sq)
+            we = dinv * e - fh @ (fm.T @ e)
+            ehe = _with_identity(ehe, ident, (wz.T @ e * h) @ s, float(e @ we))
+            if reml:
+                assert tr_ar is not None
+                wu = dinv[:, None] * u - fh @ (fm.T @ u)
+                ua = u @ a
+                cross = ((wz.T @ ua) * yq).sum(axis=1) @ s
+                tr_ar = _with_identity(tr_ar, ident, cross, float((wu * ua).sum()))
+    return _Sums(tr_wb=tr_wb, ebe=ebe, q=q, z=z, tr_wbwb=tr_wbwb, tr_ar=tr_ar, ehe=ehe)
+
+
+def _sums_diagonal(
+    g: Groups,
+    dinv: FloatArray,
+    fm: FloatArray,
+    kd: FloatArray,
+    hd: FloatArray,
+    diag_w: tuple[FloatArray, FloatArray],
+    kx: tuple[FloatArray, FloatArray, FloatArray],
+    u: FloatArray,
+    e: FloatArray,
+    a: FloatArray,
+    *,
+    reml: bool,
+    order: int,
+) -> _Sums:
+    """:func:`_sums_dense` where every study is in at most one column (``R``, ``K``,
+    ``ΨᵀWΨ`` diagonal; ``WΨ = F K`` column by column): the same sums with the
+    diagonals as vectors (`kx`: ``ΨᵀWX``, ``Ψᵀe`` and the diagonal of ``ΨᵀWΨ``)."""
+    p = u.shape[1]
+    ident = g.identity
+    s, st = g.member, g.member_t
+    yq, h, gd = kx
+    tr_wb = gd @ s
+    ebe = (h * h) @ s
+    q = (st @ (yq[:, :, None] * yq[:, None, :]).reshape(-1, p * p)).reshape(-1, p, p)
+    z = st @ (h[:, None] * yq)
+    tr_wbwb = tr_ar = ehe = None
+    if order >= 2:
+        tr_wbwb = (st * (gd * gd)) @ s
+        tr_ar = (st * (gd * ((yq @ a) * yq).sum(axis=1))) @ s if reml else None
+        ehe = (st * (gd * h * h)) @ s
+    if g.has_identity:
+        m_diag, w_diag = diag_w
+        tr_wb = tr_wb + ident * float(w_diag.sum())
+        ebe = ebe + ident * float(e @ e)
+        q = q + ident[:, None, None] * (u.T @ u)
+        z = z + ident[:, None] * (e @ u)
+        if order >= 2:
+            assert tr_wbwb is not None
+            assert ehe is not None
+            r2 = (dinv * dinv) @ g.psi  # diag(FᵀF)
+            hr = hd * r2
+            w_sq = float(hr @ hr) - float(m_diag @ m_diag) + float(w_diag @ w_diag)
+            tr_wbwb = _with_identity(tr_wbwb, ident, (kd * kd * r2) @ s, w_sq)
+            fe = fm.T @ e
+            we = dinv * (e - g.psi @ (hd * fe))
+            ehe = _with_identity(ehe, ident, (kd * fe * h) @ s, float(e @ we))
+            if reml:
+                assert tr_ar is not None
+                fu = fm.T @ u
+                ua = u @ a
+                wu = dinv[:, None] * (u - g.psi @ (hd[:, None] * fu))
+                cross = ((kd[:, None] * (fu @ a)) * yq).sum(axis=1) @ s
+                tr_ar = _with_identity(tr_ar, ident, cross, float((wu * ua).sum()))
+    return _Sums(tr_wb=tr_wb, ebe=ebe, q=q, z=z, tr_wbwb=tr_wbwb, tr_ar=tr_ar, ehe=ehe)
+
+
+def _with_identity(
+    m: FloatArray, ident: FloatArray, cross: FloatArray, self_term: float
+) -> FloatArray:
+    """``m`` with the rows and columns of the identity bases: `cross` (their sums with
+    the group bases) and `self_term` (with each other)."""
+    # (cross is 0 at the identity bases: ident ⊗ c + c ⊗ ident + t ident ⊗ ident with
+    # c = cross + t/2 ident)
+    half = ident[:, None] * (cross + (0.5 * self_term) * ident)
+    out: FloatArray = m + half + half.T
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -541,6 +989,13 @@ class Model:
     layout: Layout
     structures: tuple[Structure, ...]
     reml: bool
+    #: whether the basis coefficients are the parameters themselves (random intercepts,
+    #: ``ID``, ``DIAG``): ``f = θ``, ``∂f/∂θ = I``, no curvature
+    linear: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        linear = all(s.kind in ("sigma2", "ID", "DIAG") for s in self.structures)
+        object.__setattr__(self, "linear", linear)
 
     @property
     def n_params(self) -> int:
@@ -555,15 +1010,18 @@ class Model:
         hi = np.array([1.0 if kd == COR else np.inf for kd in kinds])
         return lo, hi
 
-    @property
-    def linear(self) -> bool:
-        """Whether the basis coefficients are the parameters themselves (random intercepts,
-        ``ID``, ``DIAG``): ``f = θ``, ``∂f/∂θ = I``, no curvature."""
-        return all(s.kind in ("sigma2", "ID", "DIAG") for s in self.structures)
+    def scales(self) -> FloatArray:
+        """A typical size of each parameter: the mean sampling variance (its square root
+        for a standard deviation), 1 for a correlation."""
+        v = self.layout.v
+        diag = v[0][v[1] == v[2]] if isinstance(v, tuple) else v
+        var = float(np.mean(diag)) if diag.size else 1.0
+        table = {VAR: var, SD: math.sqrt(var), COR: 1.0}
+        return np.array([table[kind] for kind in self.param_kinds()])
 
     def coefficients(self, theta: FloatArray) -> FloatArray:
-        if self.linear:
-            return np.array(theta, dtype=np.float64)
+        if self.linear:  # (read only: the evaluation does not keep or change it)
+            return theta
         parts = []
         i = 0
         for s in self.structures:
@@ -646,7 +1104,7 @@ def maximise(
     -- after that last step -- or when every free parameter is held on a bound.
     """
     lo, hi = model.bounds()
-    theta = np.clip(start, lo, hi)
+    theta = np.minimum(np.maximum(start, lo), hi)
     point = model.evaluate(theta, 2)
     if point is None:
         return Fit(
@@ -658,21 +1116,35 @@ def maximise(
         )
     if not free.any() or not model.structures:
         return Fit(theta=theta, ev=point.ev, converged=True, iterations=0)
+    previous = math.inf  # the last Newton step's decrement
+    every_free = bool(free.all())
     for it in range(1, maxiter + 1):
         assert point.grad is not None
         assert point.hess is not None
         assert point.fisher is not None
         g = point.grad
-        held = free & (((theta <= lo) & (g <= 0)) | ((theta >= hi) & (g >= 0)))
-        move = free & ~held
+        if every_free and bool(((theta > lo) & (theta < hi)).all()):
+            move = free  # (inside the box: nothing held)
+        else:
+            held = free & (((theta <= lo) & (g <= 0)) | ((theta >= hi) & (g >= 0)))
+            move = free & ~held
         if not move.any():
             return Fit(theta=theta, ev=point.ev, converged=True, iterations=it - 1)
         gm = g[move]
         newton = True
-        direction = _solve(-point.hess[np.ix_(move, move)], gm)
+        every = bool(move.all())
+        hess = -point.hess if every else -point.hess[move][:, move]
+        direction = _solve(hess, gm)
+        if direction is not None and float(gm @ direction) > _FAR:
+            # far from the maximum (a predicted gain above _FAR / 2): a Fisher scoring
+            # step, better than Newton's where the likelihood is far from quadratic
+            # (Jennrich & Sampson 1976 [8]_)
+            fisher_dir = _solve(point.fisher if every else point.fisher[move][:, move], gm)
+            if fisher_dir is not None:
+                direction, newton = fisher_dir, False
         if direction is None:
             newton = False
-            direction = _solve(_ridge(point.fisher[np.ix_(move, move)]), gm)
+            direction = _solve(_ridge(point.fisher[move][:, move]), gm)
         if direction is None:
             return Fit(
                 theta=theta,
@@ -683,26 +1155,35 @@ def maximise(
             )
         decrement = float(gm @ direction)
         tol = threshold * max(1.0, abs(point.ev.ll))
-        if newton and decrement <= tol:
+        # Newton converging quadratically (this decrement below 1e-3 √tol and 1e-2 of the
+        # last Newton step's): the decrement after one more step is below tol
+        contracting = decrement <= 1e-3 * math.sqrt(tol) and decrement <= 1e-2 * previous
+        previous = decrement if newton else math.inf
+        if newton and (decrement <= tol or contracting):
             # the last Newton step: its gain (about half the decrement) can be below the
             # rounding of the log-likelihood, so no line search; accepted unless the
             # log-likelihood falls by more than rounding
             trial = theta.copy()
             trial[move] = theta[move] + direction
-            last = model.evaluate(np.clip(trial, lo, hi), 2)
+            last = model.evaluate(np.minimum(np.maximum(trial, lo), hi), 0)
             noise = 1e-12 * max(1.0, abs(point.ev.ll))
             if last is not None and last.ev.ll >= point.ev.ll - noise:
                 return Fit(theta=last.theta, ev=last.ev, converged=True, iterations=it)
         new = _line_search(model, point, move, direction, lo, hi)
         if new is None and newton:
             newton = False
-            fisher_dir = _solve(_ridge(point.fisher[np.ix_(move, move)]), gm)
+            fisher_dir = _solve(_ridge(point.fisher[move][:, move]), gm)
             if fisher_dir is not None:
                 direction = fisher_dir
                 decrement = float(gm @ direction)
                 new = _line_search(model, point, move, direction, lo, hi)
         if new is None:
-            converged = decrement <= tol
+            # no step increases the likelihood: a maximum if the Newton decrement is small,
+            # or if no parameter can change it to first order by more than the tolerance
+            # over its own scale (a direction in which the likelihood is flat, e.g. a
+            # variance confounded with the coefficients, where the curvature is rounding)
+            scale = np.abs(theta[move]) + model.scales()[move]
+            converged = decrement <= tol or float(np.abs(gm) @ scale) <= tol
             return Fit(
                 theta=theta,
                 ev=point.ev,
@@ -712,9 +1193,9 @@ def maximise(
             )
         step = new.theta - theta
         theta, point = new.theta, new
-        scale = np.maximum(np.abs(theta), 1e-8)
-        tiny_step = bool(np.all(np.abs(step) <= 1e-13 * scale))
-        if (decrement <= tol and (newton or decrement <= tol * tol)) or tiny_step:
+        if (decrement <= tol and (newton or decrement <= tol * tol)) or bool(
+            (np.abs(step) <= 1e-13 * np.maximum(np.abs(theta), 1e-8)).all()  # (a tiny step)
+        ):
             return Fit(theta=theta, ev=point.ev, converged=True, iterations=it)
     return Fit(
         theta=theta,
@@ -723,6 +1204,10 @@ def maximise(
         iterations=maxiter,
         message=f"not converged in {maxiter} iterations",
     )
+
+
+#: the Newton decrement above which :func:`maximise` takes a Fisher scoring step
+_FAR = 0.1
 
 
 def _dummy(model: Model) -> Evaluation:
@@ -734,12 +1219,26 @@ def _dummy(model: Model) -> Evaluation:
 
 def _solve(h: FloatArray, g: FloatArray) -> FloatArray | None:
     """``h⁻¹g`` for a positive definite `h` (None otherwise)."""
+    n = h.shape[0]
+    if n <= 2:  # (closed forms: h positive definite iff h00 > 0 and det > 0)
+        h00 = float(h[0, 0])
+        if n == 1:
+            x0 = float(g[0]) / h00 if h00 > 0.0 else math.nan
+            return np.array([x0]) if math.isfinite(x0) else None
+        h01, h11 = 0.5 * float(h[0, 1] + h[1, 0]), float(h[1, 1])
+        det = h00 * h11 - h01 * h01
+        if not (h00 > 0.0 and det > 0.0):
+            return None
+        g0, g1 = float(g[0]), float(g[1])
+        x0, x1 = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
+        return np.array([x0, x1]) if math.isfinite(x0) and math.isfinite(x1) else None
     try:
         c = np.linalg.cholesky(h)
     except np.linalg.LinAlgError:
         return None
-    out = np.linalg.solve(c.T, np.linalg.solve(c, g))
-    return out if np.all(np.isfinite(out)) else None
+    ci = np.linalg.inv(c)
+    out = ci.T @ (ci @ g)
+    return out if np.isfinite(out).all() else None
 
 
 def _ridge(h: FloatArray) -> FloatArray:
@@ -761,12 +1260,16 @@ def _line_search(
     theta = point.theta
     ll0 = point.ev.ll
     alpha = 1.0
+    every = bool(move.all())
     for _ in range(60):
-        trial = theta.copy()
-        trial[move] = theta[move] + alpha * direction
-        trial = np.clip(trial, lo, hi)
+        if every:
+            trial = theta + alpha * direction
+        else:
+            trial = theta.copy()
+            trial[move] = theta[move] + alpha * direction
+        trial = np.minimum(np.maximum(trial, lo), hi)
         gain = float(point.grad @ (trial - theta))
-        if not np.any(trial != theta):
+        if (trial == theta).all():
             return None
         cand = model.evaluate(trial, 2)
         if cand is not None and cand.ev.ll >= ll0 + 1e-4 * gain:
@@ -822,6 +1325,11 @@ def maximise_with_restarts(
                 again[correlation] = rho
                 again[variance] *= scale
                 starts.append(again)
+    twin = _intercept_twin_start(
+        model, fit.theta if fit.converged else start, free, maxiter=maxiter, threshold=threshold
+    )
+    if twin is not None:
+        starts.append(twin)
     if not fit.converged:
         best = None
         iterations = fit.iterations
@@ -861,3 +1369,53 @@ def maximise_with_restarts(
         if other.converged and other.ev.ll > best.ev.ll:
             best = other
     return attrs.evolve(best, iterations=iterations)
+
+
+def _intercept_twin_start(
+    model: Model, theta: FloatArray, free: BoolArray, *, maxiter: int, threshold: float
+) -> FloatArray | None:
+    """The start of a model with ``CS`` terms at the maximum of its *intercept twin*: each
+    ``CS`` term ``τ² [inner equal] + ρτ² [inner different]`` (within an outer level) is,
+    for ρ in [0, 1], the two nested random intercepts ``ρτ² [same outer] + (1 - ρ)τ²
+    [same outer and inner]`` (Konstantopoulos 2011 [2]_). The twin -- random intercepts,
+    with the closed forms and no correlation -- is maximised (with its own restarts) and
+    its maximum mapped back (``τ² = σ²₁ + σ²₂``, ``ρ = σ²₁/τ²``): so the ``CS`` fit is
+    never below the nested model's maximum, which a local search from the usual starts
+    can miss (a boundary maximum at ρ = 1, or one at ρ < 0 that is lower). None when the
+    model has no ``CS`` term with both parameters free."""
+    bases: list[Basis] = []
+    structures: list[Structure] = []
+    cs_at: list[int] = []
+    c = i = 0
+    for st in model.structures:
+        own = model.layout.bases[c : c + st.n_bases]
+        if st.kind == "CS" and bool(free[i]) and bool(free[i + 1]):
+            same = own[0]
+            bases += [Basis(group=same.group, inner=None, relation=("all",)), same]
+            structures += [Structure("sigma2"), Structure("sigma2")]
+            cs_at.append(i)
+        else:
+            bases += own
+            structures.append(st)
+        c += st.n_bases
+        i += st.n_params
+    if not cs_at:
+        return None
+    lay = model.layout
+    twin = Model(
+        layout=make_layout(lay.y, lay.x, lay.v, bases, lay.links, lay.v_pairs),
+        structures=tuple(structures),
+        reml=model.reml,
+    )
+    start = theta.copy()
+    for i in cs_at:
+        rho = min(max(float(theta[i + 1]), 0.0), 1.0)
+        start[i], start[i + 1] = rho * theta[i], (1.0 - rho) * theta[i]
+    fit = maximise_with_restarts(twin, start, free, maxiter=maxiter, threshold=threshold)
+    if not fit.converged:
+        return None
+    out = fit.theta.copy()
+    for i in cs_at:
+        tau2 = float(fit.theta[i] + fit.theta[i + 1])
+        out[i], out[i + 1] = tau2, float(fit.theta[i]) / tau2 if tau2 > 0.0 else 0.0
+    return out
