@@ -696,7 +696,6 @@ def prepare_studies(
     both = _resolve_inputs(yi, vi, sei)
     y, v = both[0], both[1]
     info = study_info(yi, labels, measure, y.shape[0], data)
-    names = info["labels"] if given_labels(yi, labels) else None
     low, high = VARIANCE_RANGE
     # one quick test (NaN fails it too); the detailed checks only if it fails
     valid = False
@@ -712,6 +711,7 @@ def prepare_studies(
         )
     if valid and (also_missing is None or not np.any(also_missing)):
         return Prepared(y, v, np.arange(y.shape[0]), (), (), info)
+    names = info["labels"] if given_labels(yi, labels) else None  # (for the messages)
     if y.size:
         check_positive(v, "vi" if sei is None else "sei")
         check_finite(y, "yi")
