@@ -166,7 +166,7 @@ class Design:
         intercept: bool | None = None,
     ) -> None:
         self.single = single = y.ndim == 1
-        self.last: Any = None  # one analysis: the moments the solver evaluated last
+        self.last: Any = None  # one analysis: (τ², w, sums) of the solver's last score
         self._v_scale: Num | None = None
         self.v_row = v[None, :] if single else None
         self.present: BoolArray | None = None

@@ -66,8 +66,9 @@ def fit_design(
     # the moments at the final τ², for the coefficients (and the SE of τ̂²)
     if method == "EE" and tau2_fixed is None:
         mom = ee
-    elif design.single and design.last is not None and design.last.tau2 == tau2:
-        mom = design.last  # the solver stopped where it evaluated the score (e.g. τ² = 0)
+    elif design.single and design.last is not None and design.last[0] == tau2:
+        # the solver stopped where it evaluated the score (e.g. τ² = 0): its sums
+        mom = Moments.of_sums(design, *design.last)
     else:
         # (Q at τ̂², from yᵀWy, for Knapp-Hartung and the likelihood check below)
         needs_q = test in ("knha", "adhoc") or entry.likelihood
