@@ -237,13 +237,18 @@ def trusted_constructor(
     lines = [f"def make(*, {', '.join(names)}):", "    self = _new(_cls)"]
     for name in arrays:
         lines.append(f"    {name}.setflags(write=False)")
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
     for name in names:
         if checked and name in checked:
             lines.append(f"    if {name} is not _default_{name}:")
             lines.append(f"        {name} = _convert_{name}({name})")
-        lines.append(f"    _set(self, {name!r}, {name})")
+        slot = getattr(cls, name, None)
+        if type(slot).__name__ == "member_descriptor":  # (a slot: its setter is cheapest)
+            namespace[f"_slot_{name}"] = slot.__set__  # type: ignore[union-attr]
+            lines.append(f"    _slot_{name}(self, {name})")
+        else:
+            lines.append(f"    _set(self, {name!r}, {name})")
     lines.append("    return self")
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
     for name, (default, convert) in (checked or {}).items():
         namespace[f"_default_{name}"] = default
         namespace[f"_convert_{name}"] = convert
