@@ -12,9 +12,8 @@
 
 from __future__ import annotations
 
-import warnings
-
 import math
+import warnings
 
 import attrs
 import numpy as np

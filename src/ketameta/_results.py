@@ -231,7 +231,7 @@ def trusted_constructor(
     value is not that default object (e.g. arrays that came from the caller's
     :class:`~ketameta.EffectSizes`, which a result copies). ``tests/test_trusted.py`` checks
     that the result equals the public constructor's, field by field and type by type."""
-    fields = attrs.fields(cls)  # type: ignore[misc]
+    fields = attrs.fields(cls)
     names = [f.name for f in fields]
     arrays = [f.name for f in fields if f.converter is readonly and f.name not in (checked or {})]
     lines = [f"def make(*, {', '.join(names)}):", "    self = _new(_cls)"]
@@ -253,4 +253,5 @@ def trusted_constructor(
         namespace[f"_default_{name}"] = default
         namespace[f"_convert_{name}"] = convert
     exec(compile("\n".join(lines), f"<trusted {cls.__qualname__}>", "exec"), namespace)
-    return namespace["make"]
+    make: Callable[..., Any] = namespace["make"]
+    return make

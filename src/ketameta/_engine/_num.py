@@ -37,10 +37,6 @@ def is_scalar(x: Num) -> bool:
 
 def where(cond: Flag, a: Num, b: Num) -> Num:
     """``np.where`` that stays a Python float for one analysis."""
-    if cond is True:  # (one analysis's Python bools: the cheapest checks first)
-        return a
-    if cond is False:
-        return b
     if isinstance(cond, _BOOL):
         return a if cond else b
     return np.where(cond, a, b)

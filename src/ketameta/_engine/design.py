@@ -195,7 +195,7 @@ class Design:
             self.basis, self.r = self._orthogonalise(x)
         # equal-effects weights (one analysis: w, w², w³ of 1/v; the moments at τ² = 0
         # reuse them)
-        self.wp0 = self.v_row ** _POWERS0 if single else None
+        self.wp0 = self.v_row**_POWERS0 if single else None
         w0 = self.wp0[1] if self.wp0 is not None else 1.0 / v
         self.w0 = w0
         self.v = v
@@ -219,6 +219,7 @@ class Design:
             self.z = self._product_columns(y)
             # the sums of the weights 1, w, w², w³ and v at τ² = 0 (of the centred
             # effects): every sum the estimators need at τ² = 0, from one product
+            assert self.wp0 is not None
             self.sums0 = np.dot(self.wp0, self.z).tolist()  # (self.sums of one analysis)
         else:
             # analyses varying fastest: sums over the studies in a fixed order (and over

@@ -350,10 +350,10 @@ class Moments:
 
     def percent_weights(self) -> FloatArray:
         """Study weights in percent, ``100 w/Σw``."""
-        return (100.0 / _col(self.sw)) * self._w  # type: ignore[no-any-return]
+        return (100.0 / _col(self.sw)) * self._w
 
 
-def single_sums(design: Design, tau2: float) -> tuple[FloatArray, list[list[Num]]]:
+def single_sums(design: Design, tau2: Num) -> tuple[FloatArray, list[list[Num]]]:
     """One analysis: the weights ``1/(v + τ²)`` and the rows of sums of ``w, w², w³`` (as
     Python floats, from one matrix product; at τ² = 0 those taken with the data)."""
     if tau2 == 0.0:

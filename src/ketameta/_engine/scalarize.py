@@ -4,9 +4,10 @@ Some of the engine's rules are written with the element-wise helpers of a namesp
 (``o.where``, ``o.maximum``, ``o.isfinite``, ...) so that they run on ``(m,)`` arrays. One
 analysis would call those helpers on Python floats, paying a function call for each
 ``where``; :func:`scalarize` instead rewrites the function's syntax tree once, at import,
-into plain Python expressions (``a if c else b``, ``b if b > a else a``, ``not x``; ``math.sqrt`` for ``o.sqrt``) and
-compiles that. The rule exists once, in the array source; the float version is generated
-from it, and ``tests/test_engine.py`` checks that the two agree bit for bit.
+into plain Python expressions (``a if c else b``, ``b if b > a else a``, ``not x``;
+``math.sqrt`` for ``o.sqrt``) and compiles that. The rule exists once, in the array
+source; the float version is generated from it, and ``tests/test_engine.py`` and
+``tests/test_single_path.py`` check that the two agree bit for bit.
 
 The function must bind ``o`` in a first statement ``o = ...`` (dropped in the float
 version) and call only the helpers rewritten here. ``a & b`` and ``a | b`` of comparisons
