@@ -152,3 +152,46 @@ def test_moments_from_the_scores_sums_are_the_moments(tau2: float) -> None:
         assert again.inv == fresh.inv
         assert again.delta == fresh.delta
         np.testing.assert_array_equal(again.w, fresh.w)
+
+
+@pytest.mark.parametrize("method", ["EE", "DL", "REML", "PM"])
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_trusted_result_equals_the_validated_build_of_the_engine_output(
+    method: str, test: str
+) -> None:
+    # the fields pool() passes to the trusted constructor by name, against the validated
+    # constructor fed from the engine's output by result_from_core (a swapped field fails)
+    from ketameta import _engine
+    from ketameta.pooling import result_from_core
+
+    res = ketameta.pool(Y, V, method=method, test=test)
+    out = _engine.intercept_view(
+        _engine.fit(
+            Y.copy(),
+            V.copy(),
+            padded=False,
+            method=method,
+            test=test,
+            level=0.95,
+            tau2_fixed=None,
+            control=dict(_engine.DEFAULT_CONTROL),
+            btt=(),
+        )
+    )
+    labels = ketameta._validation.default_labels(len(Y))
+    expected = result_from_core(
+        out,
+        None,
+        yi=Y,
+        vi=V,
+        omitted=(),
+        method=method,
+        test=test,
+        level=0.95,
+        tau2_fixed=False,
+        control={},
+        measure=None,
+        labels=labels,
+        omitted_reasons=(),
+    )
+    assert res == expected
