@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -222,3 +223,42 @@ def finish_result_class(cls: type) -> type:
         __setstate__._ketameta_readonly = True  # type: ignore[attr-defined]
         cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
     return cls
+
+
+def trusted_constructor(
+    cls: type, checked: dict[str, tuple[Any, Callable[[Any], Any]]] | None = None
+) -> Callable[..., Any]:
+    """A constructor of the frozen attrs class `cls` that stores values as given, without
+    the per-field converters of ``cls(...)`` (generated once per class).
+
+    Only for values the engine itself produced, already in their field's type: Python
+    floats, ints and bools, fresh float64 arrays nothing else holds (made read-only here),
+    the tuples the input check returned. The public constructor stays validated. Fields
+    named in `checked` (name -> (default, converter)) still pass their converter when the
+    value is not that default object (e.g. arrays that came from the caller's
+    :class:`~ketameta.EffectSizes`, which a result copies). ``tests/test_trusted.py`` checks
+    that the result equals the public constructor's, field by field and type by type."""
+    fields = attrs.fields(cls)
+    names = [f.name for f in fields]
+    arrays = [f.name for f in fields if f.converter is readonly and f.name not in (checked or {})]
+    lines = [f"def make(*, {', '.join(names)}):", "    self = _new(_cls)"]
+    for name in arrays:
+        lines.append(f"    {name}.setflags(write=False)")
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
+    for name in names:
+        if checked and name in checked:
+            lines.append(f"    if {name} is not _default_{name}:")
+            lines.append(f"        {name} = _convert_{name}({name})")
+        slot = getattr(cls, name, None)
+        if type(slot).__name__ == "member_descriptor":  # (a slot: its setter is cheapest)
+            namespace[f"_slot_{name}"] = slot.__set__  # type: ignore[union-attr]
+            lines.append(f"    _slot_{name}(self, {name})")
+        else:
+            lines.append(f"    _set(self, {name!r}, {name})")
+    lines.append("    return self")
+    for name, (default, convert) in (checked or {}).items():
+        namespace[f"_default_{name}"] = default
+        namespace[f"_convert_{name}"] = convert
+    exec(compile("\n".join(lines), f"<trusted {cls.__qualname__}>", "exec"), namespace)
+    make: Callable[..., Any] = namespace["make"]
+    return make

@@ -52,6 +52,7 @@ from ._results import (
     plain,
     readonly,
     table_lines,
+    trusted_constructor,
 )
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
@@ -695,7 +696,6 @@ def prepare_studies(
     both = _resolve_inputs(yi, vi, sei)
     y, v = both[0], both[1]
     info = study_info(yi, labels, measure, y.shape[0], data)
-    names = info["labels"] if given_labels(yi, labels) else None
     low, high = VARIANCE_RANGE
     # one quick test (NaN fails it too); the detailed checks only if it fails
     valid = False
@@ -711,6 +711,7 @@ def prepare_studies(
         )
     if valid and (also_missing is None or not np.any(also_missing)):
         return Prepared(y, v, np.arange(y.shape[0]), (), (), info)
+    names = info["labels"] if given_labels(yi, labels) else None  # (for the messages)
     if y.size:
         check_positive(v, "vi" if sei is None else "sei")
         check_finite(y, "yi")
@@ -941,22 +942,19 @@ def pool(
             notes += f" and test={test!r} is replaced by 'z'"
             test = "z"
         warnings.warn(f"only one study (k = 1): {notes}", SmallSampleWarning, stacklevel=2)
-    out = _engine.intercept_view(
-        _engine.fit(
-            y,
-            v,
-            padded=False,
-            method=method,
-            test=test,
-            level=lv,
-            tau2_fixed=tau2_fixed,
-            control=ctl,
-            btt=(),  # (no omnibus test of the intercept-only model)
-        )
+    out = _engine.fit(
+        y,
+        v,
+        padded=False,
+        method=method,
+        test=test,
+        level=lv,
+        tau2_fixed=tau2_fixed,
+        control=ctl,
+        btt=(),  # (no omnibus test of the intercept-only model)
     )
-    if not (
-        math.isfinite(out["estimate"]) and math.isfinite(out["se"]) and math.isfinite(out["q"])
-    ):
+    estimate, se = out["coef"][0], out["se"][0]
+    if not (math.isfinite(estimate) and math.isfinite(se) and math.isfinite(out["q"])):
         msg = (
             "`yi` or `vi` is too large: the computation overflows the floating-point range "
             f"(largest |yi| = {np.max(np.abs(y)):.3g}, largest vi = {np.max(v):.3g})"
@@ -970,19 +968,49 @@ def pool(
             LocalMaximumWarning,
             stacklevel=2,
         )
-    return result_from_core(
-        out,
-        None,
-        yi=y,
+    # (every value below is the engine's or the input check's, in its field's type: the
+    # result is built without the public constructor's converters; tests/test_trusted.py)
+    return _trusted_pool_result(  # type: ignore[no-any-return]
+        estimate=estimate,
+        se=se,
+        statistic=out["statistic"][0],
+        pvalue=out["pvalue"][0],
+        ci_lower=out["ci_lower"][0],
+        ci_upper=out["ci_upper"][0],
+        pred_lower=out["pred_lower"],
+        pred_upper=out["pred_upper"],
+        df=out["df"],
+        tau2=out["tau2"],
+        tau2_se=out["tau2_se"],
+        tau=out["tau"],
+        i2=out["i2"],
+        h2=out["h2"],
+        q=out["q"],
+        q_df=k - 1,
+        q_pvalue=out["q_pvalue"],
+        k=k,
+        weights=out["weights"],
+        yi=y,  # (prepare_studies copied the inputs; the engine made the weights)
         vi=v,
+        omitted=prep.omitted,
+        omitted_reasons=prep.reasons,
         method=method,
         test=test,
         level=lv,
         tau2_fixed=tau2_fixed is not None,
-        control=control or {},
-        owned=True,  # prepare_studies copied the inputs; the core made the weights
-        **prep.fields(),
+        converged=out["converged"],
+        iterations=int(out["iterations"]),
+        v_typical=out["v_typical"],
+        control=dict(control) if control else {},
+        measure=prep.info["measure"],
+        labels=prep.info["labels"],
+        inputs=prep.info.get("inputs", _NO_INPUTS),
+        input_names=prep.info.get("input_names", ()),
     )
+
+
+#: :class:`PoolResult` from the values of one fit, without the per-field converters
+_trusted_pool_result = trusted_constructor(PoolResult, {"inputs": (_NO_INPUTS, readonly)})
 
 
 def result_from_core(

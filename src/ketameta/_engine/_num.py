@@ -44,6 +44,8 @@ def where(cond: Flag, a: Num, b: Num) -> Num:
 
 def maximum(a: Num, b: Num) -> Num:
     """``np.maximum`` (NaN propagates from `a`; a Python float for one analysis)."""
+    if type(a) is float and type(b) is float:  # (one analysis: the cheapest check first)
+        return b if b > a else a
     if isinstance(a, _NUMBER) and isinstance(b, _NUMBER):
         return b if b > a else a  # `a` when either is NaN and `a` is
     return np.maximum(a, b)
@@ -51,6 +53,8 @@ def maximum(a: Num, b: Num) -> Num:
 
 def minimum(a: Num, b: Num) -> Num:
     """``np.minimum`` (a Python float for one analysis)."""
+    if type(a) is float and type(b) is float:
+        return b if b < a else a
     if isinstance(a, _NUMBER) and isinstance(b, _NUMBER):
         return b if b < a else a
     return np.minimum(a, b)
@@ -66,7 +70,7 @@ def div(a: Num, b: Num) -> Num:
 
 def sqrt(a: Num) -> Num:
     """``np.sqrt`` (NaN below 0); a Python float stays a Python float."""
-    if isinstance(a, _NUMBER):
+    if type(a) is float or isinstance(a, _NUMBER):
         return math.sqrt(a) if a >= 0.0 else math.nan
     return np.sqrt(a)
 

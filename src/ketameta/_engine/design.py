@@ -166,7 +166,7 @@ class Design:
         intercept: bool | None = None,
     ) -> None:
         self.single = single = y.ndim == 1
-        self.last: Any = None  # one analysis: the moments the solver evaluated last
+        self.last: Any = None  # one analysis: (τ², w, sums) of the solver's last score
         self._v_scale: Num | None = None
         self.v_row = v[None, :] if single else None
         self.present: BoolArray | None = None
@@ -195,7 +195,7 @@ class Design:
             self.basis, self.r = self._orthogonalise(x)
         # equal-effects weights (one analysis: w, w², w³ of 1/v; the moments at τ² = 0
         # reuse them)
-        self.wp0 = v[None, :] ** _POWERS0 if single else None
+        self.wp0 = self.v_row**_POWERS0 if single else None
         w0 = self.wp0[1] if self.wp0 is not None else 1.0 / v
         self.w0 = w0
         self.v = v
@@ -203,7 +203,7 @@ class Design:
         self.y = y
         self.beta0: Vec = [0.0] * self.p
         sums0 = self._ee_sums(w0) if single else self.sums([w0], yy=False)[0]
-        _, beta0 = solve(kernels(self.p, self.intercept), sums0)
+        _, beta0 = solve(self.kernels if single else kernels(self.p, self.intercept), sums0)
         if self.present is not None:  # (rows without studies)
             beta0 = [np.where(np.isfinite(b), b, 0.0) for b in beta0]
         self.beta0 = beta0
@@ -220,7 +220,7 @@ class Design:
             # the sums of the weights 1, w, w², w³ and v at τ² = 0 (of the centred
             # effects): every sum the estimators need at τ² = 0, from one product
             assert self.wp0 is not None
-            self.sums0 = self.sums(self.wp0)
+            self.sums0 = np.dot(self.wp0, self.z).tolist()  # (self.sums of one analysis)
         else:
             # analyses varying fastest: sums over the studies in a fixed order (and over
             # contiguous memory)

@@ -32,6 +32,7 @@ from .design import Design
 from .inference import chi2_sf, f_sf, test_critical_value, two_sided_p
 from .linalg import Factor, Mat, Vec, dot, quad
 from .moments import Moments
+from .scalarize import scalarize
 
 
 def fit_design(
@@ -65,8 +66,9 @@ def fit_design(
     # the moments at the final τ², for the coefficients (and the SE of τ̂²)
     if method == "EE" and tau2_fixed is None:
         mom = ee
-    elif design.single and design.last is not None and design.last.tau2 == tau2:
-        mom = design.last  # the solver stopped where it evaluated the score (e.g. τ² = 0)
+    elif design.single and design.last is not None and design.last[0] == tau2:
+        # the solver stopped where it evaluated the score (e.g. τ² = 0): its sums
+        mom = Moments.of_sums(design, *design.last)
     else:
         # (Q at τ̂², from yᵀWy, for Knapp-Hartung and the likelihood check below)
         needs_q = test in ("knha", "adhoc") or entry.likelihood
@@ -124,8 +126,9 @@ def fit_design(
         "weights": mom.percent_weights() if design.single else None,
     }
     if derive:
+        derived = derived_statistics_scalar if design.single else derived_statistics
         out.update(
-            derived_statistics(
+            derived(
                 coef,
                 se,
                 tau2=tau2,
@@ -179,6 +182,7 @@ def derived_statistics(
     from Q, Higgins & Thompson 2002, rather than from τ²); `only`: the statistics to
     compute (default: all).
     """
+    o = nm  # (one analysis: derived_statistics_scalar, generated from this source)
     out: dict[str, Any] = {}
     every = only is None  # (every statistic: the usual case, without the name checks)
     names = _DERIVED_NAMES if only is None else frozenset(only)
@@ -186,17 +190,17 @@ def derived_statistics(
     if every or "q_df" in names:
         out["q_df"] = q_df
     if every or "q_pvalue" in names:
-        out["q_pvalue"] = nm.where(q_df > 0, chi2_sf(nm.maximum(q_df, 1.0), q), 1.0)
+        out["q_pvalue"] = o.where(q_df > 0, chi2_sf(o.maximum(q_df, 1.0), q), 1.0)
     if every or "i2" in names or "h2" in names:
         if equal_effects:
-            i2 = nm.where(q > 0.0, 100.0 * nm.maximum(0.0, nm.div(q - q_df, q)), zero)
-            h2 = nm.where(q_df > 0, nm.div(q, q_df), 1.0)
+            i2 = o.where(q > 0.0, 100.0 * o.maximum(0.0, o.div(q - q_df, q)), zero)
+            h2 = o.where(q_df > 0, o.div(q, q_df), 1.0)
         else:
-            i2 = nm.where(k > p, nm.div(100.0 * tau2, tau2 + v_typical), zero)
-            h2 = nm.where(k > p, nm.div(tau2 + v_typical, v_typical), 1.0)
+            i2 = o.where(k > p, o.div(100.0 * tau2, tau2 + v_typical), zero)
+            h2 = o.where(k > p, o.div(tau2 + v_typical, v_typical), 1.0)
         out["i2"], out["h2"] = i2, h2
     if every or "tau" in names:
-        out["tau"] = nm.sqrt(tau2)
+        out["tau"] = o.sqrt(tau2)
     df = reference_df(k, p, test)
     out["df"] = df
     tests = every or "statistic" in names or "pvalue" in names
@@ -211,7 +215,7 @@ def derived_statistics(
         upper: list[Num] = []
         for b, s in zip(coef, se, strict=True):
             if tests:
-                z = nm.div(b, s)
+                z = o.div(b, s)
                 stat.append(z)
                 pvalue.append(two_sided_p(z, df, test))
             if intervals:
@@ -223,7 +227,7 @@ def derived_statistics(
         if intervals:
             out["ci_lower"], out["ci_upper"] = lower, upper
     if p == 1 and intercept and (every or "pred_lower" in names or "pred_upper" in names):
-        pred_half = crit * nm.sqrt(tau2 + se[0] * se[0])
+        pred_half = crit * o.sqrt(tau2 + se[0] * se[0])
         out["pred_lower"], out["pred_upper"] = coef[0] - pred_half, coef[0] + pred_half
     return out
 
@@ -233,6 +237,9 @@ _INTERVAL_NAMES = frozenset(("ci_lower", "ci_upper", "crit", "pred_lower", "pred
 _DERIVED_NAMES = frozenset(
     ("q_df", "q_pvalue", "i2", "h2", "tau", "statistic", "pvalue", *_INTERVAL_NAMES)
 )
+
+#: :func:`derived_statistics` for one analysis's Python floats (generated from its source)
+derived_statistics_scalar = scalarize(derived_statistics)
 
 
 def is_exact_fit(design: Design, mom: Moments) -> Flag:

@@ -79,17 +79,7 @@ class Moments:
     ) -> None:
         self.design, self.tau2 = design, tau2
         if design.single:
-            if tau2 == 0.0:  # the sums at τ² = 0 were taken with the data
-                assert design.wp0 is not None
-                self._w = design.wp0[1]
-                self.s: list[list[Num]] = design.sums0[1:4]
-            else:
-                v_row, z = design.v_row, design.z
-                assert v_row is not None
-                assert z is not None
-                wp = (v_row + tau2) ** _POWERS
-                self._w = wp[0]
-                self.s = np.dot(wp, z).tolist()  # (Design.sums of one analysis)
+            self._w, self.s = single_sums(design, tau2)
         else:
             if w is None:  # (design.weights, without a temporary)
                 w = design.v + _col(tau2)
@@ -113,6 +103,17 @@ class Moments:
         self.kernels = k = design.kernels
         #: ``A⁻¹`` (``A = XᵀWX``) and ``β̂ = A⁻¹XᵀWy`` (in the basis, of the centred effects)
         self.inv, self.delta = solve(k, self.s[0])
+
+    @classmethod
+    def of_sums(cls, design: Design, tau2: Num, w: FloatArray, s: list[list[Num]]) -> Moments:
+        """The moments of one analysis at `tau2` from its weights `w` and rows of sums `s`
+        (:func:`single_sums`) computed before (by the root finder's last score)."""
+        out = cls.__new__(cls)
+        out.design, out.tau2, out._w, out.s = design, tau2, w, s
+        out._cache = {}
+        out.kernels = k = design.kernels
+        out.inv, out.delta = solve(k, s[0])
+        return out
 
     def where(self, cond: BoolArray, other: Moments) -> Moments:
         """A batch's moments that are `other`'s in the analyses `cond` and these elsewhere
@@ -184,14 +185,7 @@ class Moments:
     def dominated(self) -> bool:
         """Whether one study carries almost all the weight in some analysis (see
         :meth:`_dominant_traces`), so that ``tr P`` and ``tr P²`` need the stable sums."""
-        design = self.design
-        if design.p != 1 or not design.intercept:
-            return True  # (a meta-regression: trace_p and trace_pp check their error bound)
-        ones = design.layout.ones
-        sw, sw2 = self.s[0][ones], self.s[1][ones]
-        if design.single:
-            return bool(sw2 > 0.99 * sw * sw)
-        return bool(np.any(sw2 > 0.99 * sw * sw))
+        return dominated(self.design, self.s)
 
     def _dominant_traces(self, trace: Num, which: int) -> Num:
         """`trace` (``tr P`` for `which` 0, ``tr P²`` for 1), recomputed without
@@ -376,7 +370,32 @@ class Moments:
 
     def percent_weights(self) -> FloatArray:
         """Study weights in percent, ``100 w/Σw``."""
-        return (100.0 / _col(self.sw)) * self._w  # type: ignore[no-any-return]
+        return (100.0 / _col(self.sw)) * self._w
+
+
+def single_sums(design: Design, tau2: Num) -> tuple[FloatArray, list[list[Num]]]:
+    """One analysis: the weights ``1/(v + τ²)`` and the rows of sums of ``w, w², w³`` (as
+    Python floats, from one matrix product; at τ² = 0 those taken with the data)."""
+    if tau2 == 0.0:
+        assert design.wp0 is not None
+        return design.wp0[1], design.sums0[1:4]
+    v_row, z = design.v_row, design.z
+    assert v_row is not None
+    assert z is not None
+    wp = (v_row + tau2) ** _POWERS
+    return wp[0], np.dot(wp, z).tolist()  # (Design.sums of one analysis)
+
+
+def dominated(design: Design, s: list[list[Num]]) -> bool:
+    """Whether one study carries almost all the weight in some analysis of the sums `s`
+    (see :meth:`Moments.dominated`)."""
+    if design.p != 1 or not design.intercept:
+        return True  # (a meta-regression: trace_p and trace_pp check their error bound)
+    ones = design.layout.ones
+    sw, sw2 = s[0][ones], s[1][ones]
+    if design.single:
+        return bool(sw2 > 0.99 * sw * sw)
+    return bool(np.any(sw2 > 0.99 * sw * sw))
 
 
 def _kappa_bound(design: Design, row: list[Num], inv: Mat) -> Num:

@@ -1414,7 +1414,7 @@ def _intercept_twin_start(
     fit = maximise_with_restarts(twin, start, free, maxiter=maxiter, threshold=threshold)
     if not fit.converged:
         return None
-    out = fit.theta.copy()
+    out: FloatArray = np.array(fit.theta, dtype=np.float64)
     for i in cs_at:
         tau2 = float(fit.theta[i] + fit.theta[i + 1])
         out[i], out[i + 1] = tau2, float(fit.theta[i]) / tau2 if tau2 > 0.0 else 0.0

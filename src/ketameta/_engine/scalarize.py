@@ -4,9 +4,10 @@ Some of the engine's rules are written with the element-wise helpers of a namesp
 (``o.where``, ``o.maximum``, ``o.isfinite``, ...) so that they run on ``(m,)`` arrays. One
 analysis would call those helpers on Python floats, paying a function call for each
 ``where``; :func:`scalarize` instead rewrites the function's syntax tree once, at import,
-into plain Python expressions (``a if c else b``, ``b if b > a else a``, ``not x``) and
-compiles that. The rule exists once, in the array source; the float version is generated
-from it, and ``tests/test_engine.py`` checks that the two agree bit for bit.
+into plain Python expressions (``a if c else b``, ``b if b > a else a``, ``not x``;
+``math.sqrt`` for ``o.sqrt``) and compiles that. The rule exists once, in the array
+source; the float version is generated from it, and ``tests/test_engine.py`` and
+``tests/test_single_path.py`` check that the two agree bit for bit.
 
 The function must bind ``o`` in a first statement ``o = ...`` (dropped in the float
 version) and call only the helpers rewritten here. ``a & b`` and ``a | b`` of comparisons
@@ -53,8 +54,15 @@ class _Rewrite(ast.NodeTransformer):
             return ast.Call(func=_name("_isfinite"), args=args, keywords=[])
         if func.attr == "div":
             return ast.Call(func=_name("_div"), args=args, keywords=[])
+        if func.attr == "sqrt":
+            return ast.Call(func=_name("_sqrt"), args=args, keywords=[])
         msg = f"scalarize: no float rewrite for o.{func.attr}"
         raise NotImplementedError(msg)
+
+
+def _sqrt(a: float) -> float:
+    """:func:`ketameta._engine._num.sqrt` of a Python float (NaN below 0)."""
+    return math.sqrt(a) if a >= 0.0 else math.nan
 
 
 def scalarize(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,7 +88,12 @@ def scalarize(func: Callable[..., Any]) -> Callable[..., Any]:
         arg.annotation = None
     fdef.returns = None
     module = ast.fix_missing_locations(ast.Module(body=[fdef], type_ignores=[]))
-    namespace: dict[str, Any] = {**func.__globals__, "_isfinite": math.isfinite, "_div": _num.div}
+    namespace: dict[str, Any] = {
+        **func.__globals__,
+        "_isfinite": math.isfinite,
+        "_div": _num.div,
+        "_sqrt": _sqrt,
+    }
     exec(compile(module, f"<scalar {func.__qualname__}>", "exec"), namespace)
     scalar: Callable[..., Any] = namespace[fdef.name]
     scalar.__doc__ = f"{func.__name__} for Python floats, generated from its array source."

@@ -24,7 +24,7 @@ from ._num import Flag, Num
 from .design import Design, _col, rowsum
 from .kernels import kernels
 from .kernels import solve as solve_kernel
-from .moments import Moments, checked_trace, projected_trace_sq
+from .moments import Moments, checked_trace, dominated, projected_trace_sq, single_sums
 from .scalarize import scalarize
 
 Estimate = tuple[Num, Flag, Num]  # (τ², converged, iterations)
@@ -370,18 +370,25 @@ def score(design: Design, tau2: Num, kind: str, target: Num) -> tuple[Num, Num, 
     or the (restricted) likelihood score (Viechtbauer 2005, eqs. 11 and 13: ML
     ``Σw²r² - Σw``, information ``Σw²``; REML ``yᵀP²y - tr P``, information ``tr P²``;
     derivatives ``information - 2 yᵀP³y``), by the generated kernels."""
-    # (the likelihood scores never read yᵀWy: a batch skips that sum)
-    mom = Moments(design, tau2, 2 if kind == "Q" else 3, scores=True, r2=kind == "Q")
-    if design.single:  # (fit_design reuses the moments where the solver stopped)
-        design.last = mom
+    mom: Moments | None = None
+    if design.single:  # the sums only (fit_design makes the moments where the solver stopped)
+        w, s = single_sums(design, float(tau2))
+        design.last = (tau2, w, s)
+    else:  # (the likelihood scores never read yᵀWy: a batch skips that sum)
+        mom = Moments(design, tau2, 2 if kind == "Q" else 3, scores=True, r2=kind == "Q")
+        s = mom.s
     a = design.v_harmonic + tau2
-    k, s = mom.kernels, mom.s
+    k = design.kernels
     if kind == "Q":
         result = k.score_q(s[0], s[1], a, target)
     elif kind == "ML":
         result = k.score_ml(s[0], s[1], s[2], a, target)
     else:  # REML: tr P and tr P² without cancellation where one weight dominates
-        traces = (mom.trace_p(), mom.trace_pp()) if mom.dominated() else None
+        traces = None
+        if dominated(design, s):
+            if mom is None:
+                mom = Moments.of_sums(design, tau2, w, s)
+            traces = (mom.trace_p(), mom.trace_pp())
         result = k.score_reml(s[0], s[1], s[2], a, target, traces)
     return result  # type: ignore[no-any-return]
 
