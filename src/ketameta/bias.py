@@ -49,6 +49,7 @@ import numpy as np
 from scipy import special
 
 from . import _engine, _transf
+from ._fitted import studies_and_settings
 from ._results import RecordResult, array_field, format_p
 from ._validation import (
     as_float_array,
@@ -68,7 +69,6 @@ from .pooling import (
     _indices,
     omitted_lines,
     pool,
-    prepare_studies,
     validate_options,
 )
 
@@ -84,6 +84,8 @@ __all__ = [
 ]
 
 PREDICTORS = ("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
+# the defaults of the model settings for effect sizes (a fitted model brings its own)
+_MODEL_DEFAULTS = {"method": "REML", "test": "z", "level": 0.95, "control": None}
 
 
 def _omitted_tail(result: Any) -> list[str]:
@@ -210,11 +212,11 @@ def egger_test(
     *,
     sei: Any = None,
     ni: Any = None,
-    model: str = "lm",
+    model: str | None = None,
     predictor: str = "sei",
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
+    method: str | None = None,
+    test: str | None = None,
+    level: float | None = None,
     control: dict[str, Any] | None = None,
     labels: Any = None,
     measure: str | None = None,
@@ -225,21 +227,26 @@ def egger_test(
     ----------
     yi, vi, sei
         Effect sizes with variances or (keyword) standard errors, or an
-        :class:`~ketameta.EffectSizes` (whose ``ni`` is used for n-based predictors).
+        :class:`~ketameta.EffectSizes` (whose ``ni`` is used for n-based predictors), or
+        a model fitted by :func:`ketameta.pool` (metafor's ``regtest(res)``): its studies
+        (the omitted ones stay omitted) and its method, test, level and control are used;
+        giving `vi`, `sei`, `labels`, `measure` or a setting with it is a ``TypeError``.
     ni : array_like, optional
         Total sample sizes, needed for the predictors ``"ni"``, ``"ninv"``, ``"sqrtni"``
-        and ``"sqrtninv"``.
-    model : {"lm", "rma"}
-        ``"lm"`` (default): the classic test of Egger et al. (1997) [1]_, weighted least
-        squares of ``yi`` on the predictor with weights ``1/vi`` and a multiplicative
-        dispersion parameter, t-test on k - 2 df. ``"rma"``: metafor's default, a
-        random-effects meta-regression on the predictor with τ² estimator `method` and
-        `test` (``"z"`` or ``"knha"``) [2]_.
+        and ``"sqrtninv"`` (one per input study, also with a fitted model).
+    model : {"lm", "rma"}, optional
+        ``"lm"`` (the default for effect sizes): the classic test of Egger et al. (1997)
+        [1]_, weighted least squares of ``yi`` on the predictor with weights ``1/vi`` and a
+        multiplicative dispersion parameter, t-test on k - 2 df. ``"rma"`` (the default
+        for a fitted model, as metafor's ``regtest(res)``): a random-effects
+        meta-regression on the predictor with τ² estimator `method` and `test` (``"z"``
+        or ``"knha"``) [2]_.
     predictor : str
         ``"sei"`` (Egger; limit estimate = PET), ``"vi"`` (PEESE [4]_), ``"ni"``,
         ``"ninv"``, ``"sqrtni"``, ``"sqrtninv"``.
     method, test, level, control
-        As in :func:`ketameta.pool` (used by ``model="rma"``).
+        As in :func:`ketameta.pool` (defaults ``"REML"``, ``"z"``, 0.95; used by
+        ``model="rma"``; a fitted model's own).
     labels, measure
         As in :func:`ketameta.pool`: they name the studies (omitted ones in the summary)
         and the scale.
@@ -274,13 +281,23 @@ def egger_test(
     >>> round(res.intercept, 4), round(res.pvalue, 4)
     (-2.112, 0.1887)
     """
-    model = check_choice(model, "model", ("lm", "rma"))
+    if model is not None or not isinstance(yi, PoolResult):
+        model = check_choice("lm" if model is None else model, "model", ("lm", "rma"))
     predictor = check_choice(predictor, "predictor", PREDICTORS)
     if isinstance(yi, EffectSizes) and ni is None and not np.isnan(yi.ni).all():
         ni = yi.ni
-    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    prep, settings, _ = studies_and_settings(
+        yi,
+        function="egger_test",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        settings={"method": method, "test": test, "level": level, "control": control},
+        defaults=_MODEL_DEFAULTS,
+        refits=model != "lm",
+    )
+    if model is None:  # metafor's regtest(res): the model's random-effects regression
+        model = "rma"
+    method, test, lv, _, _, ctl = validate_options(
+        settings["method"], settings["test"], settings["level"], None, "omit", settings["control"]
     )
     y, v, kept, omitted = prep.yi, prep.vi, prep.kept, prep.omitted
     n = None
@@ -490,7 +507,9 @@ def begg_test(
     Parameters
     ----------
     yi, vi, sei
-        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes.
+        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes,
+        or a model fitted by :func:`ketameta.pool` (metafor's ``ranktest(res)``: its
+        studies; the test itself does not depend on the model's settings).
     exact : bool
         ``True`` (default, as metafor): the p-value comes from the exact permutation
         distribution of Kendall's score whenever there are no ties, for any k; with ties
@@ -535,9 +554,12 @@ def begg_test(
     if type(exact) not in (bool, np.bool_):  # not 0/1 or a string
         msg = f"`exact` must be True or False, got {exact!r}"
         raise TypeError(msg)
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
-    )
+    prep = studies_and_settings(
+        yi,
+        function="begg_test",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        refits=False,
+    )[0]
     y, v, kept = prep.yi, prep.vi, prep.kept
     k = len(y)
     if k < 3:
@@ -702,9 +724,9 @@ def trim_and_fill(
     sei: Any = None,
     estimator: str = "L0",
     side: str | None = None,
-    method: str = "DL",
-    test: str = "z",
-    level: float = 0.95,
+    method: str | None = None,
+    test: str | None = None,
+    level: float | None = None,
     maxiter: int = 100,
     control: dict[str, Any] | None = None,
     labels: Any = None,
@@ -721,7 +743,10 @@ def trim_and_fill(
     Parameters
     ----------
     yi, vi, sei
-        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes.
+        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes,
+        or a model fitted by :func:`ketameta.pool` (metafor's ``trimfill(res)``): its
+        studies, and its method, test, level and control for every refit; giving `vi`,
+        `sei`, `labels`, `measure` or a setting with it is a ``TypeError``.
     estimator : {"L0", "R0", "Q0"}
         Estimator of the number of missing studies [7]_ (``round`` half to even, as R).
     side : {"left", "right"}, optional
@@ -729,7 +754,8 @@ def trim_and_fill(
         of a meta-regression of the effects on their standard errors (with `method`) is
         negative, else ``"left"``.
     method, test, level, control
-        The model fitted at every step and to the filled data, as in :func:`pool`.
+        The model fitted at every step and to the filled data, as in :func:`pool`
+        (defaults ``"DL"``, ``"z"``, 0.95; a fitted model's own).
     maxiter : int
         Maximum number of trimming iterations.
     labels, measure
@@ -781,9 +807,15 @@ def trim_and_fill(
     maxiter = check_positive_int(maxiter, "maxiter")
     if side is not None:
         side = check_choice(side, "side", ("left", "right"))
-    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    prep, settings, _ = studies_and_settings(
+        yi,
+        function="trim_and_fill",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        settings={"method": method, "test": test, "level": level, "control": control},
+        defaults={**_MODEL_DEFAULTS, "method": "DL"},
+    )
+    method, test, lv, _, _, ctl = validate_options(
+        settings["method"], settings["test"], settings["level"], None, "omit", settings["control"]
     )
     y, v = prep.yi, prep.vi
     k = len(y)
@@ -917,6 +949,8 @@ def fail_safe_n(
 
     N is 0 when the result is not significant to begin with (as metafor's ``fsn``).
     `labels` and `measure` name the studies and the scale, as in :func:`ketameta.pool`.
+    `yi` may be effect sizes (with `vi` or `sei`), an EffectSizes, or a model fitted by
+    :func:`ketameta.pool` (its studies; N does not depend on the model's settings).
 
     References
     ----------
@@ -934,9 +968,12 @@ def fail_safe_n(
     """
     kind = check_choice(kind, "kind", ("rosenthal", "orwin", "rosenberg"))
     a = check_level(alpha, "alpha", example="0.05")  # any number type
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
-    )
+    prep = studies_and_settings(
+        yi,
+        function="fail_safe_n",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        refits=False,
+    )[0]
     y, v = prep.yi, prep.vi
     study = _study_fields(prep)
     k = len(y)
