@@ -321,7 +321,8 @@ def test_studies_or_settings_given_again_with_a_model_are_refused(call: Any) -> 
 def test_models_the_methods_do_not_apply_to_are_refused() -> None:
     es = _bcg()
     reg = ketameta.metareg(es, mods=ketameta.datasets.bcg()["ablat"])
-    for fn in (egger_test, begg_test, trim_and_fill, fail_safe_n, leave_one_out, cumulative):
+    # (egger_test takes it: the predictor is added to the moderators, as metafor's regtest)
+    for fn in (begg_test, trim_and_fill, fail_safe_n, leave_one_out, cumulative, pet_peese):
         with pytest.raises(
             TypeError,
             match=r"`yi`: \w+ needs an intercept-only model, got a "
@@ -338,8 +339,8 @@ def test_models_the_methods_do_not_apply_to_are_refused() -> None:
     mh = ketameta.pool_mh(ai=[4, 6, 3], bi=[10, 8, 12], ci=[8, 9, 7], di=[6, 5, 8])
     with pytest.raises(
         TypeError,
-        match=r"`yi` must be effect sizes, an EffectSizes or a "
-        r"PoolResult of ketameta\.pool; egger_test cannot use a",
+        match=r"`yi` must be effect sizes, an EffectSizes or a fitted model of "
+        r"ketameta\.pool or ketameta\.metareg; egger_test cannot use a",
     ):
         egger_test(mh)
 
@@ -348,3 +349,57 @@ def test_egger_default_model_is_lm_for_effect_sizes_and_rma_for_a_model() -> Non
     es = _bcg()
     assert egger_test(es).model == "lm"
     assert egger_test(pool(es)).model == "rma"
+    reg = ketameta.metareg(es, mods=ketameta.datasets.bcg()["ablat"])
+    assert egger_test(reg).model == "rma"
+
+
+@pytest.mark.parametrize(
+    "case",
+    _fitted_cases("regtest_mods_rma") + _fitted_cases("regtest_mods_lm"),
+    ids=lambda c: (
+        f"{c['fn'][-3:]}-{c['model']['mods']}-{c['model']['method']}-{c['model']['test']}"
+    ),
+)
+def test_egger_on_a_meta_regression_adds_the_predictor_to_its_moderators(
+    case: dict[str, Any],
+) -> None:
+    # Oracle: metafor 3.8-1 regtest(rma(yi, vi, mods=~ablat[+year]), model=) on dat.bcg with
+    # two studies missing (make_fitted_reference.R): the test of the standard error added
+    # to the model's moderators; no limit estimate
+    d = FITTED["datasets"]["bcg_omitted"]
+    y, v = as_float(d["yi"]), as_float(d["vi"])
+    data = {"ablat": as_float(d["ablat"]), "year": as_float(d["year"])}
+    m = case["model"]
+    with pytest.warns(ketameta.OmittedStudiesWarning):
+        reg = ketameta.metareg(
+            y, v, mods=f"~ {m['mods']}", data=data, method=m["method"], test=m["test"]
+        )
+    mdl = case["fn"][-3:].lstrip("_")
+    out = egger_test(reg, model=mdl)
+    assert out.moderators == tuple(m["mods"].split(" + "))
+    assert out.omitted == (2, 8)
+    exp = case["value"]
+    _close([out.statistic, out.pvalue], [exp["statistic"], exp["pvalue"]], 1e-8)
+    if exp["df"] is not None:
+        assert out.df == exp["df"]
+    else:
+        assert out.df == np.inf
+    assert np.isnan(out.limit_estimate)
+    assert exp["limit_estimate"] is None
+    if mdl == "rma":
+        _close(out.intercept, exp["slope"], 1e-8)
+        _close(out.tau2, exp["tau2"], 1e-8, 1e-10)
+    # the same test as a meta-regression on the moderators and the standard errors
+    with pytest.warns(ketameta.OmittedStudiesWarning):
+        direct = ketameta.metareg(
+            y,
+            v,
+            mods={**{k: data[k] for k in m["mods"].split(" + ")}, "sei": np.sqrt(v)},
+            method="EE" if mdl == "lm" else m["method"],
+            test="knha" if mdl == "lm" else m["test"],
+        )
+    assert out.intercept == direct.coef[-1]
+    if mdl == "rma":  # the default for a fitted model, as regtest(res)
+        assert egger_test(reg) == out
+    assert "Moderators: " + ", ".join(out.moderators) in out.summary()
+    assert "Limit Estimate" not in out.summary()

@@ -42,8 +42,9 @@ def studies_and_settings(
     settings: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
     refits: bool = True,
+    moderators: bool = False,
     stacklevel: int = 4,
-) -> tuple[Prepared, dict[str, Any], PoolResult | None]:
+) -> tuple[Prepared, dict[str, Any], ModelFit | None]:
     """The studies, the settings and the fitted model (or None) of a call of `function`.
 
     Parameters
@@ -60,6 +61,9 @@ def studies_and_settings(
     refits
         Whether `function` refits the random-effects model (then a model whose τ² was fixed
         with ``pool(tau2=...)`` is refused: the function estimates τ²).
+    moderators
+        Whether `function` also takes a meta-regression (:class:`MetaRegResult`); else
+        only an intercept-only model.
 
     Returns
     -------
@@ -68,7 +72,8 @@ def studies_and_settings(
         omitted ones still named, no second warning), the settings to use, the model.
     """
     given_settings = dict(settings or {})
-    if isinstance(yi, ModelFit) and not isinstance(yi, PoolResult):
+    takes_it = isinstance(yi, PoolResult) or (moderators and isinstance(yi, MetaRegResult))
+    if isinstance(yi, ModelFit) and not takes_it:
         kind = "a meta-regression (MetaRegResult)" if isinstance(yi, MetaRegResult) else ""
         msg = (
             f"`yi`: {function} needs an intercept-only model, got {kind or type(yi).__name__}; "
@@ -76,10 +81,11 @@ def studies_and_settings(
             "ketameta.pool result or the effect sizes"
         )
         raise TypeError(msg)
-    if not isinstance(yi, PoolResult):
+    if not isinstance(yi, ModelFit):
         if _is_ketameta_result(yi):
+            fits = "ketameta.pool or ketameta.metareg" if moderators else "ketameta.pool"
             msg = (
-                f"`yi` must be effect sizes, an EffectSizes or a PoolResult of ketameta.pool; "
+                f"`yi` must be effect sizes, an EffectSizes or a fitted model of {fits}; "
                 f"{function} cannot use a {type(yi).__name__}"
             )
             raise TypeError(msg)
@@ -102,13 +108,13 @@ def studies_and_settings(
             what = "studies" if name in _DATA else "settings"
             msg = (
                 f"`{name}` cannot be given with a fitted model: {function} takes the "
-                f"{what} from the PoolResult (refit it with ketameta.pool to change them)"
+                f"{what} from the {type(yi).__name__} (refit it to change them)"
             )
             raise TypeError(msg)
     if refits and yi.tau2_fixed:
         msg = (
             f"`yi`: {function} refits the model and estimates tau^2, but this model's tau^2 "
-            "was fixed (pool(tau2=...)): pass the effect sizes with the settings instead"
+            "was fixed (tau2=...): pass the effect sizes with the settings instead"
         )
         raise ValueError(msg)
     info = {

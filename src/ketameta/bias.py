@@ -64,6 +64,7 @@ from ._validation import (
 )
 from ._warnings import DegenerateDataWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
+from .metareg import MetaRegResult
 from .pooling import (
     PoolResult,
     _indices,
@@ -153,6 +154,7 @@ class EggerResult(RecordResult):
     labels: tuple[str, ...] = attrs.field(converter=strings, default=())
     omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
     omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+    moderators: tuple[str, ...] = attrs.field(converter=strings, default=())
 
     def __repr__(self) -> str:
         return _short_repr(
@@ -173,20 +175,25 @@ class EggerResult(RecordResult):
         )
         name = "t" if math.isfinite(self.df) else "z"
         df = f", df = {self.df:g}" if math.isfinite(self.df) else ""
+        limit = [
+            f"Limit Estimate (as {self.predictor} -> 0): b = {self.limit_estimate:.4f} "
+            f"(CI: {self.limit_ci_lower:.4f}, {self.limit_ci_upper:.4f})"
+            + ("" if self.measure is None else f" ({_transf.scale(self.measure).name})")
+        ]
+        moderators = [f"Moderators: {', '.join(self.moderators)}"] if self.moderators else []
         return "\n".join(
             [
                 "Regression Test for Funnel Plot Asymmetry",
                 "",
                 f"Model:     {kind}",
                 f"Predictor: {self.predictor}",
+                *moderators,
                 "",
                 f"Test for Funnel Plot Asymmetry: {name} = {self.statistic:.4f}{df}, "
                 f"p = {format_p(self.pvalue)}",
                 f"Asymmetry coefficient: {self.intercept:.4f} (SE = {self.se:.4f}; "
                 f"{100 * self.level:g}% CI: {self.ci_lower:.4f} to {self.ci_upper:.4f})",
-                f"Limit Estimate (as {self.predictor} -> 0): b = {self.limit_estimate:.4f} "
-                f"(CI: {self.limit_ci_lower:.4f}, {self.limit_ci_upper:.4f})"
-                + ("" if self.measure is None else f" ({_transf.scale(self.measure).name})"),
+                *([] if self.moderators else limit),
                 *_omitted_tail(self),
             ]
         )
@@ -231,6 +238,9 @@ def egger_test(
         a model fitted by :func:`ketameta.pool` (metafor's ``regtest(res)``): its studies
         (the omitted ones stay omitted) and its method, test, level and control are used;
         giving `vi`, `sei`, `labels`, `measure` or a setting with it is a ``TypeError``.
+        A meta-regression (:func:`ketameta.metareg`) gets the predictor added to its
+        moderators, as metafor's ``regtest``: ``moderators`` names them, and there is no
+        limit estimate (NaN).
     ni : array_like, optional
         Total sample sizes, needed for the predictors ``"ni"``, ``"ninv"``, ``"sqrtni"``
         and ``"sqrtninv"`` (one per input study, also with a fitted model).
@@ -281,18 +291,19 @@ def egger_test(
     >>> round(res.intercept, 4), round(res.pvalue, 4)
     (-2.112, 0.1887)
     """
-    if model is not None or not isinstance(yi, PoolResult):
+    if model is not None or not isinstance(yi, PoolResult | MetaRegResult):
         model = check_choice("lm" if model is None else model, "model", ("lm", "rma"))
     predictor = check_choice(predictor, "predictor", PREDICTORS)
     if isinstance(yi, EffectSizes) and ni is None and not np.isnan(yi.ni).all():
         ni = yi.ni
-    prep, settings, _ = studies_and_settings(
+    prep, settings, fitted = studies_and_settings(
         yi,
         function="egger_test",
         data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
         settings={"method": method, "test": test, "level": level, "control": control},
         defaults=_MODEL_DEFAULTS,
         refits=model != "lm",
+        moderators=True,
     )
     if model is None:  # metafor's regtest(res): the model's random-effects regression
         model = "rma"
@@ -315,7 +326,11 @@ def egger_test(
     if k < 3:
         msg = f"the regression test needs at least 3 studies, got k = {k}"
         raise ValueError(msg)
-    design = np.column_stack([np.ones(k), x])
+    # a meta-regression: the predictor added to its moderators (metafor's regtest on a
+    # model with moderators; then there is no limit estimate)
+    reg = fitted if isinstance(fitted, MetaRegResult) else None
+    base = np.ones((k, 1)) if reg is None else np.asarray(reg.X, dtype=np.float64)
+    design = np.column_stack([base, x])
     # model="lm": weighted least squares with a multiplicative dispersion, i.e. the
     # equal-effects meta-regression with the Knapp-Hartung variance
     fit_method, fit_test = ("EE", "t") if model == "lm" else (method, test)
@@ -325,7 +340,7 @@ def egger_test(
             v,
             design,
             padded=False,
-            intercept=True,
+            intercept=True if reg is None else bool(reg.intercept),
             method=fit_method,
             test="knha" if model == "lm" else test,
             level=lv,
@@ -333,8 +348,9 @@ def egger_test(
         )
     except np.linalg.LinAlgError:  # (nearly) constant: no slope to estimate
         msg = (
-            f"the predictor {predictor!r} is (nearly) the same for all studies, so the "
-            "regression test is undefined"
+            f"the predictor {predictor!r} is (nearly) the same for all studies"
+            + ("" if reg is None else " or collinear with the moderators")
+            + ", so the regression test is undefined"
         )
         raise ValueError(msg) from None
     if k < 10:
@@ -355,16 +371,16 @@ def egger_test(
         for name in ("se", "statistic", "pvalue", "ci_lower", "ci_upper"):
             out[name] = [math.nan] * len(out[name])
     # a limit estimate exists where the predictor vanishes for infinitely large studies
-    has_limit = predictor not in ("ni", "sqrtni")
+    has_limit = predictor not in ("ni", "sqrtni") and reg is None
     limit = [float(out[f][0]) if has_limit else math.nan for f in ("coef", "ci_lower", "ci_upper")]
     return EggerResult(
-        intercept=float(out["coef"][1]),
-        se=float(out["se"][1]),
-        statistic=float(out["statistic"][1]),
+        intercept=float(out["coef"][-1]),
+        se=float(out["se"][-1]),
+        statistic=float(out["statistic"][-1]),
         df=float(out["df"]),
-        pvalue=float(out["pvalue"][1]),
-        ci_lower=float(out["ci_lower"][1]),
-        ci_upper=float(out["ci_upper"][1]),
+        pvalue=float(out["pvalue"][-1]),
+        ci_lower=float(out["ci_lower"][-1]),
+        ci_upper=float(out["ci_upper"][-1]),
         limit_estimate=limit[0],
         limit_ci_lower=limit[1],
         limit_ci_upper=limit[2],
@@ -376,6 +392,7 @@ def egger_test(
         test=fit_test,
         level=lv,
         **_study_fields(prep),
+        moderators=() if reg is None else tuple(n for n in reg.names if n != "intrcpt"),
     )
 
 

@@ -54,6 +54,26 @@ for (nm in names(datasets)) {
                    tau2=arr(num(cm$tau2))))
   }
 }
+# regtest on a meta-regression: the predictor added to the model's moderators (no limit
+# estimate); ablat of dat.bcg (studies 3 and 9 without yi), and ablat + year
+ablat <- num(dat.bcg$ablat); year <- num(dat.bcg$year)
+datasets$bcg_omitted$ablat <- arr(ablat)
+datasets$bcg_omitted$year <- arr(year)
+y <- as.numeric(datasets$bcg_omitted$yi); v <- as.numeric(datasets$bcg_omitted$vi)
+for (mods in c("ablat", "ablat + year")) for (m in c("REML", "DL", "EE")) for (tt in c("z", "knha")) {
+  res <- suppressWarnings(rma(y, v, mods=as.formula(paste("~", mods)), method=m, test=tt,
+                              control=ctrl))
+  model <- list(method=m, test=tt, level=0.95, mods=mods)
+  for (mdl in c("rma", "lm")) {
+    r <- regtest(res, model=mdl)
+    add(dataset="bcg_omitted", fn=paste0("regtest_mods_", mdl), model=model,
+        call=sprintf("regtest(rma(yi, vi, mods=~%s), model='%s')", mods, mdl),
+        value=list(statistic=r$zval, pvalue=r$pval, df=if (is.null(r$dfs)) NULL else r$dfs,
+                   limit_estimate=if (is.null(r$est)) NULL else r$est,
+                   slope=if (mdl == "rma") num(r$fit$b[length(r$fit$b)]) else NULL,
+                   tau2=if (mdl == "rma") r$fit$tau2 else NULL))
+  }
+}
 out <- list(generated_by="validation/metafor/make_fitted_reference.R",
             r_version=R.version.string, metafor_version=as.character(packageVersion("metafor")),
             note=paste("metafor's methods on a fitted rma(yi, vi, method, test, level,",
