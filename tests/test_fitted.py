@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ketameta
 from ketameta import (
@@ -23,6 +25,7 @@ from ketameta import (
 )
 
 from .conftest import as_float, load_reference
+from .properties.strategies import datasets
 from .test_bias import RTOL, RTOL_INTERNAL_REML, _cases, _data, _id
 
 FITTED = load_reference("metafor_fitted.json")
@@ -403,3 +406,46 @@ def test_egger_on_a_meta_regression_adds_the_predictor_to_its_moderators(
         assert egger_test(reg) == out
     assert "Moderators: " + ", ".join(out.moderators) in out.summary()
     assert "Limit Estimate" not in out.summary()
+
+
+def _outcome(call: Any) -> Any:
+    """A call's result, or its error (type and message)."""
+    try:
+        return call()
+    except (ValueError, TypeError, ketameta.ConvergenceError) as err:
+        return (type(err), str(err))
+
+
+@pytest.mark.filterwarnings("ignore::ketameta.KetametaWarning")
+@given(
+    data=datasets(min_k=3, max_k=14),
+    missing=st.lists(st.integers(0, 13), max_size=2),
+    method=st.sampled_from(["REML", "DL", "ML", "EE", "PM", "SJ"]),
+    test=st.sampled_from(["z", "knha"]),
+    level=st.sampled_from([0.95, 0.9]),
+)
+@settings(deadline=None, max_examples=40)
+def test_a_method_on_a_model_is_the_method_on_its_studies_with_its_settings(
+    data: tuple[np.ndarray, np.ndarray], missing: list[int], method: str, test: str, level: float
+) -> None:
+    # The defining property of _fitted.py: f(pool(y, v, **s)) == f(y, v, **s) exactly, for
+    # any data, omitted studies, estimator, test and level (or the same error)
+    y, v = data
+    y = y.copy()
+    y[[i for i in missing if i < y.size - 2]] = np.nan  # (at least 3 studies stay)
+    s = {"method": method, "test": test, "level": level}
+    fit = _outcome(lambda: pool(y, v, **s))
+    if not isinstance(fit, ketameta.PoolResult):
+        return
+    for fn, on_arrays in (
+        (egger_test, {"model": "rma", **s}),
+        (begg_test, {}),
+        (trim_and_fill, s),
+        (fail_safe_n, {}),
+        (leave_one_out, s),
+        (cumulative, s),
+        (pet_peese, s),
+    ):
+        assert _outcome(lambda fn=fn: fn(fit)) == _outcome(
+            lambda fn=fn, kw=on_arrays: fn(y, v, **kw)
+        ), fn.__name__
