@@ -49,6 +49,7 @@ import numpy as np
 from scipy import special
 
 from . import _engine, _transf
+from ._fitted import studies_and_settings
 from ._results import RecordResult, array_field, format_p
 from ._validation import (
     as_float_array,
@@ -63,12 +64,12 @@ from ._validation import (
 )
 from ._warnings import DegenerateDataWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
+from .metareg import MetaRegResult
 from .pooling import (
     PoolResult,
     _indices,
     omitted_lines,
     pool,
-    prepare_studies,
     validate_options,
 )
 
@@ -84,6 +85,8 @@ __all__ = [
 ]
 
 PREDICTORS = ("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
+# the defaults of the model settings for effect sizes (a fitted model brings its own)
+_MODEL_DEFAULTS = {"method": "REML", "test": "z", "level": 0.95, "control": None}
 
 
 def _omitted_tail(result: Any) -> list[str]:
@@ -151,6 +154,7 @@ class EggerResult(RecordResult):
     labels: tuple[str, ...] = attrs.field(converter=strings, default=())
     omitted: tuple[int, ...] = attrs.field(converter=_indices, default=())
     omitted_reasons: tuple[str, ...] = attrs.field(converter=strings, default=())
+    moderators: tuple[str, ...] = attrs.field(converter=strings, default=())
 
     def __repr__(self) -> str:
         return _short_repr(
@@ -171,20 +175,25 @@ class EggerResult(RecordResult):
         )
         name = "t" if math.isfinite(self.df) else "z"
         df = f", df = {self.df:g}" if math.isfinite(self.df) else ""
+        limit = [
+            f"Limit Estimate (as {self.predictor} -> 0): b = {self.limit_estimate:.4f} "
+            f"(CI: {self.limit_ci_lower:.4f}, {self.limit_ci_upper:.4f})"
+            + ("" if self.measure is None else f" ({_transf.scale(self.measure).name})")
+        ]
+        moderators = [f"Moderators: {', '.join(self.moderators)}"] if self.moderators else []
         return "\n".join(
             [
                 "Regression Test for Funnel Plot Asymmetry",
                 "",
                 f"Model:     {kind}",
                 f"Predictor: {self.predictor}",
+                *moderators,
                 "",
                 f"Test for Funnel Plot Asymmetry: {name} = {self.statistic:.4f}{df}, "
                 f"p = {format_p(self.pvalue)}",
                 f"Asymmetry coefficient: {self.intercept:.4f} (SE = {self.se:.4f}; "
                 f"{100 * self.level:g}% CI: {self.ci_lower:.4f} to {self.ci_upper:.4f})",
-                f"Limit Estimate (as {self.predictor} -> 0): b = {self.limit_estimate:.4f} "
-                f"(CI: {self.limit_ci_lower:.4f}, {self.limit_ci_upper:.4f})"
-                + ("" if self.measure is None else f" ({_transf.scale(self.measure).name})"),
+                *([] if self.moderators else limit),
                 *_omitted_tail(self),
             ]
         )
@@ -210,11 +219,11 @@ def egger_test(
     *,
     sei: Any = None,
     ni: Any = None,
-    model: str = "lm",
+    model: str | None = None,
     predictor: str = "sei",
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
+    method: str | None = None,
+    test: str | None = None,
+    level: float | None = None,
     control: dict[str, Any] | None = None,
     labels: Any = None,
     measure: str | None = None,
@@ -225,21 +234,29 @@ def egger_test(
     ----------
     yi, vi, sei
         Effect sizes with variances or (keyword) standard errors, or an
-        :class:`~ketameta.EffectSizes` (whose ``ni`` is used for n-based predictors).
+        :class:`~ketameta.EffectSizes` (whose ``ni`` is used for n-based predictors), or
+        a model fitted by :func:`ketameta.pool` (metafor's ``regtest(res)``): its studies
+        (the omitted ones stay omitted) and its method, test, level and control are used;
+        giving `vi`, `sei`, `labels`, `measure` or a setting with it is a ``TypeError``.
+        A meta-regression (:func:`ketameta.metareg`) gets the predictor added to its
+        moderators, as metafor's ``regtest``: ``moderators`` names them, and there is no
+        limit estimate (NaN).
     ni : array_like, optional
         Total sample sizes, needed for the predictors ``"ni"``, ``"ninv"``, ``"sqrtni"``
-        and ``"sqrtninv"``.
-    model : {"lm", "rma"}
-        ``"lm"`` (default): the classic test of Egger et al. (1997) [1]_, weighted least
-        squares of ``yi`` on the predictor with weights ``1/vi`` and a multiplicative
-        dispersion parameter, t-test on k - 2 df. ``"rma"``: metafor's default, a
-        random-effects meta-regression on the predictor with τ² estimator `method` and
-        `test` (``"z"`` or ``"knha"``) [2]_.
+        and ``"sqrtninv"`` (one per input study, also with a fitted model).
+    model : {"lm", "rma"}, optional
+        ``"lm"`` (the default for effect sizes): the classic test of Egger et al. (1997)
+        [1]_, weighted least squares of ``yi`` on the predictor with weights ``1/vi`` and a
+        multiplicative dispersion parameter, t-test on k - 2 df. ``"rma"`` (the default
+        for a fitted model, as metafor's ``regtest(res)``): a random-effects
+        meta-regression on the predictor with τ² estimator `method` and `test` (``"z"``
+        or ``"knha"``) [2]_.
     predictor : str
         ``"sei"`` (Egger; limit estimate = PET), ``"vi"`` (PEESE [4]_), ``"ni"``,
         ``"ninv"``, ``"sqrtni"``, ``"sqrtninv"``.
     method, test, level, control
-        As in :func:`ketameta.pool` (used by ``model="rma"``).
+        As in :func:`ketameta.pool` (defaults ``"REML"``, ``"z"``, 0.95; used by
+        ``model="rma"``; a fitted model's own).
     labels, measure
         As in :func:`ketameta.pool`: they name the studies (omitted ones in the summary)
         and the scale.
@@ -274,13 +291,24 @@ def egger_test(
     >>> round(res.intercept, 4), round(res.pvalue, 4)
     (-2.112, 0.1887)
     """
-    model = check_choice(model, "model", ("lm", "rma"))
+    if model is not None or not isinstance(yi, PoolResult | MetaRegResult):
+        model = check_choice("lm" if model is None else model, "model", ("lm", "rma"))
     predictor = check_choice(predictor, "predictor", PREDICTORS)
     if isinstance(yi, EffectSizes) and ni is None and not np.isnan(yi.ni).all():
         ni = yi.ni
-    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    prep, settings, fitted = studies_and_settings(
+        yi,
+        function="egger_test",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        settings={"method": method, "test": test, "level": level, "control": control},
+        defaults=_MODEL_DEFAULTS,
+        refits=model != "lm",
+        moderators=True,
+    )
+    if model is None:  # metafor's regtest(res): the model's random-effects regression
+        model = "rma"
+    method, test, lv, _, _, ctl = validate_options(
+        settings["method"], settings["test"], settings["level"], None, "omit", settings["control"]
     )
     y, v, kept, omitted = prep.yi, prep.vi, prep.kept, prep.omitted
     n = None
@@ -298,7 +326,11 @@ def egger_test(
     if k < 3:
         msg = f"the regression test needs at least 3 studies, got k = {k}"
         raise ValueError(msg)
-    design = np.column_stack([np.ones(k), x])
+    # a meta-regression: the predictor added to its moderators (metafor's regtest on a
+    # model with moderators; then there is no limit estimate)
+    reg = fitted if isinstance(fitted, MetaRegResult) else None
+    base = np.ones((k, 1)) if reg is None else np.asarray(reg.X, dtype=np.float64)
+    design = np.column_stack([base, x])
     # model="lm": weighted least squares with a multiplicative dispersion, i.e. the
     # equal-effects meta-regression with the Knapp-Hartung variance
     fit_method, fit_test = ("EE", "t") if model == "lm" else (method, test)
@@ -308,7 +340,7 @@ def egger_test(
             v,
             design,
             padded=False,
-            intercept=True,
+            intercept=True if reg is None else bool(reg.intercept),
             method=fit_method,
             test="knha" if model == "lm" else test,
             level=lv,
@@ -316,8 +348,9 @@ def egger_test(
         )
     except np.linalg.LinAlgError:  # (nearly) constant: no slope to estimate
         msg = (
-            f"the predictor {predictor!r} is (nearly) the same for all studies, so the "
-            "regression test is undefined"
+            f"the predictor {predictor!r} is (nearly) the same for all studies"
+            + ("" if reg is None else " or collinear with the moderators")
+            + ", so the regression test is undefined"
         )
         raise ValueError(msg) from None
     if k < 10:
@@ -338,16 +371,16 @@ def egger_test(
         for name in ("se", "statistic", "pvalue", "ci_lower", "ci_upper"):
             out[name] = [math.nan] * len(out[name])
     # a limit estimate exists where the predictor vanishes for infinitely large studies
-    has_limit = predictor not in ("ni", "sqrtni")
+    has_limit = predictor not in ("ni", "sqrtni") and reg is None
     limit = [float(out[f][0]) if has_limit else math.nan for f in ("coef", "ci_lower", "ci_upper")]
     return EggerResult(
-        intercept=float(out["coef"][1]),
-        se=float(out["se"][1]),
-        statistic=float(out["statistic"][1]),
+        intercept=float(out["coef"][-1]),
+        se=float(out["se"][-1]),
+        statistic=float(out["statistic"][-1]),
         df=float(out["df"]),
-        pvalue=float(out["pvalue"][1]),
-        ci_lower=float(out["ci_lower"][1]),
-        ci_upper=float(out["ci_upper"][1]),
+        pvalue=float(out["pvalue"][-1]),
+        ci_lower=float(out["ci_lower"][-1]),
+        ci_upper=float(out["ci_upper"][-1]),
         limit_estimate=limit[0],
         limit_ci_lower=limit[1],
         limit_ci_upper=limit[2],
@@ -359,6 +392,7 @@ def egger_test(
         test=fit_test,
         level=lv,
         **_study_fields(prep),
+        moderators=() if reg is None else tuple(n for n in reg.names if n != "intrcpt"),
     )
 
 
@@ -490,7 +524,9 @@ def begg_test(
     Parameters
     ----------
     yi, vi, sei
-        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes.
+        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes,
+        or a model fitted by :func:`ketameta.pool` (metafor's ``ranktest(res)``: its
+        studies; the test itself does not depend on the model's settings).
     exact : bool
         ``True`` (default, as metafor): the p-value comes from the exact permutation
         distribution of Kendall's score whenever there are no ties, for any k; with ties
@@ -535,9 +571,12 @@ def begg_test(
     if type(exact) not in (bool, np.bool_):  # not 0/1 or a string
         msg = f"`exact` must be True or False, got {exact!r}"
         raise TypeError(msg)
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
-    )
+    prep = studies_and_settings(
+        yi,
+        function="begg_test",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        refits=False,
+    )[0]
     y, v, kept = prep.yi, prep.vi, prep.kept
     k = len(y)
     if k < 3:
@@ -702,9 +741,9 @@ def trim_and_fill(
     sei: Any = None,
     estimator: str = "L0",
     side: str | None = None,
-    method: str = "DL",
-    test: str = "z",
-    level: float = 0.95,
+    method: str | None = None,
+    test: str | None = None,
+    level: float | None = None,
     maxiter: int = 100,
     control: dict[str, Any] | None = None,
     labels: Any = None,
@@ -721,7 +760,10 @@ def trim_and_fill(
     Parameters
     ----------
     yi, vi, sei
-        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes.
+        Effect sizes and variances (or standard errors, by keyword), or an EffectSizes,
+        or a model fitted by :func:`ketameta.pool` (metafor's ``trimfill(res)``): its
+        studies, and its method, test, level and control for every refit; giving `vi`,
+        `sei`, `labels`, `measure` or a setting with it is a ``TypeError``.
     estimator : {"L0", "R0", "Q0"}
         Estimator of the number of missing studies [7]_ (``round`` half to even, as R).
     side : {"left", "right"}, optional
@@ -729,7 +771,8 @@ def trim_and_fill(
         of a meta-regression of the effects on their standard errors (with `method`) is
         negative, else ``"left"``.
     method, test, level, control
-        The model fitted at every step and to the filled data, as in :func:`pool`.
+        The model fitted at every step and to the filled data, as in :func:`pool`
+        (defaults ``"DL"``, ``"z"``, 0.95; a fitted model's own).
     maxiter : int
         Maximum number of trimming iterations.
     labels, measure
@@ -781,9 +824,15 @@ def trim_and_fill(
     maxiter = check_positive_int(maxiter, "maxiter")
     if side is not None:
         side = check_choice(side, "side", ("left", "right"))
-    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    prep, settings, _ = studies_and_settings(
+        yi,
+        function="trim_and_fill",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        settings={"method": method, "test": test, "level": level, "control": control},
+        defaults={**_MODEL_DEFAULTS, "method": "DL"},
+    )
+    method, test, lv, _, _, ctl = validate_options(
+        settings["method"], settings["test"], settings["level"], None, "omit", settings["control"]
     )
     y, v = prep.yi, prep.vi
     k = len(y)
@@ -917,6 +966,8 @@ def fail_safe_n(
 
     N is 0 when the result is not significant to begin with (as metafor's ``fsn``).
     `labels` and `measure` name the studies and the scale, as in :func:`ketameta.pool`.
+    `yi` may be effect sizes (with `vi` or `sei`), an EffectSizes, or a model fitted by
+    :func:`ketameta.pool` (its studies; N does not depend on the model's settings).
 
     References
     ----------
@@ -934,9 +985,12 @@ def fail_safe_n(
     """
     kind = check_choice(kind, "kind", ("rosenthal", "orwin", "rosenberg"))
     a = check_level(alpha, "alpha", example="0.05")  # any number type
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
-    )
+    prep = studies_and_settings(
+        yi,
+        function="fail_safe_n",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        refits=False,
+    )[0]
     y, v = prep.yi, prep.vi
     study = _study_fields(prep)
     k = len(y)

@@ -38,12 +38,13 @@ from scipy import special
 from . import _engine
 from ._engine import selection as _sel
 from ._engine.inference import chi2_sf, critical_z, two_sided_normal_p
+from ._fitted import studies_and_settings
 from ._results import RecordResult, array_field, format_p, table_lines
 from ._typing import FloatArray
 from ._validation import as_number, bools, check_choice, check_level, floats, ints, strings
 from ._warnings import ConvergenceError, SmallSampleWarning
 from .metareg import MetaRegResult, metareg
-from .pooling import PoolResult, prepare_studies, validate_options
+from .pooling import PoolResult, validate_options
 
 __all__ = [
     "SELECTION_TYPES",
@@ -955,9 +956,9 @@ def pet_peese(
     alpha: float = 0.05,
     alternative: str = "two.sided",
     model: str = "lm",
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
+    method: str | None = None,
+    test: str | None = None,
+    level: float | None = None,
     control: dict[str, Any] | None = None,
 ) -> PetPeeseResult:
     """The PET-PEESE procedure of Stanley & Doucouliagos (2014) [6]_.
@@ -973,7 +974,9 @@ def pet_peese(
     ----------
     yi, vi, sei
         Effect sizes with variances or (keyword) standard errors, or an
-        :class:`~ketameta.EffectSizes`.
+        :class:`~ketameta.EffectSizes`, or a model fitted by :func:`ketameta.pool`: its
+        studies and its method, test, level and control (giving `vi`, `sei` or a setting
+        with it is a ``TypeError``, as for :func:`~ketameta.egger_test`).
     alpha : float
         Level of PET's test of θ = 0 that decides between the two.
     alternative : {"two.sided", "greater", "less"}
@@ -986,7 +989,8 @@ def pet_peese(
         ``egger_test(model="lm")``); ``"rma"``: random-effects meta-regressions with τ²
         estimator `method` and `test` (``egger_test(model="rma")``).
     method, test, level, control
-        As in :func:`ketameta.pool` (`method`, `test` for ``model="rma"``).
+        As in :func:`ketameta.pool` (defaults ``"REML"``, ``"z"``, 0.95; `method`, `test`
+        for ``model="rma"``; a fitted model's own).
 
     Returns
     -------
@@ -1027,8 +1031,17 @@ def pet_peese(
     if not 0 < a < 1:
         msg = f"`alpha` must be in (0, 1), got {alpha!r}"
         raise ValueError(msg)
-    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    prep = prepare_studies(yi, vi, sei, nan_policy="omit", stacklevel=3)
+    prep, settings, _ = studies_and_settings(
+        yi,
+        function="pet_peese",
+        data={"vi": vi, "sei": sei},
+        settings={"method": method, "test": test, "level": level, "control": control},
+        defaults={"method": "REML", "test": "z", "level": 0.95, "control": None},
+        refits=mdl == "rma",
+    )
+    method, test, lv, _, _, ctl = validate_options(
+        settings["method"], settings["test"], settings["level"], None, "omit", settings["control"]
+    )
     y, v = prep.yi, prep.vi
     k = int(y.size)
     if k < 3:

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import special
 
 from . import _engine, _transf
+from ._fitted import studies_and_settings
 from ._results import (
     TableResult,
     array_field,
@@ -42,7 +43,6 @@ from .pooling import (
     _indices,
     omitted_lines,
     pool,
-    prepare_studies,
     validate_options,
 )
 
@@ -54,6 +54,9 @@ __all__ = [
     "influence",
     "leave_one_out",
 ]
+
+# the defaults of the model settings for effect sizes (a fitted model brings its own)
+_MODEL_DEFAULTS = {"method": "REML", "test": "z", "level": 0.95, "control": None}
 
 _ROW_FIELDS = (
     "estimate",
@@ -232,9 +235,9 @@ def leave_one_out(
     vi: Any = None,
     *,
     sei: Any = None,
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
+    method: str | None = None,
+    test: str | None = None,
+    level: float | None = None,
     control: dict[str, Any] | None = None,
     labels: Any = None,
     measure: str | None = None,
@@ -244,7 +247,10 @@ def leave_one_out(
     Parameters
     ----------
     yi, vi, sei, method, test, level, control, labels, measure
-        As in :func:`ketameta.pool`.
+        As in :func:`ketameta.pool`; `yi` may also be a model fitted by
+        :func:`ketameta.pool` (metafor's ``leave1out(res)``): its studies (the omitted
+        ones stay omitted) and its method, test, level and control are used, and giving
+        `vi`, `sei`, `labels`, `measure` or a setting with it is a ``TypeError``.
 
     Returns
     -------
@@ -264,9 +270,16 @@ def leave_one_out(
     >>> round(float(ketameta.leave_one_out(es).estimate[0]), 4)
     -0.7071
     """
-    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    prep, settings, _ = studies_and_settings(
+        yi,
+        function="leave_one_out",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        settings={"method": method, "test": test, "level": level, "control": control},
+        defaults=_MODEL_DEFAULTS,
+    )
+    control = settings["control"]
+    method, test, lv, _, _, ctl = validate_options(
+        settings["method"], settings["test"], settings["level"], None, "omit", control
     )
     y, v, kept = prep.yi, prep.vi, prep.kept
     k = len(y)
@@ -312,9 +325,9 @@ def cumulative(
     *,
     sei: Any = None,
     order: Any = None,
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
+    method: str | None = None,
+    test: str | None = None,
+    level: float | None = None,
     control: dict[str, Any] | None = None,
     labels: Any = None,
     measure: str | None = None,
@@ -331,6 +344,9 @@ def cumulative(
         study that is pooled is a ``ValueError``.
     yi, vi, sei, method, test, level, control, labels, measure
         As in :func:`ketameta.pool`. The first row has one study: τ² = 0 and a z interval.
+        `yi` may also be a model fitted by :func:`ketameta.pool` (metafor's
+        ``cumul(res)``): its studies and settings, as :func:`leave_one_out`; `order` then
+        still has one key per input study, the omitted ones included.
 
     Returns
     -------
@@ -349,9 +365,16 @@ def cumulative(
     >>> round(float(cm.estimate[-1]), 4) == round(ketameta.pool(es).estimate, 4)
     True
     """
-    method, test, lv, _, _, ctl = validate_options(method, test, level, None, "omit", control)
-    prep = prepare_studies(
-        yi, vi, sei, nan_policy="omit", stacklevel=3, labels=labels, measure=measure
+    prep, settings, _ = studies_and_settings(
+        yi,
+        function="cumulative",
+        data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
+        settings={"method": method, "test": test, "level": level, "control": control},
+        defaults=_MODEL_DEFAULTS,
+    )
+    control = settings["control"]
+    method, test, lv, _, _, ctl = validate_options(
+        settings["method"], settings["test"], settings["level"], None, "omit", control
     )
     y, v, kept, omitted = prep.yi, prep.vi, prep.kept, prep.omitted
     n_input = len(kept) + len(omitted)
