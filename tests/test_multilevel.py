@@ -519,3 +519,21 @@ def test_closed_forms_give_way_where_they_would_lose_digits() -> None:
     assert fit.converged
     _close(res.loglik, fit.ev.ll, rtol=1e-10)
     _close(res.sigma2, fit.theta, rtol=1e-6)
+
+
+def test_single_level_factor_variance_is_fixed_at_zero_as_metafor() -> None:
+    # metafor 3.8-1: rma.mv(c(.1,.5,.3,.9), c(.01,.02,.03,.02), random=list(~1|cl, ~1|id),
+    # data=data.frame(cl=1, id=1:4)) warns "Single-level factor(s) found in 'random'
+    # argument. Corresponding 'sigma2' value(s) fixed to 0." and gives sigma2 = (0,
+    # 0.1027618365), logLik -1.0713633376, AIC 6.1427266752 (one free parameter)
+    data = {"yi": [0.1, 0.5, 0.3, 0.9], "vi": [0.01, 0.02, 0.03, 0.02], "cl": [1] * 4}
+    data["id"] = [1, 2, 3, 4]
+    with pytest.warns(ketameta.DegenerateDataWarning, match="`cl` with a single level"):
+        res = pool_mv("yi", "vi", random=["~ 1 | cl", "~ 1 | id"], data=data)
+    assert res.sigma2[0] == 0.0
+    assert res.components[0].fixed
+    _close(res.sigma2[1], 0.1027618365, rtol=1e-6)  # (metafor stops at its threshold)
+    # with `cl` out, the model is one random effect per study: pool's REML tau^2, exactly
+    _close(res.sigma2[1], ketameta.pool(data["yi"], data["vi"]).tau2, rtol=1e-8)
+    _close(res.loglik, -1.0713633376, rtol=1e-9)
+    _close(res.fit_statistics()["AIC"], 6.1427266752, rtol=1e-9)

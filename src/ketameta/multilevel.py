@@ -1645,11 +1645,18 @@ def _fix_unidentified(
 ) -> None:
     """Correlations whose bases no pair of effects reaches are fixed at 0 (metafor: "Some
     combinations of the levels of the inner factor never occurred. Corresponding rho
-    value(s) fixed to 0.")."""
+    value(s) fixed to 0."), and so are the variances of random intercepts over a factor
+    with a single level, which the intercept absorbs (metafor: "Single-level factor(s)
+    found in 'random' argument. Corresponding 'sigma2' value(s) fixed to 0.")."""
     i = c = 0
     fixed_names = []
+    single_level = []
     for comp in comps:
         st = comp.structure
+        if st.kind == "sigma2" and comp.nlevels == 1 and free[i]:
+            free[i] = False
+            theta[i] = 0.0
+            single_level.append(f"`{comp.term.factor}`")
         kinds = st.param_kinds
         b = nonzero[c : c + st.n_bases]
         cor_idx = [i + j for j, kd in enumerate(kinds) if kd == mv.COR]
@@ -1670,6 +1677,14 @@ def _fix_unidentified(
                 fixed_names.append(f"{params[j].kind}[{params[j].index}]")
         i += st.n_params
         c += st.n_bases
+    if single_level:
+        warnings.warn(
+            f"random-intercept factor(s) {', '.join(single_level)} with a single level: "
+            "the variance is not identifiable (the intercept absorbs it) and is fixed at 0 "
+            "(as metafor)",
+            DegenerateDataWarning,
+            stacklevel=4,
+        )
     if fixed_names:
         warnings.warn(
             "some combinations of the levels of an inner factor never occur in the same "
