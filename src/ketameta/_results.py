@@ -236,7 +236,7 @@ def trusted_constructor(
     the tuples the input check returned. The public constructor stays validated. Fields
     named in `checked` (name -> (default, converter)) still pass their converter when the
     value is not that default object (e.g. arrays that came from the caller's
-    :class:`~ketameta.EffectSizes`, which a result copies). ``tests/test_trusted.py`` checks
+    :class:`~ketameta.EffectSizes`, which a result copies). ``tests/test_single_path.py`` checks
     that the result equals the public constructor's, field by field and type by type."""
     fields = attrs.fields(cls)
     names = [f.name for f in fields]

@@ -969,7 +969,7 @@ def pool(
             stacklevel=2,
         )
     # (every value below is the engine's or the input check's, in its field's type: the
-    # result is built without the public constructor's converters; tests/test_trusted.py)
+    # result is built without the public constructor's converters; tests/test_single_path.py)
     return _trusted_pool_result(  # type: ignore[no-any-return]
         estimate=estimate,
         se=se,
