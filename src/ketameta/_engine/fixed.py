@@ -368,6 +368,7 @@ def mantel_haenszel(
     measure: str,
     correct: bool,
     rd_variance: str = "sato",
+    tests: bool = True,
 ) -> dict[str, Num]:
     """The Mantel–Haenszel estimate, its variance and (OR, IRR) the tests of the cells.
 
@@ -375,7 +376,11 @@ def mantel_haenszel(
     absent studies, whose `pf` is 0 (``None``: all present).
 
     Returns the estimate (log scale for OR, RR, IRR), its variance, the per-study MH
-    weights (unnormalised), the number of tables ``k`` and a status code per analysis.
+    weights (unnormalised), the number of tables ``k`` and a status code per analysis;
+    for 2×2 tables also the margins ``n1``, ``n2`` and ``inv_n`` (``1/n``, 0 for absent
+    tables), for the OR the ratio ``psi`` (``ΣR/ΣS``) and whether it is ``defined``, and
+    with `tests` the OR's tests (:func:`cmh_tests`, :func:`tarone_tests`; a single
+    analysis computes them when they are first read).
 
     Formulas (each sum over the tables of one analysis):
 
@@ -398,7 +403,7 @@ def mantel_haenszel(
     """
     if measure in ("IRR", "IRD"):
         return _person_time(t1, t2, t3, t4, pf, measure=measure, correct=correct)
-    return _tables(t1, t2, t3, t4, pf, measure, correct, rd_variance)
+    return _tables(t1, t2, t3, t4, pf, measure, correct, rd_variance, tests)
 
 
 def _status(defined: Num, var: Num) -> Num:
@@ -414,11 +419,12 @@ def _tables(
     measure: str,
     correct: bool,
     rd_variance: str,
+    tests: bool,
 ) -> dict[str, Num]:
     n1 = a + b
     n2 = c + d
     inv_n = _inverse_total(n1 + n2, pf)
-    out: dict[str, Num] = {"k": _count(pf, a.shape)}
+    out: dict[str, Num] = {"k": _count(pf, a.shape), "n1": n1, "n2": n2, "inv_n": inv_n}
     if measure == "RD":
         w = n1 * n2 * inv_n
         diff = (a * n2 - c * n1) * inv_n
@@ -447,10 +453,7 @@ def _tables(
     if measure == "OR":
         p = (a + d) * inv_n
         q = (b + c) * inv_n
-        # (the sums of the CMH tests taken with the estimator's)
-        sr, ss, spr, spsqr, sqs, *cmh_sums = _sums(
-            r, s, p * r, p * s + q * r, q * s, *_cmh_terms(a, b, c, d, n1, n2, inv_n)
-        )
+        sr, ss, spr, spsqr, sqs = _sums(r, s, p * r, p * s + q * r, q * s)
         var = spr / (2.0 * sr * sr) + spsqr / (2.0 * sr * ss) + sqs / (2.0 * ss * ss)
         why = (
             "the Mantel-Haenszel odds ratio is 0 or infinite (every table has a zero in "
@@ -464,11 +467,46 @@ def _tables(
     defined = (sr > 0) & (ss > 0)
     out.update(estimate=est, variance=var, weights=s, status=_status(defined, var), why=why)
     if measure == "OR":
-        out.update(_cmh_tests(*cmh_sums, correct=correct))
-        # (absent tables get n2 = 1: a harmless table without events, masked in _tarone)
-        n2_safe = n2 if pf is None else n2 + (1.0 - pf)
-        out.update(_tarone(a, b, c, d, n1, n2_safe, sr / ss, defined))
+        psi = sr / ss
+        out.update(psi=psi, defined=defined)
+        if tests:
+            out.update(cmh_tests(a, b, c, d, n1, n2, inv_n, correct=correct))
+            out.update(tarone_tests(a, b, c, d, n1, n2, pf, psi, defined))
     return out
+
+
+def cmh_tests(
+    a: FloatArray,
+    b: FloatArray,
+    c: FloatArray,
+    d: FloatArray,
+    n1: FloatArray,
+    n2: FloatArray,
+    inv_n: FloatArray,
+    *,
+    correct: bool,
+) -> dict[str, Num]:
+    """The Cochran–Mantel–Haenszel and Cochran tests of 2×2 tables (:func:`_cmh_tests`)
+    from the cells and the margins of :func:`mantel_haenszel`."""
+    return _cmh_tests(*_sums(*_cmh_terms(a, b, c, d, n1, n2, inv_n)), correct=correct)
+
+
+def tarone_tests(
+    a: FloatArray,
+    b: FloatArray,
+    c: FloatArray,
+    d: FloatArray,
+    n1: FloatArray,
+    n2: FloatArray,
+    pf: Mask,
+    psi: Num,
+    defined: Num,
+) -> dict[str, Num]:
+    """The Breslow–Day and Tarone tests (:func:`_tarone`) at the MH odds ratio `psi`, from
+    the cells and the margins of :func:`mantel_haenszel`."""
+    # (absent tables get n2 = 1: a harmless table without events, masked in _tarone)
+    n2_safe = n2 if pf is None else n2 + (1.0 - pf)
+    return _tarone(a, b, c, d, n1, n2_safe, psi, defined)
 
 
 def _cmh_terms(
