@@ -275,7 +275,11 @@ def _study_statistics(
         dz = fixed.double_zero(cells, measure in ("IRR", "IRD"))
     # (absent studies get the benign table 1, 1, 1, 1 here: finite effects, then masked by
     # pf, so that no data-dependent selection is needed)
-    effect_cells = cells if pf is None else tuple(c + (1.0 - pf) for c in cells)
+    if pf is None:
+        effect_cells = cells
+    else:
+        absent = 1.0 - pf
+        effect_cells = tuple(c + absent for c in cells)
     yi, vi, okf = fixed.study_effects(
         effect_cells, pf, measure, add=opt.add[0], to=opt.to[0], drop00=opt.drop00[0], dz=dz
     )
@@ -1552,7 +1556,7 @@ def _fit_rows(
         if not np.isnan(total.sum()):
             cells, present = raw, None
         else:
-            present = ~np.isnan(total)
+            present = np.isfinite(total)
             # (fmax ignores NaN: the absent cells become 0 without a data-dependent branch)
             cells = tuple(np.fmax(c, 0.0) for c in raw)
         with np.errstate(all="ignore"):
