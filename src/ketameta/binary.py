@@ -48,7 +48,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
 import numpy as np
@@ -57,7 +57,7 @@ from ._engine import fixed
 from ._engine import glmm as _glmm
 from ._engine.inference import critical_z
 from ._engine.moments import typical_variance
-from ._results import Owned, array_field, format_p, import_pandas, plain, readonly_bool
+from ._results import array_field, format_p, import_pandas, plain, readonly_bool
 from ._typing import BoolArray, FloatArray
 from ._validation import (
     as_float,
@@ -298,7 +298,8 @@ def _test_statistics(core: Mapping[str, Any], test: str, *, opt: _Options) -> di
     Breslow–Day and Tarone tests (``"tarone"``) of the odds ratio pooled in `core`."""
     a, b, c, d = core["pooled"]
     if test == "cmh":
-        out = fixed.cmh_tests(a, b, c, d, core["n1"], core["n2"], core["inv_n"], correct=opt.correct)
+        n1, n2, inv_n = core["n1"], core["n2"], core["inv_n"]
+        out = fixed.cmh_tests(a, b, c, d, n1, n2, inv_n, correct=opt.correct)
     else:
         out = fixed.tarone_tests(
             a, b, c, d, core["n1"], core["n2"], core["pooled_pf"], core["psi"], core["defined"]
@@ -462,7 +463,7 @@ class _LazyFields:
     __slots__ = ("_pending",)
 
     #: field name -> the group of fields computed with it (per result class)
-    _LAZY: Mapping[str, str] = {}
+    _LAZY: ClassVar[Mapping[str, str]] = {}
 
     if not TYPE_CHECKING:  # (mypy keeps checking attribute names)
 
@@ -522,7 +523,7 @@ class _BinaryResult(_LazyFields):
     drop00: tuple[bool, bool] = (True, False)
 
     _METHOD = ""
-    _LAZY = dict.fromkeys(
+    _LAZY: ClassVar[Mapping[str, str]] = dict.fromkeys(
         (
             "q",
             "q_df",
@@ -741,6 +742,15 @@ class MHResult(_BinaryResult):
     level, add, to, drop00, correct, rd_variance
         The settings (``add``, ``to``, ``drop00`` as pairs: study-level effects,
         pooled estimate).
+
+    Notes
+    -----
+    :func:`pool_mh` computes the estimate, its SE, test and CI at once; the study-level
+    table (``yi``, ``vi``, ``weights``, ``in_estimate``, ``double_zero``, ``cells``),
+    Q with I², H² and the fit statistics, and the tests (CMH with Cochran's;
+    Breslow–Day with Tarone's) when one of their fields is first read, from the result's
+    own copy of the cells, by the same engine steps as :func:`pool_mh_many`; they are
+    then stored. Equality, pickling, ``to_dict()`` and ``attrs.evolve`` read every field.
     """
 
     cmh: float = math.nan
@@ -755,7 +765,7 @@ class MHResult(_BinaryResult):
     correct: bool = True
     rd_variance: str = "sato"
 
-    _LAZY = {
+    _LAZY: ClassVar[Mapping[str, str]] = {
         **_BinaryResult._LAZY,
         **dict.fromkeys(("cmh", "cmh_pvalue", "cochran", "cochran_pvalue"), "cmh"),
         **dict.fromkeys(
@@ -800,7 +810,8 @@ class PetoResult(_BinaryResult):
     """The result of :func:`pool_peto`: Peto's one-step log odds ratio.
 
     Fields as :class:`MHResult` (without its tests); ``measure`` is ``"PETO"``, the study
-    weights are the hypergeometric variances.
+    weights are the hypergeometric variances. As there, the study-level table, Q and the
+    fit statistics are computed when first read.
     """
 
     def summary(self) -> str:
@@ -935,9 +946,7 @@ class _Pending:
         core, opt = self.core, self.opt
         out = _study_statistics(self.cells, core, opt=opt, keep_studies=True)
         k_yi = int(out["k_yi"])
-        stats = {
-            name: float(out[name]) for name in ("q", "deviance", "loglik", "loglik_reml")
-        }
+        stats = {name: float(out[name]) for name in ("q", "deviance", "loglik", "loglik_reml")}
         stats.update(
             (name, float(value))
             for name, value in (
@@ -973,9 +982,7 @@ class _Pending:
             "vi": vi,
             "weights": w,
             "in_estimate": in_pool,
-            "double_zero": (
-                tuple(labels[i] for i in used_idx[dz_mask]) if dz_mask.any() else ()
-            ),
+            "double_zero": (tuple(labels[i] for i in used_idx[dz_mask]) if dz_mask.any() else ()),
         }
 
 
@@ -1531,23 +1538,34 @@ def _fit_rows(
     opt: _Options,
     chunk_size: int | None,
     workers: int = 1,
-) -> dict[str, FloatArray]:
+    keep_cells: bool = False,
+) -> dict[str, Any]:
     """Pool every row of the 2-D cell arrays (NaN = absent study) chunk by chunk, `workers`
     chunks at a time in threads (NumPy releases the GIL in its loops; each chunk writes
     its own rows, so the result does not depend on `workers`); the statistics as arrays,
     and the status of each row under ``"_status"``. An invalid cell raises for the first
-    chunk (in row order) that has one."""
+    chunk (in row order) that has one. `arrays` are only read (they may be the caller's);
+    with `keep_cells`, ``"_cells"`` holds a copy of each, column-major (Fortran order), made
+    chunk by chunk as the chunks are read (the one copy of the cells)."""
     first = arrays[names[0]]
     m, k = first.shape
     fields = _primary_fields(model, opt.measure)
-    out = {name: np.empty(m) for name in (*fields, "_status")}
+    out: dict[str, Any] = {name: np.empty(m) for name in (*fields, "_status")}
+    owned = {n: np.empty((m, k), order="F") for n in names} if keep_cells else None
+    if owned is not None:
+        out["_cells"] = owned
     if chunk_size is None:
         chunk_size = max(256, _CHUNK_DOUBLES // max(k, 1))
 
     def fit_chunk(start: int) -> None:
         rows = slice(start, min(start + chunk_size, m))
         # column-major chunks: the sums over the studies then run over contiguous memory
-        raw = tuple(np.asfortranarray(arrays[n][rows]) for n in names)
+        if owned is None:
+            raw = tuple(np.asfortranarray(arrays[n][rows]) for n in names)
+        else:
+            for n in names:
+                np.copyto(owned[n][rows], arrays[n][rows])
+            raw = tuple(owned[n][rows] for n in names)
         _validate_batch_cells(names, dict(zip(names, raw, strict=True)), rows.start)
         if names == ("ai", "n1i", "ci", "n2i"):
             raw = (raw[0], raw[1] - raw[0], raw[2], raw[3] - raw[2])
@@ -1587,7 +1605,14 @@ def _prepare_batch(
     given: dict[str, Any], allow_person_time: bool, what: str, axis: int
 ) -> tuple[tuple[str, ...], dict[str, FloatArray], tuple[int, ...]]:
     sig = _signature(given, allow_person_time, what)
-    arrays = {n: _as_batch_array(given[n], n) for n in sig}
+    # (plain float64 arrays are read where they are, never written: _fit_rows copies them
+    # chunk by chunk into the result's own arrays)
+    arrays = {
+        n: given[n]
+        if type(given[n]) is np.ndarray and given[n].dtype == np.float64
+        else _as_batch_array(given[n], n)
+        for n in sig
+    }
     shape = arrays[sig[0]].shape
     for n in sig[1:]:
         if arrays[n].shape != shape:
@@ -1626,12 +1651,15 @@ def _many(
         return _many_dask(model, given, opt, axis, chunk_size, what)
     sig, flat, batch_shape = _prepare_batch(given, model == "mh", what, axis)
     _check_measure_inputs(model, sig, opt)
-    out = _fit_rows(sig, flat, model=model, opt=opt, chunk_size=chunk_size, workers=n_workers)
+    out = _fit_rows(
+        sig, flat, model=model, opt=opt, chunk_size=chunk_size, workers=n_workers, keep_cells=True
+    )
     status = out.pop("_status")
+    owned = out.pop("_cells")
     failed = _batch_failures(out["estimate"], out["k"], status, _why(model, opt.measure))
     k = next(iter(flat.values())).shape[-1]
     names = _PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS
-    cells = tuple(flat[n] for n in sig)
+    cells = tuple(owned[n] for n in sig)
     if sig == ("ai", "n1i", "ci", "n2i"):
         cells = (cells[0], cells[1] - cells[0], cells[2], cells[3] - cells[2])
     return BatchBinaryResult(
