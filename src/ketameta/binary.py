@@ -323,7 +323,6 @@ def _fit(
         "estimate": _checked(core, core["estimate"]),
         "se": np.sqrt(_checked(core, core["variance"])),
     }
-    res.update(_study_statistics(cells, core, opt=opt, keep_studies=False))
     res["k"] = core["k"]
     res["status"] = core["status"]
     if core["measure"] == "OR":
@@ -331,6 +330,7 @@ def _fit(
         res.update(_test_statistics(core, "tarone", opt=opt))
     elif core["measure"] == "IRR":
         res["cmh"] = _checked(core, core["cmh"])
+    res.update(_study_statistics(cells, core, opt=opt, keep_studies=False))
     return res
 
 
@@ -1538,34 +1538,23 @@ def _fit_rows(
     opt: _Options,
     chunk_size: int | None,
     workers: int = 1,
-    keep_cells: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, FloatArray]:
     """Pool every row of the 2-D cell arrays (NaN = absent study) chunk by chunk, `workers`
     chunks at a time in threads (NumPy releases the GIL in its loops; each chunk writes
     its own rows, so the result does not depend on `workers`); the statistics as arrays,
     and the status of each row under ``"_status"``. An invalid cell raises for the first
-    chunk (in row order) that has one. `arrays` are only read (they may be the caller's);
-    with `keep_cells`, ``"_cells"`` holds a copy of each, column-major (Fortran order), made
-    chunk by chunk as the chunks are read (the one copy of the cells)."""
+    chunk (in row order) that has one."""
     first = arrays[names[0]]
     m, k = first.shape
     fields = _primary_fields(model, opt.measure)
-    out: dict[str, Any] = {name: np.empty(m) for name in (*fields, "_status")}
-    owned = {n: np.empty((m, k), order="F") for n in names} if keep_cells else None
-    if owned is not None:
-        out["_cells"] = owned
+    out = {name: np.empty(m) for name in (*fields, "_status")}
     if chunk_size is None:
         chunk_size = max(256, _CHUNK_DOUBLES // max(k, 1))
 
     def fit_chunk(start: int) -> None:
         rows = slice(start, min(start + chunk_size, m))
         # column-major chunks: the sums over the studies then run over contiguous memory
-        if owned is None:
-            raw = tuple(np.asfortranarray(arrays[n][rows]) for n in names)
-        else:
-            for n in names:
-                np.copyto(owned[n][rows], arrays[n][rows])
-            raw = tuple(owned[n][rows] for n in names)
+        raw = tuple(np.asfortranarray(arrays[n][rows]) for n in names)
         _validate_batch_cells(names, dict(zip(names, raw, strict=True)), rows.start)
         if names == ("ai", "n1i", "ci", "n2i"):
             raw = (raw[0], raw[1] - raw[0], raw[2], raw[3] - raw[2])
@@ -1605,14 +1594,7 @@ def _prepare_batch(
     given: dict[str, Any], allow_person_time: bool, what: str, axis: int
 ) -> tuple[tuple[str, ...], dict[str, FloatArray], tuple[int, ...]]:
     sig = _signature(given, allow_person_time, what)
-    # (plain float64 arrays are read where they are, never written: _fit_rows copies them
-    # chunk by chunk into the result's own arrays)
-    arrays = {
-        n: given[n]
-        if type(given[n]) is np.ndarray and given[n].dtype == np.float64
-        else _as_batch_array(given[n], n)
-        for n in sig
-    }
+    arrays = {n: _as_batch_array(given[n], n) for n in sig}
     shape = arrays[sig[0]].shape
     for n in sig[1:]:
         if arrays[n].shape != shape:
@@ -1651,15 +1633,12 @@ def _many(
         return _many_dask(model, given, opt, axis, chunk_size, what)
     sig, flat, batch_shape = _prepare_batch(given, model == "mh", what, axis)
     _check_measure_inputs(model, sig, opt)
-    out = _fit_rows(
-        sig, flat, model=model, opt=opt, chunk_size=chunk_size, workers=n_workers, keep_cells=True
-    )
+    out = _fit_rows(sig, flat, model=model, opt=opt, chunk_size=chunk_size, workers=n_workers)
     status = out.pop("_status")
-    owned = out.pop("_cells")
     failed = _batch_failures(out["estimate"], out["k"], status, _why(model, opt.measure))
     k = next(iter(flat.values())).shape[-1]
     names = _PERSON_TIME if sig == _PERSON_TIME else _TABLE_CELLS
-    cells = tuple(owned[n] for n in sig)
+    cells = tuple(flat[n] for n in sig)
     if sig == ("ai", "n1i", "ci", "n2i"):
         cells = (cells[0], cells[1] - cells[0], cells[2], cells[3] - cells[2])
     return BatchBinaryResult(
