@@ -506,9 +506,12 @@ def tarone_tests(
 ) -> dict[str, Num]:
     """The Breslow–Day and Tarone tests (:func:`_tarone`) at the MH odds ratio `psi`, from
     the cells and the margins of :func:`mantel_haenszel`."""
-    # (absent tables get n2 = 1: a harmless table without events, masked in _tarone)
-    n2_safe = n2 if pf is None else n2 + (1.0 - pf)
-    return _tarone(a, b, c, d, n1, n2_safe, psi, defined)
+    if pf is None:
+        return _tarone(a, b, c, d, n1, n2, psi, defined)
+    # (absent tables get n1 = n2 = 1: a harmless table without events, masked in _tarone,
+    # whose fitted cells 0, 1, 0, 1 give V = 0 without a 0/0)
+    absent = 1.0 - pf
+    return _tarone(a, b, c, d, n1 + absent, n2 + absent, psi, defined)
 
 
 def _cmh_terms(
@@ -566,7 +569,7 @@ def _tarone(
     ``K`` such tables (Breslow & Day 1980; Tarone 1985).
     """
     m1 = a + c
-    m0 = n1 + n2 - m1  # (absent tables: 0 + 1 - 0, the harmless table's)
+    m0 = n1 + n2 - m1  # (absent tables: 1 + 1 - 0, the harmless table's)
     usable = (np.minimum(m1, m0) > 0.0).astype(np.float64)
     psi_safe = _pick(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
     cells = _fitted_table(n1, n2, m1, m0, np.asarray(psi_safe, dtype=np.float64))
