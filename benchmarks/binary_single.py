@@ -8,19 +8,21 @@ the ten. Calls are timed in interleaved rounds (each round times every call once
 shared machine's changing speed affects them alike); the figures are the median and the
 minimum over the rounds, and the ratios are medians of the per-round ratios.
 
-The calls:
+The calls, in three pairs (ketameta against the statsmodels call that computes the same):
 
-* ``ketameta.pool_mh(ai, bi, ci, di)`` (then reading the estimate, SE, CI, the CMH and
-  Tarone p-values, as from statsmodels): validation, the MH log odds ratio with its
-  Robins-Breslow-Greenland variance, Wald CI and test, the Cochran-Mantel-Haenszel and
-  Cochran tests, Breslow-Day and Tarone, the study-level log odds ratios (½ added to
-  tables with a zero), Q, I², H², fit statistics and the frozen result object;
-* statsmodels "same statistics": ``StratifiedTable(tables)`` with ``logodds_pooled``,
-  ``logodds_pooled_se``, ``logodds_pooled_confint()``, ``test_null_odds(correction=True)``
-  and ``test_equal_odds(adjust=True)`` (the CMH and Tarone tests; no study-level effects,
-  Q or I²);
-* statsmodels ``StratifiedTable(tables).summary()`` (its full report);
-* statsmodels "estimate only": the constructor, ``logodds_pooled`` and its SE.
+* estimate: ``ketameta.pool_mh(ai, bi, ci, di)`` reading the estimate, SE and CI
+  (validation, the MH log odds ratio with its Robins-Breslow-Greenland variance, Wald CI
+  and test, the frozen result; the study-level table, Q and the tests are computed when
+  first read) against ``StratifiedTable(tables)`` with ``logodds_pooled``,
+  ``logodds_pooled_se`` and ``logodds_pooled_confint()``;
+* like for like: the same and the Cochran-Mantel-Haenszel and Tarone p-values (their
+  tests are then computed, with Cochran's and the uncorrected Breslow-Day test), against
+  statsmodels' ``test_null_odds(correction=True)`` and ``test_equal_odds(adjust=True)``
+  added;
+* full result: every field of the ``MHResult`` read (also the study-level log odds ratios
+  with ½ added to tables with a zero, weights, Q, I², H², log-likelihoods, AIC, BIC, AICc)
+  against statsmodels' ``StratifiedTable(tables).summary()`` (its full report: pooled
+  OR and log OR with CIs, RR, the two tests).
 """
 
 from __future__ import annotations
@@ -59,10 +61,17 @@ def time_round(fit: Callable[..., object], number: int) -> tuple[float, float]:
 
 
 def calls() -> list[tuple[str, Callable[..., Any]]]:
+    import attrs
     from statsmodels.stats.contingency_tables import StratifiedTable
+
+    fields = [f.name for f in attrs.fields(ketameta.MHResult)]
 
     def stack(a: Any, b: Any, c: Any, d: Any) -> np.ndarray:
         return np.array([[a, b], [c, d]])
+
+    def sm_estimate(a: Any, b: Any, c: Any, d: Any) -> Any:
+        st = StratifiedTable(stack(a, b, c, d))
+        return st.logodds_pooled, st.logodds_pooled_se, st.logodds_pooled_confint()
 
     def sm_same(a: Any, b: Any, c: Any, d: Any) -> Any:
         st = StratifiedTable(stack(a, b, c, d))
@@ -77,9 +86,9 @@ def calls() -> list[tuple[str, Callable[..., Any]]]:
     def sm_summary(a: Any, b: Any, c: Any, d: Any) -> Any:
         return StratifiedTable(stack(a, b, c, d)).summary()
 
-    def sm_estimate(a: Any, b: Any, c: Any, d: Any) -> Any:
-        st = StratifiedTable(stack(a, b, c, d))
-        return st.logodds_pooled, st.logodds_pooled_se
+    def ketameta_estimate(a: Any, b: Any, c: Any, d: Any) -> Any:
+        res = ketameta.pool_mh(a, b, c, d)
+        return res.estimate, res.se, (res.ci_lower, res.ci_upper)
 
     def ketameta_same(a: Any, b: Any, c: Any, d: Any) -> Any:
         res = ketameta.pool_mh(a, b, c, d)
@@ -91,11 +100,17 @@ def calls() -> list[tuple[str, Callable[..., Any]]]:
             res.tarone_pvalue,
         )
 
+    def ketameta_full(a: Any, b: Any, c: Any, d: Any) -> Any:
+        res = ketameta.pool_mh(a, b, c, d)
+        return [getattr(res, name) for name in fields]
+
     return [
-        ("ketameta pool_mh", ketameta_same),
-        ("statsmodels, same statistics", sm_same),
+        ("ketameta estimate, SE, CI", ketameta_estimate),
+        ("statsmodels estimate, SE, CI", sm_estimate),
+        ("ketameta + CMH, Tarone p", ketameta_same),
+        ("statsmodels + CMH, Tarone p", sm_same),
+        ("ketameta every field", ketameta_full),
         ("statsmodels summary()", sm_summary),
-        ("statsmodels estimate + SE only", sm_estimate),
     ]
 
 
@@ -105,9 +120,10 @@ def main() -> None:
     # the same numbers first (they agree to rounding)
     a, b, c, d = TABLES[0]
     ours = ketameta.pool_mh(a, b, c, d)
-    theirs = entries[1][1](a, b, c, d)
+    theirs = entries[3][1](a, b, c, d)
     print(f"log OR: ketameta {ours.estimate:.12f}, statsmodels {theirs[0]:.12f}")
     print(f"SE:     ketameta {ours.se:.12f}, statsmodels {theirs[1]:.12f}")
+    print(f"CMH p:  ketameta {ours.cmh_pvalue:.10f}, statsmodels {theirs[3]:.10f}")
     print(f"Tarone p: ketameta {ours.tarone_pvalue:.10f}, statsmodels {theirs[4]:.10f}")
     number = 20
     times: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in entries}
@@ -118,19 +134,24 @@ def main() -> None:
         for _ in range(ROUNDS):
             for name, fn in entries:
                 times[name].append(time_round(fn, number))
-    base = times["ketameta pool_mh"]
     print(
         f"\nµs per analysis (k = {K}), median / minimum over {ROUNDS} interleaved rounds;"
-        " wall clock, then process CPU time"
+        " wall clock, then process CPU time; statsmodels' time over ketameta's (median of"
+        " the per-round ratios)"
     )
-    for name, values in times.items():
-        line = f"{name:34s}"
-        for i in (0, 1):
-            mine = [v[i] for v in values]
-            ratio = statistics.median(v[i] / b[i] for v, b in zip(values, base, strict=True))
-            line += (
-                f" {1e6 * statistics.median(mine):7.1f} / {1e6 * min(mine):7.1f} ({ratio:5.2f}×)"
-            )
+    names = list(times)
+    for i, name in enumerate(names):
+        values = times[name]
+        line = f"{name:30s}"
+        for j in (0, 1):
+            mine = [v[j] for v in values]
+            line += f" {1e6 * statistics.median(mine):7.1f} / {1e6 * min(mine):7.1f}"
+            if i % 2:
+                base = times[names[i - 1]]
+                ratio = statistics.median(v[j] / b[j] for v, b in zip(values, base, strict=True))
+                line += f" ({ratio:5.2f}×)"
+            else:
+                line += "         "
         print(line)
 
 

@@ -889,3 +889,122 @@ def test_fitted_tables_stacked_and_cell_by_cell_agree_bit_for_bit(
     # and the four add up to the margins
     np.testing.assert_allclose(stacked[0] + stacked[1], n1, rtol=1e-12)
     np.testing.assert_allclose(stacked[0] + stacked[2], m1, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# fields computed when first read (single analyses)
+
+_LAZY_CASES = [
+    ("mh", "OR", {}),
+    ("mh", "RR", {}),
+    ("mh", "RD", {"rd_variance": "gr"}),
+    ("mh", "IRR", {}),
+    ("mh", "IRD", {}),
+    ("peto", "PETO", {}),
+    ("mh", "OR", {"add": (0.5, 0.5), "to": ("only0", "only0"), "drop00": (True, True)}),
+]
+
+
+def _lazy_inputs(measure: str) -> dict[str, np.ndarray]:
+    if measure in ("IRR", "IRD"):
+        return {
+            "x1i": np.array([0.0, 3.0, 5.0, 2.0, np.nan]),
+            "t1i": np.array([100.0, 120.0, 90.0, 80.0, 50.0]),
+            "x2i": np.array([0.0, 6.0, 8.0, 4.0, 1.0]),
+            "t2i": np.array([110.0, 100.0, 95.0, 70.0, 60.0]),
+        }
+    return {
+        "ai": np.array([0.0, 3.0, 5.0, 2.0, 7.0, np.nan]),
+        "bi": np.array([20.0, 27.0, 45.0, 18.0, 33.0, 10.0]),
+        "ci": np.array([0.0, 6.0, 8.0, 4.0, 9.0, 1.0]),
+        "di": np.array([25.0, 24.0, 42.0, 16.0, 31.0, 12.0]),
+    }
+
+
+def _call(model: str, measure: str, kwargs: dict[str, Any], cells: dict[str, Any]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ketameta.OmittedStudiesWarning)
+        if model == "peto":
+            return pool_peto(**cells, **kwargs)
+        return pool_mh(**cells, measure=measure, **kwargs)
+
+
+@pytest.mark.parametrize(("model", "measure", "kwargs"), _LAZY_CASES)
+def test_lazy_fields_equal_the_batch_engine_and_survive_pickling(
+    model: str, measure: str, kwargs: dict[str, Any]
+) -> None:
+    # A single analysis computes its study-level table, Q, fit statistics and the OR's
+    # tests when first read (binary._LazyFields). Oracle: the batch engine (one row of
+    # pool_mh_many / pool_peto_many, every statistic computed at once) for the primary
+    # statistics; every field of the class must be readable, in any order, and a result
+    # pickled or compared before any lazy field was read must carry the same values.
+    import pickle
+
+    import attrs
+
+    cells = _lazy_inputs(measure)
+    names = [f.name for f in attrs.fields(type(_call(model, measure, kwargs, cells)))]
+    forward = _call(model, measure, kwargs, cells)
+    values = {name: getattr(forward, name) for name in names}
+    backward = _call(model, measure, kwargs, cells)
+    for name in reversed(names):
+        assert ketameta._results.values_equal(getattr(backward, name), values[name]), name
+    fresh = _call(model, measure, kwargs, cells)
+    restored = pickle.loads(pickle.dumps(fresh))
+    assert restored == forward
+    assert _call(model, measure, kwargs, cells) == forward  # (== on unread results)
+    assert not restored.yi.flags.writeable
+    assert not restored.cells.flags.writeable
+    assert json.dumps(_call(model, measure, kwargs, cells).to_dict())
+    batch_cells = {k: v[None, ~np.isnan(cells[next(iter(cells))])] for k, v in cells.items()}
+    with np.errstate(all="ignore"):
+        if model == "peto":
+            many = pool_peto_many(**batch_cells, **kwargs)
+        else:
+            many = pool_mh_many(**batch_cells, measure=measure, **kwargs)
+    for name in many.fields:
+        exp = float(np.asarray(getattr(many, name))[0])
+        got = float(values[name])
+        assert got == pytest.approx(exp, rel=1e-13, abs=1e-15, nan_ok=True), name
+
+
+def test_lazy_fields_do_not_alias_the_inputs() -> None:
+    # the fields computed on first read come from the result's own copy of the cells:
+    # changing the input arrays after the call changes nothing (docs/contract.md)
+    cells = _lazy_inputs("OR")
+    expected = _call("mh", "OR", {}, {k: v.copy() for k, v in cells.items()})
+    res = _call("mh", "OR", {}, cells)
+    for arr in cells.values():
+        arr[:] = 1.0
+    assert res == expected
+    assert res.tarone == expected.tarone
+    assert np.array_equal(res.yi, expected.yi, equal_nan=True)
+
+
+def test_unknown_attributes_still_raise() -> None:
+    res = pool_mh(ai=[1, 2], bi=[3, 4], ci=[2, 1], di=[3, 5])
+    with pytest.raises(AttributeError, match="no attribute 'tarone_p'"):
+        _ = res.tarone_p  # type: ignore[attr-defined]
+    assert not hasattr(res, "_pending_missing")
+
+
+def test_batch_cells_are_the_results_own_copy() -> None:
+    # pool_mh_many reads plain float64 input in place and copies it chunk by chunk into
+    # the result's own (column-major) arrays: changing the input afterwards changes
+    # neither the stored cells nor a row refitted from them, and the input is unchanged
+    rng = np.random.default_rng(11)
+    n1, n2 = rng.integers(10, 60, (7, 5)).astype(float), rng.integers(10, 60, (7, 5)).astype(float)
+    a, c = np.floor(n1 * 0.2), np.floor(n2 * 0.3)
+    a[2, 4] = np.nan
+    cells = {"ai": a, "bi": n1 - a, "ci": c, "di": n2 - c}
+    before = {k: v.copy() for k, v in cells.items()}
+    many = pool_mh_many(**cells, chunk_size=3)
+    row = many[2]
+    for key, arr in cells.items():
+        np.testing.assert_array_equal(arr, before[key])
+        np.testing.assert_array_equal(many.cells[list(cells).index(key)], before[key])
+        arr[:] = 1.0
+    for key in cells:
+        np.testing.assert_array_equal(many.cells[list(cells).index(key)], before[key])
+    assert many[2] == row
+    assert row.k == 4

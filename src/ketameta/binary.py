@@ -48,7 +48,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
 import numpy as np
@@ -58,7 +58,6 @@ from ._engine import glmm as _glmm
 from ._engine.inference import critical_z
 from ._engine.moments import typical_variance
 from ._results import (
-    Owned,
     array_field,
     format_p,
     import_pandas,
@@ -206,28 +205,26 @@ def _check_options(
 # the one fitting routine, for a single analysis (1-D cells) and a batch ((m, k) cells)
 
 
-def _fit(
+def _pool(
     cells: tuple[FloatArray, ...],
     present: BoolArray | None,
     *,
     model: str,
     opt: _Options,
-    keep_studies: bool,
+    need_dz: bool,
 ) -> dict[str, Any]:
-    """Fit one analysis (1-D cells) or a batch ((m, k) cells, absent studies with
-    `present` False and zero cells). Returns the primary statistics of each analysis,
-    and with `keep_studies` the study-level effects (NaN where there is none) and the
-    MH/Peto weights. (Run under ``np.errstate(all="ignore")``.)"""
+    """The pooled estimate of one analysis (1-D cells) or a batch ((m, k) cells, absent
+    studies with `present` False and zero cells): the engine's output
+    (:func:`~ketameta._engine.fixed.mantel_haenszel` without its tests, or
+    :func:`~ketameta._engine.fixed.peto`) with the status of each analysis (``ok``,
+    ``all_ok``), the presence ``pf``, the double-zero studies ``dz`` (with `need_dz`, or
+    when the second `drop00` needs them) and the cells as pooled (``pooled``,
+    ``pooled_pf``): everything :func:`_study_statistics` and :func:`_test_statistics`
+    start from. (Run under ``np.errstate(all="ignore")``.)"""
     measure = "PETO" if model == "peto" else opt.measure
     person_time = measure in ("IRR", "IRD")
     pf = None if present is None else present.astype(np.float64)
-    dz = fixed.double_zero(cells, person_time) if keep_studies or opt.drop00[1] else None
-    # (absent studies get the benign table 1, 1, 1, 1 here: finite effects, then masked by
-    # pf, so that no data-dependent selection is needed)
-    effect_cells = cells if pf is None else tuple(c + (1.0 - pf) for c in cells)
-    yi, vi, okf = fixed.study_effects(
-        effect_cells, pf, measure, add=opt.add[0], to=opt.to[0], drop00=opt.drop00[0], dz=dz
-    )
+    dz = fixed.double_zero(cells, person_time) if need_dz or opt.drop00[1] else None
     pooled_cells = fixed.added(cells, pf, opt.add[1], opt.to[1], person_time)
     pooled_pf = pf
     if dz is not None and opt.drop00[1]:
@@ -247,32 +244,100 @@ def _fit(
             measure=measure,
             correct=opt.correct,
             rd_variance=opt.rd_variance,
+            tests=False,
         )
-    k = out["k"]
-    status = fixed._pick(k == 0, fixed.NO_TABLES, out["status"])
+    status = fixed._pick(out["k"] == 0, fixed.NO_TABLES, out["status"])
     ok = status == fixed.OK
-    all_ok = bool(ok) if np.ndim(ok) == 0 else bool(ok.all())
+    out.update(
+        status=status,
+        ok=ok,
+        all_ok=bool(ok) if np.ndim(ok) == 0 else bool(ok.all()),
+        measure=measure,
+        pf=pf,
+        dz=dz,
+        pooled=pooled_cells,
+        pooled_pf=pooled_pf,
+    )
+    return out
 
-    def checked(x: Any) -> Any:  # NaN for analyses that could not be pooled
-        return x if all_ok else np.where(ok, x, np.nan)
 
-    estimate = checked(out["estimate"])
-    res: dict[str, Any] = {"estimate": estimate, "se": np.sqrt(checked(out["variance"]))}
-    res.update(fixed.heterogeneity(estimate, yi, vi, okf))
-    if model == "peto":  # Q from the pooled cells (the deviance stays the study-level one)
-        res["q"] = checked(out["q"])
-    res["k"] = k
-    res["status"] = status
-    res["why"] = out["why"]
-    for name in ("cmh", "cochran", "tarone", "tarone_df", "breslow_day"):
-        if name in out:
-            res[name] = checked(out[name])
+def _checked(core: Mapping[str, Any], x: Any) -> Any:
+    """`x`, NaN for the analyses that could not be pooled."""
+    return x if core["all_ok"] else np.where(core["ok"], x, np.nan)
+
+
+def _study_statistics(
+    cells: tuple[FloatArray, ...],
+    core: Mapping[str, Any],
+    *,
+    opt: _Options,
+    keep_studies: bool,
+) -> dict[str, Any]:
+    """The study-level effects (as :func:`ketameta.escalc`, with the first `add`, `to`,
+    `drop00`) and Q with the fit statistics around the pooled estimate of `core`
+    (:func:`_pool`); with `keep_studies` also the effects (NaN where there is none) and
+    the double-zero studies."""
+    measure, pf, dz = core["measure"], core["pf"], core["dz"]
+    if dz is None and keep_studies:
+        dz = fixed.double_zero(cells, measure in ("IRR", "IRD"))
+    # (absent studies get the benign table 1, 1, 1, 1 here: finite effects, then masked by
+    # pf, so that no data-dependent selection is needed)
+    if pf is None:
+        effect_cells = cells
+    else:
+        absent = 1.0 - pf
+        effect_cells = tuple(c + absent for c in cells)
+    yi, vi, okf = fixed.study_effects(
+        effect_cells, pf, measure, add=opt.add[0], to=opt.to[0], drop00=opt.drop00[0], dz=dz
+    )
+    res = fixed.heterogeneity(_checked(core, core["estimate"]), yi, vi, okf)
+    if measure == "PETO":  # Q from the pooled cells (the deviance stays the study-level one)
+        res["q"] = _checked(core, core["q"])
     if keep_studies:
         has = okf > 0
         res["yi"], res["vi"] = np.where(has, yi, np.nan), np.where(has, vi, np.nan)
-        res["weights"] = out["weights"]
-        res["in_pool"] = None if pooled_pf is None else pooled_pf > 0
         res["double_zero"] = dz
+    return res
+
+
+def _test_statistics(core: Mapping[str, Any], test: str, *, opt: _Options) -> dict[str, Any]:
+    """The Cochran–Mantel–Haenszel and Cochran tests (`test` ``"cmh"``) or the
+    Breslow–Day and Tarone tests (``"tarone"``) of the odds ratio pooled in `core`."""
+    a, b, c, d = core["pooled"]
+    if test == "cmh":
+        n1, n2, inv_n = core["n1"], core["n2"], core["inv_n"]
+        out = fixed.cmh_tests(a, b, c, d, n1, n2, inv_n, correct=opt.correct)
+    else:
+        out = fixed.tarone_tests(
+            a, b, c, d, core["n1"], core["n2"], core["pooled_pf"], core["psi"], core["defined"]
+        )
+    return {name: _checked(core, value) for name, value in out.items()}
+
+
+def _fit(
+    cells: tuple[FloatArray, ...],
+    present: BoolArray | None,
+    *,
+    model: str,
+    opt: _Options,
+) -> dict[str, Any]:
+    """Fit a batch ((m, k) cells, absent studies with `present` False and zero cells):
+    the primary statistics of each analysis. (Run under ``np.errstate(all="ignore")``.)
+    A single analysis runs the same steps, the later ones when their statistics are first
+    read (:class:`_Pending`)."""
+    core = _pool(cells, present, model=model, opt=opt, need_dz=False)
+    res: dict[str, Any] = {
+        "estimate": _checked(core, core["estimate"]),
+        "se": np.sqrt(_checked(core, core["variance"])),
+    }
+    res["k"] = core["k"]
+    res["status"] = core["status"]
+    if core["measure"] == "OR":
+        res.update(_test_statistics(core, "cmh", opt=opt))
+        res.update(_test_statistics(core, "tarone", opt=opt))
+    elif core["measure"] == "IRR":
+        res["cmh"] = _checked(core, core["cmh"])
+    res.update(_study_statistics(cells, core, opt=opt, keep_studies=False))
     return res
 
 
@@ -401,8 +466,41 @@ def _model_table(res: Any) -> list[str]:
     return table_lines(["estimate", "se", "zval", "pval", "ci.lb", "ci.ub"], [row], [9] * 6)
 
 
+class _LazyFields:
+    """Fields computed when first read: the study-level table with Q and the fit
+    statistics, and the odds ratio's tests, of a single MH/Peto analysis (for k = 15 the
+    NumPy calls, not the arithmetic, are the cost of a fit, and most callers read the
+    estimate only). :func:`_single` leaves those slots empty and stores a
+    :class:`_Pending` fit; the first read of an empty slot lands here (Python calls
+    ``__getattr__`` only when the normal lookup fails), computes the field's group with the
+    same engine steps a batch runs (:func:`_fit`) and fills its slots, so later reads are
+    plain attribute reads. Equality, pickling, ``to_dict()`` and ``attrs.evolve`` read
+    every field and so see the same values as an eager result."""
+
+    __slots__ = ("_pending",)
+
+    #: field name -> the group of fields computed with it (per result class)
+    _LAZY: ClassVar[Mapping[str, str]] = {}
+
+    if not TYPE_CHECKING:  # (mypy keeps checking attribute names)
+
+        def __getattr__(self, name: str) -> Any:
+            group = type(self)._LAZY.get(name)
+            if group is not None:
+                try:
+                    pending = object.__getattribute__(self, "_pending")
+                except AttributeError:
+                    pending = None
+                if pending is not None:
+                    for field, value in pending.compute(group).items():
+                        object.__setattr__(self, field, value)
+                    return object.__getattribute__(self, name)
+            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
+            raise AttributeError(msg)
+
+
 @attrs.frozen(kw_only=True, repr=False)
-class _BinaryResult:
+class _BinaryResult(_LazyFields):
     """Fields and methods shared by :class:`MHResult` and :class:`PetoResult`."""
 
     measure: str
@@ -442,6 +540,28 @@ class _BinaryResult:
     drop00: tuple[bool, bool] = (True, False)
 
     _METHOD = ""
+    _LAZY: ClassVar[Mapping[str, str]] = dict.fromkeys(
+        (
+            "q",
+            "q_df",
+            "q_pvalue",
+            "i2",
+            "h2",
+            "k_yi",
+            "loglik",
+            "deviance",
+            "aic",
+            "bic",
+            "aicc",
+            "loglik_reml",
+            "yi",
+            "vi",
+            "weights",
+            "in_estimate",
+            "double_zero",
+        ),
+        "studies",
+    ) | {"cells": "cells"}
 
     @property
     def is_ratio(self) -> bool:
@@ -635,6 +755,15 @@ class MHResult(_BinaryResult):
     level, add, to, drop00, correct, rd_variance
         The settings (``add``, ``to``, ``drop00`` as pairs: study-level effects,
         pooled estimate).
+
+    Notes
+    -----
+    :func:`pool_mh` computes the estimate, its SE, test and CI at once; the study-level
+    table (``yi``, ``vi``, ``weights``, ``in_estimate``, ``double_zero``, ``cells``),
+    Q with I², H² and the fit statistics, and the tests (CMH with Cochran's;
+    Breslow–Day with Tarone's) when one of their fields is first read, from the result's
+    own copy of the cells, by the same engine steps as :func:`pool_mh_many`; they are
+    then stored. Equality, pickling, ``to_dict()`` and ``attrs.evolve`` read every field.
     """
 
     cmh: float = math.nan
@@ -648,6 +777,15 @@ class MHResult(_BinaryResult):
     breslow_day_pvalue: float = math.nan
     correct: bool = True
     rd_variance: str = "sato"
+
+    _LAZY: ClassVar[Mapping[str, str]] = {
+        **_BinaryResult._LAZY,
+        **dict.fromkeys(("cmh", "cmh_pvalue", "cochran", "cochran_pvalue"), "cmh"),
+        **dict.fromkeys(
+            ("tarone", "tarone_df", "tarone_pvalue", "breslow_day", "breslow_day_pvalue"),
+            "tarone",
+        ),
+    }
 
     def summary(self) -> str:
         """The printed summary, as metafor's ``summary(rma.mh(...))``: fit statistics,
@@ -685,7 +823,8 @@ class PetoResult(_BinaryResult):
     """The result of :func:`pool_peto`: Peto's one-step log odds ratio.
 
     Fields as :class:`MHResult` (without its tests); ``measure`` is ``"PETO"``, the study
-    weights are the hypergeometric variances.
+    weights are the hypergeometric variances. As there, the study-level table, Q and the
+    fit statistics are computed when first read.
     """
 
     def summary(self) -> str:
@@ -696,6 +835,8 @@ class PetoResult(_BinaryResult):
 
 # ---------------------------------------------------------------------------------------------
 # the single-analysis functions
+
+_R = TypeVar("_R", bound=_BinaryResult)
 
 
 def _prepare(
@@ -779,16 +920,104 @@ def _quick_cells(
     return t[0], t[1], t[2], t[3]
 
 
+class _Pending:
+    """The fit of a single analysis behind its result's lazily computed fields
+    (:class:`_LazyFields`): the validated cells, the options and the pooled estimate's
+    engine output (:func:`_pool`); :meth:`compute` gives one group of fields."""
+
+    __slots__ = ("cells", "core", "k_all", "labels", "omitted", "opt", "table", "used")
+
+    def __init__(
+        self,
+        cells: tuple[FloatArray, ...],
+        core: dict[str, Any],
+        opt: _Options,
+        *,
+        table: tuple[FloatArray, ...],
+        used: BoolArray,
+        omitted: tuple[int, ...],
+        labels: tuple[str, ...],
+    ) -> None:
+        self.cells, self.core, self.opt = cells, core, opt
+        self.table, self.used, self.omitted, self.labels = table, used, omitted, labels
+        self.k_all = table[0].shape[0]
+
+    def compute(self, group: str) -> dict[str, Any]:
+        with np.errstate(all="ignore"):
+            if group == "studies":
+                return self._studies()
+            if group == "cells":
+                cells = np.array(self.table).T  # (a new array: the result owns it)
+                cells.setflags(write=False)
+                return {"cells": cells}
+            out = _test_statistics(self.core, group, opt=self.opt)
+            stats = {name: float(value) for name, value in out.items()}
+            stats.update(fixed._test_pvalues(stats))
+            return stats
+
+    def _studies(self) -> dict[str, Any]:
+        core, opt = self.core, self.opt
+        out = _study_statistics(self.cells, core, opt=opt, keep_studies=True)
+        k_yi = int(out["k_yi"])
+        stats = {name: float(out[name]) for name in ("q", "deviance", "loglik", "loglik_reml")}
+        stats.update(
+            (name, float(value))
+            for name, value in (
+                fixed._heterogeneity_tests(out["q"], out["k_yi"])
+                | fixed._information(out["loglik"], out["k_yi"])
+            ).items()
+        )
+        w = np.asarray(core["weights"], dtype=np.float64)
+        w = 100.0 * w / w.sum()  # (0 for tables left out of the pooled estimate)
+        yi, vi, dz_mask = out["yi"], out["vi"], out["double_zero"]
+        pooled_pf = core["pooled_pf"]
+        in_pool = np.ones(len(yi), dtype=bool) if pooled_pf is None else pooled_pf > 0
+        used_idx = np.flatnonzero(self.used)
+        if self.omitted:  # rows for every input study: NaN (weight NaN, not pooled)
+
+            def full(values: FloatArray) -> FloatArray:
+                arr = np.full(self.k_all, np.nan)
+                arr[used_idx] = values
+                return arr
+
+            yi, vi, w = full(yi), full(vi), full(w)
+            pooled = np.zeros(self.k_all, dtype=bool)
+            pooled[used_idx] = in_pool
+            in_pool = pooled
+        for arr in (yi, vi, w, in_pool):
+            arr.setflags(write=False)
+        labels = self.labels
+        return {
+            **stats,
+            "q_df": k_yi - 1,
+            "k_yi": k_yi,
+            "yi": yi,
+            "vi": vi,
+            "weights": w,
+            "in_estimate": in_pool,
+            "double_zero": (tuple(labels[i] for i in used_idx[dz_mask]) if dz_mask.any() else ()),
+        }
+
+
+_SETATTR = object.__setattr__
+
+
 def _single(
     model: str,
+    cls: type[_R],
     given: dict[str, Any],
     data: Mapping[str, Any] | None,
     opt: _Options,
     labels: Any,
     nan_policy: str,
-) -> dict[str, Any]:
+) -> _R:
+    """A single MH/Peto analysis: validation and the pooled estimate now, the rest of
+    the result's fields when first read (:class:`_LazyFields`). The result is built
+    without its class's converters: every value is already of its field's type, and
+    every array a new read-only one."""
     what = "pool_mh" if model == "mh" else "pool_peto"
-    nan_policy = check_choice(nan_policy, "nan_policy", ("omit", "raise"))
+    if nan_policy != "omit":
+        nan_policy = check_choice(nan_policy, "nan_policy", ("omit", "raise"))
     names, cells, used, omitted = _prepare(
         given,
         data,
@@ -808,54 +1037,52 @@ def _single(
     labs = _labels(labels, data, k_all)
     sub = tuple(c[used] for c in cells) if omitted else cells
     with np.errstate(all="ignore"):
-        out = _fit(sub, None, model=model, opt=opt, keep_studies=True)
-        primary = {name: out[name] for name in _primary_fields(model, opt.measure)}
-        derived = fixed.derive_all(primary, opt.level)
-    if int(out["status"]) != fixed.OK:
-        reason = fixed.STATUS_REASONS[int(out["status"])].format(why=out["why"])
+        core = _pool(sub, None, model=model, opt=opt, need_dz=False)
+    status = int(core["status"])
+    if status != fixed.OK:
+        reason = fixed.STATUS_REASONS[status].format(why=core["why"])
         msg = f"{what}: {reason}"
         raise ValueError(msg)
-    w = np.asarray(out["weights"], dtype=np.float64)
-    w = 100.0 * w / w.sum()
-    yi, vi, dz_mask = out["yi"], out["vi"], out["double_zero"]
-    in_pool = np.ones(len(yi), dtype=bool) if out["in_pool"] is None else out["in_pool"]
-    used_idx = np.flatnonzero(used)
-    if omitted:  # rows for every input study: NaN (weight NaN, not pooled) when omitted
-
-        def full(values: FloatArray) -> FloatArray:
-            arr = np.full(k_all, np.nan)
-            arr[used_idx] = values
-            return arr
-
-        yi, vi, w = full(yi), full(vi), full(w)
-        pooled = np.zeros(k_all, dtype=bool)
-        pooled[used_idx] = in_pool
-        in_pool = pooled
-    scalars = {
-        name: float(value)
-        for name, value in (primary | derived).items()
-        if name not in ("k", "k_yi", "q_df")
-    }
-    return {
-        **scalars,
-        "measure": "PETO" if model == "peto" else opt.measure,
-        "q_df": int(out["k_yi"]) - 1,
-        "k": int(out["k"]),
-        "k_yi": int(out["k_yi"]),
-        "yi": Owned(yi),
-        "vi": Owned(vi),
-        "weights": Owned(w),  # (0 for tables left out of the pooled estimate)
-        "cells": Owned(np.array(cells).T),  # (a new array: the result owns it)
-        "cell_names": names,
-        "in_estimate": in_pool,
-        "labels": labs,
-        "omitted": omitted,
-        "double_zero": tuple(labs[i] for i in used_idx[dz_mask]) if dz_mask.any() else (),
-        "level": opt.level,
-        "add": opt.add,
-        "to": opt.to,
-        "drop00": opt.drop00,
-    }
+    estimate = float(core["estimate"])
+    se = math.sqrt(float(core["variance"]))
+    fields: dict[str, Any] = fixed._wald(estimate, se, opt.level)
+    fields.update(
+        measure=core["measure"],
+        estimate=estimate,
+        se=se,
+        k=int(core["k"]),
+        cell_names=names,
+        labels=labs,
+        omitted=omitted,
+        level=opt.level,
+        add=opt.add,
+        to=opt.to,
+        drop00=opt.drop00,
+    )
+    if model == "mh":
+        fields.update(correct=opt.correct, rd_variance=opt.rd_variance)
+        if core["measure"] != "OR":  # (the OR's tests are computed when first read)
+            cmh = float(core["cmh"]) if core["measure"] == "IRR" else math.nan
+            fields.update(
+                cmh=cmh,
+                cmh_pvalue=float(fixed.chi2_sf(1.0, cmh)) if cmh == cmh else math.nan,
+                cochran=math.nan,
+                cochran_pvalue=math.nan,
+                tarone=math.nan,
+                tarone_df=math.nan,
+                tarone_pvalue=math.nan,
+                breslow_day=math.nan,
+                breslow_day_pvalue=math.nan,
+            )
+    result = object.__new__(cls)
+    for name, value in fields.items():
+        _SETATTR(result, name, value)
+    _SETATTR(
+        result,
+        "_pending",
+        _Pending(sub, core, opt, table=cells, used=used, omitted=omitted, labels=labs),
+    )
+    return result
 
 
 def pool_mh(
@@ -985,8 +1212,7 @@ def pool_mh(
         "x2i": x2i,
         "t2i": t2i,
     }
-    fields = _single("mh", given, data, opt, labels, nan_policy)
-    return MHResult(**fields, correct=opt.correct, rd_variance=opt.rd_variance)
+    return _single("mh", MHResult, given, data, opt, labels, nan_policy)
 
 
 def pool_peto(
@@ -1049,7 +1275,7 @@ def pool_peto(
     """
     opt = _options("PETO", level, add, to, drop00, True, "sato", ("PETO",))
     given = {"ai": ai, "bi": bi, "ci": ci, "di": di, "n1i": n1i, "n2i": n2i}
-    return PetoResult(**_single("peto", given, data, opt, labels, nan_policy))
+    return _single("peto", PetoResult, given, data, opt, labels, nan_policy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1350,11 +1576,11 @@ def _fit_rows(
         if not np.isnan(total.sum()):
             cells, present = raw, None
         else:
-            present = ~np.isnan(total)
+            present = np.isfinite(total)
             # (fmax ignores NaN: the absent cells become 0 without a data-dependent branch)
             cells = tuple(np.fmax(c, 0.0) for c in raw)
         with np.errstate(all="ignore"):
-            res = _fit(cells, present, model=model, opt=opt, keep_studies=False)
+            res = _fit(cells, present, model=model, opt=opt)
         for name in fields:
             out[name][rows] = res[name]
         status = np.where(np.asarray(res["k"]) == 0, fixed.NO_TABLES, res["status"])

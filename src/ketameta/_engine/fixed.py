@@ -269,10 +269,12 @@ def study_effects(
     ``log((x1/t1)/(x2/t2))``, ``1/x1 + 1/x2``; IRD ``x1/t1 - x2/t2``,
     ``x1/t1² + x2/t2²``, after `add` (see :func:`added`). Studies without an effect
     keep finite placeholder values (``yi = 0``, ``vi = 1``) and ``okf = 0``. `dz`: the
-    double-zero studies, if the caller has them.
+    double-zero studies, if the caller has them. Absent studies (`pf` 0) must come with
+    a table without zeros (the caller's benign ``1, 1, 1, 1``): `add` may reach them
+    (they are masked by ``okf``), so `to` needs no mask.
     """
     person_time = measure in ("IRR", "IRD")
-    c1, c2, c3, c4 = added(cells, pf, add, to, person_time)
+    c1, c2, c3, c4 = added(cells, None, add, to, person_time)
     if True:  # (one block for the formulas)
         if measure in ("IRR", "IRD"):
             if measure == "IRR":
@@ -368,6 +370,7 @@ def mantel_haenszel(
     measure: str,
     correct: bool,
     rd_variance: str = "sato",
+    tests: bool = True,
 ) -> dict[str, Num]:
     """The Mantel–Haenszel estimate, its variance and (OR, IRR) the tests of the cells.
 
@@ -375,7 +378,11 @@ def mantel_haenszel(
     absent studies, whose `pf` is 0 (``None``: all present).
 
     Returns the estimate (log scale for OR, RR, IRR), its variance, the per-study MH
-    weights (unnormalised), the number of tables ``k`` and a status code per analysis.
+    weights (unnormalised), the number of tables ``k`` and a status code per analysis;
+    for 2×2 tables also the margins ``n1``, ``n2`` and ``inv_n`` (``1/n``, 0 for absent
+    tables), for the OR the ratio ``psi`` (``ΣR/ΣS``) and whether it is ``defined``, and
+    with `tests` the OR's tests (:func:`cmh_tests`, :func:`tarone_tests`; a single
+    analysis computes them when they are first read).
 
     Formulas (each sum over the tables of one analysis):
 
@@ -398,7 +405,7 @@ def mantel_haenszel(
     """
     if measure in ("IRR", "IRD"):
         return _person_time(t1, t2, t3, t4, pf, measure=measure, correct=correct)
-    return _tables(t1, t2, t3, t4, pf, measure, correct, rd_variance)
+    return _tables(t1, t2, t3, t4, pf, measure, correct, rd_variance, tests)
 
 
 def _status(defined: Num, var: Num) -> Num:
@@ -414,11 +421,12 @@ def _tables(
     measure: str,
     correct: bool,
     rd_variance: str,
+    tests: bool,
 ) -> dict[str, Num]:
     n1 = a + b
     n2 = c + d
     inv_n = _inverse_total(n1 + n2, pf)
-    out: dict[str, Num] = {"k": _count(pf, a.shape)}
+    out: dict[str, Num] = {"k": _count(pf, a.shape), "n1": n1, "n2": n2, "inv_n": inv_n}
     if measure == "RD":
         w = n1 * n2 * inv_n
         diff = (a * n2 - c * n1) * inv_n
@@ -447,10 +455,7 @@ def _tables(
     if measure == "OR":
         p = (a + d) * inv_n
         q = (b + c) * inv_n
-        # (the sums of the CMH tests taken with the estimator's)
-        sr, ss, spr, spsqr, sqs, *cmh_sums = _sums(
-            r, s, p * r, p * s + q * r, q * s, *_cmh_terms(a, b, c, d, n1, n2, inv_n)
-        )
+        sr, ss, spr, spsqr, sqs = _sums(r, s, p * r, p * s + q * r, q * s)
         var = spr / (2.0 * sr * sr) + spsqr / (2.0 * sr * ss) + sqs / (2.0 * ss * ss)
         why = (
             "the Mantel-Haenszel odds ratio is 0 or infinite (every table has a zero in "
@@ -464,11 +469,49 @@ def _tables(
     defined = (sr > 0) & (ss > 0)
     out.update(estimate=est, variance=var, weights=s, status=_status(defined, var), why=why)
     if measure == "OR":
-        out.update(_cmh_tests(*cmh_sums, correct=correct))
-        # (absent tables get n2 = 1: a harmless table without events, masked in _tarone)
-        n2_safe = n2 if pf is None else n2 + (1.0 - pf)
-        out.update(_tarone(a, b, c, d, n1, n2_safe, sr / ss, defined))
+        psi = sr / ss
+        out.update(psi=psi, defined=defined)
+        if tests:
+            out.update(cmh_tests(a, b, c, d, n1, n2, inv_n, correct=correct))
+            out.update(tarone_tests(a, b, c, d, n1, n2, pf, psi, defined))
     return out
+
+
+def cmh_tests(
+    a: FloatArray,
+    b: FloatArray,
+    c: FloatArray,
+    d: FloatArray,
+    n1: FloatArray,
+    n2: FloatArray,
+    inv_n: FloatArray,
+    *,
+    correct: bool,
+) -> dict[str, Num]:
+    """The Cochran–Mantel–Haenszel and Cochran tests of 2×2 tables (:func:`_cmh_tests`)
+    from the cells and the margins of :func:`mantel_haenszel`."""
+    return _cmh_tests(*_sums(*_cmh_terms(a, b, c, d, n1, n2, inv_n)), correct=correct)
+
+
+def tarone_tests(
+    a: FloatArray,
+    b: FloatArray,
+    c: FloatArray,
+    d: FloatArray,
+    n1: FloatArray,
+    n2: FloatArray,
+    pf: Mask,
+    psi: Num,
+    defined: Num,
+) -> dict[str, Num]:
+    """The Breslow–Day and Tarone tests (:func:`_tarone`) at the MH odds ratio `psi`, from
+    the cells and the margins of :func:`mantel_haenszel`."""
+    if pf is None:
+        return _tarone(a, b, c, d, n1, n2, psi, defined)
+    # (absent tables get n1 = n2 = 1: a harmless table without events, masked in _tarone,
+    # whose fitted cells 0, 1, 0, 1 give V = 0 without a 0/0)
+    absent = 1.0 - pf
+    return _tarone(a, b, c, d, n1 + absent, n2 + absent, psi, defined)
 
 
 def _cmh_terms(
@@ -526,10 +569,12 @@ def _tarone(
     ``K`` such tables (Breslow & Day 1980; Tarone 1985).
     """
     m1 = a + c
-    usable = (np.minimum(m1, b + d) > 0.0).astype(np.float64)
+    m0 = n1 + n2 - m1  # (absent tables: 1 + 1 - 0, the harmless table's)
+    usable = (np.minimum(m1, m0) > 0.0).astype(np.float64)
     psi_safe = _pick(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
-    cells = _fitted_table(n1, n2, m1, n1 + n2 - m1, np.asarray(psi_safe, dtype=np.float64))
-    var = 1.0 / (1.0 / cells[0] + 1.0 / cells[1] + 1.0 / cells[2] + 1.0 / cells[3])
+    cells = _fitted_table(n1, n2, m1, m0, np.asarray(psi_safe, dtype=np.float64))
+    # 1/V = Σ 1/x̃ = n1/(x̃11 x̃12) + n2/(x̃21 x̃22) (the rows' cells add up to n1, n2)
+    var = 1.0 / (n1 / (cells[0] * cells[1]) + n2 / (cells[2] * cells[3]))
     # the residual a - ã = x̃12 - b = x̃21 - c = d - x̃22, taken from the smallest fitted cell
     resid = a - cells[0]
     smallest = cells[0]
@@ -572,62 +617,100 @@ def _fitted_table(
     n1: FloatArray, n2: FloatArray, m1: FloatArray, m0: FloatArray, psi: Num
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """The four cells ``x̃11, x̃12, x̃21, x̃22`` of each table refitted to the odds ratio
-    `psi` with its margins, each solved for directly (:func:`_fitted_cell`; a cell near 0
-    would lose its digits as a margin minus another cell): the four are the same equation
-    with the margins and ψ permuted (the cell in row 2 / column 2 exchanges ``n1`` with
-    ``n2`` / ``m1`` with ``m0`` and ψ with 1/ψ). `psi`: one per analysis.
+    `psi` (one per analysis) with its margins, each solved for directly (a cell near 0
+    would lose its digits as a margin minus another cell).
+
+    ``x̃11`` is the root of ``x (n2 - m1 + x) = ψ (n1 - x)(m1 - x)`` in
+    ``[max(0, m1 - n2), min(n1, m1)]``; each other cell solves the same equation with
+    the margins and ψ permuted (row 2 / column 2 exchange ``n1`` with ``n2`` / ``m1``
+    with ``m0`` and ψ with 1/ψ). The four quadratics share their discriminant up to the
+    factor ψ² (their roots are the same two tables), which with ``e1 = n1 - m1`` and
+    ``e2 = n2 - m1`` is a sum of non-negative terms, free of cancellation for every ψ:
+    ``D = ψ² e1² + 2ψ (n1 n2 + m1 m0) + e2²``. Each cell is then the stable root
+    ``x = 2κ n m / (ℓ + √D)`` (no cancellation while ``ℓ ≥ 0``), with ``n, m`` its row
+    and column totals and
+
+    * ``x̃11``: ``κ = ψ``, ``ℓ = ψ (n1 + m1) + e2``; ``x̃22``: ``κ = ψ``,
+      ``ℓ = ψ (n2 + m0) - e2``;
+    * ``x̃12``: ``κ = 1``, ``ℓ = (n1 + m0) - ψ e1``; ``x̃21``: ``κ = 1``,
+      ``ℓ = (n2 + m1) + ψ e1``;
+
+    and where ``ℓ < 0`` (possible only for ψ < 1 on the diagonal, ψ > 1 off it) the
+    other form of the same root, ``(√D - ℓ)/(2 |1 - ψ|)``.
 
     The same arithmetic element by element, and the same memory order of the results,
     whether the cells are solved as one stack or one by one: the stacks hold the
     transposed margins (studies first, so ψ broadcasts along the last axis) and their
     results transpose back (a batch's column-major chunks stay column-major, and its sums
     over the studies add in the same order)."""
-    inv_psi = 1.0 / psi
     if n1.size <= _STACK_TABLES:
-        rows = np.array((n1.T, n2.T))
-        cols = np.array((m1.T, m0.T))
-        psis = np.array(((psi, inv_psi), (inv_psi, psi)))
-        psis = psis.reshape((2, 2, *(1,) * (n1.ndim - psi.ndim), *psi.shape))
-        x = _fitted_cell(rows[:, None], rows[::-1, None], cols[None, :], psis)
+        n = np.array((n1.T, n2.T))[:, None]  # (2, 1, k, ...): row totals
+        m = np.array((m1.T, m0.T))[None, :]  # (1, 2, k, ...): column totals
+        e1, e2 = n[0, 0] - m[0, 0], n[1, 0] - m[0, 0]
+        g = np.array(((e2, -e1), (e1, -e2)))
+        one = np.ones_like(psi)
+        coefs = np.array((((psi, one), (one, psi)), ((one, psi), (psi, one))))
+        coefs = coefs.reshape((2, 2, 2, *(1,) * (n1.ndim - psi.ndim), *psi.shape))
+        x = _fitted_cells(n, m, e1, e2, g, coefs[0], coefs[1], psi)
         return x[0, 0].T, x[0, 1].T, x[1, 0].T, x[1, 1].T
-    psi, inv_psi = psi[..., None], inv_psi[..., None]
+    psi_c = psi[..., None]
+    e1, e2 = n1 - m1, n2 - m1
+    pe1 = psi_c * e1
+    rd = _root_discriminant(n1, n2, m1, m0, pe1, e2, psi_c)
     return (
-        _fitted_cell(n1, n2, m1, psi),
-        _fitted_cell(n1, n2, m0, inv_psi),
-        _fitted_cell(n2, n1, m1, inv_psi),
-        _fitted_cell(n2, n1, m0, psi),
+        _stable_root(psi_c * (n1 + m1) + e2, 2.0 * psi_c * (n1 * m1), rd, 1.0 - psi_c),
+        _stable_root((n1 + m0) - pe1, 2.0 * (n1 * m0), rd, psi_c - 1.0),
+        _stable_root((n2 + m1) + pe1, 2.0 * (n2 * m1), rd, psi_c - 1.0),
+        _stable_root(psi_c * (n2 + m0) - e2, 2.0 * psi_c * (n2 * m0), rd, 1.0 - psi_c),
     )
 
 
-def _fitted_cell(n1: FloatArray, n2: FloatArray, m1: FloatArray, psi: Num) -> FloatArray:
-    """The first cell ``x`` of the table with row totals `n1`, `n2`, first column total
-    `m1` and odds ratio `psi`: the root of ``x (n2 - m1 + x) = ψ (n1 - x)(m1 - x)`` in
-    ``[max(0, m1 - n2), min(n1, m1)]``, to rounding relative to ``x`` itself.
+def _root_discriminant(
+    n1: FloatArray,
+    n2: FloatArray,
+    m1: FloatArray,
+    m0: FloatArray,
+    pe1: FloatArray,
+    e2: FloatArray,
+    psi: Any,
+) -> FloatArray:
+    """``√D``, ``D = (ψ e1)² + 2ψ (n1 n2 + m1 m0) + e2²`` (see :func:`_fitted_table`),
+    from ``pe1 = ψ e1``."""
+    d = pe1 * pe1
+    d += (2.0 * psi) * (n1 * n2 + m1 * m0)
+    d += e2 * e2
+    return np.sqrt(d, out=d)
 
-    The quadratic ``(1 - ψ) x² + (n2 - m1 + ψ (n1 + m1)) x - ψ n1 m1 = 0`` is solved
-    stably. With ``qb ≥ 0`` its smaller root ``qc/qq``, ``qq = -(qb + √D)/2``, is the cell:
-    for ψ < 1 the roots have opposite signs and x ≥ 0; for ψ > 1 the parabola is concave
-    and crosses zero upwards, inside the interval, at its smaller root (and ``qb < 0`` is
-    impossible there). For ψ < 1 and ``qb < 0`` the cell is the other root ``qq/qa``,
-    ``qq = (√D - qb)/2``.
-    """
-    # (in place, four full-size temporaries: a batch's chunks stay in the allocator's cache)
-    qa = 1.0 - psi
-    qb = n2 - m1
-    tmp = n1 + m1
-    tmp *= psi
-    qb += tmp  # (n2 - m1) + ψ (n1 + m1)
-    qc = n1 * m1
-    qc *= -psi  # -ψ n1 m1
-    root_d = qb * qb
-    root_d -= np.multiply(qc, 4.0 * qa, out=tmp)
-    np.sqrt(root_d, out=root_d)
-    cell: FloatArray = np.add(qb, root_d, out=tmp)
-    cell *= -0.5
-    np.divide(qc, cell, out=cell)  # qc / (-(qb + √D)/2)
-    if not qb.min() >= 0.0:
-        cell = np.where(qb >= 0.0, cell, 0.5 * (root_d - qb) / qa)
-    return cell
+
+def _stable_root(lin: FloatArray, num: FloatArray, rd: FloatArray, q: Any) -> FloatArray:
+    """``num/(lin + √D)``, or ``(√D - lin)/(2q)`` where ``lin < 0`` (see
+    :func:`_fitted_table`)."""
+    x: FloatArray = num / (lin + rd)
+    if not lin.min() >= 0.0:
+        x = np.where(lin >= 0.0, x, (rd - lin) / (2.0 * q))
+    return x
+
+
+def _fitted_cells(
+    n: FloatArray,
+    m: FloatArray,
+    e1: FloatArray,
+    e2: FloatArray,
+    g: FloatArray,
+    kappa: FloatArray,
+    iota: FloatArray,
+    psi: Any,
+) -> FloatArray:
+    """The four cells of :func:`_fitted_table` as one (2, 2, k, ...) stack: with the row
+    and column totals `n`, `m` broadcast against each other, ``ℓ = ι (n + m) + ι' g``
+    (``ι`` = ψ on the diagonal, 1 off it; ``ι'`` the other; ``g`` = ``e2, -e1; e1,
+    -e2``) and ``x = 2κ n m/(ℓ + √D)``: the cell-by-cell arithmetic, element by
+    element."""
+    rd = _root_discriminant(n[0, 0], n[1, 0], m[0, 0], m[0, 1], psi * e1, e2, psi)
+    lin = kappa * (n + m)
+    lin += iota * g
+    num = (2.0 * kappa) * (n * m)
+    return _stable_root(lin, num, rd, iota - kappa)
 
 
 def _person_time(
