@@ -487,7 +487,7 @@ def _shrinkage(post: Any, i: int, row: int = 0) -> tuple[FloatArray, FloatArray]
 
 
 def _mixture_summaries(
-    w: FloatArray, mean: FloatArray, sd: FloatArray, level: float, moments: tuple[bool, bool]
+    w: FloatArray, mean: FloatArray, sd: FloatArray, level: float
 ) -> dict[str, FloatArray]:
     """Mode, median, mean, SD and central interval of each row's normal mixture."""
     probs = np.array([(1 - level) / 2, 0.5, (1 + level) / 2])
@@ -499,8 +499,8 @@ def _mixture_summaries(
     var = (w * (sd * sd + dev * dev)).sum(axis=1)
     return {
         "median": q[:, 1],
-        "mean": m1 if moments[0] else np.full_like(m1, np.nan),
-        "sd": np.sqrt(var) if moments[1] else np.full_like(m1, np.nan),
+        "mean": m1,
+        "sd": np.sqrt(var),
         "lower": q[:, 0],
         "upper": q[:, 2],
     }
@@ -709,9 +709,11 @@ def bayes_pool(
 
     Improper τ priors are accepted when the posterior is proper: p(y | τ) falls like
     :math:`\\tau^{-(k-1)}` (flat μ prior) or :math:`\\tau^{-k}` (normal μ prior), so a prior
-    falling like :math:`\\tau^{-a}` needs :math:`a + k - 1 > 1`. Posterior moments exist
-    only when the posterior tail falls fast enough (the mean of τ needs exponent > 2);
-    missing moments are NaN. The Bayes factors are Savage-Dickey density ratios [4]_; the
+    falling like :math:`\\tau^{-a}` needs :math:`a + k - 1 > 1`. Posterior moments of τ,
+    μ (flat prior) and θ_new exist only when the posterior tail falls fast enough (the
+    means need exponent > 2, the SDs > 3); missing moments are NaN. The shrinkage
+    estimates' moments always exist: given τ, θ_i has a mean between the effects and a
+    variance below v_i. The Bayes factors are Savage-Dickey density ratios [4]_; the
     marginal likelihood is defined only when both priors are proper.
 
     References
@@ -778,8 +780,12 @@ def _result(
     tvar = float((w * (post.tau - tm1) ** 2).sum())
     tau_mean = tm1 if b > 2 else math.nan
     tau_sd = math.sqrt(tvar) if b > 3 else math.nan
+    # which moments exist: μ | τ, y has variance V(τ) (≤ the prior's with a normal μ prior,
+    # ~τ²/k with a flat one), θ_new adds τ², and θ_i | τ, y has a mean between the effects
+    # and a variance below v_i for every τ (its moments exist whenever the posterior does)
     flat_mu = mp is None
     mu_mom = (True, True) if not flat_mu else (b > 2, b > 3)
+    pred_mom = (b > 2, b > 3)
     # μ, θ_new and the k shrinkage mixtures, summarised together (rows of one batch)
     means = [post.muhat[0], post.muhat[0]]
     sds = [np.sqrt(post.var[0]), np.sqrt(post.var[0] + post.tau[0] ** 2)]
@@ -788,10 +794,8 @@ def _result(
         means.append(mean_i[0])
         sds.append(np.sqrt(var_i[0]))
     ww = np.broadcast_to(w, (k + 2, w.shape[1])).copy()
-    s = _mixture_summaries(ww, np.array(means), np.array(sds), lv, mu_mom)
-    pred_mom = (b > 2, b > 3)
+    s = _mixture_summaries(ww, np.array(means), np.array(sds), lv)
     logml, bf_tau, bf_mu = _bayes_factors(post)
-    theta_mom = (True, True) if mp is not None else mu_mom
     return BayesPoolResult(
         tau_median=float(tq[1]),
         tau_mean=tau_mean,
@@ -799,18 +803,18 @@ def _result(
         tau_ci_lower=float(tq[0]),
         tau_ci_upper=float(tq[2]),
         mu_median=float(s["median"][0]),
-        mu_mean=float(s["mean"][0]),
-        mu_sd=float(s["sd"][0]),
+        mu_mean=float(s["mean"][0]) if mu_mom[0] else math.nan,
+        mu_sd=float(s["sd"][0]) if mu_mom[1] else math.nan,
         mu_ci_lower=float(s["lower"][0]),
         mu_ci_upper=float(s["upper"][0]),
         pred_median=float(s["median"][1]),
-        pred_mean=float(s["mean"][1]) if pred_mom[0] or not flat_mu else math.nan,
-        pred_sd=float(s["sd"][1]) if pred_mom[1] or not flat_mu else math.nan,
+        pred_mean=float(s["mean"][1]) if pred_mom[0] else math.nan,
+        pred_sd=float(s["sd"][1]) if pred_mom[1] else math.nan,
         pred_lower=float(s["lower"][1]),
         pred_upper=float(s["upper"][1]),
         theta_median=s["median"][2:],
-        theta_mean=s["mean"][2:] if theta_mom[0] else np.full(k, np.nan),
-        theta_sd=s["sd"][2:] if theta_mom[1] else np.full(k, np.nan),
+        theta_mean=s["mean"][2:],
+        theta_sd=s["sd"][2:],
         theta_ci_lower=s["lower"][2:],
         theta_ci_upper=s["upper"][2:],
         log_marginal_likelihood=logml,
