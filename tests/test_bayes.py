@@ -83,6 +83,31 @@ def test_example_bayesmeta_ml_map_joint(schools1: ketameta.BayesPoolResult, whic
     assert got[1] == pytest.approx(want["mu"], abs=_printed(want["mu"], 6))
 
 
+def test_example_bayesmeta_ml_marginal(schools1: ketameta.BayesPoolResult) -> None:
+    """'ML marginal': τ maximising p(y | τ) (0 here, as printed) and μ maximising
+    p(y | μ) = ∫ p(y | μ, τ) p(τ) dτ: the exact maximiser (mpmath, below) is 3.9e-6 from
+    bayesmeta's printout (its optimiser's tolerance)."""
+    want = SCHOOLS["example1"]["ml_marginal"]
+    tau, mu = schools1.ml_marginal()
+    assert tau == want["tau"]
+    assert mu == pytest.approx(want["mu"], abs=5e-6)
+    mp.mp.dps = 20
+    yy = [mp.mpf(str(a)) for a in Y]
+    vv = [mp.mpf(str(s)) ** 2 for s in SE]
+
+    def loglik_mu(m):
+        def f(t):
+            ll = mp.fsum(
+                -0.5 * mp.log(2 * mp.pi * (vi + t * t)) - (yi - m) ** 2 / (2 * (vi + t * t))
+                for yi, vi in zip(yy, vv, strict=True)
+            )
+            return mp.exp(ll) * 2 / (mp.pi * 25 * (1 + (t / 25) ** 2))
+
+        return mp.log(mp.quad(f, [0, 5, 10, 25, 50, 100, mp.inf]))
+
+    assert float(mp.diff(loglik_mu, mu)) == pytest.approx(0, abs=1e-9)
+
+
 @pytest.mark.parametrize("example", ["example1", "example2"])
 def test_example_bayesmeta_direct_values(example: str, request) -> None:
     """bayesmeta's mu and theta_new printouts come from the DIRECT grid (delta = 0.01): they
@@ -201,6 +226,12 @@ def test_three_studies_mu_and_shrinkage(three, three_mp) -> None:
     exact SD of mu does not exist). The shrinkage estimates' moments exist for every tau
     tail: SDs against mpmath to 1e-8, bayesmeta's DIRECT printout to 1% of the SD."""
     assert three.mode("mu") == pytest.approx(THREE["ml_marginal"]["mu"], abs=_printed(12.7, 5))
+    # ml_marginal(): μ is that mode (flat μ prior); τ maximises the restricted likelihood
+    # (metafor's REML estimate), 3e-6 from bayesmeta's optimiser-printed value
+    t_mlm, mu_mlm = three.ml_marginal()
+    assert mu_mlm == three.mode("mu")
+    assert t_mlm == pytest.approx(THREE["metafor_reml_tau"]["tau"], abs=1e-7)
+    assert t_mlm == pytest.approx(THREE["ml_marginal"]["tau"], abs=5e-6)
     mu = THREE["summary_shortest"]["mu"]
     tol = 0.01 * mu["sd"]
     assert math.isnan(three.mu_sd)

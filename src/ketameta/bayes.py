@@ -335,6 +335,18 @@ class BayesPoolResult:
         """The joint maximum-likelihood estimate (τ, μ) (τ² by :func:`ketameta.pool`'s ML)."""
         return _ml_joint(self.yi, self.vi)
 
+    def ml_marginal(self) -> tuple[float, float]:
+        """The marginal maximum-likelihood estimates (τ, μ) (bayesmeta's "ML marginal").
+
+        τ maximises :math:`p(y \\mid \\tau)`, μ integrated out over its prior (with a flat
+        μ prior this is the restricted likelihood: τ² is :func:`ketameta.pool`'s REML
+        estimate); μ maximises :math:`p(y \\mid \\mu) = \\int p(y \\mid \\mu, \\tau)
+        p(\\tau)\\,d\\tau` (with a flat μ prior the mode of μ's marginal posterior, with a
+        normal one the maximum of the posterior density over the prior density). NaN for
+        τ when the likelihood does not depend on it (one study and a flat μ prior).
+        """
+        return _ml_marginal(self)
+
     def i2(self, tau: ArrayLike | None = None) -> Any:
         """Relative heterogeneity I² = τ²/(τ² + ṽ) (Higgins & Thompson 2002) at τ (default:
         the posterior median of τ), with ṽ the typical within-study variance."""
@@ -401,6 +413,7 @@ class BayesPoolResult:
         kind = check_choice(kind, "kind", ("central", "shortest"))
         pct = f"{100 * self.level:g}%"
         ml_tau, ml_mu = self.ml_estimate()
+        mlm_tau, mlm_mu = self.ml_marginal()
         map_tau, map_mu = self.map_estimate()
         modes = [self.mode(p) for p in ("tau", "mu", "theta_new")]
         lines = [
@@ -421,6 +434,7 @@ class BayesPoolResult:
             "ML and MAP estimates:",
             f"{'':13s}{'tau':>10s}{'mu':>10s}",
             f"{'ML joint':13s}{ml_tau:10.6f}{ml_mu:10.6f}",
+            f"{'ML marginal':13s}{mlm_tau:10.6f}{mlm_mu:10.6f}",
             f"{'MAP joint':13s}{map_tau:10.6f}{map_mu:10.6f}",
             f"{'MAP marginal':13s}{modes[0]:10.6f}{modes[1]:10.6f}",
             "",
@@ -477,8 +491,15 @@ def _bf(x: float) -> str:
 
 def _shrinkage(post: Any, i: int, row: int = 0) -> tuple[FloatArray, FloatArray]:
     """Conditional mean and variance of θ_i given τ at the nodes (``(1, n)`` arrays)."""
+    mean, var = _shrinkage_all(post, row)
+    return mean[i : i + 1], var[i : i + 1]
+
+
+def _shrinkage_all(post: Any, row: int = 0) -> tuple[FloatArray, FloatArray]:
+    """Conditional means and variances of every θ_i given τ at the nodes (``(k, n)``):
+    ``b μ̂ + (1 - b) y_i`` and ``v_i (1 - b) + b² V`` with ``b = v_i / (v_i + τ²)``."""
     cols = np.flatnonzero(post.present[row])
-    y, v = post.y[row, cols[i]], post.v[row, cols[i]]
+    y, v = post.y[row, cols][:, None], post.v[row, cols][:, None]
     tau2 = post.tau[row : row + 1] ** 2
     b = v / (v + tau2)
     mean = b * post.muhat[row : row + 1] + (1 - b) * y
@@ -580,6 +601,46 @@ def _map_joint(post: Any) -> tuple[FloatArray, FloatArray]:
     t = np.where(profile(np.zeros_like(t)) >= profile(t), 0.0, t)
     _, muhat, _ = post.conditional(t[:, None])
     return t, muhat[:, 0]
+
+
+def _ml_marginal(res: BayesPoolResult) -> tuple[float, float]:
+    post = res._post
+    if post.point:
+        tau = float(post.tau[0, 0])
+    elif res.k < 2 and post.mu_prior is None:
+        tau = math.nan
+    else:
+        # the marginal likelihood on the nodes locates the maximum; Brent's method refines
+        ll = post.conditional(post.tau)[0]
+        j = int(ll[0].argmax())
+        n = ll.shape[1]
+        a = np.array([post.tau[0, j - 1] if j > 0 else 0.0])
+        b = np.array([post.tau[0, min(j + 1, n - 1)]])
+
+        def f(x: FloatArray) -> FloatArray:
+            return post.conditional(x[:, None])[0][:, 0]  # type: ignore[no-any-return]
+
+        t = _maximise(f, a, b)
+        tau = 0.0 if float(f(np.zeros(1))[0]) >= float(f(t)[0]) else float(t[0])
+    if post.mu_prior is None:
+        return tau, res.mode("mu")
+    # p(y | mu) is proportional to p(mu | y) / p(mu): maximised on a grid over the
+    # posterior's bulk, then by Brent's method
+    mix = res._mixture("mu", None)
+    prior = post.mu_prior
+    lo, hi = res.quantile("mu", [1e-6, 1 - 1e-6])
+    grid = np.linspace(lo, hi, 201)
+
+    def g(x: FloatArray) -> FloatArray:
+        with np.errstate(divide="ignore"):
+            dens = np.log(_eng.mixture_pdf(np.atleast_1d(x)[None, :], mix.w, mix.mean, mix.sd))
+        return dens[0] - prior.logpdf(np.atleast_1d(x))  # type: ignore[no-any-return]
+
+    vals = g(grid)
+    j = int(vals.argmax())
+    a = np.array([grid[max(j - 1, 0)]])
+    b = np.array([grid[min(j + 1, 200)]])
+    return tau, float(_maximise(g, a, b)[0])
 
 
 def _ml_joint(y: FloatArray, v: FloatArray) -> tuple[float, float]:
@@ -787,14 +848,11 @@ def _result(
     mu_mom = (True, True) if not flat_mu else (b > 2, b > 3)
     pred_mom = (b > 2, b > 3)
     # μ, θ_new and the k shrinkage mixtures, summarised together (rows of one batch)
-    means = [post.muhat[0], post.muhat[0]]
-    sds = [np.sqrt(post.var[0]), np.sqrt(post.var[0] + post.tau[0] ** 2)]
-    for i in range(k):
-        mean_i, var_i = _shrinkage(post, i)
-        means.append(mean_i[0])
-        sds.append(np.sqrt(var_i[0]))
+    th_mean, th_var = _shrinkage_all(post)
+    means = np.concatenate((post.muhat[:1], post.muhat[:1], th_mean))
+    sds = np.sqrt(np.concatenate((post.var[:1], post.var[:1] + post.tau[:1] ** 2, th_var)))
     ww = np.broadcast_to(w, (k + 2, w.shape[1])).copy()
-    s = _mixture_summaries(ww, np.array(means), np.array(sds), lv)
+    s = _mixture_summaries(ww, means, sds, lv)
     logml, bf_tau, bf_mu = _bayes_factors(post)
     return BayesPoolResult(
         tau_median=float(tq[1]),
