@@ -434,7 +434,7 @@ class BayesPoolResult:
             "ML and MAP estimates:",
             f"{'':13s}{'tau':>10s}{'mu':>10s}",
             f"{'ML joint':13s}{ml_tau:10.6f}{ml_mu:10.6f}",
-            f"{'ML marginal':13s}{mlm_tau:10.6f}{mlm_mu:10.6f}",
+            f"{'ML marginal':13s}{_num(mlm_tau)[1:]}{_num(mlm_mu)[1:]}",
             f"{'MAP joint':13s}{map_tau:10.6f}{map_mu:10.6f}",
             f"{'MAP marginal':13s}{modes[0]:10.6f}{modes[1]:10.6f}",
             "",
