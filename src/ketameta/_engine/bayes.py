@@ -193,8 +193,10 @@ class Posterior:
         return loglik, muhat, 1.0 / big_w
 
     def log_post(self, tau: FloatArray) -> FloatArray:
-        """Unnormalised log posterior density of τ at τ (``(m, n)``)."""
-        loglik, _, _ = self.conditional(tau)
+        """Unnormalised log posterior density of τ at τ (``(m, n)``; -inf at τ = inf, the
+        end t = 1 of the integration variable, where a quantile's Newton step may land)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loglik, _, _ = self.conditional(tau)
         lp = self.prior.log_density_data(tau, self.v, self.present)
         with np.errstate(invalid="ignore"):
             out = loglik + lp
@@ -224,7 +226,9 @@ class Posterior:
         )
         m, q = t.shape
         tt = nodes.reshape(m, q * 16)
-        lf = self.log_post(self.tau_of(tt)) + self.log_jacobian(tt) - self.logz[:, None]
+        with np.errstate(invalid="ignore"):  # -inf + inf at t = 1: density 0 there
+            lf = self.log_post(self.tau_of(tt)) + self.log_jacobian(tt) - self.logz[:, None]
+        lf = np.where(np.isnan(lf), -np.inf, lf)
         with np.errstate(under="ignore", over="ignore"):
             f = np.exp(lf).reshape(m, q, 16)
         inside = (f[..., :15] * KRONROD_W).sum(axis=2) * half
@@ -241,6 +245,9 @@ class Posterior:
         started at the root of the panel's interpolated CDF (two steps reach 1e-14)."""
         if self.point:
             return np.broadcast_to(self.tau[:, :1], p.shape).copy()  # type: ignore[no-any-return]
+        # a level within an ulp of 1 makes (1 + level)/2 round to 1: the quantile of the
+        # largest probability below 1 is the finite answer the caller meant
+        p = np.minimum(p, np.nextafter(1.0, 0.0))
         cum = self.cum_mass_end  # (m, P): mass up to the end of each panel
         j: IntArray = np.empty(p.shape, dtype=np.intp)
         for r in range(p.shape[0]):
@@ -249,6 +256,7 @@ class Posterior:
         lo: FloatArray = self.a[j].astype(np.float64)
         hi: FloatArray = self.b[j].astype(np.float64)
         x = lo + 0.5 * (hi - lo) * (1.0 + self._interpolated_root(p, j))
+        x = np.minimum(x, np.nextafter(hi, lo))  # τ(t = 1) is infinite
 
         def fun(tq: FloatArray) -> tuple[FloatArray, FloatArray]:
             cdf, dens = self._cdf_and_density_t(tq)
