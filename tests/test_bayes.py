@@ -83,6 +83,31 @@ def test_example_bayesmeta_ml_map_joint(schools1: ketameta.BayesPoolResult, whic
     assert got[1] == pytest.approx(want["mu"], abs=_printed(want["mu"], 6))
 
 
+def test_example_bayesmeta_ml_marginal(schools1: ketameta.BayesPoolResult) -> None:
+    """'ML marginal': τ maximising p(y | τ) (0 here, as printed) and μ maximising
+    p(y | μ) = ∫ p(y | μ, τ) p(τ) dτ: the exact maximiser (mpmath, below) is 3.9e-6 from
+    bayesmeta's printout (its optimiser's tolerance)."""
+    want = SCHOOLS["example1"]["ml_marginal"]
+    tau, mu = schools1.ml_marginal()
+    assert tau == want["tau"]
+    assert mu == pytest.approx(want["mu"], abs=5e-6)
+    mp.mp.dps = 20
+    yy = [mp.mpf(str(a)) for a in Y]
+    vv = [mp.mpf(str(s)) ** 2 for s in SE]
+
+    def loglik_mu(m):
+        def f(t):
+            ll = mp.fsum(
+                -0.5 * mp.log(2 * mp.pi * (vi + t * t)) - (yi - m) ** 2 / (2 * (vi + t * t))
+                for yi, vi in zip(yy, vv, strict=True)
+            )
+            return mp.exp(ll) * 2 / (mp.pi * 25 * (1 + (t / 25) ** 2))
+
+        return mp.log(mp.quad(f, [0, 5, 10, 25, 50, 100, mp.inf]))
+
+    assert float(mp.diff(loglik_mu, mu)) == pytest.approx(0, abs=1e-9)
+
+
 @pytest.mark.parametrize("example", ["example1", "example2"])
 def test_example_bayesmeta_direct_values(example: str, request) -> None:
     """bayesmeta's mu and theta_new printouts come from the DIRECT grid (delta = 0.01): they
@@ -119,6 +144,125 @@ def test_example_bayesmeta_probabilities_and_shrinkage(schools1: ketameta.BayesP
         lo, hi = schools1.interval("theta", kind="shortest", study=i)
         assert lo == pytest.approx(want["lower"], abs=tol)
         assert hi == pytest.approx(want["upper"], abs=tol)
+
+
+# --- a second printed bayesmeta run: Jeffreys prior, k = 3 (Okumura 2018, section 6.5) -------
+THREE = REF["three_studies_jeffreys"]
+
+
+@pytest.fixture(scope="module")
+def three() -> ketameta.BayesPoolResult:
+    return ketameta.bayes_pool(
+        THREE["data"]["y"], sei=THREE["data"]["sigma"], tau_prior="jeffreys"
+    )
+
+
+@pytest.fixture(scope="module")
+def three_mp() -> MpModel:
+    vm = [mp.mpf(s) ** 2 for s in THREE["data"]["sigma"]]
+
+    def logprior(t):  # Jeffreys (Bodnar et al. 2017): sqrt(sum (tau / (v_i + tau^2))^2)
+        return mp.log(mp.sqrt(mp.fsum((t / (vi + t * t)) ** 2 for vi in vm)))
+
+    return MpModel(THREE["data"]["y"], [float(x) for x in vm], logprior)
+
+
+def test_three_studies_tau_margin_to_printed_digits(three) -> None:
+    """bayesmeta's integrate()-based tau margin, printed to 8 decimals: median and mean to
+    the printed digits; the SD does not exist (NA in bayesmeta, NaN here)."""
+    tau = THREE["summary_shortest"]["tau"]
+    tol = _printed(1.0, tau["printed_decimals"])
+    assert three.tau_median == pytest.approx(tau["median"], abs=tol)
+    assert three.tau_mean == pytest.approx(tau["mean"], abs=tol)
+    assert tau["sd"] is None
+    assert math.isnan(three.tau_sd)
+
+
+def test_three_studies_optimiser_values(three, three_mp) -> None:
+    """The tau mode, the shortest tau interval and the joint ML/MAP estimates are
+    optimisations in bayesmeta, printed with its optimiser's tolerance: ketameta's values
+    are the exact ones (mpmath; metafor for the ML estimate) and lie within that tolerance
+    of the printout."""
+    tau = THREE["summary_shortest"]["tau"]
+    # the mode: 7e-7 from the printout, the exact stationary point of the density
+    mode = three.mode("tau")
+    assert mode == pytest.approx(tau["mode"], abs=1e-6)
+    assert float(mp.diff(lambda t: mp.log(three_mp.dens(t)), mode)) == pytest.approx(0, abs=1e-8)
+    # the shortest interval: same mass and length as bayesmeta's, endpoints 1.3e-5 apart,
+    # and ketameta's has the exact property (equal density at both ends; at bayesmeta's
+    # endpoints the ratio is 1 - 4.5e-4, the density rising like 1/tau near 0)
+    lo, hi = three.interval("tau", kind="shortest")
+    assert hi - lo == pytest.approx(tau["upper"] - tau["lower"], abs=1e-7)
+    assert lo == pytest.approx(tau["lower"], abs=2e-5)
+    assert hi == pytest.approx(tau["upper"], abs=2e-5)
+    assert float(three_mp.dens(lo) / three_mp.dens(hi)) == pytest.approx(1.0, abs=1e-6)
+    assert float(three_mp.tau_cdf(hi) - three_mp.tau_cdf(lo)) == pytest.approx(0.95, abs=1e-9)
+    # joint ML: metafor's ML estimate (bayesmeta's printout is 4e-4 away in tau)
+    ml = THREE["metafor_ml"]
+    t_ml, mu_ml = three.ml_estimate()
+    assert t_ml == pytest.approx(ml["tau"], abs=1e-9)
+    assert mu_ml == pytest.approx(ml["mu"], abs=1e-8)
+    assert t_ml == pytest.approx(THREE["ml_joint"]["tau"], abs=5e-4)
+    # joint MAP: the exact maximiser of p(tau) p(y | mu_hat(tau), tau) (mpmath), 1.7e-5
+    # from the printout
+    t_map, mu_map = three.map_estimate()
+    assert t_map == pytest.approx(THREE["map_joint"]["tau"], abs=2e-5)
+    assert mu_map == pytest.approx(THREE["map_joint"]["mu"], abs=1e-4)
+    vm = three_mp.v
+
+    def profile(t):
+        _, muh, _ = three_mp.cond(t)
+        r = mp.fsum((yi - muh) ** 2 / (vi + t * t) for yi, vi in zip(three_mp.y, vm, strict=True))
+        ld = mp.fsum(mp.log(vi + t * t) for vi in vm)
+        return three_mp.logprior(t) - (ld + r) / 2
+
+    # (a maximum located in double precision: to ~sqrt(eps) relative)
+    assert float(mp.diff(profile, t_map)) == pytest.approx(0, abs=1e-7)
+
+
+def test_three_studies_mu_and_shrinkage(three, three_mp) -> None:
+    """mu: the mode equals bayesmeta's 'ML marginal' mu (exact, integrate()-based) to its
+    printed digits; the DIRECT-based summaries agree to 1% of bayesmeta's printed SD (the
+    exact SD of mu does not exist). The shrinkage estimates' moments exist for every tau
+    tail: SDs against mpmath to 1e-8, bayesmeta's DIRECT printout to 1% of the SD."""
+    assert three.mode("mu") == pytest.approx(THREE["ml_marginal"]["mu"], abs=_printed(12.7, 5))
+    # ml_marginal(): μ is that mode (flat μ prior); τ maximises the restricted likelihood
+    # (metafor's REML estimate), 3e-6 from bayesmeta's optimiser-printed value
+    t_mlm, mu_mlm = three.ml_marginal()
+    assert mu_mlm == three.mode("mu")
+    assert t_mlm == pytest.approx(THREE["metafor_reml_tau"]["tau"], abs=1e-7)
+    assert t_mlm == pytest.approx(THREE["ml_marginal"]["tau"], abs=5e-6)
+    mu = THREE["summary_shortest"]["mu"]
+    tol = 0.01 * mu["sd"]
+    assert math.isnan(three.mu_sd)
+    assert three.mu_median == pytest.approx(mu["median"], abs=tol)
+    assert three.mu_mean == pytest.approx(mu["mean"], abs=tol)
+    assert three.mode("mu") == pytest.approx(mu["mode"], abs=tol)
+    lo, hi = three.interval("mu", kind="shortest")
+    assert lo == pytest.approx(mu["lower"], abs=tol)
+    assert hi == pytest.approx(mu["upper"], abs=tol)
+    assert float(three_mp.mu_cdf(three.mu_median)) == pytest.approx(0.5, abs=1e-9)
+    th = THREE["theta"]
+    for i in range(3):
+        v0, y0 = three_mp.v[i], three_mp.y[i]
+
+        def shrink(t, v0=v0, y0=y0):
+            _, muh, var = three_mp.cond(t)
+            b = v0 / (v0 + t * t)
+            return b * muh + (1 - b) * y0, v0 * (1 - b) + b * b * var
+
+        m1 = three_mp.expect(lambda t, f=shrink: f(t)[0])
+        var = three_mp.expect(lambda t, f=shrink, m1=m1: f(t)[1] + (f(t)[0] - m1) ** 2)
+        assert three.theta_mean[i] == pytest.approx(float(m1), rel=1e-9)
+        assert three.theta_sd[i] == pytest.approx(float(mp.sqrt(var)), rel=1e-8)
+        tol = 0.01 * th["sd"][i]
+        assert three.theta_sd[i] == pytest.approx(th["sd"][i], abs=tol)
+        assert three.theta_mean[i] == pytest.approx(th["mean"][i], abs=tol)
+        assert three.theta_median[i] == pytest.approx(th["median"][i], abs=tol)
+        assert three.mode("theta", study=i) == pytest.approx(th["mode"][i], abs=tol)
+        lo, hi = three.interval("theta", kind="shortest", study=i)
+        assert lo == pytest.approx(th["lower"][i], abs=tol)
+        assert hi == pytest.approx(th["upper"][i], abs=tol)
 
 
 # --- exact integration: mpmath ----------------------------------------------------------------

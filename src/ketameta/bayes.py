@@ -335,6 +335,18 @@ class BayesPoolResult:
         """The joint maximum-likelihood estimate (τ, μ) (τ² by :func:`ketameta.pool`'s ML)."""
         return _ml_joint(self.yi, self.vi)
 
+    def ml_marginal(self) -> tuple[float, float]:
+        """The marginal maximum-likelihood estimates (τ, μ) (bayesmeta's "ML marginal").
+
+        τ maximises :math:`p(y \\mid \\tau)`, μ integrated out over its prior (with a flat
+        μ prior this is the restricted likelihood: τ² is :func:`ketameta.pool`'s REML
+        estimate); μ maximises :math:`p(y \\mid \\mu) = \\int p(y \\mid \\mu, \\tau)
+        p(\\tau)\\,d\\tau` (with a flat μ prior the mode of μ's marginal posterior, with a
+        normal one the maximum of the posterior density over the prior density). NaN for
+        τ when the likelihood does not depend on it (one study and a flat μ prior).
+        """
+        return _ml_marginal(self)
+
     def i2(self, tau: ArrayLike | None = None) -> Any:
         """Relative heterogeneity I² = τ²/(τ² + ṽ) (Higgins & Thompson 2002) at τ (default:
         the posterior median of τ), with ṽ the typical within-study variance."""
@@ -401,6 +413,7 @@ class BayesPoolResult:
         kind = check_choice(kind, "kind", ("central", "shortest"))
         pct = f"{100 * self.level:g}%"
         ml_tau, ml_mu = self.ml_estimate()
+        mlm_tau, mlm_mu = self.ml_marginal()
         map_tau, map_mu = self.map_estimate()
         modes = [self.mode(p) for p in ("tau", "mu", "theta_new")]
         lines = [
@@ -423,10 +436,12 @@ class BayesPoolResult:
                 ["tau", "mu"],
                 [
                     [_num(x) for x in pair]
-                    for pair in ((ml_tau, ml_mu), (map_tau, map_mu), modes[:2])
+                    for pair in ((ml_tau, ml_mu), (mlm_tau, mlm_mu), (map_tau, map_mu), modes[:2])
                 ],
                 [10, 10],
-                stub=[f"{n:13s}" for n in ("ML joint", "MAP joint", "MAP marginal")],
+                stub=[
+                    f"{n:13s}" for n in ("ML joint", "ML marginal", "MAP joint", "MAP marginal")
+                ],
             ),
             "",
             "marginal posterior summary:",
@@ -485,8 +500,15 @@ def _bf(x: float) -> str:
 
 def _shrinkage(post: Any, i: int, row: int = 0) -> tuple[FloatArray, FloatArray]:
     """Conditional mean and variance of θ_i given τ at the nodes (``(1, n)`` arrays)."""
+    mean, var = _shrinkage_all(post, row)
+    return mean[i : i + 1], var[i : i + 1]
+
+
+def _shrinkage_all(post: Any, row: int = 0) -> tuple[FloatArray, FloatArray]:
+    """Conditional means and variances of every θ_i given τ at the nodes (``(k, n)``):
+    ``b μ̂ + (1 - b) y_i`` and ``v_i (1 - b) + b² V`` with ``b = v_i / (v_i + τ²)``."""
     cols = np.flatnonzero(post.present[row])
-    y, v = post.y[row, cols[i]], post.v[row, cols[i]]
+    y, v = post.y[row, cols][:, None], post.v[row, cols][:, None]
     tau2 = post.tau[row : row + 1] ** 2
     b = v / (v + tau2)
     mean = b * post.muhat[row : row + 1] + (1 - b) * y
@@ -495,7 +517,7 @@ def _shrinkage(post: Any, i: int, row: int = 0) -> tuple[FloatArray, FloatArray]
 
 
 def _mixture_summaries(
-    w: FloatArray, mean: FloatArray, sd: FloatArray, level: float, moments: tuple[bool, bool]
+    w: FloatArray, mean: FloatArray, sd: FloatArray, level: float
 ) -> dict[str, FloatArray]:
     """Mode, median, mean, SD and central interval of each row's normal mixture."""
     probs = np.array([(1 - level) / 2, 0.5, (1 + level) / 2])
@@ -507,8 +529,8 @@ def _mixture_summaries(
     var = (w * (sd * sd + dev * dev)).sum(axis=1)
     return {
         "median": q[:, 1],
-        "mean": m1 if moments[0] else np.full_like(m1, np.nan),
-        "sd": np.sqrt(var) if moments[1] else np.full_like(m1, np.nan),
+        "mean": m1,
+        "sd": np.sqrt(var),
         "lower": q[:, 0],
         "upper": q[:, 2],
     }
@@ -588,6 +610,46 @@ def _map_joint(post: Any) -> tuple[FloatArray, FloatArray]:
     t = np.where(profile(np.zeros_like(t)) >= profile(t), 0.0, t)
     _, muhat, _ = post.conditional(t[:, None])
     return t, muhat[:, 0]
+
+
+def _ml_marginal(res: BayesPoolResult) -> tuple[float, float]:
+    post = res._post
+    if post.point:
+        tau = float(post.tau[0, 0])
+    elif res.k < 2 and post.mu_prior is None:
+        tau = math.nan
+    else:
+        # the marginal likelihood on the nodes locates the maximum; Brent's method refines
+        ll = post.conditional(post.tau)[0]
+        j = int(ll[0].argmax())
+        n = ll.shape[1]
+        a = np.array([post.tau[0, j - 1] if j > 0 else 0.0])
+        b = np.array([post.tau[0, min(j + 1, n - 1)]])
+
+        def f(x: FloatArray) -> FloatArray:
+            return post.conditional(x[:, None])[0][:, 0]  # type: ignore[no-any-return]
+
+        t = _maximise(f, a, b)
+        tau = 0.0 if float(f(np.zeros(1))[0]) >= float(f(t)[0]) else float(t[0])
+    if post.mu_prior is None:
+        return tau, res.mode("mu")
+    # p(y | mu) is proportional to p(mu | y) / p(mu): maximised on a grid over the
+    # posterior's bulk, then by Brent's method
+    mix = res._mixture("mu", None)
+    prior = post.mu_prior
+    lo, hi = res.quantile("mu", [1e-6, 1 - 1e-6])
+    grid = np.linspace(lo, hi, 201)
+
+    def g(x: FloatArray) -> FloatArray:
+        with np.errstate(divide="ignore"):
+            dens = np.log(_eng.mixture_pdf(np.atleast_1d(x)[None, :], mix.w, mix.mean, mix.sd))
+        return dens[0] - prior.logpdf(np.atleast_1d(x))  # type: ignore[no-any-return]
+
+    vals = g(grid)
+    j = int(vals.argmax())
+    a = np.array([grid[max(j - 1, 0)]])
+    b = np.array([grid[min(j + 1, 200)]])
+    return tau, float(_maximise(g, a, b)[0])
 
 
 def _ml_joint(y: FloatArray, v: FloatArray) -> tuple[float, float]:
@@ -717,9 +779,11 @@ def bayes_pool(
 
     Improper τ priors are accepted when the posterior is proper: p(y | τ) falls like
     :math:`\\tau^{-(k-1)}` (flat μ prior) or :math:`\\tau^{-k}` (normal μ prior), so a prior
-    falling like :math:`\\tau^{-a}` needs :math:`a + k - 1 > 1`. Posterior moments exist
-    only when the posterior tail falls fast enough (the mean of τ needs exponent > 2);
-    missing moments are NaN. The Bayes factors are Savage-Dickey density ratios [4]_; the
+    falling like :math:`\\tau^{-a}` needs :math:`a + k - 1 > 1`. Posterior moments of τ,
+    μ (flat prior) and θ_new exist only when the posterior tail falls fast enough (the
+    means need exponent > 2, the SDs > 3); missing moments are NaN. The shrinkage
+    estimates' moments always exist: given τ, θ_i has a mean between the effects and a
+    variance below v_i. The Bayes factors are Savage-Dickey density ratios [4]_; the
     marginal likelihood is defined only when both priors are proper.
 
     References
@@ -786,20 +850,19 @@ def _result(
     tvar = float((w * (post.tau - tm1) ** 2).sum())
     tau_mean = tm1 if b > 2 else math.nan
     tau_sd = math.sqrt(tvar) if b > 3 else math.nan
+    # which moments exist: μ | τ, y has variance V(τ) (≤ the prior's with a normal μ prior,
+    # ~τ²/k with a flat one), θ_new adds τ², and θ_i | τ, y has a mean between the effects
+    # and a variance below v_i for every τ (its moments exist whenever the posterior does)
     flat_mu = mp is None
     mu_mom = (True, True) if not flat_mu else (b > 2, b > 3)
-    # μ, θ_new and the k shrinkage mixtures, summarised together (rows of one batch)
-    means = [post.muhat[0], post.muhat[0]]
-    sds = [np.sqrt(post.var[0]), np.sqrt(post.var[0] + post.tau[0] ** 2)]
-    for i in range(k):
-        mean_i, var_i = _shrinkage(post, i)
-        means.append(mean_i[0])
-        sds.append(np.sqrt(var_i[0]))
-    ww = np.broadcast_to(w, (k + 2, w.shape[1])).copy()
-    s = _mixture_summaries(ww, np.array(means), np.array(sds), lv, mu_mom)
     pred_mom = (b > 2, b > 3)
+    # μ, θ_new and the k shrinkage mixtures, summarised together (rows of one batch)
+    th_mean, th_var = _shrinkage_all(post)
+    means = np.concatenate((post.muhat[:1], post.muhat[:1], th_mean))
+    sds = np.sqrt(np.concatenate((post.var[:1], post.var[:1] + post.tau[:1] ** 2, th_var)))
+    ww = np.broadcast_to(w, (k + 2, w.shape[1])).copy()
+    s = _mixture_summaries(ww, means, sds, lv)
     logml, bf_tau, bf_mu = _bayes_factors(post)
-    theta_mom = (True, True) if mp is not None else mu_mom
     return BayesPoolResult(
         tau_median=float(tq[1]),
         tau_mean=tau_mean,
@@ -807,18 +870,18 @@ def _result(
         tau_ci_lower=float(tq[0]),
         tau_ci_upper=float(tq[2]),
         mu_median=float(s["median"][0]),
-        mu_mean=float(s["mean"][0]),
-        mu_sd=float(s["sd"][0]),
+        mu_mean=float(s["mean"][0]) if mu_mom[0] else math.nan,
+        mu_sd=float(s["sd"][0]) if mu_mom[1] else math.nan,
         mu_ci_lower=float(s["lower"][0]),
         mu_ci_upper=float(s["upper"][0]),
         pred_median=float(s["median"][1]),
-        pred_mean=float(s["mean"][1]) if pred_mom[0] or not flat_mu else math.nan,
-        pred_sd=float(s["sd"][1]) if pred_mom[1] or not flat_mu else math.nan,
+        pred_mean=float(s["mean"][1]) if pred_mom[0] else math.nan,
+        pred_sd=float(s["sd"][1]) if pred_mom[1] else math.nan,
         pred_lower=float(s["lower"][1]),
         pred_upper=float(s["upper"][1]),
         theta_median=s["median"][2:],
-        theta_mean=s["mean"][2:] if theta_mom[0] else np.full(k, np.nan),
-        theta_sd=s["sd"][2:] if theta_mom[1] else np.full(k, np.nan),
+        theta_mean=s["mean"][2:],
+        theta_sd=s["sd"][2:],
         theta_ci_lower=s["lower"][2:],
         theta_ci_upper=s["upper"][2:],
         log_marginal_likelihood=logml,

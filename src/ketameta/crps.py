@@ -132,10 +132,13 @@ def _few_studies(
             "mu_ci": [out(res.mu_ci_lower), out(res.mu_ci_upper)],
             "tau_median": res.tau_median,
             "tau_ci": [res.tau_ci_lower, res.tau_ci_upper],
+            "tau_scale": f"{metric} (the analysis scale; mu and the intervals in "
+            f"{'percent, back-transformed' if back is not None else 'points'})",
             "pred_interval": [out(res.pred_lower), out(res.pred_upper)],
             "interval_kind": "central 95% (equal tails)",
             "pred_outside_range": bounds is not None
             and (res.pred_lower < bounds[0] or res.pred_upper > bounds[1]),
+            "outcome_range": None if bounds is None else [bounds[0], bounds[1]],
         }
         if threshold is not None:
             c, text = threshold

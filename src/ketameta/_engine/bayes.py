@@ -44,7 +44,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import special
 
-from .._typing import BoolArray, FloatArray
+from .._typing import BoolArray, FloatArray, IntArray
 from ..priors import NormalPrior, PointMass, TauPrior
 
 __all__ = ["Posterior", "fit"]
@@ -90,6 +90,18 @@ GAUSS_W = np.zeros(15)
 GAUSS_W[[1, 3, 5, 7, 9, 11, 13]] = np.concatenate((_WG[:-1], _WG[::-1]))
 _DIFF_W = KRONROD_W - GAUSS_W
 
+# The degree-14 polynomial through the integrand's values at a panel's 15 Kronrod nodes
+# (the interpolant that the Kronrod rule integrates exactly), as Legendre coefficients, and
+# its antiderivative from -1: _ANTIDERIV @ f gives the Legendre coefficients (degree 15) of
+# u -> integral of the interpolant over [-1, u]. Used to start the τ quantiles' Newton steps
+# within an interpolation error of the solution (the steps then polish to full accuracy).
+# (in powers of u for evaluation: on [-1, 1] the conversion loses at most ~1e-11, enough
+# for a starting point)
+_INTERP = np.linalg.inv(np.polynomial.legendre.legvander(KRONROD_X, 14))
+_ANTIDERIV = np.polynomial.legendre.legint(_INTERP, lbnd=-1.0, axis=0)
+_ANTIDERIV_POW = np.stack([np.polynomial.legendre.leg2poly(c) for c in _ANTIDERIV.T], axis=1)
+_POWERS = np.arange(16)
+
 #: default relative accuracy of the normalising constant (estimated error bound)
 RTOL = 1e-10
 _MAX_ROUNDS = 60
@@ -129,6 +141,7 @@ class Posterior:
         self.panel_mass = np.empty((0, 0))
         self.cum_mass = np.empty((0, 0))
         self.cum_mass_end = np.empty((0, 0))
+        self.node_density = np.empty((0, 0, 0))
         self.converged = True
 
     # --- the map t -> τ and the log integrand ---------------------------------------------
@@ -180,8 +193,10 @@ class Posterior:
         return loglik, muhat, 1.0 / big_w
 
     def log_post(self, tau: FloatArray) -> FloatArray:
-        """Unnormalised log posterior density of τ at τ (``(m, n)``)."""
-        loglik, _, _ = self.conditional(tau)
+        """Unnormalised log posterior density of τ at τ (``(m, n)``; -inf at τ = inf, the
+        end t = 1 of the integration variable, where a quantile's Newton step may land)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loglik, _, _ = self.conditional(tau)
         lp = self.prior.log_density_data(tau, self.v, self.present)
         with np.errstate(invalid="ignore"):
             out = loglik + lp
@@ -195,19 +210,30 @@ class Posterior:
 
     def tau_cdf_t(self, t: FloatArray) -> FloatArray:
         """Posterior CDF of τ at the points t (``(m, q)``, in the integration variable)."""
+        return self._cdf_and_density_t(t)[0]
+
+    def _cdf_and_density_t(self, t: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The posterior CDF of τ and the density in t at the points t (``(m, q)``): the
+        mass of the panels before t plus the 15-point Kronrod rule on [panel start, t], the
+        density at t evaluated with the same nodes (one pass over the model)."""
         t = np.clip(t, 0.0, 1.0)
         j = np.clip(np.searchsorted(self.b, t, side="left"), 0, len(self.a) - 1)
         before = np.take_along_axis(self.cum_mass, j, axis=1)
         a = self.a[j]
         half = 0.5 * (t - a)
-        nodes = a[..., None] + half[..., None] * (1.0 + KRONROD_X)  # (m, q, 15)
+        nodes = np.concatenate(
+            (a[..., None] + half[..., None] * (1.0 + KRONROD_X), t[..., None]), axis=2
+        )
         m, q = t.shape
-        tt = nodes.reshape(m, q * 15)
-        lf = self.log_post(self.tau_of(tt)) + self.log_jacobian(tt) - self.logz[:, None]
+        tt = nodes.reshape(m, q * 16)
+        with np.errstate(invalid="ignore"):  # -inf + inf at t = 1: density 0 there
+            lf = self.log_post(self.tau_of(tt)) + self.log_jacobian(tt) - self.logz[:, None]
+        lf = np.where(np.isnan(lf), -np.inf, lf)
         with np.errstate(under="ignore", over="ignore"):
-            f = np.exp(lf).reshape(m, q, 15)
-        inside = (f * KRONROD_W).sum(axis=2) * half
-        return np.clip(before + inside, 0.0, 1.0)  # type: ignore[no-any-return]
+            f = np.exp(lf).reshape(m, q, 16)
+        inside = (f[..., :15] * KRONROD_W).sum(axis=2) * half
+        cdf: FloatArray = np.clip(before + inside, 0.0, 1.0)
+        return cdf, f[..., 15]
 
     def tau_cdf(self, tau: FloatArray) -> FloatArray:
         if self.point:
@@ -215,26 +241,48 @@ class Posterior:
         return self.tau_cdf_t(self.t_of(np.maximum(tau, 0.0)))
 
     def tau_quantile(self, p: FloatArray) -> FloatArray:
-        """Posterior quantiles of τ (``p`` of shape ``(m, q)``), by safeguarded Newton in t."""
+        """Posterior quantiles of τ (``p`` of shape ``(m, q)``), by safeguarded Newton in t
+        started at the root of the panel's interpolated CDF (two steps reach 1e-14)."""
         if self.point:
             return np.broadcast_to(self.tau[:, :1], p.shape).copy()  # type: ignore[no-any-return]
+        # a level within an ulp of 1 makes (1 + level)/2 round to 1: the quantile of the
+        # largest probability below 1 is the finite answer the caller meant
+        p = np.minimum(p, np.nextafter(1.0, 0.0))
         cum = self.cum_mass_end  # (m, P): mass up to the end of each panel
-        j = np.empty(p.shape, dtype=np.intp)
+        j: IntArray = np.empty(p.shape, dtype=np.intp)
         for r in range(p.shape[0]):
             j[r] = np.searchsorted(cum[r], p[r], side="left")
         j = np.clip(j, 0, len(self.a) - 1)
-        lo = self.a[j].astype(np.float64)
-        hi = self.b[j].astype(np.float64)
-        x = 0.5 * (lo + hi)
+        lo: FloatArray = self.a[j].astype(np.float64)
+        hi: FloatArray = self.b[j].astype(np.float64)
+        x = lo + 0.5 * (hi - lo) * (1.0 + self._interpolated_root(p, j))
+        x = np.minimum(x, np.nextafter(hi, lo))  # τ(t = 1) is infinite
 
         def fun(tq: FloatArray) -> tuple[FloatArray, FloatArray]:
-            f = self.tau_cdf_t(tq) - p
-            lf = self.log_post(self.tau_of(tq)) + self.log_jacobian(tq) - self.logz[:, None]
-            with np.errstate(under="ignore", over="ignore"):
-                return f, np.exp(lf)
+            cdf, dens = self._cdf_and_density_t(tq)
+            return cdf - p, dens
 
         t = _newton(fun, x, lo, hi, xtol=1e-14 * (hi - lo))
         return self.tau_of(t)
+
+    def _interpolated_root(self, p: FloatArray, j: IntArray) -> FloatArray:
+        """u in [-1, 1] where the integral of panel j's interpolant reaches p (``(m, q)``)."""
+        rows = np.arange(p.shape[0])[:, None]
+        coef = np.einsum("cn,mqn->mqc", _ANTIDERIV_POW, self.node_density[rows, j])
+        dcoef = coef[..., 1:] * _POWERS[1:]  # the interpolant itself (the derivative)
+        half = 0.5 * (self.b[j] - self.a[j])
+        target = (p - np.take_along_axis(self.cum_mass, j, axis=1)) / half
+
+        def fun(u: FloatArray) -> tuple[FloatArray, FloatArray]:
+            pw = u[..., None] ** _POWERS
+            return (pw * coef).sum(axis=2) - target, (pw[..., :15] * dcoef).sum(axis=2)
+
+        lo, hi = np.full(p.shape, -1.0), np.full(p.shape, 1.0)
+        # start: the linear interpolation of the panel's mass (coef summed at u = 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u0 = np.clip(2.0 * target / coef.sum(axis=2) - 1.0, -1.0, 1.0)
+        u0 = np.where(np.isfinite(u0), u0, 0.0)
+        return np.clip(_newton(fun, u0, lo, hi, xtol=1e-12, maxiter=30), -1, 1)
 
     # --- mixtures over the nodes -------------------------------------------------------------
     def weights(self) -> FloatArray:
@@ -243,7 +291,7 @@ class Posterior:
 
 
 def _newton(
-    fun: Callable[[FloatArray], tuple[FloatArray, FloatArray]],
+    fun: Callable[[FloatArray], tuple[FloatArray, ...]],
     x: FloatArray,
     lo: FloatArray,
     hi: FloatArray,
@@ -252,15 +300,22 @@ def _newton(
     maxiter: int = 200,
 ) -> FloatArray:
     """Vectorised Newton's method safeguarded by bisection on a bracket [lo, hi] of an
-    increasing function (``fun`` returns its value and derivative); stops when the steps
+    increasing function (``fun`` returns its value and derivative, and optionally its
+    second derivative: then Halley's step, cubically convergent); stops when the steps
     are below the absolute tolerance `xtol` (or 4 ulp of x)."""
     x, lo, hi = x.copy(), lo.copy(), hi.copy()
     for _ in range(maxiter):
-        f, d = fun(x)
+        out = fun(x)
+        f, d = out[0], out[1]
         lo = np.where(f < 0, x, lo)
         hi = np.where(f > 0, x, hi)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             step = f / d
+            if len(out) > 2:
+                # Halley: f / (f' - f f'' / (2 f')); the Newton step where the correction
+                # is not small (far from the root)
+                corr = 0.5 * step * out[2] / d
+                step = np.where(np.abs(corr) < 0.5, step / (1.0 - corr), step)
             xn = x - step
         tol = np.maximum(xtol, 4.0 * np.spacing(np.abs(x)))
         small = np.abs(xn - x) <= tol  # converged: accept the step even on the bracket
@@ -292,15 +347,43 @@ def mixture_quantile(p: FloatArray, w: FloatArray, mean: FloatArray, sd: FloatAr
     big = w > 1e-300
     lo_c = np.where(big, mean - 40.0 * sd, np.inf).min(axis=1)
     hi_c = np.where(big, mean + 40.0 * sd, -np.inf).max(axis=1)
+    # start: the Cornish-Fisher expansion with the mixture's skewness and excess kurtosis
+    # (a mixture over τ is heavy-tailed; the normal quantile alone starts far out)
     mu = (w * mean).sum(axis=1)
-    var = (w * (sd * sd + (mean - mu[:, None]) ** 2)).sum(axis=1)
-    start = mu[:, None] + np.sqrt(var)[:, None] * special.ndtri(np.clip(p, 1e-12, 1 - 1e-12))
+    d = mean - mu[:, None]
+    s2 = sd * sd
+    var = (w * (s2 + d * d)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g1 = (w * d * (d * d + 3.0 * s2)).sum(axis=1) / var**1.5
+        g2 = (w * (d**4 + 6.0 * d * d * s2 + 3.0 * s2 * s2)).sum(axis=1) / var**2 - 3.0
+    g1 = np.where(np.isfinite(g1), g1, 0.0)[:, None]
+    g2 = np.where(np.isfinite(g2), g2, 0.0)[:, None]
+    z = special.ndtri(np.clip(p, 1e-12, 1 - 1e-12))
+    zcf = (
+        z
+        + (z * z - 1.0) * g1 / 6.0
+        + (z**3 - 3.0 * z) * g2 / 24.0
+        - (2.0 * z**3 - 5.0 * z) * g1 * g1 / 36.0
+    )
+    # the expansion is not monotone for large kurtosis: keep it only near the normal start
+    zcf = np.where(np.abs(zcf - z) <= np.abs(z), zcf, z)
+    start = mu[:, None] + np.sqrt(var)[:, None] * zcf
     lo = np.broadcast_to(lo_c[:, None], p.shape)
     hi = np.broadcast_to(hi_c[:, None], p.shape)
     start = np.clip(start, lo, hi)
 
-    def fun(x: FloatArray) -> tuple[FloatArray, FloatArray]:
-        return mixture_cdf(x, w, mean, sd) - p, mixture_pdf(x, w, mean, sd)
+    inv_sd = 1.0 / sd
+    wd = w * inv_sd * (1.0 / math.sqrt(2.0 * math.pi))
+
+    def fun(x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        # CDF, density and its derivative from one pass over the components
+        z = (x[:, :, None] - mean[:, None, :]) * inv_sd[:, None, :]
+        with np.errstate(under="ignore"):
+            phi = np.exp(-0.5 * z * z)
+        cdf = np.einsum("rqn,rn->rq", special.ndtr(z), w)
+        dens = np.einsum("rqn,rn->rq", phi, wd)
+        slope = -np.einsum("rqn,rn->rq", phi * z, wd * inv_sd)
+        return cdf - p, dens, slope
 
     # steps below 1e-13 of the narrowest significant component's SD
     spread = np.where(big, sd, np.inf).min(axis=1)[:, None]
@@ -438,6 +521,8 @@ def fit(
     w_nodes = (half[:, None] * KRONROD_W).reshape(-1)
     tt = np.broadcast_to(t_nodes, (m, t_nodes.size)).copy()
     post.a, post.b = a, b
+    with np.errstate(under="ignore"):
+        post.node_density = np.exp(logf - post.logz[:, None, None])  # (m, P, 15), in t
     post.tau = post.tau_of(tt)
     with np.errstate(divide="ignore"):
         post.logw = logf.reshape(m, -1) + np.log(w_nodes) - post.logz[:, None]
