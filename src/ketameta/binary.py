@@ -678,8 +678,8 @@ class _BinaryResult(_LazyFields):
     def _summary_tail(self) -> list[str]:
         lines = []
         if self.omitted:
-            names = ", ".join(self.labels[i] for i in self.omitted)
-            lines.append(f"Omitted (missing values): {names}")
+            names = name_studies(self.omitted, self.labels)
+            lines.append(f"Omitted studies (missing values): {names}")
         if self.double_zero:
             lines.append(
                 "Double zero (no events, or only events, in both groups): "
@@ -2079,9 +2079,8 @@ class GLMMResult:
             f"[{lo:.4f}, {hi:.4f}]",
         ]
         if self.omitted:
-            lines.append(
-                f"Omitted (missing values): {', '.join(self.labels[i] for i in self.omitted)}"
-            )
+            names = name_studies(self.omitted, self.labels)
+            lines.append(f"Omitted studies (missing values): {names}")
         if self.dropped:
             lines.append(f"Dropped (double zero): {', '.join(self.dropped)}")
         if not self.converged:
