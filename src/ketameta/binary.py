@@ -2079,8 +2079,9 @@ class GLMMResult:
             f"[{lo:.4f}, {hi:.4f}]",
         ]
         if self.omitted:
-            names = name_studies(self.omitted, self.labels)
-            lines.append(f"Omitted studies (missing values): {names}")
+            lines.append(
+                f"Omitted studies (missing values): {name_studies(self.omitted, self.labels)}"
+            )
         if self.dropped:
             lines.append(f"Dropped (double zero): {', '.join(self.dropped)}")
         if not self.converged:

@@ -604,7 +604,7 @@ def _plain_list_codes(groups: list[Any]) -> tuple[list[Any], IntArray] | None:
     if first is int:
         if not all(type(v) is int for v in groups):
             return None
-        if not (-(2**53) < min(groups) and max(groups) < 2**53):
+        if not (min(groups) > -(2**53) and max(groups) < 2**53):
             return None
         uniq, inverse = np.unique(np.array(groups, dtype=np.int64), return_inverse=True)
         return [int(u) for u in uniq.tolist()], inverse.reshape(-1).astype(np.intp, copy=False)
