@@ -443,3 +443,31 @@ def test_metareg_many_on_dask_equals_numpy() -> None:
         pool_many(
             da.from_array(y, chunks=(70, 9)), da.from_array(v_bad, chunks=(70, 9)), mods=x
         ).compute()
+
+
+def test_dask_results_store_the_inputs_as_the_numpy_path() -> None:
+    # a study missing in Y or in V (or SE) is missing in both stored arrays, ints become
+    # doubles and SEs are squared: the Dask results' yi/vi equal the NumPy results' exactly
+    da = pytest.importorskip("dask.array")
+    y = np.array([[0.1, np.nan, 0.3, 0.2, 0.5], [0.2, 0.1, 0.4, 0.0, 0.3], [1, 2, 3, 4, 5]])
+    v = np.array(
+        [[0.01, 0.02, 0.03, 0.02, 0.01], [0.01, np.nan, 0.02, 0.02, 0.01], [1, 2, 1, 2, 1]]
+    )
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    for kw in ({}, {"mods": x}):
+        for se in (False, True):
+            vv = np.sqrt(v) if se else v
+            args = {"SE": vv} if se else {"V": vv}
+            dargs = {key: da.from_array(a, chunks=(2, 5)) for key, a in args.items()}
+            expected = pool_many(y, **args, **kw)
+            got = pool_many(da.from_array(y, chunks=(2, 5)), **dargs, **kw)
+            assert got.yi.dtype == got.vi.dtype == np.float64
+            np.testing.assert_array_equal(got.yi.compute(), expected.yi)
+            np.testing.assert_array_equal(got.vi.compute(), expected.vi)
+            # the stored arrays mark the same studies missing: (0, 1) and (1, 1)
+            assert np.argwhere(np.isnan(expected.vi)).tolist() == [[0, 1], [1, 1]]
+            assert np.argwhere(np.isnan(got.yi.compute())).tolist() == [[0, 1], [1, 1]]
+    yint = da.from_array(np.array([[1, 2, 3, 4]]), chunks=(1, 4))
+    got = pool_many(yint, da.from_array(np.array([[1, 2, 1, 2]]), chunks=(1, 4)))
+    np.testing.assert_array_equal(got.yi.compute(), [[1.0, 2.0, 3.0, 4.0]])
+    assert got.yi.dtype == np.float64

@@ -51,6 +51,8 @@ def _results() -> dict[str, Any]:
         fit = out["ketameta.metareg"]
         out["MetaRegResult.predict"] = fit.predict()
         out["MetaRegResult.anova"] = fit.anova(1)
+        ml = ketameta.metareg(fit.yi, fit.vi, mods=fit.X[:, 1:], method="ML")
+        out["MetaRegResult.anova_lrt"] = ml.anova(ketameta.pool(fit.yi, fit.vi, method="ML"))
         out["RobustResult.wald_test"] = out["ketameta.robust"].wald_test(
             constraints=[[1.0, 0.0], [1.0, 1.0]]
         )

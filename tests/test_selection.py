@@ -428,3 +428,28 @@ def test_fixed_tau2_stays_fixed() -> None:
     unadjusted = ketameta.selection_model(fit, delta=[1, 1])
     assert unadjusted.estimate == pytest.approx(fit.estimate, rel=1e-9)
     assert unadjusted.loglik == pytest.approx(sel.loglik_unadjusted, rel=1e-12)
+
+
+def test_level_is_the_fits_and_cannot_be_given_again() -> None:
+    # metafor's selmodel(x, ...) has no `level`: the intervals use the model's (x$level)
+    import mpmath as mp
+
+    import ketameta
+
+    y = np.array([0.61, 0.12, 0.45, 0.05, 0.33, 0.70, 0.21, -0.10, 0.52, 0.28])
+    v = np.array([0.04, 0.02, 0.05, 0.01, 0.03, 0.08, 0.02, 0.02, 0.06, 0.03])
+    fit = ketameta.pool(y, v, method="ML", level=0.9)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'level'"):
+        ketameta.selection_model(fit, steps=(0.025,), level=0.95)  # type: ignore[call-arg]
+    sel = ketameta.selection_model(fit, steps=(0.025,))
+    assert sel.level == 0.9
+    # a 90% Wald interval: coef ± z_0.95 se, z_0.95 = 1.6448536269514722 (R: qnorm(0.95))
+    np.testing.assert_allclose(sel.ci_upper - sel.coef, 1.6448536269514722 * sel.se, rtol=1e-12)
+    # the contract's level within an ulp of 1 (was checked through `level=`): the upper
+    # 2^-54 normal quantile, 8.2924... (50-digit mpmath), finite intervals
+    level = float(np.nextafter(1.0, 0.0))
+    mp.mp.dps = 50
+    crit = float(-mp.sqrt(2) * mp.erfinv(mp.mpf(2) ** -53 - 1))
+    sel = ketameta.selection_model(ketameta.pool(y, v, method="ML", level=level), steps=(0.025,))
+    assert np.all(np.isfinite(sel.ci_upper))
+    np.testing.assert_allclose(sel.ci_upper - sel.coef, crit * sel.se, rtol=1e-12)

@@ -183,3 +183,19 @@ def test_leave_one_out_frame_back_transformed_with_labels() -> None:
     pft = ketameta.escalc("PFT", xi=[3, 10, 25, 7], ni=[20, 40, 60, 30])
     with pytest.raises(ValueError, match="needs sample sizes"):
         ketameta.leave_one_out(pft).to_frame(transf="auto")
+
+
+def test_influence_of_a_meta_regression_is_refused_with_the_fitted_model_wording() -> None:
+    # the rule of _fitted.py: "`<arg>`: <function> needs an intercept-only model, got a
+    # meta-regression (MetaRegResult)"
+    import re
+
+    yi = [0.1, 0.3, -0.2, 0.5, 0.0]
+    vi = [0.04, 0.05, 0.03, 0.06, 0.05]
+    reg = ketameta.metareg(yi, vi, mods=[1.0, 2.0, 3.0, 4.0, 5.0])
+    with pytest.raises(TypeError, match=re.escape(
+        "`result`: influence needs an intercept-only model, got a meta-regression (MetaRegResult)"
+    )):  # fmt: skip
+        ketameta.influence(reg)
+    with pytest.raises(TypeError, match=re.escape("a PoolResult from ketameta.pool, got list")):
+        ketameta.influence(yi)

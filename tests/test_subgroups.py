@@ -556,3 +556,32 @@ def test_to_frame_back_transforms_the_subgroup_estimates() -> None:
     np.testing.assert_allclose(
         frame["common_ci_lower"][:3], np.exp(common.common.ci_lower), rtol=1e-15
     )
+
+
+@given(
+    st.one_of(
+        st.lists(st.integers(min_value=-(2**60), max_value=2**60), min_size=1, max_size=30),
+        st.lists(st.integers(min_value=-3, max_value=3), min_size=1, max_size=30),
+        st.lists(st.text(max_size=3), min_size=1, max_size=30),
+        st.lists(st.one_of(st.integers(-3, 3), st.booleans(), st.none()), min_size=1, max_size=8),
+        st.lists(st.one_of(st.integers(-3, 3), st.text(max_size=2)), min_size=1, max_size=8),
+    )
+)
+def test_group_codes_of_a_plain_list_equal_the_general_path(labels: list[Any]) -> None:
+    # the fast path for plain lists of exact ints / strings must give what the general
+    # path gives for the same labels in an object array (levels, codes, or the same error)
+    from ketameta.subgroups import group_codes
+
+    def outcome(x: Any) -> Any:
+        try:
+            levels, codes = group_codes(x)
+        except (TypeError, ValueError) as exc:
+            return type(exc), str(exc)
+        return levels, codes.tolist(), codes.dtype
+
+    general = np.empty(len(labels), dtype=object)
+    general[:] = labels
+    fast = outcome(list(labels))
+    assert fast == outcome(general)
+    if not isinstance(fast[0], type):
+        assert [type(v) for v in fast[0]] == [type(v) for v in outcome(general)[0]]

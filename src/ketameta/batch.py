@@ -637,10 +637,11 @@ def _pool_many_dask(
     packed = da.map_blocks(block, y, v, dtype=np.float64, chunks=(y.chunks[0], (len(names),)))
     fields = {n: packed[:, i] for i, n in enumerate(names)}
     fields["converged"] = fields["converged"].astype(bool)
+    yi, vi = _dask_stored(y, v, use_se)
     return BatchPoolResult(
         **fields,
-        yi=y,
-        vi=v * v if use_se else v,
+        yi=yi,
+        vi=vi,
         failed={},
         method=method,
         test=test,
@@ -1186,8 +1187,8 @@ def _metareg_many_dask(
         intercept=has_intercept,
         btt=tuple(default_btt(p, has_intercept) if idx is None else idx),
         X=_with_intercept(x_all, has_intercept) if per_row else shared,
-        yi=y,
-        vi=v * v if use_se else v,
+        yi=_dask_stored(y, v, use_se)[0],
+        vi=_dask_stored(y, v, use_se)[1],
         failed={},
         method=method,
         test=test,
@@ -1203,6 +1204,15 @@ def _with_intercept(x: Any, intercept: bool) -> Any:
     da = _dask()
     ones = da.ones((*x.shape[:2], 1), chunks=(x.chunks[0], x.chunks[1], (1,)))
     return da.concatenate([ones, x], axis=2)
+
+
+def _dask_stored(y: Any, v: Any, use_se: bool) -> tuple[Any, Any]:
+    """The Dask inputs as the NumPy path stores them (``check_batch_rows``): doubles, a
+    study missing in either array missing in both, standard errors squared (lazy)."""
+    da = _dask()
+    yf, vf = y.astype(np.float64), v.astype(np.float64)
+    absent = da.isnan(yf) | da.isnan(vf)
+    return da.where(absent, np.nan, yf), da.where(absent, np.nan, vf * vf if use_se else vf)
 
 
 def _dask_inputs(Y: Any, V: Any, SE: Any) -> tuple[Any, Any, bool]:

@@ -678,8 +678,8 @@ class _BinaryResult(_LazyFields):
     def _summary_tail(self) -> list[str]:
         lines = []
         if self.omitted:
-            names = ", ".join(self.labels[i] for i in self.omitted)
-            lines.append(f"Omitted (missing values): {names}")
+            names = name_studies(self.omitted, self.labels)
+            lines.append(f"Omitted studies (missing values): {names}")
         if self.double_zero:
             lines.append(
                 "Double zero (no events, or only events, in both groups): "
@@ -2080,7 +2080,7 @@ class GLMMResult:
         ]
         if self.omitted:
             lines.append(
-                f"Omitted (missing values): {', '.join(self.labels[i] for i in self.omitted)}"
+                f"Omitted studies (missing values): {name_studies(self.omitted, self.labels)}"
             )
         if self.dropped:
             lines.append(f"Dropped (double zero): {', '.join(self.dropped)}")

@@ -61,6 +61,7 @@ from ._validation import (
     check_length,
     check_level,
     ints,
+    name_studies,
     strings,
 )
 from ._warnings import CollinearityWarning, DegenerateDataWarning
@@ -526,7 +527,10 @@ class RVEResult(RobustResult):
         if self.small:
             lines.append("Note: If df < 4, do not trust the results (robumeta).")
         if self.omitted:
-            lines.append(f"Omitted effects (missing values): {list(self.omitted)}")
+            effects = {i: f"Effect {i + 1}" for i in self.omitted}  # rows: no labels
+            lines.append(
+                f"Omitted effects (missing values): {name_studies(self.omitted, effects)}"
+            )
         return "\n".join(lines)
 
 

@@ -62,7 +62,7 @@ from .pooling import (
     validate_options,
 )
 
-__all__ = ["MetaRegResult", "PredictResult", "WaldTest", "metareg"]
+__all__ = ["MetaRegResult", "PredictResult", "WaldTest", "likelihood_ratio_test", "metareg"]
 
 
 @attrs.frozen(kw_only=True)
@@ -264,33 +264,10 @@ class MetaRegResult(ModelFit):
         ``ll_REML = -½[(k - p) log 2π - log|XᵀX| + Σ log(v + τ̂²) + log|XᵀWX| + RSS]`` with
         ``RSS = Σ w (y - Xb)²`` at τ̂² (metafor's definitions, including the ``log|XᵀX|``
         term); the ML deviance is relative to the saturated model; ``q = p + 1`` parameters
-        (``p`` for the equal-effects model); AICc with ``n = k`` (ML) or ``k - p`` (REML).
+        (``p`` for the equal-effects model or a fixed τ²); AICc with ``n = k`` (ML) or
+        ``k - p`` (REML).
         """
-        k, p = self.k, self.p
-        w = 1.0 / (self.vi + self.tau2)
-        rss = float(np.sum(w * self.residuals**2))
-        logv = float(np.sum(np.log(self.vi + self.tau2)))
-        _, logdet_xtx = np.linalg.slogdet(self.X.T @ self.X)
-        _, logdet_xwx = np.linalg.slogdet(self.X.T @ (self.X * w[:, None]))
-        ll = {
-            "ML": -0.5 * (k * math.log(2 * math.pi) + logv + rss),
-            "REML": -0.5
-            * ((k - p) * math.log(2 * math.pi) - logdet_xtx + logv + logdet_xwx + rss),
-        }
-        saturated = -0.5 * float(np.sum(np.log(2 * math.pi * self.vi)))
-        q = p if self.method == "EE" else p + 1
-        out: dict[str, dict[str, float]] = {}
-        for kind, n in (("ML", k), ("REML", k - p)):
-            dev = -2.0 * (ll[kind] - saturated) if kind == "ML" else -2.0 * ll[kind]
-            big = max(n, q + 2)
-            out[kind] = {
-                "ll": ll[kind],
-                "dev": dev,
-                "AIC": -2.0 * ll[kind] + 2 * q,
-                "BIC": -2.0 * ll[kind] + q * math.log(n),
-                "AICc": -2.0 * ll[kind] + 2 * q * big / (big - q - 1),
-            }
-        return out
+        return fit_statistics(self)
 
     def loglik(self) -> float:
         """The (restricted, for ``method="REML"``) log-likelihood at the estimates."""
@@ -298,9 +275,50 @@ class MetaRegResult(ModelFit):
 
     # -- tests and predictions -----------------------------------------------------------
 
-    def anova(self, btt: Any) -> WaldTest:
-        """The Wald test that the coefficients `btt` are all 0 (metafor's
-        ``anova(res, btt=)``): indices (0-based), names, or one of either."""
+    def anova(self, other: Any = None, *, btt: Any = None) -> Any:
+        """A likelihood-ratio test against another fit of the same studies (metafor's
+        ``anova(full, reduced)``), or the Wald test that the coefficients `btt` are all 0
+        (``anova(res, btt=)``: χ², or F for ``test="t"``).
+
+        Parameters
+        ----------
+        other : MetaRegResult or PoolResult, optional
+            The other model. The rules, the statistic and R² are
+            :func:`likelihood_ratio_test`'s (module ``ketameta.metareg``): same effects,
+            the one with more parameters is the full model, the same method (ML, or EE
+            with ML), for REML the same fixed effects. For backward compatibility a `btt`
+            may also be given here (anything but a fit): ``res.anova(1)`` is
+            ``res.anova(btt=1)``.
+        btt : int, str or sequence, optional
+            Coefficients to test (indices, 0-based, or names).
+
+        Returns
+        -------
+        LikelihoodRatioTest or WaldTest
+
+        Examples
+        --------
+        >>> import ketameta
+        >>> data = ketameta.datasets.bcg()
+        >>> es = ketameta.escalc("RR", data=data, ai="tpos", bi="tneg", ci="cpos", di="cneg")
+        >>> full = ketameta.metareg(es, mods="~ ablat + year", data=data, method="ML")
+        >>> reduced = ketameta.metareg(es, mods="~ ablat", data=data, method="ML")
+        >>> round(full.anova(reduced).pvalue, 4)
+        0.7785
+        """
+        if isinstance(other, ModelFit) or hasattr(other, "fit_statistics"):
+            if btt is not None:
+                msg = "give either another fit (a likelihood-ratio test) or `btt=`, not both"
+                raise TypeError(msg)
+            return likelihood_ratio_test(self, other)
+        if other is not None:
+            if btt is not None:
+                msg = "give `btt` once (as `btt=`)"
+                raise TypeError(msg)
+            btt = other
+        if btt is None:
+            msg = "give another fit to compare with, or `btt=` for a Wald test"
+            raise TypeError(msg)
         idx = _btt(btt, self.names)
         out = moderator_test(list(self.coef), self.vcov.tolist(), idx, self.df, self.test)
         return WaldTest(
@@ -803,3 +821,153 @@ def _pseudo_r2(res: MetaRegResult) -> float:
     if tau2_0 <= 0.0:
         return 0.0
     return 100.0 * max(0.0, (tau2_0 - res.tau2) / tau2_0)
+
+
+# -- likelihoods and the likelihood-ratio test of two fits ----------------------------------
+
+_LIKELIHOOD_METHODS = ("ML", "REML", "EE")
+
+
+def _design_of(fit: ModelFit) -> tuple[FloatArray, FloatArray]:
+    """The design and coefficients of a fit (a pool result: the intercept)."""
+    if isinstance(fit, MetaRegResult):
+        return fit.X, fit.coef
+    estimate = float(getattr(fit, "estimate"))  # noqa: B009 - a PoolResult
+    return np.ones((fit.k, 1)), np.array([estimate])
+
+
+def n_parameters(fit: ModelFit) -> int:
+    """Coefficients plus τ² when it is estimated (metafor's ``parms``)."""
+    p = int(_design_of(fit)[0].shape[1])
+    return p if fit.method == "EE" or fit.tau2_fixed else p + 1
+
+
+def fit_statistics(fit: ModelFit) -> dict[str, dict[str, float]]:
+    """Log-likelihood, deviance, AIC, BIC and AICc of a pool or metareg fit, for ML and
+    REML (see :meth:`MetaRegResult.fit_statistics`)."""
+    X, coef = _design_of(fit)
+    k, p = fit.k, X.shape[1]
+    w = 1.0 / (fit.vi + fit.tau2)
+    resid = fit.yi - X @ coef
+    rss = float(np.sum(w * resid**2))
+    logv = float(np.sum(np.log(fit.vi + fit.tau2)))
+    _, logdet_xtx = np.linalg.slogdet(X.T @ X)
+    _, logdet_xwx = np.linalg.slogdet(X.T @ (X * w[:, None]))
+    ll = {
+        "ML": -0.5 * (k * math.log(2 * math.pi) + logv + rss),
+        "REML": -0.5 * ((k - p) * math.log(2 * math.pi) - logdet_xtx + logv + logdet_xwx + rss),
+    }
+    saturated = -0.5 * float(np.sum(np.log(2 * math.pi * fit.vi)))
+    q = n_parameters(fit)
+    out: dict[str, dict[str, float]] = {}
+    for kind, n in (("ML", k), ("REML", k - p)):
+        dev = -2.0 * (ll[kind] - saturated) if kind == "ML" else -2.0 * ll[kind]
+        big = max(n, q + 2)
+        out[kind] = {
+            "ll": ll[kind],
+            "dev": dev,
+            "AIC": -2.0 * ll[kind] + 2 * q,
+            "BIC": -2.0 * ll[kind] + q * math.log(n),
+            "AICc": -2.0 * ll[kind] + 2 * q * big / (big - q - 1),
+        }
+    return out
+
+
+def likelihood_ratio_test(a: object, b: object) -> Any:
+    """The likelihood-ratio test of two nested :func:`pool` / :func:`metareg` fits
+    (metafor's ``anova(full, reduced)`` of two ``rma.uni`` models).
+
+    ``LRT = 2 (ll_f - ll_r)`` ~ χ² with ``q_f - q_r`` degrees of freedom, ``q`` the
+    coefficients plus τ² when estimated; ``ll`` the restricted log-likelihood for REML,
+    the ML one for ML and EE (see :meth:`MetaRegResult.fit_statistics`). The model with
+    more parameters is the full one, whichever order they are given in.
+
+    Rules (metafor's): both fits use the same effects (the same `yi` and `vi`, in the same
+    order); they must have different numbers of parameters; both are likelihood fits of
+    the same kind: ML (or EE, the ML fit with τ² = 0) or REML, not one of each (the
+    moment estimators DL, HE, ... have no likelihood to compare: refit with
+    ``method="ML"``); for REML the fixed effects must be the same (restricted likelihoods
+    of different designs are not comparable; metafor warns, ketameta refuses: compare
+    moderators with ``method="ML"``).
+
+    ``R²`` is the percentage of the reduced model's τ² accounted for by the full model,
+    ``max(0, 100 (τ²_r - τ²_f) / τ²_r)`` (0 when ``τ²_r = 0``); for two equal-effects
+    fits, the reduction of the residual mean square,
+    ``max(0, 100 (1 - (Q_E,f / (k - p_f)) / (Q_E,r / (k - p_r))))`` (both as metafor 3.8
+    computes it; Raudenbush 2009, see the module references).
+
+    Returns
+    -------
+    LikelihoodRatioTest
+        Full model first in each pair of fields.
+    """
+    from ._engine.inference import chi2_sf
+    from .multilevel import LikelihoodRatioTest, _same_column_space
+
+    for fit in (a, b):
+        if not isinstance(fit, ModelFit):
+            msg = (
+                "a likelihood-ratio test compares two pool or metareg fits, got "
+                f"{type(fit).__name__}"
+            )
+            raise TypeError(msg)
+        if fit.method not in _LIKELIHOOD_METHODS:
+            msg = (
+                f"a likelihood-ratio test needs likelihood fits (method='ML' or 'REML'); "
+                f"one fit uses method={fit.method!r}: refit it with method='ML'"
+            )
+            raise ValueError(msg)
+    assert isinstance(a, ModelFit)  # for mypy: checked above
+    assert isinstance(b, ModelFit)
+    if a.k != b.k or not (np.array_equal(a.yi, b.yi) and np.array_equal(a.vi, b.vi)):
+        msg = "the two fits must use the same effects (the same `yi` and `vi`)"
+        raise ValueError(msg)
+    kind_a = "REML" if a.method == "REML" else "ML"
+    kind_b = "REML" if b.method == "REML" else "ML"
+    if kind_a != kind_b:
+        msg = (
+            f"the two fits use different methods ({a.method} and {b.method}): an ML fit "
+            "and a REML fit are not comparable, refit one of them"
+        )
+        raise ValueError(msg)
+    qa, qb = n_parameters(a), n_parameters(b)
+    if qa == qb:
+        msg = (
+            f"the two fits have the same number of parameters ({qa}): a likelihood-ratio "
+            "test compares nested models"
+        )
+        raise ValueError(msg)
+    full, reduced = (a, b) if qa > qb else (b, a)
+    xf, xr = _design_of(full)[0], _design_of(reduced)[0]
+    if kind_a == "REML" and not _same_column_space(xf, xr):
+        msg = (
+            "REML likelihoods of models with different fixed effects are not comparable; "
+            "compare moderators with method='ML'"
+        )
+        raise ValueError(msg)
+    fs, rs = fit_statistics(full)[kind_a], fit_statistics(reduced)[kind_a]
+    df = max(qa, qb) - min(qa, qb)
+    stat = 2.0 * (fs["ll"] - rs["ll"])
+    pval = chi2_sf(float(df), max(stat, 0.0))
+    if full.method == "EE" and reduced.method == "EE":
+        ms_f = full.q / (full.k - xf.shape[1])
+        ms_r = reduced.q / (reduced.k - xr.shape[1])
+        r2 = 100.0 * max(0.0, 1.0 - ms_f / ms_r) if ms_r > 0 else math.nan
+        tau2 = (math.nan, math.nan)
+    else:
+        tf, tr = full.tau2, reduced.tau2
+        r2 = 100.0 * max(0.0, (tr - tf) / tr) if tr > 0 else 0.0
+        tau2 = (tf, tr)
+    return LikelihoodRatioTest(
+        df=(max(qa, qb), min(qa, qb)),
+        loglik=(fs["ll"], rs["ll"]),
+        aic=(fs["AIC"], rs["AIC"]),
+        bic=(fs["BIC"], rs["BIC"]),
+        aicc=(fs["AICc"], rs["AICc"]),
+        qe=(full.q, reduced.q),
+        statistic=stat,
+        pvalue=float(pval),
+        method=kind_a,
+        tau2=tau2,
+        r2=r2,
+    )

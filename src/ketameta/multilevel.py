@@ -231,9 +231,19 @@ class ComponentIntervals(TableResult):
 
 @attrs.frozen(kw_only=True)
 class LikelihoodRatioTest(RecordResult):
-    """A likelihood-ratio test of two nested :func:`pool_mv` fits (metafor's
-    ``anova(full, reduced)``): ``LRT = 2 (ll_full - ll_reduced)`` ~ χ² with the
-    difference in the number of parameters as degrees of freedom."""
+    """A likelihood-ratio test of two nested fits (metafor's ``anova(full, reduced)``):
+    ``LRT = 2 (ll_full - ll_reduced)`` ~ χ² with the difference in the number of
+    parameters as degrees of freedom.
+
+    Made by :meth:`MVResult.anova` (two :func:`pool_mv` fits) and by
+    :meth:`~ketameta.MetaRegResult.anova` / :meth:`~ketameta.PoolResult.anova` (two
+    :func:`~ketameta.metareg` / :func:`~ketameta.pool` fits). Each pair of fields holds the
+    full model's value first, then the reduced model's. `tau2` (the two τ² estimates) and
+    `r2` (the percentage of the reduced model's τ² accounted for by the full model,
+    ``max(0, 100 (τ²_r - τ²_f) / τ²_r)``, Raudenbush 2009; for two equal-effects fits the
+    reduction of the residual mean square ``Q_E / (k - p)``) are given for the
+    ``pool``/``metareg`` models only (NaN for ``pool_mv``, as metafor prints them).
+    """
 
     df: tuple[int, int] = attrs.field(converter=ints)
     loglik: tuple[float, ...] = attrs.field(converter=floats)
@@ -244,21 +254,32 @@ class LikelihoodRatioTest(RecordResult):
     statistic: float
     pvalue: float
     method: str
+    tau2: tuple[float, ...] = attrs.field(converter=floats, default=(math.nan, math.nan))
+    r2: float = math.nan
 
     def summary(self) -> str:
-        """The table metafor prints (full model first)."""
+        """The table metafor prints (full model first; τ² for random-effects fits of
+        ``pool``/``metareg``, R² for those)."""
+        show_tau2 = any(math.isfinite(t) for t in self.tau2)
+        show_r2 = math.isfinite(self.r2)
         head = (
             f"{'':8s}{'df':>4s} {'AIC':>9s} {'BIC':>9s} {'AICc':>9s} {'logLik':>9s} "
             f"{'LRT':>8s} {'pval':>7s} {'QE':>10s}"
         )
+        head += f" {'tau^2':>7s}" if show_tau2 else ""
+        head += f" {'R^2':>9s}" if show_r2 else ""
         rows = [head]
         for i, label in enumerate(("Full", "Reduced")):
             lrt = f"{self.statistic:8.4f}" if i else f"{'':8s}"
             pv = f"{format_p(self.pvalue):>7s}" if i else f"{'':7s}"
-            rows.append(
+            row = (
                 f"{label:8s}{self.df[i]:4d} {self.aic[i]:9.4f} {self.bic[i]:9.4f} "
                 f"{self.aicc[i]:9.4f} {self.loglik[i]:9.4f} {lrt} {pv} {self.qe[i]:10.4f}"
             )
+            row += f" {self.tau2[i]:7.4f}" if show_tau2 else ""
+            if show_r2:
+                row += f" {self.r2:8.4f}%" if i else f" {'':9s}"
+            rows.append(row.rstrip())
         return "\n".join(rows)
 
 

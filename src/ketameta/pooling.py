@@ -541,6 +541,21 @@ class PoolResult(ModelFit):
             f"i2={self.i2:.1f}%)"
         )
 
+    def anova(self, other: Any) -> Any:
+        """The likelihood-ratio test of this fit against another :func:`pool` or
+        :func:`~ketameta.metareg` fit of the same studies (metafor's ``anova(full,
+        reduced)``); the rules are those of :meth:`ketameta.MetaRegResult.anova`
+        (a random-effects fit against the equal-effects one: ``method="ML"`` with
+        ``method="EE"``, or REML with ``tau2=0``).
+
+        Returns
+        -------
+        LikelihoodRatioTest
+        """
+        from .metareg import likelihood_ratio_test
+
+        return likelihood_ratio_test(self, other)
+
     def summary(self, transf: Any = "auto") -> str:
         """A metafor-like printed summary: heterogeneity, model results, prediction interval,
         and the omitted studies by label.

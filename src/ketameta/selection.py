@@ -41,7 +41,7 @@ from ._engine.inference import chi2_sf, critical_z, two_sided_normal_p
 from ._fitted import studies_and_settings
 from ._results import RecordResult, array_field, format_p, table_lines
 from ._typing import FloatArray
-from ._validation import as_number, bools, check_choice, check_level, floats, ints, strings
+from ._validation import as_number, bools, check_choice, floats, ints, strings
 from ._warnings import ConvergenceError, SmallSampleWarning
 from .metareg import MetaRegResult, metareg
 from .pooling import PoolResult, validate_options
@@ -484,7 +484,6 @@ def selection_model(
     steps: Any = None,
     alternative: str = "greater",
     delta: Any = None,
-    level: float | None = None,
     control: dict[str, Any] | None = None,
 ) -> SelectionModelResult:
     """Selection model for publication bias (metafor's ``selmodel``) [1]_ [2]_.
@@ -500,7 +499,9 @@ def selection_model(
     result : PoolResult or MetaRegResult
         A fit of :func:`~ketameta.pool` or :func:`~ketameta.metareg`. An equal-effects fit
         (``method="EE"``) gives an equal-effects selection model; any other τ² estimator a
-        random-effects one (τ² is re-estimated by ML with the selection parameters).
+        random-effects one (τ² is re-estimated by ML with the selection parameters). Its
+        confidence level is the selection model's (metafor's ``selmodel`` has no `level`
+        either; refit with ``pool(..., level=)`` to change it).
     type : str
         The selection function: ``"stepfun"`` (default; Hedges 1992, Vevea & Hedges 1995),
         ``"beta"`` (Citkowicz & Vevea 2017 [4]_), ``"halfnorm"``, ``"negexp"``,
@@ -521,8 +522,6 @@ def selection_model(
         their weight functions in :data:`VEVEA_WOODS_2005` (``"moderate_one_tailed"``,
         ``"severe_one_tailed"``, ``"moderate_two_tailed"``, ``"severe_two_tailed"``) with
         their cut-points.
-    level : float, optional
-        Confidence level (default: the fit's).
     control : dict, optional
         ``delta_min``, ``delta_max`` (bounds of δ: default 0 and 100; 1e-5 for the beta
         model's minimum), ``pval_min`` (p-values censored to ``[pval_min, 1 - pval_min]``:
@@ -610,7 +609,7 @@ def selection_model(
     if type_ == "trunc" and alt == "two.sided":
         msg = "type='trunc' needs alternative 'greater' or 'less'"
         raise ValueError(msg)
-    lv = result.level if level is None else check_level(level)
+    lv = result.level  # as metafor's selmodel (no `level`): the fit's
     ctl = _check_control(control)
     kind = _sel.SELECTION_TYPES[type_]
     if isinstance(delta, str):

@@ -38,6 +38,7 @@ from ._results import (
 )
 from ._typing import FloatArray
 from ._validation import as_float_array, check_length, default_labels, strings
+from .metareg import MetaRegResult
 from .pooling import (
     PoolResult,
     _indices,
@@ -490,7 +491,17 @@ def influence(result: object) -> InfluenceResult:
     (-0.2181, False)
     """
     if not isinstance(result, PoolResult):
-        msg = f"`result` must be a PoolResult from ketameta.pool, got {type(result).__name__}"
+        # the wording of the rule for methods applied to a fitted model (_fitted.py);
+        # metafor's influence() also takes meta-regressions, ketameta's not yet
+        if isinstance(result, MetaRegResult):
+            msg = (
+                "`result`: influence needs an intercept-only model, got a meta-regression "
+                "(MetaRegResult); influence diagnostics of models with moderators (metafor's "
+                "influence(res) of rma(mods=)) are not available yet: pass a ketameta.pool "
+                "result"
+            )
+        else:
+            msg = f"`result` must be a PoolResult from ketameta.pool, got {type(result).__name__}"
         raise TypeError(msg)
     if result.tau2_fixed:
         msg = "influence diagnostics need a model with estimated tau^2 (not tau2=...)"

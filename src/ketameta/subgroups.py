@@ -545,6 +545,10 @@ def group_codes(groups: Any, name: str = "groups") -> tuple[list[Any], IntArray]
             "(a column name needs `data=`)"
         )
         raise TypeError(msg)
+    if type(groups) is list and groups:
+        fast = _plain_list_codes(groups)
+        if fast is not None:
+            return fast
     cats = _category_info(groups)
     if cats is not None:
         return cats[0], cats[1]
@@ -582,6 +586,29 @@ def group_codes(groups: Any, name: str = "groups") -> tuple[list[Any], IntArray]
     codes[present_x] = inverse.reshape(-1)
     levels = [int(u) if float(u).is_integer() and abs(u) < 2.0**53 else float(u) for u in uniq]
     return levels, codes
+
+
+def _plain_list_codes(groups: list[Any]) -> tuple[list[Any], IntArray] | None:
+    """The levels and codes of a plain list of exact ``str`` or exact ``int`` labels (no
+    missing value possible), as the general path gives them; None for anything else
+    (booleans, NumPy scalars, None, floats, ints beyond ±2^53 go the general way, with its
+    checks and messages). Strings: sorted by code point; ints: sorted numerically (as the
+    general path's exact float conversion, which ints below 2^53 in magnitude pass)."""
+    first = type(groups[0])
+    if first is str:
+        if not all(type(v) is str for v in groups):
+            return None
+        levels: list[Any] = sorted(set(groups))
+        lookup = {lv: i for i, lv in enumerate(levels)}
+        return levels, np.fromiter(map(lookup.__getitem__, groups), np.intp, len(groups))
+    if first is int:
+        if not all(type(v) is int for v in groups):
+            return None
+        if not (min(groups) > -(2**53) and max(groups) < 2**53):
+            return None
+        uniq, inverse = np.unique(np.array(groups, dtype=np.int64), return_inverse=True)
+        return [int(u) for u in uniq.tolist()], inverse.reshape(-1).astype(np.intp, copy=False)
+    return None
 
 
 def _numeric_dtype(x: Any) -> bool:
