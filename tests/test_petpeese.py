@@ -108,3 +108,39 @@ def test_summary_reads_as_a_report() -> None:
     text = ketameta.pet_peese(np.array(j["es"]), sei=np.array(j["se"])).summary()
     assert "PEESE is selected" in text
     assert "PET       0.3434   0.0576   5.9646   <.0001" in text
+
+
+@pytest.mark.filterwarnings("ignore::ketameta.SmallSampleWarning")
+@pytest.mark.parametrize("model", ["lm", "rma"])
+def test_an_exact_fit_has_undefined_tests_as_egger(model: str) -> None:
+    # identical effects: both regressions fit exactly, so the dispersion the "lm" (and the
+    # Knapp-Hartung) standard errors are scaled by is 0; the test is undefined (NaN with a
+    # warning, as egger_test), never a ZeroDivisionError (found by hypothesis in
+    # test_fitted.py with these data)
+    y, v = np.zeros(3), np.array([1e-8, 1e-8, 1e-7])
+    kw = {"model": model, "test": "knha"} if model == "rma" else {"model": model}
+    with pytest.warns(ketameta.DegenerateDataWarning, match="fits the studies exactly"):
+        res = ketameta.pet_peese(y, v, **kw)
+    assert res.pet_estimate == 0.0
+    assert res.peese_estimate == 0.0
+    for name in ("se", "statistic", "pvalue", "ci_lower", "ci_upper"):
+        assert math.isnan(getattr(res, f"pet_{name}")), name
+    assert res.selected == "PET"
+    assert res.estimate == 0.0
+    if model == "lm":  # (the same rule as Egger's test)
+        with pytest.warns(ketameta.DegenerateDataWarning, match="fits the studies exactly"):
+            assert math.isnan(ketameta.egger_test(y, v, model="lm").statistic)
+    assert "NaN" in res.summary() or "NA" in res.summary()
+
+
+@pytest.mark.filterwarnings("ignore::ketameta.SmallSampleWarning")
+def test_an_exact_fit_keeps_the_z_test_of_the_mixed_model() -> None:
+    # with model="rma" and the z test the standard errors do not use the residuals: an exact
+    # fit (tau^2 = 0) still has them, from the weights alone: the EE regression's SE
+    y, v = np.zeros(3), np.array([1e-2, 2e-2, 4e-2])
+    res = ketameta.pet_peese(y, v, model="rma", test="z")
+    x = np.sqrt(v)
+    X = np.column_stack([np.ones(3), x])
+    cov = np.linalg.inv(X.T @ (X / v[:, None]))
+    assert res.pet_se == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-12)
+    assert res.pet_statistic == 0.0

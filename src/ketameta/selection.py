@@ -42,7 +42,7 @@ from ._fitted import studies_and_settings
 from ._results import RecordResult, array_field, format_p, table_lines
 from ._typing import FloatArray
 from ._validation import as_number, bools, check_choice, floats, ints, strings
-from ._warnings import ConvergenceError, SmallSampleWarning
+from ._warnings import ConvergenceError, DegenerateDataWarning, SmallSampleWarning
 from .metareg import MetaRegResult, metareg
 from .pooling import PoolResult, validate_options
 
@@ -924,7 +924,7 @@ class PetPeeseResult(RecordResult):
         fields = ("estimate", "se", "statistic", "pvalue", "ci_lower", "ci_upper", "slope")
         rows = [
             [
-                format_p(v) if f == "pvalue" else f"{v:.4f}"
+                format_p(v) if f == "pvalue" else f"{v:.4f}" if math.isfinite(v) else "NA"
                 for f, v in ((f, getattr(self, f"{name}_{f}")) for f in fields)
             ]
             for name in ("pet", "peese")
@@ -937,14 +937,20 @@ class PetPeeseResult(RecordResult):
         )
         side = {"two.sided": "two-sided", "greater": "one-sided, > 0", "less": "one-sided, < 0"}
         verdict = "rejects" if self.selected == "PEESE" else "does not reject"
+        if math.isnan(self.pet_pvalue):
+            verdict = "is undefined (an exact fit)"
         lines += [
             "",
             f"PET's test of theta = 0 ({side[self.alternative]}, alpha = {self.alpha:g}) "
             f"{verdict}: {self.selected} is selected.",
-            f"Estimate: {self.estimate:.4f} (SE = {self.se:.4f}; {pct} CI: "
-            f"{self.ci_lower:.4f} to {self.ci_upper:.4f})",
+            f"Estimate: {self.estimate:.4f} (SE = {_na(self.se)}; {pct} CI: "
+            f"{_na(self.ci_lower)} to {_na(self.ci_upper)})",
         ]
         return "\n".join(lines)
+
+
+def _na(x: float) -> str:
+    return f"{x:.4f}" if math.isfinite(x) else "NA"
 
 
 def pet_peese(
@@ -1074,12 +1080,25 @@ def pet_peese(
         except np.linalg.LinAlgError:
             msg = "the standard errors are (nearly) all equal: PET and PEESE are undefined"
             raise ValueError(msg) from None
+        if out["exact_fit"] and (mdl == "lm" or test in ("knha", "adhoc")):
+            # the residuals are rounding noise (e.g. identical effects): the dispersion
+            # the standard errors are scaled by is 0, so tests and intervals are undefined
+            # (as egger_test)
+            warnings.warn(
+                f"the {name.upper()} regression fits the studies exactly (the residuals are "
+                "rounding noise, e.g. identical effects): the dispersion is 0 and its test "
+                "is undefined; its standard errors, statistics, p-values and intervals are NaN",
+                DegenerateDataWarning,
+                stacklevel=2,
+            )
+            for field in ("se", "statistic", "pvalue", "ci_lower", "ci_upper"):
+                out[field] = [math.nan] * len(out[field])
         fits[name] = out
     df = float(fits["pet"]["df"])
     res: dict[str, float] = {}
     for name, out in fits.items():
         b, se = float(out["coef"][0]), float(out["se"][0])
-        stat = b / se
+        stat = b / se if se > 0 else math.nan  # (NaN: an exact fit, above)
         if alt == "two.sided":
             pv = float(out["pvalue"][0])
         else:
