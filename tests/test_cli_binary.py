@@ -67,3 +67,21 @@ def test_errors_exit_2(bcg_csv: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "needs x1i, t1i, x2i, t2i" in capsys.readouterr().err
     assert main(["pool", str(bcg_csv), "--model", "mh", "--by", "study"]) == 2
     assert "--by works with --model rma only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["mh", "peto", "glmm"])
+def test_omitted_table_named_by_its_csv_line(
+    tmp_path: Path, model: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Rosenthal 1960 (line 4 of the file: the header is line 1) has an empty cell: the
+    # summary names it by its line and label, as `pool` does for effect sizes, not by the
+    # 0-based row index a reader of the CSV cannot look up
+    path = tmp_path / "bcg.csv"
+    path.write_text(BCG.replace("Rosenthal 1960,3,", "Rosenthal 1960,,"), encoding="utf-8")
+    argv = ["pool", str(path), "--model", model]
+    argv += ["--method", "EE"] if model == "glmm" else []
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert f"Omitted studies (missing values): line 4 (Rosenthal 1960) of {path}" in captured.out
+    assert "(index 2)" not in captured.out
+    assert "line 4 has a missing value" in captured.err

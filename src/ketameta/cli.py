@@ -172,7 +172,7 @@ def _pool(args: argparse.Namespace, table: Table, what: str = "") -> PoolResult:
     return result
 
 
-def _pool_cells(args: argparse.Namespace) -> Any:
+def _pool_cells(args: argparse.Namespace) -> tuple[Table, Any]:
     """``--model mh|peto|glmm``: pool the cells of the CSV directly (Mantel-Haenszel, Peto
     or a GLMM) instead of their effect sizes."""
     from .binary import pool_glmm, pool_mh, pool_peto
@@ -196,7 +196,7 @@ def _pool_cells(args: argparse.Namespace) -> Any:
         return pool_glmm(**given, **options, method=method)
 
     # (studies left out, zero cells: reported with their CSV lines, never silently)
-    return _run(table, fit)
+    return table, _run(table, fit)
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
@@ -204,8 +204,8 @@ def cmd_pool(args: argparse.Namespace) -> int:
         if args.by:
             msg = "--by works with --model rma only"
             raise UsageError(msg)
-        res = _pool_cells(args)
-        print(json.dumps(res.to_dict(), indent=2) if args.json else res.summary())
+        table, res = _pool_cells(args)
+        print(json.dumps(res.to_dict(), indent=2) if args.json else _summary(table, res))
         if args.forest:
             from .plot import forest
 
