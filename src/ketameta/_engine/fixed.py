@@ -35,6 +35,7 @@ from scipy import special
 from .._typing import FloatArray
 from .inference import chi2_sf as _chi2_sf
 from .inference import critical_z
+from .workspace import like
 
 #: measures of the Mantel–Haenszel method (metafor's ``rma.mh``)
 MH_MEASURES = ("OR", "RR", "RD", "IRR", "IRD")
@@ -510,8 +511,17 @@ def tarone_tests(
         return _tarone(a, b, c, d, n1, n2, psi, defined)
     # (absent tables get n1 = n2 = 1: a harmless table without events, masked in _tarone,
     # whose fitted cells 0, 1, 0, 1 give V = 0 without a 0/0)
-    absent = 1.0 - pf
-    return _tarone(a, b, c, d, n1 + absent, n2 + absent, psi, defined)
+    absent = np.subtract(1.0, pf, out=like(pf))
+    return _tarone(
+        a,
+        b,
+        c,
+        d,
+        np.add(n1, absent, out=like(n1)),
+        np.add(n2, absent, out=like(n2)),
+        psi,
+        defined,
+    )
 
 
 def _cmh_terms(
@@ -568,28 +578,49 @@ def _tarone(
     ``X² = Σ (a - ã)²/V``; Tarone's ``X² - (Σa - Σã)²/ΣV``, both on ``K - 1`` df with
     ``K`` such tables (Breslow & Day 1980; Tarone 1985).
     """
-    m1 = a + c
-    m0 = n1 + n2 - m1  # (absent tables: 1 + 1 - 0, the harmless table's)
-    usable = (np.minimum(m1, m0) > 0.0).astype(np.float64)
+    # (a batch's arrays in recycled buffers, :mod:`ketameta._engine.workspace`: each
+    # chunk's fresh temporaries would be faulted in again; the same operations as
+    # written in the comments, element by element)
+    m1 = np.add(a, c, out=like(a))  # a + c
+    m0 = np.add(n1, n2, out=like(n1))
+    m0 -= m1  # n1 + n2 - m1 (absent tables: 1 + 1 - 0, the harmless table's)
+    low = np.minimum(m1, m0, out=like(m1))
+    usable = np.greater(low, 0.0, out=like(m1))  # (min(m1, m0) > 0) as 0.0/1.0
+    del low
     psi_safe = _pick(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
     cells = _fitted_table(n1, n2, m1, m0, np.asarray(psi_safe, dtype=np.float64))
     # 1/V = Σ 1/x̃ = n1/(x̃11 x̃12) + n2/(x̃21 x̃22) (the rows' cells add up to n1, n2)
-    var = 1.0 / (n1 / (cells[0] * cells[1]) + n2 / (cells[2] * cells[3]))
+    var = np.multiply(cells[0], cells[1], out=like(n1))
+    np.divide(n1, var, out=var)
+    term = np.multiply(cells[2], cells[3], out=like(n1))
+    np.divide(n2, term, out=term)
+    var += term
+    del term
+    np.divide(1.0, var, out=var)
     # the residual a - ã = x̃12 - b = x̃21 - c = d - x̃22, taken from the smallest fitted cell
-    resid = a - cells[0]
-    smallest = cells[0]
-    for cell, other in (
-        (cells[1], cells[1] - b),
-        (cells[2], cells[2] - c),
-        (cells[3], d - cells[3]),
-    ):
-        resid = np.where(cell < smallest, other, resid)
-        smallest = np.minimum(cell, smallest)
+    resid = np.subtract(a, cells[0], out=like(a))
+    smallest = like(a)
+    np.copyto(smallest, cells[0])
+    other = like(a)
+    for j, cell in enumerate(cells[1:]):
+        if j == 0:
+            np.subtract(cell, b, out=other)
+        elif j == 1:
+            np.subtract(cell, c, out=other)
+        else:
+            np.subtract(d, cell, out=other)
+        np.copyto(resid, other, where=cell < smallest)  # np.where(cell < smallest, ...)
+        np.minimum(cell, smallest, out=smallest)
+    del other, smallest, cells
     # (tables without both outcomes have ã at a bound and V = 0: their terms are masked)
-    var = var * usable
-    resid = resid * usable
-    ratio = resid / (var + (1.0 - usable))  # r/V (0 for the masked tables)
-    bd, sresid, svar, k_pos = _sums(resid * ratio, resid, var, usable)
+    var *= usable
+    resid *= usable
+    ratio = np.subtract(1.0, usable, out=like(var))
+    np.add(var, ratio, out=ratio)
+    np.divide(resid, ratio, out=ratio)  # r/V (0 for the masked tables)
+    product = np.multiply(resid, ratio, out=like(var))
+    bd, sresid, svar, k_pos = _sums(product, resid, var, usable)
+    del product
     if not np.isfinite(bd + sresid + svar).all():  # (never expected: a NaN-safe path)
         var, resid = np.where(usable > 0, var, 0.0), np.where(usable > 0, resid, 0.0)
         ratio = resid / (var + (1.0 - usable))
@@ -598,8 +629,10 @@ def _tarone(
     # non-negative terms: the difference itself cancels when the correction is near X²
     centre = sresid / svar  # (no usable table: NaN, masked below; under the caller's errstate)
     centre_c = centre[..., None] if np.ndim(centre) else centre
-    spread = ratio - centre_c
-    (tarone,) = _sums(var * spread * spread)
+    spread = np.subtract(ratio, centre_c, out=like(ratio))
+    np.multiply(var, spread, out=ratio)
+    ratio *= spread
+    (tarone,) = _sums(ratio)
     df = k_pos - 1.0
     nan = ~(defined & (k_pos > 0))
     bd = _pick(nan, math.nan, _pick(k_pos > 1, bd, 0.0))
@@ -654,15 +687,30 @@ def _fitted_table(
         x = _fitted_cells(n, m, e1, e2, g, coefs[0], coefs[1], psi)
         return x[0, 0].T, x[0, 1].T, x[1, 0].T, x[1, 1].T
     psi_c = psi[..., None]
-    e1, e2 = n1 - m1, n2 - m1
-    pe1 = psi_c * e1
+    # (in recycled buffers, see _tarone; the expressions as in the comments)
+    e1 = np.subtract(n1, m1, out=like(n1))  # n1 - m1
+    e2 = np.subtract(n2, m1, out=like(n1))  # n2 - m1
+    pe1 = np.multiply(psi_c, e1, out=e1)  # ψ e1 (e1 itself is not needed again)
     rd = _root_discriminant(n1, n2, m1, m0, pe1, e2, psi_c)
-    return (
-        _stable_root(psi_c * (n1 + m1) + e2, 2.0 * psi_c * (n1 * m1), rd, 1.0 - psi_c),
-        _stable_root((n1 + m0) - pe1, 2.0 * (n1 * m0), rd, psi_c - 1.0),
-        _stable_root((n2 + m1) + pe1, 2.0 * (n2 * m1), rd, psi_c - 1.0),
-        _stable_root(psi_c * (n2 + m0) - e2, 2.0 * psi_c * (n2 * m0), rd, 1.0 - psi_c),
-    )
+    two_psi = 2.0 * psi_c
+    cells = []
+    for row, col, diagonal, sign in (
+        (n1, m1, True, 1),
+        (n1, m0, False, -1),
+        (n2, m1, False, 1),
+        (n2, m0, True, -1),
+    ):
+        lin = np.add(row, col, out=like(n1))
+        if diagonal:  # ψ (n + m) ± e2
+            np.multiply(psi_c, lin, out=lin)
+            (np.add if sign > 0 else np.subtract)(lin, e2, out=lin)
+        else:  # (n + m) ∓ ψ e1
+            (np.add if sign > 0 else np.subtract)(lin, pe1, out=lin)
+        num = np.multiply(row, col, out=like(n1))  # 2ψ (n m) on the diagonal, 2 (n m) off it
+        np.multiply(two_psi if diagonal else 2.0, num, out=num)
+        cells.append(_stable_root(lin, num, rd, (1.0 - psi_c) if diagonal else (psi_c - 1.0)))
+        del lin, num
+    return cells[0], cells[1], cells[2], cells[3]
 
 
 def _root_discriminant(
@@ -676,16 +724,22 @@ def _root_discriminant(
 ) -> FloatArray:
     """``√D``, ``D = (ψ e1)² + 2ψ (n1 n2 + m1 m0) + e2²`` (see :func:`_fitted_table`),
     from ``pe1 = ψ e1``."""
-    d = pe1 * pe1
-    d += (2.0 * psi) * (n1 * n2 + m1 * m0)
-    d += e2 * e2
+    d = np.multiply(pe1, pe1, out=like(pe1))
+    term = np.multiply(n1, n2, out=like(pe1))
+    other = np.multiply(m1, m0, out=like(pe1))
+    term += other  # n1 n2 + m1 m0
+    np.multiply(2.0 * psi, term, out=term)
+    d += term  # += (2ψ)(n1 n2 + m1 m0)
+    np.multiply(e2, e2, out=other)
+    d += other  # += e2²
     return np.sqrt(d, out=d)
 
 
 def _stable_root(lin: FloatArray, num: FloatArray, rd: FloatArray, q: Any) -> FloatArray:
     """``num/(lin + √D)``, or ``(√D - lin)/(2q)`` where ``lin < 0`` (see
     :func:`_fitted_table`)."""
-    x: FloatArray = num / (lin + rd)
+    x: FloatArray = np.add(lin, rd, out=like(lin))
+    np.divide(num, x, out=x)  # num / (lin + √D)
     if not lin.min() >= 0.0:
         x = np.where(lin >= 0.0, x, (rd - lin) / (2.0 * q))
     return x

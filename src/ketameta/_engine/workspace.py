@@ -47,10 +47,9 @@ def like(a: FloatArray) -> FloatArray:
     analyses (axis 0) varying fastest in memory, from this thread's pool (see the module
     docstring); for another shape or layout, a fresh array laid out as NumPy's ufuncs
     would lay out their result."""
-    n = a.shape[0]
-    if a.ndim != 2 or n < 2 or not 0 < a.strides[0] < a.strides[1]:
+    if a.ndim != 2 or a.shape[0] < 2 or not 0 < a.strides[0] < a.strides[1]:
         return np.empty_like(a, dtype=np.float64)
-    k = a.shape[1]
+    n, k = a.shape
     size = n * k
     if size > MAX_DOUBLES or size == 0:
         fresh: FloatArray = np.empty((k, n)).T
