@@ -227,10 +227,11 @@ def added(
     if to == "all":
         step: Any = add if pf is None else add * pf
     else:
-        prod = cells[targets[0]]
-        for i in targets[1:]:
-            prod = prod * cells[i]
+        prod = np.multiply(cells[targets[0]], cells[targets[1]], out=like(cells[0]))
+        for i in targets[2:]:
+            prod *= cells[i]
         zero = prod == 0.0
+        del prod
         if pf is not None:
             zero &= pf > 0.0
         if not zero.any():  # (no study gets `add`)
@@ -240,7 +241,7 @@ def added(
             if pf is not None:
                 zero = zero & (pf > 0.0)
         step = add * zero.astype(np.float64)
-    return tuple(c + step if i in targets else c for i, c in enumerate(cells))
+    return tuple(np.add(c, step, out=like(c)) if i in targets else c for i, c in enumerate(cells))
 
 
 def double_zero(cells: tuple[FloatArray, ...], person_time: bool) -> Any:
@@ -286,9 +287,16 @@ def study_effects(
                 vi = c1 / (c2 * c2) + c3 / (c4 * c4)
         else:
             n1, n2 = c1 + c2, c3 + c4
-            if measure == "OR":
-                yi = np.log(c1 * c4 / (c2 * c3))
-                vi = 1.0 / c1 + 1.0 / c2 + 1.0 / c3 + 1.0 / c4
+            if measure == "OR":  # (in recycled buffers, see _tarone)
+                yi = np.multiply(c1, c4, out=like(c1))
+                term = np.multiply(c2, c3, out=like(c1))
+                np.divide(yi, term, out=yi)
+                np.log(yi, out=yi)  # log(c1 c4 / (c2 c3))
+                vi = np.divide(1.0, c1, out=like(c1))
+                for cell in (c2, c3, c4):  # 1/c1 + 1/c2 + 1/c3 + 1/c4
+                    np.divide(1.0, cell, out=term)
+                    vi += term
+                del term
             elif measure == "RR":
                 yi = np.log((c1 / n1) / (c3 / n2))
                 vi = 1.0 / c1 - 1.0 / n1 + 1.0 / c3 - 1.0 / n2
@@ -310,7 +318,7 @@ def study_effects(
         okf = np.ones(np.shape(yi)) if pf is None else pf.copy()
     # undefined effects (absent studies; zero cells left without `add`; a variance of 0,
     # e.g. a risk difference of 0 - 0, for which metafor reports Q = inf) get no effect
-    total = yi + vi  # (one test: NaN or inf anywhere makes the sum non-finite)
+    total = np.add(yi, vi, out=like(yi))  # (one test: NaN or inf anywhere: not finite)
     if not (np.isfinite(total.sum()) and vi.min() > 0.0):
         defined = np.isfinite(total) & (vi > 0.0)
         okf = okf * defined.astype(np.float64)
@@ -335,9 +343,15 @@ def heterogeneity(
     log-likelihood ``-½ ((k-1) log 2π + Σ log v + log(Σ w / k) + Q)`` (with metafor's
     ``log|XᵀX| = log k`` term).
     """
-    w = okf / vi
-    dev = yi - (estimate[..., None] if np.ndim(estimate) else estimate)
-    q, k, sum_log_v, sum_w = _sums(w * dev * dev, okf, okf * np.log(vi), w)
+    # (in recycled buffers, see _tarone; the expressions as in the comments)
+    w = np.divide(okf, vi, out=like(vi))
+    dev = np.subtract(yi, estimate[..., None] if np.ndim(estimate) else estimate, out=like(vi))
+    wdd = np.multiply(w, dev, out=like(vi))
+    wdd *= dev  # w dev²
+    log_v = np.log(vi, out=dev)
+    log_v *= okf  # okf log v (okf · log v: the same product)
+    q, k, sum_log_v, sum_w = _sums(wdd, okf, log_v, w)
+    del wdd, log_v
     ll = -0.5 * (k * _LOG_2PI + sum_log_v + q)
     ll_reml = -0.5 * ((k - 1.0) * _LOG_2PI + sum_log_v + np.log(sum_w / k) + q)
     return {"q": q, "deviance": q, "k_yi": k, "loglik": ll, "loglik_reml": ll_reml}
@@ -350,8 +364,10 @@ def heterogeneity(
 def _inverse_total(total: FloatArray, pf: Mask) -> FloatArray:
     """``1/total``, 0 for absent studies (whose total is 0)."""
     if pf is None:
-        return 1.0 / total
-    return pf / (total + (1.0 - pf))
+        return np.divide(1.0, total, out=like(total))
+    out = np.subtract(1.0, pf, out=like(total))
+    np.add(total, out, out=out)
+    return np.divide(pf, out, out=out)  # pf / (total + (1 - pf))
 
 
 def _count(pf: Mask, shape: tuple[int, ...]) -> Num:
@@ -424,9 +440,12 @@ def _tables(
     rd_variance: str,
     tests: bool,
 ) -> dict[str, Num]:
-    n1 = a + b
-    n2 = c + d
-    inv_n = _inverse_total(n1 + n2, pf)
+    # (in recycled buffers, see _tarone)
+    n1 = np.add(a, b, out=like(a))
+    n2 = np.add(c, d, out=like(a))
+    total = np.add(n1, n2, out=like(a))
+    inv_n = _inverse_total(total, pf)
+    del total
     out: dict[str, Num] = {"k": _count(pf, a.shape), "n1": n1, "n2": n2, "inv_n": inv_n}
     if measure == "RD":
         w = n1 * n2 * inv_n
@@ -447,16 +466,22 @@ def _tables(
         out.update(estimate=est, variance=var, weights=w, status=_status(sw > 0, var))
         out["why"] = "no table has an event (or every table has only events)"
         return out
+    r = np.multiply(a, d if measure == "OR" else n2, out=like(a))  # a d / n; RR a n2 / n
+    r *= inv_n
+    s = np.multiply(b, c, out=like(a)) if measure == "OR" else np.multiply(c, n1, out=like(a))
+    s *= inv_n  # b c / n; RR c n1 / n
     if measure == "OR":
-        r = a * d * inv_n
-        s = b * c * inv_n
-    else:  # RR
-        r = a * n2 * inv_n
-        s = c * n1 * inv_n
-    if measure == "OR":
-        p = (a + d) * inv_n
-        q = (b + c) * inv_n
-        sr, ss, spr, spsqr, sqs = _sums(r, s, p * r, p * s + q * r, q * s)
+        p = np.add(a, d, out=like(a))
+        p *= inv_n  # (a + d)/n
+        q = np.add(b, c, out=like(a))
+        q *= inv_n  # (b + c)/n
+        pr = np.multiply(p, r, out=like(a))
+        ps_qr = np.multiply(p, s, out=p)
+        qr = np.multiply(q, r, out=like(a))
+        ps_qr += qr  # p s + q r
+        qs = np.multiply(q, s, out=qr)
+        sr, ss, spr, spsqr, sqs = _sums(r, s, pr, ps_qr, qs)
+        del p, q, pr, ps_qr, qr, qs
         var = spr / (2.0 * sr * sr) + spsqr / (2.0 * sr * ss) + sqs / (2.0 * ss * ss)
         why = (
             "the Mantel-Haenszel odds ratio is 0 or infinite (every table has a zero in "
@@ -535,12 +560,21 @@ def _cmh_terms(
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """The terms summed by :func:`_cmh_tests`: ``a``, ``E(a) = n1 m1/n`` and the
     hypergeometric and binomial variances of ``a``."""
-    m1 = a + c
-    expected = n1 * m1 * inv_n
-    base = n1 * n2 * m1 * (b + d) * (inv_n * inv_n)
+    # (in recycled buffers, see _tarone; the expressions as in the comments)
+    m1 = np.add(a, c, out=like(a))  # a + c
+    expected = np.multiply(n1, m1, out=like(a))
+    expected *= inv_n  # n1 m1 / n
+    base = np.multiply(n1, n2, out=like(a))
+    base *= m1
+    np.add(b, d, out=m1)
+    base *= m1
+    np.multiply(inv_n, inv_n, out=m1)
+    base *= m1  # n1 n2 m1 (b + d) (1/n)²
     # n ≥ 2 in every present table (both groups non-empty); absent ones have base 0
-    v_hyper = base / (n1 + n2 - 1.0)
-    v_binom = base * inv_n
+    v_hyper = np.add(n1, n2, out=like(a))
+    v_hyper -= 1.0
+    np.divide(base, v_hyper, out=v_hyper)  # base / (n1 + n2 - 1)
+    v_binom = np.multiply(base, inv_n, out=m1)
     return a, expected, v_hyper, v_binom
 
 
