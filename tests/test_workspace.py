@@ -34,14 +34,16 @@ def test_a_referenced_buffer_is_never_handed_out_again() -> None:
     workspace.clear()
 
 
-def test_a_smaller_request_reuses_a_larger_free_buffer() -> None:
+def test_a_free_buffer_of_the_shape_is_recycled() -> None:
     workspace.clear()
-    big = workspace.like(_rows_inner(200, 10))
-    address = big.__array_interface__["data"][0]
-    del big  # (an address, not a reference: the buffer is free again)
-    small = workspace.like(_rows_inner(50, 4))
-    assert small.shape == (50, 4)
-    assert small.__array_interface__["data"][0] == address
+    first = workspace.like(_rows_inner(200, 10))
+    address = first.__array_interface__["data"][0]
+    del first  # (an address, not a reference: the buffer is free again)
+    again = workspace.like(_rows_inner(200, 10))
+    assert again.__array_interface__["data"][0] == address
+    other = workspace.like(_rows_inner(50, 4))  # (another shape: its own buffer)
+    assert other.shape == (50, 4)
+    assert not np.shares_memory(other, again)
     workspace.clear()
 
 
@@ -77,6 +79,7 @@ def test_batch_results_are_the_same_bits_with_a_warm_or_cold_pool() -> None:
         for name in ("estimate", "se", "tau2", "tau2_se", "q", "iterations"):
             a, b = getattr(cold, name), getattr(warm, name)
             assert a.tobytes() == b.tobytes(), name
-        for buffer in workspace._POOL.buffers:
-            assert not np.shares_memory(buffer, cold.estimate)
-            assert not np.shares_memory(buffer, cold.tau2)
+        for buffers in workspace._POOL.shapes.values():
+            for buffer in buffers:
+                assert not np.shares_memory(buffer, cold.estimate)
+                assert not np.shares_memory(buffer, cold.tau2)

@@ -23,23 +23,22 @@ import numpy as np
 
 from .._typing import FloatArray
 
-#: the buffers a thread keeps (beyond them, a new buffer replaces the smallest free one)
-POOL_SIZE = 24
+#: the buffers a thread keeps per shape
+POOL_SIZE = 32
+#: the shapes a thread keeps buffers of (beyond them, the first one's are dropped)
+POOL_SHAPES = 8
 #: buffers above this many doubles are not kept (the engine's chunks are ~2^17)
 MAX_DOUBLES = 2**20
 
 
 class _Pool(threading.local):
     def __init__(self) -> None:
-        self.buffers: list[FloatArray] = []
+        #: ``(k, n)`` arrays (handed out transposed) by shape, the one handed out last
+        #: last
+        self.shapes: dict[tuple[int, int], list[FloatArray]] = {}
 
 
 _POOL = _Pool()
-
-
-def _free(buffers: list[FloatArray], i: int) -> bool:
-    # (references: the list's and getrefcount's argument; a view of the buffer holds one)
-    return sys.getrefcount(buffers[i]) <= 2
 
 
 def like(a: FloatArray) -> FloatArray:
@@ -50,28 +49,36 @@ def like(a: FloatArray) -> FloatArray:
     if a.ndim != 2 or a.shape[0] < 2 or not 0 < a.strides[0] < a.strides[1]:
         return np.empty_like(a, dtype=np.float64)
     n, k = a.shape
-    size = n * k
-    if size > MAX_DOUBLES or size == 0:
-        fresh: FloatArray = np.empty((k, n)).T
-        return fresh
-    buffers = _POOL.buffers
-    smallest = -1
-    for i in range(len(buffers)):
-        if _free(buffers, i):
-            if buffers[i].shape[0] >= size:
-                out: FloatArray = buffers[i][:size].reshape(k, n).T
-                return out
-            if smallest < 0 or buffers[i].shape[0] < buffers[smallest].shape[0]:
-                smallest = i
-    buffer = np.empty(size)
+    key = (k, n)
+    shapes = _POOL.shapes
+    buffers = shapes.get(key)
+    if buffers is None:
+        if n * k > MAX_DOUBLES:
+            fresh: FloatArray = np.empty(key).T
+            return fresh
+        if len(shapes) >= POOL_SHAPES:  # (the shape seen first goes)
+            del shapes[next(iter(shapes))]
+        buffers = shapes[key] = []
+    refs = sys.getrefcount
+    # the most recent first: a chunk's temporaries are mostly released in the reverse
+    # order of their making, and its long-lived arrays were made first
+    i = len(buffers)
+    while i:
+        i -= 1
+        # (references: the list's and getrefcount's argument; a live view holds one more)
+        if refs(buffers[i]) <= 2:
+            buffer = buffers[i]
+            if i < len(buffers) - 1:
+                buffers.append(buffers.pop(i))
+            out: FloatArray = buffer.T
+            return out
+    buffer = np.empty(key)
     if len(buffers) < POOL_SIZE:
         buffers.append(buffer)
-    elif smallest >= 0:
-        buffers[smallest] = buffer
-    new: FloatArray = buffer.reshape(k, n).T
+    new: FloatArray = buffer.T
     return new
 
 
 def clear() -> None:
     """Release this thread's buffers (the memory goes back to the allocator)."""
-    _POOL.buffers = []
+    _POOL.shapes = {}
