@@ -41,6 +41,18 @@ class _Pool(threading.local):
 _POOL = _Pool()
 
 
+def _free_count() -> int:
+    """The reference count :func:`like` sees for a buffer that only its list holds, taken
+    the way :func:`like` takes it (interpreters differ: some borrow the argument's
+    reference)."""
+    buffers = [np.empty(0)]
+    return sys.getrefcount(buffers[0])
+
+
+#: see :func:`_free_count`
+_FREE = _free_count()
+
+
 def like(a: FloatArray) -> FloatArray:
     """An uninitialised float64 array shaped like the 2-D batch array `a` with its
     analyses (axis 0) varying fastest in memory, from this thread's pool (see the module
@@ -66,7 +78,7 @@ def like(a: FloatArray) -> FloatArray:
     while i:
         i -= 1
         # (references: the list's and getrefcount's argument; a live view holds one more)
-        if refs(buffers[i]) <= 2:
+        if refs(buffers[i]) <= _FREE:
             buffer = buffers[i]
             if i < len(buffers) - 1:
                 buffers.append(buffers.pop(i))
