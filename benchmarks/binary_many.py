@@ -6,12 +6,16 @@ measure briefly, one pass per call after a warm-up on a small batch).
 Rare-event tables (event risks 2-15 %, groups of 20-400): every analysis complete, then a
 ragged batch (2-10 tables per analysis, NaN for the rest). Also times the first derived
 statistics on access (p-values, I²) and, for scale, one NumPy multiplication of an
-(m, 10) array, which shows how fast the machine is at the moment.
+(m, 10) array, which shows how fast the machine is at the moment. Each call prints its
+CPU user and system time and minor page faults (``MALLOC_TRIM_THRESHOLD_=65536``, as
+Dask's workers set it, shows what recycled working arrays save: see
+``benchmarks/page_faults.py``).
 """
 
 from __future__ import annotations
 
 import platform
+import resource
 import sys
 import time
 
@@ -37,9 +41,15 @@ def cells(m: int, seed: int = 1, ragged: bool = False) -> dict[str, np.ndarray]:
 
 
 def timed(label: str, fn: object, *args: object, **kwargs: object) -> object:
+    """Wall clock, CPU user and system time and minor page faults of one call."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     out = fn(*args, **kwargs)  # type: ignore[operator]
-    print(f"{label:46s} {time.perf_counter() - start:7.3f} s")
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    faults = after.ru_minflt - before.ru_minflt
+    print(f"{label:46s} {wall:7.3f} s (user {user:.3f}, sys {system:.3f}, {faults} faults)")
     return out
 
 

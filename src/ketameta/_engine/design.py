@@ -36,6 +36,7 @@ import numpy as np
 
 from .._typing import BoolArray, FloatArray, IntArray
 from . import _num as nm
+from . import workspace
 from ._num import Num
 from .kernels import kernels, solve
 from .layout import layout, pairs
@@ -196,7 +197,7 @@ class Design:
         # equal-effects weights (one analysis: w, w², w³ of 1/v; the moments at τ² = 0
         # reuse them)
         self.wp0 = self.v_row**_POWERS0 if single else None
-        w0 = self.wp0[1] if self.wp0 is not None else 1.0 / v
+        w0 = self.wp0[1] if self.wp0 is not None else np.divide(1.0, v, out=workspace.like(v))
         self.w0 = w0
         self.v = v
         # the equal-effects fit, and the effects centred at it
@@ -208,9 +209,11 @@ class Design:
             beta0 = [np.where(np.isfinite(b), b, 0.0) for b in beta0]
         self.beta0 = beta0
         # (the intercept-only model's fitted value is the number β₀ itself)
-        y = y - (beta0[0] if x is None and single else self.fitted(beta0))
+        fitted = beta0[0] if x is None and single else self.fitted(beta0)
+        # (a batch: in a recycled buffer, as fresh memory would be faulted in by each chunk)
+        y = y - fitted if single else np.subtract(y, fitted, out=workspace.like(y))
         if self.present is not None:
-            y = np.where(self.present, y, 0.0)
+            np.copyto(y, 0.0, where=~self.present)
         self.v_harmonic: Num = nm.div(self.k, sums0[self.layout.ones])
         if single:
             self.y = y
@@ -226,7 +229,7 @@ class Design:
             # contiguous memory)
             self.y = _column_major(y)
             self.v = _column_major(v)
-            self.y2 = self.y * self.y
+            self.y2 = np.multiply(self.y, self.y, out=workspace.like(self.y))
             if self.basis is not None:
                 self.z = self._basis_products()
                 if self.present is not None and self.shared and self.p > 1:

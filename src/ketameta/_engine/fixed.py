@@ -35,6 +35,7 @@ from scipy import special
 from .._typing import FloatArray
 from .inference import chi2_sf as _chi2_sf
 from .inference import critical_z
+from .workspace import like
 
 #: measures of the Mantel–Haenszel method (metafor's ``rma.mh``)
 MH_MEASURES = ("OR", "RR", "RD", "IRR", "IRD")
@@ -226,10 +227,11 @@ def added(
     if to == "all":
         step: Any = add if pf is None else add * pf
     else:
-        prod = cells[targets[0]]
-        for i in targets[1:]:
-            prod = prod * cells[i]
+        prod = np.multiply(cells[targets[0]], cells[targets[1]], out=like(cells[0]))
+        for i in targets[2:]:
+            prod *= cells[i]
         zero = prod == 0.0
+        del prod
         if pf is not None:
             zero &= pf > 0.0
         if not zero.any():  # (no study gets `add`)
@@ -239,7 +241,7 @@ def added(
             if pf is not None:
                 zero = zero & (pf > 0.0)
         step = add * zero.astype(np.float64)
-    return tuple(c + step if i in targets else c for i, c in enumerate(cells))
+    return tuple(np.add(c, step, out=like(c)) if i in targets else c for i, c in enumerate(cells))
 
 
 def double_zero(cells: tuple[FloatArray, ...], person_time: bool) -> Any:
@@ -285,9 +287,16 @@ def study_effects(
                 vi = c1 / (c2 * c2) + c3 / (c4 * c4)
         else:
             n1, n2 = c1 + c2, c3 + c4
-            if measure == "OR":
-                yi = np.log(c1 * c4 / (c2 * c3))
-                vi = 1.0 / c1 + 1.0 / c2 + 1.0 / c3 + 1.0 / c4
+            if measure == "OR":  # (in recycled buffers, see _tarone)
+                yi = np.multiply(c1, c4, out=like(c1))
+                term = np.multiply(c2, c3, out=like(c1))
+                np.divide(yi, term, out=yi)
+                np.log(yi, out=yi)  # log(c1 c4 / (c2 c3))
+                vi = np.divide(1.0, c1, out=like(c1))
+                for cell in (c2, c3, c4):  # 1/c1 + 1/c2 + 1/c3 + 1/c4
+                    np.divide(1.0, cell, out=term)
+                    vi += term
+                del term
             elif measure == "RR":
                 yi = np.log((c1 / n1) / (c3 / n2))
                 vi = 1.0 / c1 - 1.0 / n1 + 1.0 / c3 - 1.0 / n2
@@ -309,7 +318,7 @@ def study_effects(
         okf = np.ones(np.shape(yi)) if pf is None else pf.copy()
     # undefined effects (absent studies; zero cells left without `add`; a variance of 0,
     # e.g. a risk difference of 0 - 0, for which metafor reports Q = inf) get no effect
-    total = yi + vi  # (one test: NaN or inf anywhere makes the sum non-finite)
+    total = np.add(yi, vi, out=like(yi))  # (one test: NaN or inf anywhere: not finite)
     if not (np.isfinite(total.sum()) and vi.min() > 0.0):
         defined = np.isfinite(total) & (vi > 0.0)
         okf = okf * defined.astype(np.float64)
@@ -334,9 +343,15 @@ def heterogeneity(
     log-likelihood ``-½ ((k-1) log 2π + Σ log v + log(Σ w / k) + Q)`` (with metafor's
     ``log|XᵀX| = log k`` term).
     """
-    w = okf / vi
-    dev = yi - (estimate[..., None] if np.ndim(estimate) else estimate)
-    q, k, sum_log_v, sum_w = _sums(w * dev * dev, okf, okf * np.log(vi), w)
+    # (in recycled buffers, see _tarone; the expressions as in the comments)
+    w = np.divide(okf, vi, out=like(vi))
+    dev = np.subtract(yi, estimate[..., None] if np.ndim(estimate) else estimate, out=like(vi))
+    wdd = np.multiply(w, dev, out=like(vi))
+    wdd *= dev  # w dev²
+    log_v = np.log(vi, out=dev)
+    log_v *= okf  # okf log v (okf · log v: the same product)
+    q, k, sum_log_v, sum_w = _sums(wdd, okf, log_v, w)
+    del wdd, log_v
     ll = -0.5 * (k * _LOG_2PI + sum_log_v + q)
     ll_reml = -0.5 * ((k - 1.0) * _LOG_2PI + sum_log_v + np.log(sum_w / k) + q)
     return {"q": q, "deviance": q, "k_yi": k, "loglik": ll, "loglik_reml": ll_reml}
@@ -349,8 +364,10 @@ def heterogeneity(
 def _inverse_total(total: FloatArray, pf: Mask) -> FloatArray:
     """``1/total``, 0 for absent studies (whose total is 0)."""
     if pf is None:
-        return 1.0 / total
-    return pf / (total + (1.0 - pf))
+        return np.divide(1.0, total, out=like(total))
+    out = np.subtract(1.0, pf, out=like(total))
+    np.add(total, out, out=out)
+    return np.divide(pf, out, out=out)  # pf / (total + (1 - pf))
 
 
 def _count(pf: Mask, shape: tuple[int, ...]) -> Num:
@@ -423,9 +440,12 @@ def _tables(
     rd_variance: str,
     tests: bool,
 ) -> dict[str, Num]:
-    n1 = a + b
-    n2 = c + d
-    inv_n = _inverse_total(n1 + n2, pf)
+    # (in recycled buffers, see _tarone)
+    n1 = np.add(a, b, out=like(a))
+    n2 = np.add(c, d, out=like(a))
+    total = np.add(n1, n2, out=like(a))
+    inv_n = _inverse_total(total, pf)
+    del total
     out: dict[str, Num] = {"k": _count(pf, a.shape), "n1": n1, "n2": n2, "inv_n": inv_n}
     if measure == "RD":
         w = n1 * n2 * inv_n
@@ -446,16 +466,22 @@ def _tables(
         out.update(estimate=est, variance=var, weights=w, status=_status(sw > 0, var))
         out["why"] = "no table has an event (or every table has only events)"
         return out
+    r = np.multiply(a, d if measure == "OR" else n2, out=like(a))  # a d / n; RR a n2 / n
+    r *= inv_n
+    s = np.multiply(b, c, out=like(a)) if measure == "OR" else np.multiply(c, n1, out=like(a))
+    s *= inv_n  # b c / n; RR c n1 / n
     if measure == "OR":
-        r = a * d * inv_n
-        s = b * c * inv_n
-    else:  # RR
-        r = a * n2 * inv_n
-        s = c * n1 * inv_n
-    if measure == "OR":
-        p = (a + d) * inv_n
-        q = (b + c) * inv_n
-        sr, ss, spr, spsqr, sqs = _sums(r, s, p * r, p * s + q * r, q * s)
+        p = np.add(a, d, out=like(a))
+        p *= inv_n  # (a + d)/n
+        q = np.add(b, c, out=like(a))
+        q *= inv_n  # (b + c)/n
+        pr = np.multiply(p, r, out=like(a))
+        ps_qr = np.multiply(p, s, out=p)
+        qr = np.multiply(q, r, out=like(a))
+        ps_qr += qr  # p s + q r
+        qs = np.multiply(q, s, out=qr)
+        sr, ss, spr, spsqr, sqs = _sums(r, s, pr, ps_qr, qs)
+        del p, q, pr, ps_qr, qr, qs
         var = spr / (2.0 * sr * sr) + spsqr / (2.0 * sr * ss) + sqs / (2.0 * ss * ss)
         why = (
             "the Mantel-Haenszel odds ratio is 0 or infinite (every table has a zero in "
@@ -510,8 +536,17 @@ def tarone_tests(
         return _tarone(a, b, c, d, n1, n2, psi, defined)
     # (absent tables get n1 = n2 = 1: a harmless table without events, masked in _tarone,
     # whose fitted cells 0, 1, 0, 1 give V = 0 without a 0/0)
-    absent = 1.0 - pf
-    return _tarone(a, b, c, d, n1 + absent, n2 + absent, psi, defined)
+    absent = np.subtract(1.0, pf, out=like(pf))
+    return _tarone(
+        a,
+        b,
+        c,
+        d,
+        np.add(n1, absent, out=like(n1)),
+        np.add(n2, absent, out=like(n2)),
+        psi,
+        defined,
+    )
 
 
 def _cmh_terms(
@@ -525,12 +560,21 @@ def _cmh_terms(
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """The terms summed by :func:`_cmh_tests`: ``a``, ``E(a) = n1 m1/n`` and the
     hypergeometric and binomial variances of ``a``."""
-    m1 = a + c
-    expected = n1 * m1 * inv_n
-    base = n1 * n2 * m1 * (b + d) * (inv_n * inv_n)
+    # (in recycled buffers, see _tarone; the expressions as in the comments)
+    m1 = np.add(a, c, out=like(a))  # a + c
+    expected = np.multiply(n1, m1, out=like(a))
+    expected *= inv_n  # n1 m1 / n
+    base = np.multiply(n1, n2, out=like(a))
+    base *= m1
+    np.add(b, d, out=m1)
+    base *= m1
+    np.multiply(inv_n, inv_n, out=m1)
+    base *= m1  # n1 n2 m1 (b + d) (1/n)²
     # n ≥ 2 in every present table (both groups non-empty); absent ones have base 0
-    v_hyper = base / (n1 + n2 - 1.0)
-    v_binom = base * inv_n
+    v_hyper = np.add(n1, n2, out=like(a))
+    v_hyper -= 1.0
+    np.divide(base, v_hyper, out=v_hyper)  # base / (n1 + n2 - 1)
+    v_binom = np.multiply(base, inv_n, out=m1)
     return a, expected, v_hyper, v_binom
 
 
@@ -568,28 +612,49 @@ def _tarone(
     ``X² = Σ (a - ã)²/V``; Tarone's ``X² - (Σa - Σã)²/ΣV``, both on ``K - 1`` df with
     ``K`` such tables (Breslow & Day 1980; Tarone 1985).
     """
-    m1 = a + c
-    m0 = n1 + n2 - m1  # (absent tables: 1 + 1 - 0, the harmless table's)
-    usable = (np.minimum(m1, m0) > 0.0).astype(np.float64)
+    # (a batch's arrays in recycled buffers, :mod:`ketameta._engine.workspace`: each
+    # chunk's fresh temporaries would be faulted in again; the same operations as
+    # written in the comments, element by element)
+    m1 = np.add(a, c, out=like(a))  # a + c
+    m0 = np.add(n1, n2, out=like(n1))
+    m0 -= m1  # n1 + n2 - m1 (absent tables: 1 + 1 - 0, the harmless table's)
+    low = np.minimum(m1, m0, out=like(m1))
+    usable = np.greater(low, 0.0, out=like(m1))  # (min(m1, m0) > 0) as 0.0/1.0
+    del low
     psi_safe = _pick(defined, psi, 1.0)  # (rows whose ψ is undefined get NaN below)
     cells = _fitted_table(n1, n2, m1, m0, np.asarray(psi_safe, dtype=np.float64))
     # 1/V = Σ 1/x̃ = n1/(x̃11 x̃12) + n2/(x̃21 x̃22) (the rows' cells add up to n1, n2)
-    var = 1.0 / (n1 / (cells[0] * cells[1]) + n2 / (cells[2] * cells[3]))
+    var = np.multiply(cells[0], cells[1], out=like(n1))
+    np.divide(n1, var, out=var)
+    term = np.multiply(cells[2], cells[3], out=like(n1))
+    np.divide(n2, term, out=term)
+    var += term
+    del term
+    np.divide(1.0, var, out=var)
     # the residual a - ã = x̃12 - b = x̃21 - c = d - x̃22, taken from the smallest fitted cell
-    resid = a - cells[0]
-    smallest = cells[0]
-    for cell, other in (
-        (cells[1], cells[1] - b),
-        (cells[2], cells[2] - c),
-        (cells[3], d - cells[3]),
-    ):
-        resid = np.where(cell < smallest, other, resid)
-        smallest = np.minimum(cell, smallest)
+    resid = np.subtract(a, cells[0], out=like(a))
+    smallest = like(a)
+    np.copyto(smallest, cells[0])
+    other = like(a)
+    for j, cell in enumerate(cells[1:]):
+        if j == 0:
+            np.subtract(cell, b, out=other)
+        elif j == 1:
+            np.subtract(cell, c, out=other)
+        else:
+            np.subtract(d, cell, out=other)
+        np.copyto(resid, other, where=cell < smallest)  # np.where(cell < smallest, ...)
+        np.minimum(cell, smallest, out=smallest)
+    del other, smallest, cells
     # (tables without both outcomes have ã at a bound and V = 0: their terms are masked)
-    var = var * usable
-    resid = resid * usable
-    ratio = resid / (var + (1.0 - usable))  # r/V (0 for the masked tables)
-    bd, sresid, svar, k_pos = _sums(resid * ratio, resid, var, usable)
+    var *= usable
+    resid *= usable
+    ratio = np.subtract(1.0, usable, out=like(var))
+    np.add(var, ratio, out=ratio)
+    np.divide(resid, ratio, out=ratio)  # r/V (0 for the masked tables)
+    product = np.multiply(resid, ratio, out=like(var))
+    bd, sresid, svar, k_pos = _sums(product, resid, var, usable)
+    del product
     if not np.isfinite(bd + sresid + svar).all():  # (never expected: a NaN-safe path)
         var, resid = np.where(usable > 0, var, 0.0), np.where(usable > 0, resid, 0.0)
         ratio = resid / (var + (1.0 - usable))
@@ -598,8 +663,10 @@ def _tarone(
     # non-negative terms: the difference itself cancels when the correction is near X²
     centre = sresid / svar  # (no usable table: NaN, masked below; under the caller's errstate)
     centre_c = centre[..., None] if np.ndim(centre) else centre
-    spread = ratio - centre_c
-    (tarone,) = _sums(var * spread * spread)
+    spread = np.subtract(ratio, centre_c, out=like(ratio))
+    np.multiply(var, spread, out=ratio)
+    ratio *= spread
+    (tarone,) = _sums(ratio)
     df = k_pos - 1.0
     nan = ~(defined & (k_pos > 0))
     bd = _pick(nan, math.nan, _pick(k_pos > 1, bd, 0.0))
@@ -654,15 +721,30 @@ def _fitted_table(
         x = _fitted_cells(n, m, e1, e2, g, coefs[0], coefs[1], psi)
         return x[0, 0].T, x[0, 1].T, x[1, 0].T, x[1, 1].T
     psi_c = psi[..., None]
-    e1, e2 = n1 - m1, n2 - m1
-    pe1 = psi_c * e1
+    # (in recycled buffers, see _tarone; the expressions as in the comments)
+    e1 = np.subtract(n1, m1, out=like(n1))  # n1 - m1
+    e2 = np.subtract(n2, m1, out=like(n1))  # n2 - m1
+    pe1 = np.multiply(psi_c, e1, out=e1)  # ψ e1 (e1 itself is not needed again)
     rd = _root_discriminant(n1, n2, m1, m0, pe1, e2, psi_c)
-    return (
-        _stable_root(psi_c * (n1 + m1) + e2, 2.0 * psi_c * (n1 * m1), rd, 1.0 - psi_c),
-        _stable_root((n1 + m0) - pe1, 2.0 * (n1 * m0), rd, psi_c - 1.0),
-        _stable_root((n2 + m1) + pe1, 2.0 * (n2 * m1), rd, psi_c - 1.0),
-        _stable_root(psi_c * (n2 + m0) - e2, 2.0 * psi_c * (n2 * m0), rd, 1.0 - psi_c),
-    )
+    two_psi = 2.0 * psi_c
+    cells = []
+    for row, col, diagonal, sign in (
+        (n1, m1, True, 1),
+        (n1, m0, False, -1),
+        (n2, m1, False, 1),
+        (n2, m0, True, -1),
+    ):
+        lin = np.add(row, col, out=like(n1))
+        if diagonal:  # ψ (n + m) ± e2
+            np.multiply(psi_c, lin, out=lin)
+            (np.add if sign > 0 else np.subtract)(lin, e2, out=lin)
+        else:  # (n + m) ∓ ψ e1
+            (np.add if sign > 0 else np.subtract)(lin, pe1, out=lin)
+        num = np.multiply(row, col, out=like(n1))  # 2ψ (n m) on the diagonal, 2 (n m) off it
+        np.multiply(two_psi if diagonal else 2.0, num, out=num)
+        cells.append(_stable_root(lin, num, rd, (1.0 - psi_c) if diagonal else (psi_c - 1.0)))
+        del lin, num
+    return cells[0], cells[1], cells[2], cells[3]
 
 
 def _root_discriminant(
@@ -676,16 +758,22 @@ def _root_discriminant(
 ) -> FloatArray:
     """``√D``, ``D = (ψ e1)² + 2ψ (n1 n2 + m1 m0) + e2²`` (see :func:`_fitted_table`),
     from ``pe1 = ψ e1``."""
-    d = pe1 * pe1
-    d += (2.0 * psi) * (n1 * n2 + m1 * m0)
-    d += e2 * e2
+    d = np.multiply(pe1, pe1, out=like(pe1))
+    term = np.multiply(n1, n2, out=like(pe1))
+    other = np.multiply(m1, m0, out=like(pe1))
+    term += other  # n1 n2 + m1 m0
+    np.multiply(2.0 * psi, term, out=term)
+    d += term  # += (2ψ)(n1 n2 + m1 m0)
+    np.multiply(e2, e2, out=other)
+    d += other  # += e2²
     return np.sqrt(d, out=d)
 
 
 def _stable_root(lin: FloatArray, num: FloatArray, rd: FloatArray, q: Any) -> FloatArray:
     """``num/(lin + √D)``, or ``(√D - lin)/(2q)`` where ``lin < 0`` (see
     :func:`_fitted_table`)."""
-    x: FloatArray = num / (lin + rd)
+    x: FloatArray = np.add(lin, rd, out=like(lin))
+    np.divide(num, x, out=x)  # num / (lin + √D)
     if not lin.min() >= 0.0:
         x = np.where(lin >= 0.0, x, (rd - lin) / (2.0 * q))
     return x

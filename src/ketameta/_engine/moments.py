@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 from .._typing import BoolArray, FloatArray
 from . import _num as nm
+from . import workspace
 from ._num import Num
 from .design import _POWERS, Design, _col, _take, fixed_order, rowsum
 from .kernels import solve
@@ -81,8 +82,8 @@ class Moments:
         if design.single:
             self._w, self.s = single_sums(design, tau2)
         else:
-            if w is None:  # (design.weights, without a temporary)
-                w = design.v + _col(tau2)
+            if w is None:  # (design.weights, in a recycled buffer)
+                w = np.add(design.v, _col(tau2), out=workspace.like(design.v))
                 np.divide(1.0, w, out=w)
             self._w = w
             sums = [design._batch_sums(w, xy=True, yy=r2)]
@@ -96,7 +97,7 @@ class Moments:
             else:
                 wj = w
                 for _ in range(1, powers):
-                    wj = wj * w
+                    wj = np.multiply(wj, w, out=workspace.like(w))
                     sums.append(design._batch_sums(wj, xy=scores, yy=scores))
             self.s = sums
         self._cache: dict[str, Num] = {}  # (tr P, tr P², Q: used several times per fit)

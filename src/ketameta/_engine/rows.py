@@ -19,6 +19,7 @@ import numpy as np
 
 from .._typing import FloatArray
 from .._validation import check_batch_rows
+from . import workspace
 from .design import Design
 from .model import fit_design, q_profile
 
@@ -197,8 +198,12 @@ def fit_rows(
                     if name not in ("singular", "exact_fit"):
                         arr[rows] = 0.0 if name in _FLAGS else np.nan
                 absent = np.isnan(yc) | np.isnan(vc)
-                yy = np.where(absent, 0.0, yc)
-                vv = np.where(absent, np.inf, vc)
+                # (np.where's values, in recycled buffers: fresh ones fault in per chunk)
+                yy, vv = workspace.like(yc), workspace.like(vc)
+                np.copyto(yy, yc)
+                np.copyto(yy, 0.0, where=absent)
+                np.copyto(vv, vc)
+                np.copyto(vv, np.inf, where=absent)
                 xx = xc
                 if per_row_x and xc is not None:
                     xx = np.where(absent[..., None], 0.0, xc)

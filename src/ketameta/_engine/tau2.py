@@ -20,6 +20,7 @@ import numpy as np
 from .._typing import BoolArray, FloatArray
 from .._warnings import ConvergenceError
 from . import _num as nm
+from . import workspace
 from ._num import Flag, Num
 from .design import Design, _col, rowsum
 from .kernels import kernels
@@ -208,7 +209,9 @@ def log_likelihood_gain(design: Design, tau2: Num, kind: str, ee: Moments, mom: 
     if design.single:
         return -(float(np.log1p(float(tau2) / design.v).sum()) + float(rest))
     t = np.asarray(tau2)
-    gain: FloatArray = -(rowsum(np.log1p(t[:, None] / design.v)) + rest)
+    # (log1p(τ²/v) in a recycled buffer: fresh memory would be faulted in by each chunk)
+    ratio = np.divide(t[:, None], design.v, out=workspace.like(design.v))
+    gain: FloatArray = -(rowsum(np.log1p(ratio, out=ratio)) + rest)
     return gain
 
 
