@@ -537,3 +537,45 @@ def test_single_level_factor_variance_is_fixed_at_zero_as_metafor() -> None:
     _close(res.sigma2[1], ketameta.pool(data["yi"], data["vi"]).tau2, rtol=1e-8)
     _close(res.loglik, -1.0713633376, rtol=1e-9)
     _close(res.fit_statistics()["AIC"], 6.1427266752, rtol=1e-9)
+
+
+def _trusted_cases() -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    kon = ketameta.datasets.konstantopoulos2011()
+    ber = ketameta.datasets.berkey1998()
+    y = np.array(kon["yi"], dtype=float)
+    y[3] = np.nan
+    return [
+        (("yi", "vi"), {"random": "~ 1 | district/school", "data": kon}),
+        (
+            (y, np.array(kon["vi"])),
+            {"random": ["~ 1 | district", "~ 1 | school"], "data": kon, "test": "t"},
+        ),
+        (("yi", "vi"), {"mods": "year", "random": "~ 1 | district/school", "data": kon}),
+        (("yi", "vi"), {"mods": "~ outcome", "random": "~ outcome | trial", "data": ber}),
+    ]
+
+
+@pytest.mark.parametrize(("args", "kwargs"), _trusted_cases())
+def test_result_equals_the_validated_constructor(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """pool_mv builds its result without the converters (``_results.trusted_constructor``):
+    it must be what the public constructor makes of the same values, field by field and
+    type by type, with read-only arrays sharing no memory with the inputs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = pool_mv(*args, **kwargs)
+    values = {f.name: getattr(res, f.name) for f in attrs.fields(ketameta.MVResult)}
+    again = ketameta.MVResult(**values)
+    assert res == again
+    for f in attrs.fields(ketameta.MVResult):
+        mine, theirs = getattr(res, f.name), getattr(again, f.name)
+        assert type(mine) is type(theirs), f.name
+        if isinstance(mine, np.ndarray):
+            assert mine.dtype == np.float64, f.name
+            assert not mine.flags.writeable, f.name
+            for given in args:
+                if isinstance(given, np.ndarray):
+                    assert not np.shares_memory(mine, given), f.name
+        elif isinstance(mine, tuple):
+            assert all(type(a) is type(b) for a, b in zip(mine, theirs, strict=True)), f.name

@@ -36,6 +36,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -70,6 +71,8 @@ from ._results import (
     format_p_with_sign,
     import_pandas,
     plain,
+    readonly,
+    trusted_constructor,
 )
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
@@ -987,6 +990,22 @@ def _root(func: Callable[[float], float], a: float, b: float, fb_or_fa: float) -
 # ======================================================================================
 
 
+#: :class:`MVResult` without the converters of its public constructor, for the values
+#: :func:`_fit` computed (fresh float64 arrays, tuples of the right types); the effects and
+#: variances (which may be the caller's arrays) are still copied
+_ALWAYS = object()
+_trusted_mv_result = trusted_constructor(
+    MVResult, {"yi": (_ALWAYS, readonly), "vi": (_ALWAYS, readonly)}
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _intercept_only(n: int) -> ModelMatrix:
+    """The design of an intercept-only model on `n` effects (immutable: shared)."""
+    mm = model_matrix(np.ones((n, 1)), intercept=False, k=n)
+    return attrs.evolve(mm, names=("intrcpt",), intercept=True)
+
+
 def _plain_integers(values: Any) -> bool:
     """A 1-D NumPy array of integers below 2⁵³ in magnitude (group labels that
     :func:`group_codes` would take through floats unchanged)."""
@@ -1297,8 +1316,7 @@ def pool_mv(
         coded_all[name] = (levels, codes)
         missing |= codes < 0
     if mods is None:
-        mm = model_matrix(np.ones((n_input, 1)), intercept=False, k=n_input)
-        mm = attrs.evolve(mm, names=("intrcpt",), intercept=True)
+        mm = _intercept_only(n_input)
     else:
         # (`data` also holds the grouping columns: pass it on only for names/formulas)
         by_name = isinstance(mods, str) or _is_sequence_of_str(mods)
@@ -1313,7 +1331,8 @@ def pool_mv(
         also_missing=missing,
         what="moderator or grouping variable",
     )
-    mm, dropped = mm.reduce(kept)
+    # (an intercept-only design is never reduced: one column of ones, the intercept)
+    mm, dropped = (mm, ()) if mods is None else mm.reduce(kept)
     if dropped:
         warnings.warn(
             f"moderators {list(dropped)} are linear combinations of earlier ones (on the "
@@ -1464,14 +1483,14 @@ def _fit(
         components=tuple(comps),
         control=dict(control),
     )
-    return MVResult(
+    return _trusted_mv_result(  # type: ignore[no-any-return]
         coef=beta,
         se=se,
         statistic=stat,
         pvalue=np.asarray(pval, dtype=np.float64),
         ci_lower=beta - crit * se,
         ci_upper=beta + crit * se,
-        names=names,
+        names=strings(names),
         vcov=vcov,
         X=x,
         yi=y,
@@ -1480,7 +1499,7 @@ def _fit(
         q=float(q),
         q_df=q_df,
         q_pvalue=q_pvalue,
-        btt=btt_used,
+        btt=ints(btt_used),
         qm=float(qm_out["qm"]),
         qm_df=len(btt_used),
         qm_pvalue=float(qm_out["qm_pvalue"]),
@@ -1498,10 +1517,10 @@ def _fit(
         level=level,
         converged=True,
         iterations=fit.iterations,
-        random=() if random is None else ((random,) if isinstance(random, str) else random),
+        random=() if random is None else strings((random,) if isinstance(random, str) else random),
         struct=tuple(t.struct for t in terms if t.kind == "inner_outer"),
-        omitted=omitted,
-        dropped=dropped,
+        omitted=ints(omitted),
+        dropped=strings(dropped),
         model_matrix=mm,
         fitted_model=fitted,
     )

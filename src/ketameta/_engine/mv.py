@@ -793,6 +793,8 @@ def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Eva
     for the identity ``tr(W)``, ``eᵀe``, ``‖W‖²_F``, ... (no ``k x k`` matrix is formed).
     """
     k, p = g.x.shape
+    if order == 0 and not f.any():
+        return _evaluate_v_alone(g, reml=reml)
     ident = g.identity
     has_ident = g.has_identity
     dinv = 1.0 / (g.v + float(ident @ f)) if has_ident else g.vinv
@@ -847,6 +849,23 @@ def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Eva
     else:
         sums = _sums_dense(g, dinv, fm, r_, kinv, hm, fh, diag_w, u, e, a, reml=reml, order=order)
     return _derivatives(ll, beta, a, rss, sums, reml=reml, order=order)
+
+
+def _evaluate_v_alone(g: Groups, *, reml: bool) -> Evaluation | None:
+    """:func:`_evaluate_groups` at ``f = 0`` (``M = V`` diagonal, ``W = V⁻¹``): the same
+    operations without the terms that are exactly 0 there (``KΓ = 0``, ``log|I + ΓR| = 0``),
+    so the same numbers (the fit with ``V`` alone: the Q test and the start)."""
+    k, p = g.x.shape
+    dinv, x, y = g.vinv, g.x, g.y
+    u = dinv[:, None] * x  # W X
+    logdet = 0.0 - float(np.log(dinv).sum())
+    fixed = _coefficients(x.T @ u, y @ u)
+    if fixed is None:
+        return None
+    a, beta, logdet_x = fixed
+    r = y - x @ beta
+    rss = float(r @ (dinv * r))
+    return Evaluation(ll=_loglik(k, p, logdet, logdet_x, rss, reml), beta=beta, a=a, rss=rss)
 
 
 def _sums_dense(
