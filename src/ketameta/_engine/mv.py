@@ -347,21 +347,47 @@ class Groups:
     member: FloatArray  # (q, C)
     column_basis: IntArray  # (q,) the basis of each column
     identity: FloatArray  # (C,) 1 for an identity basis
-    # (derived once: Vᵀ, I_q, ...)
-    vinv: FloatArray = attrs.field(init=False)
-    member_t: FloatArray = attrs.field(init=False)
-    eye: FloatArray = attrs.field(init=False)
-    has_identity: bool = attrs.field(init=False)
-    diagonal: bool = attrs.field(init=False)  # each study in at most one column: R diagonal
+    # (derived once, by :meth:`make`: V⁻¹, Sᵀ, I_q, ...)
+    vinv: FloatArray
+    member_t: FloatArray
+    eye: FloatArray
+    has_identity: bool
+    diagonal: bool  # each study in at most one column: R diagonal
 
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(
-            self, "diagonal", bool(self.psi.size == 0 or self.psi.sum(axis=1).max() <= 1.0)
+    @classmethod
+    def make(
+        cls,
+        *,
+        y: FloatArray,
+        x: FloatArray,
+        v: FloatArray,
+        psi: FloatArray,
+        member: FloatArray,
+        column_basis: IntArray,
+        identity: FloatArray,
+        single: bool = False,
+    ) -> Groups:
+        """The form with its derived arrays (`single`: the columns of Ψ belong to one
+        basis, so each study is in at most one of them; ``eye`` only where ``R`` is not
+        diagonal, the one case that uses it)."""
+        diagonal = single or bool(psi.size == 0 or psi.sum(axis=1).max() <= 1.0)
+        return cls(
+            y=y,
+            x=x,
+            v=v,
+            psi=psi,
+            member=member,
+            column_basis=column_basis,
+            identity=identity,
+            vinv=1.0 / v,
+            member_t=np.ascontiguousarray(member.T),
+            eye=_NO_EYE if diagonal else np.eye(psi.shape[1]),
+            has_identity=bool(identity.any()),
+            diagonal=diagonal,
         )
-        object.__setattr__(self, "vinv", 1.0 / self.v)
-        object.__setattr__(self, "member_t", np.ascontiguousarray(self.member.T))
-        object.__setattr__(self, "eye", np.eye(self.psi.shape[1]))
-        object.__setattr__(self, "has_identity", bool(self.identity.any()))
+
+
+_NO_EYE = np.zeros((0, 0))
 
 
 #: the largest number of group columns for which :class:`Groups` is used (its dense
@@ -373,7 +399,8 @@ def _groups_form(y: FloatArray, x: FloatArray, v: Any, bases: Sequence[Basis]) -
     if isinstance(v, tuple) or np.ndim(v) != 1 or not bases:
         return None
     vd = np.asarray(v, dtype=np.float64)
-    if not (np.all(np.isfinite(vd)) and np.all(vd > 0.0)):
+    # (every variance finite and positive; a NaN fails the first test)
+    if vd.size and not (float(vd.min()) > 0.0 and float(vd.max()) < math.inf):
         return None
     k = vd.size
     identity = np.zeros(len(bases))
@@ -404,8 +431,15 @@ def _groups_form(y: FloatArray, x: FloatArray, v: Any, bases: Sequence[Basis]) -
         psi[rows, col] = 1.0
         member[col, c] = 1.0
         column_basis[col] = c
-    return Groups(
-        y=y, x=x, v=vd, psi=psi, member=member, column_basis=column_basis, identity=identity
+    return Groups.make(
+        y=y,
+        x=x,
+        v=vd,
+        psi=psi,
+        member=member,
+        column_basis=column_basis,
+        identity=identity,
+        single=len(cols) <= 1,
     )
 
 
