@@ -60,6 +60,7 @@ from ._random import (
     column,
     parse_random,
     recode,
+    unique_codes,
     variables_of,
 )
 from ._results import (
@@ -1299,11 +1300,11 @@ def pool_mv(
     missing = np.zeros(n_input, dtype=bool)
     for name in variables_of(terms):
         values = column(data, name)
-        if type(values) is list and all(type(val) is int for val in values):
+        if type(values) is list and set(map(type, values)) <= {int}:
             values = np.asarray(values)
         if _plain_integers(values):  # (what group_codes returns for them, at once)
-            uniq, inverse = np.unique(values, return_inverse=True)
-            levels, codes = uniq.tolist(), np.asarray(inverse, dtype=np.intp).reshape(-1)
+            uniq, codes = unique_codes(values)
+            levels = uniq.tolist()
             compact.add(name)
         else:
             levels, codes = group_codes(values, name)
@@ -1605,20 +1606,25 @@ def _start(
     # the total excess variance of the ordinary least-squares residuals (a moment start;
     # `x` has orthonormal columns)
     resid = y - x @ (y @ x)
-    mean_v = float(np.mean(v))
+    mean_v = float(v.sum()) / v.size  # (np.mean's sum and division)
     total = float(resid @ resid) / (k - p) - mean_v if k > p else mean_v
     total = max(total, 0.1 * mean_v)
     slots = max(1, sum(1 for c in comps))
     share = total / slots
     counts = {kind: sum(1 for q in params if q.kind == kind) for kind in _KIND_SYMBOL}
     fixed_vals = {
-        kind: _fixed_values(kind, fixed[kind], counts[kind], f"{counts[kind]} {kind} component(s)")
+        kind: [None] * counts[kind]
+        if fixed[kind] is None
+        else _fixed_values(kind, fixed[kind], counts[kind], f"{counts[kind]} {kind} component(s)")
         for kind in _KIND_SYMBOL
     }
     inits: dict[str, list[float | None]] = {}
     for kind in _KIND_SYMBOL:
         given = control[f"{kind}_init"]
-        if given is not None and np.ndim(given) == 0 and not isinstance(given, str):
+        if given is None:
+            inits[kind] = [None] * counts[kind]
+            continue
+        if np.ndim(given) == 0 and not isinstance(given, str):
             given = [given] * counts[kind]
         inits[kind] = _fixed_values(
             f"control['{kind}_init']", given, counts[kind], f"{counts[kind]} {kind} component(s)"
