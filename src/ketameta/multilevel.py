@@ -1435,7 +1435,11 @@ def _fit(
         raise ValueError(msg)
     params, param_comp = _parameters(comps)
     theta0, free = _start(model, comps, params, fixed, control, layout.y, qmat, v)
-    nonzero = layout.nonzero_bases()
+    # (which bases reach a pair of effects: read only for the correlations of CS/HCS/UN)
+    if any(c.structure.kind in ("CS", "HCS", "UN") for c in comps):
+        nonzero = layout.nonzero_bases()
+    else:
+        nonzero = np.ones(layout.n_bases, dtype=bool)
     _fix_unidentified(comps, params, free, theta0, nonzero)
     fit = mv.maximise_with_restarts(
         model,
@@ -1540,10 +1544,11 @@ def _centring(
         diag = np.zeros(y.shape[0])
         on = vr == vc
         diag[vr[on]] = vals[on]
-    else:
+    else:  # (read only)
         arr = np.asarray(v, dtype=np.float64)
-        diag = np.diagonal(arr).copy() if arr.ndim == 2 else arr.copy()
-    if not np.all(np.isfinite(diag)) or not np.all(diag > 0.0):
+        diag = np.diagonal(arr) if arr.ndim == 2 else arr
+    # (every variance finite and positive; a NaN fails the first test)
+    if diag.size and not (float(diag.min()) > 0.0 and float(diag.max()) < math.inf):
         return np.zeros(x.shape[1])
     if x.shape[1] == 1:
         w = x[:, 0] / diag
