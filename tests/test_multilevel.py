@@ -579,3 +579,22 @@ def test_result_equals_the_validated_constructor(
                     assert not np.shares_memory(mine, given), f.name
         elif isinstance(mine, tuple):
             assert all(type(a) is type(b) for a, b in zip(mine, theirs, strict=True)), f.name
+
+
+def test_masked_integer_grouping_column_omits_the_masked_effects() -> None:
+    """A masked entry of an integer grouping column is a missing value (the effect is
+    omitted with a warning naming it), not the integer under the mask."""
+    kon = ketameta.datasets.konstantopoulos2011()
+    district = np.ma.masked_array(np.array(kon["district"]), mask=np.zeros(56, dtype=bool))
+    district[3] = np.ma.masked
+    with pytest.warns(ketameta.OmittedStudiesWarning, match="index 3"):
+        res = pool_mv(
+            "yi", "vi", random="~ 1 | district/school", data={**kon, "district": district}
+        )
+    keep = [i for i in range(56) if i != 3]
+    sub = {name: [kon[name][i] for i in keep] for name in ("yi", "vi", "district", "school")}
+    ref = pool_mv("yi", "vi", random="~ 1 | district/school", data=sub)
+    assert res.omitted == (3,)
+    assert res.k == 55
+    np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
+    np.testing.assert_allclose(res.sigma2, ref.sigma2, rtol=1e-10)

@@ -1007,16 +1007,22 @@ def _intercept_only(n: int) -> ModelMatrix:
     return attrs.evolve(mm, names=("intrcpt",), intercept=True)
 
 
-def _plain_integers(values: Any) -> bool:
-    """A 1-D NumPy array of integers below 2⁵³ in magnitude (group labels that
-    :func:`group_codes` would take through floats unchanged)."""
-    return (
-        isinstance(values, np.ndarray)
+def _integer_codes(values: Any) -> tuple[list[Any], Any] | None:
+    """For a 1-D NumPy array of integers below 2⁵³ in magnitude (group labels that
+    :func:`group_codes` would take through floats unchanged): the sorted labels and each
+    value's code, what :func:`group_codes` returns for them, at once; None otherwise."""
+    if not (
+        type(values) is np.ndarray  # (a masked array: group_codes, which reads its mask)
         and values.ndim == 1
         and values.dtype.kind in "iu"
         and values.size > 0
-        and int(np.abs(values).max()) < 2**53
-    )
+    ):
+        return None
+    uniq, codes = unique_codes(values)
+    levels = uniq.tolist()
+    if not (levels[0] > -(2**53) and levels[-1] < 2**53):
+        return None
+    return levels, codes
 
 
 def _prepare_v(v_in: Any, n: int) -> tuple[FloatArray, FloatArray | sp.coo_array | None]:
@@ -1302,9 +1308,9 @@ def pool_mv(
         values = column(data, name)
         if type(values) is list and set(map(type, values)) <= {int}:
             values = np.asarray(values)
-        if _plain_integers(values):  # (what group_codes returns for them, at once)
-            uniq, codes = unique_codes(values)
-            levels = uniq.tolist()
+        found = _integer_codes(values)
+        if found is not None:
+            levels, codes = found
             compact.add(name)
         else:
             levels, codes = group_codes(values, name)
@@ -1315,7 +1321,8 @@ def pool_mv(
             )
             raise ValueError(msg)
         coded_all[name] = (levels, codes)
-        missing |= codes < 0
+        if name not in compact:  # (integer labels are never missing)
+            missing |= codes < 0
     if mods is None:
         mm = _intercept_only(n_input)
     else:
