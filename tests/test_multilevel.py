@@ -598,3 +598,21 @@ def test_masked_integer_grouping_column_omits_the_masked_effects() -> None:
     assert res.k == 55
     np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
     np.testing.assert_allclose(res.sigma2, ref.sigma2, rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [40, 4100])
+def test_intercept_only_design_is_the_column_of_ones(k: int) -> None:
+    """Without `mods` the design (shared between results up to 4096 effects, made afresh
+    beyond) is the one `mods` = a column of ones gives: the same fit, bit for bit."""
+    rng = np.random.default_rng(18)
+    cluster = np.repeat(np.arange(10), k // 10 + 1)[:k]
+    v = rng.uniform(0.01, 0.1, k)
+    y = rng.normal(0.2, 0.3, 10)[cluster] + rng.normal(0.0, np.sqrt(v))
+    data = {"cluster": cluster}
+    res = pool_mv(y, v, random="~ 1 | cluster", data=data)
+    ones = pool_mv(y, v, mods=np.ones((k, 1)), intercept=False, random="~ 1 | cluster", data=data)
+    assert res.names == ones.names == ("intrcpt",)
+    assert res.coef[0] == ones.coef[0]
+    assert res.sigma2[0] == ones.sigma2[0]
+    assert res.model_matrix is not None
+    assert not res.model_matrix.x.flags.writeable

@@ -1000,9 +1000,18 @@ _trusted_mv_result = trusted_constructor(
 )
 
 
-@functools.lru_cache(maxsize=16)
 def _intercept_only(n: int) -> ModelMatrix:
-    """The design of an intercept-only model on `n` effects (immutable: shared)."""
+    """The design of an intercept-only model on `n` effects (immutable: shared between
+    results for up to 4096 effects; a larger one is made afresh, not kept)."""
+    return _intercept_only_cached(n) if n <= 4096 else _make_intercept_only(n)
+
+
+@functools.lru_cache(maxsize=16)
+def _intercept_only_cached(n: int) -> ModelMatrix:
+    return _make_intercept_only(n)
+
+
+def _make_intercept_only(n: int) -> ModelMatrix:
     mm = model_matrix(np.ones((n, 1)), intercept=False, k=n)
     return attrs.evolve(mm, names=("intrcpt",), intercept=True)
 
