@@ -537,3 +537,82 @@ def test_single_level_factor_variance_is_fixed_at_zero_as_metafor() -> None:
     _close(res.sigma2[1], ketameta.pool(data["yi"], data["vi"]).tau2, rtol=1e-8)
     _close(res.loglik, -1.0713633376, rtol=1e-9)
     _close(res.fit_statistics()["AIC"], 6.1427266752, rtol=1e-9)
+
+
+def _trusted_cases() -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    kon = ketameta.datasets.konstantopoulos2011()
+    ber = ketameta.datasets.berkey1998()
+    y = np.array(kon["yi"], dtype=float)
+    y[3] = np.nan
+    return [
+        (("yi", "vi"), {"random": "~ 1 | district/school", "data": kon}),
+        (
+            (y, np.array(kon["vi"])),
+            {"random": ["~ 1 | district", "~ 1 | school"], "data": kon, "test": "t"},
+        ),
+        (("yi", "vi"), {"mods": "year", "random": "~ 1 | district/school", "data": kon}),
+        (("yi", "vi"), {"mods": "~ outcome", "random": "~ outcome | trial", "data": ber}),
+    ]
+
+
+@pytest.mark.parametrize(("args", "kwargs"), _trusted_cases())
+def test_result_equals_the_validated_constructor(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """pool_mv builds its result without the converters (``_results.trusted_constructor``):
+    it must be what the public constructor makes of the same values, field by field and
+    type by type, with read-only arrays sharing no memory with the inputs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = pool_mv(*args, **kwargs)
+    values = {f.name: getattr(res, f.name) for f in attrs.fields(ketameta.MVResult)}
+    again = ketameta.MVResult(**values)
+    assert res == again
+    for f in attrs.fields(ketameta.MVResult):
+        mine, theirs = getattr(res, f.name), getattr(again, f.name)
+        assert type(mine) is type(theirs), f.name
+        if isinstance(mine, np.ndarray):
+            assert mine.dtype == np.float64, f.name
+            assert not mine.flags.writeable, f.name
+            for given in args:
+                if isinstance(given, np.ndarray):
+                    assert not np.shares_memory(mine, given), f.name
+        elif isinstance(mine, tuple):
+            assert all(type(a) is type(b) for a, b in zip(mine, theirs, strict=True)), f.name
+
+
+def test_masked_integer_grouping_column_omits_the_masked_effects() -> None:
+    """A masked entry of an integer grouping column is a missing value (the effect is
+    omitted with a warning naming it), not the integer under the mask."""
+    kon = ketameta.datasets.konstantopoulos2011()
+    district = np.ma.masked_array(np.array(kon["district"]), mask=np.zeros(56, dtype=bool))
+    district[3] = np.ma.masked
+    with pytest.warns(ketameta.OmittedStudiesWarning, match="index 3"):
+        res = pool_mv(
+            "yi", "vi", random="~ 1 | district/school", data={**kon, "district": district}
+        )
+    keep = [i for i in range(56) if i != 3]
+    sub = {name: [kon[name][i] for i in keep] for name in ("yi", "vi", "district", "school")}
+    ref = pool_mv("yi", "vi", random="~ 1 | district/school", data=sub)
+    assert res.omitted == (3,)
+    assert res.k == 55
+    np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-12)
+    np.testing.assert_allclose(res.sigma2, ref.sigma2, rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [40, 4100])
+def test_intercept_only_design_is_the_column_of_ones(k: int) -> None:
+    """Without `mods` the design (shared between results up to 4096 effects, made afresh
+    beyond) is the one `mods` = a column of ones gives: the same fit, bit for bit."""
+    rng = np.random.default_rng(18)
+    cluster = np.repeat(np.arange(10), k // 10 + 1)[:k]
+    v = rng.uniform(0.01, 0.1, k)
+    y = rng.normal(0.2, 0.3, 10)[cluster] + rng.normal(0.0, np.sqrt(v))
+    data = {"cluster": cluster}
+    res = pool_mv(y, v, random="~ 1 | cluster", data=data)
+    ones = pool_mv(y, v, mods=np.ones((k, 1)), intercept=False, random="~ 1 | cluster", data=data)
+    assert res.names == ones.names == ("intrcpt",)
+    assert res.coef[0] == ones.coef[0]
+    assert res.sigma2[0] == ones.sigma2[0]
+    assert res.model_matrix is not None
+    assert not res.model_matrix.x.flags.writeable

@@ -246,6 +246,14 @@ def build(terms: Sequence[RandomTerm], coded: Mapping[str, Coded]) -> list[Compo
     return out
 
 
+def unique_codes(values: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], IntArray]:
+    """``np.unique(values, return_inverse=True)`` for integer `values` (1-D): the sorted
+    distinct values and each value's index among them, found by a binary search (exact for
+    integers; about half the time of the inverse NumPy computes by a second sort)."""
+    uniq = np.unique(values)
+    return uniq, np.asarray(np.searchsorted(uniq, values), dtype=np.intp)
+
+
 def _combined(variables: Iterable[Coded]) -> IntArray:
     """The codes of the combinations of the levels of `variables` (``a/b``: the pairs
     ``(a, b)`` that occur), numbered in lexicographic order of the codes."""
@@ -255,8 +263,7 @@ def _combined(variables: Iterable[Coded]) -> IntArray:
             g = var.codes
             continue
         joint = g * max(1, len(var.levels)) + var.codes
-        _, inverse = np.unique(joint, return_inverse=True)
-        g = np.asarray(inverse, dtype=np.intp).reshape(-1)
+        g = unique_codes(joint)[1]
     assert g is not None
     return np.asarray(g, dtype=np.intp)
 

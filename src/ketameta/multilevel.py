@@ -36,6 +36,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -59,6 +60,7 @@ from ._random import (
     column,
     parse_random,
     recode,
+    unique_codes,
     variables_of,
 )
 from ._results import (
@@ -70,6 +72,8 @@ from ._results import (
     format_p_with_sign,
     import_pandas,
     plain,
+    readonly,
+    trusted_constructor,
 )
 from ._typing import ArrayLike, FloatArray
 from ._validation import (
@@ -1008,16 +1012,47 @@ def _root(func: Callable[[float], float], a: float, b: float, fb_or_fa: float) -
 # ======================================================================================
 
 
-def _plain_integers(values: Any) -> bool:
-    """A 1-D NumPy array of integers below 2⁵³ in magnitude (group labels that
-    :func:`group_codes` would take through floats unchanged)."""
-    return (
-        isinstance(values, np.ndarray)
+#: :class:`MVResult` without the converters of its public constructor, for the values
+#: :func:`_fit` computed (fresh float64 arrays, tuples of the right types); the effects and
+#: variances (which may be the caller's arrays) are still copied
+_ALWAYS = object()
+_trusted_mv_result = trusted_constructor(
+    MVResult, {"yi": (_ALWAYS, readonly), "vi": (_ALWAYS, readonly)}
+)
+
+
+def _intercept_only(n: int) -> ModelMatrix:
+    """The design of an intercept-only model on `n` effects (immutable: shared between
+    results for up to 4096 effects; a larger one is made afresh, not kept)."""
+    return _intercept_only_cached(n) if n <= 4096 else _make_intercept_only(n)
+
+
+@functools.lru_cache(maxsize=16)
+def _intercept_only_cached(n: int) -> ModelMatrix:
+    return _make_intercept_only(n)
+
+
+def _make_intercept_only(n: int) -> ModelMatrix:
+    mm = model_matrix(np.ones((n, 1)), intercept=False, k=n)
+    return attrs.evolve(mm, names=("intrcpt",), intercept=True)
+
+
+def _integer_codes(values: Any) -> tuple[list[Any], Any] | None:
+    """For a 1-D NumPy array of integers below 2⁵³ in magnitude (group labels that
+    :func:`group_codes` would take through floats unchanged): the sorted labels and each
+    value's code, what :func:`group_codes` returns for them, at once; None otherwise."""
+    if not (
+        type(values) is np.ndarray  # (a masked array: group_codes, which reads its mask)
         and values.ndim == 1
         and values.dtype.kind in "iu"
         and values.size > 0
-        and int(np.abs(values).max()) < 2**53
-    )
+    ):
+        return None
+    uniq, codes = unique_codes(values)
+    levels = uniq.tolist()
+    if not (levels[0] > -(2**53) and levels[-1] < 2**53):
+        return None
+    return levels, codes
 
 
 def _prepare_v(v_in: Any, n: int) -> tuple[FloatArray, FloatArray | sp.coo_array | None]:
@@ -1301,11 +1336,11 @@ def pool_mv(
     missing = np.zeros(n_input, dtype=bool)
     for name in variables_of(terms):
         values = column(data, name)
-        if type(values) is list and all(type(val) is int for val in values):
+        if type(values) is list and set(map(type, values)) <= {int}:
             values = np.asarray(values)
-        if _plain_integers(values):  # (what group_codes returns for them, at once)
-            uniq, inverse = np.unique(values, return_inverse=True)
-            levels, codes = uniq.tolist(), np.asarray(inverse, dtype=np.intp).reshape(-1)
+        found = _integer_codes(values)
+        if found is not None:
+            levels, codes = found
             compact.add(name)
         else:
             levels, codes = group_codes(values, name)
@@ -1316,10 +1351,10 @@ def pool_mv(
             )
             raise ValueError(msg)
         coded_all[name] = (levels, codes)
-        missing |= codes < 0
+        if name not in compact:  # (integer labels are never missing)
+            missing |= codes < 0
     if mods is None:
-        mm = model_matrix(np.ones((n_input, 1)), intercept=False, k=n_input)
-        mm = attrs.evolve(mm, names=("intrcpt",), intercept=True)
+        mm = _intercept_only(n_input)
     else:
         # (`data` also holds the grouping columns: pass it on only for names/formulas)
         by_name = isinstance(mods, str) or _is_sequence_of_str(mods)
@@ -1334,7 +1369,8 @@ def pool_mv(
         also_missing=missing,
         what="moderator or grouping variable",
     )
-    mm, dropped = mm.reduce(kept)
+    # (an intercept-only design is never reduced: one column of ones, the intercept)
+    mm, dropped = (mm, ()) if mods is None else mm.reduce(kept)
     if dropped:
         warnings.warn(
             f"moderators {list(dropped)} are linear combinations of earlier ones (on the "
@@ -1436,7 +1472,11 @@ def _fit(
         raise ValueError(msg)
     params, param_comp = _parameters(comps)
     theta0, free = _start(model, comps, params, fixed, control, layout.y, qmat, v)
-    nonzero = layout.nonzero_bases()
+    # (which bases reach a pair of effects: read only for the correlations of CS/HCS/UN)
+    if any(c.structure.kind in ("CS", "HCS", "UN") for c in comps):
+        nonzero = layout.nonzero_bases()
+    else:
+        nonzero = np.ones(layout.n_bases, dtype=bool)
     _fix_unidentified(comps, params, free, theta0, nonzero)
     fit = mv.maximise_with_restarts(
         model,
@@ -1485,14 +1525,14 @@ def _fit(
         components=tuple(comps),
         control=dict(control),
     )
-    return MVResult(
+    return _trusted_mv_result(  # type: ignore[no-any-return]
         coef=beta,
         se=se,
         statistic=stat,
         pvalue=np.asarray(pval, dtype=np.float64),
         ci_lower=beta - crit * se,
         ci_upper=beta + crit * se,
-        names=names,
+        names=strings(names),
         vcov=vcov,
         X=x,
         yi=y,
@@ -1501,7 +1541,7 @@ def _fit(
         q=float(q),
         q_df=q_df,
         q_pvalue=q_pvalue,
-        btt=btt_used,
+        btt=ints(btt_used),
         qm=float(qm_out["qm"]),
         qm_df=len(btt_used),
         qm_pvalue=float(qm_out["qm_pvalue"]),
@@ -1519,10 +1559,10 @@ def _fit(
         level=level,
         converged=True,
         iterations=fit.iterations,
-        random=() if random is None else ((random,) if isinstance(random, str) else random),
+        random=() if random is None else strings((random,) if isinstance(random, str) else random),
         struct=tuple(t.struct for t in terms if t.kind == "inner_outer"),
-        omitted=omitted,
-        dropped=dropped,
+        omitted=ints(omitted),
+        dropped=strings(dropped),
         model_matrix=mm,
         fitted_model=fitted,
     )
@@ -1541,10 +1581,11 @@ def _centring(
         diag = np.zeros(y.shape[0])
         on = vr == vc
         diag[vr[on]] = vals[on]
-    else:
+    else:  # (read only)
         arr = np.asarray(v, dtype=np.float64)
-        diag = np.diagonal(arr).copy() if arr.ndim == 2 else arr.copy()
-    if not np.all(np.isfinite(diag)) or not np.all(diag > 0.0):
+        diag = np.diagonal(arr) if arr.ndim == 2 else arr
+    # (every variance finite and positive; a NaN fails the first test)
+    if diag.size and not (float(diag.min()) > 0.0 and float(diag.max()) < math.inf):
         return np.zeros(x.shape[1])
     if x.shape[1] == 1:
         w = x[:, 0] / diag
@@ -1607,20 +1648,25 @@ def _start(
     # the total excess variance of the ordinary least-squares residuals (a moment start;
     # `x` has orthonormal columns)
     resid = y - x @ (y @ x)
-    mean_v = float(np.mean(v))
+    mean_v = float(v.sum()) / v.size  # (np.mean's sum and division)
     total = float(resid @ resid) / (k - p) - mean_v if k > p else mean_v
     total = max(total, 0.1 * mean_v)
     slots = max(1, sum(1 for c in comps))
     share = total / slots
     counts = {kind: sum(1 for q in params if q.kind == kind) for kind in _KIND_SYMBOL}
     fixed_vals = {
-        kind: _fixed_values(kind, fixed[kind], counts[kind], f"{counts[kind]} {kind} component(s)")
+        kind: [None] * counts[kind]
+        if fixed[kind] is None
+        else _fixed_values(kind, fixed[kind], counts[kind], f"{counts[kind]} {kind} component(s)")
         for kind in _KIND_SYMBOL
     }
     inits: dict[str, list[float | None]] = {}
     for kind in _KIND_SYMBOL:
         given = control[f"{kind}_init"]
-        if given is not None and np.ndim(given) == 0 and not isinstance(given, str):
+        if given is None:
+            inits[kind] = [None] * counts[kind]
+            continue
+        if np.ndim(given) == 0 and not isinstance(given, str):
             given = [given] * counts[kind]
         inits[kind] = _fixed_values(
             f"control['{kind}_init']", given, counts[kind], f"{counts[kind]} {kind} component(s)"

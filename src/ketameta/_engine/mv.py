@@ -347,21 +347,47 @@ class Groups:
     member: FloatArray  # (q, C)
     column_basis: IntArray  # (q,) the basis of each column
     identity: FloatArray  # (C,) 1 for an identity basis
-    # (derived once: Vᵀ, I_q, ...)
-    vinv: FloatArray = attrs.field(init=False)
-    member_t: FloatArray = attrs.field(init=False)
-    eye: FloatArray = attrs.field(init=False)
-    has_identity: bool = attrs.field(init=False)
-    diagonal: bool = attrs.field(init=False)  # each study in at most one column: R diagonal
+    # (derived once, by :meth:`make`: V⁻¹, Sᵀ, I_q, ...)
+    vinv: FloatArray
+    member_t: FloatArray
+    eye: FloatArray
+    has_identity: bool
+    diagonal: bool  # each study in at most one column: R diagonal
 
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(
-            self, "diagonal", bool(self.psi.size == 0 or self.psi.sum(axis=1).max() <= 1.0)
+    @classmethod
+    def make(
+        cls,
+        *,
+        y: FloatArray,
+        x: FloatArray,
+        v: FloatArray,
+        psi: FloatArray,
+        member: FloatArray,
+        column_basis: IntArray,
+        identity: FloatArray,
+        single: bool = False,
+    ) -> Groups:
+        """The form with its derived arrays (`single`: the columns of Ψ belong to one
+        basis, so each study is in at most one of them; ``eye`` only where ``R`` is not
+        diagonal, the one case that uses it)."""
+        diagonal = single or bool(psi.size == 0 or psi.sum(axis=1).max() <= 1.0)
+        return cls(
+            y=y,
+            x=x,
+            v=v,
+            psi=psi,
+            member=member,
+            column_basis=column_basis,
+            identity=identity,
+            vinv=1.0 / v,
+            member_t=np.ascontiguousarray(member.T),
+            eye=_NO_EYE if diagonal else np.eye(psi.shape[1]),
+            has_identity=bool(identity.any()),
+            diagonal=diagonal,
         )
-        object.__setattr__(self, "vinv", 1.0 / self.v)
-        object.__setattr__(self, "member_t", np.ascontiguousarray(self.member.T))
-        object.__setattr__(self, "eye", np.eye(self.psi.shape[1]))
-        object.__setattr__(self, "has_identity", bool(self.identity.any()))
+
+
+_NO_EYE = np.zeros((0, 0))
 
 
 #: the largest number of group columns for which :class:`Groups` is used (its dense
@@ -373,7 +399,8 @@ def _groups_form(y: FloatArray, x: FloatArray, v: Any, bases: Sequence[Basis]) -
     if isinstance(v, tuple) or np.ndim(v) != 1 or not bases:
         return None
     vd = np.asarray(v, dtype=np.float64)
-    if not (np.all(np.isfinite(vd)) and np.all(vd > 0.0)):
+    # (every variance finite and positive; a NaN fails the first test)
+    if vd.size and not (float(vd.min()) > 0.0 and float(vd.max()) < math.inf):
         return None
     k = vd.size
     identity = np.zeros(len(bases))
@@ -404,8 +431,15 @@ def _groups_form(y: FloatArray, x: FloatArray, v: Any, bases: Sequence[Basis]) -
         psi[rows, col] = 1.0
         member[col, c] = 1.0
         column_basis[col] = c
-    return Groups(
-        y=y, x=x, v=vd, psi=psi, member=member, column_basis=column_basis, identity=identity
+    return Groups.make(
+        y=y,
+        x=x,
+        v=vd,
+        psi=psi,
+        member=member,
+        column_basis=column_basis,
+        identity=identity,
+        single=len(cols) <= 1,
     )
 
 
@@ -793,6 +827,8 @@ def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Eva
     for the identity ``tr(W)``, ``eᵀe``, ``‖W‖²_F``, ... (no ``k x k`` matrix is formed).
     """
     k, p = g.x.shape
+    if order == 0 and not f.any():
+        return _evaluate_v_alone(g, reml=reml)
     ident = g.identity
     has_ident = g.has_identity
     dinv = 1.0 / (g.v + float(ident @ f)) if has_ident else g.vinv
@@ -847,6 +883,23 @@ def _evaluate_groups(g: Groups, f: FloatArray, *, reml: bool, order: int) -> Eva
     else:
         sums = _sums_dense(g, dinv, fm, r_, kinv, hm, fh, diag_w, u, e, a, reml=reml, order=order)
     return _derivatives(ll, beta, a, rss, sums, reml=reml, order=order)
+
+
+def _evaluate_v_alone(g: Groups, *, reml: bool) -> Evaluation | None:
+    """:func:`_evaluate_groups` at ``f = 0`` (``M = V`` diagonal, ``W = V⁻¹``): the same
+    operations without the terms that are exactly 0 there (``KΓ = 0``, ``log|I + ΓR| = 0``),
+    so the same numbers (the fit with ``V`` alone: the Q test and the start)."""
+    k, p = g.x.shape
+    dinv, x, y = g.vinv, g.x, g.y
+    u = dinv[:, None] * x  # W X
+    logdet = 0.0 - float(np.log(dinv).sum())
+    fixed = _coefficients(x.T @ u, y @ u)
+    if fixed is None:
+        return None
+    a, beta, logdet_x = fixed
+    r = y - x @ beta
+    rss = float(r @ (dinv * r))
+    return Evaluation(ll=_loglik(k, p, logdet, logdet_x, rss, reml), beta=beta, a=a, rss=rss)
 
 
 def _sums_dense(
