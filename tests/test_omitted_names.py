@@ -36,3 +36,14 @@ def test_glmm_summary_names_omitted_tables_by_label_and_index() -> None:
             n2i=[10, 10, 10, 10, 12],
         )  # fmt: skip
     assert "Omitted studies (missing values): Study 3 (index 2)" in res.summary().splitlines()
+
+
+def test_pool_mv_summary_names_omitted_effects_by_number_and_index() -> None:
+    data = {
+        "yi": [0.1, 0.5, np.nan, 0.9, 0.2, 0.4],
+        "vi": [0.01, 0.02, 0.03, 0.02, 0.02, 0.03],
+        "cl": [1, 1, 2, 2, 3, 3],
+    }
+    with pytest.warns(OmittedStudiesWarning):
+        res = ketameta.pool_mv("yi", "vi", random="~ 1 | cl", data=data)
+    assert res.summary().splitlines()[-1] == "Omitted effects (missing values): Effect 3 (index 2)"

@@ -86,6 +86,7 @@ from ._validation import (
     check_positive_int,
     floats,
     ints,
+    name_studies,
     strings,
 )
 from ._warnings import CollinearityWarning, ConvergenceError, DegenerateDataWarning
@@ -809,7 +810,10 @@ class MVResult:
                 f"Dropped as linear combinations of earlier moderators: {list(self.dropped)}",
             ]
         if self.omitted:
-            lines.append(f"Omitted effects (missing values): {list(self.omitted)}")
+            effects = {i: f"Effect {i + 1}" for i in self.omitted}  # rows: no labels
+            lines.append(
+                f"Omitted effects (missing values): {name_studies(self.omitted, effects)}"
+            )
         if not self.converged:
             lines.append("Warning: the optimiser did not converge.")
         return "\n".join(lines)
