@@ -19,11 +19,13 @@ from typing import Any
 
 from .effect_sizes import EffectSizes
 from .metareg import MetaRegResult
-from .pooling import ModelFit, PoolResult, Prepared, prepare_studies
+from .pooling import ModelFit, PoolResult, Prepared, prepare_studies, validate_options
 
-__all__ = ["SETTINGS", "studies_and_settings"]
+__all__ = ["MODEL_DEFAULTS", "SETTINGS", "model_options", "studies_and_settings"]
 
 SETTINGS = ("method", "test", "level", "control")
+#: the model settings' defaults on effect sizes (as :func:`ketameta.pool`)
+MODEL_DEFAULTS: Mapping[str, Any] = {"method": "REML", "test": "z", "level": 0.95, "control": None}
 _DATA = ("vi", "sei", "labels", "measure")
 
 
@@ -128,3 +130,12 @@ def studies_and_settings(
     if "control" in model_settings:
         model_settings["control"] = dict(yi.control) or None
     return prep, model_settings, yi
+
+
+def model_options(settings: Mapping[str, Any]) -> tuple[str, str, float, dict[str, Any]]:
+    """The validated ``method, test, level, control`` of the `settings` that
+    :func:`studies_and_settings` returned (:func:`ketameta.pooling.validate_options`)."""
+    method, test, lv, _, _, ctl = validate_options(
+        settings["method"], settings["test"], settings["level"], None, "omit", settings["control"]
+    )
+    return method, test, lv, ctl

@@ -133,6 +133,7 @@ import numpy.typing as npt
 from ._results import Owned, array_field
 from ._typing import FloatArray
 from ._validation import as_float
+from ._warnings import CollinearityWarning
 
 __all__ = [
     "INTERCEPT",
@@ -292,6 +293,20 @@ class ModelMatrix:
     def p(self) -> int:
         """Number of columns (coefficients)."""
         return int(self.x.shape[1])
+
+    def reduce_and_warn(self, rows: Any, units: str) -> tuple[ModelMatrix, tuple[str, ...]]:
+        """:meth:`reduce`, with a :class:`~ketameta.CollinearityWarning` naming the dropped
+        columns (as metafor's "Redundant predictors dropped"; `units`: what the rows are,
+        "studies" or "effects"), attributed to the caller of the public function."""
+        reduced, dropped = self.reduce(rows)
+        if dropped:
+            warnings.warn(
+                f"moderators {list(dropped)} are linear combinations of earlier ones (on the "
+                f"{units} used) and were dropped (as metafor: 'Redundant predictors dropped')",
+                CollinearityWarning,
+                stacklevel=3,
+            )
+        return reduced, dropped
 
     def reduce(self, rows: Any) -> tuple[ModelMatrix, tuple[str, ...]]:
         """metafor's treatment of the design on the studies it fits (``rows``).

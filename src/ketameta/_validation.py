@@ -376,6 +376,25 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def merged_control(control: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A `control` dict merged over `defaults`: ``TypeError`` for anything but a dict,
+    ``ValueError`` naming unknown keys, ``maxiter`` checked as a positive integer (the
+    other keys are the caller's to check)."""
+    ctl = dict(defaults)
+    if control is None:
+        return ctl
+    if not isinstance(control, dict):
+        msg = f"`control` must be a dict, got {type(control).__name__}"
+        raise TypeError(msg)
+    unknown = set(control) - set(ctl)
+    if unknown:
+        msg = f"unknown `control` keys {sorted(unknown)}; valid keys are {sorted(ctl)}"
+        raise ValueError(msg)
+    ctl.update(control)
+    ctl["maxiter"] = check_positive_int(ctl["maxiter"], "control['maxiter']")
+    return ctl
+
+
 def check_level(level: Any, name: str = "level", example: str = "0.95") -> float:
     """Return a confidence level in the open interval (0, 1) (any number type:
     ``Decimal``, NumPy scalars and 0-d arrays too).

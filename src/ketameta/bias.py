@@ -49,7 +49,7 @@ import numpy as np
 from scipy import special
 
 from . import _engine, _transf
-from ._fitted import studies_and_settings
+from ._fitted import MODEL_DEFAULTS, model_options, studies_and_settings
 from ._results import RecordResult, array_field, format_p
 from ._validation import (
     as_float_array,
@@ -70,7 +70,6 @@ from .pooling import (
     _indices,
     omitted_lines,
     pool,
-    validate_options,
 )
 
 __all__ = [
@@ -85,8 +84,6 @@ __all__ = [
 ]
 
 PREDICTORS = ("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
-# the defaults of the model settings for effect sizes (a fitted model brings its own)
-_MODEL_DEFAULTS = {"method": "REML", "test": "z", "level": 0.95, "control": None}
 
 
 def _omitted_tail(result: Any) -> list[str]:
@@ -301,15 +298,13 @@ def egger_test(
         function="egger_test",
         data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
         settings={"method": method, "test": test, "level": level, "control": control},
-        defaults=_MODEL_DEFAULTS,
+        defaults=MODEL_DEFAULTS,
         refits=model != "lm",
         moderators=True,
     )
     if model is None:  # metafor's regtest(res): the model's random-effects regression
         model = "rma"
-    method, test, lv, _, _, ctl = validate_options(
-        settings["method"], settings["test"], settings["level"], None, "omit", settings["control"]
-    )
+    method, test, lv, ctl = model_options(settings)
     y, v, kept, omitted = prep.yi, prep.vi, prep.kept, prep.omitted
     n = None
     if ni is not None:
@@ -829,11 +824,9 @@ def trim_and_fill(
         function="trim_and_fill",
         data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
         settings={"method": method, "test": test, "level": level, "control": control},
-        defaults={**_MODEL_DEFAULTS, "method": "DL"},
+        defaults={**MODEL_DEFAULTS, "method": "DL"},
     )
-    method, test, lv, _, _, ctl = validate_options(
-        settings["method"], settings["test"], settings["level"], None, "omit", settings["control"]
-    )
+    method, test, lv, ctl = model_options(settings)
     y, v = prep.yi, prep.vi
     k = len(y)
     if k < 3:

@@ -52,7 +52,7 @@ from ._results import (
 )
 from ._typing import ArrayLike, FloatArray
 from ._validation import ints, strings
-from ._warnings import CollinearityWarning, SmallSampleWarning
+from ._warnings import SmallSampleWarning
 from .effect_sizes import EffectSizes
 from .pooling import (
     _METHOD_NAMES,
@@ -319,17 +319,7 @@ class MetaRegResult(ModelFit):
         if btt is None:
             msg = "give another fit to compare with, or `btt=` for a Wald test"
             raise TypeError(msg)
-        idx = _btt(btt, self.names)
-        out = moderator_test(list(self.coef), self.vcov.tolist(), idx, self.df, self.test)
-        return WaldTest(
-            coefficients=[self.names[i] for i in idx],
-            btt=idx,
-            statistic=float(out["qm"]),
-            df=len(idx),
-            df_residual=self.df,
-            pvalue=float(out["qm_pvalue"]),
-            distribution="chi2" if self.test == "z" else "F",
-        )
+        return wald_test(self, btt)
 
     def predict(
         self,
@@ -659,14 +649,7 @@ def metareg(
     fitted = _fit_full_rank(mm, y, v, prep.omitted, kept, btt, test, options)
     dropped: tuple[str, ...] = ()
     if fitted is None:  # (a redundant column, or an error to report as the general path does)
-        mm, dropped = mm.reduce(kept)
-        if dropped:
-            warnings.warn(
-                f"moderators {list(dropped)} are linear combinations of earlier ones (on the "
-                "studies used) and were dropped (as metafor: 'Redundant predictors dropped')",
-                CollinearityWarning,
-                stacklevel=2,
-            )
+        mm, dropped = mm.reduce_and_warn(kept, "studies")
         x = np.ascontiguousarray(mm.x[kept])
         k, p = x.shape
         check_coefficients(p, k, equal_effects=method == "EE")
@@ -873,6 +856,23 @@ def fit_statistics(fit: ModelFit) -> dict[str, dict[str, float]]:
     return out
 
 
+def wald_test(fit: Any, btt: Any) -> WaldTest:
+    """The Wald test that the coefficients `btt` (indices or names) of `fit` (a
+    :class:`MetaRegResult` or an ``MVResult``: ``coef``, ``vcov``, ``names``, ``df``,
+    ``test``) are all 0 (metafor's ``anova(res, btt=)``: χ², or F for ``test="t"``)."""
+    idx = _btt(btt, fit.names)
+    out = moderator_test(list(fit.coef), fit.vcov.tolist(), idx, fit.df, fit.test)
+    return WaldTest(
+        coefficients=[fit.names[i] for i in idx],
+        btt=idx,
+        statistic=float(out["qm"]),
+        df=len(idx),
+        df_residual=fit.df,
+        pvalue=float(out["qm_pvalue"]),
+        distribution="chi2" if fit.test == "z" else "F",
+    )
+
+
 def likelihood_ratio_test(a: object, b: object) -> Any:
     """The likelihood-ratio test of two nested :func:`pool` / :func:`metareg` fits
     (metafor's ``anova(full, reduced)`` of two ``rma.uni`` models).
@@ -901,8 +901,7 @@ def likelihood_ratio_test(a: object, b: object) -> Any:
     LikelihoodRatioTest
         Full model first in each pair of fields.
     """
-    from ._engine.inference import chi2_sf
-    from .multilevel import LikelihoodRatioTest, _same_column_space
+    from .multilevel import _same_column_space, likelihood_ratio
 
     for fit in (a, b):
         if not isinstance(fit, ModelFit):
@@ -946,9 +945,6 @@ def likelihood_ratio_test(a: object, b: object) -> Any:
         )
         raise ValueError(msg)
     fs, rs = fit_statistics(full)[kind_a], fit_statistics(reduced)[kind_a]
-    df = max(qa, qb) - min(qa, qb)
-    stat = 2.0 * (fs["ll"] - rs["ll"])
-    pval = chi2_sf(float(df), max(stat, 0.0))
     if full.method == "EE" and reduced.method == "EE":
         ms_f = full.q / (full.k - xf.shape[1])
         ms_r = reduced.q / (reduced.k - xr.shape[1])
@@ -958,16 +954,6 @@ def likelihood_ratio_test(a: object, b: object) -> Any:
         tf, tr = full.tau2, reduced.tau2
         r2 = 100.0 * max(0.0, (tr - tf) / tr) if tr > 0 else 0.0
         tau2 = (tf, tr)
-    return LikelihoodRatioTest(
-        df=(max(qa, qb), min(qa, qb)),
-        loglik=(fs["ll"], rs["ll"]),
-        aic=(fs["AIC"], rs["AIC"]),
-        bic=(fs["BIC"], rs["BIC"]),
-        aicc=(fs["AICc"], rs["AICc"]),
-        qe=(full.q, reduced.q),
-        statistic=stat,
-        pvalue=float(pval),
-        method=kind_a,
-        tau2=tau2,
-        r2=r2,
+    return likelihood_ratio(
+        (max(qa, qb), min(qa, qb)), (fs, rs), (full.q, reduced.q), kind_a, tau2=tau2, r2=r2
     )

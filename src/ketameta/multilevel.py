@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -83,15 +83,15 @@ from ._validation import (
     bools,
     check_choice,
     check_level,
-    check_positive_int,
     floats,
     ints,
+    merged_control,
     name_studies,
     strings,
 )
-from ._warnings import CollinearityWarning, ConvergenceError, DegenerateDataWarning
+from ._warnings import ConvergenceError, DegenerateDataWarning
 from .effect_sizes import EffectSizes
-from .metareg import PredictResult, WaldTest, _btt, _column
+from .metareg import PredictResult, _btt, _column, wald_test
 from .pooling import prepare_studies
 from .subgroups import group_codes
 
@@ -286,6 +286,37 @@ class LikelihoodRatioTest(RecordResult):
                 row += f" {self.r2:8.4f}%" if i else f" {'':9s}"
             rows.append(row.rstrip())
         return "\n".join(rows)
+
+
+def likelihood_ratio(
+    df: tuple[int, int],
+    fits: tuple[Mapping[str, float], Mapping[str, float]],
+    qe: tuple[float, float],
+    method: str,
+    *,
+    tau2: tuple[float, float] = (math.nan, math.nan),
+    r2: float = math.nan,
+) -> LikelihoodRatioTest:
+    """The :class:`LikelihoodRatioTest` of a full and a reduced fit from their numbers of
+    parameters `df` and fit statistics `fits` (``ll``, ``AIC``, ``BIC``, ``AICc``), full
+    model first: ``LRT = 2 (ll_f - ll_r)`` on ``df_f - df_r`` degrees of freedom."""
+    full, reduced = fits
+    n = df[0] - df[1]
+    stat = 2.0 * (full["ll"] - reduced["ll"])
+    pval = chi2_sf(float(n), max(stat, 0.0)) if n > 0 else math.nan
+    return LikelihoodRatioTest(
+        df=df,
+        loglik=(full["ll"], reduced["ll"]),
+        aic=(full["AIC"], reduced["AIC"]),
+        bic=(full["BIC"], reduced["BIC"]),
+        aicc=(full["AICc"], reduced["AICc"]),
+        qe=qe,
+        statistic=stat,
+        pvalue=float(pval),
+        method=method,
+        tau2=tau2,
+        r2=r2,
+    )
 
 
 @attrs.frozen(eq=False)
@@ -522,17 +553,7 @@ class MVResult:
             if btt is None:
                 msg = "give another fit to compare with, or `btt=` for a Wald test"
                 raise TypeError(msg)
-            idx = _btt(btt, self.names)
-            out = moderator_test(list(self.coef), self.vcov.tolist(), idx, self.df, self.test)
-            return WaldTest(
-                coefficients=[self.names[i] for i in idx],
-                btt=idx,
-                statistic=float(out["qm"]),
-                df=len(idx),
-                df_residual=self.df,
-                pvalue=float(out["qm_pvalue"]),
-                distribution="chi2" if self.test == "z" else "F",
-            )
+            return wald_test(self, btt)
         if not isinstance(other, MVResult):
             msg = f"`other` must be a pool_mv result, got {type(other).__name__}"
             raise TypeError(msg)
@@ -552,20 +573,11 @@ class MVResult:
             )
             raise ValueError(msg)
         full, reduced = (self, other) if self.n_parameters >= other.n_parameters else (other, self)
-        df = full.n_parameters - reduced.n_parameters
-        stat = 2.0 * (full.loglik - reduced.loglik)
-        pval = chi2_sf(float(df), max(stat, 0.0)) if df > 0 else math.nan
-        fs, rs = full.fit_statistics(), reduced.fit_statistics()
-        return LikelihoodRatioTest(
-            df=(full.n_parameters, reduced.n_parameters),
-            loglik=(full.loglik, reduced.loglik),
-            aic=(fs["AIC"], rs["AIC"]),
-            bic=(fs["BIC"], rs["BIC"]),
-            aicc=(fs["AICc"], rs["AICc"]),
-            qe=(full.q, reduced.q),
-            statistic=stat,
-            pvalue=float(pval),
-            method=self.method,
+        return likelihood_ratio(
+            (full.n_parameters, reduced.n_parameters),
+            (full.fit_statistics(), reduced.fit_statistics()),
+            (full.q, reduced.q),
+            self.method,
         )
 
     # -- predictions ------------------------------------------------------------------------
@@ -1163,18 +1175,9 @@ def _fixed_values(name: str, value: Any, n: int, what: str) -> list[float | None
 
 
 def _validate_control(control: Any) -> dict[str, Any]:
-    ctl = dict(MV_CONTROL)
+    ctl = merged_control(control, MV_CONTROL)
     if control is None:
         return ctl
-    if not isinstance(control, dict):
-        msg = f"`control` must be a dict, got {type(control).__name__}"
-        raise TypeError(msg)
-    unknown = set(control) - set(ctl)
-    if unknown:
-        msg = f"unknown `control` keys {sorted(unknown)}; valid keys are {sorted(ctl)}"
-        raise ValueError(msg)
-    ctl.update(control)
-    ctl["maxiter"] = check_positive_int(ctl["maxiter"], "control['maxiter']")
     thr = as_number(ctl["threshold"], "control['threshold']")
     if not (math.isfinite(thr) and thr > 0):
         msg = f"`control['threshold']` must be a positive number, got {ctl['threshold']!r}"
@@ -1374,14 +1377,7 @@ def pool_mv(
         what="moderator or grouping variable",
     )
     # (an intercept-only design is never reduced: one column of ones, the intercept)
-    mm, dropped = (mm, ()) if mods is None else mm.reduce(kept)
-    if dropped:
-        warnings.warn(
-            f"moderators {list(dropped)} are linear combinations of earlier ones (on the "
-            "effects used) and were dropped (as metafor: 'Redundant predictors dropped')",
-            CollinearityWarning,
-            stacklevel=2,
-        )
+    mm, dropped = (mm, ()) if mods is None else mm.reduce_and_warn(kept, "effects")
     x = np.ascontiguousarray(mm.x[kept])
     k, p = x.shape
     check_coefficients(p, k, equal_effects=not terms)

@@ -65,11 +65,11 @@ from ._validation import (
     check_level,
     check_magnitudes,
     check_positive,
-    check_positive_int,
     check_same_length,
     critical_value,
     default_labels,
     fixed_tau2,
+    merged_control,
     name_studies,
     sei_to_variance,
     strings,
@@ -782,17 +782,8 @@ def validate_options(
     if tau2_fixed is not None and method == "EE":
         msg = "`tau2` cannot be fixed for the equal-effects model (method='EE'): its tau^2 is 0"
         raise ValueError(msg)
-    ctl = dict(_engine.DEFAULT_CONTROL)
+    ctl = merged_control(control, _engine.DEFAULT_CONTROL)
     if control is not None:
-        if not isinstance(control, dict):
-            msg = f"`control` must be a dict, got {type(control).__name__}"
-            raise TypeError(msg)
-        unknown = set(control) - set(ctl)
-        if unknown:
-            msg = f"unknown `control` keys {sorted(unknown)}; valid keys are {sorted(ctl)}"
-            raise ValueError(msg)
-        ctl.update(control)
-        ctl["maxiter"] = check_positive_int(ctl["maxiter"], "control['maxiter']")
         try:
             threshold = as_number(ctl["threshold"], "control['threshold']")
         except TypeError:

@@ -38,13 +38,13 @@ from scipy import special
 from . import _engine
 from ._engine import selection as _sel
 from ._engine.inference import chi2_sf, critical_z, two_sided_normal_p
-from ._fitted import studies_and_settings
+from ._fitted import MODEL_DEFAULTS, model_options, studies_and_settings
 from ._results import RecordResult, array_field, format_p, table_lines
 from ._typing import FloatArray
 from ._validation import as_number, bools, check_choice, floats, ints, strings
 from ._warnings import ConvergenceError, DegenerateDataWarning, SmallSampleWarning
 from .metareg import MetaRegResult, metareg
-from .pooling import PoolResult, validate_options
+from .pooling import PoolResult
 
 __all__ = [
     "SELECTION_TYPES",
@@ -1041,12 +1041,10 @@ def pet_peese(
         function="pet_peese",
         data={"vi": vi, "sei": sei},
         settings={"method": method, "test": test, "level": level, "control": control},
-        defaults={"method": "REML", "test": "z", "level": 0.95, "control": None},
+        defaults=MODEL_DEFAULTS,
         refits=mdl == "rma",
     )
-    method, test, lv, _, _, ctl = validate_options(
-        settings["method"], settings["test"], settings["level"], None, "omit", settings["control"]
-    )
+    method, test, lv, ctl = model_options(settings)
     y, v = prep.yi, prep.vi
     k = int(y.size)
     if k < 3:

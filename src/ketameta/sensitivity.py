@@ -26,7 +26,7 @@ import numpy as np
 from scipy import special
 
 from . import _engine, _transf
-from ._fitted import studies_and_settings
+from ._fitted import MODEL_DEFAULTS, model_options, studies_and_settings
 from ._results import (
     TableResult,
     array_field,
@@ -44,7 +44,6 @@ from .pooling import (
     _indices,
     omitted_lines,
     pool,
-    validate_options,
 )
 
 __all__ = [
@@ -55,9 +54,6 @@ __all__ = [
     "influence",
     "leave_one_out",
 ]
-
-# the defaults of the model settings for effect sizes (a fitted model brings its own)
-_MODEL_DEFAULTS = {"method": "REML", "test": "z", "level": 0.95, "control": None}
 
 _ROW_FIELDS = (
     "estimate",
@@ -276,12 +272,10 @@ def leave_one_out(
         function="leave_one_out",
         data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
         settings={"method": method, "test": test, "level": level, "control": control},
-        defaults=_MODEL_DEFAULTS,
+        defaults=MODEL_DEFAULTS,
     )
     control = settings["control"]
-    method, test, lv, _, _, ctl = validate_options(
-        settings["method"], settings["test"], settings["level"], None, "omit", control
-    )
+    method, test, lv, ctl = model_options(settings)
     y, v, kept = prep.yi, prep.vi, prep.kept
     k = len(y)
     if k < 2:
@@ -371,12 +365,9 @@ def cumulative(
         function="cumulative",
         data={"vi": vi, "sei": sei, "labels": labels, "measure": measure},
         settings={"method": method, "test": test, "level": level, "control": control},
-        defaults=_MODEL_DEFAULTS,
+        defaults=MODEL_DEFAULTS,
     )
-    control = settings["control"]
-    method, test, lv, _, _, ctl = validate_options(
-        settings["method"], settings["test"], settings["level"], None, "omit", control
-    )
+    method, test, lv, ctl = model_options(settings)
     y, v, kept, omitted = prep.yi, prep.vi, prep.kept, prep.omitted
     n_input = len(kept) + len(omitted)
     if order is None:
