@@ -52,7 +52,7 @@ from ._results import (
 )
 from ._typing import ArrayLike, FloatArray
 from ._validation import ints, strings
-from ._warnings import SmallSampleWarning
+from ._warnings import AccuracyWarning, SmallSampleWarning
 from .effect_sizes import EffectSizes
 from .pooling import (
     _METHOD_NAMES,
@@ -368,7 +368,20 @@ class MetaRegResult(ModelFit):
                 msg = f"`newmods` gives {x0.shape[1]} columns, the model has {self.p}"
                 raise ValueError(msg)
         pred = x0 @ self.coef
-        se = np.sqrt(np.einsum("ij,jk,ik->i", x0, self.vcov, x0))
+        var = np.einsum("ij,jk,ik->i", x0, self.vcov, x0)
+        if np.any(var < 0.0):
+            # only where the covariances are subnormal (tiny effects, e.g. ~1e-160: the
+            # Knapp-Hartung s² below the floating-point range) have they too few bits left
+            # for the quadratic form not to cancel below 0
+            warnings.warn(
+                "the covariances of the coefficients are below the normal floating-point "
+                "range (subnormal: too few digits) and the standard errors of some "
+                "predictions cancel: they are NaN; rescale the effects (e.g. by 1e150)",
+                AccuracyWarning,
+                stacklevel=2,
+            )
+            var = np.where(var < 0.0, np.nan, var)
+        se = np.sqrt(var)
         crit = float(test_critical_value(lv, self.df, self.test))
         half = crit * se
         if self.method == "EE" and not self.tau2_fixed:

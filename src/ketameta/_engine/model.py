@@ -94,20 +94,22 @@ def fit_design(
     # the coefficients at the final τ² (in the basis, then mapped back through R)
     vcov_q = mom.inv
     beta_q = [b0 + d for b0, d in zip(design.beta0, mom.delta, strict=True)]
-    s2: Num = 1.0
-    if test in ("knha", "adhoc"):
-        # Knapp & Hartung (2003); "adhoc" never narrower than the z interval
-        s2 = nm.where(k > p, nm.div(mom.q(), k - p), 1.0)
-        if test == "adhoc":
-            s2 = nm.maximum(s2, 1.0)
-        vcov_q = [[s2 * c for c in row] for row in vcov_q]
-    exact_fit: Flag = False
-    if test in ("knha", "adhoc"):
-        exact_fit = is_exact_fit(design, mom)
     coef, vcov = _from_basis(design, beta_q, vcov_q)
     # (without the normal equations' error where the weights span many orders of magnitude)
-    coef, vcov = mom.in_design(coef, vcov, s2)
+    coef, vcov = mom.in_design(coef, vcov)
     se = [nm.sqrt(vcov[j][j]) for j in range(p)]
+    exact_fit: Flag = False
+    if test in ("knha", "adhoc"):
+        # Knapp & Hartung (2003); "adhoc" never narrower than the z interval. The SEs are
+        # scaled by s, not taken from the variances scaled by s²: for tiny effects (~1e-160)
+        # s²·Var is subnormal and keeps only a few bits
+        s2: Num = nm.where(k > p, nm.div(mom.q(), k - p), 1.0)
+        if test == "adhoc":
+            s2 = nm.maximum(s2, 1.0)
+        s = nm.sqrt(s2)
+        se = [s * e for e in se]
+        vcov = [[s2 * c for c in row] for row in vcov]
+        exact_fit = is_exact_fit(design, mom)
     out: dict[str, Any] = {
         "coef": coef,
         "vcov": vcov,
